@@ -1,0 +1,59 @@
+"""What a results directory records once about how it was made."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import sys
+from typing import Any
+
+PACKAGES = (
+    "torch", "torchvision", "facenet-pytorch", "ray", "numpy", "pillow",
+    "scikit-learn", "pandas", "opencv-python-headless", "matplotlib",
+)  # fmt: skip
+STUDY_FILE = "study.json"
+
+
+def package_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_revision() -> str | None:
+    """The project's commit, with '+dirty' when the work tree has changes."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
+def write_provenance(directory: str, **facts: Any) -> str:
+    """Write STUDY_FILE (command line, versions, git revision and `facts`); return its path."""
+    os.makedirs(directory, exist_ok=True)
+    record = {
+        "command": [sys.executable, "-m", "study.run", *sys.argv[1:]],
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "git_revision": git_revision(),
+        **facts,
+    }
+    path = os.path.join(directory, STUDY_FILE)
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1, default=str)
+    return path

@@ -1,0 +1,40 @@
+"""Where a trial computes (CPU or the GPU Ray assigned it) and at what precision."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import cache
+
+import torch
+
+
+def pick_device() -> torch.device:
+    # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPUs (empty when it has none).
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 autocast runs InceptionResnetV1 ~2x faster than fp32 there."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> 'bf16' where the hardware runs it natively, else 'fp32'."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for forward passes: weights and optimizer state stay fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)

@@ -1,0 +1,171 @@
+"""The training loop: one epoch, evaluation, and `fit` with early stopping.
+
+Knows nothing of Ray: progress leaves through the `on_epoch` callback and
+`TrainState` holds everything needed to resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from trainable.device import autocast
+from trainable.model import FaceAgeNet, load_trainable_state, trainable_state
+
+
+def derive_seed(seed: int, *purpose: object) -> int:
+    """An independent 63-bit seed for (seed, purpose...), e.g. (3, 'online', 17)."""
+    text = ":".join(str(p) for p in (seed, *purpose))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+@dataclass
+class EarlyStopping:
+    """Stop after `patience` epochs whose val loss is not `min_delta` below the best."""
+
+    patience: int
+    min_delta: float = 0.0
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def step(self, epoch: int, val_loss: float) -> bool:
+        """Record one epoch; return True when it is the new best."""
+        if val_loss < self.best_loss - self.min_delta:
+            self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+
+@dataclass
+class EpochResult:
+    epoch: int  # 1-based
+    train_loss: float
+    val_loss: float
+    val_acc: float
+    seconds: float  # wall time of this epoch
+
+
+@dataclass
+class TrainState:
+    """Everything `fit` needs to continue where it stopped, beside the model and
+    optimizer themselves."""
+
+    stopper: EarlyStopping
+    epoch: int = 0  # epochs completed
+    best_weights: dict = field(default_factory=dict)  # a copy, taken at stopper.best_epoch
+    history: list[EpochResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "history": [asdict(h) for h in self.history]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainState":
+        return cls(
+            stopper=EarlyStopping(**d["stopper"]),
+            epoch=d["epoch"],
+            best_weights=d["best_weights"],
+            history=[EpochResult(**h) for h in d["history"]],
+        )
+
+
+def train_one_epoch(
+    net: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    device: torch.device,
+    precision: str,
+) -> float:
+    """One pass in a random order drawn from `generator`; returns the mean sample loss."""
+    net.train()
+    order = torch.randperm(len(inputs), generator=generator)
+    total = 0.0
+    for idx in order.split(batch_size):
+        x, y = inputs[idx].to(device, non_blocking=True), labels[idx].to(device)
+        with autocast(device, precision):
+            loss = criterion(net(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+    return total / len(inputs)
+
+
+@torch.no_grad()
+def predict(
+    net: nn.Module, inputs: torch.Tensor, *, batch_size: int, device: torch.device, precision: str
+) -> torch.Tensor:
+    """Logits (N x 3, float32, CPU) in input order, the net in eval mode."""
+    net.eval()
+    out = []
+    for x in inputs.split(batch_size):
+        with autocast(device, precision):
+            out.append(net(x.to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def fit(
+    model: FaceAgeNet,
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: TrainState,
+    *,
+    train_inputs: Callable[[int], torch.Tensor],
+    train_labels: torch.Tensor,
+    val_inputs: torch.Tensor,
+    val_labels: torch.Tensor,
+    batch_size: int,
+    max_epochs: int,
+    seed: int,
+    device: torch.device,
+    precision: str,
+    on_epoch: Callable[[TrainState, bool], None] = lambda state, done: None,
+) -> TrainState:
+    """Train `net` (the model, or its head on cached features) from `state` onwards.
+
+    On resume the caller has already restored the model's and optimizer's weights.
+    `train_inputs(epoch)` gives that epoch's training tensor. Each epoch's
+    randomness (batch order, dropout) comes from (seed, epoch) alone, so a
+    resumed run repeats an uninterrupted one. On return the model holds the
+    best epoch's weights.
+    """
+    criterion = nn.CrossEntropyLoss()
+    done = state.stopper.should_stop or state.epoch >= max_epochs
+    while not done:
+        epoch = state.epoch + 1
+        start = time.perf_counter()
+        torch.manual_seed(derive_seed(seed, "dropout", epoch))
+        generator = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
+        train_loss = train_one_epoch(
+            net, criterion, optimizer, train_inputs(epoch), train_labels,
+            batch_size=batch_size, generator=generator, device=device, precision=precision,
+        )  # fmt: skip
+        logits = predict(net, val_inputs, batch_size=256, device=device, precision=precision)
+        val_loss = criterion(logits, val_labels).item()
+        val_acc = (logits.argmax(1) == val_labels).float().mean().item()
+        if state.stopper.step(epoch, val_loss):
+            state.best_weights = trainable_state(model)
+        state.epoch = epoch
+        state.history.append(
+            EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - start)
+        )
+        done = state.stopper.should_stop or epoch >= max_epochs
+        on_epoch(state, done)
+    load_trainable_state(model, state.best_weights)
+    return state

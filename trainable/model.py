@@ -1,0 +1,195 @@
+"""InceptionResnetV1 split into a trunk (frozen, cacheable) and a head (trained).
+
+`freeze=block8` puts every module before `block8` in the trunk: it runs without
+gradients and always in eval mode, so neither its weights nor its BatchNorm
+statistics ever change. `freeze=none` leaves the trunk empty.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+
+import torch
+from facenet_pytorch import InceptionResnetV1
+from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
+from torch import nn
+
+from trainable.config import NAMED_WEIGHTS
+from trainable.errors import UserError
+
+NUM_CLASSES = 3
+# InceptionResnetV1's modules in forward order; `flatten` stands for its x.view(N, -1).
+MODULE_ORDER = (
+    "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
+    "conv2d_4b", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8",
+    "avgpool_1a", "dropout", "flatten", "last_linear", "last_bn", "logits",
+)  # fmt: skip
+RANDOM_TRUNK_SEED = 0  # weights=none: one fixed random init, so trials can share its cache
+WEIGHT_URLS = {
+    "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
+    "casia-webface": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180408-102900-casia-webface.pt",
+}
+
+
+class FaceAgeNet(nn.Module):
+    """trunk (frozen modules, may be empty) -> head (trained modules, ends in 3 logits)."""
+
+    def __init__(self, backbone: InceptionResnetV1, freeze: str) -> None:
+        super().__init__()
+        modules = [
+            (name, nn.Flatten(1) if name == "flatten" else getattr(backbone, name))
+            for name in MODULE_ORDER
+        ]
+        cut = 0 if freeze == "none" else MODULE_ORDER.index(freeze)
+        self.trunk = nn.Sequential(OrderedDict(modules[:cut]))
+        self.head = nn.Sequential(OrderedDict(modules[cut:]))
+        self.frozen = cut > 0
+        if self.frozen:
+            self.trunk.requires_grad_(False)
+            self.trunk.eval()
+
+    def train(self, mode: bool = True) -> "FaceAgeNet":
+        super().train(mode)
+        if self.frozen:
+            self.trunk.eval()  # frozen means eval mode too: BatchNorm statistics stay put
+        return self
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """N x 3 x 160 x 160 images -> trunk output (N x 1792 x 3 x 3 for block8)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+            return self.trunk(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Trunk output -> N x 3 logits."""
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def trained_model_record(model: FaceAgeNet, *, weights: str, freeze: str) -> dict:
+    """What a final checkpoint keeps of a model: the starting weights' name and the
+    trained part (the head alone when the trunk is frozen: ~10 MB instead of ~92 MB)."""
+    return {"weights": weights, "freeze": freeze, "trained": trainable_state(model)}
+
+
+def load_trained(path: str) -> FaceAgeNet:
+    """Rebuild a trained model from a checkpoint's model file (see trained_model_record)."""
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    model = FaceAgeNet(load_backbone(record["weights"]), record["freeze"])
+    load_trainable_state(model, record["trained"])
+    return model.eval()
+
+
+def weights_cache_file(name: str) -> str:
+    """Where facenet-pytorch keeps (and looks for) a downloaded weights file."""
+    return os.path.join(get_torch_home(), "checkpoints", os.path.basename(WEIGHT_URLS[name]))
+
+
+def resolve_weights(spec: str) -> str:
+    """Check a --weights value before any work starts; return what trials should use.
+
+    Named weights are downloaded now (once, by facenet-pytorch) so a failure is
+    reported up front; a path becomes absolute and must hold a loadable state dict.
+    """
+    if spec in NAMED_WEIGHTS:
+        if spec != "none":
+            load_backbone(spec)
+        return spec
+    path = os.path.abspath(os.path.expanduser(spec))
+    if not os.path.isfile(path):
+        raise UserError(
+            f"--weights {spec!r} is neither one of {list(NAMED_WEIGHTS)} nor an existing file."
+        )
+    load_backbone(path)
+    return path
+
+
+def weights_id(spec: str) -> str:
+    """What the trunk's weights are, for cache keys: the name, or a file's sha256."""
+    if spec == "none":
+        return f"none:he-init:seed{RANDOM_TRUNK_SEED}"
+    if spec in NAMED_WEIGHTS:
+        return spec
+    with open(spec, "rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def load_backbone(spec: str) -> InceptionResnetV1:
+    """InceptionResnetV1 with 3 logits, weights from `spec` (see TrialConfig.weights).
+
+    Never falls back to random weights: a failed download or a bad file raises UserError.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_TRUNK_SEED)
+        if spec == "none":
+            return random_backbone()
+        if spec in WEIGHT_URLS:
+            try:
+                return InceptionResnetV1(pretrained=spec, classify=True, num_classes=NUM_CLASSES)
+            except Exception as err:
+                raise UserError(
+                    f"Could not load the pretrained '{spec}' weights: facenet-pytorch fetches "
+                    f"them from {WEIGHT_URLS[spec]} and caches them as "
+                    f"{weights_cache_file(spec)}; that failed with {type(err).__name__}: {err}. "
+                    f"Copy the file there by hand, or pass --weights PATH (a local "
+                    f"InceptionResnetV1 state dict), or --weights none (random weights, for "
+                    f"tests). Valid --weights values: {list(NAMED_WEIGHTS)} or a file path."
+                ) from err
+        backbone = InceptionResnetV1(classify=True, num_classes=NUM_CLASSES)
+    try:
+        state = torch.load(spec, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(
+            f"--weights file {spec} could not be read as a PyTorch state dict "
+            f"(torch.load with weights_only=True): {err}"
+        ) from err
+    if not isinstance(state, dict):
+        raise UserError(f"--weights file {spec} holds a {type(state).__name__}, not a state dict.")
+    if state.get("logits.weight", backbone.logits.weight).shape != backbone.logits.weight.shape:
+        state = {k: v for k, v in state.items() if not k.startswith("logits.")}  # other classes
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("logits.")]
+    if missing or unexpected:
+        raise UserError(
+            f"--weights file {spec} does not match InceptionResnetV1: "
+            f"{len(missing)} missing key(s) {missing[:5]}, "
+            f"{len(unexpected)} unexpected key(s) {unexpected[:5]}."
+        )
+    return backbone
+
+
+def random_backbone() -> InceptionResnetV1:
+    """Random weights that keep activations at unit scale through the whole network.
+
+    PyTorch's default init shrinks activations ~100x over InceptionResnetV1's
+    depth (trunk output std ~0.01 on real faces); with BatchNorm in eval mode
+    nothing rescales them and the classes become unlearnable. He init keeps
+    the trunk output std near 1.
+    """
+    backbone = InceptionResnetV1(classify=True, num_classes=NUM_CLASSES)
+    for module in backbone.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return backbone
+
+
+def build_model(weights: str, freeze: str, seed: int) -> FaceAgeNet:
+    """The network for one trial; `seed` initialises the new 3-class logits layer."""
+    model = FaceAgeNet(load_backbone(weights), freeze)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.head.logits.reset_parameters()
+    return model
+
+
+def trainable_state(model: FaceAgeNet) -> dict[str, torch.Tensor]:
+    """A real copy of the weights training can change (the head alone when frozen)."""
+    part = model.head if model.frozen else model
+    return {k: v.detach().clone() for k, v in part.state_dict().items()}
+
+
+def load_trainable_state(model: FaceAgeNet, state: dict[str, torch.Tensor]) -> None:
+    (model.head if model.frozen else model).load_state_dict(state)

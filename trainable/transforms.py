@@ -1,0 +1,57 @@
+"""The original study's transforms, one builder per mode, and a seeded way to apply them.
+
+Train: ColorJitter(0.4, 0.4, 0.4), RandomCrop(140), RandomHorizontalFlip(),
+Normalize(mean_train, std_train), resize to 160x160.
+Eval:  CenterCrop(140), the same Normalize, resize to 160x160.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+
+CROP = 140  # px, both modes crop this square
+SIZE = 160  # px, InceptionResnetV1's input side
+
+
+def train_transform(*, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
+            v2.RandomCrop(CROP),
+            v2.RandomHorizontalFlip(),
+            v2.Normalize(mean=list(mean), std=list(std)),
+            v2.Resize((SIZE, SIZE), antialias=True),
+        ]
+    )
+
+
+def eval_transform(*, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
+    return v2.Compose(
+        [
+            v2.CenterCrop(CROP),
+            v2.Normalize(mean=list(mean), std=list(std)),
+            v2.Resize((SIZE, SIZE), antialias=True),
+        ]
+    )
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float32 in [0, 1]."""
+    return torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
+
+
+def apply_transform(
+    transform: v2.Compose, images: Sequence[np.ndarray], *, seed: int = 0
+) -> torch.Tensor:
+    """Transform every image -> N x 3 x 160 x 160 float32.
+
+    Random draws come from `seed` alone (the global RNG is forked and restored),
+    so the same seed gives the same augmented copies in any process.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([transform(to_tensor(img)) for img in images])

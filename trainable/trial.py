@@ -1,0 +1,187 @@
+"""One trial, start to finish, without Ray: inputs -> fit -> the best model's scores.
+
+The Ray Tune entry point (`trainable.tune_trial`) only adapts `report` and
+`resume` to `tune.report` and `tune.get_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix
+
+from trainable.cache import TrunkCache, encode
+from trainable.config import TrialConfig
+from trainable.data import SPLITS, FaceData
+from trainable.device import pick_device, resolve_precision
+from trainable.loop import EarlyStopping, TrainState, derive_seed, fit, predict
+from trainable.model import (
+    FaceAgeNet, build_model, load_trainable_state, trainable_state, trained_model_record,
+    weights_id,
+)  # fmt: skip
+from trainable.transforms import apply_transform, eval_transform, train_transform
+
+Report = Callable[[dict[str, Any], dict[str, Any] | None], None]  # (metrics, checkpoint or None)
+
+
+class TrialInputs:
+    """What the network sees: trunk features when they can be cached, else images.
+
+    `train(epoch)` is the training tensor for that epoch; `eval[split]` the
+    eval-transform tensor of each split (train included, for its accuracy).
+    """
+
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        data: FaceData,
+        model: FaceAgeNet,
+        cache: TrunkCache,
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        self.cfg, self.data, self.model, self.cache = cfg, data, model, cache
+        self.device, self.precision = device, precision
+        self.train_tf = train_transform(mean=data.mean, std=data.std)
+        eval_tf = eval_transform(mean=data.mean, std=data.std)
+        eval_all = self._encoded("eval", lambda: apply_transform(eval_tf, data.images))
+        self.eval = {split: eval_all[torch.tensor(data.split[split])] for split in SPLITS}
+        train_images = data.images_of("train")
+        if cfg.augmentation == "none":
+            self._train = self.eval["train"]
+        elif cfg.augmentation == "static":  # one augmented copy per image, drawn once
+            static_seed = derive_seed(cfg.seed, "static")
+            self._train = self._encoded(
+                f"static:{static_seed}",
+                lambda: apply_transform(self.train_tf, train_images, seed=static_seed),
+            )
+        else:
+            self._train = None
+            self._train_images = train_images
+
+    def train(self, epoch: int) -> torch.Tensor:
+        if self._train is not None:
+            return self._train
+        seed = derive_seed(self.cfg.seed, "online", epoch)  # a fresh draw every epoch
+        return apply_transform(self.train_tf, self._train_images, seed=seed)
+
+    def _encoded(self, transform: str, images: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Trunk outputs of these images via the cache; the images themselves if not cacheable."""
+        if not self.cfg.uses_cache:
+            return images()
+        split = hashlib.sha256(
+            b"".join(self.data.split[s].tobytes() for s in SPLITS)
+        ).hexdigest()  # mean/std and the image set depend on the split
+        key = {
+            "data": self.data.fingerprint, "split": split, "transform": transform,
+            "weights": weights_id(self.cfg.weights), "freeze": self.cfg.freeze,
+            "precision": self.precision, "device": self.device.type, "torch": str(torch.__version__),
+        }  # fmt: skip
+        compute = lambda: encode(  # noqa: E731
+            self.model.trunk, images(), device=self.device, precision=self.precision
+        )
+        return self.cache.get(key, compute)
+
+
+def make_optimizer(cfg: TrialConfig, model: FaceAgeNet) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+
+
+def epoch_metrics(state: TrainState) -> dict[str, Any]:
+    last = state.history[-1]
+    return {
+        "epoch": last.epoch,
+        "train_loss": last.train_loss,
+        "val_loss": last.val_loss,
+        "val_acc": last.val_acc,
+        "epoch_seconds": last.seconds,
+    }
+
+
+def run_trial(
+    cfg: TrialConfig,
+    data: FaceData,
+    *,
+    cache: TrunkCache,
+    resume: dict[str, Any] | None = None,
+    report: Report = lambda metrics, checkpoint: None,
+) -> dict[str, Any]:
+    """Train one configuration; return the final metrics (also sent with the last report).
+
+    `report(metrics, checkpoint)` is called once per epoch; `checkpoint` is a
+    dict to save (resumable state every `cfg.checkpoint_every` epochs, plus the
+    best model at the end) or None. `resume` is such a dict from an earlier run.
+    """
+    device = pick_device()
+    precision = resolve_precision(cfg.precision, device)
+    model = build_model(cfg.weights, cfg.freeze, cfg.seed).to(device)
+    inputs = TrialInputs(cfg, data, model, cache, device, precision)
+    net = model.head if cfg.uses_cache else model
+    optimizer = make_optimizer(cfg, model)
+    state = TrainState(EarlyStopping(cfg.patience, cfg.min_delta))
+    if resume is not None:
+        state = TrainState.from_dict(resume["state"])
+        load_trainable_state(model, resume["weights"])
+        optimizer.load_state_dict(resume["optimizer"])
+
+    def resumable() -> dict[str, Any]:
+        return {
+            "state": state.to_dict(),
+            "weights": trainable_state(model),
+            "optimizer": optimizer.state_dict(),
+        }
+
+    def on_epoch(state: TrainState, done: bool) -> None:
+        if not done:  # the last epoch is reported below, with the final scores
+            due = state.epoch % cfg.checkpoint_every == 0
+            report(epoch_metrics(state), resumable() if due else None)
+
+    run_precision = "fp32" if cfg.uses_cache else precision  # bf16 does not speed up 3x3 maps
+    fit(
+        model, net, optimizer, state,
+        train_inputs=inputs.train, train_labels=data.labels_of("train"),
+        val_inputs=inputs.eval["val"], val_labels=data.labels_of("val"),
+        batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, seed=cfg.seed,
+        device=device, precision=run_precision, on_epoch=on_epoch,
+    )  # fmt: skip
+    final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
+    final["precision"] = precision
+    final["stopped_by"] = "early_stopping" if state.stopper.should_stop else "max_epochs"
+    record = trained_model_record(model, weights=cfg.weights, freeze=cfg.freeze)
+    report(final, {**resumable(), "model": record, "metrics": final})
+    return final
+
+
+def score_best(
+    net: torch.nn.Module,
+    inputs: TrialInputs,
+    data: FaceData,
+    state: TrainState,
+    device: torch.device,
+    precision: str,
+) -> dict[str, Any]:
+    """Accuracy and normalized confusion matrix of the restored best model on each split."""
+    seconds = np.cumsum([h.seconds for h in state.history])
+    best = state.stopper.best_epoch
+    scores: dict[str, Any] = {
+        "best_epoch": best,
+        "best_val_loss": state.stopper.best_loss,
+        "seconds_to_best": float(seconds[best - 1]),
+        "train_seconds": float(seconds[-1]),
+    }
+    for split in SPLITS:
+        y = data.labels_of(split).numpy()
+        logits = predict(net, inputs.eval[split], batch_size=256, device=device, precision=precision)
+        pred = logits.argmax(1).numpy()
+        scores[f"{split}_acc_best"] = float((pred == y).mean())
+        scores[f"{split}_confusion"] = confusion_matrix(
+            y, pred, labels=range(len(data.classes)), normalize="true"
+        ).round(4).tolist()
+    return scores
