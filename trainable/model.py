@@ -150,7 +150,10 @@ def load_backbone(spec: str) -> InceptionResnetV1:
         raise UserError(f"--weights file {spec} holds a {type(state).__name__}, not a state dict.")
     if state.get("logits.weight", backbone.logits.weight).shape != backbone.logits.weight.shape:
         state = {k: v for k, v in state.items() if not k.startswith("logits.")}  # other classes
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise UserError(f"--weights file {spec} does not match InceptionResnetV1: {err}") from err
     missing = [k for k in missing if not k.startswith("logits.")]
     if missing or unexpected:
         raise UserError(

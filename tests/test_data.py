@@ -1,0 +1,123 @@
+import hashlib
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from study.smoke_data import RANGES
+from trainable.data import CLASS_NAMES, channel_stats, load_el7008, parse_ranges
+from trainable.errors import UserError
+
+
+def test_tiny_split_sizes_and_labels(tiny_data):
+    assert tiny_data.sizes() == {"train": 24, "val": 12, "test": 12}
+    for split in ("train", "val", "test"):
+        counts = np.bincount(tiny_data.labels_of(split).numpy(), minlength=3)
+        assert (counts == counts[0]).all()
+    assert tiny_data.paths[tiny_data.split["val"][0]] == "1/8.jpg"
+    assert tiny_data.images[0].shape == (200, 160, 3) and tiny_data.images[0].dtype == np.uint8
+
+
+def test_channel_stats_by_hand():
+    black = np.zeros((2, 2, 3), np.uint8)
+    white = np.full((2, 2, 3), 255, np.uint8)
+    mean, std = channel_stats([black, white])
+    assert mean == pytest.approx((0.5, 0.5, 0.5))
+    assert std == pytest.approx((0.5, 0.5, 0.5))
+
+
+def test_mean_std_come_from_train_images_only(tiny_data):
+    mean, _ = channel_stats(tiny_data.images_of("train"))
+    assert tiny_data.mean == mean
+    assert mean != channel_stats(tiny_data.images)[0]
+
+
+def test_parse_ranges():
+    assert parse_ranges("0-119", "120-159", "160-199") == {
+        "train": (0, 120), "val": (120, 160), "test": (160, 200),
+    }
+    with pytest.raises(UserError, match="overlap"):
+        parse_ranges("0-10", "10-12", "13-14")
+    with pytest.raises(UserError, match="--val-range"):
+        parse_ranges("0-10", "eleven", "13-14")
+
+
+def test_missing_directory(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_el7008(str(tmp_path / "nope"))
+
+
+def test_missing_class_folder(tiny_root, tmp_path):
+    root = shutil.copytree(tiny_root, tmp_path / "d")
+    shutil.rmtree(root / "28")
+    with pytest.raises(UserError, match=r"\['28'\]"):
+        load_el7008(str(root), RANGES)
+
+
+def test_every_bad_file_is_named_at_once(tiny_root, tmp_path):
+    root = shutil.copytree(tiny_root, tmp_path / "d")
+    os.remove(root / "5" / "3.jpg")
+    data = (root / "1" / "2.jpg").read_bytes()
+    (root / "1" / "2.jpg").write_bytes(data[: len(data) // 2])  # truncated JPEG
+    (root / "28" / "9.jpg").write_text("not an image")
+    with pytest.raises(UserError) as err:
+        load_el7008(str(root), RANGES)
+    message = str(err.value)
+    assert "3 problem(s)" in message
+    assert "5/3.jpg: missing" in message
+    assert "1/2.jpg: cannot be decoded" in message
+    assert "28/9.jpg: cannot be decoded" in message
+
+
+def test_fewer_files_than_the_ranges_need(tiny_root):
+    with pytest.raises(UserError, match="16.jpg: missing"):
+        load_el7008(tiny_root, {"train": (0, 8), "val": (8, 12), "test": (12, 17)})
+
+
+def test_small_images_are_refused(tiny_root, tmp_path):
+    from PIL import Image
+
+    root = shutil.copytree(tiny_root, tmp_path / "d")
+    Image.new("RGB", (100, 200)).save(root / "5" / "0.jpg")
+    with pytest.raises(UserError, match="smaller than the 140-px crop"):
+        load_el7008(str(root), RANGES)
+
+
+def test_grayscale_and_rgba_become_rgb(tiny_root, tmp_path):
+    from PIL import Image
+
+    root = shutil.copytree(tiny_root, tmp_path / "d")
+    Image.new("L", (160, 200), 80).save(root / "1" / "0.jpg")
+    Image.new("RGBA", (160, 200), (10, 20, 30, 0)).save(root / "1" / "1.jpg", format="PNG")
+    data = load_el7008(str(root), RANGES)
+    assert data.images[0].shape == (200, 160, 3)
+    assert tuple(data.images[1][0, 0]) == (10, 20, 30)
+
+
+def test_fingerprint_depends_on_bytes(tiny_root, tmp_path):
+    root = shutil.copytree(tiny_root, tmp_path / "d")
+    before = load_el7008(str(root), RANGES).fingerprint
+    assert before == load_el7008(tiny_root, RANGES).fingerprint
+    (root / "1" / "0.jpg").write_bytes((root / "1" / "1.jpg").read_bytes())
+    assert load_el7008(str(root), RANGES).fingerprint != before
+
+
+def test_real_dataset(real_data):
+    assert real_data.sizes() == {"train": 360, "val": 120, "test": 120}
+    assert real_data.classes == CLASS_NAMES
+    for split, size in real_data.sizes().items():
+        assert np.bincount(real_data.labels_of(split).numpy()).tolist() == [size // 3] * 3
+    assert {img.shape for img in real_data.images} == {(200, 160, 3)}
+    assert all(0.2 < s < 0.3 for s in real_data.std)
+
+
+def test_real_dataset_integrity(real_data):
+    # The dataset README's check: find . -name '*.jpg' | sort | xargs sha256sum | sha256sum
+    listing = subprocess.run(
+        "find . -type f -name '*.jpg' | sort | xargs sha256sum",
+        shell=True, cwd=real_data.root, capture_output=True, check=True,
+    ).stdout
+    expected = "de2d2b45a1f34913f5ed30a5cb102a033622f0b30c66a4056f8f3213570a4d9e"
+    assert hashlib.sha256(listing).hexdigest() == expected

@@ -1,0 +1,75 @@
+"""The smoke grid end to end through the CLI and a real Ray Tune run."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from analysis.results import load_study
+from study.smoke_data import RANGES
+from tests.conftest import ROOT
+from trainable.data import load_el7008
+from trainable.loop import predict
+from trainable.model import load_trained
+from trainable.transforms import apply_transform, eval_transform
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    storage = tmp_path_factory.mktemp("results")
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(storage),
+         "--name", "e2e"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage, proc.stdout
+
+
+def test_summary_is_printed(smoke_study):
+    storage, stdout = smoke_study
+    assert "smoke cached" in stdout and "smoke online" in stdout
+    assert f"Results: {storage / 'e2e'}" in stdout
+    assert "Ray dashboard: http://127.0.0.1:" in stdout
+
+
+def test_every_trial_has_per_epoch_metrics_and_a_checkpoint(smoke_study):
+    storage, _ = smoke_study
+    trials, epochs = load_study(str(storage / "e2e"))
+    assert len(trials) == 2 and (trials["status"] == "finished").all()
+    for trial in trials.itertuples():
+        rows = epochs[epochs.trial_id == trial.trial_id]
+        assert rows.epoch.tolist() == list(range(1, trial.max_epochs + 1))
+        assert rows[["train_loss", "val_loss", "val_acc"]].notna().all().all()
+        final = sorted(glob.glob(str(storage / "e2e" / trial.trial_id / "checkpoint_*")))[-1]
+        assert {"model.pt", "metrics.json", "trial.pt"} <= set(os.listdir(final))
+        with open(os.path.join(final, "metrics.json")) as f:
+            assert json.load(f)["best_epoch"] == trial.best_epoch
+    cached = trials.set_index("name").loc["smoke cached"]
+    assert cached.val_acc_best >= 0.75  # the generated classes are learnable
+
+
+def test_checkpointed_model_reproduces_the_reported_test_accuracy(smoke_study):
+    storage, _ = smoke_study
+    trials, _ = load_study(str(storage / "e2e"))
+    data = load_el7008(str(storage / "smoke-data"), RANGES)
+    images = apply_transform(eval_transform(mean=data.mean, std=data.std), data.images_of("test"))
+    for trial in trials.itertuples():
+        final = sorted(glob.glob(str(storage / "e2e" / trial.trial_id / "checkpoint_*")))[-1]
+        model = load_trained(os.path.join(final, "model.pt"))
+        logits = predict(model, images, batch_size=64, device=torch.device("cpu"),
+                         precision=trial.precision)  # fmt: skip
+        accuracy = (logits.argmax(1) == data.labels_of("test")).float().mean().item()
+        assert accuracy == pytest.approx(trial.test_acc_best)
+
+
+def test_provenance_is_recorded(smoke_study):
+    storage, _ = smoke_study
+    with open(storage / "e2e" / "study.json") as f:
+        record = json.load(f)
+    assert record["grid"] == "smoke" and len(record["trials"]) == 2
+    assert record["packages"]["ray"] and len(record["data_fingerprint"]) == 64

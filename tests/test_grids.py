@@ -1,0 +1,53 @@
+import pytest
+
+from study.grids import BASELINE, GRIDS, expand
+from trainable.config import TrialConfig
+from trainable.errors import UserError
+
+
+def test_paper_grid_holds_the_seven_experiments():
+    configs = {c["experiment"]: c for c in expand("paper", seeds=1, overrides={})}
+    assert sorted(configs) == list(range(1, 8))
+
+    def differs(n):
+        return {k: configs[n][k] for k in BASELINE if configs[n][k] != BASELINE[k]}
+
+    assert differs(1) == {}
+    assert differs(2) == {"batch_size": 8}
+    assert differs(3) == {"augmentation": "none"}
+    assert differs(4) == {"freeze": "none"}
+    assert differs(5) == {"lr": 1e-3}
+    assert differs(6) == {"optimizer": "sgd", "lr": 1e-5}
+    assert differs(7) == {"optimizer": "sgd"} and configs[7]["lr"] == 1e-4
+    assert configs[1]["name"] == "baseline"
+    assert all(TrialConfig.from_dict(c).max_epochs == 400 for c in configs.values())
+
+
+def test_seeds_share_a_config_id():
+    configs = expand("paper", seeds=3, overrides={})
+    assert len(configs) == 21
+    ids = {}
+    for c in configs:
+        ids.setdefault(c["experiment"], set()).add(c["config_id"])
+    assert all(len(v) == 1 for v in ids.values())
+    assert len({next(iter(v)) for v in ids.values()}) == 7
+    assert {c["seed"] for c in configs} == {0, 1, 2}
+
+
+def test_overrides_apply_to_every_trial():
+    configs = expand("paper", seeds=1, overrides={"weights": "none", "max_epochs": 3})
+    assert all(c["weights"] == "none" and c["max_epochs"] == 3 for c in configs)
+
+
+def test_bad_grid_and_values():
+    with pytest.raises(UserError, match="valid grids"):
+        expand("huge", seeds=1, overrides={})
+    with pytest.raises(UserError, match="max_epochs"):
+        expand("paper", seeds=1, overrides={"max_epochs": 0})
+    with pytest.raises(UserError, match="seeds"):
+        expand("paper", seeds=0, overrides={})
+
+
+def test_smoke_runs_offline():
+    assert len(GRIDS["smoke"]) == 2
+    assert all(c["weights"] == "none" for c in expand("smoke", seeds=1, overrides={}))

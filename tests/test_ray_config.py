@@ -1,0 +1,31 @@
+"""ray_config.yaml is a valid cluster-launcher config that keeps Ray's ports private."""
+
+import json
+import os
+
+import jsonschema
+import ray.autoscaler
+import yaml
+
+from tests.conftest import ROOT
+
+
+def load():
+    with open(os.path.join(ROOT, "ray_config.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def test_matches_rays_schema():
+    with open(os.path.join(os.path.dirname(ray.autoscaler.__file__), "ray-schema.json")) as f:
+        schema = json.load(f)
+    jsonschema.validate(load(), schema)
+
+
+def test_head_and_gpu_worker_and_private_dashboard():
+    config = load()
+    assert set(config["available_node_types"]) == {"head", "gpu_worker"}
+    assert config["head_node_type"] == "head"
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head_start
+    assert "0.0.0.0" not in open(os.path.join(ROOT, "ray_config.yaml")).read()
+    assert any("pip install" in c and "face-age-study" in c for c in config["setup_commands"])

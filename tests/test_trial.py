@@ -1,0 +1,90 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from trainable.cache import TrunkCache
+from trainable.config import TrialConfig
+from trainable.trial import run_trial
+
+
+def config(**changes):
+    base = {"weights": "none", "lr": 1e-3, "batch_size": 8, "max_epochs": 6, "patience": 50,
+            "checkpoint_every": 2, "precision": "fp32"}  # fmt: skip
+    return TrialConfig.from_dict({**base, **changes})
+
+
+def run(cfg, data, cache_dir, **kwargs):
+    reports = []
+    final = run_trial(
+        cfg, data, cache=TrunkCache(cache_dir), report=lambda m, c: reports.append((m, c)), **kwargs
+    )
+    return final, reports
+
+
+def through_disk(payload):
+    """What a checkpoint becomes after torch.save / torch.load(weights_only=True)."""
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_reports_every_epoch_and_checkpoints(tiny_data, tmp_path):
+    final, reports = run(config(), tiny_data, str(tmp_path))
+    assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4, 5, 6]
+    assert [c is not None for _, c in reports] == [False, True, False, True, False, True]
+    last_metrics, last_checkpoint = reports[-1]
+    assert last_metrics == final and "model" in last_checkpoint
+    assert final["stopped_by"] == "max_epochs" and 1 <= final["best_epoch"] <= 6
+    for split in ("train", "val", "test"):
+        matrix = np.array(final[f"{split}_confusion"])
+        assert matrix.shape == (3, 3) and np.allclose(matrix.sum(1), 1, atol=1e-3)
+        assert 0 <= final[f"{split}_acc_best"] <= 1
+    assert final["val_acc_best"] > 0.5  # the tiny classes are learnable
+
+
+def test_early_stopping_ends_the_trial(tiny_data, tmp_path):
+    final, reports = run(config(patience=2, max_epochs=40, lr=5e-3), tiny_data, str(tmp_path))
+    assert final["stopped_by"] == "early_stopping"
+    assert final["epoch"] == final["best_epoch"] + 2 == len(reports)
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(tiny_data, tmp_path):
+    a, _ = run(config(seed=1, max_epochs=3), tiny_data, str(tmp_path))
+    b, _ = run(config(seed=1, max_epochs=3), tiny_data, None)  # cache hit vs fresh encode
+    c, _ = run(config(seed=2, max_epochs=3), tiny_data, str(tmp_path))
+    keys = ("train_loss", "val_loss", "val_acc_best", "test_acc_best", "best_epoch")
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    assert a["train_loss"] != c["train_loss"]
+
+
+def test_resume_from_a_checkpoint_repeats_an_uninterrupted_run(tiny_data, tmp_path):
+    uninterrupted, _ = run(config(), tiny_data, str(tmp_path))
+
+    class Crash(Exception):
+        pass
+
+    saved = []
+
+    def crash_at_five(metrics, checkpoint):
+        if checkpoint is not None:
+            saved.append(through_disk(checkpoint))
+        if metrics["epoch"] == 5:
+            raise Crash
+
+    with pytest.raises(Crash):
+        run_trial(config(), tiny_data, cache=TrunkCache(str(tmp_path)), report=crash_at_five)
+    assert saved[-1]["state"]["epoch"] == 4
+    resumed, reports = run(config(), tiny_data, str(tmp_path), resume=saved[-1])
+    assert [m["epoch"] for m, _ in reports] == [5, 6]
+    for key in ("train_loss", "val_loss", "best_epoch", "val_acc_best", "test_acc_best"):
+        assert resumed[key] == uninterrupted[key], key
+
+
+@pytest.mark.parametrize("changes", [{"augmentation": "online"}, {"freeze": "none"}])
+def test_full_network_paths(tiny_data, tmp_path, changes):
+    final, reports = run(config(max_epochs=1, **changes), tiny_data, str(tmp_path))
+    assert len(reports) == 1 and np.isfinite(final["train_loss"])
+    assert list(tmp_path.iterdir()) == []  # nothing cacheable on these paths
