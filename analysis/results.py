@@ -3,7 +3,8 @@
 Convention: `epochs` has one row per trial x epoch (trial_id, epoch, train_loss,
 val_loss, val_acc, epoch_seconds); `trials` has one row per trial: its config
 and final metrics (best epoch, accuracies of the best model, confusion matrices,
-stopped_by), `status` 'finished' or 'unfinished'.
+stopped_by), `status` 'finished', 'stopped' (by ASHA, at its last epoch) or
+'unfinished'.
 
     python -m analysis.results RESULTS_DIR [--csv epochs.csv]
 """
@@ -17,6 +18,7 @@ import sys
 
 import pandas as pd
 
+STOPPED_FILE = "stopped.json"  # in a trial dir: ASHA stopped it (study.tune_setup writes it)
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
 RAY_BOOKKEEPING = {  # keys Ray Tune adds to every result; node_ip and time_total_s are kept
     "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration",
@@ -56,12 +58,18 @@ def load_study(directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         final = next((row for row in reversed(rows) if "best_epoch" in row), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
         metrics = {k: v for k, v in (final or {}).items() if k not in skip}
+        status = "finished" if final else "unfinished"
+        stopped = os.path.join(trial_dir, STOPPED_FILE)
+        if final is None and os.path.exists(stopped):
+            with open(stopped) as f:
+                metrics["stopped_by"] = json.load(f)["stopped_by"]
+            status = "stopped"
         trials.append(
             {
                 "trial_id": trial_id,
                 **config,
                 "epochs": max(by_epoch, default=0),
-                "status": "finished" if final else "unfinished",
+                "status": status,
                 **metrics,
             }
         )

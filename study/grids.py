@@ -1,10 +1,12 @@
-"""Named grids are data: each is a list of experiments, each a dict of settings
-that differ from experiment 1 of the original study."""
+"""Named grids are data: each experiment is a dict of settings that differ from
+experiment 1 of the original study."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from trainable.config import TrialConfig
@@ -21,7 +23,16 @@ BASELINE: dict[str, Any] = {
     "momentum": 0.0,
 }
 
-# (number, name, settings that differ from experiment 1)
+Experiment = tuple[int, str, dict[str, Any]]  # (number, name, settings that differ from #1)
+
+
+@dataclass(frozen=True)
+class Grid:
+    experiments: list[Experiment]
+    scheduler: str = "none"  # default --scheduler
+    description: str = ""
+
+
 PAPER = [
     (1, "baseline", {}),
     (2, "small batch", {"batch_size": 8}),
@@ -32,15 +43,47 @@ PAPER = [
     (7, "SGD lr 1e-4", {"optimizer": "sgd", "lr": 1e-4}),
 ]
 
-# Two tiny trials for a first run and the end-to-end test: the cached path and
-# the full network with fresh augmentation every epoch.
-# Random weights, so it runs offline.
+# The axes the original varied one at a time, crossed.
+EXTENDED_AXES: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "optimizer": [
+        ("adam", {"optimizer": "adam"}),
+        ("sgd", {"optimizer": "sgd"}),
+        ("sgd-m0.9", {"optimizer": "sgd", "momentum": 0.9}),
+    ],
+    "lr": [(f"lr{lr:g}", {"lr": lr}) for lr in (1e-5, 1e-4, 1e-3, 1e-2)],
+    "batch_size": [(f"b{b}", {"batch_size": b}) for b in (8, 32)],
+    "freeze": [(f"freeze-{f}", {"freeze": f}) for f in ("block8", "repeat_3", "none")],
+    "augmentation": [(f"aug-{a}", {"augmentation": a}) for a in ("none", "static", "online")],
+}
+
+
+def cross(axes: dict[str, list[tuple[str, dict[str, Any]]]]) -> list[Experiment]:
+    experiments = []
+    for number, choice in enumerate(itertools.product(*axes.values()), start=1):
+        name = " ".join(label for label, _ in choice)
+        settings = {k: v for _, part in choice for k, v in part.items()}
+        experiments.append((number, name, settings))
+    return experiments
+
+
+# Random weights, so it runs offline: the cached path and the full network
+# with fresh augmentation every epoch.
 SMOKE = [
     (1, "smoke cached", {"weights": "none", "lr": 1e-3, "batch_size": 8, "max_epochs": 12}),
     (2, "smoke online", {"weights": "none", "augmentation": "online", "lr": 1e-3, "batch_size": 8, "max_epochs": 4}),
-]
+]  # fmt: skip
 
-GRIDS: dict[str, list[tuple[int, str, dict[str, Any]]]] = {"paper": PAPER, "smoke": SMOKE}
+GRIDS: dict[str, Grid] = {
+    "paper": Grid(PAPER, "none", "the seven experiments of the 2021 report"),
+    "extended": Grid(cross(EXTENDED_AXES), "asha", "optimizer x lr x batch x freeze x augmentation"),
+    "smoke": Grid(SMOKE, "none", "two tiny trials on generated images, random weights"),
+}
+
+
+def get_grid(name: str) -> Grid:
+    if name not in GRIDS:
+        raise UserError(f"Unknown grid {name!r}; valid grids are {sorted(GRIDS)}.")
+    return GRIDS[name]
 
 
 def config_id(settings: dict[str, Any]) -> str:
@@ -49,22 +92,43 @@ def config_id(settings: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
-def expand(grid: str, *, seeds: int, overrides: dict[str, Any]) -> list[dict[str, Any]]:
+def parse_where(items: list[str]) -> dict[str, Any]:
+    """['freeze=block8', 'lr=1e-3'] -> {'freeze': 'block8', 'lr': 0.001}, typed like TrialConfig."""
+    fields = TrialConfig().to_dict()
+    where = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or key not in fields:
+            raise UserError(f"--where {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}.")
+        try:
+            where[key] = type(fields[key])(text)
+        except ValueError:
+            raise UserError(f"--where {item!r}: {text!r} is not a valid {key}.") from None
+    return where
+
+
+def expand(
+    grid: str, *, seeds: int, overrides: dict[str, Any], where: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Flat, validated trial configs: every experiment of `grid` x seeds 0..seeds-1.
 
     `overrides` (weights, max_epochs, ...) apply to every trial, over the grid's
-    own settings.
+    own settings; `where` keeps only the experiments whose settings match it.
     """
-    if grid not in GRIDS:
-        raise UserError(f"Unknown grid {grid!r}; valid grids are {sorted(GRIDS)}.")
+    experiments = get_grid(grid).experiments
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}.")
+    where = where or {}
     configs = []
-    for number, name, changes in GRIDS[grid]:
+    for number, name, changes in experiments:
         settings = {**BASELINE, **changes, **overrides}
+        if any(settings.get(k, TrialConfig().to_dict()[k]) != v for k, v in where.items()):
+            continue
         cid = f"{grid}-{number}-{config_id(settings)}"
         for seed in range(seeds):
             config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **settings}
             TrialConfig.from_dict(config)  # fail before Ray starts, naming the bad key
             configs.append(config)
+    if not configs:
+        raise UserError(f"No experiment of grid {grid!r} matches --where {where}.")
     return configs

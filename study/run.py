@@ -1,24 +1,29 @@
 """Run a named grid of trials on Ray Tune.
 
     python -m study.run --grid paper --data ../shared/data/el7008
-    python -m study.run --grid smoke        # offline, generated images, ~2 minutes
+    python -m study.run --grid extended --data ../shared/data/el7008 --dry-run
+    python -m study.run --grid smoke                 # offline, generated images
+    python -m study.run --resume results/NAME        # continue an interrupted study
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import textwrap
 import time
 from typing import Any
 
-from study.grids import GRIDS, expand
-from study.provenance import write_provenance
+import pandas as pd
+
+from study.grids import GRIDS, expand, get_grid, parse_where
+from study.provenance import STUDY_FILE, write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from trainable.config import PRECISIONS
-from trainable.data import DEFAULT_RANGES, FaceData, load_el7008, parse_ranges
+from trainable.data import DEFAULT_RANGES, LAYOUTS, FaceData, load_dataset, load_el7008, parse_ranges
 from trainable.errors import UserError
 from trainable.model import resolve_weights
 
@@ -33,6 +38,8 @@ SUMMARY_COLUMNS = {  # result key -> column title
     "train_seconds": "train_s",
     "stopped_by": "stopped_by",
 }
+DRY_RUN_COLUMNS = ["experiment", "name", "optimizer", "lr", "momentum", "batch_size", "freeze",
+                   "augmentation"]  # fmt: skip
 
 
 def _range_text(split: str) -> str:
@@ -46,33 +53,68 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Run a face-age fine-tuning study on Ray Tune.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--grid", required=True, choices=sorted(GRIDS), help="named grid of trials")
-    p.add_argument("--data", help="dataset root (ROOT/1, ROOT/5, ROOT/28); smoke generates one")
+    p.add_argument("--grid", choices=sorted(GRIDS), help="named grid of trials (required unless --resume)")
+    p.add_argument("--data", help="dataset root (see --layout); smoke generates one")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto", help="how images and classes sit under --data")
+    p.add_argument("--age-bins", default="5,28", help="utkface: ages where a new class starts")
+    p.add_argument("--split-seed", type=int, default=0, help="folders/utkface: seed of the 60/20/20 split")
     p.add_argument("--weights", help="vggface2 | casia-webface | none | PATH (default: the grid's, vggface2)")
     p.add_argument("--max-epochs", type=int, help="cap on epochs per trial (default: the grid's, 400)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per configuration")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep only the grid's experiments with this setting (repeatable)")
+    p.add_argument("--scheduler", choices=("asha", "none"), help="default: asha for extended, else none")
+    p.add_argument("--grace-period", type=int, default=10, help="epochs before ASHA may stop a trial")
     p.add_argument("--precision", choices=PRECISIONS, help="trunk precision (default auto)")
     p.add_argument("--storage", default="results", help="directory that holds results")
     p.add_argument("--name", help="study name (default GRID-DATE-TIME)")
+    p.add_argument("--resume", metavar="RESULTS_DIR", help="continue this interrupted study")
+    p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial from its checkpoint")
     p.add_argument("--cache-dir", help="trunk-output cache (default STORAGE/trunk-cache)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU")
     p.add_argument("--address", help="join a running Ray cluster (auto or HOST:PORT)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard listens on")
+    p.add_argument("--dry-run", action="store_true", help="print the trials and exit without Ray")
     for split in ("train", "val", "test"):
         p.add_argument(f"--{split}-range", default=_range_text(split), help="inclusive per-class indices")
     return p.parse_args(argv)
 
 
 def check_args(args: argparse.Namespace) -> None:
+    if args.grid is None:
+        raise UserError("--grid is required (one of " + ", ".join(sorted(GRIDS)) + ") unless --resume.")
     if args.cpus_per_trial <= 0:
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}.")
     if args.gpus_per_trial < 0 or (args.gpus_per_trial > 1 and args.gpus_per_trial % 1):
         raise UserError(
             f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {args.gpus_per_trial}."
         )
-    if args.max_epochs is not None and args.max_epochs < 1:
-        raise UserError(f"--max-epochs must be at least 1, got {args.max_epochs}.")
+    for option in ("max_epochs", "grace_period"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
+    if args.max_failures < 0:
+        raise UserError(f"--max-failures must be >= 0, got {args.max_failures}.")
+
+
+def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The recorded arguments of the study at `args.resume`, with its current location."""
+    directory = os.path.abspath(args.resume)
+    path = os.path.join(directory, STUDY_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"--resume {args.resume}: no {STUDY_FILE} there; is it a study's results directory?")
+    with open(path) as f:
+        recorded = json.load(f)["args"]
+    recorded.update(
+        resume=directory,
+        storage=os.path.dirname(directory),
+        name=os.path.basename(directory),
+        address=args.address,
+        dashboard_host=args.dashboard_host,
+        dry_run=False,
+    )
+    return argparse.Namespace(**recorded)
 
 
 def load_data(args: argparse.Namespace, storage: str) -> FaceData:
@@ -82,15 +124,24 @@ def load_data(args: argparse.Namespace, storage: str) -> FaceData:
         root = make_smoke_data(os.path.join(storage, "smoke-data"))
         print(f"Generated smoke images under {root}")
         return load_el7008(root, SMOKE_RANGES)
-    ranges = parse_ranges(args.train_range, args.val_range, args.test_range)
-    return load_el7008(args.data, ranges)
+    try:
+        bins = tuple(int(b) for b in args.age_bins.split(","))
+    except ValueError:
+        raise UserError(f"--age-bins {args.age_bins!r}: expected comma-separated ages, e.g. 5,28.") from None
+    data = load_dataset(
+        args.data,
+        layout=args.layout,
+        ranges=parse_ranges(args.train_range, args.val_range, args.test_range),
+        age_bins=bins,
+        split_seed=args.split_seed,
+    )
+    if data.skipped:
+        print(f"Left out {len(data.skipped)} file(s) (listed in study.json):")
+        print("  " + "\n  ".join(data.skipped[:20]) + ("\n  ..." if len(data.skipped) > 20 else ""))
+    return data
 
 
-def prepare(args: argparse.Namespace) -> tuple[list[dict[str, Any]], FaceData, str, str]:
-    """Everything that can fail on user input, before Ray starts: configs, data, weights."""
-    check_args(args)
-    storage = os.path.abspath(os.path.expanduser(args.storage))
-    name = args.name or f"{args.grid}-{time.strftime('%Y%m%d-%H%M%S')}"
+def trial_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
     overrides = {
         key: value
         for key, value in {
@@ -100,18 +151,22 @@ def prepare(args: argparse.Namespace) -> tuple[list[dict[str, Any]], FaceData, s
         }.items()
         if value is not None
     }
-    configs = expand(args.grid, seeds=args.seeds, overrides=overrides)
-    resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
-    for config in configs:
-        config["weights"] = resolved[config["weights"]]
-    data = load_data(args, storage)
-    return configs, data, storage, name
+    where = parse_where(args.where)
+    return expand(args.grid, seeds=args.seeds, overrides=overrides, where=where)
 
 
-def summarize(results: Any) -> tuple[str, int]:
+def dry_run(args: argparse.Namespace, configs: list[dict[str, Any]]) -> int:
+    table = pd.DataFrame(configs).drop_duplicates("config_id").reindex(columns=DRY_RUN_COLUMNS)
+    print(table.to_string(index=False))
+    print(
+        f"\nGrid {args.grid!r}: {len(table)} configurations x {args.seeds} seed(s) = "
+        f"{len(configs)} trials; scheduler {args.scheduler or get_grid(args.grid).scheduler}."
+    )
+    return 0
+
+
+def summarize(results: Any, experiment_dir: str) -> tuple[str, int]:
     """One row per trial, sorted by experiment and seed; and how many trials failed."""
-    import pandas as pd
-
     rows = []
     failed = 0
     for result in results:
@@ -119,71 +174,90 @@ def summarize(results: Any) -> tuple[str, int]:
         if result.error is not None:
             failed += 1
             row["stopped_by"] = f"ERROR: {type(result.error).__name__}"
+        elif "stopped_by" not in row:
+            row["stopped_by"] = "asha"
         rows.append({title: row.get(key) for key, title in SUMMARY_COLUMNS.items()})
     table = pd.DataFrame(rows).sort_values(["exp", "seed"])
+    table.to_csv(os.path.join(experiment_dir, "summary.csv"), index=False)
     return table.to_string(index=False, float_format=lambda v: f"{v:.3f}"), failed
 
 
 def run(args: argparse.Namespace) -> int:
-    configs, data, storage, name = prepare(args)
+    if args.resume:
+        args = resumed_args(args)
+    check_args(args)
+    configs = trial_configs(args)
+    if args.dry_run:
+        return dry_run(args, configs)
+    storage = os.path.abspath(os.path.expanduser(args.storage))
+    name = args.name or f"{args.grid}-{time.strftime('%Y%m%d-%H%M%S')}"
+    experiment_dir = os.path.join(storage, name)
+    if not args.resume and os.path.exists(experiment_dir):
+        raise UserError(f"{experiment_dir} exists; pick another --name, or continue it with --resume {experiment_dir}.")
+    resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
+    for config in configs:
+        config["weights"] = resolved[config["weights"]]
+    data = load_data(args, storage)
+    if args.resume:
+        check_same_data(experiment_dir, data)
+    scheduler_name = args.scheduler or get_grid(args.grid).scheduler
     sizes = ", ".join(f"{k} {v}" for k, v in data.sizes().items())
-    print(f"{len(configs)} trial(s) of grid {args.grid!r} on {data.root} ({sizes})")
+    print(
+        f"{len(configs)} trial(s) of grid {args.grid!r} on {data.root} ({data.layout}: {sizes}; "
+        f"classes {', '.join(data.classes)}), scheduler {scheduler_name}"
+    )
 
     import ray
-    from ray import tune
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from trainable.tune_trial import train_face_age
+    from study import tune_setup
 
     context = ray.init(
         address=args.address,
         include_dashboard=True,
         dashboard_host=args.dashboard_host,
-        configure_logging=True,
         logging_level="WARNING",
     )
     if context.dashboard_url:
-        print(
-            f"Ray dashboard: http://{context.dashboard_url} "
-            "(token in ~/.ray/auth_token; see README, 'Watching a study')"
-        )
+        print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
     check_resources(ray.cluster_resources(), args)
-    experiment_dir = os.path.join(storage, name)
-    write_provenance(
-        experiment_dir, grid=args.grid, trials=configs, data_root=data.root,
-        data_fingerprint=data.fingerprint, split_sizes=data.sizes(),
-    )  # fmt: skip
-    trainable = tune.with_resources(
-        tune.with_parameters(
-            train_face_age,
-            data=data,
-            cache_dir=os.path.abspath(args.cache_dir or os.path.join(storage, "trunk-cache")),
-            threads=max(1, round(args.cpus_per_trial)),
-        ),
-        {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial},
+    if not args.resume:
+        write_provenance(
+            experiment_dir, args=vars(args), grid=args.grid, trials=configs,
+            data_root=data.root, data_fingerprint=data.fingerprint, split_sizes=data.sizes(),
+            data_files=dict(zip(data.paths, data.hashes)), data_layout=data.layout,
+            classes=data.classes, skipped_files=data.skipped,
+        )  # fmt: skip
+    cache_dir = os.path.abspath(args.cache_dir or os.path.join(storage, "trunk-cache"))
+    trainable = tune_setup.make_trainable(
+        data, cache_dir=cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial
     )
-    tuner = tune.Tuner(
-        trainable,
-        param_space=dict(configs[0]),  # names the keys; each trial's values come from its point
-        tune_config=tune.TuneConfig(
-            metric="val_loss",
-            mode="min",
-            search_alg=BasicVariantGenerator(points_to_evaluate=configs),
-            num_samples=len(configs),  # each point to evaluate is one trial
-        ),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            verbose=1,
-        ),
-    )
+    if args.resume:
+        tuner = tune_setup.restore_tuner(experiment_dir, trainable)
+    else:
+        max_epochs = max(c.get("max_epochs", 400) for c in configs)
+        scheduler = tune_setup.make_scheduler(
+            scheduler_name, max_epochs=max_epochs, grace_period=args.grace_period
+        )
+        tuner = tune_setup.make_tuner(
+            trainable, configs, name=name, storage=storage, scheduler=scheduler,
+            max_failures=args.max_failures,
+        )  # fmt: skip
     results = tuner.fit()
-    table, failed = summarize(results)
+    table, failed = summarize(results, experiment_dir)
     print(f"\n{table}\n\nResults: {experiment_dir}")
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
     return 1 if failed else 0
+
+
+def check_same_data(experiment_dir: str, data: FaceData) -> None:
+    with open(os.path.join(experiment_dir, STUDY_FILE)) as f:
+        recorded = json.load(f)["data_fingerprint"]
+    if recorded != data.fingerprint:
+        raise UserError(
+            f"The images under {data.root} changed since the study in {experiment_dir} started "
+            f"(fingerprint {data.fingerprint[:12]} vs {recorded[:12]}); resuming would mix results."
+        )
 
 
 def check_resources(available: dict[str, float], args: argparse.Namespace) -> None:

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from study.smoke_data import RANGES
-from trainable.data import CLASS_NAMES, channel_stats, load_el7008, parse_ranges
+from trainable.data import (
+    CLASS_NAMES, age_class_names, channel_stats, load_dataset, load_el7008, parse_ranges,
+)  # fmt: skip
 from trainable.errors import UserError
 
 
@@ -121,3 +123,58 @@ def test_real_dataset_integrity(real_data):
     ).stdout
     expected = "de2d2b45a1f34913f5ed30a5cb102a033622f0b30c66a4056f8f3213570a4d9e"
     assert hashlib.sha256(listing).hexdigest() == expected
+
+
+def test_utkface_names_are_binned_and_bad_names_listed(utk_root):
+    data = load_dataset(utk_root, layout="utkface")
+    assert data.classes == ("1-4", "5-27", "28+")
+    assert np.bincount(data.labels).tolist() == [20, 20, 20]
+    by_name = dict(zip(data.paths, data.labels))
+    assert by_name[next(p for p in data.paths if p.startswith("5_"))] == 1
+    assert by_name[next(p for p in data.paths if p.startswith("28_"))] == 2
+    assert sorted(os.path.basename(s.split(":")[0]) for s in data.skipped) == ["notes.txt", "unnamed.jpg"]
+
+
+def test_stratified_split_is_seeded_and_balanced(utk_root):
+    a = load_dataset(utk_root, layout="utkface", split_seed=0)
+    b = load_dataset(utk_root, layout="utkface", split_seed=0)
+    c = load_dataset(utk_root, layout="utkface", split_seed=1)
+    assert a.sizes() == {"train": 36, "val": 12, "test": 12}
+    assert all(np.array_equal(a.split[s], b.split[s]) for s in a.split)
+    assert not np.array_equal(a.split["train"], c.split["train"])
+    for split in a.split:
+        assert np.bincount(a.labels_of(split).numpy()).tolist() == [a.sizes()[split] // 3] * 3
+    parts = np.concatenate(list(a.split.values()))
+    assert sorted(parts) == list(range(60))
+
+
+def test_age_bins():
+    assert age_class_names((5, 28)) == ("1-4", "5-27", "28+")
+    assert age_class_names((13, 20, 65)) == ("1-12", "13-19", "20-64", "65+")
+
+
+def test_folders_layout_any_class_names(tiny_root, tmp_path):
+    for label, name in enumerate(("child", "adult")):
+        shutil.copytree(os.path.join(tiny_root, ("1", "28")[label]), tmp_path / name)
+    data = load_dataset(str(tmp_path))  # auto
+    assert data.layout == "folders" and data.classes == ("adult", "child")
+    assert data.sizes() == {"train": 19, "val": 6, "test": 7}
+
+
+def test_auto_detection(tiny_root, utk_root, tmp_path, capsys):
+    assert load_dataset(tiny_root, ranges=RANGES).layout == "el7008"
+    assert load_dataset(utk_root).layout == "utkface"
+    assert "Data layout: utkface (detected" in capsys.readouterr().out
+    (tmp_path / "only").mkdir()
+    with pytest.raises(UserError, match="Cannot tell the layout"):
+        load_dataset(str(tmp_path))
+
+
+def test_too_few_images_for_a_stratified_split(tmp_path, tiny_root):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    for i in range(3):
+        for name in ("a", "b"):
+            shutil.copy(os.path.join(tiny_root, "1", f"{i}.jpg"), tmp_path / name / f"{i}.jpg")
+    with pytest.raises(UserError, match="at least 5 images per class"):
+        load_dataset(str(tmp_path), layout="folders")

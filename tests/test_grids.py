@@ -1,6 +1,6 @@
 import pytest
 
-from study.grids import BASELINE, GRIDS, expand
+from study.grids import BASELINE, GRIDS, expand, parse_where
 from trainable.config import TrialConfig
 from trainable.errors import UserError
 
@@ -49,5 +49,28 @@ def test_bad_grid_and_values():
 
 
 def test_smoke_runs_offline():
-    assert len(GRIDS["smoke"]) == 2
+    assert len(GRIDS["smoke"].experiments) == 2
     assert all(c["weights"] == "none" for c in expand("smoke", seeds=1, overrides={}))
+
+
+def test_extended_grid_crosses_every_axis():
+    configs = expand("extended", seeds=1, overrides={})
+    assert len(configs) == 3 * 4 * 2 * 3 * 3 and GRIDS["extended"].scheduler == "asha"
+    keys = ("optimizer", "momentum", "lr", "batch_size", "freeze", "augmentation")
+    combos = {tuple(c[k] for k in keys) for c in configs}
+    assert len(combos) == len(configs)
+    assert {c["lr"] for c in configs} == {1e-5, 1e-4, 1e-3, 1e-2}
+    assert {(c["optimizer"], c["momentum"]) for c in configs} == {("adam", 0), ("sgd", 0), ("sgd", 0.9)}
+    assert {c["freeze"] for c in configs} == {"block8", "repeat_3", "none"}
+    assert {c["augmentation"] for c in configs} == {"none", "static", "online"}
+
+
+def test_where_filters_by_typed_settings():
+    where = parse_where(["freeze=repeat_3", "lr=1e-3", "batch_size=8"])
+    assert where == {"freeze": "repeat_3", "lr": 1e-3, "batch_size": 8}
+    configs = expand("extended", seeds=2, overrides={}, where=where)
+    assert len(configs) == 3 * 3 * 2  # optimizers x augmentations x seeds
+    with pytest.raises(UserError, match="KEY=VALUE"):
+        parse_where(["freeze"])
+    with pytest.raises(UserError, match="No experiment"):
+        expand("paper", seeds=1, overrides={}, where={"lr": 0.5})

@@ -1,7 +1,11 @@
 """Face images on disk -> one in-memory dataset with its split.
 
-The original layout (`ROOT/1/`, `ROOT/5/`, `ROOT/28/`, files `0.jpg`...) is
-split by per-class index ranges: train 0-119, validation 120-159, test 160-199.
+Layouts:
+- `el7008`, the original: `ROOT/1/`, `ROOT/5/`, `ROOT/28/` with files `0.jpg`...,
+  split by per-class index ranges (train 0-119, validation 120-159, test 160-199);
+- `folders`: one sub-folder per class, any file names, seeded stratified 60/20/20 split;
+- `utkface`: `AGE_GENDER_RACE_DATE.jpg` names, age binned (default 1-4 / 5-27 / 28+),
+  seeded stratified 60/20/20 split.
 Images are decoded once, in the driver, and reach trials through Ray's object
 store; every problem with the data is reported together, before training.
 """
@@ -13,9 +17,14 @@ import io
 import os
 from dataclasses import dataclass, field
 
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from PIL import Image
+from sklearn.model_selection import train_test_split
 
 from trainable.errors import UserError
 from trainable.transforms import CROP
@@ -24,6 +33,11 @@ CLASS_DIRS = ("1", "5", "28")  # folder names of the original layout
 CLASS_NAMES = ("1-4", "5-27", "28+")  # ages covered by each class
 SPLITS = ("train", "val", "test")
 DEFAULT_RANGES = {"train": (0, 120), "val": (120, 160), "test": (160, 200)}  # [start, stop)
+LAYOUTS = ("auto", "el7008", "folders", "utkface")
+FRACTIONS = (0.6, 0.2, 0.2)  # train/val/test of the seeded stratified split
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm", ".pbm", ".jp2"}  # fmt: skip
+UTKFACE_NAME = re.compile(r"^(\d+)_(\d)_(\d)_(\d+)\.jpg(\.chip\.jpg)?$", re.IGNORECASE)
 
 
 @dataclass
@@ -32,11 +46,14 @@ class FaceData:
 
     root: str
     paths: list[str]  # relative to root, one per image
+    hashes: list[str]  # sha256 of each file's bytes
     images: list[np.ndarray]
     labels: np.ndarray  # int64 class index per image
     split: dict[str, np.ndarray]  # split name -> indices into images
     fingerprint: str  # sha256 over every file's relative path and bytes
     classes: tuple[str, ...] = CLASS_NAMES
+    layout: str = "el7008"
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of files left out
     mean: tuple[float, ...] = field(init=False)  # per channel, training images in [0, 1]
     std: tuple[float, ...] = field(init=False)
 
@@ -96,58 +113,175 @@ def decode_image(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES) -> FaceData:
-    """Read the original layout ROOT/{1,5,28}/{i}.jpg and split it by index ranges.
+class Entry(NamedTuple):
+    rel: str  # path relative to the root
+    label: int
+    split: str | None  # None: assigned by the seeded stratified split
+    need: str = ""  # why the file must exist, for the error when it does not
 
-    Raises UserError naming every missing folder, missing file and undecodable
-    image at once.
-    """
+
+def load_dataset(
+    root: str,
+    *,
+    layout: str = "auto",
+    ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES,
+    age_bins: tuple[int, ...] = (5, 28),
+    split_seed: int = 0,
+) -> FaceData:
+    """Read a dataset in any of LAYOUTS; raise UserError naming every problem at once."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise UserError(
             f"Data directory {root} does not exist or is not a directory. Expected the "
-            f"original layout: {root}/1/, {root}/5/, {root}/28/ holding 0.jpg, 1.jpg, ..."
+            f"original layout ({root}/1/, {root}/5/, {root}/28/ holding 0.jpg, 1.jpg, ...), "
+            "one folder per class, or UTKFace file names."
         )
+    if layout not in LAYOUTS:
+        raise UserError(f"--layout {layout!r}; expected one of {list(LAYOUTS)}.")
+    if layout == "auto":
+        layout = detect_layout(root)
+        print(f"Data layout: {layout} (detected under {root}; --layout sets it)")
+    if layout == "el7008":
+        entries, classes, skipped = el7008_entries(root, ranges), CLASS_NAMES, []
+    elif layout == "folders":
+        entries, classes, skipped = folder_entries(root)
+    else:
+        entries, classes, skipped = utkface_entries(root, age_bins)
+    return read_entries(root, entries, classes, layout=layout, skipped=skipped, split_seed=split_seed)
+
+
+def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES) -> FaceData:
+    """The original layout ROOT/{1,5,28}/{i}.jpg, split by per-class index ranges."""
+    return load_dataset(root, layout="el7008", ranges=ranges)
+
+
+def detect_layout(root: str) -> str:
+    names = [n for n in os.listdir(root) if not n.startswith(".")]
+    folders = [n for n in names if os.path.isdir(os.path.join(root, n))]
+    if set(CLASS_DIRS) <= set(folders) and os.path.exists(os.path.join(root, "1", "0.jpg")):
+        return "el7008"
+    if any(UTKFACE_NAME.match(n) for n in names):
+        return "utkface"
+    if len(folders) >= 2:
+        return "folders"
+    raise UserError(
+        f"Cannot tell the layout of {root}: it has neither the class folders 1/, 5/, 28/ "
+        "(el7008), nor UTKFace file names (AGE_GENDER_RACE_DATE.jpg), nor two or more "
+        "class sub-folders (folders). Pass --layout."
+    )
+
+
+def el7008_entries(root: str, ranges: dict[str, tuple[int, int]]) -> list[Entry]:
     missing_dirs = [d for d in CLASS_DIRS if not os.path.isdir(os.path.join(root, d))]
     if missing_dirs:
         raise UserError(
             f"Data directory {root} lacks the class folder(s) {missing_dirs}; the original "
             f"layout needs one folder per class named {list(CLASS_DIRS)} (ages 1-4, 5-27, 28+)."
         )
+    return [
+        Entry(f"{class_dir}/{index}.jpg", label, split, f"the {split} range needs index {index}")
+        for label, class_dir in enumerate(CLASS_DIRS)
+        for split, (start, stop) in ranges.items()
+        for index in range(start, stop)
+    ]
 
-    paths, images, labels, split = [], [], [], {s: [] for s in SPLITS}
+
+def _image_files(folder: str, skipped: list[str]) -> list[str]:
+    """Image file names in `folder`, sorted; other visible files go to `skipped`."""
+    files = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(".") or os.path.isdir(path):
+            continue
+        if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+            files.append(name)
+        else:
+            skipped.append(f"{path}: not an image file name ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files
+
+
+def _class_order(name: str) -> tuple:
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)  # 1, 5, 28 before 'adult'
+
+
+def folder_entries(root: str) -> tuple[list[Entry], tuple[str, ...], list[str]]:
+    classes = sorted(
+        (n for n in os.listdir(root) if not n.startswith(".") and os.path.isdir(os.path.join(root, n))),
+        key=_class_order,
+    )
+    if len(classes) < 2:
+        raise UserError(f"--layout folders needs two or more class sub-folders in {root}; found {classes}.")
+    skipped: list[str] = []
+    entries = [
+        Entry(f"{name}/{file}", label, None)
+        for label, name in enumerate(classes)
+        for file in _image_files(os.path.join(root, name), skipped)
+    ]
+    return entries, tuple(classes), skipped
+
+
+def age_class_names(bins: tuple[int, ...]) -> tuple[str, ...]:
+    """(5, 28) -> ('1-4', '5-27', '28+'): UTKFace ages start at 1."""
+    edges = (1, *bins)
+    return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])) + (f"{bins[-1]}+",)
+
+
+def utkface_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[str]]:
+    if not bins or list(bins) != sorted(set(bins)) or bins[0] < 2:
+        raise UserError(f"--age-bins {bins}: expected increasing ages above 1, e.g. 5,28.")
+    skipped: list[str] = []
+    entries = []
+    for name in _image_files(root, skipped):
+        match = UTKFACE_NAME.match(name)
+        if match is None:
+            skipped.append(f"{os.path.join(root, name)}: name is not AGE_GENDER_RACE_DATE.jpg")
+            continue
+        entries.append(Entry(name, int(np.searchsorted(bins, int(match[1]), side="right")), None))
+    return entries, age_class_names(bins), skipped
+
+
+def read_entries(
+    root: str,
+    entries: list[Entry],
+    classes: tuple[str, ...],
+    *,
+    layout: str,
+    skipped: list[str],
+    split_seed: int,
+) -> FaceData:
+    """Read and decode every entry; assign the stratified split where entries have none."""
+    paths, hashes, images, labels, splits = [], [], [], [], []
     problems: list[str] = []
     digest = hashlib.sha256()
-    for label, class_dir in enumerate(CLASS_DIRS):
-        for name, (start, stop) in ranges.items():
-            for index in range(start, stop):
-                rel = f"{class_dir}/{index}.jpg"
-                path = os.path.join(root, rel)
-                try:
-                    with open(path, "rb") as f:
-                        data = f.read()
-                except FileNotFoundError:
-                    problems.append(f"{path}: missing (the {name} range needs index {index})")
-                    continue
-                except OSError as err:
-                    problems.append(f"{path}: unreadable ({err.strerror})")
-                    continue
-                try:
-                    image = decode_image(data)
-                except Exception as err:  # PIL raises many types for broken files
-                    problems.append(f"{path}: cannot be decoded as an image ({err})")
-                    continue
-                if min(image.shape[:2]) < CROP:
-                    problems.append(
-                        f"{path}: {image.shape[1]}x{image.shape[0]} px is smaller than the "
-                        f"{CROP}-px crop the transforms take"
-                    )
-                    continue
-                digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
-                split[name].append(len(images))
-                paths.append(rel)
-                images.append(image)
-                labels.append(label)
+    for entry in entries:
+        path = os.path.join(root, entry.rel)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            problems.append(f"{path}: missing" + (f" ({entry.need})" if entry.need else ""))
+            continue
+        except OSError as err:
+            problems.append(f"{path}: unreadable ({err.strerror})")
+            continue
+        try:
+            image = decode_image(data)
+        except Exception as err:  # PIL raises many types for broken files
+            problems.append(f"{path}: cannot be decoded as an image ({err})")
+            continue
+        if min(image.shape[:2]) < CROP:
+            problems.append(
+                f"{path}: {image.shape[1]}x{image.shape[0]} px is smaller than the "
+                f"{CROP}-px crop the transforms take"
+            )
+            continue
+        file_hash = hashlib.sha256(data).hexdigest()
+        digest.update(f"{entry.rel}\0{file_hash}\n".encode())
+        paths.append(entry.rel)
+        hashes.append(file_hash)
+        images.append(image)
+        labels.append(entry.label)
+        splits.append(entry.split)
     if problems:
         shown = "\n  ".join(problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
@@ -155,11 +289,37 @@ def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES) 
             f"{len(problems)} problem(s) with the images under {root}; nothing was trained:\n"
             f"  {shown}{more}"
         )
+    labels_array = np.asarray(labels, dtype=np.int64)
+    if any(s is None for s in splits):
+        split = stratified_split(labels_array, classes, seed=split_seed, root=root)
+    else:
+        split = {name: np.flatnonzero([s == name for s in splits]) for name in SPLITS}
     return FaceData(
         root=root,
         paths=paths,
+        hashes=hashes,
         images=images,
-        labels=np.asarray(labels, dtype=np.int64),
-        split={name: np.asarray(idx, dtype=np.int64) for name, idx in split.items()},
+        labels=labels_array,
+        split=split,
         fingerprint=digest.hexdigest(),
+        classes=classes,
+        layout=layout,
+        skipped=skipped,
     )
+
+
+def stratified_split(
+    labels: np.ndarray, classes: tuple[str, ...], *, seed: int, root: str
+) -> dict[str, np.ndarray]:
+    """Seeded 60/20/20 split with every class in the same proportions in each part."""
+    counts = np.bincount(labels, minlength=len(classes))
+    if counts.min() < 5:
+        raise UserError(
+            f"A stratified 60/20/20 split needs at least 5 images per class; under {root} "
+            + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))
+            + "."
+        )
+    index = np.arange(len(labels))
+    train, rest = train_test_split(index, train_size=FRACTIONS[0], stratify=labels, random_state=seed)
+    val, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=seed)
+    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}

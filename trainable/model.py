@@ -19,7 +19,7 @@ from torch import nn
 from trainable.config import NAMED_WEIGHTS
 from trainable.errors import UserError
 
-NUM_CLASSES = 3
+NUM_CLASSES = 3  # age groups 1-4, 5-27, 28+; other datasets may have other counts
 # InceptionResnetV1's modules in forward order; `flatten` stands for its x.view(N, -1).
 MODULE_ORDER = (
     "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
@@ -34,7 +34,7 @@ WEIGHT_URLS = {
 
 
 class FaceAgeNet(nn.Module):
-    """trunk (frozen modules, may be empty) -> head (trained modules, ends in 3 logits)."""
+    """trunk (frozen modules, may be empty) -> head (trained modules, ends in the logits)."""
 
     def __init__(self, backbone: InceptionResnetV1, freeze: str) -> None:
         super().__init__()
@@ -62,7 +62,7 @@ class FaceAgeNet(nn.Module):
             return self.trunk(x)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """Trunk output -> N x 3 logits."""
+        """Trunk output -> N x num_classes logits."""
         return self.head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -72,13 +72,14 @@ class FaceAgeNet(nn.Module):
 def trained_model_record(model: FaceAgeNet, *, weights: str, freeze: str) -> dict:
     """What a final checkpoint keeps of a model: the starting weights' name and the
     trained part (the head alone when the trunk is frozen: ~10 MB instead of ~92 MB)."""
-    return {"weights": weights, "freeze": freeze, "trained": trainable_state(model)}
+    num_classes = model.head.logits.out_features
+    return {"weights": weights, "freeze": freeze, "num_classes": num_classes, "trained": trainable_state(model)}
 
 
 def load_trained(path: str) -> FaceAgeNet:
     """Rebuild a trained model from a checkpoint's model file (see trained_model_record)."""
     record = torch.load(path, map_location="cpu", weights_only=True)
-    model = FaceAgeNet(load_backbone(record["weights"]), record["freeze"])
+    model = FaceAgeNet(load_backbone(record["weights"], record["num_classes"]), record["freeze"])
     load_trainable_state(model, record["trained"])
     return model.eval()
 
@@ -117,18 +118,18 @@ def weights_id(spec: str) -> str:
         return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def load_backbone(spec: str) -> InceptionResnetV1:
-    """InceptionResnetV1 with 3 logits, weights from `spec` (see TrialConfig.weights).
+def load_backbone(spec: str, num_classes: int = NUM_CLASSES) -> InceptionResnetV1:
+    """InceptionResnetV1 with `num_classes` logits, weights from `spec` (see TrialConfig.weights).
 
     Never falls back to random weights: a failed download or a bad file raises UserError.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_TRUNK_SEED)
         if spec == "none":
-            return random_backbone()
+            return random_backbone(num_classes)
         if spec in WEIGHT_URLS:
             try:
-                return InceptionResnetV1(pretrained=spec, classify=True, num_classes=NUM_CLASSES)
+                return InceptionResnetV1(pretrained=spec, classify=True, num_classes=num_classes)
             except Exception as err:
                 raise UserError(
                     f"Could not load the pretrained '{spec}' weights: facenet-pytorch fetches "
@@ -138,7 +139,7 @@ def load_backbone(spec: str) -> InceptionResnetV1:
                     f"InceptionResnetV1 state dict), or --weights none (random weights, for "
                     f"tests). Valid --weights values: {list(NAMED_WEIGHTS)} or a file path."
                 ) from err
-        backbone = InceptionResnetV1(classify=True, num_classes=NUM_CLASSES)
+        backbone = InceptionResnetV1(classify=True, num_classes=num_classes)
     try:
         state = torch.load(spec, map_location="cpu", weights_only=True)
     except Exception as err:
@@ -164,7 +165,7 @@ def load_backbone(spec: str) -> InceptionResnetV1:
     return backbone
 
 
-def random_backbone() -> InceptionResnetV1:
+def random_backbone(num_classes: int = NUM_CLASSES) -> InceptionResnetV1:
     """Random weights that keep activations at unit scale through the whole network.
 
     PyTorch's default init shrinks activations ~100x over InceptionResnetV1's
@@ -172,16 +173,16 @@ def random_backbone() -> InceptionResnetV1:
     nothing rescales them and the classes become unlearnable. He init keeps
     the trunk output std near 1.
     """
-    backbone = InceptionResnetV1(classify=True, num_classes=NUM_CLASSES)
+    backbone = InceptionResnetV1(classify=True, num_classes=num_classes)
     for module in backbone.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
     return backbone
 
 
-def build_model(weights: str, freeze: str, seed: int) -> FaceAgeNet:
-    """The network for one trial; `seed` initialises the new 3-class logits layer."""
-    model = FaceAgeNet(load_backbone(weights), freeze)
+def build_model(weights: str, freeze: str, seed: int, num_classes: int = NUM_CLASSES) -> FaceAgeNet:
+    """The network for one trial; `seed` initialises the new logits layer."""
+    model = FaceAgeNet(load_backbone(weights, num_classes), freeze)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.head.logits.reset_parameters()

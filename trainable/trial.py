@@ -49,15 +49,18 @@ class TrialInputs:
         self.train_tf = train_transform(mean=data.mean, std=data.std)
         eval_tf = eval_transform(mean=data.mean, std=data.std)
         eval_all = self._encoded("eval", lambda: apply_transform(eval_tf, data.images))
+        eval_all = self._to_device(eval_all)  # once: batches then need no host-to-GPU copies
         self.eval = {split: eval_all[torch.tensor(data.split[split])] for split in SPLITS}
         train_images = data.images_of("train")
         if cfg.augmentation == "none":
             self._train = self.eval["train"]
         elif cfg.augmentation == "static":  # one augmented copy per image, drawn once
             static_seed = derive_seed(cfg.seed, "static")
-            self._train = self._encoded(
-                f"static:{static_seed}",
-                lambda: apply_transform(self.train_tf, train_images, seed=static_seed),
+            self._train = self._to_device(
+                self._encoded(
+                    f"static:{static_seed}",
+                    lambda: apply_transform(self.train_tf, train_images, seed=static_seed),
+                )
             )
         else:
             self._train = None
@@ -67,7 +70,12 @@ class TrialInputs:
         if self._train is not None:
             return self._train
         seed = derive_seed(self.cfg.seed, "online", epoch)  # a fresh draw every epoch
-        return apply_transform(self.train_tf, self._train_images, seed=seed)
+        return self._to_device(apply_transform(self.train_tf, self._train_images, seed=seed))
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.device.type != "cuda":
+            return tensor
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def _encoded(self, transform: str, images: Callable[[], torch.Tensor]) -> torch.Tensor:
         """Trunk outputs of these images via the cache; the images themselves if not cacheable."""
@@ -121,7 +129,7 @@ def run_trial(
     """
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
-    model = build_model(cfg.weights, cfg.freeze, cfg.seed).to(device)
+    model = build_model(cfg.weights, cfg.freeze, cfg.seed, len(data.classes)).to(device)
     inputs = TrialInputs(cfg, data, model, cache, device, precision)
     net = model.head if cfg.uses_cache else model
     optimizer = make_optimizer(cfg, model)

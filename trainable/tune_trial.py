@@ -7,6 +7,7 @@ import os
 import tempfile
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -18,6 +19,9 @@ from trainable.trial import run_trial
 STATE_FILE = "trial.pt"  # resumable state: TrainState, trainable weights, optimizer
 MODEL_FILE = "model.pt"  # final checkpoint: the best model (trainable.model.load_trained)
 METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
+# Test hook: "EPOCH:DIR" makes each trial raise once, before reporting EPOCH
+# (DIR records which trials already did), to test retries from checkpoints.
+FAULT_ENV = "FACE_AGE_TEST_FAULT"
 
 
 def train_face_age(
@@ -30,7 +34,23 @@ def train_face_age(
     if (checkpoint := tune.get_checkpoint()) is not None:
         with checkpoint.as_directory() as directory:
             resume = torch.load(os.path.join(directory, STATE_FILE), weights_only=True)
-    run_trial(cfg, data, cache=TrunkCache(cache_dir), resume=resume, report=_report)
+
+    def report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
+        _inject_fault(cfg, metrics["epoch"])
+        _report({**metrics, "node_id": ray.get_runtime_context().get_node_id()}, payload)
+
+    run_trial(cfg, data, cache=TrunkCache(cache_dir), resume=resume, report=report)
+
+
+def _inject_fault(cfg: TrialConfig, epoch: int) -> None:
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    at, directory = spec.split(":", 1)
+    marker = os.path.join(directory, f"{cfg.config_id}-seed{cfg.seed}")
+    if epoch == int(at) and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError(f"fault injected at epoch {epoch} by {FAULT_ENV}")
 
 
 def _report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:

@@ -1,0 +1,85 @@
+"""The Ray Tune pieces of a study: trainable with resources, scheduler, Tuner, callbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from analysis.results import STOPPED_FILE
+from trainable.data import FaceData
+from trainable.tune_trial import train_face_age
+
+METRIC, MODE = "val_loss", "min"
+
+
+class RecordSchedulerStops(tune.Callback):
+    """Writes STOPPED_FILE into a trial's directory when it ends without final
+    metrics, i.e. the scheduler (ASHA) stopped it, so the results say which."""
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        if "stopped_by" in result or not trial.local_path:
+            return
+        with open(os.path.join(trial.local_path, STOPPED_FILE), "w") as f:
+            json.dump({"stopped_by": "asha", "epoch": result.get("epoch")}, f)
+
+
+def make_scheduler(name: str, *, max_epochs: int, grace_period: int) -> Any:
+    """ASHA on validation loss, in epochs; 'none' lets trials stop by their own early stopping."""
+    if name == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=max_epochs,
+        grace_period=min(grace_period, max_epochs),
+        reduction_factor=3,
+    )
+
+
+def make_trainable(data: FaceData, *, cache_dir: str, cpus: float, gpus: float) -> Any:
+    return tune.with_resources(
+        tune.with_parameters(
+            train_face_age, data=data, cache_dir=cache_dir, threads=max(1, round(cpus))
+        ),
+        {"cpu": cpus, "gpu": gpus},
+    )
+
+
+def make_tuner(
+    trainable: Any,
+    configs: list[dict[str, Any]],
+    *,
+    name: str,
+    storage: str,
+    scheduler: Any,
+    max_failures: int,
+) -> tune.Tuner:
+    return tune.Tuner(
+        trainable,
+        param_space=dict(configs[0]),  # names the keys; each trial's values come from its point
+        tune_config=tune.TuneConfig(
+            metric=METRIC,
+            mode=MODE,
+            scheduler=scheduler,
+            search_alg=BasicVariantGenerator(points_to_evaluate=configs),
+            num_samples=len(configs),  # each point to evaluate is one trial
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            callbacks=[RecordSchedulerStops()],
+            verbose=1,
+        ),
+    )
+
+
+def restore_tuner(path: str, trainable: Any) -> tune.Tuner:
+    """Continue an interrupted study: finished trials stay, the rest resume from checkpoints."""
+    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)

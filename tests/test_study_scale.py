@@ -1,0 +1,140 @@
+"""Grids at scale through the CLI: dry runs, ASHA, SIGKILL + resume, a two-node cluster."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from analysis.results import load_study
+from tests.conftest import ROOT
+
+SMOKE_SPLIT = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"]
+
+
+def cli(*args, timeout=600, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "study.run", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs,
+    )  # fmt: skip
+
+
+def test_dry_run_of_the_extended_grid_starts_nothing(tmp_path):
+    proc = cli("--grid", "extended", "--dry-run", "--storage", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "216 configurations x 3 seed(s) = 648 trials; scheduler asha" in proc.stdout
+    assert "sgd-m0.9 lr0.01 b32 freeze-none aug-online" in proc.stdout
+    assert os.listdir(tmp_path) == []
+
+
+def test_where_selects_experiments():
+    proc = cli("--grid", "extended", "--dry-run", "--seeds", "2", "--where", "freeze=repeat_3",
+               "--where", "optimizer=adam")  # fmt: skip
+    assert "24 configurations x 2 seed(s) = 48 trials" in proc.stdout
+
+
+@pytest.mark.slow
+def test_asha_stops_some_trials_and_the_results_say_which(tiny_root, tmp_path):
+    proc = cli(
+        "--grid", "extended", "--data", tiny_root, *SMOKE_SPLIT, "--weights", "none",
+        "--where", "freeze=block8", "--where", "augmentation=none", "--where", "batch_size=32",
+        "--seeds", "1", "--max-epochs", "9", "--grace-period", "1",
+        "--storage", str(tmp_path), "--name", "asha",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials, epochs = load_study(str(tmp_path / "asha"))
+    assert len(trials) == 12
+    stopped = trials[trials.status == "stopped"]
+    assert len(stopped) >= 3 and (stopped.stopped_by == "asha").all()
+    assert (stopped.epochs < 9).all()
+    assert (trials[trials.status == "finished"].stopped_by != "asha").all()
+    assert "asha" in proc.stdout  # the summary says it too
+
+
+def wait_for(condition, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def finished_trials(directory):
+    done = {}
+    for entry in os.scandir(directory):
+        path = os.path.join(entry.path, "result.json")
+        if entry.is_dir() and os.path.exists(path):
+            text = open(path).read()
+            if '"stopped_by"' in text:
+                done[entry.name] = text
+    return done
+
+
+@pytest.mark.slow
+def test_sigkilled_study_resumes_without_rerunning_finished_trials(tmp_path):
+    study = tmp_path / "killed"
+    args = ["--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", *args], cwd=ROOT, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: study.exists() and finished_trials(study), 300)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait()
+    before = finished_trials(study)
+    assert 1 <= len(before) < 6, "the kill must land mid-study"
+
+    resumed = cli("--resume", str(study))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    trials, epochs = load_study(str(study))
+    assert len(trials) == 6 and (trials.status == "finished").all()
+    assert sorted(zip(trials.experiment, trials.seed)) == [(e, s) for e in (1, 2) for s in range(3)]
+    after = finished_trials(study)
+    for name, text in before.items():
+        assert after[name] == text  # finished before the kill: not rerun, not appended to
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+
+
+def test_resume_refuses_a_directory_that_is_not_a_study(tmp_path):
+    proc = cli("--resume", str(tmp_path))
+    assert proc.returncode == 2 and "study.json" in proc.stderr
+
+
+@pytest.mark.slow
+def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        proc = cli("--grid", "smoke", "--seeds", "2", "--address", cluster.address,
+                   "--storage", str(tmp_path), "--name", "two-nodes")  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finally:
+        cluster.shutdown()
+    trials, _ = load_study(str(tmp_path / "two-nodes"))
+    assert len(trials) == 4 and (trials.status == "finished").all()
+    assert trials.node_id.nunique() == 2
+    with open(tmp_path / "two-nodes" / "study.json") as f:
+        assert json.load(f)["args"]["address"] == cluster.address
+
+
+@pytest.mark.slow
+def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
+    proc = cli("--grid", "smoke", "--data", utk_root, "--layout", "utkface", "--seeds", "1",
+               "--storage", str(tmp_path), "--name", "utk")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Left out 2 file(s)" in proc.stdout and "unnamed.jpg" in proc.stdout
+    trials, _ = load_study(str(tmp_path / "utk"))
+    assert (trials.status == "finished").all() and (trials.val_acc_best > 0.5).all()
+    with open(tmp_path / "utk" / "study.json") as f:
+        record = json.load(f)
+    assert record["data_layout"] == "utkface" and len(record["skipped_files"]) == 2
+    assert record["split_sizes"] == {"train": 36, "val": 12, "test": 12}
