@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -23,7 +24,7 @@ from study.provenance import STUDY_FILE, write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from trainable.config import PRECISIONS
-from trainable.data import DEFAULT_RANGES, LAYOUTS, FaceData, load_dataset, load_el7008, parse_ranges
+from trainable.data import FaceData, add_data_arguments, dataset_from_args, load_el7008
 from trainable.errors import UserError
 from trainable.model import resolve_weights
 
@@ -42,11 +43,6 @@ DRY_RUN_COLUMNS = ["experiment", "name", "optimizer", "lr", "momentum", "batch_s
                    "augmentation"]  # fmt: skip
 
 
-def _range_text(split: str) -> str:
-    start, stop = DEFAULT_RANGES[split]
-    return f"{start}-{stop - 1}"
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m study.run",
@@ -54,10 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--grid", choices=sorted(GRIDS), help="named grid of trials (required unless --resume)")
-    p.add_argument("--data", help="dataset root (see --layout); smoke generates one")
-    p.add_argument("--layout", choices=LAYOUTS, default="auto", help="how images and classes sit under --data")
-    p.add_argument("--age-bins", default="5,28", help="utkface: ages where a new class starts")
-    p.add_argument("--split-seed", type=int, default=0, help="folders/utkface: seed of the 60/20/20 split")
+    add_data_arguments(p)  # --data (smoke generates one when absent), --layout, ...
     p.add_argument("--weights", help="vggface2 | casia-webface | none | PATH (default: the grid's, vggface2)")
     p.add_argument("--max-epochs", type=int, help="cap on epochs per trial (default: the grid's, 400)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
@@ -75,9 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU")
     p.add_argument("--address", help="join a running Ray cluster (auto or HOST:PORT)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard listens on")
+    p.add_argument("--mlflow", metavar="URI", help="also log trials to this MLflow tracking URI")
     p.add_argument("--dry-run", action="store_true", help="print the trials and exit without Ray")
-    for split in ("train", "val", "test"):
-        p.add_argument(f"--{split}-range", default=_range_text(split), help="inclusive per-class indices")
     return p.parse_args(argv)
 
 
@@ -96,6 +88,11 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
     if args.max_failures < 0:
         raise UserError(f"--max-failures must be >= 0, got {args.max_failures}.")
+    if args.mlflow and importlib.util.find_spec("mlflow") is None:
+        raise UserError(
+            "--mlflow needs the mlflow package: pip install -e '.[mlflow]' (or drop --mlflow; "
+            "Tune's CSV, JSON and TensorBoard logs are always written)."
+        )
 
 
 def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -124,21 +121,7 @@ def load_data(args: argparse.Namespace, storage: str) -> FaceData:
         root = make_smoke_data(os.path.join(storage, "smoke-data"))
         print(f"Generated smoke images under {root}")
         return load_el7008(root, SMOKE_RANGES)
-    try:
-        bins = tuple(int(b) for b in args.age_bins.split(","))
-    except ValueError:
-        raise UserError(f"--age-bins {args.age_bins!r}: expected comma-separated ages, e.g. 5,28.") from None
-    data = load_dataset(
-        args.data,
-        layout=args.layout,
-        ranges=parse_ranges(args.train_range, args.val_range, args.test_range),
-        age_bins=bins,
-        split_seed=args.split_seed,
-    )
-    if data.skipped:
-        print(f"Left out {len(data.skipped)} file(s) (listed in study.json):")
-        print("  " + "\n  ".join(data.skipped[:20]) + ("\n  ..." if len(data.skipped) > 20 else ""))
-    return data
+    return dataset_from_args(args)
 
 
 def trial_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -226,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
             data_root=data.root, data_fingerprint=data.fingerprint, split_sizes=data.sizes(),
             data_files=dict(zip(data.paths, data.hashes)), data_layout=data.layout,
             classes=data.classes, skipped_files=data.skipped,
+            split_paths={s: [data.paths[i] for i in idx] for s, idx in data.split.items()},
+            split_labels={s: data.labels[idx].tolist() for s, idx in data.split.items()},
         )  # fmt: skip
     cache_dir = os.path.abspath(args.cache_dir or os.path.join(storage, "trunk-cache"))
     trainable = tune_setup.make_trainable(
@@ -240,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         )
         tuner = tune_setup.make_tuner(
             trainable, configs, name=name, storage=storage, scheduler=scheduler,
-            max_failures=args.max_failures,
+            max_failures=args.max_failures, mlflow_uri=args.mlflow,
         )  # fmt: skip
     results = tuner.fit()
     table, failed = summarize(results, experiment_dir)

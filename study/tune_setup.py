@@ -58,6 +58,7 @@ def make_tuner(
     storage: str,
     scheduler: Any,
     max_failures: int,
+    mlflow_uri: str | None = None,
 ) -> tune.Tuner:
     return tune.Tuner(
         trainable,
@@ -74,10 +75,19 @@ def make_tuner(
             storage_path=storage,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            callbacks=[RecordSchedulerStops()],
+            callbacks=[RecordSchedulerStops(), *mlflow_callbacks(mlflow_uri, name)],
             verbose=1,
         ),
     )
+
+
+def mlflow_callbacks(uri: str | None, name: str) -> list[Any]:
+    """Log every trial's params and per-epoch metrics to MLflow (optional extra)."""
+    if uri is None:
+        return []
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=name)]
 
 
 def restore_tuner(path: str, trainable: Any) -> tune.Tuner:

@@ -45,3 +45,11 @@ def test_unknown_grid_is_an_argparse_error(capsys):
         main(["--grid", "nope"])
     assert exit_.value.code == 2
     assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_mlflow_without_the_extra_says_how_to_install(capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real(n, *a))
+    assert ".[mlflow]" in fails(capsys, "--grid", "smoke", "--mlflow", "file:/tmp/mlruns")

@@ -3,11 +3,15 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+from PIL import Image
 
 from analysis.results import load_study
 from study.smoke_data import RANGES
@@ -98,3 +102,52 @@ def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_s
         assert (merged[key] == merged[f"{key}_clean"]).all(), key
     cached = faulted[faulted.name == "smoke cached"].trial_id.item()
     assert epochs[epochs.trial_id == cached].epoch.tolist() == list(range(1, 13))
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def smoke_report(smoke_study, tmp_path_factory):
+    storage, _ = smoke_study
+    base = tmp_path_factory.mktemp("baselines")
+    out = tmp_path_factory.mktemp("report")
+    split = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"]
+    for module, args in (
+        ("analysis.baselines", ["--data", str(storage / "smoke-data"), *split, "--seeds", "1", "--out", str(base)]),
+        ("analysis.report", [str(storage / "e2e"), "--baselines", str(base), "--out", str(out)]),
+    ):
+        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):
+    storage, _ = smoke_study
+    trials, epochs = load_study(str(storage / "e2e"))
+    markdown = (smoke_report / "report.md").read_text()
+    for name in trials.name.unique():
+        assert f"| {name} |" in markdown
+    for figure in ("test_accuracy.png", "loss_curves.png", "confusion.png"):
+        assert f"(figures/{figure})" in markdown and (smoke_report / "figures" / figure).stat().st_size > 5000
+    assert "HOG + SVM" in markdown and "LBP + MLP" in markdown
+    assert "not distinguishable from noise" in markdown or "a real difference" in markdown
+    assert len(pd.read_csv(smoke_report / "epochs.csv")) == len(epochs)
+    html_text = (smoke_report / "report.html").read_text()
+    assert html_text.count("data:image/png;base64,") == 3 and "figures/" not in html_text
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_report_html_renders_in_headless_chromium(smoke_report, tmp_path):
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+         (smoke_report / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (1600, 1200)
+    assert (pixels < 128).mean() > 0.01  # text, tables and plots, not a blank page
+    assert pixels.std() > 20

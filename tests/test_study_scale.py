@@ -52,6 +52,12 @@ def test_asha_stops_some_trials_and_the_results_say_which(tiny_root, tmp_path):
     assert (stopped.epochs < 9).all()
     assert (trials[trials.status == "finished"].stopped_by != "asha").all()
     assert "asha" in proc.stdout  # the summary says it too
+    report = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "asha")],
+                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    markdown = (tmp_path / "asha" / "report" / "report.md").read_text()
+    assert "asha x1" in markdown and "## Effect of each axis" in markdown
+    assert (tmp_path / "asha" / "report" / "figures" / "axes.png").exists()
 
 
 def wait_for(condition, timeout):
@@ -139,7 +145,7 @@ def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
     proc = cli("--grid", "smoke", "--data", utk_root, "--layout", "utkface", "--seeds", "1",
                "--storage", str(tmp_path), "--name", "utk")  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Left out 2 file(s)" in proc.stdout and "unnamed.jpg" in proc.stdout
+    assert "Left out 2 file(s):" in proc.stdout and "unnamed.jpg" in proc.stdout
     trials, _ = load_study(str(tmp_path / "utk"))
     assert (trials.status == "finished").all() and (trials.val_acc_best > 0.5).all()
     with open(tmp_path / "utk" / "study.json") as f:

@@ -12,6 +12,7 @@ store; every problem with the data is reported together, before training.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import io
 import os
@@ -323,3 +324,33 @@ def stratified_split(
     train, rest = train_test_split(index, train_size=FRACTIONS[0], stratify=labels, random_state=seed)
     val, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=seed)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that say where the images are and how they split (study and baselines)."""
+    p.add_argument("--data", help="dataset root (see --layout)")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto", help="how images and classes sit under --data")
+    p.add_argument("--age-bins", default="5,28", help="utkface: ages where a new class starts")
+    p.add_argument("--split-seed", type=int, default=0, help="folders/utkface: seed of the 60/20/20 split")
+    for split in SPLITS:
+        start, stop = DEFAULT_RANGES[split]
+        p.add_argument(f"--{split}-range", default=f"{start}-{stop - 1}", help="el7008: inclusive per-class indices")
+
+
+def dataset_from_args(args: argparse.Namespace) -> FaceData:
+    """load_dataset with the options of add_data_arguments; skipped files are printed."""
+    try:
+        bins = tuple(int(b) for b in args.age_bins.split(","))
+    except ValueError:
+        raise UserError(f"--age-bins {args.age_bins!r}: expected comma-separated ages, e.g. 5,28.") from None
+    data = load_dataset(
+        args.data,
+        layout=args.layout,
+        ranges=parse_ranges(args.train_range, args.val_range, args.test_range),
+        age_bins=bins,
+        split_seed=args.split_seed,
+    )
+    if data.skipped:
+        print(f"Left out {len(data.skipped)} file(s):")
+        print("  " + "\n  ".join(data.skipped[:20]) + ("\n  ..." if len(data.skipped) > 20 else ""))
+    return data

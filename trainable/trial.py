@@ -189,6 +189,8 @@ def score_best(
         logits = predict(net, inputs.eval[split], batch_size=256, device=device, precision=precision)
         pred = logits.argmax(1).numpy()
         scores[f"{split}_acc_best"] = float((pred == y).mean())
+        if split != "train":  # per image, in split order: paired tests against other models
+            scores[f"{split}_pred"] = pred.tolist()
         scores[f"{split}_confusion"] = confusion_matrix(
             y, pred, labels=range(len(data.classes)), normalize="true"
         ).round(4).tolist()
