@@ -28,6 +28,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from analysis.baselines import BASELINES_FILE  # noqa: E402
+from analysis.peer import PEER_FILE  # noqa: E402
 from analysis.results import load_study  # noqa: E402
 from analysis.stats import compare, format_p, mean_ci  # noqa: E402
 from study.grids import BASELINE  # noqa: E402
@@ -280,10 +281,18 @@ def markdown_table(frame: pd.DataFrame) -> str:
 
 
 def load_baselines(directory: str | None) -> dict | None:
+    """baselines.json, with the zero-shot peer's record added when peer.json sits beside it."""
     if directory is None:
         return None
     with open(os.path.join(directory, BASELINES_FILE)) as f:
-        return json.load(f)
+        base = json.load(f)
+    peer_path = os.path.join(directory, PEER_FILE)
+    if os.path.exists(peer_path):
+        with open(peer_path) as f:
+            peer = json.load(f)
+        if peer["split_paths"] == base["split_paths"]:
+            base["baselines"].append(peer["peer"])
+    return base
 
 
 def reference_config(configs: pd.DataFrame) -> pd.Series:
@@ -363,7 +372,7 @@ def build_report(results_dir: str, out_dir: str, baselines_dir: str | None = Non
             doc.p("The baselines were computed on a different test split; no paired comparison is possible.")
         else:
             frame = pd.DataFrame(base["baselines"])
-            for feats in ("HOG", "LBP"):
+            for feats in frame.features.unique():
                 group = frame[frame.features == feats]
                 name = group.groupby("name").val_acc.mean().idxmax()
                 b = correct_matrix(list(group[group.name == name].test_pred), labels)
@@ -374,6 +383,11 @@ def build_report(results_dir: str, out_dir: str, baselines_dir: str | None = Non
         doc.table(pd.DataFrame(comparisons))
         for sentence in sentences:
             doc.p(sentence)
+    peer = next((b for b in base["baselines"] if b["method"] == "zero-shot"), None) if base else None
+    if peer is not None:
+        missed = peer["undetected"]
+        doc.p(f"The zero-shot peer ({peer['name']}) found no face in {missed['val']} validation and "
+              f"{missed['test']} test images; those count as wrong answers in its accuracy.")  # fmt: skip
 
     save(accuracy_bars(shown, btable), "test_accuracy.png", "Test accuracy, mean over seeds with 95% CI")
     save(loss_curves(epochs, trials, shown), "loss_curves.png", "Loss curves per configuration")
