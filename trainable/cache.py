@@ -36,8 +36,8 @@ def encode(
     out = []
     for batch in images.split(batch_size):
         with autocast(device, precision):
-            out.append(trunk(batch.to(device)).float().cpu())
-    return torch.cat(out)
+            out.append(trunk(batch.to(device, memory_format=torch.channels_last)).float().cpu())
+    return torch.cat(out).contiguous()  # one layout on disk, whatever the trunk produced
 
 
 class TrunkCache:

@@ -1,0 +1,286 @@
+"""Benchmark the study on this machine, in one process, against the naive way.
+
+    python -m study.bench [--quick] [--out FILE.json] [--data PATH]
+
+Prints a table and writes the figures as JSON. Everything compared is measured
+in the same run; absolute times on shared machines vary, ratios much less.
+`--quick` (under a minute) uses a third of the images and skips the paper grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainable.cache import encode
+from trainable.data import load_el7008
+from trainable.device import cpu_has_bf16
+from trainable.loop import EarlyStopping, TrainState, fit
+from trainable.model import build_model
+from trainable.transforms import apply_transform, eval_transform
+
+CPU = torch.device("cpu")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def timed(fn, repeat: int = 1) -> float:
+    """Best wall time of `repeat` calls, after one warm-up call."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024) -> float:
+    """FLOP/s of a square matmul with the current thread count."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / timed(lambda: torch.mm(a, b), repeat=5)
+
+
+def frozen_epoch(model, images, features, labels, split, *, cached: bool, precision: str) -> float:
+    """Seconds for one epoch of experiment 1 (batch 32): the naive way runs the frozen
+    trunk on every image each epoch, the cached way trains block8+head on stored outputs."""
+    inputs = features if cached else images
+    net = model.head if cached else model
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+
+    def one_epoch():
+        fit(model, net, optimizer, TrainState(EarlyStopping(patience=100)),
+            train_inputs=lambda e: inputs[split["train"]], train_labels=labels[split["train"]],
+            val_inputs=inputs[split["val"]], val_labels=labels[split["val"]],
+            batch_size=32, max_epochs=1, seed=0, device=CPU, precision=precision)  # fmt: skip
+
+    return timed(one_epoch, repeat=1 if not cached else 3)
+
+
+def train_step_rate(model, net, inputs, labels, batch: int, precision: str) -> tuple[float, float]:
+    """(images/s, FLOP per image) of training steps of `net` at `batch`."""
+    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4, fused=True)
+    x, y = inputs[:batch].contiguous(memory_format=torch.channels_last), labels[:batch]
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else torch.enable_grad
+
+    def step():
+        net.train()
+        with ctx():
+            loss = torch.nn.functional.cross_entropy(net(x).float(), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    seconds = timed(step, repeat=3 if batch <= 32 else 1)
+    return batch / seconds, counter.get_total_flops() / batch
+
+
+def ray_overhead(epochs: int, epoch_seconds: float) -> dict[str, float]:
+    """Ray Tune's cost: start-up, per trial, and per reported epoch, against the same
+    trivial loop without Ray; and its share of a cached trial of `epochs` epochs."""
+    import ray
+    from ray import tune
+
+    work = torch.randn(128, 128)
+
+    def one_epoch():
+        for _ in range(10):
+            work @ work
+
+    def trainable(config):
+        start = time.perf_counter()
+        for epoch in range(1, config["epochs"] + 1):
+            one_epoch()
+            tune.report({"epoch": epoch, "val_loss": 1.0 / epoch, "inside_s": time.perf_counter() - start})
+
+    plain = timed(lambda: [one_epoch() for _ in range(epochs)]) / epochs
+    start = time.perf_counter()
+    ray.init(include_dashboard=False, logging_level="ERROR", num_cpus=1)
+    init_seconds = time.perf_counter() - start
+    walls = {}
+    with tempfile.TemporaryDirectory() as storage:
+        for n in (1, epochs):  # the difference isolates the per-epoch cost from the per-trial one
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, {"cpu": 1}),
+                param_space={"epochs": n},
+                run_config=tune.RunConfig(storage_path=storage, name=f"overhead{n}", verbose=0),
+            )
+            start = time.perf_counter()
+            inside = tuner.fit()[0].metrics["inside_s"]
+            walls[n] = time.perf_counter() - start
+    ray.shutdown()
+    per_epoch = (walls[epochs] - walls[1]) / (epochs - 1) - plain
+    per_report_inside = inside / epochs - plain
+    per_trial = walls[1] - plain
+    trial = epochs * epoch_seconds
+    return {
+        "ray_init_s": init_seconds,
+        "per_trial_start_s": per_trial,
+        "per_epoch_wall_s": per_epoch,
+        "per_report_in_trial_s": per_report_inside,
+        f"share_of_a_{epochs}_epoch_cached_trial": (per_trial + epochs * max(per_epoch, 0)) / (trial + per_trial),
+        "per_epoch_share_of_a_cached_epoch": max(per_epoch, per_report_inside) / epoch_seconds,
+    }
+
+
+def tree_rss(root: int) -> int:
+    """Summed resident memory (bytes) of `root` and all its descendants, from /proc (Linux)."""
+    parent, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/statm") as f:
+                rss[int(entry)] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        frontier = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
+        tree.update(frontier)
+    return sum(rss.get(pid, 0) for pid in tree)
+
+
+class PeakMemory:
+    """Peak summed RSS of a process and all its descendants, sampled every 0.5 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            time.sleep(0.5)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def paper_grid(data_root: str, seeds: int) -> dict[str, Any]:
+    """The paper grid end to end through the CLI (weights none): wall time, peak memory, split."""
+    from analysis.results import load_study
+
+    with tempfile.TemporaryDirectory() as storage:
+        cmd = [sys.executable, "-m", "study.run", "--grid", "paper", "--data", data_root, "--weights", "none",
+               "--seeds", str(seeds), "--storage", storage, "--name", "bench"]  # fmt: skip
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        memory = PeakMemory(proc.pid)
+        _, err = proc.communicate()
+        wall = time.perf_counter() - start
+        peak = memory.stop()
+        if proc.returncode != 0:
+            raise RuntimeError(f"paper grid failed:\n{err[-2000:]}")
+        trials, _ = load_study(os.path.join(storage, "bench"))
+    frozen = trials[trials.freeze != "none"]
+    return {
+        "command": " ".join(cmd[1:]), "seeds": seeds, "wall_s": wall, "peak_rss_gb": peak / 2**30,
+        "inputs_s (transforms + trunk encoding, all trials)": float(trials.inputs_seconds.sum()),
+        "frozen_train_s (sum over trials)": float(frozen.train_seconds.sum()),
+        "unfrozen_train_s (sum over trials)": float(trials[trials.freeze == "none"].train_seconds.sum()),
+        "epochs": dict(zip(trials.name + " s" + trials.seed.astype(str), trials.epochs.astype(int))),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="a third of the images, no paper grid (< 1 min)")
+    p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "el7008"))
+    p.add_argument("--seeds", type=int, default=1, help="seeds of the paper-grid run")
+    p.add_argument("--out", help="write the figures here as JSON")
+    args = p.parse_args(argv)
+    threads = torch.get_num_threads()
+    bf16 = cpu_has_bf16()
+    results: dict[str, Any] = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "torch_threads": threads, "bf16_autocast": bf16, "torch": torch.__version__},
+    }  # fmt: skip
+    data = load_el7008(args.data)
+    keep = 3 if args.quick else 1  # every `keep`-th image of each split
+    split = {s: np.arange(0, len(idx), keep) for s, idx in data.split.items()}
+    images_all = apply_transform(eval_transform(mean=data.mean, std=data.std), data.images)
+    labels_all = torch.from_numpy(data.labels)
+    order = np.concatenate([data.split[s][split[s]] for s in ("train", "val")])
+    images = images_all[order].contiguous(memory_format=torch.channels_last)
+    labels = labels_all[order]
+    n_train = len(split["train"])
+    sub = {"train": np.arange(n_train), "val": np.arange(n_train, len(order))}
+    model = build_model("none", "block8", seed=0).to(memory_format=torch.channels_last)
+
+    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
+    peak = {prec: matmul_peak(torch.float32 if prec == "fp32" else torch.bfloat16) for prec in precisions}
+    results["matmul_peak_gflops"] = {k: v / 1e9 for k, v in peak.items()}
+    encode_rate = {}
+    features = {}
+    for prec in precisions:
+        start = time.perf_counter()
+        features[prec] = encode(model.trunk, images, device=CPU, precision=prec)
+        encode_rate[prec] = len(images) / (time.perf_counter() - start)
+    results["trunk_encoding_img_per_s"] = encode_rate
+    best = precisions[-1]
+    epoch = {
+        "naive fp32 (the original's way)": frozen_epoch(model, images, None, labels, sub, cached=False, precision="fp32"),
+        f"naive {best}": frozen_epoch(model, images, None, labels, sub, cached=False, precision=best),
+        "cached": frozen_epoch(model, None, features[best], labels, sub, cached=True, precision="fp32"),
+    }  # fmt: skip
+    results["frozen_epoch_s"] = epoch
+    results["frozen_epoch_images"] = len(order)
+    results["cached_speedup_vs_original"] = epoch["naive fp32 (the original's way)"] / epoch["cached"]
+    results["cached_speedup_vs_naive_same_precision"] = epoch[f"naive {best}"] / epoch["cached"]
+
+    whole = build_model("none", "none", seed=0).to(memory_format=torch.channels_last)
+    results["full_finetune_img_per_s"] = {
+        prec: train_step_rate(whole, whole, images, labels, 16, prec)[0] for prec in precisions
+    }
+    head = {}
+    for batch in (32, 8):
+        rate, flop = train_step_rate(model, model.head, features[best], labels, batch, "fp32")
+        head[f"batch {batch}"] = {"img_per_s": rate, "gflops": rate * flop / 1e9,
+                                  "fraction_of_fp32_peak": rate * flop / peak["fp32"]}  # fmt: skip
+    results["head_training"] = head
+    full_epoch = epoch["cached"] * keep  # a cached epoch of the whole split (360 + 120 images)
+    results["ray"] = ray_overhead(epochs=50, epoch_seconds=full_epoch)
+    if not args.quick:
+        results["paper_grid"] = paper_grid(args.data, args.seeds)
+    print(render(results))
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def render(results: dict[str, Any], prefix: str = "") -> str:
+    lines = []
+    for key, value in results.items():
+        if isinstance(value, dict):
+            lines.append(f"{prefix}{key}:")
+            lines.append(render(value, prefix + "  "))
+        elif isinstance(value, float):
+            lines.append(f"{prefix}{key}: {value:.4g}")
+        else:
+            lines.append(f"{prefix}{key}: {value}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
