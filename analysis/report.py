@@ -411,6 +411,11 @@ def build_report(results_dir: str, out_dir: str, baselines_dir: str | None = Non
     ]))  # fmt: skip
     if base and base["data_fingerprint"] != study.get("data_fingerprint"):
         doc.p("Warning: the baselines were computed on different data than the study.")
+    for key, title in (("skipped_files", "Files left out"), ("converted_files", "Images converted on load"),
+                       ("duplicate_files", "Duplicates within a split (kept)")):  # fmt: skip
+        if study.get(key):
+            doc.h(title, 3)
+            doc.table(pd.DataFrame({"file: reason": study[key]}))
 
     config_columns = [c for c in trials.columns if not c.endswith(("_confusion", "_pred"))]
     epochs.merge(trials[config_columns], on="trial_id").to_csv(os.path.join(out_dir, "epochs.csv"), index=False)

@@ -208,10 +208,14 @@ def run(args: argparse.Namespace) -> int:
             experiment_dir, args=vars(args), grid=args.grid, trials=configs,
             data_root=data.root, data_fingerprint=data.fingerprint, split_sizes=data.sizes(),
             data_files=dict(zip(data.paths, data.hashes)), data_layout=data.layout,
-            classes=data.classes, skipped_files=data.skipped,
+            classes=data.classes, skipped_files=data.skipped, converted_files=data.converted,
+            duplicate_files=data.duplicates,
             split_paths={s: [data.paths[i] for i in idx] for s, idx in data.split.items()},
             split_labels={s: data.labels[idx].tolist() for s, idx in data.split.items()},
         )  # fmt: skip
+        if data.skipped:
+            with open(os.path.join(experiment_dir, "skipped_files.txt"), "w") as f:
+                f.write("\n".join(data.skipped) + "\n")
     cache_dir = os.path.abspath(args.cache_dir or os.path.join(storage, "trunk-cache"))
     trainable = tune_setup.make_trainable(
         data, cache_dir=cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial

@@ -54,3 +54,53 @@ def utk_root(tmp_path_factory) -> str:
     (root / "notes.txt").write_text("not an image")
     Image.new("RGB", (200, 200)).save(root / "unnamed.jpg")
     return str(root)
+
+
+@pytest.fixture()
+def bad_root(tiny_root, tmp_path) -> str:
+    """The tiny el7008 set (ranges 0-7/8-11/12-15) with every kind of bad input planted.
+
+    Returns the root; BAD_CASES / CONVERTED_CASES name what each planted file must produce.
+    """
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "bad"
+    shutil.copytree(tiny_root, root)
+    good = Image.open(root / "1" / "8.jpg")
+    (root / "1" / "0.jpg").write_bytes(b"")
+    data = (root / "1" / "1.jpg").read_bytes()
+    (root / "1" / "1.jpg").write_bytes(data[: len(data) // 2])
+    (root / "1" / "2.jpg").write_text("this is a text file")
+    good.convert("RGBA").save(root / "1" / "3.jpg", format="PNG")
+    good.convert("L").save(root / "1" / "4.jpg", format="JPEG")
+    wide = (np.asarray(good.convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(wide).save(root / "1" / "5.jpg", format="PNG")  # mode I;16
+    good.convert("CMYK").save(root / "1" / "6.jpg", format="JPEG")
+    Image.new("RGB", (100, 120), (200, 0, 0)).save(root / "5" / "0.jpg")
+    Image.new("RGB", (6000, 6000), (0, 200, 0)).save(root / "5" / "1.jpg")
+    os.remove(root / "5" / "2.jpg")
+    os.remove(root / "5" / "3.jpg")
+    os.mkdir(root / "5" / "3.jpg")  # unreadable as a file (root ignores chmod 000)
+    os.remove(root / "5" / "4.jpg")
+    os.symlink(root / "nowhere.jpg", root / "5" / "4.jpg")
+    shutil.copy(root / "28" / "0.jpg", root / "28" / "14.jpg")  # a train image again in test
+    (root / "7").mkdir()
+    return str(root)
+
+
+BAD_CASES = {
+    "1/0.jpg": "empty file (0 bytes)",
+    "1/1.jpg": "cannot be decoded",
+    "1/2.jpg": "cannot be decoded",
+    "5/0.jpg": "smaller than the 140-px crop",
+    "5/2.jpg": "missing (the train range needs index 2)",
+    "5/3.jpg": "unreadable",
+    "5/4.jpg": "broken symbolic link",
+    "28/14.jpg": "the same bytes as",
+    "/7": "is not a class",
+}
+CONVERTED_CASES = {"1/3.jpg": "RGBA -> RGB", "1/4.jpg": "L -> RGB", "1/5.jpg": "16-bit",
+                   "1/6.jpg": "CMYK -> RGB", "5/1.jpg": "downscaled from 6000x6000"}  # fmt: skip

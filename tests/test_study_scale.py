@@ -80,27 +80,47 @@ def finished_trials(directory):
     return done
 
 
+def started(directory):
+    return any(
+        os.path.getsize(os.path.join(e.path, "result.json")) > 0
+        for e in os.scandir(directory)
+        if os.path.exists(os.path.join(e.path, "result.json"))
+    )
+
+
+KILL_POINTS = {  # name -> (when to kill, extra environment)
+    "before the first trial finishes": (lambda study, marks: started(study) and not finished_trials(study), {}),
+    "mid-study": (lambda study, marks: 1 <= len(finished_trials(study)) < 6, {}),
+    "while a checkpoint is being written": (lambda study, marks: bool(os.listdir(marks)), "stall"),
+}
+
+
 @pytest.mark.slow
-def test_sigkilled_study_resumes_without_rerunning_finished_trials(tmp_path):
-    study = tmp_path / "killed"
-    args = ["--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"]
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
+    when, extra = KILL_POINTS[point]
+    study, marks = tmp_path / "killed", tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ}
+    if extra == "stall":
+        env["FACE_AGE_TEST_STALL_CHECKPOINT"] = str(marks)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "study.run", *args], cwd=ROOT, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
+        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     try:
-        assert wait_for(lambda: study.exists() and finished_trials(study), 300)
+        assert wait_for(lambda: study.exists() and when(study, marks), 300), f"never reached: {point}"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         proc.wait()
     before = finished_trials(study)
-    assert 1 <= len(before) < 6, "the kill must land mid-study"
 
     resumed = cli("--resume", str(study))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials, epochs = load_study(str(study))
     assert len(trials) == 6 and (trials.status == "finished").all()
     assert sorted(zip(trials.experiment, trials.seed)) == [(e, s) for e in (1, 2) for s in range(3)]
+    assert trials.trial_id.is_unique
     after = finished_trials(study)
     for name, text in before.items():
         # Finished before the kill: never retrained. If the driver died before Ray
@@ -112,6 +132,11 @@ def test_sigkilled_study_resumes_without_rerunning_finished_trials(tmp_path):
             again = json.loads(line)
             assert again["epoch"] == last["epoch"] and again["test_acc_best"] == last["test_acc_best"]
             assert again["train_loss"] == last["train_loss"]
+    for trial in trials.itertuples():  # every epoch once, in order, up to where it stopped
+        assert epochs[epochs.trial_id == trial.trial_id].epoch.tolist() == list(range(1, trial.epochs + 1))
+    report = subprocess.run([sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT,
+                            capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
 
 
 def test_resume_refuses_a_directory_that_is_not_a_study(tmp_path):
@@ -152,3 +177,73 @@ def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
         record = json.load(f)
     assert record["data_layout"] == "utkface" and len(record["skipped_files"]) == 2
     assert record["split_sizes"] == {"train": 36, "val": 12, "test": 12}
+
+
+@pytest.mark.slow
+def test_losing_a_worker_node_reschedules_its_trials(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        worker = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        study = tmp_path / "node-loss"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "study.run", "--grid", "smoke", "--seeds", "2", "--where", "augmentation=online",
+             "--max-epochs", "25", "--max-failures", "3", "--address", cluster.address,
+             "--storage", str(tmp_path), "--name", "node-loss"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+        def on_worker():
+            return study.exists() and any(
+                worker.node_id in open(os.path.join(e.path, "result.json")).read()
+                for e in os.scandir(study) if os.path.exists(os.path.join(e.path, "result.json"))
+            )  # fmt: skip
+
+        assert wait_for(on_worker, 300), "no trial ever ran on the worker node"
+        cluster.remove_node(worker, allow_graceful=False)
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, out[-4000:]
+    finally:
+        cluster.shutdown()
+    trials, epochs = load_study(str(study))
+    assert len(trials) == 2 and (trials.status == "finished").all()
+    assert (trials.epochs == 25).all()
+    assert (trials.node_id != worker.node_id).all()  # both finished on the surviving head node
+
+
+def driver_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+
+
+@pytest.mark.slow
+def test_sixty_trials_keep_disk_and_driver_memory_bounded(tiny_root, tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", "--grid", "extended", "--data", tiny_root, *SMOKE_SPLIT,
+         "--weights", "none", "--where", "freeze=block8", "--where", "augmentation=none",
+         "--where", "batch_size=32", "--seeds", "5", "--max-epochs", "12", "--scheduler", "none",
+         "--storage", str(tmp_path), "--name", "many"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    samples = []
+    while proc.poll() is None:
+        try:
+            samples.append(driver_rss(proc.pid))
+        except (OSError, StopIteration):
+            pass
+        time.sleep(0.5)
+    assert proc.returncode == 0, proc.stderr.read()[-3000:]
+    trials, _ = load_study(str(tmp_path / "many"))
+    assert len(trials) == 60 and (trials.status == "finished").all()
+    total = sum(f.stat().st_size for f in (tmp_path / "many").rglob("*") if f.is_file())
+    checkpoints = list((tmp_path / "many").glob("*/checkpoint_*"))
+    quarter = len(samples) // 4
+    early, late = max(samples[quarter : 2 * quarter]), max(samples[3 * quarter :])
+    print(f"\nresults directory: {total / 2**20:.0f} MiB for 60 trials ({total / 60 / 2**20:.1f} MiB each), "
+          f"{len(checkpoints)} checkpoints; driver RSS {early / 2**20:.0f} MiB after a quarter of the run, "
+          f"{late / 2**20:.0f} MiB at the end")  # fmt: skip
+    assert len(checkpoints) == 60  # one per trial: the final one, older ones pruned
+    assert total / 60 < 15 * 2**20  # the head's best weights (~10 MB) and logs
+    assert late < early * 1.25 + 100 * 2**20

@@ -88,3 +88,13 @@ def test_full_network_paths(tiny_data, tmp_path, changes):
     final, reports = run(config(max_epochs=1, **changes), tiny_data, str(tmp_path))
     assert len(reports) == 1 and np.isfinite(final["train_loss"])
     assert list(tmp_path.iterdir()) == []  # nothing cacheable on these paths
+
+
+def test_resume_from_the_final_checkpoint_only_rescores(tiny_data, tmp_path):
+    final, reports = run(config(max_epochs=3), tiny_data, str(tmp_path))
+    payload = through_disk(reports[-1][1])
+    assert "optimizer" not in payload and payload["state"]["best_weights"] == {}
+    again, more = run(config(max_epochs=3), tiny_data, str(tmp_path), resume=payload)
+    assert len(more) == 1  # no epoch is trained again
+    same = lambda d: {k: v for k, v in d.items() if k != "inputs_seconds"}  # noqa: E731
+    assert same(again) == same(final)

@@ -35,6 +35,8 @@ CLASS_NAMES = ("1-4", "5-27", "28+")  # ages covered by each class
 SPLITS = ("train", "val", "test")
 DEFAULT_RANGES = {"train": (0, 120), "val": (120, 160), "test": (160, 200)}  # [start, stop)
 LAYOUTS = ("auto", "el7008", "folders", "utkface")
+BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
+MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)
 FRACTIONS = (0.6, 0.2, 0.2)  # train/val/test of the seeded stratified split
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm", ".pbm", ".jp2"}  # fmt: skip
@@ -55,6 +57,8 @@ class FaceData:
     classes: tuple[str, ...] = CLASS_NAMES
     layout: str = "el7008"
     skipped: list[str] = field(default_factory=list)  # "path: reason" of files left out
+    converted: list[str] = field(default_factory=list)  # "path: what" of images converted on load
+    duplicates: list[str] = field(default_factory=list)  # same bytes twice within one split: kept, noted
     mean: tuple[float, ...] = field(init=False)  # per channel, training images in [0, 1]
     std: tuple[float, ...] = field(init=False)
 
@@ -107,11 +111,26 @@ def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:
     return ranges
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """Decode any format PIL reads into an HxWx3 uint8 RGB array (raises on a broken file)."""
+def decode_image(data: bytes) -> tuple[np.ndarray, str | None]:
+    """Decode any format PIL reads into an HxWx3 uint8 RGB array, and say what was
+    converted (grayscale, alpha, CMYK, 16-bit, very large), or None. Raises on a broken file."""
+    if not data:
+        raise ValueError("empty file (0 bytes)")
     with Image.open(io.BytesIO(data)) as img:
         img.load()  # decodes fully: a truncated file fails here, not later in a trial
-        return np.asarray(img.convert("RGB"))
+        notes = []
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNG/TIFF: scale, don't clip
+            wide = np.asarray(img, dtype=np.float64)
+            top = 65535.0 if wide.max() > 255 else 255.0
+            img = Image.fromarray((wide / top * 255).round().astype(np.uint8))
+            notes.append("16-bit")
+        if img.mode != "RGB":
+            notes.append(f"{img.mode} -> RGB")
+            img = img.convert("RGB")
+        if max(img.size) > MAX_SIDE:
+            notes.append(f"downscaled from {img.size[0]}x{img.size[1]}")
+            img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        return np.asarray(img), ", ".join(notes) or None
 
 
 class Entry(NamedTuple):
@@ -128,8 +147,15 @@ def load_dataset(
     ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES,
     age_bins: tuple[int, ...] = (5, 28),
     split_seed: int = 0,
+    on_bad_image: str = "error",
 ) -> FaceData:
-    """Read a dataset in any of LAYOUTS; raise UserError naming every problem at once."""
+    """Read a dataset in any of LAYOUTS, scanning every file once before any training.
+
+    Every problem (missing, empty, truncated, not an image, too small, broken
+    link, unreadable, stray folder, the same bytes twice) is reported together:
+    `on_bad_image='error'` raises UserError listing them all, 'skip' leaves those
+    files out and lists them in `FaceData.skipped`.
+    """
     root = os.path.abspath(root)
     if not os.path.isdir(root):
         raise UserError(
@@ -139,16 +165,27 @@ def load_dataset(
         )
     if layout not in LAYOUTS:
         raise UserError(f"--layout {layout!r}; expected one of {list(LAYOUTS)}.")
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise UserError(f"--on-bad-image {on_bad_image!r}; expected one of {list(BAD_IMAGE_POLICIES)}.")
     if layout == "auto":
         layout = detect_layout(root)
         print(f"Data layout: {layout} (detected under {root}; --layout sets it)")
+    problems: list[str] = []
     if layout == "el7008":
         entries, classes, skipped = el7008_entries(root, ranges), CLASS_NAMES, []
+        problems += [
+            f"{os.path.join(root, n)}: folder {n!r} is not a class (expected {', '.join(CLASS_DIRS)})"
+            for n in sorted(os.listdir(root))
+            if os.path.isdir(os.path.join(root, n)) and n not in CLASS_DIRS and not n.startswith(".")
+        ]
     elif layout == "folders":
         entries, classes, skipped = folder_entries(root)
     else:
         entries, classes, skipped = utkface_entries(root, age_bins)
-    return read_entries(root, entries, classes, layout=layout, skipped=skipped, split_seed=split_seed)
+    return read_entries(
+        root, entries, classes, layout=layout, skipped=skipped, split_seed=split_seed,
+        problems=problems, on_bad_image=on_bad_image,
+    )  # fmt: skip
 
 
 def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES) -> FaceData:
@@ -249,10 +286,12 @@ def read_entries(
     layout: str,
     skipped: list[str],
     split_seed: int,
+    problems: list[str],
+    on_bad_image: str,
 ) -> FaceData:
     """Read and decode every entry; assign the stratified split where entries have none."""
-    paths, hashes, images, labels, splits = [], [], [], [], []
-    problems: list[str] = []
+    paths, hashes, images, labels, splits, converted, duplicates = [], [], [], [], [], [], []
+    first_with_hash: dict[str, tuple[str, str | None]] = {}
     digest = hashlib.sha256()
     for entry in entries:
         path = os.path.join(root, entry.rel)
@@ -260,13 +299,24 @@ def read_entries(
             with open(path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
-            problems.append(f"{path}: missing" + (f" ({entry.need})" if entry.need else ""))
+            if os.path.islink(path):
+                problems.append(f"{path}: broken symbolic link to {os.readlink(path)}")
+            else:
+                problems.append(f"{path}: missing" + (f" ({entry.need})" if entry.need else ""))
             continue
         except OSError as err:
             problems.append(f"{path}: unreadable ({err.strerror})")
             continue
+        file_hash = hashlib.sha256(data).hexdigest()
+        if file_hash in first_with_hash:
+            first, first_split = first_with_hash[file_hash]
+            if entry.split is None or entry.split != first_split:  # would leak between splits
+                where = f" in the {first_split} split" if first_split else ""
+                problems.append(f"{path}: the same bytes as {first}{where} (a leak between splits)")
+                continue
+            duplicates.append(f"{path}: the same bytes as {first}, both in the {entry.split} split")
         try:
-            image = decode_image(data)
+            image, note = decode_image(data)
         except Exception as err:  # PIL raises many types for broken files
             problems.append(f"{path}: cannot be decoded as an image ({err})")
             continue
@@ -276,20 +326,23 @@ def read_entries(
                 f"{CROP}-px crop the transforms take"
             )
             continue
-        file_hash = hashlib.sha256(data).hexdigest()
+        first_with_hash.setdefault(file_hash, (path, entry.split))
+        if note:
+            converted.append(f"{path}: {note}")
         digest.update(f"{entry.rel}\0{file_hash}\n".encode())
         paths.append(entry.rel)
         hashes.append(file_hash)
         images.append(image)
         labels.append(entry.label)
         splits.append(entry.split)
-    if problems:
+    if problems and on_bad_image == "error":
         shown = "\n  ".join(problems[:50])
         more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
         raise UserError(
-            f"{len(problems)} problem(s) with the images under {root}; nothing was trained:\n"
-            f"  {shown}{more}"
+            f"{len(problems)} problem(s) with the images under {root}; nothing was trained "
+            f"(--on-bad-image skip leaves these files out):\n  {shown}{more}"
         )
+    skipped = skipped + problems
     labels_array = np.asarray(labels, dtype=np.int64)
     if any(s is None for s in splits):
         split = stratified_split(labels_array, classes, seed=split_seed, root=root)
@@ -306,6 +359,8 @@ def read_entries(
         classes=classes,
         layout=layout,
         skipped=skipped,
+        converted=converted,
+        duplicates=duplicates,
     )
 
 
@@ -332,6 +387,8 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="auto", help="how images and classes sit under --data")
     p.add_argument("--age-bins", default="5,28", help="utkface: ages where a new class starts")
     p.add_argument("--split-seed", type=int, default=0, help="folders/utkface: seed of the 60/20/20 split")
+    p.add_argument("--on-bad-image", choices=BAD_IMAGE_POLICIES, default="error",
+                   help="broken images: stop with their list, or leave them out and record them")
     for split in SPLITS:
         start, stop = DEFAULT_RANGES[split]
         p.add_argument(f"--{split}-range", default=f"{start}-{stop - 1}", help="el7008: inclusive per-class indices")
@@ -349,7 +406,12 @@ def dataset_from_args(args: argparse.Namespace) -> FaceData:
         ranges=parse_ranges(args.train_range, args.val_range, args.test_range),
         age_bins=bins,
         split_seed=args.split_seed,
+        on_bad_image=args.on_bad_image,
     )
+    if data.converted:
+        print(f"Converted {len(data.converted)} image(s) on load (grayscale, alpha, CMYK, 16-bit, large).")
+    for line in data.duplicates:
+        print(f"Note: {line}")
     if data.skipped:
         print(f"Left out {len(data.skipped)} file(s):")
         print("  " + "\n  ".join(data.skipped[:20]) + ("\n  ..." if len(data.skipped) > 20 else ""))

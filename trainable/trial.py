@@ -129,8 +129,9 @@ def run_trial(
     """Train one configuration; return the final metrics (also sent with the last report).
 
     `report(metrics, checkpoint)` is called once per epoch; `checkpoint` is a
-    dict to save (resumable state every `cfg.checkpoint_every` epochs, plus the
-    best model at the end) or None. `resume` is such a dict from an earlier run.
+    dict to save or None: every `cfg.checkpoint_every` epochs the resumable state
+    (TrainState, weights, optimizer); at the end the TrainState, the best model's
+    record and the final metrics. `resume` is such a dict from an earlier run.
     """
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
@@ -144,8 +145,11 @@ def run_trial(
     state = TrainState(EarlyStopping(cfg.patience, cfg.min_delta))
     if resume is not None:
         state = TrainState.from_dict(resume["state"])
-        load_trainable_state(model, resume["weights"])
-        optimizer.load_state_dict(resume["optimizer"])
+        if "model" in resume:  # the final checkpoint: training is over, scores are redone
+            state.best_weights = resume["model"]["trained"]
+        else:
+            load_trainable_state(model, resume["weights"])
+            optimizer.load_state_dict(resume["optimizer"])
 
     def resumable() -> dict[str, Any]:
         return {
@@ -172,7 +176,8 @@ def run_trial(
     final["inputs_seconds"] = inputs_seconds  # transforms + trunk encoding, or reading the cache
     final["stopped_by"] = "early_stopping" if state.stopper.should_stop else "max_epochs"
     record = trained_model_record(model, weights=cfg.weights, freeze=cfg.freeze)
-    report(final, {**resumable(), "model": record, "metrics": final})
+    # The final checkpoint keeps the best weights once (in the model record), no optimizer.
+    report(final, {"state": {**state.to_dict(), "best_weights": {}}, "model": record, "metrics": final})
     return final
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from typing import Any
 
 import ray
@@ -16,12 +17,15 @@ from trainable.config import TrialConfig
 from trainable.data import FaceData
 from trainable.trial import run_trial
 
-STATE_FILE = "trial.pt"  # resumable state: TrainState, trainable weights, optimizer
+STATE_FILE = "trial.pt"  # TrainState; mid-run also the trainable weights and optimizer
 MODEL_FILE = "model.pt"  # final checkpoint: the best model (trainable.model.load_trained)
 METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
 # Test hook: "EPOCH:DIR" makes each trial raise once, before reporting EPOCH
 # (DIR records which trials already did), to test retries from checkpoints.
 FAULT_ENV = "FACE_AGE_TEST_FAULT"
+# Test hook: DIR makes the first checkpoint of each worker stall half-written (files
+# saved, not yet reported) after leaving a marker in DIR, so a test can kill it there.
+STALL_ENV = "FACE_AGE_TEST_STALL_CHECKPOINT"
 
 
 def train_face_age(
@@ -34,6 +38,8 @@ def train_face_age(
     if (checkpoint := tune.get_checkpoint()) is not None:
         with checkpoint.as_directory() as directory:
             resume = torch.load(os.path.join(directory, STATE_FILE), weights_only=True)
+            if os.path.exists(model_file := os.path.join(directory, MODEL_FILE)):
+                resume["model"] = torch.load(model_file, weights_only=True)
 
     def report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
         _inject_fault(cfg, metrics["epoch"])
@@ -59,11 +65,14 @@ def _report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
         return
     with tempfile.TemporaryDirectory() as directory:
         torch.save(
-            {k: payload[k] for k in ("state", "weights", "optimizer")},
+            {k: payload[k] for k in ("state", "weights", "optimizer") if k in payload},
             os.path.join(directory, STATE_FILE),
         )
         if "model" in payload:
             torch.save(payload["model"], os.path.join(directory, MODEL_FILE))
             with open(os.path.join(directory, METRICS_FILE), "w") as f:
                 json.dump(payload["metrics"], f, indent=1)
+        if stall_dir := os.environ.get(STALL_ENV):
+            open(os.path.join(stall_dir, f"stalled-{os.getpid()}"), "w").close()
+            time.sleep(600)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

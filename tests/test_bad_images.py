@@ -1,0 +1,61 @@
+"""Every kind of bad input is found in one scan, before any training."""
+
+import pytest
+
+from study.smoke_data import RANGES
+from study.run import main
+from tests.conftest import BAD_CASES, CONVERTED_CASES
+from trainable.data import load_dataset
+from trainable.errors import UserError
+
+
+def test_one_error_lists_every_broken_file(bad_root):
+    with pytest.raises(UserError) as err:
+        load_dataset(bad_root, layout="el7008", ranges=RANGES)
+    message = str(err.value)
+    assert f"{len(BAD_CASES)} problem(s)" in message and "--on-bad-image skip" in message
+    lines = message.splitlines()
+    for path, reason in BAD_CASES.items():
+        assert any(path in line and reason in line for line in lines), (path, reason)
+
+
+def test_skip_leaves_them_out_and_converts_the_rest(bad_root):
+    data = load_dataset(bad_root, layout="el7008", ranges=RANGES, on_bad_image="skip")
+    assert len(data.skipped) == len(BAD_CASES)
+    assert len(data.paths) == 48 - 8  # eight planted files are broken; the stray folder holds none
+    for path, note in CONVERTED_CASES.items():
+        assert any(path in c and note in c for c in data.converted), (path, note)
+        image = data.images[data.paths.index(path)]
+        assert image.ndim == 3 and image.shape[2] == 3 and image.dtype.name == "uint8"
+    assert max(data.images[data.paths.index("5/1.jpg")].shape) == 1024
+    sixteen = data.images[data.paths.index("1/5.jpg")]
+    assert 20 < sixteen.mean() < 235  # scaled to 8 bits, not clipped to white
+
+
+def test_cli_error_exits_non_zero_naming_each_file(bad_root, capsys, tmp_path):
+    storage = tmp_path / "results"
+    code = main(["--grid", "smoke", "--data", bad_root, "--layout", "el7008", "--storage", str(storage),
+                 "--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    for path in BAD_CASES:
+        assert path in err
+    assert not storage.exists()  # nothing was started or written
+
+
+def test_weights_files_are_loaded_without_unpickling_code(tmp_path):
+    import pickle
+
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"conv2d_1a.conv.weight": Evil()}, f)
+    from trainable.model import resolve_weights
+
+    with pytest.raises(UserError, match="weights_only"):
+        resolve_weights(str(tmp_path / "evil.pt"))
+    assert torch.load  # weights_only=True refused the pickled callable
