@@ -176,11 +176,13 @@ class PeakMemory:
         return self.peak
 
 
-def paper_grid(data_root: str, seeds: int) -> dict[str, Any]:
-    """The paper grid end to end through the CLI (weights none): wall time, peak memory, split."""
+def paper_grid(data_root: str, seeds: int, keep: str | None) -> dict[str, Any]:
+    """The paper grid end to end through the CLI (weights none): wall time, peak memory, split.
+    Results go to `keep` when given (for a report), else to a temporary directory."""
     from analysis.results import load_study
 
-    with tempfile.TemporaryDirectory() as storage:
+    with tempfile.TemporaryDirectory() as scratch:
+        storage = os.path.abspath(keep) if keep else scratch
         cmd = [sys.executable, "-m", "study.run", "--grid", "paper", "--data", data_root, "--weights", "none",
                "--seeds", str(seeds), "--storage", storage, "--name", "bench"]  # fmt: skip
         start = time.perf_counter()
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "el7008"))
     p.add_argument("--seeds", type=int, default=1, help="seeds of the paper-grid run")
     p.add_argument("--out", help="write the figures here as JSON")
+    p.add_argument("--keep", metavar="STORAGE", help="keep the paper grid's results under STORAGE/bench")
     args = p.parse_args(argv)
     threads = torch.get_num_threads()
     bf16 = cpu_has_bf16()
@@ -261,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     full_epoch = epoch["cached"] * keep  # a cached epoch of the whole split (360 + 120 images)
     results["ray"] = ray_overhead(epochs=50, epoch_seconds=full_epoch)
     if not args.quick:
-        results["paper_grid"] = paper_grid(args.data, args.seeds)
+        results["paper_grid"] = paper_grid(args.data, args.seeds, args.keep)
     print(render(results))
     if args.out:
         with open(args.out, "w") as f:

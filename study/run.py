@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--resume", metavar="RESULTS_DIR", help="continue this interrupted study")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial from its checkpoint")
     p.add_argument("--cache-dir", help="trunk-output cache (default STORAGE/trunk-cache)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--cpus-per-trial", type=float,
+                   help="default: 1 for cached trials, up to 4 for full-network ones")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU")
     p.add_argument("--address", help="join a running Ray cluster (auto or HOST:PORT)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard listens on")
@@ -76,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_args(args: argparse.Namespace) -> None:
     if args.grid is None:
         raise UserError("--grid is required (one of " + ", ".join(sorted(GRIDS)) + ") unless --resume.")
-    if args.cpus_per_trial <= 0:
+    if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}.")
     if args.gpus_per_trial < 0 or (args.gpus_per_trial > 1 and args.gpus_per_trial % 1):
         raise UserError(
@@ -217,8 +218,9 @@ def run(args: argparse.Namespace) -> int:
             with open(os.path.join(experiment_dir, "skipped_files.txt"), "w") as f:
                 f.write("\n".join(data.skipped) + "\n")
     cache_dir = os.path.abspath(args.cache_dir or os.path.join(storage, "trunk-cache"))
+    node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
     trainable = tune_setup.make_trainable(
-        data, cache_dir=cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial
+        data, cache_dir=cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial, node_cpus=node_cpus
     )
     if args.resume:
         tuner = tune_setup.restore_tuner(experiment_dir, trainable)
@@ -251,7 +253,7 @@ def check_same_data(experiment_dir: str, data: FaceData) -> None:
 
 def check_resources(available: dict[str, float], args: argparse.Namespace) -> None:
     """Refuse per-trial resources the cluster can never grant (Ray would wait forever)."""
-    for key, need in (("CPU", args.cpus_per_trial), ("GPU", args.gpus_per_trial)):
+    for key, need in (("CPU", args.cpus_per_trial or 1), ("GPU", args.gpus_per_trial)):
         have = available.get(key, 0.0)
         if need > have:
             raise UserError(

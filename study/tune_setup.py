@@ -41,12 +41,29 @@ def make_scheduler(name: str, *, max_epochs: int, grace_period: int) -> Any:
     )
 
 
-def make_trainable(data: FaceData, *, cache_dir: str, cpus: float, gpus: float) -> Any:
+FULL_NETWORK_MAX_CPUS = 4  # threads beyond this barely speed up one InceptionResnetV1 trial
+
+
+def trial_cpus(config: dict[str, Any], cpus: float | None, node_cpus: float) -> float:
+    """CPUs for one trial. By default a cached trial (frozen trunk, fixed inputs) takes
+    one core, so trials pack one per core; a trial that runs the whole network every
+    epoch takes up to FULL_NETWORK_MAX_CPUS cores of a node."""
+    if cpus is not None:
+        return cpus
+    cached = config["freeze"] != "none" and config["augmentation"] != "online"
+    return 1.0 if cached else float(min(FULL_NETWORK_MAX_CPUS, max(1, int(node_cpus))))
+
+
+def make_trainable(
+    data: FaceData, *, cache_dir: str, cpus: float | None, gpus: float, node_cpus: float
+) -> Any:
+    """The trainable with its data in the object store and resources per trial config.
+    Torch threads follow the CPUs each trial is given."""
     return tune.with_resources(
-        tune.with_parameters(
-            train_face_age, data=data, cache_dir=cache_dir, threads=max(1, round(cpus))
+        tune.with_parameters(train_face_age, data=data, cache_dir=cache_dir),
+        lambda config: tune.PlacementGroupFactory(
+            [{"CPU": trial_cpus(config, cpus, node_cpus), "GPU": gpus}]
         ),
-        {"cpu": cpus, "gpu": gpus},
     )
 
 

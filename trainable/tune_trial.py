@@ -28,12 +28,11 @@ FAULT_ENV = "FACE_AGE_TEST_FAULT"
 STALL_ENV = "FACE_AGE_TEST_STALL_CHECKPOINT"
 
 
-def train_face_age(
-    config: dict[str, Any], *, data: FaceData, cache_dir: str | None, threads: int
-) -> None:
+def train_face_age(config: dict[str, Any], *, data: FaceData, cache_dir: str | None) -> None:
     """Run one trial. `data` comes from the object store via tune.with_parameters."""
     cfg = TrialConfig.from_dict(config)
-    torch.set_num_threads(threads)
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
+    torch.set_num_threads(max(1, round(cpus)))  # one thread per CPU Ray gave this trial
     resume = None
     if (checkpoint := tune.get_checkpoint()) is not None:
         with checkpoint.as_directory() as directory:
