@@ -87,6 +87,8 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
+    if args.precision == "fp16" and not args.gpus_per_trial:
+        raise UserError("--precision fp16 needs GPUs (--gpus-per-trial); CPUs run bf16 or fp32.")
     if args.max_failures < 0:
         raise UserError(f"--max-failures must be >= 0, got {args.max_failures}.")
     if args.mlflow and importlib.util.find_spec("mlflow") is None:

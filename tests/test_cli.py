@@ -53,3 +53,7 @@ def test_mlflow_without_the_extra_says_how_to_install(capsys, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real(n, *a))
     assert ".[mlflow]" in fails(capsys, "--grid", "smoke", "--mlflow", "file:/tmp/mlruns")
+
+
+def test_fp16_needs_a_gpu(capsys):
+    assert "needs GPUs" in fails(capsys, "--grid", "smoke", "--precision", "fp16")

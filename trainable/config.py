@@ -12,7 +12,7 @@ from trainable.errors import UserError
 FREEZE_POINTS = ("block8", "repeat_3", "mixed_7a", "none")  # first module that trains
 AUGMENTATIONS = ("none", "static", "online")
 OPTIMIZERS = ("adam", "sgd")
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # fp16 (with loss scaling) on CUDA only
 NAMED_WEIGHTS = ("vggface2", "casia-webface", "none")
 
 

@@ -25,11 +25,13 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> 'bf16' where the hardware runs it natively, else 'fp32'."""
+    """'auto' -> 'bf16' where the hardware runs it natively, fp16 on older GPUs, else 'fp32'."""
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA GPU (use bf16 or fp32 on CPUs)")
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
@@ -37,4 +39,9 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """Mixed precision for forward passes: weights and optimizer state stay fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
+    """fp16 gradients underflow without loss scaling; bf16 and fp32 need none (disabled scaler)."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")

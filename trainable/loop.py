@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from trainable.device import autocast
+from trainable.device import autocast, grad_scaler
 from trainable.model import FaceAgeNet, load_trainable_state, trainable_state
 
 
@@ -94,6 +94,7 @@ def train_one_epoch(
 ) -> float:
     """One pass in a random order drawn from `generator`; returns the mean sample loss."""
     net.train()
+    scaler = grad_scaler(device, precision)
     order = torch.randperm(len(inputs), generator=generator)
     total = 0.0
     for idx in order.split(batch_size):
@@ -101,8 +102,9 @@ def train_one_epoch(
         with autocast(device, precision):
             loss = criterion(net(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         total += loss.item() * len(idx)
     return total / len(inputs)
 
