@@ -50,8 +50,12 @@ def trial_cpus(config: dict[str, Any], cpus: float | None, node_cpus: float) -> 
     epoch takes up to FULL_NETWORK_MAX_CPUS cores of a node."""
     if cpus is not None:
         return cpus
-    cached = config["freeze"] != "none" and config["augmentation"] != "online"
-    return 1.0 if cached else float(min(FULL_NETWORK_MAX_CPUS, max(1, int(node_cpus))))
+    return 1.0 if is_cached(config) else float(min(FULL_NETWORK_MAX_CPUS, max(1, int(node_cpus))))
+
+
+def is_cached(config: dict[str, Any]) -> bool:
+    """Whether a trial trains on cached trunk outputs (TrialConfig.uses_cache)."""
+    return config["freeze"] != "none" and config["augmentation"] != "online"
 
 
 def make_trainable(
@@ -84,7 +88,9 @@ def make_tuner(
             metric=METRIC,
             mode=MODE,
             scheduler=scheduler,
-            search_alg=BasicVariantGenerator(points_to_evaluate=configs),
+            # Long full-network trials first: started last, they would wait for a whole
+            # node while short cached trials keep taking single cores.
+            search_alg=BasicVariantGenerator(points_to_evaluate=sorted(configs, key=is_cached)),
             num_samples=len(configs),  # each point to evaluate is one trial
             reuse_actors=True,  # a new trial skips the ~3 s worker start-up (imports, data)
         ),
