@@ -11,6 +11,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from analysis.results import STOPPED_FILE
+from trainable.config import TrialConfig
 from trainable.data import FaceData
 from trainable.tune_trial import train_face_age
 
@@ -54,8 +55,7 @@ def trial_cpus(config: dict[str, Any], cpus: float | None, node_cpus: float) -> 
 
 
 def is_cached(config: dict[str, Any]) -> bool:
-    """Whether a trial trains on cached trunk outputs (TrialConfig.uses_cache)."""
-    return config["freeze"] != "none" and config["augmentation"] != "online"
+    return TrialConfig.from_dict(config).uses_cache
 
 
 def make_trainable(
