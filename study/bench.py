@@ -31,28 +31,35 @@ from trainable.loop import EarlyStopping, TrainState, fit
 from trainable.model import build_model
 from trainable.transforms import apply_transform, eval_transform
 
-CPU = torch.device("cpu")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def timed(fn, repeat: int = 1) -> float:
-    """Best wall time of `repeat` calls, after one warm-up call."""
+    """Best wall time of `repeat` calls, after one warm-up call (GPU work included)."""
     fn()
+    sync()
     best = float("inf")
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
+        sync()
         best = min(best, time.perf_counter() - start)
     return best
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 1024) -> float:
-    """FLOP/s of a square matmul with the current thread count."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+def matmul_peak(dtype: torch.dtype, device: torch.device) -> float:
+    """FLOP/s of a square matmul with the current thread count (or on the GPU)."""
+    n = 8192 if device.type == "cuda" else 1024
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
     return 2 * n**3 / timed(lambda: torch.mm(a, b), repeat=5)
 
 
-def frozen_epoch(model, images, features, labels, split, *, cached: bool, precision: str) -> float:
+def frozen_epoch(model, images, features, labels, split, *, cached: bool, precision: str, device) -> float:
     """Seconds for one epoch of experiment 1 (batch 32): the naive way runs the frozen
     trunk on every image each epoch, the cached way trains block8+head on stored outputs."""
     inputs = features if cached else images
@@ -63,16 +70,16 @@ def frozen_epoch(model, images, features, labels, split, *, cached: bool, precis
         fit(model, net, optimizer, TrainState(EarlyStopping(patience=100)),
             train_inputs=lambda e: inputs[split["train"]], train_labels=labels[split["train"]],
             val_inputs=inputs[split["val"]], val_labels=labels[split["val"]],
-            batch_size=32, max_epochs=1, seed=0, device=CPU, precision=precision)  # fmt: skip
+            batch_size=32, max_epochs=1, seed=0, device=device, precision=precision)  # fmt: skip
 
     return timed(one_epoch, repeat=1 if not cached else 3)
 
 
-def train_step_rate(model, net, inputs, labels, batch: int, precision: str) -> tuple[float, float]:
+def train_step_rate(net, inputs, labels, batch: int, precision: str, device) -> tuple[float, float]:
     """(images/s, FLOP per image) of training steps of `net` at `batch`."""
     optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4, fused=True)
-    x, y = inputs[:batch].contiguous(memory_format=torch.channels_last), labels[:batch]
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else torch.enable_grad
+    x, y = inputs[:batch].contiguous(memory_format=torch.channels_last), labels[:batch].to(device)
+    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else torch.enable_grad
 
     def step():
         net.train()
@@ -137,28 +144,33 @@ def ray_overhead(epochs: int, epoch_seconds: float) -> dict[str, float]:
     }
 
 
-def tree_rss(root: int) -> int:
-    """Summed resident memory (bytes) of `root` and all its descendants, from /proc (Linux)."""
-    parent, rss = {}, {}
+def tree_pss(root: int) -> int:
+    """Proportional set size (bytes) of `root` and all its descendants, from /proc (Linux):
+    pages shared between processes (torch's libraries in every Ray worker) count once."""
+    parent = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/statm") as f:
-                rss[int(entry)] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
     tree, frontier = {root}, [root]
     while frontier:
         frontier = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
         tree.update(frontier)
-    return sum(rss.get(pid, 0) for pid in tree)
+    total = 0
+    for pid in tree:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+    return total
 
 
 class PeakMemory:
-    """Peak summed RSS of a process and all its descendants, sampled every 0.5 s."""
+    """Peak summed PSS of a process and all its descendants, sampled every 0.5 s."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self._stop = pid, 0, threading.Event()
@@ -167,7 +179,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            self.peak = max(self.peak, tree_pss(self.pid))
             time.sleep(0.5)
 
     def stop(self) -> int:
@@ -176,7 +188,7 @@ class PeakMemory:
         return self.peak
 
 
-def paper_grid(data_root: str, seeds: int, keep: str | None) -> dict[str, Any]:
+def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dict[str, Any]:
     """The paper grid end to end through the CLI (weights none): wall time, peak memory, split.
     Results go to `keep` when given (for a report), else to a temporary directory."""
     from analysis.results import load_study
@@ -184,7 +196,7 @@ def paper_grid(data_root: str, seeds: int, keep: str | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as scratch:
         storage = os.path.abspath(keep) if keep else scratch
         cmd = [sys.executable, "-m", "study.run", "--grid", "paper", "--data", data_root, "--weights", "none",
-               "--seeds", str(seeds), "--storage", storage, "--name", "bench"]  # fmt: skip
+               "--seeds", str(seeds), "--storage", storage, "--name", "bench", "--gpus-per-trial", str(gpus)]  # fmt: skip
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         memory = PeakMemory(proc.pid)
@@ -196,7 +208,7 @@ def paper_grid(data_root: str, seeds: int, keep: str | None) -> dict[str, Any]:
         trials, _ = load_study(os.path.join(storage, "bench"))
     frozen = trials[trials.freeze != "none"]
     return {
-        "command": " ".join(cmd[1:]), "seeds": seeds, "wall_s": wall, "peak_rss_gb": peak / 2**30,
+        "command": " ".join(cmd[1:]), "seeds": seeds, "wall_s": wall, "peak_memory_gb (PSS, all processes)": peak / 2**30,
         "inputs_s (transforms + trunk encoding, all trials)": float(trials.inputs_seconds.sum()),
         "frozen_train_s (sum over trials)": float(frozen.train_seconds.sum()),
         "unfrozen_train_s (sum over trials)": float(trials[trials.freeze == "none"].train_seconds.sum()),
@@ -211,12 +223,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="seeds of the paper-grid run")
     p.add_argument("--out", help="write the figures here as JSON")
     p.add_argument("--keep", metavar="STORAGE", help="keep the paper grid's results under STORAGE/bench")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: everything on the GPU, paper trials at --gpus-per-trial 0.25")
     args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA GPU")
     threads = torch.get_num_threads()
-    bf16 = cpu_has_bf16()
+    bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
     results: dict[str, Any] = {
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": threads, "bf16_autocast": bf16, "torch": torch.__version__},
+                    "torch_threads": threads, "bf16_autocast": bf16, "torch": torch.__version__,
+                    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"},
     }  # fmt: skip
     data = load_el7008(args.data)
     keep = 3 if args.quick else 1  # every `keep`-th image of each split
@@ -224,47 +242,50 @@ def main(argv: list[str] | None = None) -> int:
     images_all = apply_transform(eval_transform(mean=data.mean, std=data.std), data.images)
     labels_all = torch.from_numpy(data.labels)
     order = np.concatenate([data.split[s][split[s]] for s in ("train", "val")])
-    images = images_all[order].contiguous(memory_format=torch.channels_last)
+    images = images_all[order].contiguous(memory_format=torch.channels_last).to(device)
     labels = labels_all[order]
     n_train = len(split["train"])
     sub = {"train": np.arange(n_train), "val": np.arange(n_train, len(order))}
-    model = build_model("none", "block8", seed=0).to(memory_format=torch.channels_last)
+    model = build_model("none", "block8", seed=0).to(device, memory_format=torch.channels_last)
 
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
-    peak = {prec: matmul_peak(torch.float32 if prec == "fp32" else torch.bfloat16) for prec in precisions}
+    peak = {prec: matmul_peak(torch.float32 if prec == "fp32" else torch.bfloat16, device) for prec in precisions}
     results["matmul_peak_gflops"] = {k: v / 1e9 for k, v in peak.items()}
     encode_rate = {}
     features = {}
     for prec in precisions:
         start = time.perf_counter()
-        features[prec] = encode(model.trunk, images, device=CPU, precision=prec)
+        features[prec] = encode(model.trunk, images, device=device, precision=prec).to(device)
+        sync()
         encode_rate[prec] = len(images) / (time.perf_counter() - start)
     results["trunk_encoding_img_per_s"] = encode_rate
     best = precisions[-1]
     epoch = {
-        "naive fp32 (the original's way)": frozen_epoch(model, images, None, labels, sub, cached=False, precision="fp32"),
-        f"naive {best}": frozen_epoch(model, images, None, labels, sub, cached=False, precision=best),
-        "cached": frozen_epoch(model, None, features[best], labels, sub, cached=True, precision="fp32"),
+        "naive fp32 (the original's way)": frozen_epoch(model, images, None, labels, sub, cached=False,
+                                                        precision="fp32", device=device),
+        f"naive {best}": frozen_epoch(model, images, None, labels, sub, cached=False, precision=best, device=device),
+        "cached": frozen_epoch(model, None, features[best], labels, sub, cached=True, precision="fp32",
+                               device=device),
     }  # fmt: skip
     results["frozen_epoch_s"] = epoch
     results["frozen_epoch_images"] = len(order)
     results["cached_speedup_vs_original"] = epoch["naive fp32 (the original's way)"] / epoch["cached"]
     results["cached_speedup_vs_naive_same_precision"] = epoch[f"naive {best}"] / epoch["cached"]
 
-    whole = build_model("none", "none", seed=0).to(memory_format=torch.channels_last)
+    whole = build_model("none", "none", seed=0).to(device, memory_format=torch.channels_last)
     results["full_finetune_img_per_s"] = {
-        prec: train_step_rate(whole, whole, images, labels, 16, prec)[0] for prec in precisions
+        prec: train_step_rate(whole, images, labels, 16, prec, device)[0] for prec in precisions
     }
     head = {}
     for batch in (32, 8):
-        rate, flop = train_step_rate(model, model.head, features[best], labels, batch, "fp32")
+        rate, flop = train_step_rate(model.head, features[best], labels, batch, "fp32", device)
         head[f"batch {batch}"] = {"img_per_s": rate, "gflops": rate * flop / 1e9,
                                   "fraction_of_fp32_peak": rate * flop / peak["fp32"]}  # fmt: skip
     results["head_training"] = head
     full_epoch = epoch["cached"] * keep  # a cached epoch of the whole split (360 + 120 images)
     results["ray"] = ray_overhead(epochs=50, epoch_seconds=full_epoch)
     if not args.quick:
-        results["paper_grid"] = paper_grid(args.data, args.seeds, args.keep)
+        results["paper_grid"] = paper_grid(args.data, args.seeds, args.keep, 0.25 if device.type == "cuda" else 0)
     print(render(results))
     if args.out:
         with open(args.out, "w") as f:
