@@ -59,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scheduler", choices=("asha", "none"), help="default: asha for extended, else none")
     p.add_argument("--grace-period", type=int, default=10, help="epochs before ASHA may stop a trial")
     p.add_argument("--precision", choices=PRECISIONS, help="trunk precision (default auto)")
+    p.add_argument("--augment-views", type=int,
+                   help="online augmentation from K cached views per image (frozen trunk) instead of fresh draws")
     p.add_argument("--storage", default="results", help="directory that holds results")
     p.add_argument("--name", help="study name (default GRID-DATE-TIME)")
     p.add_argument("--resume", metavar="RESULTS_DIR", help="continue this interrupted study")
@@ -134,6 +136,7 @@ def trial_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
             "weights": args.weights,
             "max_epochs": args.max_epochs,
             "precision": args.precision,
+            "augment_views": args.augment_views,
         }.items()
         if value is not None
     }

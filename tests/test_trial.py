@@ -98,3 +98,21 @@ def test_resume_from_the_final_checkpoint_only_rescores(tiny_data, tmp_path):
     assert len(more) == 1  # no epoch is trained again
     same = lambda d: {k: v for k, v in d.items() if k != "inputs_seconds"}  # noqa: E731
     assert same(again) == same(final)
+
+
+def test_online_augmentation_from_cached_views(tiny_data, tmp_path):
+    from trainable.model import build_model
+    from trainable.trial import TrialInputs
+
+    cfg = config(augmentation="online", augment_views=3)
+    assert cfg.uses_cache
+    model = build_model("none", "block8", 0)
+    inputs = TrialInputs(cfg, tiny_data, model, TrunkCache(str(tmp_path)), torch.device("cpu"), "fp32")
+    assert len(list(tmp_path.glob("*.pt"))) == 1 + 3  # eval outputs + three augmented views
+    first, second = inputs.train(1), inputs.train(2)
+    assert first.shape == (24, 1792, 3, 3) and not torch.equal(first, second)
+    assert torch.equal(first, inputs.train(1))  # the draw comes from (seed, epoch) alone
+    views = inputs._views
+    assert all(any(torch.equal(first[i], views[k, i]) for k in range(3)) for i in range(24))
+    final, reports = run(cfg, tiny_data, str(tmp_path))
+    assert len(reports) == 6 and final["val_acc_best"] > 0.5

@@ -27,6 +27,7 @@ class TrialConfig:
     weights: str = "vggface2"  # a NAMED_WEIGHTS entry or an absolute path to a state dict
     freeze: str = "block8"  # modules before this one run frozen, in eval mode
     augmentation: str = "static"  # static = one augmented copy per image, as the original
+    augment_views: int = 0  # online only: K > 0 draws from K cached views per image; 0 = fresh
     optimizer: str = "adam"
     lr: float = 1e-4
     momentum: float = 0.0  # SGD only; the original used none
@@ -79,12 +80,12 @@ class TrialConfig:
         for key in positive:
             if getattr(self, key) <= 0:
                 raise UserError(f"Trial config '{key}' must be > 0, got {getattr(self, key)!r}.")
-        if self.momentum < 0 or self.min_delta < 0 or self.seed < 0:
-            raise UserError("Trial config 'momentum', 'min_delta' and 'seed' must be >= 0.")
+        if self.momentum < 0 or self.min_delta < 0 or self.seed < 0 or self.augment_views < 0:
+            raise UserError("Trial config 'momentum', 'min_delta', 'seed' and 'augment_views' must be >= 0.")
         if self.momentum and self.optimizer != "sgd":
             raise UserError("Trial config 'momentum' applies to optimizer 'sgd' only.")
 
     @property
     def uses_cache(self) -> bool:
         """Whether the trunk is frozen and its inputs fixed, so its outputs can be cached."""
-        return self.freeze != "none" and self.augmentation != "online"
+        return self.freeze != "none" and (self.augmentation != "online" or self.augment_views > 0)

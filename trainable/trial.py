@@ -52,26 +52,32 @@ class TrialInputs:
         eval_all = self._encoded("eval", lambda: apply_transform(eval_tf, data.images))
         eval_all = self._place(eval_all)  # once: batches then need no host-to-GPU copies
         self.eval = {split: eval_all[torch.tensor(data.split[split])] for split in SPLITS}
-        train_images = data.images_of("train")
+        self._train_images = data.images_of("train")
+        self._train = self._views = None
         if cfg.augmentation == "none":
             self._train = self.eval["train"]
         elif cfg.augmentation == "static":  # one augmented copy per image, drawn once
-            static_seed = derive_seed(cfg.seed, "static")
-            self._train = self._place(
-                self._encoded(
-                    f"static:{static_seed}",
-                    lambda: apply_transform(self.train_tf, train_images, seed=static_seed),
-                )
-            )
-        else:
-            self._train = None
-            self._train_images = train_images
+            self._train = self._augmented(derive_seed(cfg.seed, "static"))
+        elif cfg.uses_cache:  # online from K augmented views per image, each encoded once
+            views = [self._augmented(derive_seed(cfg.seed, "view", k)) for k in range(cfg.augment_views)]
+            self._views = torch.stack(views)
 
     def train(self, epoch: int) -> torch.Tensor:
         if self._train is not None:
             return self._train
+        if self._views is not None:  # every image draws one of its K views, anew each epoch
+            generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "pick", epoch))
+            k, n = self._views.shape[:2]
+            pick = torch.randint(k, (n,), generator=generator).to(self._views.device)
+            return self._views[pick, torch.arange(n, device=self._views.device)]
         seed = derive_seed(self.cfg.seed, "online", epoch)  # a fresh draw every epoch
         return self._place(apply_transform(self.train_tf, self._train_images, seed=seed))
+
+    def _augmented(self, seed: int) -> torch.Tensor:
+        """One augmented copy of every training image (trunk outputs when cacheable)."""
+        return self._place(
+            self._encoded(f"static:{seed}", lambda: apply_transform(self.train_tf, self._train_images, seed=seed))
+        )
 
     def _place(self, tensor: torch.Tensor) -> torch.Tensor:
         """Channels-last (oneDNN and cuDNN convolutions run faster so; see BENCHMARKS.md),
