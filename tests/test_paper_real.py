@@ -17,7 +17,7 @@ def test_paper_grid_three_epochs(tmp_path):
         pytest.skip(f"real dataset not found at {REAL_DATA} (set FACE_AGE_DATA)")
     proc = subprocess.run(
         [sys.executable, "-m", "study.run", "--grid", "paper", "--data", REAL_DATA,
-         "--weights", "none", "--max-epochs", "3", "--storage", str(tmp_path), "--name", "paper"],
+         "--weights", "none", "--max-epochs", "3", "--seeds", "1", "--storage", str(tmp_path), "--name", "paper"],
         cwd=ROOT, capture_output=True, text=True, timeout=1200,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
