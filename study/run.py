@@ -227,9 +227,11 @@ def run(args: argparse.Namespace) -> int:
     trainable = tune_setup.make_trainable(
         data, cache_dir=cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial, node_cpus=node_cpus
     )
-    if args.resume:
+    if args.resume and tune_setup.can_restore(experiment_dir):
         tuner = tune_setup.restore_tuner(experiment_dir, trainable)
     else:
+        if args.resume:
+            print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
         max_epochs = max(c.get("max_epochs", 400) for c in configs)
         scheduler = tune_setup.make_scheduler(
             scheduler_name, max_epochs=max_epochs, grace_period=args.grace_period

@@ -115,6 +115,14 @@ def mlflow_callbacks(uri: str | None, name: str) -> list[Any]:
     return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=name)]
 
 
+def can_restore(path: str) -> bool:
+    """Whether Ray recorded enough of the study at `path` to restore it: a driver killed
+    in its first seconds may leave the Tuner's file but no experiment state yet."""
+    return tune.Tuner.can_restore(path) and any(
+        name.startswith("experiment_state") for name in os.listdir(path)
+    )
+
+
 def restore_tuner(path: str, trainable: Any) -> tune.Tuner:
     """Continue an interrupted study: finished trials stay, the rest resume from checkpoints."""
     return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)

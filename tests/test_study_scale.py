@@ -71,6 +71,8 @@ def wait_for(condition, timeout):
 
 def finished_trials(directory):
     done = {}
+    if not os.path.isdir(directory):
+        return done
     for entry in os.scandir(directory):
         path = os.path.join(entry.path, "result.json")
         if entry.is_dir() and os.path.exists(path):
@@ -80,13 +82,18 @@ def finished_trials(directory):
     return done
 
 
-def started(directory):
-    """A trial has started (Ray flushes result.json rows lazily, so its directory is the sign)."""
-    return any(os.path.exists(os.path.join(e.path, "params.json")) for e in os.scandir(directory))
+def said(study, *words):
+    """What the driver has printed so far contains every one of `words`."""
+    log = study.parent / "driver.log"
+    return log.exists() and all(w in log.read_text() for w in words)
 
 
 KILL_POINTS = {  # name -> (when to kill, extra environment)
-    "before the first trial finishes": (lambda study, marks: started(study) and not finished_trials(study), {}),
+    # Ray copies trial files to the storage only from time to time: the driver's own
+    # output is the first sign that a trial runs.
+    "before the first trial finishes": (
+        lambda study, marks: said(study, "started with configuration") and not said(study, "completed after"), {}
+    ),
     "mid-study": (lambda study, marks: 1 <= len(finished_trials(study)) < 6, {}),
     "while a checkpoint is being written": (lambda study, marks: bool(os.listdir(marks)), "stall"),
 }
@@ -98,15 +105,16 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     when, extra = KILL_POINTS[point]
     study, marks = tmp_path / "killed", tmp_path / "marks"
     marks.mkdir()
-    env = {**os.environ}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if extra == "stall":
         env["FACE_AGE_TEST_STALL_CHECKPOINT"] = str(marks)
     proc = subprocess.Popen(
         [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
-        cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        cwd=ROOT, start_new_session=True, stdout=open(tmp_path / "driver.log", "w"), stderr=subprocess.STDOUT,
+        env=env,
     )  # fmt: skip
     try:
-        assert wait_for(lambda: study.exists() and when(study, marks), 300), f"never reached: {point}"
+        assert wait_for(lambda: when(study, marks), 300), f"never reached: {point}"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         proc.wait()
