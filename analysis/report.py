@@ -30,7 +30,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from analysis.baselines import BASELINES_FILE  # noqa: E402
 from analysis.peer import PEER_FILE  # noqa: E402
 from analysis.results import load_study  # noqa: E402
-from analysis.stats import compare, format_p, mean_ci  # noqa: E402
+from analysis.stats import accuracy_ci, compare, format_p, mean_ci  # noqa: E402
 from study.grids import BASELINE  # noqa: E402
 
 SETTINGS = ("optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation")
@@ -353,7 +353,7 @@ def build_report(results_dir: str, out_dir: str, baselines_dir: str | None = Non
     n_images = len(labels)
     doc.p(f"Paired on the same {n_images} test images: the bootstrap resamples images (seeds averaged "
           "per image); McNemar's exact test uses the first seed of each. With this many images one run's "
-          f"accuracy is uncertain by about ±{100 * 1.96 * np.sqrt(0.8 * 0.2 / n_images):.0f} points.")  # fmt: skip
+          f"accuracy is uncertain by about ±{50 * np.subtract(*accuracy_ci(int(0.8 * n_images), n_images)[::-1]):.0f} points.")  # fmt: skip
     correct = {
         c.config_id: correct_matrix(list(trials[(trials.config_id == c.config_id) & (trials.status == "finished")].test_pred), labels)
         for c in configs.itertuples() if c.finished
