@@ -144,9 +144,9 @@ def ray_overhead(epochs: int, epoch_seconds: float) -> dict[str, float]:
     }
 
 
-def tree_pss(root: int) -> int:
-    """Proportional set size (bytes) of `root` and all its descendants, from /proc (Linux):
-    pages shared between processes (torch's libraries in every Ray worker) count once."""
+def tree_pss(root: int) -> dict[str, int]:
+    """Proportional set size (bytes) of `root` and each of its descendants, by "pid name", from
+    /proc (Linux): pages shared between processes (torch's libraries in every Ray worker) count once."""
     parent = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -159,33 +159,44 @@ def tree_pss(root: int) -> int:
     while frontier:
         frontier = [pid for pid, ppid in parent.items() if ppid in frontier and pid not in tree]
         tree.update(frontier)
-    total = 0
+    pss = {}
     for pid in tree:
         try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                name = f.read().split(b"\0")[0].decode(errors="replace").strip().rsplit("/", 1)[-1][:40]
             with open(f"/proc/{pid}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
+                pss[f"{pid} {name}"] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
         except (OSError, StopIteration):
             continue
-    return total
+    return pss
 
 
 class PeakMemory:
-    """Peak summed PSS of a process and all its descendants, sampled every 0.5 s."""
+    """Peak summed PSS of a process and all its descendants, sampled every 0.5 s, and the
+    processes that made it up."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.pid, self.peak, self.at_peak, self.peak_at_s = pid, 0, {}, 0.0
+        self._start, self._stop = time.perf_counter(), threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_pss(self.pid))
+            pss = tree_pss(self.pid)
+            if sum(pss.values()) > self.peak:
+                self.peak, self.at_peak = sum(pss.values()), pss
+                self.peak_at_s = time.perf_counter() - self._start
             time.sleep(0.5)
 
     def stop(self) -> int:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+    def largest(self, n: int = 6) -> dict[str, float]:
+        """The `n` largest processes at the peak, GiB."""
+        return {k: v / 2**30 for k, v in sorted(self.at_peak.items(), key=lambda kv: -kv[1])[:n]}
 
 
 def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dict[str, Any]:
@@ -209,6 +220,7 @@ def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dic
     frozen = trials[trials.freeze != "none"]
     return {
         "command": " ".join(cmd[1:]), "seeds": seeds, "wall_s": wall, "peak_memory_gb (PSS, all processes)": peak / 2**30,
+        "peak_memory_at_s": memory.peak_at_s, "largest_processes_at_peak_gb": memory.largest(),
         "inputs_s (transforms + trunk encoding, all trials)": float(trials.inputs_seconds.sum()),
         "frozen_train_s (sum over trials)": float(frozen.train_seconds.sum()),
         "unfrozen_train_s (sum over trials)": float(trials[trials.freeze == "none"].train_seconds.sum()),

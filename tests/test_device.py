@@ -1,7 +1,10 @@
+import platform
+import threading
+
 import pytest
 import torch
 
-from trainable.device import autocast, cpu_has_bf16, grad_scaler, resolve_precision
+from trainable.device import autocast, cpu_has_bf16, grad_scaler, release_memory, resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -20,3 +23,23 @@ def test_bf16_autocast_changes_matmul_dtype_and_fp32_does_not():
     with autocast(CPU, "fp32"):
         assert (a @ a).dtype == torch.float32
     assert not grad_scaler(CPU, "bf16").is_enabled()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_release_memory_returns_a_finished_threads_freed_blocks():
+    # As a Ray trial does: many small tensors (below glibc's mmap threshold) in a thread.
+    def trial():
+        blocks = [torch.ones(16 * 1024) for _ in range(4000)]  # 64 KiB each, 250 MiB
+        del blocks
+
+    thread = threading.Thread(target=trial)
+    thread.start()
+    thread.join()
+    kept = _rss_mib()
+    release_memory()
+    assert kept - _rss_mib() > 150, "freed blocks stayed with the process"

@@ -1,8 +1,11 @@
-"""Where a trial computes (CPU or the GPU Ray assigned it) and at what precision."""
+"""Where a trial computes (CPU or the GPU Ray assigned it), at what precision, and
+giving its memory back when done."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 from functools import cache
 
 import torch
@@ -45,3 +48,16 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     """fp16 gradients underflow without loss scaling; bf16 and fp32 need none (disabled scaler)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
+def release_memory() -> None:
+    """Give freed memory back to the OS (and CUDA's cache back to the GPU). glibc keeps freed
+    blocks in per-thread arenas, and Ray runs each trial in a new thread of a reused worker:
+    without this a worker keeps its largest trial's peak for good (BENCHMARKS.md)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -111,9 +111,10 @@ def train_one_epoch(
 
 @torch.no_grad()
 def predict(
-    net: nn.Module, inputs: torch.Tensor, *, batch_size: int, device: torch.device, precision: str
+    net: nn.Module, inputs: torch.Tensor, *, device: torch.device, precision: str, batch_size: int = 64
 ) -> torch.Tensor:
-    """Logits (N x 3, float32, CPU) in input order, the net in eval mode."""
+    """Logits (N x 3, float32, CPU) in input order, the net in eval mode. Batches of 64 are
+    as fast as 256 on the CPU (head and full network) and take a quarter of the activations."""
     net.eval()
     out = []
     for x in inputs.split(batch_size):
@@ -158,7 +159,7 @@ def fit(
             net, criterion, optimizer, train_inputs(epoch), train_labels,
             batch_size=batch_size, generator=generator, device=device, precision=precision,
         )  # fmt: skip
-        logits = predict(net, val_inputs, batch_size=256, device=device, precision=precision)
+        logits = predict(net, val_inputs, device=device, precision=precision)
         val_loss = criterion(logits, val_labels).item()
         val_acc = (logits.argmax(1) == val_labels).float().mean().item()
         if state.stopper.step(epoch, val_loss):

@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix
 from trainable.cache import TrunkCache, encode
 from trainable.config import TrialConfig
 from trainable.data import SPLITS, FaceData
-from trainable.device import pick_device, resolve_precision
+from trainable.device import pick_device, release_memory, resolve_precision
 from trainable.loop import EarlyStopping, TrainState, derive_seed, fit, predict
 from trainable.model import (
     FaceAgeNet, build_model, load_trainable_state, trainable_state, trained_model_record,
@@ -146,6 +146,7 @@ def run_trial(
     start = time.perf_counter()
     inputs = TrialInputs(cfg, data, model, cache, device, precision)
     inputs_seconds = time.perf_counter() - start
+    release_memory()  # the transforms' and trunk encoding's buffers, before the long part
     net = model.head if cfg.uses_cache else model
     optimizer = make_optimizer(cfg, model)
     state = TrainState(EarlyStopping(cfg.patience, cfg.min_delta))
@@ -206,7 +207,7 @@ def score_best(
     }
     for split in SPLITS:
         y = data.labels_of(split).numpy()
-        logits = predict(net, inputs.eval[split], batch_size=256, device=device, precision=precision)
+        logits = predict(net, inputs.eval[split], device=device, precision=precision)
         pred = logits.argmax(1).numpy()
         scores[f"{split}_acc_best"] = float((pred == y).mean())
         if split != "train":  # per image, in split order: paired tests against other models

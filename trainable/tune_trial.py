@@ -15,6 +15,7 @@ from ray import tune
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.data import FaceData
+from trainable.device import release_memory
 from trainable.trial import run_trial
 
 STATE_FILE = "trial.pt"  # TrainState; mid-run also the trainable weights and optimizer
@@ -44,7 +45,10 @@ def train_face_age(config: dict[str, Any], *, data: FaceData, cache_dir: str | N
         _inject_fault(cfg, metrics["epoch"])
         _report({**metrics, "node_id": ray.get_runtime_context().get_node_id()}, payload)
 
-    run_trial(cfg, data, cache=TrunkCache(cache_dir), resume=resume, report=report)
+    try:
+        run_trial(cfg, data, cache=TrunkCache(cache_dir), resume=resume, report=report)
+    finally:
+        release_memory()  # the worker is reused for the next trial (reuse_actors)
 
 
 def _inject_fault(cfg: TrialConfig, epoch: int) -> None:
