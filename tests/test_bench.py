@@ -1,0 +1,41 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from study.bench import main, tree_pss
+from tests.conftest import REAL_DATA
+
+
+def test_tree_pss_counts_child_processes():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+         "print(1, flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        child.stdout.readline()  # the child has touched its 200 MiB
+        pss = tree_pss(os.getpid())
+        by_pid = {int(key.split()[0]): size for key, size in pss.items()}
+        assert os.getpid() in by_pid
+        assert by_pid[child.pid] > 190 * 2**20
+    finally:
+        child.stdin.close()
+        child.wait()
+
+
+@pytest.mark.slow
+def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path):
+    if not os.path.isdir(REAL_DATA):
+        pytest.skip(f"real dataset not found at {REAL_DATA}")
+    out = tmp_path / "bench.json"
+    assert main(["--quick", "--data", REAL_DATA, "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    epochs = results["frozen_epoch_s"]
+    assert all(seconds > 0 for seconds in epochs.values())
+    assert results["cached_speedup_vs_original"] > 5  # ~29x here; loose for busy machines
+    assert 0 < results["head_training"]["batch 32"]["fraction_of_fp32_peak"] < 1.5
+    assert results["ray"]["per_epoch_share_of_a_cached_epoch"] < 0.5
+    assert "paper_grid" not in results
