@@ -35,7 +35,7 @@ def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path):
     results = json.loads(out.read_text())
     epochs = results["frozen_epoch_s"]
     assert all(seconds > 0 for seconds in epochs.values())
-    assert results["cached_speedup_vs_original"] > 5  # ~29x here; loose for busy machines
+    assert results["cached_speedup_vs_original"] > 5  # ~30x on 2 cores; loose for busy machines
     assert 0 < results["head_training"]["batch 32"]["fraction_of_fp32_peak"] < 1.5
     assert results["ray"]["per_epoch_share_of_a_cached_epoch"] < 0.5
     assert "paper_grid" not in results
