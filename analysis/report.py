@@ -351,9 +351,10 @@ def build_report(results_dir: str, out_dir: str, baselines_dir: str | None = Non
 
     doc.h("Is the difference real?")
     n_images = len(labels)
+    lo, hi = accuracy_ci(int(0.8 * n_images), n_images)  # one run at 80% accuracy
     doc.p(f"Paired on the same {n_images} test images: the bootstrap resamples images (seeds averaged "
           "per image); McNemar's exact test uses the first seed of each. With this many images one run's "
-          f"accuracy is uncertain by about ±{50 * np.subtract(*accuracy_ci(int(0.8 * n_images), n_images)[::-1]):.0f} points.")  # fmt: skip
+          f"accuracy is uncertain by about ±{100 * (hi - lo) / 2:.0f} points.")  # fmt: skip
     correct = {
         c.config_id: correct_matrix(list(trials[(trials.config_id == c.config_id) & (trials.status == "finished")].test_pred), labels)
         for c in configs.itertuples() if c.finished
