@@ -28,7 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from trainable.cache import encode
 from trainable.data import load_el7008
-from trainable.device import cpu_has_bf16
+from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
 from trainable.loop import EarlyStopping, TrainState, fit
 from trainable.model import build_model
 from trainable.transforms import apply_transform, eval_transform
@@ -253,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     trial_gpus = 0.25 if device.type == "cuda" else 0  # four paper trials per GPU
     bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
     results: dict[str, Any] = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_info(), "arch": platform.machine(), "cores": os.cpu_count(),
                     "torch_threads": threads, "bf16_autocast": bf16, "torch": torch.__version__,
                     "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"},
     }  # fmt: skip
+    print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores, {threads} torch threads", flush=True)
     if args.grid_only:
         results["paper_grid"] = paper_grid(args.data, args.seeds, args.keep, trial_gpus)
         return finish(results, args.out)

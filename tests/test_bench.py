@@ -27,12 +27,14 @@ def test_tree_pss_counts_child_processes():
 
 
 @pytest.mark.slow
-def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path):
+def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path, capsys):
     if not os.path.isdir(REAL_DATA):
         pytest.skip(f"real dataset not found at {REAL_DATA}")
     out = tmp_path / "bench.json"
     assert main(["--quick", "--data", REAL_DATA, "--out", str(out)]) == 0
     results = json.loads(out.read_text())
+    cpu = results["machine"]["cpu"]
+    assert cpu["model"] in capsys.readouterr().out and cpu["torch_kernels"] in ("DEFAULT", "AVX2", "AVX512")
     epochs = results["frozen_epoch_s"]
     assert all(seconds > 0 for seconds in epochs.values())
     assert results["cached_speedup_vs_original"] > 5  # ~30x on 2 cores; loose for busy machines

@@ -43,3 +43,13 @@ def test_release_memory_returns_a_finished_threads_freed_blocks():
     kept = _rss_mib()
     release_memory()
     assert kept - _rss_mib() > 150, "freed blocks stayed with the process"
+
+
+def test_cpu_info_names_the_model_flags_and_kernel_level(monkeypatch):
+    from trainable.device import cpu_info, describe_cpu
+
+    info = cpu_info()
+    assert info["model"] and set(info["flags"]) <= {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"}
+    assert info["torch_kernels"] == torch.backends.cpu.get_cpu_capability()
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert "ONEDNN_MAX_CPU_ISA=AVX2" in describe_cpu() and info["model"] in describe_cpu()

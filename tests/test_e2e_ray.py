@@ -16,10 +16,13 @@ from PIL import Image
 from analysis.results import load_study
 from study.smoke_data import RANGES
 from tests.conftest import ROOT
+from study.tune_setup import trial_cpus
+from trainable.cache import TrunkCache
+from trainable.config import TrialConfig
 from trainable.data import load_el7008
 from trainable.loop import predict
 from trainable.model import load_trained
-from trainable.transforms import apply_transform, eval_transform
+from trainable.trial import TrialInputs
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +61,27 @@ def test_every_trial_has_per_epoch_metrics_and_a_checkpoint(smoke_study):
     assert (cached.val_acc_best >= 0.75).all()  # the generated classes are learnable
 
 
-def test_checkpointed_model_reproduces_the_reported_test_accuracy(smoke_study):
+@pytest.mark.numerics
+def test_checkpointed_model_reproduces_the_reported_test_predictions(smoke_study):
+    """Same kernels, same inputs, same batches and thread count as the trial: exact."""
     storage, _ = smoke_study
     trials, _ = load_study(str(storage / "e2e"))
     data = load_el7008(str(storage / "smoke-data"), RANGES)
-    images = apply_transform(eval_transform(mean=data.mean, std=data.std), data.images_of("test"))
-    for trial in trials.itertuples():
-        final = sorted(glob.glob(str(storage / "e2e" / trial.trial_id / "checkpoint_*")))[-1]
-        model = load_trained(os.path.join(final, "model.pt"))
-        logits = predict(model, images, batch_size=64, device=torch.device("cpu"),
-                         precision=trial.precision)  # fmt: skip
-        accuracy = (logits.argmax(1) == data.labels_of("test")).float().mean().item()
-        assert accuracy == pytest.approx(trial.test_acc_best)
+    cpu = torch.device("cpu")
+    threads = torch.get_num_threads()
+    try:
+        for trial in trials.itertuples():
+            with open(storage / "e2e" / trial.trial_id / "params.json") as f:
+                cfg = TrialConfig.from_dict(json.load(f))
+            torch.set_num_threads(int(trial_cpus(cfg.to_dict(), None, os.cpu_count())))
+            final = sorted(glob.glob(str(storage / "e2e" / trial.trial_id / "checkpoint_*")))[-1]
+            model = load_trained(os.path.join(final, "model.pt")).to(memory_format=torch.channels_last)
+            inputs = TrialInputs(cfg, data, model, TrunkCache(None), cpu, trial.precision)
+            net, precision = (model.head, "fp32") if cfg.uses_cache else (model, trial.precision)
+            logits = predict(net, inputs.eval["test"], device=cpu, precision=precision)
+            assert logits.argmax(1).tolist() == trial.test_pred
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_provenance_is_recorded(smoke_study):

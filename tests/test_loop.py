@@ -1,9 +1,12 @@
+import pytest
 import torch
 
 from trainable.cache import encode
 from trainable.loop import EarlyStopping, TrainState, derive_seed, fit
 from trainable.model import build_model, trainable_state
 from trainable.transforms import apply_transform, eval_transform
+
+pytestmark = pytest.mark.numerics  # rerun with older CPU kernels in .ci/run
 
 CPU = torch.device("cpu")
 

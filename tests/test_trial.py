@@ -8,6 +8,8 @@ from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.trial import run_trial
 
+pytestmark = pytest.mark.numerics  # rerun with older CPU kernels in .ci/run
+
 
 def config(**changes):
     base = {"weights": "none", "lr": 1e-3, "batch_size": 8, "max_epochs": 6, "patience": 50,

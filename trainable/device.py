@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import os
 from functools import cache
 
 import torch
@@ -16,15 +17,45 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")  # the ones torch's kernels use
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # force older kernels on a newer CPU
+
+
 @cache
-def cpu_has_bf16() -> bool:
-    """AMX or AVX512-BF16: bf16 autocast runs InceptionResnetV1 ~2x faster than fp32 there."""
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+            text = f.read().split("\n\n", 1)[0]
     except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+        return {}
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def cpu_info() -> dict[str, object]:
+    """What every measurement must say it ran on: the CPU model, its relevant flags, and
+    the kernel level torch dispatched to (lower than the flags allow when the KERNEL_ENV
+    variables cap it)."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    return {
+        "model": info.get("model name", "unknown"),
+        "flags": [f for f in CPU_FLAGS if f in flags],
+        "torch_kernels": torch.backends.cpu.get_cpu_capability(),
+        **{name: os.environ[name] for name in KERNEL_ENV if name in os.environ},
+    }
+
+
+def describe_cpu() -> str:
+    """One line, e.g. 'AMD EPYC (avx2 avx512f avx512_bf16); torch kernels AVX512'."""
+    info = cpu_info()
+    caps = "".join(f", {name}={info[name]}" for name in KERNEL_ENV if name in info)
+    return f"{info['model']} ({' '.join(info['flags']) or 'no AVX2'}); torch kernels {info['torch_kernels']}{caps}"
+
+
+def cpu_has_bf16() -> bool:
+    """AMX or AVX512-BF16: bf16 autocast runs InceptionResnetV1 ~2x faster than fp32 there."""
+    return bool({"amx_bf16", "avx512_bf16"} & set(_cpuinfo().get("flags", "").split()))
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
