@@ -36,10 +36,10 @@ from torch import nn
 
 from trainable.data import SPLITS, FaceData, add_data_arguments, dataset_from_args
 from trainable.errors import UserError
+from trainable.layout import BASELINES_FILE
 
 HOG_SIZE = (64, 128)  # width x height: 8 x 16 cells of 8 x 8 px
 LBP_SETTINGS = ((8, 1), (12, 2))  # (points, radius)
-BASELINES_FILE = "baselines.json"
 
 
 def grayscale(image: np.ndarray) -> np.ndarray:
@@ -206,9 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(path, "w") as f:
         json.dump(
             {"data_root": data.root, "data_fingerprint": data.fingerprint, "classes": data.classes,
-             "split_paths": {s: [data.paths[i] for i in idx] for s, idx in data.split.items()},
-             "split_labels": {s: data.labels[idx].tolist() for s, idx in data.split.items()},
-             "baselines": records},
+             **data.split_record(), "baselines": records},
             f, indent=1,
         )  # fmt: skip
     print(f"wrote {path}")

@@ -23,8 +23,8 @@ from PIL import Image
 
 from trainable.data import SPLITS, FaceData, add_data_arguments, dataset_from_args
 from trainable.errors import UserError
+from trainable.layout import PEER_FILE
 
-PEER_FILE = "peer.json"
 NO_FACE = -1
 
 
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, PEER_FILE)
     with open(path, "w") as f:
-        json.dump({"data_fingerprint": data.fingerprint,
-                   "split_paths": {s: [data.paths[i] for i in idx] for s, idx in data.split.items()},
-                   "peer": record}, f, indent=1)  # fmt: skip
+        json.dump({"data_fingerprint": data.fingerprint, **data.split_record(), "peer": record}, f, indent=1)
     print(f"test acc {record['test_acc']:.3f}; faces not found: {record['undetected']}; wrote {path}")
     return 0
 

@@ -3,8 +3,14 @@
 Convention: `epochs` has one row per trial x epoch (trial_id, epoch, train_loss,
 val_loss, val_acc, epoch_seconds); `trials` has one row per trial: its config
 and final metrics (best epoch, accuracies of the best model, confusion matrices,
-stopped_by), `status` 'finished', 'stopped' (by ASHA, at its last epoch) or
-'unfinished'.
+stopped_by; `precision_used`, the resolved precision) and how it ended, `status`:
+
+- 'finished': it ended on its own (stopped_by max_epochs, early_stopping or diverged);
+- 'stopped': the scheduler (ASHA) stopped it, at its last epoch (stopped_by asha);
+- 'error': it raised and was not retried to the end (stopped_by error);
+- 'unfinished': still running, or the study was interrupted (stopped_by unfinished).
+
+A study with no trial yet gives two empty tables.
 
     python -m analysis.results RESULTS_DIR [--csv epochs.csv]
 """
@@ -18,8 +24,14 @@ import sys
 
 import pandas as pd
 
-STOPPED_FILE = "stopped.json"  # in a trial dir: ASHA stopped it (study.tune_setup writes it)
+from trainable.config import comparable_settings
+from trainable.layout import PARAMS_FILE, RESULT_FILE, STUDY_FILE, trial_outcome
+
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
+TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
+# Final metrics every trials table has, empty (NaN/None) until some trial reports them.
+FINAL_COLUMNS = ["best_epoch", "train_acc_best", "val_acc_best", "test_acc_best", "train_seconds",
+                 "precision_used", "val_pred", "test_pred", "train_confusion", "val_confusion", "test_confusion"]  # fmt: skip
 RAY_BOOKKEEPING = {  # keys Ray Tune adds to every result; node_ip and time_total_s are kept
     "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration",
     "trial_id", "date", "time_this_iter_s", "pid", "hostname", "time_since_restore",
@@ -29,10 +41,10 @@ RAY_BOOKKEEPING = {  # keys Ray Tune adds to every result; node_ip and time_tota
 
 def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
     """(config, reported rows) of one Ray Tune trial directory."""
-    with open(os.path.join(trial_dir, "params.json")) as f:
+    with open(os.path.join(trial_dir, PARAMS_FILE)) as f:
         config = json.load(f)
     rows = []
-    path = os.path.join(trial_dir, "result.json")
+    path = os.path.join(trial_dir, RESULT_FILE)
     if os.path.exists(path):
         with open(path) as f:
             rows = [json.loads(line) for line in f if line.strip()]
@@ -44,10 +56,8 @@ def load_study(directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     trial_dirs = sorted(
         entry.path
         for entry in os.scandir(directory)
-        if entry.is_dir() and os.path.exists(os.path.join(entry.path, "params.json"))
+        if entry.is_dir() and os.path.exists(os.path.join(entry.path, PARAMS_FILE))
     )
-    if not trial_dirs:
-        raise FileNotFoundError(f"{directory} holds no Ray Tune trial directories")
     trials, epochs = [], []
     for trial_dir in trial_dirs:
         config, rows = read_trial(trial_dir)
@@ -58,22 +68,36 @@ def load_study(directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         final = next((row for row in reversed(rows) if "best_epoch" in row), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
         metrics = {k: v for k, v in (final or {}).items() if k not in skip}
-        status = "finished" if final else "unfinished"
-        stopped = os.path.join(trial_dir, STOPPED_FILE)
-        if final is None and os.path.exists(stopped):
-            with open(stopped) as f:
-                metrics["stopped_by"] = json.load(f)["stopped_by"]
-            status = "stopped"
+        if "precision" in metrics:  # the resolved one (auto -> bf16/fp32); the config keeps its own
+            metrics["precision_used"] = metrics.pop("precision")
+        status, stopped_by = trial_outcome(trial_dir, final)
         trials.append(
-            {
-                "trial_id": trial_id,
-                **config,
-                "epochs": max(by_epoch, default=0),
-                "status": status,
-                **metrics,
-            }
-        )
-    return pd.DataFrame(trials), pd.DataFrame(epochs)
+            {"trial_id": trial_id, **config, "epochs": max(by_epoch, default=0), **metrics,
+             "status": status, "stopped_by": stopped_by}
+        )  # fmt: skip
+    table = pd.DataFrame(trials, columns=None if trials else TRIAL_COLUMNS)
+    for column in FINAL_COLUMNS:
+        if column not in table:
+            table[column] = None if column.endswith(("_pred", "_confusion", "_used")) else float("nan")
+    return table, pd.DataFrame(epochs, columns=None if epochs else ["trial_id", *EPOCH_COLUMNS])
+
+
+def read_study_record(directory: str) -> dict:
+    """study.json, or {} where there is none (a directory of Ray trials alone)."""
+    path = os.path.join(directory, STUDY_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def settings_columns(trials: pd.DataFrame, weights_labels: dict[str, str]) -> pd.DataFrame:
+    """Per trial, the comparable settings (trainable.config.comparable_settings)."""
+    rows = []
+    for trial in trials.to_dict("records"):
+        config = {k: v for k, v in trial.items() if not (isinstance(v, float) and v != v)}  # no NaN
+        rows.append(comparable_settings(config, weights_labels, config.get("precision_used")))
+    return pd.DataFrame(rows, index=trials.index)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,17 +105,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results_dir")
     p.add_argument("--csv", help="write the tidy per-epoch table (with each trial's config) here")
     args = p.parse_args(argv)
-    try:
-        trials, epochs = load_study(args.results_dir)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+    if not os.path.isdir(args.results_dir):
+        print(f"error: {args.results_dir} is not a directory", file=sys.stderr)
         return 2
+    trials, epochs = load_study(args.results_dir)
+    if trials.empty:
+        print(f"{args.results_dir} holds no trial yet (nothing has started or been recorded).")
+        return 0
+    labels = read_study_record(args.results_dir).get("weights_labels", {})
     columns = ["experiment", "name", "seed", "status", "epochs", "best_epoch",
                "val_acc_best", "test_acc_best", "train_seconds", "stopped_by"]  # fmt: skip
-    shown = trials.reindex(columns=columns).sort_values(["experiment", "seed"])
-    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    shown = pd.concat([trials.reindex(columns=columns), settings_columns(trials, labels)], axis=1)
+    print(shown.sort_values(["experiment", "seed"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:
-        config_columns = [c for c in trials.columns if not c.endswith("_confusion")]
+        config_columns = [c for c in trials.columns if not c.endswith(("_confusion", "_pred"))]
         epochs.merge(trials[config_columns], on="trial_id").to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     return 0

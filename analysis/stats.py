@@ -26,7 +26,7 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float
     return mean, mean - half, mean + half
 
 
-def accuracy_ci(correct: int, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+def accuracy_ci(correct: float, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval of one run's accuracy (how wide a single test set's noise is)."""
     z = stats.norm.ppf((1 + confidence) / 2)
     p = correct / total
@@ -35,26 +35,70 @@ def accuracy_ci(correct: int, total: int, confidence: float = CONFIDENCE) -> tup
     return centre - half, centre + half
 
 
+def full_accuracy_ci(correct, *, n_boot: int = 10_000, seed: int = 0,
+                     confidence: float = CONFIDENCE) -> tuple[float, float, float]:  # fmt: skip
+    """Mean accuracy and an interval that counts both sources of noise: which seeds were
+    drawn and which test images. One run (1 x images): Wilson over the images. Several
+    seeds: a two-level bootstrap, resampling seeds, then images (the same images for every
+    drawn seed, since they are one test set), never narrower than Wilson at the mean."""
+    x = np.atleast_2d(np.asarray(correct, float))
+    mean = float(x.mean())
+    if len(x) == 1:
+        return (mean, *accuracy_ci(x.sum(), x.shape[1], confidence))
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    for start in range(0, n_boot, 500):  # chunks keep memory at 500 x images
+        n = min(500, n_boot - start)
+        seeds = rng.integers(0, len(x), (n, len(x)))
+        per_image = x[seeds].mean(1)  # n x images: each draw's seeds averaged per image
+        images = rng.integers(0, x.shape[1], (n, x.shape[1]))
+        boot[start:start + n] = np.take_along_axis(per_image, images, 1).mean(1)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    # Never narrower than Wilson on one test set at the mean accuracy: seeds add no test
+    # images, and the percentile bootstrap collapses near 0 or 1 (all right: [1, 1]).
+    w_lo, w_hi = accuracy_ci(mean * x.shape[1], x.shape[1], confidence)
+    return mean, float(min(lo, w_lo)), float(max(hi, w_hi))
+
+
+def holm(pvalues) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (family-wise error over all the comparisons given)."""
+    p = np.asarray(pvalues, float)
+    adjusted = np.empty(len(p))
+    running = 0.0
+    for rank, i in enumerate(np.argsort(p)):
+        running = max(running, min(1.0, (len(p) - rank) * p[i]))
+        adjusted[i] = running
+    return adjusted.tolist()
+
+
 @dataclass(frozen=True)
 class PairedTest:
     diff: float  # accuracy of A minus B, averaged over seeds
     lo: float  # bootstrap confidence interval of diff
     hi: float
     p_bootstrap: float  # two-sided, paired bootstrap over test images
-    only_a: int  # McNemar's discordant counts on the first seeds' predictions
+    only_a: int  # McNemar's discordant counts, one run of each (see mcnemar_seeds)
     only_b: int
     p_mcnemar: float  # exact (binomial) McNemar test
+    mcnemar_seeds: str = "first"  # which run of each side McNemar compared, e.g. "seed 0 / seed 0"
 
     @property
     def distinguishable(self) -> bool:
         return self.lo > 0 or self.hi < 0
 
-    def sentence(self, a: str, b: str, n_images: int) -> str:
+    def sentence(self, a: str, b: str, n_images: int, p_adjusted: float | None = None, comparisons: int = 1) -> str:
+        """One sentence for the report; with `p_adjusted` (Holm over `comparisons`) the verdict uses it."""
         direction = "better" if self.diff > 0 else "worse"
         where = f"{abs(self.diff) * 100:.1f} points {direction}"
         ci = f"95% CI {self.lo * 100:+.1f} to {self.hi * 100:+.1f}"
         p = format_p(self.p_bootstrap)
-        if self.distinguishable:
+        if p_adjusted is not None:
+            p += f", Holm-adjusted p = {p_adjusted:.3f} over {comparisons} comparison(s)"
+            real = p_adjusted < 0.05
+        else:
+            real = self.distinguishable
+        if real:
             return f"{a} is {where} than {b} ({ci}, {p}): a real difference on these {n_images} test images."
         return f"{a} is {where} than {b} ({ci}, {p}): not distinguishable from noise with {n_images} test images."
 
@@ -93,8 +137,16 @@ def paired_bootstrap(correct_a, correct_b, *, n_boot: int = 10_000, seed: int = 
     return float(per_image.mean()), float(lo), float(hi), float(p)
 
 
-def compare(correct_a, correct_b, **kwargs) -> PairedTest:
+def compare(correct_a, correct_b, seeds_a=None, seeds_b=None, **kwargs) -> PairedTest:
+    """Paired bootstrap over images (seeds averaged per image), and McNemar on one run of
+    each side with the same seed number: seed 0 where both have it, else the lowest
+    common seed, else each side's first run. `seeds_*` name the rows of `correct_*`
+    (None: a model without seeds, e.g. an SVM)."""
     diff, lo, hi, p = paired_bootstrap(correct_a, correct_b, **kwargs)
-    first_a = np.atleast_2d(correct_a)[0]
-    first_b = np.atleast_2d(correct_b)[0]
-    return PairedTest(diff, lo, hi, p, *mcnemar_exact(first_a, first_b))
+    a, b = np.atleast_2d(correct_a), np.atleast_2d(correct_b)
+    seeds_a = list(seeds_a) if seeds_a is not None else [None] * len(a)
+    seeds_b = list(seeds_b) if seeds_b is not None else [None] * len(b)
+    common = sorted(set(seeds_a) & set(seeds_b) - {None})
+    ia, ib = (seeds_a.index(common[0]), seeds_b.index(common[0])) if common else (0, 0)
+    name = lambda s: "one run" if s is None else f"seed {s}"  # noqa: E731
+    return PairedTest(diff, lo, hi, p, *mcnemar_exact(a[ia], b[ib]), f"{name(seeds_a[ia])} / {name(seeds_b[ib])}")

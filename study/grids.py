@@ -80,6 +80,12 @@ GRIDS: dict[str, Grid] = {
 }
 
 
+def reference_config(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Experiment 1 of the 2021 report under this study's overrides (weights, epochs, ...),
+    whole and resolved: what every configuration's "differs from #1" is measured against."""
+    return TrialConfig.from_dict({"experiment": 1, "name": "baseline", **BASELINE, **overrides}).to_dict()
+
+
 def get_grid(name: str) -> Grid:
     if name not in GRIDS:
         raise UserError(f"Unknown grid {name!r}; valid grids are {sorted(GRIDS)}.")
@@ -110,7 +116,7 @@ def parse_where(items: list[str]) -> dict[str, Any]:
 def expand(
     grid: str, *, seeds: int, overrides: dict[str, Any], where: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """Flat, validated trial configs: every experiment of `grid` x seeds 0..seeds-1.
+    """Flat, validated, complete trial configs: every experiment of `grid` x seeds 0..seeds-1.
 
     `overrides` (weights, max_epochs, ...) apply to every trial, over the grid's
     own settings; `where` keeps only the experiments whose settings match it.
@@ -127,8 +133,8 @@ def expand(
         cid = f"{grid}-{number}-{config_id(settings)}"
         for seed in range(seeds):
             config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **settings}
-            TrialConfig.from_dict(config)  # fail before Ray starts, naming the bad key
-            configs.append(config)
+            # Validated before Ray starts (naming a bad key), and whole: every key, resolved.
+            configs.append(TrialConfig.from_dict(config).to_dict())
     if not configs:
         raise UserError(f"No experiment of grid {grid!r} matches --where {where}.")
     return configs

@@ -10,11 +10,12 @@ import subprocess
 import sys
 from typing import Any
 
+from trainable.layout import STUDY_FILE
+
 PACKAGES = (
     "torch", "torchvision", "facenet-pytorch", "ray", "numpy", "pillow",
     "scikit-learn", "pandas", "opencv-python-headless", "matplotlib",
 )  # fmt: skip
-STUDY_FILE = "study.json"
 
 
 def package_versions() -> dict[str, str | None]:

@@ -19,26 +19,33 @@ from typing import Any
 
 import pandas as pd
 
-from study.grids import GRIDS, expand, get_grid, parse_where
-from study.provenance import STUDY_FILE, write_provenance
+from study.grids import GRIDS, expand, get_grid, parse_where, reference_config
+from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
-from trainable.config import PRECISIONS
+from trainable.config import (
+    NORMALIZATIONS, PRECISIONS, RANDOM_INIT_NOTICE, STOP_RULES, comparable_settings, differs_from,
+    is_pretrained,
+)
 from trainable.data import FaceData, add_data_arguments, dataset_from_args, load_el7008
 from trainable.errors import UserError
-from trainable.model import resolve_weights
+from trainable.layout import SKIPPED_FILE, STOPPED_FILE, STUDY_FILE, SUMMARY_FILE
+from trainable.layout import trial_outcome
+from trainable.model import resolve_weights, weights_label
 
 SUMMARY_COLUMNS = {  # result key -> column title
     "experiment": "exp",
     "name": "name",
     "seed": "seed",
-    "best_epoch": "best_epoch",
+    "status": "status",
+    "stopped_by": "stopped_by",
     "epoch": "epochs",
+    "best_epoch": "best_epoch",
     "val_acc_best": "val_acc",
     "test_acc_best": "test_acc",
     "train_seconds": "train_s",
-    "stopped_by": "stopped_by",
 }
+SETTINGS_COLUMNS = ["weights", "max epochs", "stop rule", "precision", "normalization", "differs from #1"]
 DRY_RUN_COLUMNS = ["experiment", "name", "optimizer", "lr", "momentum", "batch_size", "freeze",
                    "augmentation"]  # fmt: skip
 
@@ -59,6 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scheduler", choices=("asha", "none"), help="default: asha for extended, else none")
     p.add_argument("--grace-period", type=int, default=10, help="epochs before ASHA may stop a trial")
     p.add_argument("--precision", choices=PRECISIONS, help="trunk precision (default auto)")
+    p.add_argument("--normalization", choices=NORMALIZATIONS,
+                   help="input scaling: facenet (what the pretrained trunks expect) or dataset statistics "
+                        "(default facenet)")
+    p.add_argument("--stop-rule", choices=STOP_RULES,
+                   help="patience: no val-loss improvement for --patience epochs (default); "
+                        "paper: the 2021 report's rule, see README")
+    p.add_argument("--es-rounds", type=int, help="paper stop rule: epochs allowed in a row (default 10)")
     p.add_argument("--augment-views", type=int,
                    help="online augmentation from K cached views per image (frozen trunk) instead of fresh draws")
     p.add_argument("--storage", default="results", help="directory that holds results")
@@ -85,7 +99,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(
             f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {args.gpus_per_trial}."
         )
-    for option in ("max_epochs", "grace_period"):
+    for option in ("max_epochs", "grace_period", "es_rounds"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
@@ -107,7 +121,7 @@ def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
     if not os.path.isfile(path):
         raise UserError(f"--resume {args.resume}: no {STUDY_FILE} there; is it a study's results directory?")
     with open(path) as f:
-        recorded = json.load(f)["args"]
+        recorded = {**vars(parse_args([])), **json.load(f)["args"]}  # older studies lack newer options
     recorded.update(
         resume=directory,
         storage=os.path.dirname(directory),
@@ -129,19 +143,16 @@ def load_data(args: argparse.Namespace, storage: str) -> FaceData:
     return dataset_from_args(args)
 
 
+OVERRIDES = ("weights", "max_epochs", "precision", "augment_views", "normalization", "stop_rule", "es_rounds")
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The options that set a trial config key for every trial of the grid."""
+    return {key: getattr(args, key) for key in OVERRIDES if getattr(args, key) is not None}
+
+
 def trial_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    overrides = {
-        key: value
-        for key, value in {
-            "weights": args.weights,
-            "max_epochs": args.max_epochs,
-            "precision": args.precision,
-            "augment_views": args.augment_views,
-        }.items()
-        if value is not None
-    }
-    where = parse_where(args.where)
-    return expand(args.grid, seeds=args.seeds, overrides=overrides, where=where)
+    return expand(args.grid, seeds=args.seeds, overrides=overrides(args), where=parse_where(args.where))
 
 
 def dry_run(args: argparse.Namespace, configs: list[dict[str, Any]]) -> int:
@@ -154,21 +165,33 @@ def dry_run(args: argparse.Namespace, configs: list[dict[str, Any]]) -> int:
     return 0
 
 
-def summarize(results: Any, experiment_dir: str) -> tuple[str, int]:
-    """One row per trial, sorted by experiment and seed; and how many trials failed."""
-    rows = []
-    failed = 0
-    for result in results:
-        row = {**result.config, **(result.metrics or {})}
-        if result.error is not None:
-            failed += 1
-            row["stopped_by"] = f"ERROR: {type(result.error).__name__}"
-        elif "stopped_by" not in row:
-            row["stopped_by"] = "asha"
-        rows.append({title: row.get(key) for key, title in SUMMARY_COLUMNS.items()})
-    table = pd.DataFrame(rows).sort_values(["exp", "seed"])
-    table.to_csv(os.path.join(experiment_dir, "summary.csv"), index=False)
-    return table.to_string(index=False, float_format=lambda v: f"{v:.3f}"), failed
+def summary_row(result: Any, weights_labels: dict[str, str], reference: dict[str, Any]) -> dict[str, Any]:
+    """One trial: how it ended, its best epoch's scores, and the settings that make them comparable."""
+    metrics = result.metrics or {}
+    final = metrics if "best_epoch" in metrics else None
+    status, stopped_by = trial_outcome(result.path, final)
+    if result.error is not None:
+        status, stopped_by = "error", f"error: {type(result.error).__name__}"
+    values = {**result.config, **metrics, "status": status, "stopped_by": stopped_by}
+    config = {**result.config, "precision": values.get("precision")}  # the resolved one once finished
+    return {
+        **{title: values.get(key) for key, title in SUMMARY_COLUMNS.items()},
+        **comparable_settings(config, weights_labels),
+        "differs from #1": differs_from(result.config, reference),
+    }
+
+
+def summarize(results: Any, experiment_dir: str, weights_labels: dict[str, str], reference: dict[str, Any]) -> tuple[str, int]:
+    """The trials (sorted by experiment and seed) and, per configuration, their settings;
+    summary.csv holds both, one row per trial. Returns the text and how many trials failed."""
+    table = pd.DataFrame([summary_row(r, weights_labels, reference) for r in results]).sort_values(["exp", "seed"])
+    table.to_csv(os.path.join(experiment_dir, SUMMARY_FILE), index=False)
+    settings = table[["exp", "name", *SETTINGS_COLUMNS]].drop_duplicates()
+    text = "\n\n".join([
+        table[list(SUMMARY_COLUMNS.values())].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+        "Settings per configuration:\n" + settings.to_string(index=False),
+    ])  # fmt: skip
+    return text, int((table.status == "error").sum())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
     resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
     for config in configs:
         config["weights"] = resolved[config["weights"]]
+    reference = reference_config(overrides(args))  # experiment 1, for "differs from #1"
+    reference["weights"] = resolved.get(reference["weights"], reference["weights"])
+    weights_labels = {spec: weights_label(spec) for spec in resolved.values()}
     data = load_data(args, storage)
     if args.resume:
         check_same_data(experiment_dir, data)
@@ -215,12 +241,11 @@ def run(args: argparse.Namespace) -> int:
             data_root=data.root, data_fingerprint=data.fingerprint, split_sizes=data.sizes(),
             data_files=dict(zip(data.paths, data.hashes)), data_layout=data.layout,
             classes=data.classes, skipped_files=data.skipped, converted_files=data.converted,
-            duplicate_files=data.duplicates,
-            split_paths={s: [data.paths[i] for i in idx] for s, idx in data.split.items()},
-            split_labels={s: data.labels[idx].tolist() for s, idx in data.split.items()},
+            duplicate_files=data.duplicates, reference_config=reference, weights_labels=weights_labels,
+            **data.split_record(),
         )  # fmt: skip
         if data.skipped:
-            with open(os.path.join(experiment_dir, "skipped_files.txt"), "w") as f:
+            with open(os.path.join(experiment_dir, SKIPPED_FILE), "w") as f:
                 f.write("\n".join(data.skipped) + "\n")
     cache_dir = os.path.abspath(args.cache_dir or os.path.join(storage, "trunk-cache"))
     node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
@@ -241,8 +266,10 @@ def run(args: argparse.Namespace) -> int:
             max_failures=args.max_failures, mlflow_uri=args.mlflow,
         )  # fmt: skip
     results = tuner.fit()
-    table, failed = summarize(results, experiment_dir)
+    table, failed = summarize(results, experiment_dir, weights_labels, reference)
     print(f"\n{table}\n\nResults: {experiment_dir}")
+    if not all(is_pretrained(c["weights"]) for c in configs):
+        print(f"\nNote: {RANDOM_INIT_NOTICE}")
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
     return 1 if failed else 0

@@ -7,34 +7,35 @@ import os
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from analysis.results import STOPPED_FILE
 from trainable.config import TrialConfig
 from trainable.data import FaceData
+from trainable.layout import STOPPED_FILE
 from trainable.tune_trial import train_face_age
 
 METRIC, MODE = "val_loss", "min"
 
 
-class RecordSchedulerStops(tune.Callback):
-    """Writes STOPPED_FILE into a trial's directory when it ends without final
-    metrics, i.e. the scheduler (ASHA) stopped it, so the results say which."""
+class RecordedASHA(ASHAScheduler):
+    """ASHA that writes STOPPED_FILE into a trial's directory at the moment it stops the
+    trial, so the results tell an ASHA stop from an interruption or an error."""
 
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        result = trial.last_result or {}
-        if "stopped_by" in result or not trial.local_path:
-            return
-        with open(os.path.join(trial.local_path, STOPPED_FILE), "w") as f:
-            json.dump({"stopped_by": "asha", "epoch": result.get("epoch")}, f)
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and "stopped_by" not in result and trial.local_path:
+            os.makedirs(trial.local_path, exist_ok=True)
+            with open(os.path.join(trial.local_path, STOPPED_FILE), "w") as f:
+                json.dump({"stopped_by": "asha", "epoch": result.get("epoch")}, f)
+        return decision
 
 
 def make_scheduler(name: str, *, max_epochs: int, grace_period: int) -> Any:
     """ASHA on validation loss, in epochs; 'none' lets trials stop by their own early stopping."""
     if name == "none":
         return FIFOScheduler()
-    return ASHAScheduler(
+    return RecordedASHA(
         time_attr="epoch",
         max_t=max_epochs,
         grace_period=min(grace_period, max_epochs),
@@ -100,7 +101,7 @@ def make_tuner(
             # One per trial: ~40 MB mid-run (head, Adam state, best head), ~10 MB at the end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            callbacks=[RecordSchedulerStops(), *mlflow_callbacks(mlflow_uri, name)],
+            callbacks=mlflow_callbacks(mlflow_uri, name),
             verbose=1,
         ),
     )

@@ -18,7 +18,7 @@ from study.smoke_data import RANGES
 from tests.conftest import ROOT
 from study.tune_setup import trial_cpus
 from trainable.cache import TrunkCache
-from trainable.config import TrialConfig
+from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
 from trainable.data import load_el7008
 from trainable.loop import predict
 from trainable.model import load_trained
@@ -76,8 +76,8 @@ def test_checkpointed_model_reproduces_the_reported_test_predictions(smoke_study
             torch.set_num_threads(int(trial_cpus(cfg.to_dict(), None, os.cpu_count())))
             final = sorted(glob.glob(str(storage / "e2e" / trial.trial_id / "checkpoint_*")))[-1]
             model = load_trained(os.path.join(final, "model.pt")).to(memory_format=torch.channels_last)
-            inputs = TrialInputs(cfg, data, model, TrunkCache(None), cpu, trial.precision)
-            net, precision = (model.head, "fp32") if cfg.uses_cache else (model, trial.precision)
+            inputs = TrialInputs(cfg, data, model, TrunkCache(None), cpu, trial.precision_used)
+            net, precision = (model.head, "fp32") if cfg.uses_cache else (model, trial.precision_used)
             logits = predict(net, inputs.eval["test"], device=cpu, precision=precision)
             assert logits.argmax(1).tolist() == trial.test_pred
     finally:
@@ -163,3 +163,19 @@ def test_report_html_renders_in_headless_chromium(smoke_report, tmp_path):
     assert pixels.shape == (1600, 1200)
     assert (pixels < 128).mean() > 0.01  # text, tables and plots, not a blank page
     assert pixels.std() > 20
+
+
+def test_baselines_of_another_split_are_left_out_with_the_reason_printed(smoke_study, tmp_path):
+    storage, _ = smoke_study
+    other = ["--train-range", "0-9", "--val-range", "10-12", "--test-range", "13-15"]
+    base = tmp_path / "other-split"
+    for module, args in (
+        ("analysis.baselines", ["--data", str(storage / "smoke-data"), *other, "--seeds", "1", "--out", str(base)]),
+        ("analysis.report", [str(storage / "e2e"), "--baselines", str(base), "--out", str(tmp_path / "report")]),
+    ):
+        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "another split" in proc.stdout and "train, val, test" in proc.stdout
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "HOG + SVM" not in markdown and "another split" in markdown
+    assert RANDOM_INIT_NOTICE in markdown.split("\n\n")[1]  # smoke runs on random weights

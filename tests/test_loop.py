@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -50,3 +52,65 @@ def test_fit_restores_a_copy_of_the_best_epoch(tiny_data):
     restored = trainable_state(net)
     assert all(torch.equal(restored[k], snapshots[best][k]) for k in restored)
     assert not all(torch.equal(restored[k], snapshots[8][k]) for k in restored)
+
+
+def run_rule(stopper, losses):
+    """Feed (train, val) pairs; return the epoch the stopper stopped at (None: never)."""
+    for epoch, (train, val) in enumerate(losses, start=1):
+        stopper.step(epoch, val, train)
+        if stopper.should_stop:
+            return epoch
+    return None
+
+
+def test_the_2021_stop_rule_on_a_scripted_sequence():
+    # Epochs 1-3 improve. From epoch 4 val loss sits above the mean of all previous
+    # val losses while train loss keeps falling below its running mean.
+    train = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    val = [1.0, 0.9, 0.8, 1.2, 1.3, 1.4, 1.5, 1.6]
+    stopper = EarlyStopping(patience=100, rule="paper", es_rounds=3)
+    assert run_rule(stopper, zip(train, val)) == 7  # streak 4 (epochs 4-7) > es_rounds 3
+    assert (stopper.best_epoch, stopper.best_loss, stopper.stopped_by) == (3, 0.8, "early_stopping")
+
+
+def test_the_2021_stop_rule_counts_consecutive_epochs_only():
+    # Epoch 4 breaks the streak (val below the running mean), so the count restarts.
+    train = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    val = [1.0, 1.1, 1.2, 0.5, 1.3, 1.4, 1.5]
+    assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=2), zip(train, val)) == 7
+    assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=3), zip(train, val)) is None
+    # Rising val loss with rising train loss is not the rule's overfitting signal.
+    rising = [(1.0 + e, 1.0 + e) for e in range(10)]
+    assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=1), rising) is None
+
+
+def test_a_non_finite_loss_stops_as_diverged_keeping_the_best_finite_epoch():
+    stopper = EarlyStopping(patience=10)
+    losses = [(1.0, 0.9), (0.8, 0.7), (5.0, 40.0), (float("inf"), float("nan")), (0.1, 0.1)]
+    assert run_rule(stopper, losses) == 4
+    assert (stopper.best_epoch, stopper.best_loss, stopper.stopped_by) == (2, 0.7, "diverged")
+    first = EarlyStopping(patience=10, rule="paper")
+    assert run_rule(first, [(float("nan"), 1.0)]) == 1 and first.best_epoch == 0
+
+
+def test_fit_stops_a_diverging_run_and_restores_the_best_finite_epoch(tiny_data):
+    net = build_model("none", "block8", seed=0)
+    images = apply_transform(eval_transform(mean=tiny_data.mean, std=tiny_data.std), tiny_data.images)
+    features = encode(net.trunk, images, device=CPU, precision="fp32")
+    train, val = tiny_data.split["train"], tiny_data.split["val"]
+    snapshots = {}
+    optimizer = torch.optim.SGD(net.head.parameters(), lr=1e6)
+    state = fit(
+        net, net.head, optimizer, TrainState(EarlyStopping(patience=100)),
+        train_inputs=lambda epoch: features[train], train_labels=tiny_data.labels_of("train"),
+        val_inputs=features[val], val_labels=tiny_data.labels_of("val"),
+        batch_size=8, max_epochs=30, seed=0, device=CPU, precision="fp32",
+        on_epoch=lambda state, done: snapshots.__setitem__(state.epoch, trainable_state(net)),
+    )  # fmt: skip
+    assert state.stopper.stopped_by == "diverged" and state.epoch < 30
+    last = state.history[-1]
+    assert not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))
+    best = state.stopper.best_epoch
+    if best:  # the best finite epoch's weights, not the diverged ones
+        restored = trainable_state(net)
+        assert all(torch.equal(restored[k], snapshots[best][k]) for k in restored)

@@ -66,3 +66,41 @@ def test_compare_and_its_sentence():
     close = compare(a, a[::-1])
     assert not close.distinguishable
     assert "not distinguishable from noise with 120 test images" in close.sentence("A", "B", 120)
+
+
+def test_full_interval_is_wilson_for_one_run_and_wider_than_seeds_alone_for_several():
+    from analysis.stats import full_accuracy_ci
+
+    one = np.array([1] * 96 + [0] * 24)
+    assert full_accuracy_ci(one) == pytest.approx((0.8, *accuracy_ci(96, 120)))
+    rng = np.random.default_rng(0)
+    runs = (rng.random((3, 120)) < 0.8).astype(float)
+    mean, lo, hi = full_accuracy_ci(runs)
+    assert mean == pytest.approx(runs.mean())
+    _, seed_lo, seed_hi = mean_ci(runs.mean(1))
+    assert lo < mean < hi and hi - lo > seed_hi - seed_lo  # the images' noise is in it too
+    assert 0.05 < hi - lo < 0.2  # about a 120-image Wilson width, not 0
+
+
+def test_holm_adjustment():
+    from analysis.stats import holm
+
+    # Sorted p: 0.01, 0.02, 0.04 -> 3*0.01, max(0.03, 2*0.02), max(0.04, 1*0.04)
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []
+
+
+def test_mcnemar_compares_the_same_seed_number():
+    a = np.array([[1, 1, 1, 0], [0, 0, 0, 0]])  # seeds 0 and 1
+    b = np.array([[0, 0, 0, 0], [1, 1, 1, 1]])  # seeds 1 and 0
+    test = compare(a, b, seeds_a=[0, 1], seeds_b=[1, 0])
+    assert test.mcnemar_seeds == "seed 0 / seed 0" and (test.only_a, test.only_b) == (0, 1)
+    assert compare(a, b[0], seeds_a=[0, 1]).mcnemar_seeds == "seed 0 / one run"
+
+
+def test_full_interval_of_perfect_runs_is_not_a_point():
+    from analysis.stats import full_accuracy_ci
+
+    mean, lo, hi = full_accuracy_ci(np.ones((3, 12)))
+    assert (mean, hi) == (1.0, 1.0) and lo == pytest.approx(accuracy_ci(12, 12)[0]) and lo < 0.8

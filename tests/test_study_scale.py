@@ -255,3 +255,29 @@ def test_sixty_trials_keep_disk_and_driver_memory_bounded(tiny_root, tmp_path):
     assert len(checkpoints) == 60  # one per trial: the final one, older ones pruned
     assert total / 60 < 15 * 2**20  # the head's best weights (~10 MB) and logs
     assert late < early * 1.25 + 100 * 2**20
+
+
+@pytest.mark.slow
+def test_a_diverging_trial_ends_as_diverged_and_the_study_and_report_go_on(tiny_root, tmp_path):
+    """A two-configuration grid registered for this test: one sane, one at SGD lr 1e6."""
+    code = (
+        "import sys; import study.grids as g; "
+        "g.GRIDS['diverge'] = g.Grid([(1, 'sane', {'weights': 'none', 'lr': 1e-3, 'batch_size': 8}), "
+        "(2, 'lr 1e6', {'weights': 'none', 'optimizer': 'sgd', 'lr': 1e6, 'batch_size': 8})]); "
+        "from study.run import main; sys.exit(main(sys.argv[1:]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "--grid", "diverge", "--data", tiny_root, *SMOKE_SPLIT, "--seeds", "1", "--max-epochs", "6",
+         "--storage", str(tmp_path), "--name", "div"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials, _ = load_study(str(tmp_path / "div"))
+    by_name = trials.set_index("name")
+    assert by_name.loc["lr 1e6", "stopped_by"] == "diverged" and by_name.loc["lr 1e6", "status"] == "finished"
+    assert by_name.loc["sane", "stopped_by"] in ("max_epochs", "early_stopping")
+    assert "diverged" in proc.stdout
+    report = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "div")],
+                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "diverged x1" in (tmp_path / "div" / "report" / "report.md").read_text()

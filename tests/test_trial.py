@@ -7,6 +7,7 @@ import torch
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.trial import run_trial
+from trainable.transforms import apply_transform
 
 pytestmark = pytest.mark.numerics  # rerun with older CPU kernels in .ci/run
 
@@ -118,3 +119,30 @@ def test_online_augmentation_from_cached_views(tiny_data, tmp_path):
     assert all(any(torch.equal(first[i], views[k, i]) for k in range(3)) for i in range(24))
     final, reports = run(cfg, tiny_data, str(tmp_path))
     assert len(reports) == 6 and final["val_acc_best"] > 0.5
+
+
+@pytest.mark.parametrize("lr", [1e6, 1e30])
+def test_a_diverging_trial_ends_normally_as_diverged(tiny_data, tmp_path, lr):
+    final, reports = run(config(optimizer="sgd", lr=lr, max_epochs=30), tiny_data, str(tmp_path))
+    assert final["stopped_by"] == "diverged" and final["epoch"] == len(reports) < 30
+    assert reports[-1][1] is not None and "model" in reports[-1][1]  # the final checkpoint is written
+    if final["best_epoch"]:  # scored at the best finite epoch
+        assert 0 <= final["test_acc_best"] <= 1 and len(final["test_pred"]) == 12
+    else:  # no finite epoch at all: nothing to score, and it says so
+        assert final["test_acc_best"] is None and final["best_val_loss"] is None
+
+
+def test_facenet_normalization_is_facenet_pytorchs_own():
+    from facenet_pytorch import fixed_image_standardization
+
+    from trainable.transforms import eval_transform, normalization
+
+    image = np.random.default_rng(0).integers(0, 256, (200, 160, 3), dtype=np.uint8)
+    mean, std = normalization("facenet", (0.0,) * 3, (1.0,) * 3)
+    ours = apply_transform(eval_transform(mean=mean, std=std), [image])
+    pixels = torch.tensor(image).permute(2, 0, 1).float()[:, 30:170, 10:150]  # the 140-px centre crop
+    theirs = torch.nn.functional.interpolate(
+        fixed_image_standardization(pixels)[None], size=(160, 160), mode="bilinear", antialias=True
+    )
+    # Same arithmetic in another order ((x/255 - m)/s vs (x - 127.5)/128): fp32 rounding, |values| <= 1.
+    assert torch.allclose(ours, theirs, atol=1e-5)

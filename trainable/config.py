@@ -4,6 +4,7 @@ validated dataclass inside the trainable."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,13 @@ AUGMENTATIONS = ("none", "static", "online")
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # fp16 (with loss scaling) on CUDA only
 NAMED_WEIGHTS = ("vggface2", "casia-webface", "none")
+PRETRAINED_WEIGHTS = ("vggface2", "casia-webface")  # face models; a file is taken as one too
+# facenet = (x*255 - 127.5) / 128, what the pretrained trunks were trained with;
+# dataset = per-channel mean/std of the training images in [0, 1] (the 2021 report's description).
+NORMALIZATIONS = ("facenet", "dataset")
+STOP_RULES = ("patience", "paper")  # see trainable.loop.EarlyStopping
+# What a trial is, not how it is set up: the keys "differs from #1" leaves out.
+IDENTITY_KEYS = ("experiment", "name", "config_id", "seed")
 
 
 @dataclass(frozen=True)
@@ -33,8 +41,11 @@ class TrialConfig:
     momentum: float = 0.0  # SGD only; the original used none
     batch_size: int = 32
     max_epochs: int = 400
-    patience: int = 10  # epochs without a val-loss improvement before stopping
-    min_delta: float = 0.0  # a val-loss drop smaller than this is no improvement
+    stop_rule: str = "patience"  # or "paper": the 2021 report's rule (trainable.loop.EarlyStopping)
+    patience: int = 10  # patience rule: epochs without a val-loss improvement before stopping
+    min_delta: float = 0.0  # patience rule: a val-loss drop smaller than this is no improvement
+    es_rounds: int = 10  # paper rule: consecutive epochs of rising val / falling train loss allowed
+    normalization: str = "facenet"  # NORMALIZATIONS; facenet is what the pretrained trunks expect
     precision: str = "auto"  # bf16 autocast for the frozen trunk and full net where the CPU/GPU has it
     checkpoint_every: int = 10  # epochs between resumable checkpoints (plus the last one)
 
@@ -70,13 +81,15 @@ class TrialConfig:
             "augmentation": AUGMENTATIONS,
             "optimizer": OPTIMIZERS,
             "precision": PRECISIONS,
+            "normalization": NORMALIZATIONS,
+            "stop_rule": STOP_RULES,
         }
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
                 raise UserError(
                     f"Trial config '{key}' is {getattr(self, key)!r}; expected one of {list(valid)}."
                 )
-        positive = ("lr", "batch_size", "max_epochs", "patience", "checkpoint_every")
+        positive = ("lr", "batch_size", "max_epochs", "patience", "es_rounds", "checkpoint_every")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise UserError(f"Trial config '{key}' must be > 0, got {getattr(self, key)!r}.")
@@ -89,3 +102,53 @@ class TrialConfig:
     def uses_cache(self) -> bool:
         """Whether the trunk is frozen and its inputs fixed, so its outputs can be cached."""
         return self.freeze != "none" and (self.augmentation != "online" or self.augment_views > 0)
+
+
+def stop_rule_label(config: dict[str, Any]) -> str:
+    """'patience 10' or 'paper, es_rounds 10': the stop rule with its one number."""
+    cfg = {**TrialConfig().to_dict(), **config}
+    if cfg["stop_rule"] == "paper":
+        return f"paper, es_rounds {cfg['es_rounds']}"
+    return f"patience {cfg['patience']}" + (f", min_delta {cfg['min_delta']:g}" if cfg["min_delta"] else "")
+
+
+def comparable_settings(
+    config: dict[str, Any], weights_labels: dict[str, str], precision: str | None = None
+) -> dict[str, Any]:
+    """The settings without which two numbers cannot be compared, as table columns:
+    weights (name, or file + short sha256 from `weights_labels`), max epochs, stop rule,
+    precision (the resolved one when given) and normalization. A config recorded before
+    `normalization` existed ran with the training images' statistics: 'dataset'."""
+    weights = config.get("weights", TrialConfig.weights)
+    return {
+        "weights": weights_labels.get(weights, weights if weights in NAMED_WEIGHTS else os.path.basename(weights)),
+        "max epochs": config.get("max_epochs", TrialConfig.max_epochs),
+        "stop rule": stop_rule_label(config),
+        "precision": precision or config.get("precision", TrialConfig.precision),
+        "normalization": config.get("normalization", "dataset"),
+    }
+
+
+RANDOM_INIT_NOTICE = (
+    "Trials of this study started from random weights (--weights none), not from a pretrained "
+    "face model: they show that the pipeline runs; their accuracies say nothing about "
+    "fine-tuning a face network."
+)
+
+
+def is_pretrained(weights: str) -> bool:
+    """Whether trials started from a pretrained face model: a named one or a file."""
+    return weights != "none"
+
+
+def differs_from(config: dict[str, Any], reference: dict[str, Any]) -> str:
+    """Every setting (not identity) in which `config` differs from `reference`, as 'k=v, ...'.
+    Keys missing on either side count with TrialConfig's default."""
+    defaults = TrialConfig().to_dict()
+    keys = [k for k in defaults if k not in IDENTITY_KEYS]
+    changes = [
+        f"{k}={config.get(k, defaults[k])}"
+        for k in keys
+        if config.get(k, defaults[k]) != reference.get(k, defaults[k])
+    ]
+    return ", ".join(changes) or "(same as #1)"

@@ -28,6 +28,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from trainable.errors import UserError
+from trainable.layout import split_identity
 from trainable.transforms import CROP
 
 CLASS_DIRS = ("1", "5", "28")  # folder names of the original layout
@@ -73,6 +74,13 @@ class FaceData:
 
     def sizes(self) -> dict[str, int]:
         return {name: len(idx) for name, idx in self.split.items()}
+
+    def split_record(self) -> dict[str, dict]:
+        """The split as every results file records it: paths and labels per split, and
+        their identity (trainable.layout.split_identity) to tell splits apart."""
+        paths = {s: [self.paths[i] for i in idx] for s, idx in self.split.items()}
+        labels = {s: self.labels[idx].tolist() for s, idx in self.split.items()}
+        return {"split_paths": paths, "split_labels": labels, "split_id": split_identity(paths, labels)}
 
 
 def channel_stats(images: list[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -27,16 +27,39 @@ def derive_seed(seed: int, *purpose: object) -> int:
 
 @dataclass
 class EarlyStopping:
-    """Stop after `patience` epochs whose val loss is not `min_delta` below the best."""
+    """Tracks the best epoch (lowest val loss) and says when to stop.
+
+    rule 'patience': stop after `patience` epochs whose val loss is not `min_delta`
+    below the best. rule 'paper' (the 2021 report's): stop when, for more than
+    `es_rounds` consecutive epochs, val loss is above the mean of all previous val
+    losses while train loss is below the mean of all previous train losses.
+    Either way, a non-finite train or val loss stops at once: the trial diverged,
+    and the best epoch stays the best finite one (0 if there is none).
+    """
 
     patience: int
     min_delta: float = 0.0
+    rule: str = "patience"
+    es_rounds: int = 10
     best_loss: float = math.inf
     best_epoch: int = 0
-    bad_epochs: int = 0
+    bad_epochs: int = 0  # patience: epochs since the best
+    streak: int = 0  # paper: consecutive epochs that match its condition
+    seen: int = 0  # paper: epochs so far, and their loss sums (for the means)
+    val_sum: float = 0.0
+    train_sum: float = 0.0
+    diverged: bool = False
 
-    def step(self, epoch: int, val_loss: float) -> bool:
-        """Record one epoch; return True when it is the new best."""
+    def step(self, epoch: int, val_loss: float, train_loss: float = 0.0) -> bool:
+        """Record one epoch; return True when it is the new best. (The paper rule
+        needs `train_loss`; the patience rule only checks it is finite.)"""
+        if not (math.isfinite(val_loss) and math.isfinite(train_loss)):
+            self.diverged = True
+            return False
+        if self.rule == "paper":
+            rising = self.seen and val_loss > self.val_sum / self.seen and train_loss < self.train_sum / self.seen
+            self.streak = self.streak + 1 if rising else 0
+            self.seen, self.val_sum, self.train_sum = self.seen + 1, self.val_sum + val_loss, self.train_sum + train_loss
         if val_loss < self.best_loss - self.min_delta:
             self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
             return True
@@ -45,7 +68,16 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
-        return self.bad_epochs >= self.patience
+        return self.stopped_by is not None
+
+    @property
+    def stopped_by(self) -> str | None:
+        """'diverged', 'early_stopping', or None while training should go on."""
+        if self.diverged:
+            return "diverged"
+        if self.streak > self.es_rounds if self.rule == "paper" else self.bad_epochs >= self.patience:
+            return "early_stopping"
+        return None
 
 
 @dataclass
@@ -146,7 +178,7 @@ def fit(
     `train_inputs(epoch)` gives that epoch's training tensor. Each epoch's
     randomness (batch order, dropout) comes from (seed, epoch) alone, so a
     resumed run repeats an uninterrupted one. On return the model holds the
-    best epoch's weights.
+    best epoch's weights (its last ones if no epoch had a finite loss).
     """
     criterion = nn.CrossEntropyLoss()
     done = state.stopper.should_stop or state.epoch >= max_epochs
@@ -162,7 +194,7 @@ def fit(
         logits = predict(net, val_inputs, device=device, precision=precision)
         val_loss = criterion(logits, val_labels).item()
         val_acc = (logits.argmax(1) == val_labels).float().mean().item()
-        if state.stopper.step(epoch, val_loss):
+        if state.stopper.step(epoch, val_loss, train_loss):
             state.best_weights = trainable_state(model)
         state.epoch = epoch
         state.history.append(
@@ -170,5 +202,6 @@ def fit(
         )
         done = state.stopper.should_stop or epoch >= max_epochs
         on_epoch(state, done)
-    load_trainable_state(model, state.best_weights)
+    if state.best_weights:  # empty when no epoch had a finite loss
+        load_trainable_state(model, state.best_weights)
     return state

@@ -118,6 +118,16 @@ def weights_id(spec: str) -> str:
         return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def weights_label(spec: str) -> str:
+    """How tables name a weights spec: 'vggface2', 'none (random init)', or a file's
+    name and the start of its sha256 (two files of one name are then told apart)."""
+    if spec == "none":
+        return "none (random init)"
+    if spec in NAMED_WEIGHTS:
+        return spec
+    return f"{os.path.basename(spec)} (sha256 {weights_id(spec).split(':')[1][:12]})"
+
+
 def load_backbone(spec: str, num_classes: int = NUM_CLASSES) -> InceptionResnetV1:
     """InceptionResnetV1 with `num_classes` logits, weights from `spec` (see TrialConfig.weights).
 

@@ -1,8 +1,11 @@
 """The original study's transforms, one builder per mode, and a seeded way to apply them.
 
 Train: ColorJitter(0.4, 0.4, 0.4), RandomCrop(140), RandomHorizontalFlip(),
-Normalize(mean_train, std_train), resize to 160x160.
+Normalize(mean, std), resize to 160x160.
 Eval:  CenterCrop(140), the same Normalize, resize to 160x160.
+
+(mean, std) come from `normalization`: facenet-pytorch's fixed_image_standardization,
+or the training images' per-channel statistics.
 """
 
 from __future__ import annotations
@@ -15,6 +18,22 @@ from torchvision.transforms import v2
 
 CROP = 140  # px, both modes crop this square
 SIZE = 160  # px, InceptionResnetV1's input side
+# facenet-pytorch's fixed_image_standardization, (x*255 - 127.5) / 128, for x in [0, 1]:
+# what the VGGFace2 and CASIA-WebFace trunks (and their BatchNorm statistics) were trained on.
+FACENET_MEAN = (127.5 / 255,) * 3
+FACENET_STD = (128 / 255,) * 3
+
+
+def normalization(
+    kind: str, dataset_mean: Sequence[float], dataset_std: Sequence[float]
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) for Normalize on [0, 1] images: 'facenet' or 'dataset' (the training
+    images' per-channel statistics, computed on [0, 1] as the images they are applied to)."""
+    if kind == "facenet":
+        return FACENET_MEAN, FACENET_STD
+    if kind == "dataset":
+        return tuple(dataset_mean), tuple(dataset_std)
+    raise ValueError(f"unknown normalization {kind!r}")
 
 
 def train_transform(*, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:

@@ -24,7 +24,7 @@ from trainable.model import (
     FaceAgeNet, build_model, load_trainable_state, trainable_state, trained_model_record,
     weights_id,
 )  # fmt: skip
-from trainable.transforms import apply_transform, eval_transform, train_transform
+from trainable.transforms import apply_transform, eval_transform, normalization, train_transform
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]  # (metrics, checkpoint or None)
 
@@ -47,8 +47,9 @@ class TrialInputs:
     ) -> None:
         self.cfg, self.data, self.model, self.cache = cfg, data, model, cache
         self.device, self.precision = device, precision
-        self.train_tf = train_transform(mean=data.mean, std=data.std)
-        eval_tf = eval_transform(mean=data.mean, std=data.std)
+        mean, std = normalization(cfg.normalization, data.mean, data.std)
+        self.train_tf = train_transform(mean=mean, std=std)
+        eval_tf = eval_transform(mean=mean, std=std)
         eval_all = self._encoded("eval", lambda: apply_transform(eval_tf, data.images))
         eval_all = self._place(eval_all)  # once: batches then need no host-to-GPU copies
         self.eval = {split: eval_all[torch.tensor(data.split[split])] for split in SPLITS}
@@ -96,6 +97,7 @@ class TrialInputs:
         ).hexdigest()  # mean/std and the image set depend on the split
         key = {
             "data": self.data.fingerprint, "split": split, "transform": transform,
+            "normalization": self.cfg.normalization,
             "weights": weights_id(self.cfg.weights), "freeze": self.cfg.freeze,
             "precision": self.precision, "device": self.device.type, "torch": str(torch.__version__),
         }  # fmt: skip
@@ -149,7 +151,7 @@ def run_trial(
     release_memory()  # the transforms' and trunk encoding's buffers, before the long part
     net = model.head if cfg.uses_cache else model
     optimizer = make_optimizer(cfg, model)
-    state = TrainState(EarlyStopping(cfg.patience, cfg.min_delta))
+    state = TrainState(EarlyStopping(cfg.patience, cfg.min_delta, rule=cfg.stop_rule, es_rounds=cfg.es_rounds))
     if resume is not None:
         state = TrainState.from_dict(resume["state"])
         if "model" in resume:  # the final checkpoint: training is over, scores are redone
@@ -181,7 +183,7 @@ def run_trial(
     final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
     final["precision"] = precision
     final["inputs_seconds"] = inputs_seconds  # transforms + trunk encoding, or reading the cache
-    final["stopped_by"] = "early_stopping" if state.stopper.should_stop else "max_epochs"
+    final["stopped_by"] = state.stopper.stopped_by or "max_epochs"  # or early_stopping, diverged
     record = trained_model_record(model, weights=cfg.weights, freeze=cfg.freeze)
     # The final checkpoint keeps the best weights once (in the model record), no optimizer.
     report(final, {"state": {**state.to_dict(), "best_weights": {}}, "model": record, "metrics": final})
@@ -196,16 +198,20 @@ def score_best(
     device: torch.device,
     precision: str,
 ) -> dict[str, Any]:
-    """Accuracy and normalized confusion matrix of the restored best model on each split."""
+    """Accuracy and normalized confusion matrix of the restored best model on each split;
+    None for all of them when no epoch had a finite loss (the trial diverged at once)."""
     seconds = np.cumsum([h.seconds for h in state.history])
     best = state.stopper.best_epoch
     scores: dict[str, Any] = {
         "best_epoch": best,
-        "best_val_loss": state.stopper.best_loss,
-        "seconds_to_best": float(seconds[best - 1]),
+        "best_val_loss": state.stopper.best_loss if best else None,
+        "seconds_to_best": float(seconds[best - 1]) if best else None,
         "train_seconds": float(seconds[-1]),
     }
     for split in SPLITS:
+        if not best:
+            scores[f"{split}_acc_best"] = None
+            continue
         y = data.labels_of(split).numpy()
         logits = predict(net, inputs.eval[split], device=device, precision=precision)
         pred = logits.argmax(1).numpy()

@@ -16,11 +16,9 @@ from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.data import FaceData
 from trainable.device import release_memory
+from trainable.layout import METRICS_FILE, MODEL_FILE, STATE_FILE
 from trainable.trial import run_trial
 
-STATE_FILE = "trial.pt"  # TrainState; mid-run also the trainable weights and optimizer
-MODEL_FILE = "model.pt"  # final checkpoint: the best model (trainable.model.load_trained)
-METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
 # Test hook: "EPOCH:DIR" makes each trial raise once, before reporting EPOCH
 # (DIR records which trials already did), to test retries from checkpoints.
 FAULT_ENV = "FACE_AGE_TEST_FAULT"

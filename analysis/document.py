@@ -1,0 +1,92 @@
+"""The report's document model: headings, paragraphs, tables and figures, written as
+Markdown and as one self-contained HTML file (figures inlined, text escaped)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+STYLE = (
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
+    "td,th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}"
+    "img{max-width:100%}figcaption{font-size:12px;color:#555}"
+    ".notice{border:2px solid #c60;background:#fff4e5;padding:.6em 1em}"
+)
+
+
+@dataclass
+class Document:
+    blocks: list[tuple] = field(default_factory=list)
+
+    def h(self, text: str, level: int = 2) -> None:
+        self.blocks.append(("h", level, text))
+
+    def p(self, text: str) -> None:
+        self.blocks.append(("p", text))
+
+    def notice(self, text: str) -> None:
+        """A paragraph no reader can miss (boxed in HTML, bold in Markdown)."""
+        self.blocks.append(("notice", text))
+
+    def table(self, frame: pd.DataFrame) -> None:
+        self.blocks.append(("table", frame))
+
+    def figure(self, name: str, caption: str) -> None:
+        self.blocks.append(("img", name, caption))
+
+    def markdown(self) -> str:
+        out = []
+        for block in self.blocks:
+            kind = block[0]
+            if kind == "h":
+                out.append("#" * block[1] + " " + block[2])
+            elif kind == "p":
+                out.append(block[1])
+            elif kind == "notice":
+                out.append(f"> **{block[1]}**")
+            elif kind == "table":
+                out.append(markdown_table(block[1]))
+            else:
+                out.append(f"![{block[2]}]({block[1]})")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, figures_dir: str) -> str:
+        body = [self._html_block(block, figures_dir) for block in self.blocks]
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Face-age study report</title>"
+            f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n"
+        )
+
+    @staticmethod
+    def _html_block(block: tuple, figures_dir: str) -> str:
+        kind = block[0]
+        if kind == "h":
+            return f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>"
+        if kind == "p":
+            return f"<p>{html.escape(block[1])}</p>"
+        if kind == "notice":
+            return f"<p class='notice'><strong>{html.escape(block[1])}</strong></p>"
+        if kind == "table":
+            return block[1].to_html(index=False, escape=True, na_rep="—", border=0)
+        with open(os.path.join(figures_dir, block[1]), "rb") as f:
+            data = base64.b64encode(f.read()).decode()
+        caption = html.escape(block[2])
+        return f'<figure><img alt="{caption}" src="data:image/png;base64,{data}"><figcaption>{caption}</figcaption></figure>'
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "—" if np.isnan(v) else f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)

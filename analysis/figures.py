@@ -1,0 +1,107 @@
+"""The report's figures, each a function from tables to a matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from analysis.tables import AXES  # noqa: E402
+
+
+def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFrame) -> Figure:
+    """Train and validation loss per configuration: mean over seeds, min-max band, best
+    epochs marked. Non-finite losses (a diverged epoch) are left out of the lines."""
+    epochs = epochs.replace([np.inf, -np.inf], np.nan)
+    n = len(configs)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, config in zip(axes.flat, configs.itertuples()):
+        ids = trials[trials.config_id == config.config_id]
+        curves = epochs[epochs.trial_id.isin(ids.trial_id)]
+        for column, colour in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
+            wide = curves.pivot(index="epoch", columns="trial_id", values=column)
+            ax.plot(wide.index, wide.mean(axis=1), color=colour, label=column.replace("_", " "))
+            ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=colour, alpha=0.2, lw=0)
+        for best in ids.get("best_epoch", pd.Series(dtype=float)).dropna():
+            if best > 0:
+                ax.axvline(best, color="tab:red", ls=":", lw=1)
+        ax.set_title(f"#{config.experiment} {config.name}", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Loss per epoch (mean over seeds, band = min-max, dotted = best epochs)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(trials: pd.DataFrame, configs: pd.DataFrame, classes: list[str]) -> Figure:
+    """Normalized confusion matrices (train/val/test) of each configuration's best scored
+    trial by val acc."""
+    fig, axes = plt.subplots(len(configs), 3, figsize=(9, 2.8 * len(configs)), squeeze=False)
+    for row, config in zip(axes, configs.itertuples()):
+        group = trials[(trials.config_id == config.config_id) & trials.test_acc_best.notna()]
+        best = group.sort_values("val_acc_best", ascending=False).iloc[0]
+        for ax, split in zip(row, ("train", "val", "test")):
+            matrix = np.asarray(best[f"{split}_confusion"], dtype=float)
+            ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
+            for (i, j), v in np.ndenumerate(matrix):
+                colour = "white" if v > 0.5 else "black"
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", color=colour, fontsize=8)
+            ax.set_xticks(range(len(classes)), classes, fontsize=8)
+            ax.set_yticks(range(len(classes)), classes, fontsize=8)
+            title = f"#{config.experiment} seed {best.seed} · {split} ({best[f'{split}_acc_best']:.2f})"
+            ax.set_title(title, fontsize=8)
+            ax.set_xlabel("predicted", fontsize=8)
+            ax.set_ylabel("true", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_bars(configs: pd.DataFrame, baselines: pd.DataFrame | None) -> Figure:
+    """Test accuracy with the full 95% interval (seeds and test images) on every bar."""
+    rows = [(f"#{c.experiment} {c.name}", c.test_full, "tab:blue") for c in configs.itertuples()]
+    if baselines is not None:
+        rows += [(b.name, b.test_full, "tab:gray") for b in baselines.itertuples()]
+    rows = [r for r in rows if not np.isnan(r[1][0])]
+    means = np.array([mean for _, (mean, _, _), _ in rows])
+    errors = np.array([[mean - lo, hi - mean] for _, (mean, lo, hi), _ in rows]).T.reshape(2, -1)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.4))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, means, xerr=errors, color=[colour for *_, colour in rows], capsize=3)
+    ax.set_yticks(y, [label for label, *_ in rows], fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.axvline(1 / 3, color="black", ls=":", lw=1)
+    ax.set_xlabel("test accuracy: mean over seeds; 95% interval over seeds and test images\n"
+                  "(Wilson for a single run); dotted = chance", fontsize=8)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def axis_effects(configs: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
+    """Per grid axis: every configuration's mean val acc by the axis's value, and the best per value."""
+    axes_used = [k for k in AXES if configs[k].nunique() > 1]
+    fig, axes = plt.subplots(1, len(axes_used), figsize=(3.2 * len(axes_used), 3.2), squeeze=False)
+    best_rows = []
+    for ax, key in zip(axes[0], axes_used):
+        values = sorted(configs[key].unique(), key=str)
+        data = [configs.loc[configs[key] == v, "val_acc"].dropna() for v in values]
+        ax.boxplot(data, tick_labels=[str(v) for v in values])
+        for i, d in enumerate(data, start=1):
+            ax.scatter(np.full(len(d), i), d, s=6, alpha=0.5, color="tab:blue")
+        ax.set_title(key, fontsize=9)
+        ax.set_ylabel("val acc (mean over seeds)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        for v in values:
+            best = configs[configs[key] == v].sort_values("val_acc", ascending=False).iloc[0]
+            best_rows.append({"axis": key, "value": v, "best configuration": f"#{best.experiment} {best['name']}",
+                              "val acc": round(best.val_acc, 3), "test acc": round(best.test_acc, 3)})  # fmt: skip
+    fig.tight_layout()
+    return fig, pd.DataFrame(best_rows)

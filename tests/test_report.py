@@ -1,0 +1,169 @@
+"""The report on hand-made results directories: what it shows, leaves out and says,
+for random weights, other splits, single seeds, unfinished and diverged trials."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from analysis.report import build_report
+from tests.conftest import ROOT
+from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
+from trainable.layout import ERROR_FILE, STOPPED_FILE, split_identity
+
+N_TEST = 30
+LABELS = [i % 3 for i in range(N_TEST)]
+PAPER = {1: {}, 2: {"batch_size": 8}, 3: {"augmentation": "none"}}
+
+
+def split(test_labels=LABELS):
+    paths = {s: [f"{s}/{i}.jpg" for i in range(n)] for s, n in (("train", 60), ("val", 30), ("test", N_TEST))}
+    labels = {"train": [i % 3 for i in range(60)], "val": [i % 3 for i in range(30)], "test": list(test_labels)}
+    return {"split_paths": paths, "split_labels": labels, "split_id": split_identity(paths, labels)}
+
+
+def config(experiment, seed, weights, **changes):
+    return TrialConfig(experiment=experiment, name=f"exp{experiment}", config_id=f"c{experiment}", seed=seed,
+                       weights=weights, max_epochs=5, **{**PAPER.get(experiment, {}), **changes}).to_dict()  # fmt: skip
+
+
+def preds(accuracy, seed):
+    """Test predictions right on the first `accuracy` share of images (shifted by seed)."""
+    right = np.roll(np.arange(N_TEST) < round(accuracy * N_TEST), seed)
+    return [label if ok else (label + 1) % 3 for label, ok in zip(LABELS, right)]
+
+
+def write_trial(study, cfg, outcome="max_epochs", accuracy=0.8, epochs=5):
+    trial = study / f"train_face_age_{cfg['experiment']}_{cfg['seed']}"
+    trial.mkdir()
+    (trial / "params.json").write_text(json.dumps(cfg))
+    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e + 0.1, "val_acc": 0.7, "epoch_seconds": 1.0}
+            for e in range(1, epochs + 1)]  # fmt: skip
+    if outcome == "diverged":
+        rows[-1].update(train_loss=float("nan"), val_loss=float("inf"))
+    if outcome in ("max_epochs", "early_stopping", "diverged"):
+        matrix = np.eye(3).tolist()
+        rows[-1].update(best_epoch=epochs - 1, best_val_loss=0.3, stopped_by=outcome, precision="fp32",
+                        train_seconds=5.0, seconds_to_best=4.0, train_acc_best=0.9, val_acc_best=0.7,
+                        test_acc_best=accuracy, val_pred=preds(0.7, 0), test_pred=preds(accuracy, cfg["seed"]),
+                        train_confusion=matrix, val_confusion=matrix, test_confusion=matrix)  # fmt: skip
+    elif outcome == "asha":
+        (trial / STOPPED_FILE).write_text(json.dumps({"stopped_by": "asha", "epoch": epochs}))
+    elif outcome == "error":
+        (trial / ERROR_FILE).write_text("RuntimeError: boom")
+    with open(trial / "result.json", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def make_study(tmp_path, trials, *, grid="paper", weights="none", name="study"):
+    """trials: (experiment, seed, outcome, test accuracy) tuples."""
+    study = tmp_path / name
+    study.mkdir()
+    configs = [config(e, s, weights) for e, s, *_ in trials]
+    record = {"grid": grid, "data_root": "/data", "split_sizes": {"train": 60, "val": 30, "test": N_TEST},
+              "trials": configs, "reference_config": config(1, 0, weights), "weights_labels": {weights: weights},
+              "classes": ["1-4", "5-27", "28+"], **split()}  # fmt: skip
+    (study / "study.json").write_text(json.dumps(record))
+    for cfg, (_, _, outcome, accuracy) in zip(configs, trials):
+        write_trial(study, cfg, outcome, accuracy)
+    return study
+
+
+def report(study, baselines=None):
+    doc, notes = build_report(str(study), str(study / "report"), baselines)
+    return (study / "report" / "report.md").read_text(), notes
+
+
+def test_random_weights_get_the_notice_a_weights_column_and_no_2021_table(tmp_path):
+    study = make_study(tmp_path, [(e, 0, "max_epochs", 0.8) for e in (1, 2, 3)])
+    markdown, _ = report(study)
+    first_paragraph = markdown.split("\n\n")[1]
+    assert RANDOM_INIT_NOTICE in first_paragraph
+    assert "| weights | max epochs | stop rule | precision | normalization |" in markdown
+    assert "| none | 5 | patience 10 | fp32 | facenet |" in markdown
+    section = markdown.split("## Against the 2021 report")[1].split("##")[0]
+    assert "Left out" in section and "reported val" not in section
+
+
+def test_pretrained_paper_study_has_the_2021_table_with_its_caveats(tmp_path):
+    study = make_study(tmp_path, [(e, 0, "max_epochs", 0.8) for e in (1, 2, 3)], weights="vggface2")
+    markdown, _ = report(study)
+    assert RANDOM_INIT_NOTICE not in markdown
+    section = markdown.split("## Against the 2021 report")[1].split("##")[0]
+    assert "reported val" in section and "ran each experiment once" in section and "training mode" in section
+
+
+def test_one_seed_gets_a_wilson_interval_and_comparisons_are_holm_adjusted(tmp_path):
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, "max_epochs", 0.6), (3, 0, "max_epochs", 0.7)])
+    markdown, _ = report(study)
+    row = next(line for line in markdown.splitlines() if line.startswith("| 1 | exp1 |"))
+    assert "0.800 [0.627, 0.905]" in row  # Wilson, 24 of 30
+    assert "p (Holm)" in markdown and "2 paired comparison(s)" in markdown
+    assert "seed 0 / seed 0" in markdown
+
+
+def test_baselines_on_another_split_are_left_out_with_the_reason(tmp_path):
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, "max_epochs", 0.6)])
+    base = tmp_path / "baselines"
+    base.mkdir()
+    record = {"name": "HOG + SVM", "features": "HOG", "method": "SVM", "seed": None, "val_acc": 0.7,
+              "test_acc": 0.7, "test_pred": preds(0.7, 0)}  # fmt: skip
+    other = split(test_labels=LABELS[::-1])
+    (base / "baselines.json").write_text(json.dumps({**other, "baselines": [record]}))
+    markdown, notes = report(study, str(base))
+    assert len(notes) == 1 and "another split" in notes[0] and "test" in notes[0]
+    assert "HOG + SVM" not in markdown and notes[0] in markdown
+    (base / "baselines.json").write_text(json.dumps({**split(), "baselines": [record]}))
+    markdown, notes = report(study, str(base))
+    assert notes == [] and "HOG + SVM" in markdown
+
+
+def test_unfinished_asha_error_and_diverged_trials_are_told_apart(tmp_path):
+    study = make_study(tmp_path, [
+        (1, 0, "max_epochs", 0.8), (1, 1, "max_epochs", 0.7),
+        (2, 0, "max_epochs", 0.9), (2, 1, "asha", None),
+        (3, 0, "diverged", 0.5), (3, 1, "unfinished", None),
+    ])  # fmt: skip
+    (study / "train_face_age_9_0").mkdir()  # a trial Ray had not recorded yet: no params.json
+    markdown, _ = report(study)
+    section = markdown.split("## Summary")[1].split("##")[0]
+    summary = {line.split(" | ")[1]: line for line in section.splitlines() if line.startswith("| ")}
+    assert "1/2" in summary["exp2"] and "asha x1 (epoch 5)" in summary["exp2"]
+    assert "diverged x1" in summary["exp3"] and "unfinished x1" in summary["exp3"] and "asha" not in summary["exp3"]
+    assert "only the 1 configuration(s) whose seeds all finished; first: #1" in markdown  # exp2 is better, unranked
+    assert "## Stopped by ASHA" in markdown.replace("### Stopped", "## Stopped")
+    assert "1 trial(s) have not finished" in markdown
+
+
+def test_a_study_killed_before_any_trial_finished_still_gets_a_report(tmp_path):
+    study = make_study(tmp_path, [(1, 0, "unfinished", None), (2, 0, "unfinished", None)])
+    proc = subprocess.run([sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    markdown = (study / "report" / "report.md").read_text()
+    assert "Nothing has finished yet" in markdown
+    empty = make_study(tmp_path, [], name="empty")  # killed before Ray wrote any trial
+    markdown, _ = report(empty)
+    assert "Nothing has finished yet" in markdown and "none started" in markdown
+
+
+def test_the_report_imports_no_torch_opencv_skimage_or_ray(tmp_path):
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8)])
+    code = ("import sys; from analysis.report import main; main([sys.argv[1]]); "
+            "heavy = [m for m in ('torch', 'cv2', 'skimage', 'ray') if m in sys.modules]; print(heavy)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, str(study)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("outcome", ["asha", "unfinished"])
+def test_analysis_results_lists_a_study_in_progress(tmp_path, outcome):
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, outcome, None)])
+    proc = subprocess.run([sys.executable, "-m", "analysis.results", str(study)], cwd=ROOT,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert outcome in proc.stdout and "none (random init)" not in proc.stdout  # labels from study.json
+    assert "patience 10" in proc.stdout and "facenet" in proc.stdout

@@ -1,0 +1,61 @@
+"""The results directory's layout: every file a study writes and reads, named once.
+
+study/ writes, trainable/ checkpoints, analysis/ reads; all three import these
+names from here, so no layer needs another's module to find a file. Standard
+library only: the report imports it without torch or Ray.
+
+    STUDY/study.json                 provenance, trials, split (study.provenance)
+    STUDY/summary.csv                the summary the CLI printed
+    STUDY/skipped_files.txt          files left out by --on-bad-image skip
+    STUDY/<trial>/params.json        Ray Tune: the trial's flat config
+    STUDY/<trial>/result.json        Ray Tune: one JSON row per report
+    STUDY/<trial>/error.txt          Ray Tune: the trial raised
+    STUDY/<trial>/stopped.json       the scheduler (ASHA) stopped it, and at which epoch
+    STUDY/<trial>/checkpoint_*/trial.pt, model.pt, metrics.json
+    BASELINES/baselines.json, peer.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+STUDY_FILE = "study.json"
+SUMMARY_FILE = "summary.csv"
+SKIPPED_FILE = "skipped_files.txt"
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+ERROR_FILE = "error.txt"
+STOPPED_FILE = "stopped.json"
+STATE_FILE = "trial.pt"  # TrainState; mid-run also the trainable weights and optimizer
+MODEL_FILE = "model.pt"  # final checkpoint: the best model (trainable.model.load_trained)
+METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
+BASELINES_FILE = "baselines.json"
+PEER_FILE = "peer.json"
+
+
+def split_identity(paths: Mapping[str, Sequence[str]], labels: Mapping[str, Sequence[int]]) -> dict[str, str]:
+    """Per split, the sha256 of its ordered (file, label) list: two results are on the
+    same split only when all three match (baselines train on train and tune on val)."""
+    return {
+        split: hashlib.sha256(json.dumps([list(paths[split]), list(map(int, labels[split]))]).encode()).hexdigest()
+        for split in ("train", "val", "test")
+    }
+
+
+def trial_outcome(trial_dir: str, final: Mapping | None) -> tuple[str, str]:
+    """How a trial ended, from its final metrics (None if it reported none) and the
+    files in its directory: (status, stopped_by), status one of 'finished' (stopped_by
+    max_epochs, early_stopping or diverged), 'stopped' (asha), 'error', 'unfinished'
+    (running, or the study was interrupted). Never 'asha' without STOPPED_FILE."""
+    if final is not None and "stopped_by" in final:
+        return "finished", final["stopped_by"]
+    stopped = os.path.join(trial_dir, STOPPED_FILE)
+    if os.path.exists(stopped):
+        with open(stopped) as f:
+            return "stopped", json.load(f)["stopped_by"]
+    if os.path.exists(os.path.join(trial_dir, ERROR_FILE)):
+        return "error", "error"
+    return "unfinished", "unfinished"
