@@ -85,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU")
     p.add_argument("--address", help="join a running Ray cluster (auto or HOST:PORT)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard listens on")
-    p.add_argument("--mlflow", metavar="URI", help="also log trials to this MLflow tracking URI")
+    p.add_argument("--mlflow", metavar="URI",
+                   help="also log trials to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000")
     p.add_argument("--dry-run", action="store_true", help="print the trials and exit without Ray")
     return p.parse_args(argv)
 
@@ -206,6 +207,10 @@ def run(args: argparse.Namespace) -> int:
     experiment_dir = os.path.join(storage, name)
     if not args.resume and os.path.exists(experiment_dir):
         raise UserError(f"{experiment_dir} exists; pick another --name, or continue it with --resume {experiment_dir}.")
+    if args.mlflow:
+        from study.tracking import check_tracking_uri
+
+        check_tracking_uri(args.mlflow, name)
     resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
     for config in configs:
         config["weights"] = resolved[config["weights"]]
@@ -301,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except UserError as err:
-        print(textwrap.fill(f"error: {err}", width=100, replace_whitespace=False), file=sys.stderr)
+        message = textwrap.fill(f"error: {err}", width=100, break_long_words=False, break_on_hyphens=False)
+        print(message, file=sys.stderr)
         return 2
 
 

@@ -101,19 +101,19 @@ def make_tuner(
             # One per trial: ~40 MB mid-run (head, Adam state, best head), ~10 MB at the end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            callbacks=mlflow_callbacks(mlflow_uri, name),
+            callbacks=mlflow_callbacks(mlflow_uri, name, os.path.join(storage, name)),
             verbose=1,
         ),
     )
 
 
-def mlflow_callbacks(uri: str | None, name: str) -> list[Any]:
-    """Log every trial's params and per-epoch metrics to MLflow (optional extra)."""
+def mlflow_callbacks(uri: str | None, name: str, study_dir: str) -> list[Any]:
+    """Log the study and its trials to MLflow (optional extra; see study.tracking)."""
     if uri is None:
         return []
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from study.tracking import MLflowStudyLogger
 
-    return [MLflowLoggerCallback(tracking_uri=uri, experiment_name=name)]
+    return [MLflowStudyLogger(uri, name, study_dir)]
 
 
 def can_restore(path: str) -> bool:

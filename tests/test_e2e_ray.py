@@ -42,6 +42,12 @@ def test_summary_is_printed(smoke_study):
     assert "smoke cached" in stdout and "smoke online" in stdout
     assert f"Results: {storage / 'e2e'}" in stdout
     assert "Ray dashboard: http://127.0.0.1:" in stdout
+    assert "Settings per configuration" in stdout and "none (random init)" in stdout
+    assert stdout.rstrip().endswith(RANDOM_INIT_NOTICE)
+    summary = pd.read_csv(storage / "e2e" / "summary.csv")
+    assert {"status", "stopped_by", "weights", "max epochs", "stop rule", "precision", "normalization",
+            "differs from #1"} <= set(summary.columns)  # fmt: skip
+    assert (summary["normalization"] == "facenet").all() and (summary["precision"] != "auto").all()
 
 
 def test_every_trial_has_per_epoch_metrics_and_a_checkpoint(smoke_study):

@@ -8,6 +8,7 @@ import pytest
 
 from analysis.results import load_study
 from tests.conftest import REAL_DATA, ROOT
+from trainable.config import RANDOM_INIT_NOTICE
 
 pytestmark = pytest.mark.slow
 
@@ -30,3 +31,12 @@ def test_paper_grid_three_epochs(tmp_path):
         assert name in proc.stdout
     for trial in trials.trial_id:
         assert any(d.startswith("checkpoint_") for d in os.listdir(tmp_path / "paper" / trial))
+    assert "Settings per configuration" in proc.stdout and "none (random init)" in proc.stdout
+    assert proc.stdout.rstrip().endswith(RANDOM_INIT_NOTICE)
+    report = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "paper")], cwd=ROOT,
+                            capture_output=True, text=True)  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    markdown = (tmp_path / "paper" / "report" / "report.md").read_text()
+    assert RANDOM_INIT_NOTICE in markdown.split("\n\n")[1]  # first thing after the title
+    assert "| weights |" in markdown and "| none (random init) |" in markdown
+    assert "reported val" not in markdown and "Left out: the 2021 figures come from VGGFace2" in markdown
