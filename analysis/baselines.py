@@ -70,8 +70,12 @@ def lbp_histograms(gray: np.ndarray, points: int, radius: int) -> np.ndarray:
     bins = points * (points - 1) + 3
     codes = local_binary_pattern((gray * 255).astype(np.uint8), points, radius, "nri_uniform")
     h, w = codes.shape
-    quadrants = [codes[:h // 2, :w // 2], codes[:h // 2, w // 2:],
-                 codes[h // 2:, :w // 2], codes[h // 2:, w // 2:]]  # fmt: skip
+    quadrants = [
+        codes[: h // 2, : w // 2],
+        codes[: h // 2, w // 2 :],
+        codes[h // 2 :, : w // 2],
+        codes[h // 2 :, w // 2 :],
+    ]
     return np.concatenate([np.bincount(q.astype(int).ravel(), minlength=bins) / q.size for q in quadrants])
 
 
@@ -86,20 +90,24 @@ class MLPClassifier(BaseEstimator, ClassifierMixin):
     """One hidden ReLU layer, CrossEntropyLoss, Adam, full-batch; early stopping on
     the validation loss passed to `fit` (the best epoch's weights are kept)."""
 
-    def __init__(self, hidden: int = 64, lr: float = 1e-3, max_epochs: int = 2000,
-                 patience: int = 50, seed: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self, hidden: int = 64, lr: float = 1e-3, max_epochs: int = 2000, patience: int = 50, seed: int = 0
+    ) -> None:
         self.hidden, self.lr, self.max_epochs, self.patience, self.seed = hidden, lr, max_epochs, patience, seed
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "MLPClassifier":
+    def fit(self, X, y, X_val=None, y_val=None) -> MLPClassifier:
         torch.manual_seed(self.seed)
         self.classes_ = np.unique(y)
         x, t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
         xv, tv = (x, t) if X_val is None else (torch.as_tensor(X_val, dtype=torch.float32), torch.as_tensor(y_val))
-        self.net_ = nn.Sequential(nn.Linear(x.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, len(self.classes_)))
+        self.net_ = nn.Sequential(
+            nn.Linear(x.shape[1], self.hidden), nn.ReLU(), nn.Linear(self.hidden, len(self.classes_))
+        )
         optimizer = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
         loss_fn = nn.CrossEntropyLoss()
         best, best_state, bad = np.inf, None, 0
-        for self.epochs_ in range(1, self.max_epochs + 1):
+        for epoch in range(1, self.max_epochs + 1):
+            self.epochs_ = epoch
             optimizer.zero_grad()
             loss_fn(self.net_(x), t).backward()
             optimizer.step()
@@ -125,9 +133,9 @@ def scores(model: Any, X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_cla
     for split in SPLITS:
         pred = model.predict(X[split])
         out[f"{split}_acc"] = float((pred == y[split]).mean())
-        out[f"{split}_confusion"] = confusion_matrix(
-            y[split], pred, labels=range(n_classes), normalize="true"
-        ).round(4).tolist()
+        out[f"{split}_confusion"] = (
+            confusion_matrix(y[split], pred, labels=range(n_classes), normalize="true").round(4).tolist()
+        )
         if split != "train":
             out[f"{split}_pred"] = pred.tolist()
     return out
@@ -169,9 +177,15 @@ def run_baselines(data: FaceData, *, seeds: int = 3) -> list[dict[str, Any]]:
         start = time.perf_counter()
         model, params = fit()
         records.append(
-            {"method": method, "features": feats, "name": f"{feats} + {method}", "seed": seed,
-             "params": params, "seconds": time.perf_counter() - start,
-             **scores(model, features[feats], y, n_classes)}  # fmt: skip
+            {
+                "method": method,
+                "features": feats,
+                "name": f"{feats} + {method}",
+                "seed": seed,
+                "params": params,
+                "seconds": time.perf_counter() - start,
+                **scores(model, features[feats], y, n_classes),
+            }
         )
         print(f"{feats} + {method} (seed {seed}): test acc {records[-1]['test_acc']:.3f} {params}")
 
@@ -181,8 +195,9 @@ def run_baselines(data: FaceData, *, seeds: int = 3) -> list[dict[str, Any]]:
     for seed in range(seeds):
         forest = Pipeline([("scale", StandardScaler()), ("rf", RandomForestClassifier(random_state=seed))])
         rf_grid = {"rf__n_estimators": [100, 300], "rf__max_depth": [None, 10]}
-        record("Random Forest", "HOG", seed, lambda: tune_sklearn(forest, rf_grid, features["HOG"], y))
-        record("MLP", "LBP", seed, lambda: tune_mlp(features["LBP"], y, seed))
+        # record() calls these at once, inside this iteration: the late binding is safe.
+        record("Random Forest", "HOG", seed, lambda: tune_sklearn(forest, rf_grid, features["HOG"], y))  # noqa: B023
+        record("MLP", "LBP", seed, lambda: tune_mlp(features["LBP"], y, seed))  # noqa: B023
     return records
 
 
@@ -205,10 +220,16 @@ def main(argv: list[str] | None = None) -> int:
     path = os.path.join(args.out, BASELINES_FILE)
     with open(path, "w") as f:
         json.dump(
-            {"data_root": data.root, "data_fingerprint": data.fingerprint, "classes": data.classes,
-             **data.split_record(), "baselines": records},
-            f, indent=1,
-        )  # fmt: skip
+            {
+                "data_root": data.root,
+                "data_fingerprint": data.fingerprint,
+                "classes": data.classes,
+                **data.split_record(),
+                "baselines": records,
+            },
+            f,
+            indent=1,
+        )
     print(f"wrote {path}")
     return 0
 

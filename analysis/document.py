@@ -78,7 +78,8 @@ class Document:
         with open(os.path.join(figures_dir, block[1]), "rb") as f:
             data = base64.b64encode(f.read()).decode()
         caption = html.escape(block[2])
-        return f'<figure><img alt="{caption}" src="data:image/png;base64,{data}"><figcaption>{caption}</figcaption></figure>'
+        image = f'<img alt="{caption}" src="data:image/png;base64,{data}">'
+        return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

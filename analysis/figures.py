@@ -21,7 +21,7 @@ def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFram
     cols = min(3, n)
     rows = -(-n // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
-    for ax, config in zip(axes.flat, configs.itertuples()):
+    for ax, config in zip(axes.flat, configs.itertuples(), strict=False):
         ids = trials[trials.config_id == config.config_id]
         curves = epochs[epochs.trial_id.isin(ids.trial_id)]
         for column, colour in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
@@ -46,10 +46,10 @@ def confusion_matrices(trials: pd.DataFrame, configs: pd.DataFrame, classes: lis
     """Normalized confusion matrices (train/val/test) of each configuration's best scored
     trial by val acc."""
     fig, axes = plt.subplots(len(configs), 3, figsize=(9, 2.8 * len(configs)), squeeze=False)
-    for row, config in zip(axes, configs.itertuples()):
+    for row, config in zip(axes, configs.itertuples(), strict=True):
         group = trials[(trials.config_id == config.config_id) & trials.test_acc_best.notna()]
         best = group.sort_values("val_acc_best", ascending=False).iloc[0]
-        for ax, split in zip(row, ("train", "val", "test")):
+        for ax, split in zip(row, ("train", "val", "test"), strict=True):
             matrix = np.asarray(best[f"{split}_confusion"], dtype=float)
             ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
             for (i, j), v in np.ndenumerate(matrix):
@@ -79,8 +79,11 @@ def accuracy_bars(configs: pd.DataFrame, baselines: pd.DataFrame | None) -> Figu
     ax.set_yticks(y, [label for label, *_ in rows], fontsize=8)
     ax.set_xlim(0, 1)
     ax.axvline(1 / 3, color="black", ls=":", lw=1)
-    ax.set_xlabel("test accuracy: mean over seeds; 95% interval over seeds and test images\n"
-                  "(Wilson for a single run); dotted = chance", fontsize=8)  # fmt: skip
+    ax.set_xlabel(
+        "test accuracy: mean over seeds; 95% interval over seeds and test images\n"
+        "(Wilson for a single run); dotted = chance",
+        fontsize=8,
+    )
     fig.tight_layout()
     return fig
 
@@ -90,7 +93,7 @@ def axis_effects(configs: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
     axes_used = [k for k in AXES if configs[k].nunique() > 1]
     fig, axes = plt.subplots(1, len(axes_used), figsize=(3.2 * len(axes_used), 3.2), squeeze=False)
     best_rows = []
-    for ax, key in zip(axes[0], axes_used):
+    for ax, key in zip(axes[0], axes_used, strict=False):
         values = sorted(configs[key].unique(), key=str)
         data = [configs.loc[configs[key] == v, "val_acc"].dropna() for v in values]
         ax.boxplot(data, tick_labels=[str(v) for v in values])
@@ -101,7 +104,14 @@ def axis_effects(configs: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
         ax.tick_params(labelsize=7)
         for v in values:
             best = configs[configs[key] == v].sort_values("val_acc", ascending=False).iloc[0]
-            best_rows.append({"axis": key, "value": v, "best configuration": f"#{best.experiment} {best['name']}",
-                              "val acc": round(best.val_acc, 3), "test acc": round(best.test_acc, 3)})  # fmt: skip
+            best_rows.append(
+                {
+                    "axis": key,
+                    "value": v,
+                    "best configuration": f"#{best.experiment} {best['name']}",
+                    "val acc": round(best.val_acc, 3),
+                    "test acc": round(best.test_acc, 3),
+                }
+            )
     fig.tight_layout()
     return fig, pd.DataFrame(best_rows)

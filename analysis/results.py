@@ -30,13 +30,35 @@ from trainable.layout import PARAMS_FILE, RESULT_FILE, STUDY_FILE, trial_outcome
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
 TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
 # Final metrics every trials table has, empty (NaN/None) until some trial reports them.
-FINAL_COLUMNS = ["best_epoch", "train_acc_best", "val_acc_best", "test_acc_best", "train_seconds",
-                 "precision_used", "val_pred", "test_pred", "train_confusion", "val_confusion", "test_confusion"]  # fmt: skip
+FINAL_COLUMNS = [
+    "best_epoch",
+    "train_acc_best",
+    "val_acc_best",
+    "test_acc_best",
+    "train_seconds",
+    "precision_used",
+    "val_pred",
+    "test_pred",
+    "train_confusion",
+    "val_confusion",
+    "test_confusion",
+]
 RAY_BOOKKEEPING = {  # keys Ray Tune adds to every result; node_ip and time_total_s are kept
-    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration",
-    "trial_id", "date", "time_this_iter_s", "pid", "hostname", "time_since_restore",
-    "iterations_since_restore", "experiment_tag", "config",
-}  # fmt: skip
+    "timestamp",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "done",
+    "training_iteration",
+    "trial_id",
+    "date",
+    "time_this_iter_s",
+    "pid",
+    "hostname",
+    "time_since_restore",
+    "iterations_since_restore",
+    "experiment_tag",
+    "config",
+}
 
 
 def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
@@ -72,9 +94,15 @@ def load_study(directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
             metrics["precision_used"] = metrics.pop("precision")
         status, stopped_by = trial_outcome(trial_dir, final)
         trials.append(
-            {"trial_id": trial_id, **config, "epochs": max(by_epoch, default=0), **metrics,
-             "status": status, "stopped_by": stopped_by}
-        )  # fmt: skip
+            {
+                "trial_id": trial_id,
+                **config,
+                "epochs": max(by_epoch, default=0),
+                **metrics,
+                "status": status,
+                "stopped_by": stopped_by,
+            }
+        )
     table = pd.DataFrame(trials, columns=None if trials else TRIAL_COLUMNS)
     for column in FINAL_COLUMNS:
         if column not in table:
@@ -113,8 +141,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.results_dir} holds no trial yet (nothing has started or been recorded).")
         return 0
     labels = read_study_record(args.results_dir).get("weights_labels", {})
-    columns = ["experiment", "name", "seed", "status", "epochs", "best_epoch",
-               "val_acc_best", "test_acc_best", "train_seconds", "stopped_by"]  # fmt: skip
+    columns = [
+        "experiment",
+        "name",
+        "seed",
+        "status",
+        "epochs",
+        "best_epoch",
+        "val_acc_best",
+        "test_acc_best",
+        "train_seconds",
+        "stopped_by",
+    ]
     shown = pd.concat([trials.reindex(columns=columns), settings_columns(trials, labels)], axis=1)
     print(shown.sort_values(["experiment", "seed"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:

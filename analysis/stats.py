@@ -35,8 +35,9 @@ def accuracy_ci(correct: float, total: int, confidence: float = CONFIDENCE) -> t
     return centre - half, centre + half
 
 
-def full_accuracy_ci(correct, *, n_boot: int = 10_000, seed: int = 0,
-                     confidence: float = CONFIDENCE) -> tuple[float, float, float]:  # fmt: skip
+def full_accuracy_ci(
+    correct, *, n_boot: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
     """Mean accuracy and an interval that counts both sources of noise: which seeds were
     drawn and which test images. One run (1 x images): Wilson over the images. Several
     seeds: a two-level bootstrap, resampling seeds, then images (the same images for every
@@ -52,7 +53,7 @@ def full_accuracy_ci(correct, *, n_boot: int = 10_000, seed: int = 0,
         seeds = rng.integers(0, len(x), (n, len(x)))
         per_image = x[seeds].mean(1)  # n x images: each draw's seeds averaged per image
         images = rng.integers(0, x.shape[1], (n, x.shape[1]))
-        boot[start:start + n] = np.take_along_axis(per_image, images, 1).mean(1)
+        boot[start : start + n] = np.take_along_axis(per_image, images, 1).mean(1)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha])
     # Never narrower than Wilson on one test set at the mean accuracy: seeds add no test
@@ -117,8 +118,9 @@ def mcnemar_exact(correct_a, correct_b) -> tuple[int, int, float]:
     return only_a, only_b, float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
-def paired_bootstrap(correct_a, correct_b, *, n_boot: int = 10_000, seed: int = 0,
-                     confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:  # fmt: skip
+def paired_bootstrap(
+    correct_a, correct_b, *, n_boot: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float, float, float]:
     """Difference in accuracy (A - B), resampling test images with both models paired.
 
     Each image's correctness is first averaged over the seeds of each model, so

@@ -69,8 +69,13 @@ def scored(group: pd.DataFrame) -> pd.DataFrame:
     return group[(group.status == "finished") & group.test_acc_best.notna()].sort_values("seed")
 
 
-def config_table(trials: pd.DataFrame, epochs: pd.DataFrame, labels: np.ndarray,
-                 weights_labels: dict[str, str], reference: dict | None) -> pd.DataFrame:  # fmt: skip
+def config_table(
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    labels: np.ndarray,
+    weights_labels: dict[str, str],
+    reference: dict | None,
+) -> pd.DataFrame:
     """One row per configuration. Val accuracy counts every trial with a finite epoch (ASHA-
     stopped ones at their best epoch so far); test accuracy only finished ones. `complete`:
     every seed finished, the condition for being ranked. Sorted: complete configurations
@@ -84,19 +89,28 @@ def config_table(trials: pd.DataFrame, epochs: pd.DataFrame, labels: np.ndarray,
         used = done.precision_used.iloc[0] if len(done) else None
         seen = group.val_at_best.dropna()
         correct = correct_matrix(done.test_pred, labels) if len(done) else None
-        rows.append({
-            "config_id": cid, "experiment": first.experiment, "name": first["name"],
-            "differs": differs_from(config, reference) if reference else "—",
-            **comparable_settings(config, weights_labels, used),
-            "seeds": len(group), "finished": int((group.status == "finished").sum()),
-            "scored": len(done), "complete": bool((group.status == "finished").all()), "ended": endings(group),
-            "best_epoch": done.best_epoch.mean(), "train_s": done.train_seconds.mean() if len(done) else np.nan,
-            "val": mean_ci(seen) if len(seen) else NAN3,
-            "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
-            "test_full": full_accuracy_ci(correct) if correct is not None else NAN3,
-            "seed_list": done.seed.tolist(), "correct": correct,
-            **{k: config.get(k) for k in AXES},
-        })  # fmt: skip
+        rows.append(
+            {
+                "config_id": cid,
+                "experiment": first.experiment,
+                "name": first["name"],
+                "differs": differs_from(config, reference) if reference else "—",
+                **comparable_settings(config, weights_labels, used),
+                "seeds": len(group),
+                "finished": int((group.status == "finished").sum()),
+                "scored": len(done),
+                "complete": bool((group.status == "finished").all()),
+                "ended": endings(group),
+                "best_epoch": done.best_epoch.mean(),
+                "train_s": done.train_seconds.mean() if len(done) else np.nan,
+                "val": mean_ci(seen) if len(seen) else NAN3,
+                "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
+                "test_full": full_accuracy_ci(correct) if correct is not None else NAN3,
+                "seed_list": done.seed.tolist(),
+                "correct": correct,
+                **{k: config.get(k) for k in AXES},
+            }
+        )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -107,16 +121,25 @@ def config_table(trials: pd.DataFrame, epochs: pd.DataFrame, labels: np.ndarray,
 
 def summary_table(configs: pd.DataFrame) -> pd.DataFrame:
     """The report's Summary: every configuration with its settings, endings and both intervals."""
-    return pd.DataFrame({
-        "#": configs.experiment, "name": configs["name"], "differs from #1": configs.differs,
-        "weights": configs.weights, "max epochs": configs["max epochs"], "stop rule": configs["stop rule"],
-        "precision": configs.precision, "normalization": configs.normalization,
-        "finished": [f"{r.finished}/{r.seeds}" for r in configs.itertuples()], "how trials ended": configs.ended,
-        "best epoch": configs.best_epoch.round(1), "train s": configs.train_s.round(1),
-        "val acc (± across seeds)": [with_ci(*v) for v in configs.val],
-        "test acc (± across seeds)": [with_ci(*t) for t in configs.test],
-        "test acc [full 95% interval]": [with_range(*t) for t in configs.test_full],
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "#": configs.experiment,
+            "name": configs["name"],
+            "differs from #1": configs.differs,
+            "weights": configs.weights,
+            "max epochs": configs["max epochs"],
+            "stop rule": configs["stop rule"],
+            "precision": configs.precision,
+            "normalization": configs.normalization,
+            "finished": [f"{r.finished}/{r.seeds}" for r in configs.itertuples()],
+            "how trials ended": configs.ended,
+            "best epoch": configs.best_epoch.round(1),
+            "train s": configs.train_s.round(1),
+            "val acc (± across seeds)": [with_ci(*v) for v in configs.val],
+            "test acc (± across seeds)": [with_ci(*t) for t in configs.test],
+            "test acc [full 95% interval]": [with_range(*t) for t in configs.test_full],
+        }
+    )
 
 
 def baseline_table(records: list[dict], labels: np.ndarray) -> pd.DataFrame:
@@ -125,10 +148,18 @@ def baseline_table(records: list[dict], labels: np.ndarray) -> pd.DataFrame:
     frame = pd.DataFrame(records)
     rows = []
     for name, group in frame.groupby("name", sort=False):
-        rows.append({"name": name, "features": group.features.iloc[0], "seeds": len(group),
-                     "seed_list": group.seed.tolist(), "val_acc": mean_ci(group.val_acc),
-                     "test_acc": mean_ci(group.test_acc), "correct": correct_matrix(group.test_pred, labels),
-                     "test_full": full_accuracy_ci(correct_matrix(group.test_pred, labels))})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "features": group.features.iloc[0],
+                "seeds": len(group),
+                "seed_list": group.seed.tolist(),
+                "val_acc": mean_ci(group.val_acc),
+                "test_acc": mean_ci(group.test_acc),
+                "correct": correct_matrix(group.test_pred, labels),
+                "test_full": full_accuracy_ci(correct_matrix(group.test_pred, labels)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -136,13 +167,20 @@ def comparison_table(pairs: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataF
     """The paired tests with Holm-adjusted bootstrap p-values over all of them."""
     adjusted = holm([test.p_bootstrap for _, _, test in pairs])
     rows = [
-        {"A": a, "B": b, "A - B (points)": round(100 * test.diff, 1),
-         "95% CI": f"{100 * test.lo:+.1f} to {100 * test.hi:+.1f}", "p (bootstrap)": format_p(test.p_bootstrap),
-         "p (Holm)": round(p_holm, 3), "McNemar runs (A / B)": test.mcnemar_seeds,
-         "only A / only B right": f"{test.only_a} / {test.only_b}", "p (McNemar)": round(test.p_mcnemar, 3),
-         "real? (Holm p < 0.05)": "yes" if p_holm < 0.05 else "no"}
-        for (a, b, test), p_holm in zip(pairs, adjusted)
-    ]  # fmt: skip
+        {
+            "A": a,
+            "B": b,
+            "A - B (points)": round(100 * test.diff, 1),
+            "95% CI": f"{100 * test.lo:+.1f} to {100 * test.hi:+.1f}",
+            "p (bootstrap)": format_p(test.p_bootstrap),
+            "p (Holm)": round(p_holm, 3),
+            "McNemar runs (A / B)": test.mcnemar_seeds,
+            "only A / only B right": f"{test.only_a} / {test.only_b}",
+            "p (McNemar)": round(test.p_mcnemar, 3),
+            "real? (Holm p < 0.05)": "yes" if p_holm < 0.05 else "no",
+        }
+        for (a, b, test), p_holm in zip(pairs, adjusted, strict=True)
+    ]
     return pd.DataFrame(rows), adjusted
 
 

@@ -69,10 +69,21 @@ def frozen_epoch(model, images, features, labels, split, *, cached: bool, precis
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
 
     def one_epoch():
-        fit(model, net, optimizer, TrainState(EarlyStopping(patience=100)),
-            train_inputs=lambda e: inputs[split["train"]], train_labels=labels[split["train"]],
-            val_inputs=inputs[split["val"]], val_labels=labels[split["val"]],
-            batch_size=32, max_epochs=1, seed=0, device=device, precision=precision)  # fmt: skip
+        fit(
+            model,
+            net,
+            optimizer,
+            TrainState(EarlyStopping(patience=100)),
+            train_inputs=lambda e: inputs[split["train"]],
+            train_labels=labels[split["train"]],
+            val_inputs=inputs[split["val"]],
+            val_labels=labels[split["val"]],
+            batch_size=32,
+            max_epochs=1,
+            seed=0,
+            device=device,
+            precision=precision,
+        )
 
     return timed(one_epoch, repeat=1 if not cached else 3)
 
@@ -212,8 +223,25 @@ def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dic
 
     with tempfile.TemporaryDirectory() as scratch:
         storage = os.path.abspath(keep) if keep else scratch
-        cmd = [sys.executable, "-m", "study.run", "--grid", "paper", "--data", data_root, "--weights", "none",
-               "--seeds", str(seeds), "--storage", storage, "--name", "bench", "--gpus-per-trial", str(gpus)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "study.run",
+            "--grid",
+            "paper",
+            "--data",
+            data_root,
+            "--weights",
+            "none",
+            "--seeds",
+            str(seeds),
+            "--storage",
+            storage,
+            "--name",
+            "bench",
+            "--gpus-per-trial",
+            str(gpus),
+        ]
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         memory = PeakMemory(proc.pid)
@@ -225,13 +253,17 @@ def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dic
         trials, _ = load_study(os.path.join(storage, "bench"))
     frozen = trials[trials.freeze != "none"]
     return {
-        "command": " ".join(cmd[1:]), "seeds": seeds, "wall_s": wall, "peak_memory_gb (PSS, all processes)": peak / 2**30,
-        "peak_memory_at_s": memory.peak_at_s, "largest_processes_at_peak_gb": memory.largest(),
+        "command": " ".join(cmd[1:]),
+        "seeds": seeds,
+        "wall_s": wall,
+        "peak_memory_gb (PSS, all processes)": peak / 2**30,
+        "peak_memory_at_s": memory.peak_at_s,
+        "largest_processes_at_peak_gb": memory.largest(),
         "inputs_s (transforms + trunk encoding, all trials)": float(trials.inputs_seconds.sum()),
         "frozen_train_s (sum over trials)": float(frozen.train_seconds.sum()),
         "unfrozen_train_s (sum over trials)": float(trials[trials.freeze == "none"].train_seconds.sum()),
-        "epochs": dict(zip(trials.name + " s" + trials.seed.astype(str), trials.epochs.astype(int))),
-    }  # fmt: skip
+        "epochs": dict(zip(trials.name + " s" + trials.seed.astype(str), trials.epochs.astype(int), strict=False)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,8 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="seeds of the paper-grid run")
     p.add_argument("--out", help="write the figures here as JSON")
     p.add_argument("--keep", metavar="STORAGE", help="keep the paper grid's results under STORAGE/bench")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                   help="cuda: everything on the GPU, paper trials at --gpus-per-trial 0.25")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda: everything on the GPU, paper trials at --gpus-per-trial 0.25",
+    )
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -253,10 +289,16 @@ def main(argv: list[str] | None = None) -> int:
     trial_gpus = 0.25 if device.type == "cuda" else 0  # four paper trials per GPU
     bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
     results: dict[str, Any] = {
-        "machine": {"cpu": cpu_info(), "arch": platform.machine(), "cores": os.cpu_count(),
-                    "torch_threads": threads, "bf16_autocast": bf16, "torch": torch.__version__,
-                    "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu"},
-    }  # fmt: skip
+        "machine": {
+            "cpu": cpu_info(),
+            "arch": platform.machine(),
+            "cores": os.cpu_count(),
+            "torch_threads": threads,
+            "bf16_autocast": bf16,
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        }
+    }
     print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores, {threads} torch threads", flush=True)
     if args.grid_only:
         results["paper_grid"] = paper_grid(args.data, args.seeds, args.keep, trial_gpus)
@@ -286,12 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     results["trunk_encoding_img_per_s"] = encode_rate
     best = precisions[-1]
     epoch = {
-        "naive fp32 (the original's way)": frozen_epoch(model, images, None, labels, sub, cached=False,
-                                                        precision="fp32", device=device),
+        "naive fp32 (the original's way)": frozen_epoch(
+            model, images, None, labels, sub, cached=False, precision="fp32", device=device
+        ),
         f"naive {best}": frozen_epoch(model, images, None, labels, sub, cached=False, precision=best, device=device),
-        "cached": frozen_epoch(model, None, features[best], labels, sub, cached=True, precision="fp32",
-                               device=device),
-    }  # fmt: skip
+        "cached": frozen_epoch(model, None, features[best], labels, sub, cached=True, precision="fp32", device=device),
+    }
     results["frozen_epoch_s"] = epoch
     results["frozen_epoch_images"] = len(order)
     results["cached_speedup_vs_original"] = epoch["naive fp32 (the original's way)"] / epoch["cached"]
@@ -304,8 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     head = {}
     for batch in (32, 8):
         rate, flop = train_step_rate(model.head, features[best], labels, batch, "fp32", device)
-        head[f"batch {batch}"] = {"img_per_s": rate, "gflops": rate * flop / 1e9,
-                                  "fraction_of_fp32_peak": rate * flop / peak["fp32"]}  # fmt: skip
+        head[f"batch {batch}"] = {
+            "img_per_s": rate,
+            "gflops": rate * flop / 1e9,
+            "fraction_of_fp32_peak": rate * flop / peak["fp32"],
+        }
     results["head_training"] = head
     full_epoch = epoch["cached"] * keep  # a cached epoch of the whole split (360 + 120 images)
     results["ray"] = ray_overhead(epochs=50, epoch_seconds=full_epoch)

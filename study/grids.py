@@ -71,7 +71,7 @@ def cross(axes: dict[str, list[tuple[str, dict[str, Any]]]]) -> list[Experiment]
 SMOKE = [
     (1, "smoke cached", {"weights": "none", "lr": 1e-3, "batch_size": 8, "max_epochs": 12}),
     (2, "smoke online", {"weights": "none", "augmentation": "online", "lr": 1e-3, "batch_size": 8, "max_epochs": 4}),
-]  # fmt: skip
+]
 
 GRIDS: dict[str, Grid] = {
     "paper": Grid(PAPER, "none", "the seven experiments of the 2021 report"),

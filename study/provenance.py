@@ -13,9 +13,17 @@ from typing import Any
 from trainable.layout import STUDY_FILE
 
 PACKAGES = (
-    "torch", "torchvision", "facenet-pytorch", "ray", "numpy", "pillow",
-    "scikit-learn", "pandas", "opencv-python-headless", "matplotlib",
-)  # fmt: skip
+    "torch",
+    "torchvision",
+    "facenet-pytorch",
+    "ray",
+    "numpy",
+    "pillow",
+    "scikit-learn",
+    "pandas",
+    "opencv-python-headless",
+    "matplotlib",
+)
 
 
 def package_versions() -> dict[str, str | None]:

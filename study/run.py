@@ -1,9 +1,9 @@
 """Run a named grid of trials on Ray Tune.
 
-    python -m study.run --grid paper --data ../shared/data/el7008
-    python -m study.run --grid extended --data ../shared/data/el7008 --dry-run
-    python -m study.run --grid smoke                 # offline, generated images
-    python -m study.run --resume results/NAME        # continue an interrupted study
+python -m study.run --grid paper --data ../shared/data/el7008
+python -m study.run --grid extended --data ../shared/data/el7008 --dry-run
+python -m study.run --grid smoke                 # offline, generated images
+python -m study.run --resume results/NAME        # continue an interrupted study
 """
 
 from __future__ import annotations
@@ -24,13 +24,17 @@ from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from trainable.config import (
-    NORMALIZATIONS, PRECISIONS, RANDOM_INIT_NOTICE, STOP_RULES, comparable_settings, differs_from,
+    NORMALIZATIONS,
+    PRECISIONS,
+    RANDOM_INIT_NOTICE,
+    STOP_RULES,
+    comparable_settings,
+    differs_from,
     is_pretrained,
 )
 from trainable.data import FaceData, add_data_arguments, dataset_from_args, load_el7008
 from trainable.errors import UserError
-from trainable.layout import SKIPPED_FILE, STOPPED_FILE, STUDY_FILE, SUMMARY_FILE
-from trainable.layout import trial_outcome
+from trainable.layout import SKIPPED_FILE, STUDY_FILE, SUMMARY_FILE, trial_outcome
 from trainable.model import resolve_weights, weights_label
 
 SUMMARY_COLUMNS = {  # result key -> column title
@@ -46,8 +50,7 @@ SUMMARY_COLUMNS = {  # result key -> column title
     "train_seconds": "train_s",
 }
 SETTINGS_COLUMNS = ["weights", "max epochs", "stop rule", "precision", "normalization", "differs from #1"]
-DRY_RUN_COLUMNS = ["experiment", "name", "optimizer", "lr", "momentum", "batch_size", "freeze",
-                   "augmentation"]  # fmt: skip
+DRY_RUN_COLUMNS = ["experiment", "name", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,32 +64,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights", help="vggface2 | casia-webface | none | PATH (default: the grid's, vggface2)")
     p.add_argument("--max-epochs", type=int, help="cap on epochs per trial (default: the grid's, 400)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
-    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                   help="keep only the grid's experiments with this setting (repeatable)")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep only the grid's experiments with this setting (repeatable)",
+    )
     p.add_argument("--scheduler", choices=("asha", "none"), help="default: asha for extended, else none")
     p.add_argument("--grace-period", type=int, default=10, help="epochs before ASHA may stop a trial")
     p.add_argument("--precision", choices=PRECISIONS, help="trunk precision (default auto)")
-    p.add_argument("--normalization", choices=NORMALIZATIONS,
-                   help="input scaling: facenet (what the pretrained trunks expect) or dataset statistics "
-                        "(default facenet)")
-    p.add_argument("--stop-rule", choices=STOP_RULES,
-                   help="patience: no val-loss improvement for --patience epochs (default); "
-                        "paper: the 2021 report's rule, see README")
+    p.add_argument(
+        "--normalization",
+        choices=NORMALIZATIONS,
+        help="input scaling: facenet (what the pretrained trunks expect) or dataset statistics (default facenet)",
+    )
+    p.add_argument(
+        "--stop-rule",
+        choices=STOP_RULES,
+        help="patience: no val-loss improvement for --patience epochs (default); "
+        "paper: the 2021 report's rule, see README",
+    )
     p.add_argument("--es-rounds", type=int, help="paper stop rule: epochs allowed in a row (default 10)")
-    p.add_argument("--augment-views", type=int,
-                   help="online augmentation from K cached views per image (frozen trunk) instead of fresh draws")
+    p.add_argument(
+        "--augment-views",
+        type=int,
+        help="online augmentation from K cached views per image (frozen trunk) instead of fresh draws",
+    )
     p.add_argument("--storage", default="results", help="directory that holds results")
     p.add_argument("--name", help="study name (default GRID-DATE-TIME)")
     p.add_argument("--resume", metavar="RESULTS_DIR", help="continue this interrupted study")
     p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial from its checkpoint")
     p.add_argument("--cache-dir", help="trunk-output cache (default STORAGE/trunk-cache)")
-    p.add_argument("--cpus-per-trial", type=float,
-                   help="default: 1 for cached trials, up to 4 for full-network ones")
+    p.add_argument("--cpus-per-trial", type=float, help="default: 1 for cached trials, up to 4 for full-network ones")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU")
     p.add_argument("--address", help="join a running Ray cluster (auto or HOST:PORT)")
     p.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard listens on")
-    p.add_argument("--mlflow", metavar="URI",
-                   help="also log trials to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000")
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="also log trials to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the trials and exit without Ray")
     return p.parse_args(argv)
 
@@ -97,9 +115,7 @@ def check_args(args: argparse.Namespace) -> None:
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}.")
     if args.gpus_per_trial < 0 or (args.gpus_per_trial > 1 and args.gpus_per_trial % 1):
-        raise UserError(
-            f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {args.gpus_per_trial}."
-        )
+        raise UserError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {args.gpus_per_trial}.")
     for option in ("max_epochs", "grace_period", "es_rounds"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -182,16 +198,20 @@ def summary_row(result: Any, weights_labels: dict[str, str], reference: dict[str
     }
 
 
-def summarize(results: Any, experiment_dir: str, weights_labels: dict[str, str], reference: dict[str, Any]) -> tuple[str, int]:
+def summarize(
+    results: Any, experiment_dir: str, weights_labels: dict[str, str], reference: dict[str, Any]
+) -> tuple[str, int]:
     """The trials (sorted by experiment and seed) and, per configuration, their settings;
     summary.csv holds both, one row per trial. Returns the text and how many trials failed."""
     table = pd.DataFrame([summary_row(r, weights_labels, reference) for r in results]).sort_values(["exp", "seed"])
     table.to_csv(os.path.join(experiment_dir, SUMMARY_FILE), index=False)
     settings = table[["exp", "name", *SETTINGS_COLUMNS]].drop_duplicates()
-    text = "\n\n".join([
-        table[list(SUMMARY_COLUMNS.values())].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
-        "Settings per configuration:\n" + settings.to_string(index=False),
-    ])  # fmt: skip
+    text = "\n\n".join(
+        [
+            table[list(SUMMARY_COLUMNS.values())].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+            "Settings per configuration:\n" + settings.to_string(index=False),
+        ]
+    )
     return text, int((table.status == "error").sum())
 
 
@@ -232,23 +252,30 @@ def run(args: argparse.Namespace) -> int:
     from study import tune_setup
 
     context = ray.init(
-        address=args.address,
-        include_dashboard=True,
-        dashboard_host=args.dashboard_host,
-        logging_level="WARNING",
+        address=args.address, include_dashboard=True, dashboard_host=args.dashboard_host, logging_level="WARNING"
     )
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
     check_resources(ray.cluster_resources(), args)
     if not args.resume:
         write_provenance(
-            experiment_dir, args=vars(args), grid=args.grid, trials=configs,
-            data_root=data.root, data_fingerprint=data.fingerprint, split_sizes=data.sizes(),
-            data_files=dict(zip(data.paths, data.hashes)), data_layout=data.layout,
-            classes=data.classes, skipped_files=data.skipped, converted_files=data.converted,
-            duplicate_files=data.duplicates, reference_config=reference, weights_labels=weights_labels,
+            experiment_dir,
+            args=vars(args),
+            grid=args.grid,
+            trials=configs,
+            data_root=data.root,
+            data_fingerprint=data.fingerprint,
+            split_sizes=data.sizes(),
+            data_files=dict(zip(data.paths, data.hashes, strict=True)),
+            data_layout=data.layout,
+            classes=data.classes,
+            skipped_files=data.skipped,
+            converted_files=data.converted,
+            duplicate_files=data.duplicates,
+            reference_config=reference,
+            weights_labels=weights_labels,
             **data.split_record(),
-        )  # fmt: skip
+        )
         if data.skipped:
             with open(os.path.join(experiment_dir, SKIPPED_FILE), "w") as f:
                 f.write("\n".join(data.skipped) + "\n")
@@ -263,13 +290,16 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
         max_epochs = max(c.get("max_epochs", 400) for c in configs)
-        scheduler = tune_setup.make_scheduler(
-            scheduler_name, max_epochs=max_epochs, grace_period=args.grace_period
-        )
+        scheduler = tune_setup.make_scheduler(scheduler_name, max_epochs=max_epochs, grace_period=args.grace_period)
         tuner = tune_setup.make_tuner(
-            trainable, configs, name=name, storage=storage, scheduler=scheduler,
-            max_failures=args.max_failures, mlflow_uri=args.mlflow,
-        )  # fmt: skip
+            trainable,
+            configs,
+            name=name,
+            storage=storage,
+            scheduler=scheduler,
+            max_failures=args.max_failures,
+            mlflow_uri=args.mlflow,
+        )
     results = tuner.fit()
     table, failed = summarize(results, experiment_dir, weights_labels, reference)
     print(f"\n{table}\n\nResults: {experiment_dir}")
@@ -306,9 +336,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except UserError as err:
-        message = textwrap.fill(f"error: {err}", width=100, break_long_words=False, break_on_hyphens=False)
-        print(message, file=sys.stderr)
+        print(error_paragraph(err), file=sys.stderr)
         return 2
+
+
+def error_paragraph(err: UserError) -> str:
+    """The message's first paragraph wrapped at 100 columns, never inside a word or path;
+    what follows its first newline (a list, one file per line) exactly as it is."""
+    head, sep, rest = str(err).partition("\n")
+    return textwrap.fill(f"error: {head}", width=100, break_long_words=False, break_on_hyphens=False) + sep + rest
 
 
 if __name__ == "__main__":

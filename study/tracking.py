@@ -17,8 +17,17 @@ from trainable.errors import UserError
 from trainable.layout import STUDY_FILE
 
 # Metrics are the numbers a trial reports, minus Ray's bookkeeping and the config it echoes.
-RAY_KEYS = {"timestamp", "training_iteration", "time_this_iter_s", "time_total_s", "pid", "time_since_restore",
-            "iterations_since_restore", "done", "should_checkpoint"}  # fmt: skip
+RAY_KEYS = {
+    "timestamp",
+    "training_iteration",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "time_since_restore",
+    "iterations_since_restore",
+    "done",
+    "should_checkpoint",
+}
 SUGGESTION = "Use a database, e.g. --mlflow sqlite:///mlflow.db, or a tracking server, e.g. --mlflow http://HOST:5000."
 
 
@@ -50,7 +59,8 @@ def check_tracking_uri(uri: str, experiment: str) -> None:
 
 
 def run_name(config: dict[str, Any]) -> str:
-    return f"e{int(config.get('experiment', 0)):02d}-{str(config.get('name', 'trial')).replace(' ', '-')}-s{config.get('seed', 0)}"
+    name = str(config.get("name", "trial")).replace(" ", "-")
+    return f"e{int(config.get('experiment', 0)):02d}-{name}-s{config.get('seed', 0)}"
 
 
 class MLflowStudyLogger(LoggerCallback):
@@ -84,9 +94,15 @@ class MLflowStudyLogger(LoggerCallback):
         if trial.trial_id in self.runs:
             return
         config = trial.config
-        tags = {"study": self.experiment, "trial_id": trial.trial_id, "mlflow.parentRunId": self.parent,
-                "experiment": str(config.get("experiment")), "name": str(config.get("name")),
-                "seed": str(config.get("seed")), "config_id": str(config.get("config_id"))}  # fmt: skip
+        tags = {
+            "study": self.experiment,
+            "trial_id": trial.trial_id,
+            "mlflow.parentRunId": self.parent,
+            "experiment": str(config.get("experiment")),
+            "name": str(config.get("name")),
+            "seed": str(config.get("seed")),
+            "config_id": str(config.get("config_id")),
+        }
         run = self._run(tags, run_name(config))
         self.runs[trial.trial_id] = run
         if not self.client.get_run(run).data.params:
@@ -102,9 +118,11 @@ class MLflowStudyLogger(LoggerCallback):
         metrics = [
             Metric(key, float(value), stamp, step)
             for key, value in result.items()
-            if key not in RAY_KEYS and isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key not in RAY_KEYS
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
             and math.isfinite(value)
-        ]  # fmt: skip
+        ]
         self.client.log_batch(self.runs[trial.trial_id], metrics=metrics)
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:

@@ -36,10 +36,7 @@ def make_scheduler(name: str, *, max_epochs: int, grace_period: int) -> Any:
     if name == "none":
         return FIFOScheduler()
     return RecordedASHA(
-        time_attr="epoch",
-        max_t=max_epochs,
-        grace_period=min(grace_period, max_epochs),
-        reduction_factor=3,
+        time_attr="epoch", max_t=max_epochs, grace_period=min(grace_period, max_epochs), reduction_factor=3
     )
 
 
@@ -59,16 +56,12 @@ def is_cached(config: dict[str, Any]) -> bool:
     return TrialConfig.from_dict(config).uses_cache
 
 
-def make_trainable(
-    data: FaceData, *, cache_dir: str, cpus: float | None, gpus: float, node_cpus: float
-) -> Any:
+def make_trainable(data: FaceData, *, cache_dir: str, cpus: float | None, gpus: float, node_cpus: float) -> Any:
     """The trainable with its data in the object store and resources per trial config.
     Torch threads follow the CPUs each trial is given."""
     return tune.with_resources(
         tune.with_parameters(train_face_age, data=data, cache_dir=cache_dir),
-        lambda config: tune.PlacementGroupFactory(
-            [{"CPU": trial_cpus(config, cpus, node_cpus), "GPU": gpus}]
-        ),
+        lambda config: tune.PlacementGroupFactory([{"CPU": trial_cpus(config, cpus, node_cpus), "GPU": gpus}]),
     )
 
 
@@ -119,9 +112,7 @@ def mlflow_callbacks(uri: str | None, name: str, study_dir: str) -> list[Any]:
 def can_restore(path: str) -> bool:
     """Whether Ray recorded enough of the study at `path` to restore it: a driver killed
     in its first seconds may leave the Tuner's file but no experiment state yet."""
-    return tune.Tuner.can_restore(path) and any(
-        name.startswith("experiment_state") for name in os.listdir(path)
-    )
+    return tune.Tuner.can_restore(path) and any(name.startswith("experiment_state") for name in os.listdir(path))
 
 
 def restore_tuner(path: str, trainable: Any) -> tune.Tuner:

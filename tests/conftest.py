@@ -76,7 +76,7 @@ def bad_root(tiny_root, tmp_path) -> str:
     (root / "1" / "2.jpg").write_text("this is a text file")
     good.convert("RGBA").save(root / "1" / "3.jpg", format="PNG")
     good.convert("L").save(root / "1" / "4.jpg", format="JPEG")
-    wide = (np.asarray(good.convert("L"), dtype=np.uint16) * 257)
+    wide = np.asarray(good.convert("L"), dtype=np.uint16) * 257
     Image.fromarray(wide).save(root / "1" / "5.jpg", format="PNG")  # mode I;16
     good.convert("CMYK").save(root / "1" / "6.jpg", format="JPEG")
     Image.new("RGB", (100, 120), (200, 0, 0)).save(root / "5" / "0.jpg")
@@ -102,5 +102,10 @@ BAD_CASES = {
     "28/14.jpg": "the same bytes as",
     "/7": "is not a class",
 }
-CONVERTED_CASES = {"1/3.jpg": "RGBA -> RGB", "1/4.jpg": "L -> RGB", "1/5.jpg": "16-bit",
-                   "1/6.jpg": "CMYK -> RGB", "5/1.jpg": "downscaled from 6000x6000"}  # fmt: skip
+CONVERTED_CASES = {
+    "1/3.jpg": "RGBA -> RGB",
+    "1/4.jpg": "L -> RGB",
+    "1/5.jpg": "16-bit",
+    "1/6.jpg": "CMYK -> RGB",
+    "5/1.jpg": "downscaled from 6000x6000",
+}

@@ -11,10 +11,16 @@ from tests.conftest import REAL_DATA
 
 def test_tree_pss_counts_child_processes():
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
-         "print(1, flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+            "print(1, flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         child.stdout.readline()  # the child has touched its 200 MiB
         pss = tree_pss(os.getpid())

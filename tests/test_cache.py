@@ -53,11 +53,20 @@ def test_training_on_cached_features_gives_the_full_networks_losses(tiny_data, i
             inputs = net.trunk.eval()(images.double()) if cached else images.double()
         optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
         state = fit(
-            net, net.head if cached else net, optimizer, TrainState(EarlyStopping(patience=50)),
-            train_inputs=lambda epoch: inputs[train], train_labels=labels,
-            val_inputs=inputs[val], val_labels=tiny_data.labels_of("val"),
-            batch_size=8, max_epochs=3, seed=0, device=CPU, precision="fp32",
-        )  # fmt: skip
+            net,
+            net.head if cached else net,
+            optimizer,
+            TrainState(EarlyStopping(patience=50)),
+            train_inputs=lambda epoch, inputs=inputs: inputs[train],
+            train_labels=labels,
+            val_inputs=inputs[val],
+            val_labels=tiny_data.labels_of("val"),
+            batch_size=8,
+            max_epochs=3,
+            seed=0,
+            device=CPU,
+            precision="fp32",
+        )
         histories.append([(h.train_loss, h.val_loss) for h in state.history])
     cached, full = (torch.tensor(h, dtype=torch.float64) for h in histories)
     assert torch.allclose(cached, full, rtol=1e-9, atol=0)

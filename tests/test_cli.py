@@ -28,9 +28,20 @@ def test_corrupt_jpeg_is_named(capsys, tiny_root, tmp_path):
     root = shutil.copytree(tiny_root, tmp_path / "d")
     (root / "5" / "4.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
     err = fails(
-        capsys, "--grid", "smoke", "--data", str(root), "--storage", str(tmp_path / "r"),
-        "--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15",
-    )  # fmt: skip
+        capsys,
+        "--grid",
+        "smoke",
+        "--data",
+        str(root),
+        "--storage",
+        str(tmp_path / "r"),
+        "--train-range",
+        "0-7",
+        "--val-range",
+        "8-11",
+        "--test-range",
+        "12-15",
+    )
     assert "5/4.jpg: cannot be decoded" in err
 
 

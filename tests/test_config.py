@@ -7,7 +7,11 @@ from trainable.errors import UserError
 def test_defaults_are_experiment_one():
     cfg = TrialConfig.from_dict({})
     assert (cfg.freeze, cfg.batch_size, cfg.augmentation, cfg.optimizer, cfg.lr) == (
-        "block8", 32, "static", "adam", 1e-4,
+        "block8",
+        32,
+        "static",
+        "adam",
+        1e-4,
     )
     assert cfg.max_epochs == 400 and cfg.uses_cache
 

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 from study.smoke_data import RANGES
-from trainable.data import (
-    CLASS_NAMES, age_class_names, channel_stats, load_dataset, load_el7008, parse_ranges,
-)  # fmt: skip
+from trainable.data import CLASS_NAMES, age_class_names, channel_stats, load_dataset, load_el7008, parse_ranges
 from trainable.errors import UserError
 
 
@@ -37,9 +35,7 @@ def test_mean_std_come_from_train_images_only(tiny_data):
 
 
 def test_parse_ranges():
-    assert parse_ranges("0-119", "120-159", "160-199") == {
-        "train": (0, 120), "val": (120, 160), "test": (160, 200),
-    }
+    assert parse_ranges("0-119", "120-159", "160-199") == {"train": (0, 120), "val": (120, 160), "test": (160, 200)}
     with pytest.raises(UserError, match="overlap"):
         parse_ranges("0-10", "10-12", "13-14")
     with pytest.raises(UserError, match="--val-range"):
@@ -119,7 +115,10 @@ def test_real_dataset_integrity(real_data):
     # The dataset README's check: find . -name '*.jpg' | sort | xargs sha256sum | sha256sum
     listing = subprocess.run(
         "find . -type f -name '*.jpg' | sort | xargs sha256sum",
-        shell=True, cwd=real_data.root, capture_output=True, check=True,
+        shell=True,
+        cwd=real_data.root,
+        capture_output=True,
+        check=True,
     ).stdout
     expected = "de2d2b45a1f34913f5ed30a5cb102a033622f0b30c66a4056f8f3213570a4d9e"
     assert hashlib.sha256(listing).hexdigest() == expected
@@ -129,7 +128,7 @@ def test_utkface_names_are_binned_and_bad_names_listed(utk_root):
     data = load_dataset(utk_root, layout="utkface")
     assert data.classes == ("1-4", "5-27", "28+")
     assert np.bincount(data.labels).tolist() == [20, 20, 20]
-    by_name = dict(zip(data.paths, data.labels))
+    by_name = dict(zip(data.paths, data.labels, strict=False))
     assert by_name[next(p for p in data.paths if p.startswith("5_"))] == 1
     assert by_name[next(p for p in data.paths if p.startswith("28_"))] == 2
     assert sorted(os.path.basename(s.split(":")[0]) for s in data.skipped) == ["notes.txt", "unnamed.jpg"]

@@ -15,8 +15,8 @@ from PIL import Image
 
 from analysis.results import load_study
 from study.smoke_data import RANGES
-from tests.conftest import ROOT
 from study.tune_setup import trial_cpus
+from tests.conftest import ROOT
 from trainable.cache import TrunkCache
 from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
 from trainable.data import load_el7008
@@ -29,10 +29,12 @@ from trainable.trial import TrialInputs
 def smoke_study(tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
     proc = subprocess.run(
-        [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(storage),
-         "--name", "e2e"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(storage), "--name", "e2e"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return storage, proc.stdout
 
@@ -45,8 +47,16 @@ def test_summary_is_printed(smoke_study):
     assert "Settings per configuration" in stdout and "none (random init)" in stdout
     assert stdout.rstrip().endswith(RANDOM_INIT_NOTICE)
     summary = pd.read_csv(storage / "e2e" / "summary.csv")
-    assert {"status", "stopped_by", "weights", "max epochs", "stop rule", "precision", "normalization",
-            "differs from #1"} <= set(summary.columns)  # fmt: skip
+    assert {
+        "status",
+        "stopped_by",
+        "weights",
+        "max epochs",
+        "stop rule",
+        "precision",
+        "normalization",
+        "differs from #1",
+    } <= set(summary.columns)
     assert (summary["normalization"] == "facenet").all() and (summary["precision"] != "auto").all()
 
 
@@ -105,10 +115,27 @@ def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_s
     storage, _ = smoke_study
     env = {**os.environ, "FACE_AGE_TEST_FAULT": f"11:{tmp_path}"}
     proc = subprocess.run(
-        [sys.executable, "-m", "study.run", "--grid", "smoke", "--seeds", "1", "--storage",
-         str(storage), "--name", "faulted", "--max-failures", "2"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "study.run",
+            "--grid",
+            "smoke",
+            "--seeds",
+            "1",
+            "--storage",
+            str(storage),
+            "--name",
+            "faulted",
+            "--max-failures",
+            "2",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert len(os.listdir(tmp_path)) == 1  # only the 12-epoch trial reached epoch 11
     faulted, epochs = load_study(str(storage / "faulted"))
@@ -159,12 +186,25 @@ def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):
 def test_report_html_renders_in_headless_chromium(smoke_report, tmp_path):
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
-         (smoke_report / "report.html").as_uri()],
-        capture_output=True, timeout=120, check=True,
-    )  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,1600",
+            (smoke_report / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (1600, 1200)
     assert (pixels < 128).mean() > 0.01  # text, tables and plots, not a blank page

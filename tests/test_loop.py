@@ -39,12 +39,21 @@ def test_fit_restores_a_copy_of_the_best_epoch(tiny_data):
     snapshots = {}
     optimizer = torch.optim.SGD(net.head.parameters(), lr=0.5)  # too high: val loss wanders
     state = fit(
-        net, net.head, optimizer, TrainState(EarlyStopping(patience=100)),
-        train_inputs=lambda epoch: features[train], train_labels=tiny_data.labels_of("train"),
-        val_inputs=features[val], val_labels=tiny_data.labels_of("val"),
-        batch_size=8, max_epochs=8, seed=0, device=CPU, precision="fp32",
+        net,
+        net.head,
+        optimizer,
+        TrainState(EarlyStopping(patience=100)),
+        train_inputs=lambda epoch: features[train],
+        train_labels=tiny_data.labels_of("train"),
+        val_inputs=features[val],
+        val_labels=tiny_data.labels_of("val"),
+        batch_size=8,
+        max_epochs=8,
+        seed=0,
+        device=CPU,
+        precision="fp32",
         on_epoch=lambda state, done: snapshots.__setitem__(state.epoch, trainable_state(net)),
-    )  # fmt: skip
+    )
     best = state.stopper.best_epoch
     assert best < 8, "the scenario needs a best epoch before the last"
     losses = [h.val_loss for h in state.history]
@@ -69,7 +78,7 @@ def test_the_2021_stop_rule_on_a_scripted_sequence():
     train = [1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
     val = [1.0, 0.9, 0.8, 1.2, 1.3, 1.4, 1.5, 1.6]
     stopper = EarlyStopping(patience=100, rule="paper", es_rounds=3)
-    assert run_rule(stopper, zip(train, val)) == 7  # streak 4 (epochs 4-7) > es_rounds 3
+    assert run_rule(stopper, zip(train, val, strict=False)) == 7  # streak 4 (epochs 4-7) > es_rounds 3
     assert (stopper.best_epoch, stopper.best_loss, stopper.stopped_by) == (3, 0.8, "early_stopping")
 
 
@@ -77,8 +86,8 @@ def test_the_2021_stop_rule_counts_consecutive_epochs_only():
     # Epoch 4 breaks the streak (val below the running mean), so the count restarts.
     train = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
     val = [1.0, 1.1, 1.2, 0.5, 1.3, 1.4, 1.5]
-    assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=2), zip(train, val)) == 7
-    assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=3), zip(train, val)) is None
+    assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=2), zip(train, val, strict=False)) == 7
+    assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=3), zip(train, val, strict=False)) is None
     # Rising val loss with rising train loss is not the rule's overfitting signal.
     rising = [(1.0 + e, 1.0 + e) for e in range(10)]
     assert run_rule(EarlyStopping(patience=100, rule="paper", es_rounds=1), rising) is None
@@ -101,12 +110,21 @@ def test_fit_stops_a_diverging_run_and_restores_the_best_finite_epoch(tiny_data)
     snapshots = {}
     optimizer = torch.optim.SGD(net.head.parameters(), lr=1e6)
     state = fit(
-        net, net.head, optimizer, TrainState(EarlyStopping(patience=100)),
-        train_inputs=lambda epoch: features[train], train_labels=tiny_data.labels_of("train"),
-        val_inputs=features[val], val_labels=tiny_data.labels_of("val"),
-        batch_size=8, max_epochs=30, seed=0, device=CPU, precision="fp32",
+        net,
+        net.head,
+        optimizer,
+        TrainState(EarlyStopping(patience=100)),
+        train_inputs=lambda epoch: features[train],
+        train_labels=tiny_data.labels_of("train"),
+        val_inputs=features[val],
+        val_labels=tiny_data.labels_of("val"),
+        batch_size=8,
+        max_epochs=30,
+        seed=0,
+        device=CPU,
+        precision="fp32",
         on_epoch=lambda state, done: snapshots.__setitem__(state.epoch, trainable_state(net)),
-    )  # fmt: skip
+    )
     assert state.stopper.stopped_by == "diverged" and state.epoch < 30
     last = state.history[-1]
     assert not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))

@@ -12,8 +12,13 @@ mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed
 
 @pytest.mark.parametrize("uri", ["file:///tmp/face-age-mlruns", "plain-folder"])
 def test_a_uri_mlflow_refuses_ends_at_once_with_exit_code_2(tmp_path, uri):
-    proc = subprocess.run([sys.executable, "-m", "study.run", "--grid", "smoke", "--mlflow", uri,
-                           "--storage", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.run", "--grid", "smoke", "--mlflow", uri, "--storage", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "maintenance mode" in proc.stderr and "sqlite:///mlflow.db" in proc.stderr
     assert list(tmp_path.iterdir()) == []  # nothing generated, nothing trained
@@ -23,10 +28,26 @@ def test_a_uri_mlflow_refuses_ends_at_once_with_exit_code_2(tmp_path, uri):
 def test_a_smoke_study_logs_its_trials_to_sqlite(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
-        [sys.executable, "-m", "study.run", "--grid", "smoke", "--seeds", "2", "--mlflow", uri,
-         "--storage", str(tmp_path), "--name", "tracked"],
-        cwd=tmp_path,  # MLflow puts a sqlite store's artifacts under ./mlruns capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "study.run",
+            "--grid",
+            "smoke",
+            "--seeds",
+            "2",
+            "--mlflow",
+            uri,
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "tracked",
+        ],
+        cwd=tmp_path,  # MLflow puts a sqlite store's artifacts under ./mlruns
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["tracked"])

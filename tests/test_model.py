@@ -4,9 +4,13 @@ import torch
 from trainable import model as model_mod
 from trainable.errors import UserError
 from trainable.model import (
-    build_model, load_backbone, load_trained, random_backbone, resolve_weights,
+    build_model,
+    load_backbone,
+    load_trained,
+    random_backbone,
+    resolve_weights,
     trained_model_record,
-)  # fmt: skip
+)
 
 pytestmark = pytest.mark.numerics  # rerun with older CPU kernels in .ci/run
 
@@ -109,9 +113,7 @@ def test_failed_download_is_a_clear_error_not_a_fallback(tmp_path, monkeypatch):
     def offline(url, dst, *args, **kwargs):
         raise OSError("[Errno 101] Network is unreachable")
 
-    monkeypatch.setattr(
-        "facenet_pytorch.models.inception_resnet_v1.download_url_to_file", offline
-    )
+    monkeypatch.setattr("facenet_pytorch.models.inception_resnet_v1.download_url_to_file", offline)
     with pytest.raises(UserError) as err:
         resolve_weights("vggface2")
     message = str(err.value)

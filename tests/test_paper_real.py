@@ -17,10 +17,30 @@ def test_paper_grid_three_epochs(tmp_path):
     if not os.path.isdir(REAL_DATA):
         pytest.skip(f"real dataset not found at {REAL_DATA} (set FACE_AGE_DATA)")
     proc = subprocess.run(
-        [sys.executable, "-m", "study.run", "--grid", "paper", "--data", REAL_DATA,
-         "--weights", "none", "--max-epochs", "3", "--seeds", "1", "--storage", str(tmp_path), "--name", "paper"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "study.run",
+            "--grid",
+            "paper",
+            "--data",
+            REAL_DATA,
+            "--weights",
+            "none",
+            "--max-epochs",
+            "3",
+            "--seeds",
+            "1",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "paper",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials, epochs = load_study(str(tmp_path / "paper"))
     assert sorted(trials.experiment) == list(range(1, 8))
@@ -33,8 +53,9 @@ def test_paper_grid_three_epochs(tmp_path):
         assert any(d.startswith("checkpoint_") for d in os.listdir(tmp_path / "paper" / trial))
     assert "Settings per configuration" in proc.stdout and "none (random init)" in proc.stdout
     assert proc.stdout.rstrip().endswith(RANDOM_INIT_NOTICE)
-    report = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "paper")], cwd=ROOT,
-                            capture_output=True, text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(tmp_path / "paper")], cwd=ROOT, capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     markdown = (tmp_path / "paper" / "report" / "report.md").read_text()
     assert RANDOM_INIT_NOTICE in markdown.split("\n\n")[1]  # first thing after the title

@@ -25,30 +25,51 @@ def split(test_labels=LABELS):
 
 
 def config(experiment, seed, weights, **changes):
-    return TrialConfig(experiment=experiment, name=f"exp{experiment}", config_id=f"c{experiment}", seed=seed,
-                       weights=weights, max_epochs=5, **{**PAPER.get(experiment, {}), **changes}).to_dict()  # fmt: skip
+    return TrialConfig(
+        experiment=experiment,
+        name=f"exp{experiment}",
+        config_id=f"c{experiment}",
+        seed=seed,
+        weights=weights,
+        max_epochs=5,
+        **{**PAPER.get(experiment, {}), **changes},
+    ).to_dict()
 
 
 def preds(accuracy, seed):
     """Test predictions right on the first `accuracy` share of images (shifted by seed)."""
     right = np.roll(np.arange(N_TEST) < round(accuracy * N_TEST), seed)
-    return [label if ok else (label + 1) % 3 for label, ok in zip(LABELS, right)]
+    return [label if ok else (label + 1) % 3 for label, ok in zip(LABELS, right, strict=True)]
 
 
 def write_trial(study, cfg, outcome="max_epochs", accuracy=0.8, epochs=5):
     trial = study / f"train_face_age_{cfg['experiment']}_{cfg['seed']}"
     trial.mkdir()
     (trial / "params.json").write_text(json.dumps(cfg))
-    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e + 0.1, "val_acc": 0.7, "epoch_seconds": 1.0}
-            for e in range(1, epochs + 1)]  # fmt: skip
+    rows = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e + 0.1, "val_acc": 0.7, "epoch_seconds": 1.0}
+        for e in range(1, epochs + 1)
+    ]
     if outcome == "diverged":
         rows[-1].update(train_loss=float("nan"), val_loss=float("inf"))
     if outcome in ("max_epochs", "early_stopping", "diverged"):
         matrix = np.eye(3).tolist()
-        rows[-1].update(best_epoch=epochs - 1, best_val_loss=0.3, stopped_by=outcome, precision="fp32",
-                        train_seconds=5.0, seconds_to_best=4.0, train_acc_best=0.9, val_acc_best=0.7,
-                        test_acc_best=accuracy, val_pred=preds(0.7, 0), test_pred=preds(accuracy, cfg["seed"]),
-                        train_confusion=matrix, val_confusion=matrix, test_confusion=matrix)  # fmt: skip
+        rows[-1].update(
+            best_epoch=epochs - 1,
+            best_val_loss=0.3,
+            stopped_by=outcome,
+            precision="fp32",
+            train_seconds=5.0,
+            seconds_to_best=4.0,
+            train_acc_best=0.9,
+            val_acc_best=0.7,
+            test_acc_best=accuracy,
+            val_pred=preds(0.7, 0),
+            test_pred=preds(accuracy, cfg["seed"]),
+            train_confusion=matrix,
+            val_confusion=matrix,
+            test_confusion=matrix,
+        )
     elif outcome == "asha":
         (trial / STOPPED_FILE).write_text(json.dumps({"stopped_by": "asha", "epoch": epochs}))
     elif outcome == "error":
@@ -63,11 +84,18 @@ def make_study(tmp_path, trials, *, grid="paper", weights="none", name="study"):
     study = tmp_path / name
     study.mkdir()
     configs = [config(e, s, weights) for e, s, *_ in trials]
-    record = {"grid": grid, "data_root": "/data", "split_sizes": {"train": 60, "val": 30, "test": N_TEST},
-              "trials": configs, "reference_config": config(1, 0, weights), "weights_labels": {weights: weights},
-              "classes": ["1-4", "5-27", "28+"], **split()}  # fmt: skip
+    record = {
+        "grid": grid,
+        "data_root": "/data",
+        "split_sizes": {"train": 60, "val": 30, "test": N_TEST},
+        "trials": configs,
+        "reference_config": config(1, 0, weights),
+        "weights_labels": {weights: weights},
+        "classes": ["1-4", "5-27", "28+"],
+        **split(),
+    }
     (study / "study.json").write_text(json.dumps(record))
-    for cfg, (_, _, outcome, accuracy) in zip(configs, trials):
+    for cfg, (_, _, outcome, accuracy) in zip(configs, trials, strict=True):
         write_trial(study, cfg, outcome, accuracy)
     return study
 
@@ -109,8 +137,15 @@ def test_baselines_on_another_split_are_left_out_with_the_reason(tmp_path):
     study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, "max_epochs", 0.6)])
     base = tmp_path / "baselines"
     base.mkdir()
-    record = {"name": "HOG + SVM", "features": "HOG", "method": "SVM", "seed": None, "val_acc": 0.7,
-              "test_acc": 0.7, "test_pred": preds(0.7, 0)}  # fmt: skip
+    record = {
+        "name": "HOG + SVM",
+        "features": "HOG",
+        "method": "SVM",
+        "seed": None,
+        "val_acc": 0.7,
+        "test_acc": 0.7,
+        "test_pred": preds(0.7, 0),
+    }
     other = split(test_labels=LABELS[::-1])
     (base / "baselines.json").write_text(json.dumps({**other, "baselines": [record]}))
     markdown, notes = report(study, str(base))
@@ -122,11 +157,17 @@ def test_baselines_on_another_split_are_left_out_with_the_reason(tmp_path):
 
 
 def test_unfinished_asha_error_and_diverged_trials_are_told_apart(tmp_path):
-    study = make_study(tmp_path, [
-        (1, 0, "max_epochs", 0.8), (1, 1, "max_epochs", 0.7),
-        (2, 0, "max_epochs", 0.9), (2, 1, "asha", None),
-        (3, 0, "diverged", 0.5), (3, 1, "unfinished", None),
-    ])  # fmt: skip
+    study = make_study(
+        tmp_path,
+        [
+            (1, 0, "max_epochs", 0.8),
+            (1, 1, "max_epochs", 0.7),
+            (2, 0, "max_epochs", 0.9),
+            (2, 1, "asha", None),
+            (3, 0, "diverged", 0.5),
+            (3, 1, "unfinished", None),
+        ],
+    )
     (study / "train_face_age_9_0").mkdir()  # a trial Ray had not recorded yet: no params.json
     markdown, _ = report(study)
     section = markdown.split("## Summary")[1].split("##")[0]
@@ -140,8 +181,9 @@ def test_unfinished_asha_error_and_diverged_trials_are_told_apart(tmp_path):
 
 def test_a_study_killed_before_any_trial_finished_still_gets_a_report(tmp_path):
     study = make_study(tmp_path, [(1, 0, "unfinished", None), (2, 0, "unfinished", None)])
-    proc = subprocess.run([sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     markdown = (study / "report" / "report.md").read_text()
     assert "Nothing has finished yet" in markdown
@@ -152,8 +194,10 @@ def test_a_study_killed_before_any_trial_finished_still_gets_a_report(tmp_path):
 
 def test_the_report_imports_no_torch_opencv_skimage_or_ray(tmp_path):
     study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8)])
-    code = ("import sys; from analysis.report import main; main([sys.argv[1]]); "
-            "heavy = [m for m in ('torch', 'cv2', 'skimage', 'ray') if m in sys.modules]; print(heavy)")  # fmt: skip
+    code = (
+        "import sys; from analysis.report import main; main([sys.argv[1]]); "
+        "heavy = [m for m in ('torch', 'cv2', 'skimage', 'ray') if m in sys.modules]; print(heavy)"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(study)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
@@ -162,8 +206,9 @@ def test_the_report_imports_no_torch_opencv_skimage_or_ray(tmp_path):
 @pytest.mark.parametrize("outcome", ["asha", "unfinished"])
 def test_analysis_results_lists_a_study_in_progress(tmp_path, outcome):
     study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, outcome, None)])
-    proc = subprocess.run([sys.executable, "-m", "analysis.results", str(study)], cwd=ROOT,
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.results", str(study)], cwd=ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert outcome in proc.stdout and "none (random init)" not in proc.stdout  # labels from study.json
     assert "patience 10" in proc.stdout and "facenet" in proc.stdout

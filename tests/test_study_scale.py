@@ -17,9 +17,8 @@ SMOKE_SPLIT = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "1
 
 def cli(*args, timeout=600, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "study.run", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs,
-    )  # fmt: skip
+        [sys.executable, "-m", "study.run", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def test_dry_run_of_the_extended_grid_starts_nothing(tmp_path):
@@ -31,19 +30,39 @@ def test_dry_run_of_the_extended_grid_starts_nothing(tmp_path):
 
 
 def test_where_selects_experiments():
-    proc = cli("--grid", "extended", "--dry-run", "--seeds", "2", "--where", "freeze=repeat_3",
-               "--where", "optimizer=adam")  # fmt: skip
+    proc = cli(
+        "--grid", "extended", "--dry-run", "--seeds", "2", "--where", "freeze=repeat_3", "--where", "optimizer=adam"
+    )
     assert "24 configurations x 2 seed(s) = 48 trials" in proc.stdout
 
 
 @pytest.mark.slow
 def test_asha_stops_some_trials_and_the_results_say_which(tiny_root, tmp_path):
     proc = cli(
-        "--grid", "extended", "--data", tiny_root, *SMOKE_SPLIT, "--weights", "none",
-        "--where", "freeze=block8", "--where", "augmentation=none", "--where", "batch_size=32",
-        "--seeds", "1", "--max-epochs", "9", "--grace-period", "1",
-        "--storage", str(tmp_path), "--name", "asha",
-    )  # fmt: skip
+        "--grid",
+        "extended",
+        "--data",
+        tiny_root,
+        *SMOKE_SPLIT,
+        "--weights",
+        "none",
+        "--where",
+        "freeze=block8",
+        "--where",
+        "augmentation=none",
+        "--where",
+        "batch_size=32",
+        "--seeds",
+        "1",
+        "--max-epochs",
+        "9",
+        "--grace-period",
+        "1",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "asha",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials, epochs = load_study(str(tmp_path / "asha"))
     assert len(trials) == 12
@@ -52,8 +71,9 @@ def test_asha_stops_some_trials_and_the_results_say_which(tiny_root, tmp_path):
     assert (stopped.epochs < 9).all()
     assert (trials[trials.status == "finished"].stopped_by != "asha").all()
     assert "asha" in proc.stdout  # the summary says it too
-    report = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "asha")],
-                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(tmp_path / "asha")], cwd=ROOT, capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     markdown = (tmp_path / "asha" / "report" / "report.md").read_text()
     assert "asha x1" in markdown and "## Effect of each axis" in markdown
@@ -92,7 +112,8 @@ KILL_POINTS = {  # name -> (when to kill, extra environment)
     # Ray copies trial files to the storage only from time to time: the driver's own
     # output is the first sign that a trial runs.
     "before the first trial finishes": (
-        lambda study, marks: said(study, "started with configuration") and not said(study, "completed after"), {}
+        lambda study, marks: said(study, "started with configuration") and not said(study, "completed after"),
+        {},
     ),
     "mid-study": (lambda study, marks: 1 <= len(finished_trials(study)) < 6, {}),
     "while a checkpoint is being written": (lambda study, marks: bool(os.listdir(marks)), "stall"),
@@ -110,9 +131,12 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
         env["FACE_AGE_TEST_STALL_CHECKPOINT"] = str(marks)
     proc = subprocess.Popen(
         [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
-        cwd=ROOT, start_new_session=True, stdout=open(tmp_path / "driver.log", "w"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=open(tmp_path / "driver.log", "w"),
+        stderr=subprocess.STDOUT,
         env=env,
-    )  # fmt: skip
+    )
     try:
         assert wait_for(lambda: when(study, marks), 300), f"never reached: {point}"
     finally:
@@ -124,7 +148,7 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials, epochs = load_study(str(study))
     assert len(trials) == 6 and (trials.status == "finished").all()
-    assert sorted(zip(trials.experiment, trials.seed)) == [(e, s) for e in (1, 2) for s in range(3)]
+    assert sorted(zip(trials.experiment, trials.seed, strict=False)) == [(e, s) for e in (1, 2) for s in range(3)]
     assert trials.trial_id.is_unique
     after = finished_trials(study)
     for name, text in before.items():
@@ -133,14 +157,15 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
         # reports the same final row once more; nothing else is added.
         assert after[name].startswith(text)
         last = json.loads(text.splitlines()[-1])
-        for line in after[name][len(text):].splitlines():
+        for line in after[name][len(text) :].splitlines():
             again = json.loads(line)
             assert again["epoch"] == last["epoch"] and again["test_acc_best"] == last["test_acc_best"]
             assert again["train_loss"] == last["train_loss"]
     for trial in trials.itertuples():  # every epoch once, in order, up to where it stopped
         assert epochs[epochs.trial_id == trial.trial_id].epoch.tolist() == list(range(1, trial.epochs + 1))
-    report = subprocess.run([sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT,
-                            capture_output=True, text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT, capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr[-3000:]
 
 
@@ -158,8 +183,9 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         address = cluster.address
-        proc = cli("--grid", "smoke", "--seeds", "2", "--address", address,
-                   "--storage", str(tmp_path), "--name", "two-nodes")  # fmt: skip
+        proc = cli(
+            "--grid", "smoke", "--seeds", "2", "--address", address, "--storage", str(tmp_path), "--name", "two-nodes"
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     finally:
         cluster.shutdown()
@@ -172,8 +198,20 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
 
 @pytest.mark.slow
 def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
-    proc = cli("--grid", "smoke", "--data", utk_root, "--layout", "utkface", "--seeds", "1",
-               "--storage", str(tmp_path), "--name", "utk")  # fmt: skip
+    proc = cli(
+        "--grid",
+        "smoke",
+        "--data",
+        utk_root,
+        "--layout",
+        "utkface",
+        "--seeds",
+        "1",
+        "--storage",
+        str(tmp_path),
+        "--name",
+        "utk",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Left out 2 file(s):" in proc.stdout and "unnamed.jpg" in proc.stdout
     trials, _ = load_study(str(tmp_path / "utk"))
@@ -195,17 +233,38 @@ def test_losing_a_worker_node_reschedules_its_trials(tmp_path):
         study = tmp_path / "node-loss"
         log = open(tmp_path / "driver.log", "w")  # a pipe nobody reads would fill and stall the driver
         proc = subprocess.Popen(
-            [sys.executable, "-m", "study.run", "--grid", "smoke", "--seeds", "2", "--where", "augmentation=online",
-             "--max-epochs", "25", "--max-failures", "3", "--address", cluster.address,
-             "--storage", str(tmp_path), "--name", "node-loss"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "study.run",
+                "--grid",
+                "smoke",
+                "--seeds",
+                "2",
+                "--where",
+                "augmentation=online",
+                "--max-epochs",
+                "25",
+                "--max-failures",
+                "3",
+                "--address",
+                cluster.address,
+                "--storage",
+                str(tmp_path),
+                "--name",
+                "node-loss",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
         def on_worker():
             return study.exists() and any(
                 worker.node_id in open(os.path.join(e.path, "result.json")).read()
-                for e in os.scandir(study) if os.path.exists(os.path.join(e.path, "result.json"))
-            )  # fmt: skip
+                for e in os.scandir(study)
+                if os.path.exists(os.path.join(e.path, "result.json"))
+            )
 
         assert wait_for(on_worker, 300), "no trial ever ran on the worker node"
         cluster.remove_node(worker, allow_graceful=False)
@@ -229,12 +288,38 @@ def driver_rss(pid):
 def test_sixty_trials_keep_disk_and_driver_memory_bounded(tiny_root, tmp_path):
     log = open(tmp_path / "driver.log", "w")  # a pipe nobody reads would fill and stall the driver
     proc = subprocess.Popen(
-        [sys.executable, "-m", "study.run", "--grid", "extended", "--data", tiny_root, *SMOKE_SPLIT,
-         "--weights", "none", "--where", "freeze=block8", "--where", "augmentation=none",
-         "--where", "batch_size=32", "--seeds", "5", "--max-epochs", "12", "--scheduler", "none",
-         "--storage", str(tmp_path), "--name", "many"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "study.run",
+            "--grid",
+            "extended",
+            "--data",
+            tiny_root,
+            *SMOKE_SPLIT,
+            "--weights",
+            "none",
+            "--where",
+            "freeze=block8",
+            "--where",
+            "augmentation=none",
+            "--where",
+            "batch_size=32",
+            "--seeds",
+            "5",
+            "--max-epochs",
+            "12",
+            "--scheduler",
+            "none",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "many",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     samples = []
     while proc.poll() is None:
         try:
@@ -249,9 +334,11 @@ def test_sixty_trials_keep_disk_and_driver_memory_bounded(tiny_root, tmp_path):
     checkpoints = list((tmp_path / "many").glob("*/checkpoint_*"))
     quarter = len(samples) // 4
     early, late = max(samples[quarter : 2 * quarter]), max(samples[3 * quarter :])
-    print(f"\nresults directory: {total / 2**20:.0f} MiB for 60 trials ({total / 60 / 2**20:.1f} MiB each), "
-          f"{len(checkpoints)} checkpoints; driver RSS {early / 2**20:.0f} MiB after a quarter of the run, "
-          f"{late / 2**20:.0f} MiB at the end")  # fmt: skip
+    print(
+        f"\nresults directory: {total / 2**20:.0f} MiB for 60 trials ({total / 60 / 2**20:.1f} MiB each), "
+        f"{len(checkpoints)} checkpoints; driver RSS {early / 2**20:.0f} MiB after a quarter of the run, "
+        f"{late / 2**20:.0f} MiB at the end"
+    )
     assert len(checkpoints) == 60  # one per trial: the final one, older ones pruned
     assert total / 60 < 15 * 2**20  # the head's best weights (~10 MB) and logs
     assert late < early * 1.25 + 100 * 2**20
@@ -267,17 +354,37 @@ def test_a_diverging_trial_ends_as_diverged_and_the_study_and_report_go_on(tiny_
         "from study.run import main; sys.exit(main(sys.argv[1:]))"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code, "--grid", "diverge", "--data", tiny_root, *SMOKE_SPLIT, "--seeds", "1", "--max-epochs", "6",
-         "--storage", str(tmp_path), "--name", "div"],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--grid",
+            "diverge",
+            "--data",
+            tiny_root,
+            *SMOKE_SPLIT,
+            "--seeds",
+            "1",
+            "--max-epochs",
+            "6",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "div",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials, _ = load_study(str(tmp_path / "div"))
     by_name = trials.set_index("name")
     assert by_name.loc["lr 1e6", "stopped_by"] == "diverged" and by_name.loc["lr 1e6", "status"] == "finished"
     assert by_name.loc["sane", "stopped_by"] in ("max_epochs", "early_stopping")
     assert "diverged" in proc.stdout
-    report = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "div")],
-                            cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(tmp_path / "div")], cwd=ROOT, capture_output=True, text=True
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     assert "diverged x1" in (tmp_path / "div" / "report" / "report.md").read_text()

@@ -6,23 +6,28 @@ import torch
 
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
-from trainable.trial import run_trial
 from trainable.transforms import apply_transform
+from trainable.trial import run_trial
 
 pytestmark = pytest.mark.numerics  # rerun with older CPU kernels in .ci/run
 
 
 def config(**changes):
-    base = {"weights": "none", "lr": 1e-3, "batch_size": 8, "max_epochs": 6, "patience": 50,
-            "checkpoint_every": 2, "precision": "fp32"}  # fmt: skip
+    base = {
+        "weights": "none",
+        "lr": 1e-3,
+        "batch_size": 8,
+        "max_epochs": 6,
+        "patience": 50,
+        "checkpoint_every": 2,
+        "precision": "fp32",
+    }
     return TrialConfig.from_dict({**base, **changes})
 
 
 def run(cfg, data, cache_dir, **kwargs):
     reports = []
-    final = run_trial(
-        cfg, data, cache=TrunkCache(cache_dir), report=lambda m, c: reports.append((m, c)), **kwargs
-    )
+    final = run_trial(cfg, data, cache=TrunkCache(cache_dir), report=lambda m, c: reports.append((m, c)), **kwargs)
     return final, reports
 
 

@@ -24,12 +24,7 @@ from trainable.device import autocast
 
 @torch.no_grad()
 def encode(
-    trunk: nn.Module,
-    images: torch.Tensor,
-    *,
-    device: torch.device,
-    precision: str,
-    batch_size: int = 64,
+    trunk: nn.Module, images: torch.Tensor, *, device: torch.device, precision: str, batch_size: int = 64
 ) -> torch.Tensor:
     """N x 3 x 160 x 160 images -> trunk outputs (N x C x H x W float32, on the CPU)."""
     trunk.eval().to(device)

@@ -50,23 +50,19 @@ class TrialConfig:
     checkpoint_every: int = 10  # epochs between resumable checkpoints (plus the last one)
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> "TrialConfig":
+    def from_dict(cls, config: dict[str, Any]) -> TrialConfig:
         """Build and validate from a flat dict; unknown keys and bad values raise UserError."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(config) - set(fields))
         if unknown:
-            raise UserError(
-                f"Unknown trial config key(s) {unknown}; valid keys are {sorted(fields)}."
-            )
+            raise UserError(f"Unknown trial config key(s) {unknown}; valid keys are {sorted(fields)}.")
         values = {}
         for key, value in config.items():
             kind = type(fields[key].default)
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise UserError(
-                    f"Trial config key '{key}' must be {kind.__name__}, got {value!r}."
-                )
+                raise UserError(f"Trial config key '{key}' must be {kind.__name__}, got {value!r}.")
             values[key] = value
         cfg = cls(**values)
         cfg._validate()
@@ -86,9 +82,7 @@ class TrialConfig:
         }
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
-                raise UserError(
-                    f"Trial config '{key}' is {getattr(self, key)!r}; expected one of {list(valid)}."
-                )
+                raise UserError(f"Trial config '{key}' is {getattr(self, key)!r}; expected one of {list(valid)}.")
         positive = ("lr", "batch_size", "max_epochs", "patience", "es_rounds", "checkpoint_every")
         for key in positive:
             if getattr(self, key) <= 0:
@@ -147,8 +141,6 @@ def differs_from(config: dict[str, Any], reference: dict[str, Any]) -> str:
     defaults = TrialConfig().to_dict()
     keys = [k for k in defaults if k not in IDENTITY_KEYS]
     changes = [
-        f"{k}={config.get(k, defaults[k])}"
-        for k in keys
-        if config.get(k, defaults[k]) != reference.get(k, defaults[k])
+        f"{k}={config.get(k, defaults[k])}" for k in keys if config.get(k, defaults[k]) != reference.get(k, defaults[k])
     ]
     return ", ".join(changes) or "(same as #1)"

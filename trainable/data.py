@@ -16,8 +16,6 @@ import argparse
 import hashlib
 import io
 import os
-from dataclasses import dataclass, field
-
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -39,8 +37,7 @@ LAYOUTS = ("auto", "el7008", "folders", "utkface")
 BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
 MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)
 FRACTIONS = (0.6, 0.2, 0.2)  # train/val/test of the seeded stratified split
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm", ".pbm", ".jp2"}  # fmt: skip
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2"}
 UTKFACE_NAME = re.compile(r"^(\d+)_(\d)_(\d)_(\d+)\.jpg(\.chip\.jpg)?$", re.IGNORECASE)
 
 
@@ -101,7 +98,7 @@ def channel_stats(images: list[np.ndarray]) -> tuple[tuple[float, ...], tuple[fl
 def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:
     """Parse 'START-END' (inclusive) index ranges, e.g. '0-119', into [start, stop)."""
     ranges = {}
-    for split, text in zip(SPLITS, (train, val, test)):
+    for split, text in zip(SPLITS, (train, val, test), strict=False):
         try:
             start, end = (int(part) for part in text.split("-"))
         except ValueError:
@@ -113,7 +110,7 @@ def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:
             raise UserError(f"--{split}-range {text!r} must satisfy 0 <= START <= END.")
         ranges[split] = (start, end + 1)
     ordered = sorted(ranges.values())
-    for (_, stop), (start, _) in zip(ordered, ordered[1:]):
+    for (_, stop), (start, _) in zip(ordered, ordered[1:], strict=False):
         if start < stop:
             raise UserError(f"The train/val/test index ranges overlap: {ranges}.")
     return ranges
@@ -191,9 +188,15 @@ def load_dataset(
     else:
         entries, classes, skipped = utkface_entries(root, age_bins)
     return read_entries(
-        root, entries, classes, layout=layout, skipped=skipped, split_seed=split_seed,
-        problems=problems, on_bad_image=on_bad_image,
-    )  # fmt: skip
+        root,
+        entries,
+        classes,
+        layout=layout,
+        skipped=skipped,
+        split_seed=split_seed,
+        problems=problems,
+        on_bad_image=on_bad_image,
+    )
 
 
 def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES) -> FaceData:
@@ -269,7 +272,7 @@ def folder_entries(root: str) -> tuple[list[Entry], tuple[str, ...], list[str]]:
 def age_class_names(bins: tuple[int, ...]) -> tuple[str, ...]:
     """(5, 28) -> ('1-4', '5-27', '28+'): UTKFace ages start at 1."""
     edges = (1, *bins)
-    return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])) + (f"{bins[-1]}+",)
+    return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)) + (f"{bins[-1]}+",)
 
 
 def utkface_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[str]]:
@@ -330,8 +333,7 @@ def read_entries(
             continue
         if min(image.shape[:2]) < CROP:
             problems.append(
-                f"{path}: {image.shape[1]}x{image.shape[0]} px is smaller than the "
-                f"{CROP}-px crop the transforms take"
+                f"{path}: {image.shape[1]}x{image.shape[0]} px is smaller than the {CROP}-px crop the transforms take"
             )
             continue
         first_with_hash.setdefault(file_hash, (path, entry.split))
@@ -372,15 +374,13 @@ def read_entries(
     )
 
 
-def stratified_split(
-    labels: np.ndarray, classes: tuple[str, ...], *, seed: int, root: str
-) -> dict[str, np.ndarray]:
+def stratified_split(labels: np.ndarray, classes: tuple[str, ...], *, seed: int, root: str) -> dict[str, np.ndarray]:
     """Seeded 60/20/20 split with every class in the same proportions in each part."""
     counts = np.bincount(labels, minlength=len(classes))
     if counts.min() < 5:
         raise UserError(
             f"A stratified 60/20/20 split needs at least 5 images per class; under {root} "
-            + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts))
+            + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts, strict=False))
             + "."
         )
     index = np.arange(len(labels))
@@ -395,8 +395,12 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=LAYOUTS, default="auto", help="how images and classes sit under --data")
     p.add_argument("--age-bins", default="5,28", help="utkface: ages where a new class starts")
     p.add_argument("--split-seed", type=int, default=0, help="folders/utkface: seed of the 60/20/20 split")
-    p.add_argument("--on-bad-image", choices=BAD_IMAGE_POLICIES, default="error",
-                   help="broken images: stop with their list, or leave them out and record them")
+    p.add_argument(
+        "--on-bad-image",
+        choices=BAD_IMAGE_POLICIES,
+        default="error",
+        help="broken images: stop with their list, or leave them out and record them",
+    )
     for split in SPLITS:
         start, stop = DEFAULT_RANGES[split]
         p.add_argument(f"--{split}-range", default=f"{start}-{stop - 1}", help="el7008: inclusive per-class indices")

@@ -59,7 +59,11 @@ class EarlyStopping:
         if self.rule == "paper":
             rising = self.seen and val_loss > self.val_sum / self.seen and train_loss < self.train_sum / self.seen
             self.streak = self.streak + 1 if rising else 0
-            self.seen, self.val_sum, self.train_sum = self.seen + 1, self.val_sum + val_loss, self.train_sum + train_loss
+            self.seen, self.val_sum, self.train_sum = (
+                self.seen + 1,
+                self.val_sum + val_loss,
+                self.train_sum + train_loss,
+            )
         if val_loss < self.best_loss - self.min_delta:
             self.best_loss, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
             return True
@@ -103,7 +107,7 @@ class TrainState:
         return {**asdict(self), "history": [asdict(h) for h in self.history]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainState":
+    def from_dict(cls, d: dict) -> TrainState:
         return cls(
             stopper=EarlyStopping(**d["stopper"]),
             epoch=d["epoch"],
@@ -188,18 +192,23 @@ def fit(
         torch.manual_seed(derive_seed(seed, "dropout", epoch))
         generator = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
         train_loss = train_one_epoch(
-            net, criterion, optimizer, train_inputs(epoch), train_labels,
-            batch_size=batch_size, generator=generator, device=device, precision=precision,
-        )  # fmt: skip
+            net,
+            criterion,
+            optimizer,
+            train_inputs(epoch),
+            train_labels,
+            batch_size=batch_size,
+            generator=generator,
+            device=device,
+            precision=precision,
+        )
         logits = predict(net, val_inputs, device=device, precision=precision)
         val_loss = criterion(logits, val_labels).item()
         val_acc = (logits.argmax(1) == val_labels).float().mean().item()
         if state.stopper.step(epoch, val_loss, train_loss):
             state.best_weights = trainable_state(model)
         state.epoch = epoch
-        state.history.append(
-            EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - start)
-        )
+        state.history.append(EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - start))
         done = state.stopper.should_stop or epoch >= max_epochs
         on_epoch(state, done)
     if state.best_weights:  # empty when no epoch had a finite loss

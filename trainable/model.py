@@ -22,10 +22,26 @@ from trainable.errors import UserError
 NUM_CLASSES = 3  # age groups 1-4, 5-27, 28+; other datasets may have other counts
 # InceptionResnetV1's modules in forward order; `flatten` stands for its x.view(N, -1).
 MODULE_ORDER = (
-    "conv2d_1a", "conv2d_2a", "conv2d_2b", "maxpool_3a", "conv2d_3b", "conv2d_4a",
-    "conv2d_4b", "repeat_1", "mixed_6a", "repeat_2", "mixed_7a", "repeat_3", "block8",
-    "avgpool_1a", "dropout", "flatten", "last_linear", "last_bn", "logits",
-)  # fmt: skip
+    "conv2d_1a",
+    "conv2d_2a",
+    "conv2d_2b",
+    "maxpool_3a",
+    "conv2d_3b",
+    "conv2d_4a",
+    "conv2d_4b",
+    "repeat_1",
+    "mixed_6a",
+    "repeat_2",
+    "mixed_7a",
+    "repeat_3",
+    "block8",
+    "avgpool_1a",
+    "dropout",
+    "flatten",
+    "last_linear",
+    "last_bn",
+    "logits",
+)
 RANDOM_TRUNK_SEED = 0  # weights=none: one fixed random init, so trials can share its cache
 WEIGHT_URLS = {
     "vggface2": "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt",
@@ -38,10 +54,7 @@ class FaceAgeNet(nn.Module):
 
     def __init__(self, backbone: InceptionResnetV1, freeze: str) -> None:
         super().__init__()
-        modules = [
-            (name, nn.Flatten(1) if name == "flatten" else getattr(backbone, name))
-            for name in MODULE_ORDER
-        ]
+        modules = [(name, nn.Flatten(1) if name == "flatten" else getattr(backbone, name)) for name in MODULE_ORDER]
         cut = 0 if freeze == "none" else MODULE_ORDER.index(freeze)
         self.trunk = nn.Sequential(OrderedDict(modules[:cut]))
         self.head = nn.Sequential(OrderedDict(modules[cut:]))
@@ -50,7 +63,7 @@ class FaceAgeNet(nn.Module):
             self.trunk.requires_grad_(False)
             self.trunk.eval()
 
-    def train(self, mode: bool = True) -> "FaceAgeNet":
+    def train(self, mode: bool = True) -> FaceAgeNet:
         super().train(mode)
         if self.frozen:
             self.trunk.eval()  # frozen means eval mode too: BatchNorm statistics stay put
@@ -101,9 +114,7 @@ def resolve_weights(spec: str) -> str:
         return spec
     path = os.path.abspath(os.path.expanduser(spec))
     if not os.path.isfile(path):
-        raise UserError(
-            f"--weights {spec!r} is neither one of {list(NAMED_WEIGHTS)} nor an existing file."
-        )
+        raise UserError(f"--weights {spec!r} is neither one of {list(NAMED_WEIGHTS)} nor an existing file.")
     load_backbone(path)
     return path
 

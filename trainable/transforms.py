@@ -50,11 +50,7 @@ def train_transform(*, mean: Sequence[float], std: Sequence[float]) -> v2.Compos
 
 def eval_transform(*, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
     return v2.Compose(
-        [
-            v2.CenterCrop(CROP),
-            v2.Normalize(mean=list(mean), std=list(std)),
-            v2.Resize((SIZE, SIZE), antialias=True),
-        ]
+        [v2.CenterCrop(CROP), v2.Normalize(mean=list(mean), std=list(std)), v2.Resize((SIZE, SIZE), antialias=True)]
     )
 
 
@@ -63,9 +59,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
 
 
-def apply_transform(
-    transform: v2.Compose, images: Sequence[np.ndarray], *, seed: int = 0
-) -> torch.Tensor:
+def apply_transform(transform: v2.Compose, images: Sequence[np.ndarray], *, seed: int = 0) -> torch.Tensor:
     """Transform every image -> N x 3 x 160 x 160 float32.
 
     Random draws come from `seed` alone (the global RNG is forked and restored),

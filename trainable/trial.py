@@ -21,9 +21,13 @@ from trainable.data import SPLITS, FaceData
 from trainable.device import pick_device, release_memory, resolve_precision
 from trainable.loop import EarlyStopping, TrainState, derive_seed, fit, predict
 from trainable.model import (
-    FaceAgeNet, build_model, load_trainable_state, trainable_state, trained_model_record,
+    FaceAgeNet,
+    build_model,
+    load_trainable_state,
+    trainable_state,
+    trained_model_record,
     weights_id,
-)  # fmt: skip
+)
 from trainable.transforms import apply_transform, eval_transform, normalization, train_transform
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]  # (metrics, checkpoint or None)
@@ -96,11 +100,16 @@ class TrialInputs:
             b"".join(self.data.split[s].tobytes() for s in SPLITS)
         ).hexdigest()  # mean/std and the image set depend on the split
         key = {
-            "data": self.data.fingerprint, "split": split, "transform": transform,
+            "data": self.data.fingerprint,
+            "split": split,
+            "transform": transform,
             "normalization": self.cfg.normalization,
-            "weights": weights_id(self.cfg.weights), "freeze": self.cfg.freeze,
-            "precision": self.precision, "device": self.device.type, "torch": str(torch.__version__),
-        }  # fmt: skip
+            "weights": weights_id(self.cfg.weights),
+            "freeze": self.cfg.freeze,
+            "precision": self.precision,
+            "device": self.device.type,
+            "torch": str(torch.__version__),
+        }
         compute = lambda: encode(  # noqa: E731
             self.model.trunk, images(), device=self.device, precision=self.precision
         )
@@ -161,11 +170,7 @@ def run_trial(
             optimizer.load_state_dict(resume["optimizer"])
 
     def resumable() -> dict[str, Any]:
-        return {
-            "state": state.to_dict(),
-            "weights": trainable_state(model),
-            "optimizer": optimizer.state_dict(),
-        }
+        return {"state": state.to_dict(), "weights": trainable_state(model), "optimizer": optimizer.state_dict()}
 
     def on_epoch(state: TrainState, done: bool) -> None:
         if not done:  # the last epoch is reported below, with the final scores
@@ -174,12 +179,21 @@ def run_trial(
 
     run_precision = "fp32" if cfg.uses_cache else precision  # bf16 does not speed up 3x3 maps
     fit(
-        model, net, optimizer, state,
-        train_inputs=inputs.train, train_labels=data.labels_of("train"),
-        val_inputs=inputs.eval["val"], val_labels=data.labels_of("val"),
-        batch_size=cfg.batch_size, max_epochs=cfg.max_epochs, seed=cfg.seed,
-        device=device, precision=run_precision, on_epoch=on_epoch,
-    )  # fmt: skip
+        model,
+        net,
+        optimizer,
+        state,
+        train_inputs=inputs.train,
+        train_labels=data.labels_of("train"),
+        val_inputs=inputs.eval["val"],
+        val_labels=data.labels_of("val"),
+        batch_size=cfg.batch_size,
+        max_epochs=cfg.max_epochs,
+        seed=cfg.seed,
+        device=device,
+        precision=run_precision,
+        on_epoch=on_epoch,
+    )
     final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
     final["precision"] = precision
     final["inputs_seconds"] = inputs_seconds  # transforms + trunk encoding, or reading the cache
@@ -191,12 +205,7 @@ def run_trial(
 
 
 def score_best(
-    net: torch.nn.Module,
-    inputs: TrialInputs,
-    data: FaceData,
-    state: TrainState,
-    device: torch.device,
-    precision: str,
+    net: torch.nn.Module, inputs: TrialInputs, data: FaceData, state: TrainState, device: torch.device, precision: str
 ) -> dict[str, Any]:
     """Accuracy and normalized confusion matrix of the restored best model on each split;
     None for all of them when no epoch had a finite loss (the trial diverged at once)."""
@@ -218,7 +227,7 @@ def score_best(
         scores[f"{split}_acc_best"] = float((pred == y).mean())
         if split != "train":  # per image, in split order: paired tests against other models
             scores[f"{split}_pred"] = pred.tolist()
-        scores[f"{split}_confusion"] = confusion_matrix(
-            y, pred, labels=range(len(data.classes)), normalize="true"
-        ).round(4).tolist()
+        scores[f"{split}_confusion"] = (
+            confusion_matrix(y, pred, labels=range(len(data.classes)), normalize="true").round(4).tolist()
+        )
     return scores
