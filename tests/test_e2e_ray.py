@@ -109,6 +109,7 @@ def test_provenance_is_recorded(smoke_study):
     assert len(record["data_files"]) == 48 and record["args"]["seeds"] == 3
 
 
+@pytest.mark.slow
 def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_study, tmp_path):
     """Each trial raises once at epoch 11 (after the epoch-10 checkpoint); with
     --max-failures 2 it resumes from that checkpoint and ends as if unfaulted."""
@@ -211,6 +212,7 @@ def test_report_html_renders_in_headless_chromium(smoke_report, tmp_path):
     assert pixels.std() > 20
 
 
+@pytest.mark.slow
 def test_baselines_of_another_split_are_left_out_with_the_reason_printed(smoke_study, tmp_path):
     storage, _ = smoke_study
     other = ["--train-range", "0-9", "--val-range", "10-12", "--test-range", "13-15"]
