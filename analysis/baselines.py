@@ -34,7 +34,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import nn
 
-from trainable.data import SPLITS, FaceData, add_data_arguments, dataset_from_args
+from trainable.data import SPLITS, FaceData
+from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.layout import BASELINES_FILE
 
@@ -114,7 +115,7 @@ class MLPClassifier(BaseEstimator, ClassifierMixin):
             with torch.no_grad():
                 val_loss = loss_fn(self.net_(xv), tv).item()
             if val_loss < best:
-                best, bad = val_loss, 0
+                best, bad, self.best_epoch_ = val_loss, 0, epoch
                 best_state = {k: v.clone() for k, v in self.net_.state_dict().items()}
             else:
                 bad += 1

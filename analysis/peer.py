@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from trainable.data import SPLITS, FaceData, add_data_arguments, dataset_from_args
+from trainable.data import SPLITS, FaceData
+from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.layout import PEER_FILE
 

@@ -32,7 +32,8 @@ from trainable.config import (
     differs_from,
     is_pretrained,
 )
-from trainable.data import FaceData, add_data_arguments, dataset_from_args, load_el7008
+from trainable.data import FaceData, load_el7008
+from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.layout import SKIPPED_FILE, STUDY_FILE, SUMMARY_FILE, trial_outcome
 from trainable.model import resolve_weights, weights_label

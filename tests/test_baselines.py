@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from analysis.baselines import MLPClassifier, hog_features, lbp_features, run_baselines
 
@@ -29,6 +30,10 @@ def test_mlp_learns_and_keeps_its_best_epoch():
     mlp = MLPClassifier(hidden=16, lr=1e-2, seed=0).fit(X[:60], y[:60], X[60:], y[60:])
     assert (mlp.predict(X[60:]) == y[60:]).mean() > 0.8
     assert mlp.epochs_ < mlp.max_epochs  # early stopping ended it
+    assert mlp.epochs_ == mlp.best_epoch_ + mlp.patience  # patience epochs after the best one
+    probe = MLPClassifier(hidden=16, lr=1e-2, seed=0, max_epochs=mlp.best_epoch_).fit(X[:60], y[:60], X[60:], y[60:])
+    for kept, at_best in zip(mlp.net_.state_dict().values(), probe.net_.state_dict().values(), strict=True):
+        assert torch.equal(kept, at_best)  # the weights of the best epoch, not the last
 
 
 @pytest.mark.slow

@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from study.smoke_data import RANGES
-from trainable.data import CLASS_NAMES, age_class_names, channel_stats, load_dataset, load_el7008, parse_ranges
+from trainable.data import channel_stats, load_dataset, load_el7008
+from trainable.data_options import parse_ranges
 from trainable.errors import UserError
+from trainable.layouts import CLASS_NAMES, age_class_names
 
 
 def test_tiny_split_sizes_and_labels(tiny_data):

@@ -119,7 +119,7 @@ def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_s
         [
             sys.executable,
             "-m",
-            "study.run",
+            "tests.faults",
             "--grid",
             "smoke",
             "--seeds",

@@ -71,9 +71,11 @@ def test_frozen_trunk_is_bit_identical_after_training():
 
 def test_no_freezing_trains_everything():
     net = build_model("none", "none", seed=0)
+    before = net.head.conv2d_1a.bn.running_mean.clone()
     train_step(net)
+    assert len(net.trunk) == 0 and net.head.training and net.head.conv2d_1a.bn.training
     assert all(p.grad is not None for p in net.parameters())
-    assert net.trunk.training is False or len(net.trunk) == 0
+    assert not torch.equal(net.head.conv2d_1a.bn.running_mean, before)  # the first BatchNorm learns too
 
 
 def test_local_weights_file_round_trip(tmp_path):

@@ -130,7 +130,7 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     if extra == "stall":
         env["FACE_AGE_TEST_STALL_CHECKPOINT"] = str(marks)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
+        [sys.executable, "-m", "tests.faults", "--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
         cwd=ROOT,
         start_new_session=True,
         stdout=open(tmp_path / "driver.log", "w"),

@@ -51,8 +51,12 @@ class TrunkCache:
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
         path = os.path.join(self.directory, f"{digest}.pt")
         with open(path + ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # a second trial waits here, then reads the file
+            fcntl.flock(lock, fcntl.LOCK_SH)  # hits read side by side
             if os.path.exists(path):
+                self.hits += 1
+                return torch.load(path, weights_only=True)["features"]
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one writer; a second trial waits here, then reads the file
+            if os.path.exists(path):  # written while this one waited (the upgrade is not atomic)
                 self.hits += 1
                 return torch.load(path, weights_only=True)["features"]
             self.misses += 1

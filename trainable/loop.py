@@ -127,10 +127,11 @@ def train_one_epoch(
     generator: torch.Generator,
     device: torch.device,
     precision: str,
+    scaler: torch.amp.GradScaler,
 ) -> float:
-    """One pass in a random order drawn from `generator`; returns the mean sample loss."""
+    """One pass in a random order drawn from `generator`; returns the mean sample loss.
+    `scaler` (fp16 loss scaling; disabled otherwise) carries its scale across epochs."""
     net.train()
-    scaler = grad_scaler(device, precision)
     order = torch.randperm(len(inputs), generator=generator)
     total = 0.0
     for idx in order.split(batch_size):
@@ -175,6 +176,7 @@ def fit(
     device: torch.device,
     precision: str,
     on_epoch: Callable[[TrainState, bool], None] = lambda state, done: None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> TrainState:
     """Train `net` (the model, or its head on cached features) from `state` onwards.
 
@@ -185,6 +187,7 @@ def fit(
     best epoch's weights (its last ones if no epoch had a finite loss).
     """
     criterion = nn.CrossEntropyLoss()
+    scaler = scaler or grad_scaler(device, precision)  # one per trial: the loss scale adapts over epochs
     done = state.stopper.should_stop or state.epoch >= max_epochs
     while not done:
         epoch = state.epoch + 1
@@ -201,6 +204,7 @@ def fit(
             generator=generator,
             device=device,
             precision=precision,
+            scaler=scaler,
         )
         logits = predict(net, val_inputs, device=device, precision=precision)
         val_loss = criterion(logits, val_labels).item()

@@ -18,7 +18,7 @@ from sklearn.metrics import confusion_matrix
 from trainable.cache import TrunkCache, encode
 from trainable.config import TrialConfig
 from trainable.data import SPLITS, FaceData
-from trainable.device import pick_device, release_memory, resolve_precision
+from trainable.device import grad_scaler, pick_device, release_memory, resolve_precision
 from trainable.loop import EarlyStopping, TrainState, derive_seed, fit, predict
 from trainable.model import (
     FaceAgeNet,
@@ -161,6 +161,8 @@ def run_trial(
     net = model.head if cfg.uses_cache else model
     optimizer = make_optimizer(cfg, model)
     state = TrainState(EarlyStopping(cfg.patience, cfg.min_delta, rule=cfg.stop_rule, es_rounds=cfg.es_rounds))
+    run_precision = "fp32" if cfg.uses_cache else precision  # bf16 does not speed up 3x3 maps
+    scaler = grad_scaler(device, run_precision)  # fp16 loss scale, kept across epochs and resumes
     if resume is not None:
         state = TrainState.from_dict(resume["state"])
         if "model" in resume:  # the final checkpoint: training is over, scores are redone
@@ -168,16 +170,22 @@ def run_trial(
         else:
             load_trainable_state(model, resume["weights"])
             optimizer.load_state_dict(resume["optimizer"])
+            if "scaler" in resume:
+                scaler.load_state_dict(resume["scaler"])
 
     def resumable() -> dict[str, Any]:
-        return {"state": state.to_dict(), "weights": trainable_state(model), "optimizer": optimizer.state_dict()}
+        return {
+            "state": state.to_dict(),
+            "weights": trainable_state(model),
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict(),
+        }
 
     def on_epoch(state: TrainState, done: bool) -> None:
         if not done:  # the last epoch is reported below, with the final scores
             due = state.epoch % cfg.checkpoint_every == 0
             report(epoch_metrics(state), resumable() if due else None)
 
-    run_precision = "fp32" if cfg.uses_cache else precision  # bf16 does not speed up 3x3 maps
     fit(
         model,
         net,
@@ -193,6 +201,7 @@ def run_trial(
         device=device,
         precision=run_precision,
         on_epoch=on_epoch,
+        scaler=scaler,
     )
     final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
     final["precision"] = precision

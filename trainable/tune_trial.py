@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from typing import Any
 
 import ray
@@ -18,13 +17,6 @@ from trainable.data import FaceData
 from trainable.device import release_memory
 from trainable.layout import METRICS_FILE, MODEL_FILE, STATE_FILE
 from trainable.trial import run_trial
-
-# Test hook: "EPOCH:DIR" makes each trial raise once, before reporting EPOCH
-# (DIR records which trials already did), to test retries from checkpoints.
-FAULT_ENV = "FACE_AGE_TEST_FAULT"
-# Test hook: DIR makes the first checkpoint of each worker stall half-written (files
-# saved, not yet reported) after leaving a marker in DIR, so a test can kill it there.
-STALL_ENV = "FACE_AGE_TEST_STALL_CHECKPOINT"
 
 
 def train_face_age(config: dict[str, Any], *, data: FaceData, cache_dir: str | None) -> None:
@@ -40,7 +32,6 @@ def train_face_age(config: dict[str, Any], *, data: FaceData, cache_dir: str | N
                 resume["model"] = torch.load(model_file, weights_only=True)
 
     def report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
-        _inject_fault(cfg, metrics["epoch"])
         _report({**metrics, "node_id": ray.get_runtime_context().get_node_id()}, payload)
 
     try:
@@ -49,31 +40,17 @@ def train_face_age(config: dict[str, Any], *, data: FaceData, cache_dir: str | N
         release_memory()  # the worker is reused for the next trial (reuse_actors)
 
 
-def _inject_fault(cfg: TrialConfig, epoch: int) -> None:
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    at, directory = spec.split(":", 1)
-    marker = os.path.join(directory, f"{cfg.config_id}-seed{cfg.seed}")
-    if epoch == int(at) and not os.path.exists(marker):
-        open(marker, "w").close()
-        raise RuntimeError(f"fault injected at epoch {epoch} by {FAULT_ENV}")
-
-
 def _report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
     if payload is None:
         tune.report(metrics)
         return
     with tempfile.TemporaryDirectory() as directory:
         torch.save(
-            {k: payload[k] for k in ("state", "weights", "optimizer") if k in payload},
+            {k: payload[k] for k in ("state", "weights", "optimizer", "scaler") if k in payload},
             os.path.join(directory, STATE_FILE),
         )
         if "model" in payload:
             torch.save(payload["model"], os.path.join(directory, MODEL_FILE))
             with open(os.path.join(directory, METRICS_FILE), "w") as f:
                 json.dump(payload["metrics"], f, indent=1)
-        if stall_dir := os.environ.get(STALL_ENV):
-            open(os.path.join(stall_dir, f"stalled-{os.getpid()}"), "w").close()
-            time.sleep(600)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
