@@ -23,12 +23,14 @@ import time
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainable.cache import encode
 from trainable.data import load_el7008
 from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
+from trainable.layout import PARAMS_FILE, RESULT_FILE
 from trainable.loop import EarlyStopping, TrainState, fit
 from trainable.model import build_model
 from trainable.transforms import apply_transform, eval_transform
@@ -216,11 +218,20 @@ class PeakMemory:
         return {k: v / 2**30 for k, v in sorted(self.at_peak.items(), key=lambda kv: -kv[1])[:n]}
 
 
+def final_rows(study_dir: str) -> pd.DataFrame:
+    """Each trial's config and last reported row (its final metrics), one row per trial."""
+    rows = []
+    for entry in os.scandir(study_dir):
+        result = os.path.join(entry.path, RESULT_FILE)
+        if os.path.exists(result):
+            with open(os.path.join(entry.path, PARAMS_FILE)) as f, open(result) as g:
+                rows.append({**json.load(f), **json.loads(g.read().splitlines()[-1])})
+    return pd.DataFrame(rows)
+
+
 def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dict[str, Any]:
     """The paper grid end to end through the CLI (weights none): wall time, peak memory, split.
     Results go to `keep` when given (for a report), else to a temporary directory."""
-    from analysis.results import load_study
-
     with tempfile.TemporaryDirectory() as scratch:
         storage = os.path.abspath(keep) if keep else scratch
         cmd = [
@@ -250,7 +261,7 @@ def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dic
         peak = memory.stop()
         if proc.returncode != 0:
             raise RuntimeError(f"paper grid failed:\n{err[-2000:]}")
-        trials, _ = load_study(os.path.join(storage, "bench"))
+        trials = final_rows(os.path.join(storage, "bench"))
     frozen = trials[trials.freeze != "none"]
     return {
         "command": " ".join(cmd[1:]),
@@ -262,11 +273,11 @@ def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dic
         "inputs_s (transforms + trunk encoding, all trials)": float(trials.inputs_seconds.sum()),
         "frozen_train_s (sum over trials)": float(frozen.train_seconds.sum()),
         "unfrozen_train_s (sum over trials)": float(trials[trials.freeze == "none"].train_seconds.sum()),
-        "epochs": dict(zip(trials.name + " s" + trials.seed.astype(str), trials.epochs.astype(int), strict=False)),
+        "epochs": dict(zip(trials.name + " s" + trials.seed.astype(str), trials.epoch.astype(int), strict=False)),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
     what = p.add_mutually_exclusive_group()
     what.add_argument("--quick", action="store_true", help="a third of the images, no paper grid (< 1 min)")
@@ -275,51 +286,69 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=1, help="seeds of the paper-grid run")
     p.add_argument("--out", help="write the figures here as JSON")
     p.add_argument("--keep", metavar="STORAGE", help="keep the paper grid's results under STORAGE/bench")
-    p.add_argument(
-        "--device",
-        choices=("cpu", "cuda"),
-        default="cpu",
-        help="cuda: everything on the GPU, paper trials at --gpus-per-trial 0.25",
-    )
+    cuda_help = "cuda: everything on the GPU, paper trials at --gpus-per-trial 0.25"
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help=cuda_help)
     args = p.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA GPU")
+    return args
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    """What every figure ran on, printed first."""
     threads = torch.get_num_threads()
-    trial_gpus = 0.25 if device.type == "cuda" else 0  # four paper trials per GPU
-    bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
-    results: dict[str, Any] = {
-        "machine": {
-            "cpu": cpu_info(),
-            "arch": platform.machine(),
-            "cores": os.cpu_count(),
-            "torch_threads": threads,
-            "bf16_autocast": bf16,
-            "torch": torch.__version__,
-            "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-        }
-    }
     print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores, {threads} torch threads", flush=True)
-    if args.grid_only:
+    return {
+        "cpu": cpu_info(),
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": threads,
+        "bf16_autocast": torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16(),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    trial_gpus = 0.25 if device.type == "cuda" else 0  # four paper trials per GPU
+    results: dict[str, Any] = {"machine": machine(device)}
+    if not args.grid_only:
+        keep = 3 if args.quick else 1  # every `keep`-th image of each split
+        results.update(kernel_figures(args.data, keep, device, results["machine"]["bf16_autocast"]))
+        full_epoch = results["frozen_epoch_s"]["cached"] * keep  # a cached epoch of all 360 + 120 images
+        results["ray"] = ray_overhead(epochs=50, epoch_seconds=full_epoch)
+    if not args.quick:
         results["paper_grid"] = paper_grid(args.data, args.seeds, args.keep, trial_gpus)
-        return finish(results, args.out)
-    data = load_el7008(args.data)
-    keep = 3 if args.quick else 1  # every `keep`-th image of each split
+    return finish(results, args.out)
+
+
+def bench_inputs(data_root: str, keep: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Every `keep`-th train and val image (eval transform, channels-last), labels, and
+    the train/val positions within them."""
+    data = load_el7008(data_root)
     split = {s: np.arange(0, len(idx), keep) for s, idx in data.split.items()}
     images_all = apply_transform(eval_transform(mean=data.mean, std=data.std), data.images)
-    labels_all = torch.from_numpy(data.labels)
     order = np.concatenate([data.split[s][split[s]] for s in ("train", "val")])
     images = images_all[order].contiguous(memory_format=torch.channels_last).to(device)
-    labels = labels_all[order]
     n_train = len(split["train"])
-    sub = {"train": np.arange(n_train), "val": np.arange(n_train, len(order))}
-    model = build_model("none", "block8", seed=0).to(device, memory_format=torch.channels_last)
+    return (
+        images,
+        torch.from_numpy(data.labels)[order],
+        {"train": np.arange(n_train), "val": np.arange(n_train, len(order))},
+    )
 
+
+def kernel_figures(data_root: str, keep: int, device: torch.device, bf16: bool) -> dict[str, Any]:
+    """Matmul peak, trunk encoding, frozen-trunk epochs cached vs naive, full fine-tuning
+    and head training, at every precision this device runs natively."""
+    images, labels, sub = bench_inputs(data_root, keep, device)
+    model = build_model("none", "block8", seed=0).to(device, memory_format=torch.channels_last)
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
     peak = {prec: matmul_peak(torch.float32 if prec == "fp32" else torch.bfloat16, device) for prec in precisions}
-    results["matmul_peak_gflops"] = {k: v / 1e9 for k, v in peak.items()}
-    encode_rate = {}
-    features = {}
+    results: dict[str, Any] = {"matmul_peak_gflops": {k: v / 1e9 for k, v in peak.items()}}
+    encode_rate, features = {}, {}
     for prec in precisions:
         start = time.perf_counter()
         features[prec] = encode(model.trunk, images, device=device, precision=prec).to(device)
@@ -327,36 +356,29 @@ def main(argv: list[str] | None = None) -> int:
         encode_rate[prec] = len(images) / (time.perf_counter() - start)
     results["trunk_encoding_img_per_s"] = encode_rate
     best = precisions[-1]
+    naive = lambda prec: frozen_epoch(model, images, None, labels, sub, cached=False, precision=prec, device=device)  # noqa: E731
     epoch = {
-        "naive fp32 (the original's way)": frozen_epoch(
-            model, images, None, labels, sub, cached=False, precision="fp32", device=device
-        ),
-        f"naive {best}": frozen_epoch(model, images, None, labels, sub, cached=False, precision=best, device=device),
+        "naive fp32 (the original's way)": naive("fp32"),
+        f"naive {best}": naive(best),
         "cached": frozen_epoch(model, None, features[best], labels, sub, cached=True, precision="fp32", device=device),
     }
     results["frozen_epoch_s"] = epoch
-    results["frozen_epoch_images"] = len(order)
+    results["frozen_epoch_images"] = len(images)
     results["cached_speedup_vs_original"] = epoch["naive fp32 (the original's way)"] / epoch["cached"]
     results["cached_speedup_vs_naive_same_precision"] = epoch[f"naive {best}"] / epoch["cached"]
-
     whole = build_model("none", "none", seed=0).to(device, memory_format=torch.channels_last)
     results["full_finetune_img_per_s"] = {
         prec: train_step_rate(whole, images, labels, 16, prec, device)[0] for prec in precisions
     }
-    head = {}
+    results["head_training"] = {}
     for batch in (32, 8):
         rate, flop = train_step_rate(model.head, features[best], labels, batch, "fp32", device)
-        head[f"batch {batch}"] = {
+        results["head_training"][f"batch {batch}"] = {
             "img_per_s": rate,
             "gflops": rate * flop / 1e9,
             "fraction_of_fp32_peak": rate * flop / peak["fp32"],
         }
-    results["head_training"] = head
-    full_epoch = epoch["cached"] * keep  # a cached epoch of the whole split (360 + 120 images)
-    results["ray"] = ray_overhead(epochs=50, epoch_seconds=full_epoch)
-    if not args.quick:
-        results["paper_grid"] = paper_grid(args.data, args.seeds, args.keep, trial_gpus)
-    return finish(results, args.out)
+    return results
 
 
 def finish(results: dict[str, Any], out: str | None) -> int:

@@ -51,11 +51,12 @@ def git_revision() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
-def write_provenance(directory: str, **facts: Any) -> str:
-    """Write STUDY_FILE (command line, versions, git revision and `facts`); return its path."""
+def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
+    """Write STUDY_FILE (the command with the arguments `study.run.main` received,
+    versions, git revision and `facts`); return its path."""
     os.makedirs(directory, exist_ok=True)
     record = {
-        "command": [sys.executable, "-m", "study.run", *sys.argv[1:]],
+        "command": [sys.executable, "-m", "study.run", *argv],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),

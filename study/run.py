@@ -15,6 +15,7 @@ import os
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -24,6 +25,7 @@ from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from trainable.config import (
+    NAMED_WEIGHTS,
     NORMALIZATIONS,
     PRECISIONS,
     RANDOM_INIT_NOTICE,
@@ -55,6 +57,18 @@ DRY_RUN_COLUMNS = ["experiment", "name", "optimizer", "lr", "momentum", "batch_s
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def explicit_options(argv: list[str]) -> dict[str, Any]:
+    """The options `argv` sets itself (defaults left out)."""
+    parser = build_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return vars(parser.parse_args(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m study.run",
         description="Run a face-age fine-tuning study on Ray Tune.",
@@ -92,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="online augmentation from K cached views per image (frozen trunk) instead of fresh draws",
     )
+    add_run_options(p)
+    return p
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Where results go, how a study resumes, and where and how trials run."""
     p.add_argument("--storage", default="results", help="directory that holds results")
     p.add_argument("--name", help="study name (default GRID-DATE-TIME)")
     p.add_argument("--resume", metavar="RESULTS_DIR", help="continue this interrupted study")
@@ -107,7 +127,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="also log trials to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000",
     )
     p.add_argument("--dry-run", action="store_true", help="print the trials and exit without Ray")
-    return p.parse_args(argv)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -132,30 +151,56 @@ def check_args(args: argparse.Namespace) -> None:
         )
 
 
-def resumed_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The recorded arguments of the study at `args.resume`, with its current location."""
+RUNTIME_OPTIONS = ("resume", "address", "dashboard_host", "dry_run")  # may change when a study resumes
+PATH_OPTIONS = ("data", "storage", "cache_dir", "weights")  # recorded as absolute paths
+
+
+def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+    """The recorded arguments of the study at `args.resume`, with its current location.
+    An option given beside --resume that differs from the recorded one is refused; an
+    option the recording lacks (an older version) takes its default."""
     directory = os.path.abspath(args.resume)
     path = os.path.join(directory, STUDY_FILE)
     if not os.path.isfile(path):
         raise UserError(f"--resume {args.resume}: no {STUDY_FILE} there; is it a study's results directory?")
     with open(path) as f:
-        recorded = {**vars(parse_args([])), **json.load(f)["args"]}  # older studies lack newer options
-    recorded.update(
-        resume=directory,
-        storage=os.path.dirname(directory),
-        name=os.path.basename(directory),
-        address=args.address,
-        dashboard_host=args.dashboard_host,
-        dry_run=False,
-    )
+        recorded = {**vars(parse_args([])), **json.load(f)["args"]}
+    recorded.update(storage=os.path.dirname(directory), name=os.path.basename(directory))
+    given = explicit_options(argv)
+    differ = [
+        f"--{key.replace('_', '-')} {value!r} (the study has {recorded[key]!r})"
+        for key, value in given.items()
+        if key not in RUNTIME_OPTIONS and comparable(key, value) != comparable(key, recorded[key])
+    ]
+    if differ:
+        raise UserError(
+            f"--resume {directory} continues the study with the options it started with, and "
+            f"these differ: {'; '.join(differ)}. Drop them, or start a new study with --name."
+        )
+    recorded.update(resume=directory, address=args.address, dashboard_host=args.dashboard_host, dry_run=False)
     return argparse.Namespace(**recorded)
 
 
-def load_data(args: argparse.Namespace, storage: str) -> FaceData:
+def comparable(key: str, value: Any) -> Any:
+    """Paths compare as absolute paths (a named weights spec stays a name)."""
+    if key in PATH_OPTIONS and isinstance(value, str) and not (key == "weights" and value in NAMED_WEIGHTS):
+        return os.path.abspath(os.path.expanduser(value))
+    return value
+
+
+def with_absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
+    """--data, --weights (a file), --storage and --cache-dir as absolute paths, so the
+    record means the same from any directory; --cache-dir defaults to STORAGE/trunk-cache."""
+    paths = {key: comparable(key, getattr(args, key)) for key in PATH_OPTIONS}
+    paths["cache_dir"] = paths["cache_dir"] or os.path.join(paths["storage"], "trunk-cache")
+    return argparse.Namespace(**{**vars(args), **paths})
+
+
+def load_data(args: argparse.Namespace) -> FaceData:
     if args.data is None:
         if args.grid != "smoke":
             raise UserError(f"--data is required for grid {args.grid!r} (only 'smoke' generates its own).")
-        root = make_smoke_data(os.path.join(storage, "smoke-data"))
+        root = make_smoke_data(os.path.join(args.storage, "smoke-data"))
         print(f"Generated smoke images under {root}")
         return load_el7008(root, SMOKE_RANGES)
     return dataset_from_args(args)
@@ -216,18 +261,49 @@ def summarize(
     return text, int((table.status == "error").sum())
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class Plan:
+    """A study about to run: where it goes, its trials, and what its summary compares with."""
+
+    name: str
+    directory: str
+    configs: list[dict[str, Any]]
+    reference: dict[str, Any]  # experiment 1's resolved config, for "differs from #1"
+    weights_labels: dict[str, str]
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.resume:
-        args = resumed_args(args)
+        args = resumed_args(args, argv)
     check_args(args)
+    args = with_absolute_paths(args)
     configs = trial_configs(args)
     if args.dry_run:
         return dry_run(args, configs)
-    storage = os.path.abspath(os.path.expanduser(args.storage))
+    plan = plan_study(args, configs)
+    data = load_data(args)
+    if args.resume:
+        check_same_data(plan.directory, data)
+    scheduler = args.scheduler or get_grid(args.grid).scheduler
+    sizes = ", ".join(f"{k} {v}" for k, v in data.sizes().items())
+    print(
+        f"{len(configs)} trial(s) of grid {args.grid!r} on {data.root} ({data.layout}: {sizes}; "
+        f"classes {', '.join(data.classes)}), scheduler {scheduler}"
+    )
+    ray = start_ray(args)
+    if not args.resume:
+        record_study(plan, args, argv, data)
+    results = make_tuner(plan, args, data, ray, scheduler).fit()
+    return finish(plan, results)
+
+
+def plan_study(args: argparse.Namespace, configs: list[dict[str, Any]]) -> Plan:
+    """Name the study and check what can be checked before any work: the directory, the
+    MLflow URI and the weights (downloaded or read once here)."""
     name = args.name or f"{args.grid}-{time.strftime('%Y%m%d-%H%M%S')}"
-    experiment_dir = os.path.join(storage, name)
-    if not args.resume and os.path.exists(experiment_dir):
-        raise UserError(f"{experiment_dir} exists; pick another --name, or continue it with --resume {experiment_dir}.")
+    directory = os.path.join(args.storage, name)
+    if not args.resume and os.path.exists(directory):
+        raise UserError(f"{directory} exists; pick another --name, or continue it with --resume {directory}.")
     if args.mlflow:
         from study.tracking import check_tracking_uri
 
@@ -235,22 +311,15 @@ def run(args: argparse.Namespace) -> int:
     resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
     for config in configs:
         config["weights"] = resolved[config["weights"]]
-    reference = reference_config(overrides(args))  # experiment 1, for "differs from #1"
+    reference = reference_config(overrides(args))
     reference["weights"] = resolved.get(reference["weights"], reference["weights"])
-    weights_labels = {spec: weights_label(spec) for spec in resolved.values()}
-    data = load_data(args, storage)
-    if args.resume:
-        check_same_data(experiment_dir, data)
-    scheduler_name = args.scheduler or get_grid(args.grid).scheduler
-    sizes = ", ".join(f"{k} {v}" for k, v in data.sizes().items())
-    print(
-        f"{len(configs)} trial(s) of grid {args.grid!r} on {data.root} ({data.layout}: {sizes}; "
-        f"classes {', '.join(data.classes)}), scheduler {scheduler_name}"
-    )
+    labels = {spec: weights_label(spec) for spec in resolved.values()}
+    return Plan(name, directory, configs, reference, labels)
 
+
+def start_ray(args: argparse.Namespace) -> Any:
+    """Start (or join) Ray with its dashboard and check the cluster can run a trial."""
     import ray
-
-    from study import tune_setup
 
     context = ray.init(
         address=args.address, include_dashboard=True, dashboard_host=args.dashboard_host, logging_level="WARNING"
@@ -258,53 +327,64 @@ def run(args: argparse.Namespace) -> int:
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
     check_resources(ray.cluster_resources(), args)
-    if not args.resume:
-        write_provenance(
-            experiment_dir,
-            args=vars(args),
-            grid=args.grid,
-            trials=configs,
-            data_root=data.root,
-            data_fingerprint=data.fingerprint,
-            split_sizes=data.sizes(),
-            data_files=dict(zip(data.paths, data.hashes, strict=True)),
-            data_layout=data.layout,
-            classes=data.classes,
-            skipped_files=data.skipped,
-            converted_files=data.converted,
-            duplicate_files=data.duplicates,
-            reference_config=reference,
-            weights_labels=weights_labels,
-            **data.split_record(),
-        )
-        if data.skipped:
-            with open(os.path.join(experiment_dir, SKIPPED_FILE), "w") as f:
-                f.write("\n".join(data.skipped) + "\n")
-    cache_dir = os.path.abspath(args.cache_dir or os.path.join(storage, "trunk-cache"))
+    return ray
+
+
+def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: FaceData) -> None:
+    """study.json (and the list of skipped files) before the first trial starts."""
+    write_provenance(
+        plan.directory,
+        argv,
+        args=vars(args),
+        grid=args.grid,
+        trials=plan.configs,
+        reference_config=plan.reference,
+        weights_labels=plan.weights_labels,
+        data_root=data.root,
+        data_fingerprint=data.fingerprint,
+        data_files=dict(zip(data.paths, data.hashes, strict=True)),
+        data_layout=data.layout,
+        classes=data.classes,
+        split_sizes=data.sizes(),
+        skipped_files=data.skipped,
+        converted_files=data.converted,
+        duplicate_files=data.duplicates,
+        **data.split_record(),
+    )
+    if data.skipped:
+        with open(os.path.join(plan.directory, SKIPPED_FILE), "w") as f:
+            f.write("\n".join(data.skipped) + "\n")
+
+
+def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, scheduler: str) -> Any:
+    """A new Tuner, or the interrupted one restored (finished trials stay finished)."""
+    from study import tune_setup
+
     node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
     trainable = tune_setup.make_trainable(
-        data, cache_dir=cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial, node_cpus=node_cpus
+        data, cache_dir=args.cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial, node_cpus=node_cpus
     )
-    if args.resume and tune_setup.can_restore(experiment_dir):
-        tuner = tune_setup.restore_tuner(experiment_dir, trainable)
-    else:
-        if args.resume:
-            print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
-        max_epochs = max(c.get("max_epochs", 400) for c in configs)
-        scheduler = tune_setup.make_scheduler(scheduler_name, max_epochs=max_epochs, grace_period=args.grace_period)
-        tuner = tune_setup.make_tuner(
-            trainable,
-            configs,
-            name=name,
-            storage=storage,
-            scheduler=scheduler,
-            max_failures=args.max_failures,
-            mlflow_uri=args.mlflow,
-        )
-    results = tuner.fit()
-    table, failed = summarize(results, experiment_dir, weights_labels, reference)
-    print(f"\n{table}\n\nResults: {experiment_dir}")
-    if not all(is_pretrained(c["weights"]) for c in configs):
+    if args.resume and tune_setup.can_restore(plan.directory):
+        return tune_setup.restore_tuner(plan.directory, trainable)
+    if args.resume:
+        print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
+    max_epochs = max(c["max_epochs"] for c in plan.configs)
+    return tune_setup.make_tuner(
+        trainable,
+        plan.configs,
+        name=plan.name,
+        storage=args.storage,
+        scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),
+        max_failures=args.max_failures,
+        mlflow_uri=args.mlflow,
+    )
+
+
+def finish(plan: Plan, results: Any) -> int:
+    """Print the summary (and the random-weights note); exit 1 if any trial failed."""
+    table, failed = summarize(results, plan.directory, plan.weights_labels, plan.reference)
+    print(f"\n{table}\n\nResults: {plan.directory}")
+    if not all(is_pretrained(c["weights"]) for c in plan.configs):
         print(f"\nNote: {RANDOM_INIT_NOTICE}")
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
@@ -333,9 +413,10 @@ def check_resources(available: dict[str, float], args: argparse.Namespace) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     try:
-        return run(args)
+        return run(args, argv)
     except UserError as err:
         print(error_paragraph(err), file=sys.stderr)
         return 2

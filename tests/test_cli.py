@@ -1,10 +1,11 @@
 """User mistakes end in one clear paragraph and exit code 2, before Ray starts."""
 
+import json
 import shutil
 
 import pytest
 
-from study.run import main
+from study.run import main, parse_args, resumed_args, with_absolute_paths
 
 
 def fails(capsys, *argv):
@@ -68,3 +69,46 @@ def test_mlflow_without_the_extra_says_how_to_install(capsys, monkeypatch):
 
 def test_fp16_needs_a_gpu(capsys):
     assert "needs GPUs" in fails(capsys, "--grid", "smoke", "--precision", "fp16")
+
+
+def recorded_study(tmp_path, **args):
+    """A results directory whose study.json records `args` (as an older version may have)."""
+    study = tmp_path / "old-study"
+    study.mkdir()
+    recorded = {"grid": "smoke", "seeds": 2, "max_epochs": None, "data": None, "storage": str(tmp_path), **args}
+    (study / "study.json").write_text(json.dumps({"args": recorded}))
+    return study
+
+
+def test_resume_refuses_options_that_differ_from_the_recorded_ones(capsys, tmp_path):
+    study = recorded_study(tmp_path)
+    err = " ".join(
+        fails(capsys, "--resume", str(study), "--max-epochs", "5", "--seeds", "2", "--address", "auto").split()
+    )
+    assert "--max-epochs 5 (the study has None)" in err and "--seeds" not in err  # equal ones pass
+    assert "--address" not in err  # where Ray runs may change between runs
+    err = " ".join(fails(capsys, "--resume", str(study), "--storage", str(tmp_path / "elsewhere")).split())
+    assert "--storage" in err and "start a new study with --name" in err
+
+
+def test_resume_of_an_older_study_takes_the_defaults_of_newer_options(tmp_path):
+    study = recorded_study(tmp_path)  # no normalization, stop_rule, es_rounds, mlflow, ...
+    args = resumed_args(parse_args(["--resume", str(study)]), ["--resume", str(study)])
+    assert (args.normalization, args.stop_rule, args.es_rounds, args.seeds) == (None, None, None, 2)
+    assert args.storage == str(tmp_path) and args.name == "old-study"
+
+
+def test_paths_are_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = with_absolute_paths(parse_args(["--grid", "smoke", "--data", "faces", "--weights", "w.pt"]))
+    assert (args.data, args.weights) == (str(tmp_path / "faces"), str(tmp_path / "w.pt"))
+    assert args.storage == str(tmp_path / "results") and args.cache_dir == str(tmp_path / "results" / "trunk-cache")
+    assert with_absolute_paths(parse_args(["--grid", "smoke", "--weights", "vggface2"])).weights == "vggface2"
+
+
+def test_provenance_records_the_arguments_main_received(tmp_path):
+    from study.provenance import write_provenance
+
+    write_provenance(str(tmp_path), ["--grid", "smoke", "--seeds", "1"], grid="smoke")
+    command = json.loads((tmp_path / "study.json").read_text())["command"]
+    assert command[1:] == ["-m", "study.run", "--grid", "smoke", "--seeds", "1"]

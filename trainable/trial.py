@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -135,6 +136,49 @@ def epoch_metrics(state: TrainState) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Training:
+    """What training changes and a checkpoint keeps: the model's trainable part, the
+    optimizer, the fp16 loss scale and the TrainState (epochs, stopper, best weights)."""
+
+    model: FaceAgeNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    state: TrainState
+
+    @classmethod
+    def start(cls, cfg: TrialConfig, model: FaceAgeNet, scaler: torch.amp.GradScaler, resume: dict | None) -> Training:
+        stopper = EarlyStopping(cfg.patience, cfg.min_delta, rule=cfg.stop_rule, es_rounds=cfg.es_rounds)
+        training = cls(model, make_optimizer(cfg, model), scaler, TrainState(stopper))
+        if resume is not None:
+            training.restore(resume)
+        return training
+
+    def restore(self, resume: dict[str, Any]) -> None:
+        self.state = TrainState.from_dict(resume["state"])
+        if "model" in resume:  # the final checkpoint: training is over, scores are redone
+            self.state.best_weights = resume["model"]["trained"]
+            return
+        load_trainable_state(self.model, resume["weights"])
+        self.optimizer.load_state_dict(resume["optimizer"])
+        if "scaler" in resume:  # checkpoints from before the scaler was kept lack it
+            self.scaler.load_state_dict(resume["scaler"])
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The resumable state, every cfg.checkpoint_every epochs."""
+        return {
+            "state": self.state.to_dict(),
+            "weights": trainable_state(self.model),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def final_checkpoint(self, cfg: TrialConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The best weights once (in the model record), the history, the final metrics; no optimizer."""
+        record = trained_model_record(self.model, weights=cfg.weights, freeze=cfg.freeze)
+        return {"state": {**self.state.to_dict(), "best_weights": {}}, "model": record, "metrics": metrics}
+
+
 def run_trial(
     cfg: TrialConfig,
     data: FaceData,
@@ -145,10 +189,9 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train one configuration; return the final metrics (also sent with the last report).
 
-    `report(metrics, checkpoint)` is called once per epoch; `checkpoint` is a
-    dict to save or None: every `cfg.checkpoint_every` epochs the resumable state
-    (TrainState, weights, optimizer); at the end the TrainState, the best model's
-    record and the final metrics. `resume` is such a dict from an earlier run.
+    `report(metrics, checkpoint)` is called once per epoch; `checkpoint` is a dict to
+    save or None: every `cfg.checkpoint_every` epochs `Training.checkpoint()`, at the
+    end `Training.final_checkpoint()`. `resume` is such a dict from an earlier run.
     """
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
@@ -159,38 +202,19 @@ def run_trial(
     inputs_seconds = time.perf_counter() - start
     release_memory()  # the transforms' and trunk encoding's buffers, before the long part
     net = model.head if cfg.uses_cache else model
-    optimizer = make_optimizer(cfg, model)
-    state = TrainState(EarlyStopping(cfg.patience, cfg.min_delta, rule=cfg.stop_rule, es_rounds=cfg.es_rounds))
     run_precision = "fp32" if cfg.uses_cache else precision  # bf16 does not speed up 3x3 maps
-    scaler = grad_scaler(device, run_precision)  # fp16 loss scale, kept across epochs and resumes
-    if resume is not None:
-        state = TrainState.from_dict(resume["state"])
-        if "model" in resume:  # the final checkpoint: training is over, scores are redone
-            state.best_weights = resume["model"]["trained"]
-        else:
-            load_trainable_state(model, resume["weights"])
-            optimizer.load_state_dict(resume["optimizer"])
-            if "scaler" in resume:
-                scaler.load_state_dict(resume["scaler"])
-
-    def resumable() -> dict[str, Any]:
-        return {
-            "state": state.to_dict(),
-            "weights": trainable_state(model),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict(),
-        }
+    training = Training.start(cfg, model, grad_scaler(device, run_precision), resume)
 
     def on_epoch(state: TrainState, done: bool) -> None:
         if not done:  # the last epoch is reported below, with the final scores
             due = state.epoch % cfg.checkpoint_every == 0
-            report(epoch_metrics(state), resumable() if due else None)
+            report(epoch_metrics(state), training.checkpoint() if due else None)
 
     fit(
         model,
         net,
-        optimizer,
-        state,
+        training.optimizer,
+        training.state,
         train_inputs=inputs.train,
         train_labels=data.labels_of("train"),
         val_inputs=inputs.eval["val"],
@@ -201,15 +225,14 @@ def run_trial(
         device=device,
         precision=run_precision,
         on_epoch=on_epoch,
-        scaler=scaler,
+        scaler=training.scaler,
     )
+    state = training.state
     final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
     final["precision"] = precision
     final["inputs_seconds"] = inputs_seconds  # transforms + trunk encoding, or reading the cache
     final["stopped_by"] = state.stopper.stopped_by or "max_epochs"  # or early_stopping, diverged
-    record = trained_model_record(model, weights=cfg.weights, freeze=cfg.freeze)
-    # The final checkpoint keeps the best weights once (in the model record), no optimizer.
-    report(final, {"state": {**state.to_dict(), "best_weights": {}}, "model": record, "metrics": final})
+    report(final, training.final_checkpoint(cfg, final))
     return final
 
 
