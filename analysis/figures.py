@@ -67,7 +67,14 @@ def confusion_matrices(trials: pd.DataFrame, configs: pd.DataFrame, classes: lis
 
 def accuracy_bars(configs: pd.DataFrame, baselines: pd.DataFrame | None) -> Figure:
     """Test accuracy with the full 95% interval (seeds and test images) on every bar."""
-    rows = [(f"#{c.experiment} {c.name}", c.test_full, "tab:blue") for c in configs.itertuples()]
+    rows = [
+        (
+            f"#{c.experiment} {c.name}" + ("" if c.complete else f" ({c.scored}/{c.seeds} seeds)"),
+            c.test_full,
+            "tab:blue",
+        )
+        for c in configs.itertuples()
+    ]
     if baselines is not None:
         rows += [(b.name, b.test_full, "tab:gray") for b in baselines.itertuples()]
     rows = [r for r in rows if not np.isnan(r[1][0])]
@@ -102,8 +109,12 @@ def axis_effects(configs: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
         ax.set_title(key, fontsize=9)
         ax.set_ylabel("val acc (mean over seeds)", fontsize=8)
         ax.tick_params(labelsize=7)
+        complete = configs[configs.complete & (configs.scored > 0)]
         for v in values:
-            best = configs[configs[key] == v].sort_values("val_acc", ascending=False).iloc[0]
+            candidates = complete[complete[key] == v]
+            if candidates.empty:
+                continue
+            best = candidates.sort_values("val_acc", ascending=False).iloc[0]
             best_rows.append(
                 {
                     "axis": key,
