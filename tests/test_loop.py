@@ -31,29 +31,35 @@ def test_derive_seed_is_stable_and_distinct():
     assert len({derive_seed(1, "order", 2), derive_seed(1, "order", 3), derive_seed(2, "order", 2)}) == 3
 
 
-def test_fit_restores_a_copy_of_the_best_epoch(tiny_data):
+def train_head_with_sgd(data, lr, max_epochs):
+    """Fit the head on cached features with plain SGD at `lr`; return the state, the net
+    and a copy of the trainable weights after every epoch."""
     net = build_model("none", "block8", seed=0)
-    images = apply_transform(eval_transform(mean=tiny_data.mean, std=tiny_data.std), tiny_data.images)
+    images = apply_transform(eval_transform(mean=data.mean, std=data.std), data.images)
     features = encode(net.trunk, images, device=CPU, precision="fp32")
-    train, val = tiny_data.split["train"], tiny_data.split["val"]
+    train, val = data.split["train"], data.split["val"]
     snapshots = {}
-    optimizer = torch.optim.SGD(net.head.parameters(), lr=0.5)  # too high: val loss wanders
     state = fit(
         net,
         net.head,
-        optimizer,
+        torch.optim.SGD(net.head.parameters(), lr=lr),
         TrainState(EarlyStopping(patience=100)),
         train_inputs=lambda epoch: features[train],
-        train_labels=tiny_data.labels_of("train"),
+        train_labels=data.labels_of("train"),
         val_inputs=features[val],
-        val_labels=tiny_data.labels_of("val"),
+        val_labels=data.labels_of("val"),
         batch_size=8,
-        max_epochs=8,
+        max_epochs=max_epochs,
         seed=0,
         device=CPU,
         precision="fp32",
         on_epoch=lambda state, done: snapshots.__setitem__(state.epoch, trainable_state(net)),
     )
+    return state, net, snapshots
+
+
+def test_fit_restores_a_copy_of_the_best_epoch(tiny_data):
+    state, net, snapshots = train_head_with_sgd(tiny_data, lr=0.5, max_epochs=8)  # too high: val loss wanders
     best = state.stopper.best_epoch
     assert best < 8, "the scenario needs a best epoch before the last"
     losses = [h.val_loss for h in state.history]
@@ -103,28 +109,7 @@ def test_a_non_finite_loss_stops_as_diverged_keeping_the_best_finite_epoch():
 
 
 def test_fit_stops_a_diverging_run_and_restores_the_best_finite_epoch(tiny_data):
-    net = build_model("none", "block8", seed=0)
-    images = apply_transform(eval_transform(mean=tiny_data.mean, std=tiny_data.std), tiny_data.images)
-    features = encode(net.trunk, images, device=CPU, precision="fp32")
-    train, val = tiny_data.split["train"], tiny_data.split["val"]
-    snapshots = {}
-    optimizer = torch.optim.SGD(net.head.parameters(), lr=1e6)
-    state = fit(
-        net,
-        net.head,
-        optimizer,
-        TrainState(EarlyStopping(patience=100)),
-        train_inputs=lambda epoch: features[train],
-        train_labels=tiny_data.labels_of("train"),
-        val_inputs=features[val],
-        val_labels=tiny_data.labels_of("val"),
-        batch_size=8,
-        max_epochs=30,
-        seed=0,
-        device=CPU,
-        precision="fp32",
-        on_epoch=lambda state, done: snapshots.__setitem__(state.epoch, trainable_state(net)),
-    )
+    state, net, snapshots = train_head_with_sgd(tiny_data, lr=1e6, max_epochs=30)
     assert state.stopper.stopped_by == "diverged" and state.epoch < 30
     last = state.history[-1]
     assert not (math.isfinite(last.train_loss) and math.isfinite(last.val_loss))

@@ -15,7 +15,6 @@ AUGMENTATIONS = ("none", "static", "online")
 OPTIMIZERS = ("adam", "sgd")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # fp16 (with loss scaling) on CUDA only
 NAMED_WEIGHTS = ("vggface2", "casia-webface", "none")
-PRETRAINED_WEIGHTS = ("vggface2", "casia-webface")  # face models; a file is taken as one too
 # facenet = (x*255 - 127.5) / 128, what the pretrained trunks were trained with;
 # dataset = per-channel mean/std of the training images in [0, 1] (the 2021 report's description).
 NORMALIZATIONS = ("facenet", "dataset")
