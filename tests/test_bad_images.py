@@ -78,3 +78,30 @@ def test_weights_files_are_loaded_without_unpickling_code(tmp_path):
     with open(tmp_path / "evil.pt", "rb") as f:
         pickle.load(f)  # the file does what the test says when unpickled the unsafe way
     assert ran.exists()
+
+
+def test_fifty_broken_files_print_twenty_grouped_lines_and_name_the_full_list(capsys, tmp_path):
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    from study.run import main
+
+    rng = np.random.default_rng(0)
+    for label in ("adult", "child"):
+        (tmp_path / label).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(tmp_path / label / f"ok{i}.png")
+        for i in range(25):
+            (tmp_path / label / f"broken{i}.jpg").write_text(f"not an image {label} {i}")
+    code = main(["--grid", "smoke", "--data", str(tmp_path), "--layout", "folders", "--storage", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    file_lines = [line for line in err.splitlines() if line.startswith("  ")]
+    assert len(file_lines) == 20 and all(
+        re.match(r"  /\S+broken\d+\.jpg: cannot be decoded", line) for line in file_lines
+    )
+    assert "cannot be decoded (50):" in err and "30 more; all 50 are listed in" in err
+    full = re.search(r"The whole list: (\S+\.txt)", " ".join(err.split()))[1]
+    assert len(open(full).read().splitlines()) == 50

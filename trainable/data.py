@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from trainable.errors import UserError
 from trainable.layout import split_identity
 from trainable.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
+from trainable.problems import grouped, save_full_list
 from trainable.scan import scan_entries
 
 SPLITS = ("train", "val", "test")
@@ -142,12 +143,12 @@ def check_dataset_options(root: str, layout: str, on_bad_image: str) -> str:
 
 
 def problem_list(root: str, problems: list[str]) -> str:
-    """The error for files that cannot be used: a sentence, then one file per line."""
-    shown = "\n  ".join(problems[:50])
-    more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+    """The error for files that cannot be used: a sentence naming the file with the whole
+    list, then the list grouped by reason (trainable.problems)."""
+    full = save_full_list(problems, "problems")
     return (
         f"{len(problems)} problem(s) with the images under {root}; nothing was trained "
-        f"(--on-bad-image skip leaves these files out):\n  {shown}{more}"
+        f"(--on-bad-image skip leaves these files out). The whole list: {full}\n{grouped(problems, full)}"
     )
 
 

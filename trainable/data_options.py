@@ -9,6 +9,7 @@ import argparse
 from trainable.data import BAD_IMAGE_POLICIES, SPLITS, FaceData, load_dataset
 from trainable.errors import UserError
 from trainable.layouts import DEFAULT_RANGES, LAYOUTS
+from trainable.problems import grouped, save_full_list
 
 
 def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:
@@ -68,6 +69,6 @@ def dataset_from_args(args: argparse.Namespace) -> FaceData:
     for line in data.duplicates:
         print(f"Note: {line}")
     if data.skipped:
-        print(f"Left out {len(data.skipped)} file(s):")
-        print("  " + "\n  ".join(data.skipped[:20]) + ("\n  ..." if len(data.skipped) > 20 else ""))
+        full = save_full_list(data.skipped, "left-out")
+        print(f"Left out {len(data.skipped)} file(s) (the whole list: {full}):\n{grouped(data.skipped, full)}")
     return data
