@@ -186,3 +186,25 @@ def test_real_dataset_has_one_duplicate_inside_the_test_split(real_data):
     assert real_data.duplicates == [
         f"{real_data.root}/1/194.jpg: the same bytes as {real_data.root}/1/193.jpg, both in the test split"
     ]
+
+
+def test_seeded_split_keeps_identical_files_together_and_leaves_conflicts_out(utk_root, tmp_path):
+    root = tmp_path / "utk"
+    shutil.copytree(utk_root, root)
+    names = sorted(n for n in os.listdir(root) if n.endswith(".chip.jpg"))
+    young = [n for n in names if int(n.split("_")[0]) < 5]
+    # Three more copies of one young face under other young names: one group of four.
+    for i in range(3):
+        shutil.copy(root / young[0], root / f"{2 + i}_0_0_2099010100000{i}.jpg.chip.jpg")
+    # The same bytes under an adult age: a conflict, both copies out.
+    shutil.copy(root / young[1], root / "40_1_0_20990101000009.jpg.chip.jpg")
+    for seed in range(5):  # whatever the seed, the group shares one split
+        data = load_dataset(str(root), layout="utkface", split_seed=seed)
+        where = {data.paths[i]: s for s, idx in data.split.items() for i in idx}
+        group = [p for p in data.paths if data.hashes[data.paths.index(p)] == data.hashes[data.paths.index(young[0])]]
+        assert len(group) == 4 and len({where[p] for p in group}) == 1
+    conflicts = [s for s in data.skipped if "under another label" in s]
+    assert sorted(os.path.basename(c.split(": ")[0]) for c in conflicts) == sorted(
+        [young[1], "40_1_0_20990101000009.jpg.chip.jpg"]
+    )
+    assert young[1] not in data.paths and len(data.duplicates) == 3

@@ -19,7 +19,7 @@ from trainable.errors import UserError
 from trainable.layout import split_identity
 from trainable.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
 from trainable.problems import grouped, save_full_list
-from trainable.scan import scan_entries
+from trainable.scan import Scan, scan_entries
 
 SPLITS = ("train", "val", "test")
 BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
@@ -103,9 +103,10 @@ def load_dataset(
     problems += scan.problems
     if problems and on_bad_image == "error":
         raise UserError(problem_list(root, problems))
+    skipped += drop_conflicts(root, scan)
     labels = np.asarray(scan.labels, dtype=np.int64)
     if any(s is None for s in scan.splits):
-        split = stratified_split(labels, classes, seed=split_seed, root=root)
+        split = stratified_split(labels, classes, seed=split_seed, root=root, groups=scan.hashes)
     else:
         split = {name: np.flatnonzero([s == name for s in scan.splits]) for name in SPLITS}
     return FaceData(
@@ -157,8 +158,48 @@ def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES) 
     return load_dataset(root, layout="el7008", ranges=ranges)
 
 
-def stratified_split(labels: np.ndarray, classes: tuple[str, ...], *, seed: int, root: str) -> dict[str, np.ndarray]:
-    """Seeded 60/20/20 split with every class in the same proportions in each part."""
+def drop_conflicts(root: str, scan: Scan) -> list[str]:
+    """Identical bytes under different labels: which label is right cannot be known, so
+    every copy leaves the scan; returns them as 'path: reason' lines (left out, listed)."""
+    labels_of: dict[str, set[int]] = {}
+    for file_hash, label in zip(scan.hashes, scan.labels, strict=True):
+        labels_of.setdefault(file_hash, set()).add(label)
+    conflicts = {h for h, labels in labels_of.items() if len(labels) > 1}
+    if not conflicts:
+        return []
+    copies = {h: [p for p, g in zip(scan.paths, scan.hashes, strict=True) if g == h] for h in conflicts}
+    out = [
+        f"{os.path.join(root, path)}: the same bytes as {', '.join(c for c in copies[h] if c != path)} "
+        "under another label (a conflict: every copy left out)"
+        for path, h in zip(scan.paths, scan.hashes, strict=True)
+        if h in conflicts
+    ]
+    dropped = {os.path.join(root, p) for p, h in zip(scan.paths, scan.hashes, strict=True) if h in conflicts}
+    scan.duplicates = [d for d in scan.duplicates if d.split(": ", 1)[0] not in dropped]
+    keep = [i for i, h in enumerate(scan.hashes) if h not in conflicts]
+    for name in ("paths", "hashes", "images", "labels", "splits"):
+        setattr(scan, name, [getattr(scan, name)[i] for i in keep])
+    return out
+
+
+def stratified_split(
+    labels: np.ndarray, classes: tuple[str, ...], *, seed: int, root: str, groups: list[str] | None = None
+) -> dict[str, np.ndarray]:
+    """Seeded 60/20/20 split with every class in the same proportions in each part. Images
+    of one group (identical bytes: the same file hash) always land in the same part."""
+    groups = list(range(len(labels))) if groups is None else groups
+    first: dict = {}
+    for i, group in enumerate(groups):
+        first.setdefault(group, i)
+    reps = np.array(sorted(first.values()), dtype=np.int64)  # one image stands for its group
+    members: dict[int, list[int]] = {rep: [] for rep in reps}
+    for i, group in enumerate(groups):
+        members[first[group]].append(i)
+    parts = _stratified(labels[reps], reps, classes, seed=seed, root=root)
+    return {name: np.sort(np.concatenate([members[r] for r in part]).astype(np.int64)) for name, part in parts.items()}
+
+
+def _stratified(labels: np.ndarray, index: np.ndarray, classes: tuple[str, ...], *, seed: int, root: str) -> dict:
     counts = np.bincount(labels, minlength=len(classes))
     if counts.min() < 5:
         raise UserError(
@@ -166,7 +207,7 @@ def stratified_split(labels: np.ndarray, classes: tuple[str, ...], *, seed: int,
             + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts, strict=False))
             + "."
         )
-    index = np.arange(len(labels))
-    train, rest = train_test_split(index, train_size=FRACTIONS[0], stratify=labels, random_state=seed)
+    positions = np.arange(len(labels))
+    train, rest = train_test_split(positions, train_size=FRACTIONS[0], stratify=labels, random_state=seed)
     val, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=seed)
-    return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
+    return {"train": index[train], "val": index[val], "test": index[test]}

@@ -82,16 +82,18 @@ def read_bytes(path: str, entry: Entry, problems: list[str]) -> bytes | None:
 
 
 def leaks(path: str, entry: Entry, file_hash: str, scan: Scan) -> bool:
-    """Whether these bytes were seen before in another split (or where the split is not
-    fixed yet): a problem. Within one fixed split it is a noted duplicate, kept."""
+    """Whether these bytes were seen before in another fixed split: a problem (only a fixed
+    split, el7008's index ranges, can put them there). Within one fixed split, or where the
+    seeded split is still to come (it keeps identical files together), a noted duplicate."""
     if file_hash not in scan.first_with_hash:
         return False
     first, first_split = scan.first_with_hash[file_hash]
-    if entry.split is None or entry.split != first_split:
+    if entry.split != first_split:
         where = f" in the {first_split} split" if first_split else ""
         scan.problems.append(f"{path}: the same bytes as {first}{where} (a leak between splits)")
         return True
-    scan.duplicates.append(f"{path}: the same bytes as {first}, both in the {entry.split} split")
+    where = f"both in the {entry.split} split" if entry.split else "kept in one split by the seeded split"
+    scan.duplicates.append(f"{path}: the same bytes as {first}, {where}")
     return False
 
 
