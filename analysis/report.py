@@ -28,7 +28,7 @@ from analysis.results import load_study, read_study_record
 from analysis.stats import accuracy_ci
 from analysis.tables import baseline_table, comparison_table, config_table, paired, summary_table, with_ci
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
-from trainable.layout import BASELINES_FILE, PEER_FILE, STUDY_FILE, split_identity
+from trainable.layout import BASELINES_FILE, BEST_DIR, BEST_FILE, MODEL_FILE, PEER_FILE, STUDY_FILE, split_identity
 
 # The 2021 report's figures (shared/DESIGN.md): experiment -> (val acc, test acc).
 REPORTED = {1: (0.73, 0.82), 2: (0.80, 0.84), 3: (0.82, 0.85)}
@@ -56,6 +56,7 @@ class Study:
     labels: np.ndarray  # test labels, in split order
     baselines: list[dict] | None  # only when computed on the same split
     notes: list[str]  # why something was left out; printed by the CLI too
+    best: dict | None = None  # best/best.json (analysis.best), where written
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -117,7 +118,9 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     configs = config_table(trials, epochs, labels, weights_labels, reference) if len(trials) else pd.DataFrame()
     baselines, notes = load_baselines(baselines_dir, split_id_of(record))
     name = os.path.basename(os.path.abspath(results_dir))
-    return Study(name, record, trials, epochs, configs, labels, baselines, notes)
+    best_file = os.path.join(results_dir, BEST_DIR, BEST_FILE)
+    best = json.load(open(best_file)) if os.path.exists(best_file) else None
+    return Study(name, record, trials, epochs, configs, labels, baselines, notes, best)
 
 
 def header(doc: Document, s: Study) -> None:
@@ -157,6 +160,12 @@ def summary_section(doc: Document, s: Study) -> None:
             f"Ranking by mean validation accuracy uses only the {len(ranked)} configuration(s) whose seeds all "
             f"finished; first: #{best.experiment} {best['name']} (val {with_ci(*best.val)}, test "
             f"{with_ci(*best.test)}). Chosen on validation accuracy, never on test accuracy."
+        )
+    if s.best:
+        doc.p(
+            f"Best model kept: {BEST_DIR}/{MODEL_FILE} in the results directory, #{s.best['experiment']} "
+            f"{s.best['name']} seed {s.best['model_seed']} (val {s.best['model_val_acc']:.3f}); "
+            f"{BEST_DIR}/{BEST_FILE} says how it was chosen. Use it with python -m study.predict."
         )
     stopped = s.trials[s.trials.status == "stopped"]
     if len(stopped):
@@ -292,6 +301,31 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
         doc.table(best_per_value)
 
 
+def external_section(doc: Document, evaluations: list[str]) -> None:
+    """'Beyond the training data': each analysis.evaluate JSON as a row, with per-class recall."""
+    doc.h("Beyond the training data")
+    rows = []
+    for path in evaluations:
+        with open(path) as f:
+            e = json.load(f)
+        lo, hi = e["accuracy_wilson_95"]
+        recall = ", ".join(f"{c} {r:.2f}" for c, r in zip(e["classes"], e["recall"], strict=True))
+        rows.append({"data": e["data_root"], "layout": e["layout"], "images": e["images"],
+                     "faces not found (wrong)": e["faces_not_found"],
+                     "accuracy [95% Wilson]": f"{e['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]",
+                     "recall per class": recall, "model": os.path.basename(os.path.dirname(e["model"]))})  # fmt: skip
+    doc.p("The model scored on every image of other labelled datasets (python -m analysis.evaluate): all of it "
+          "is test data. A face the detector did not find counts as a wrong answer.")  # fmt: skip
+    doc.table(pd.DataFrame(rows))
+    for path in evaluations:
+        with open(path) as f:
+            e = json.load(f)
+        doc.h(f"Confusion on {e['data_root']} (counts; rows: true class)", 3)
+        counts = pd.DataFrame(e["confusion_counts"], columns=[f"predicted {c}" for c in e["classes"]])
+        missed = np.asarray(e["class_counts"]) - counts.sum(axis=1).to_numpy()
+        doc.table(pd.concat([pd.DataFrame({"true": e["classes"]}), counts.assign(**{"no face found": missed})], axis=1))
+
+
 def provenance_section(doc: Document, s: Study) -> None:
     r = s.record
     doc.h("Provenance")
@@ -317,7 +351,9 @@ def provenance_section(doc: Document, s: Study) -> None:
             doc.table(pd.DataFrame({"file: reason": r[key]}))
 
 
-def build_report(results_dir: str, out_dir: str, baselines_dir: str | None = None) -> tuple[Document, list[str]]:
+def build_report(
+    results_dir: str, out_dir: str, baselines_dir: str | None = None, external: list[str] = ()
+) -> tuple[Document, list[str]]:
     """Write report.md, report.html, figures/ and epochs.csv to `out_dir`; return the
     document and the notes on what was left out."""
     s = load_inputs(results_dir, baselines_dir)
@@ -332,6 +368,8 @@ def build_report(results_dir: str, out_dir: str, baselines_dir: str | None = Non
         paper_section(doc, s, btable)
         comparisons_section(doc, s, btable)
         figures_section(doc, s, btable, out_dir)
+    if external:
+        external_section(doc, list(external))
     provenance_section(doc, s)
     if len(s.trials):
         columns = [c for c in s.trials.columns if not c.endswith(("_confusion", "_pred"))]
@@ -348,7 +386,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results_dir")
     p.add_argument("--baselines", help="directory holding baselines.json (python -m analysis.baselines)")
     p.add_argument("--out", help="output directory (default RESULTS_DIR/report)")
+    p.add_argument("--external", nargs="+", default=[], metavar="EVAL.json", help="python -m analysis.evaluate outputs")
     args = p.parse_args(argv)
+    missing = [path for path in args.external if not os.path.isfile(path)]
+    if missing:
+        print(f"error: --external {missing[0]} not found (write it with python -m analysis.evaluate)", file=sys.stderr)
+        return 2
     out = args.out or os.path.join(args.results_dir, "report")
     for path, what in (
         (os.path.join(args.results_dir, STUDY_FILE), "a study results directory"),
@@ -357,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         if path and not os.path.isfile(path):
             print(f"error: {path} not found; is {os.path.dirname(path)} {what}?", file=sys.stderr)
             return 2
-    _, notes = build_report(args.results_dir, out, args.baselines)
+    _, notes = build_report(args.results_dir, out, args.baselines, args.external)
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {os.path.join(out, 'report.md')}, report.html, figures/ and epochs.csv")

@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 import textwrap
 import time
@@ -384,6 +385,8 @@ def finish(plan: Plan, results: Any) -> int:
     """Print the summary (and the random-weights note); exit 1 if any trial failed."""
     table, failed = summarize(results, plan.directory, plan.weights_labels, plan.reference)
     print(f"\n{table}\n\nResults: {plan.directory}")
+    best = subprocess.run([sys.executable, "-m", "analysis.best", plan.directory], capture_output=True, text=True)
+    print(best.stdout.strip() or best.stderr.strip())  # a process: study does not import analysis
     if not all(is_pretrained(c["weights"]) for c in plan.configs):
         print(f"\nNote: {RANDOM_INIT_NOTICE}")
     if failed:

@@ -1,6 +1,7 @@
 """The smoke grid end to end through the CLI and a real Ray Tune run."""
 
 import glob
+import importlib.metadata
 import json
 import os
 import shutil
@@ -14,15 +15,8 @@ import torch
 from PIL import Image
 
 from analysis.results import load_study
-from study.smoke_data import RANGES
-from study.tune_setup import trial_cpus
 from tests.conftest import ROOT
-from trainable.cache import TrunkCache
-from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
-from trainable.data import load_el7008
-from trainable.loop import predict
-from trainable.model import load_trained
-from trainable.trial import TrialInputs
+from trainable.config import RANDOM_INIT_NOTICE
 
 
 @pytest.fixture(scope="module")
@@ -77,27 +71,56 @@ def test_every_trial_has_per_epoch_metrics_and_a_checkpoint(smoke_study):
     assert (cached.val_acc_best >= 0.75).all()  # the generated classes are learnable
 
 
+RESCORE = """
+import json, sys
+from study.smoke_data import RANGES
+from trainable.data import load_el7008
+from trainable.inference import Predictor
+data = load_el7008(sys.argv[1], RANGES)
+print(json.dumps([Predictor(f).probabilities(data.images_of("test")).argmax(1).tolist() for f in sys.argv[2:]]))
+"""
+
+
 @pytest.mark.numerics
-def test_checkpointed_model_reproduces_the_reported_test_predictions(smoke_study):
-    """Same kernels, same inputs, same batches and thread count as the trial: exact."""
+def test_a_model_file_alone_reproduces_its_trials_test_predictions_in_a_fresh_process(smoke_study):
+    """model.pt carries its config, classes, preprocessing and precision: a new process
+    that has nothing else gives the trial's recorded test predictions, image for image."""
     storage, _ = smoke_study
     trials, _ = load_study(str(storage / "e2e"))
-    data = load_el7008(str(storage / "smoke-data"), RANGES)
-    cpu = torch.device("cpu")
-    threads = torch.get_num_threads()
-    try:
-        for trial in trials.itertuples():
-            with open(storage / "e2e" / trial.trial_id / "params.json") as f:
-                cfg = TrialConfig.from_dict(json.load(f))
-            torch.set_num_threads(int(trial_cpus(cfg.to_dict(), None, os.cpu_count())))
-            final = sorted(glob.glob(str(storage / "e2e" / trial.trial_id / "checkpoint_*")))[-1]
-            model = load_trained(os.path.join(final, "model.pt")).to(memory_format=torch.channels_last)
-            inputs = TrialInputs(cfg, data, model, TrunkCache(None), cpu, trial.precision_used)
-            net, precision = (model.head, "fp32") if cfg.uses_cache else (model, trial.precision_used)
-            logits = predict(net, inputs.eval["test"], device=cpu, precision=precision)
-            assert logits.argmax(1).tolist() == trial.test_pred
-    finally:
-        torch.set_num_threads(threads)
+    files = [sorted(glob.glob(str(storage / "e2e" / t / "checkpoint_*")))[-1] + "/model.pt" for t in trials.trial_id]
+    proc = subprocess.run(
+        [sys.executable, "-c", RESCORE, str(storage / "smoke-data"), *files], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == trials.test_pred.tolist()
+    record = torch.load(files[0], weights_only=True)
+    assert record["classes"] == ["1-4", "5-27", "28+"] and record["preprocessing"]["normalization"] == "facenet"
+    assert record["config"]["seed"] in (0, 1, 2) and record["packages"]["torch"] == importlib.metadata.version("torch")
+
+
+def test_the_best_configuration_is_kept_by_validation_accuracy(smoke_study, smoke_report):
+    storage, stdout = smoke_study
+    best = json.loads((storage / "e2e" / "best" / "best.json").read_text())
+    trials, _ = load_study(str(storage / "e2e"))
+    by_val = trials.groupby("config_id").val_acc_best.mean()
+    assert by_val[best["config_id"]] == by_val.max() and "never test" in best["chosen_by"]
+    kept = trials[trials.trial_id == best["model_trial"]].iloc[0]
+    assert kept.config_id == best["config_id"] and kept.val_acc_best == best["model_val_acc"]
+    assert (storage / "e2e" / "best" / "model.pt").stat().st_size > 1e6
+    assert "Best configuration (by mean val acc" in stdout
+    assert "Best model kept: best/model.pt" in (smoke_report / "report.md").read_text()
+
+
+def test_predict_with_a_studys_best_model_gives_one_row_per_image(smoke_study):
+    storage, _ = smoke_study
+    folder = storage / "smoke-data" / "5"
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.predict", "--model", str(storage / "e2e"), "--no-detect", str(folder)],
+        cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.strip().startswith(str(folder))]
+    assert len(rows) == len(os.listdir(folder)) == 16 and all("5-27" in row for row in rows)  # learnable colours
 
 
 def test_provenance_is_recorded(smoke_study):

@@ -128,8 +128,12 @@ def test_failed_download_is_a_clear_error_not_a_fallback(tmp_path, monkeypatch):
 def test_trained_model_round_trip(tmp_path):
     net = build_model("none", "block8", seed=3)
     train_step(net)
-    torch.save(trained_model_record(net, weights="none", freeze="block8"), tmp_path / "m.pt")
-    loaded = load_trained(str(tmp_path / "m.pt"))
+    preprocessing = {"mean": [0.5] * 3, "std": [0.5] * 3}
+    torch.save(
+        trained_model_record(net, weights="none", freeze="block8", preprocessing=preprocessing), tmp_path / "m.pt"
+    )
+    loaded, transform = load_trained(str(tmp_path / "m.pt"))
+    assert transform.transforms[1].mean == [0.5] * 3
     x = torch.randn(2, 3, 160, 160)
     with torch.no_grad():
         assert torch.equal(loaded(x), net.eval()(x))  # same kernels, same weights: exact

@@ -100,8 +100,8 @@ def make_study(tmp_path, trials, *, grid="paper", weights="none", name="study"):
     return study
 
 
-def report(study, baselines=None):
-    doc, notes = build_report(str(study), str(study / "report"), baselines)
+def report(study, baselines=None, external=()):
+    doc, notes = build_report(str(study), str(study / "report"), baselines, external)
     return (study / "report" / "report.md").read_text(), notes
 
 

@@ -12,6 +12,7 @@ library only: the report imports it without torch or Ray.
     STUDY/<trial>/error.txt          Ray Tune: the trial raised
     STUDY/<trial>/stopped.json       the scheduler (ASHA) stopped it, and at which epoch
     STUDY/<trial>/checkpoint_*/trial.pt, model.pt, metrics.json
+    STUDY/best/best.json, model.pt   the chosen configuration and its model (analysis.best)
     BASELINES/baselines.json, peer.json
 """
 
@@ -32,6 +33,8 @@ STOPPED_FILE = "stopped.json"
 STATE_FILE = "trial.pt"  # TrainState; mid-run also the trainable weights and optimizer
 MODEL_FILE = "model.pt"  # final checkpoint: the best model (trainable.model.load_trained)
 METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
+BEST_DIR = "best"  # the chosen configuration's best.json and model.pt (analysis.best)
+BEST_FILE = "best.json"
 BASELINES_FILE = "baselines.json"
 PEER_FILE = "peer.json"
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
+from typing import Any
 
 import torch
 from facenet_pytorch import InceptionResnetV1
 from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
 from torch import nn
+from torchvision.transforms import v2
 
 from trainable.config import NAMED_WEIGHTS
 from trainable.errors import UserError
+from trainable.transforms import eval_transform
 
 NUM_CLASSES = 3  # age groups 1-4, 5-27, 28+; other datasets may have other counts
 # InceptionResnetV1's modules in forward order; `flatten` stands for its x.view(N, -1).
@@ -82,19 +85,33 @@ class FaceAgeNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def trained_model_record(model: FaceAgeNet, *, weights: str, freeze: str) -> dict:
-    """What a final checkpoint keeps of a model: the starting weights' name and the
-    trained part (the head alone when the trunk is frozen: ~10 MB instead of ~92 MB)."""
+def trained_model_record(model: FaceAgeNet, *, weights: str, freeze: str, **description: Any) -> dict:
+    """What a final checkpoint keeps of a model: the starting weights' name, the trained
+    part (the head alone when the trunk is frozen: ~10 MB instead of ~92 MB) and
+    `description`: how to use it (trainable.trial.model_description)."""
     num_classes = model.head.logits.out_features
-    return {"weights": weights, "freeze": freeze, "num_classes": num_classes, "trained": trainable_state(model)}
+    return {
+        "weights": weights,
+        "freeze": freeze,
+        "num_classes": num_classes,
+        "trained": trainable_state(model),
+        **description,
+    }
 
 
-def load_trained(path: str) -> FaceAgeNet:
-    """Rebuild a trained model from a checkpoint's model file (see trained_model_record)."""
+def load_trained(path: str) -> tuple[FaceAgeNet, v2.Compose]:
+    """A trained model from a checkpoint's model file, in eval mode, and the eval transform
+    its inputs need (crop, resize, the normalization it was trained with)."""
     record = torch.load(path, map_location="cpu", weights_only=True)
+    if "preprocessing" not in record:
+        raise UserError(
+            f"{path} was written before model files described their preprocessing; retrain it "
+            "(python -m study.run --resume only rescores), or rebuild it with FaceAgeNet by hand."
+        )
     model = FaceAgeNet(load_backbone(record["weights"], record["num_classes"]), record["freeze"])
     load_trainable_state(model, record["trained"])
-    return model.eval()
+    pre = record["preprocessing"]
+    return model.eval(), eval_transform(mean=pre["mean"], std=pre["std"])
 
 
 def weights_cache_file(name: str) -> str:

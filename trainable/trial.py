@@ -7,6 +7,7 @@ The Ray Tune entry point (`trainable.tune_trial`) only adapts `report` and
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from trainable.model import (
     trainable_state,
     trained_model_record,
     weights_id,
+    weights_label,
 )
-from trainable.transforms import apply_transform, eval_transform, normalization, train_transform
+from trainable.transforms import CROP, SIZE, apply_transform, eval_transform, normalization, train_transform
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]  # (metrics, checkpoint or None)
 
@@ -52,9 +54,9 @@ class TrialInputs:
     ) -> None:
         self.cfg, self.data, self.model, self.cache = cfg, data, model, cache
         self.device, self.precision = device, precision
-        mean, std = normalization(cfg.normalization, data.mean, data.std)
-        self.train_tf = train_transform(mean=mean, std=std)
-        eval_tf = eval_transform(mean=mean, std=std)
+        self.mean, self.std = normalization(cfg.normalization, data.mean, data.std)
+        self.train_tf = train_transform(mean=self.mean, std=self.std)
+        eval_tf = eval_transform(mean=self.mean, std=self.std)
         eval_all = self._encoded("eval", lambda: apply_transform(eval_tf, data.images))
         eval_all = self._place(eval_all)  # once: batches then need no host-to-GPU copies
         self.eval = {split: eval_all[torch.tensor(data.split[split])] for split in SPLITS}
@@ -173,9 +175,10 @@ class Training:
             "scaler": self.scaler.state_dict(),
         }
 
-    def final_checkpoint(self, cfg: TrialConfig, metrics: dict[str, Any]) -> dict[str, Any]:
-        """The best weights once (in the model record), the history, the final metrics; no optimizer."""
-        record = trained_model_record(self.model, weights=cfg.weights, freeze=cfg.freeze)
+    def final_checkpoint(self, cfg: TrialConfig, metrics: dict[str, Any], description: dict) -> dict[str, Any]:
+        """The best weights once, described (in the model record), the history, the final
+        metrics; no optimizer."""
+        record = trained_model_record(self.model, weights=cfg.weights, freeze=cfg.freeze, **description)
         return {"state": {**self.state.to_dict(), "best_weights": {}}, "model": record, "metrics": metrics}
 
 
@@ -232,8 +235,30 @@ def run_trial(
     final["precision"] = precision
     final["inputs_seconds"] = inputs_seconds  # transforms + trunk encoding, or reading the cache
     final["stopped_by"] = state.stopper.stopped_by or "max_epochs"  # or early_stopping, diverged
-    report(final, training.final_checkpoint(cfg, final))
+    report(final, training.final_checkpoint(cfg, final, model_description(cfg, data, inputs, precision)))
     return final
+
+
+def model_description(cfg: TrialConfig, data: FaceData, inputs: TrialInputs, precision: str) -> dict[str, Any]:
+    """What a model file says of itself, so it can be used alone: the trial's config, the
+    class names, the preprocessing, the precision its trunk ran at, the starting weights'
+    identity and the package versions."""
+    return {
+        "config": cfg.to_dict(),
+        "classes": list(data.classes),
+        "preprocessing": {
+            "normalization": cfg.normalization,
+            "mean": list(inputs.mean),
+            "std": list(inputs.std),
+            "crop": CROP,
+            "size": SIZE,
+            "input": "an RGB face crop like the training images (uint8, any size of at least the crop)",
+        },
+        "precision": precision,
+        "weights_id": weights_id(cfg.weights),
+        "weights_label": weights_label(cfg.weights),
+        "packages": {name: importlib.metadata.version(name) for name in ("torch", "torchvision", "facenet-pytorch")},
+    }
 
 
 def score_best(

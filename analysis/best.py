@@ -1,0 +1,84 @@
+"""The best configuration of a study -> RESULTS_DIR/best/: best.json and its model.pt.
+
+    python -m analysis.best RESULTS_DIR
+
+Chosen by mean validation accuracy over its seeds, among the configurations whose
+seeds all finished; never by test accuracy. The model kept is that configuration's
+seed with the highest validation accuracy (the lowest seed on a tie). study.run
+writes it at the end of every study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+from analysis.report import load_inputs
+from trainable.layout import BEST_DIR, BEST_FILE, MODEL_FILE, STUDY_FILE
+
+
+def choose(results_dir: str) -> dict[str, Any] | None:
+    """best.json's content, or None when no configuration has all its seeds finished."""
+    s = load_inputs(results_dir, None)
+    if not len(s.ranked):
+        return None
+    best = s.ranked.iloc[0]
+    trials = s.trials[(s.trials.config_id == best.config_id) & s.trials.val_acc_best.notna()]
+    kept = trials.sort_values(["val_acc_best", "seed"], ascending=[False, True]).iloc[0]
+    checkpoints = sorted(glob.glob(os.path.join(results_dir, kept.trial_id, "checkpoint_*", MODEL_FILE)))
+    return {
+        "chosen_by": "mean validation accuracy over seeds, configurations whose seeds all finished (never test)",
+        "config_id": best.config_id,
+        "experiment": int(best.experiment),
+        "name": best["name"],
+        "differs_from_1": best.differs,
+        "settings": {k: best[k] for k in ("weights", "max epochs", "stop rule", "precision", "normalization")},
+        "seeds": int(best.seeds),
+        "val_acc": dict(zip(("mean", "lo", "hi"), best.val, strict=True)),
+        "test_acc_across_seeds": dict(zip(("mean", "lo", "hi"), best.test, strict=True)),
+        "test_acc_full_interval": dict(zip(("mean", "lo", "hi"), best.test_full, strict=True)),
+        "model_seed": int(kept.seed),
+        "model_trial": kept.trial_id,
+        "model_val_acc": float(kept.val_acc_best),
+        "model_test_acc": float(kept.test_acc_best),
+        "model_source": checkpoints[-1] if checkpoints else None,
+    }
+
+
+def write_best(results_dir: str) -> str | None:
+    """Write RESULTS_DIR/best/ (best.json and model.pt); return a one-line summary."""
+    best = choose(results_dir)
+    if best is None:
+        return None
+    directory = os.path.join(results_dir, BEST_DIR)
+    os.makedirs(directory, exist_ok=True)
+    if best["model_source"]:
+        shutil.copyfile(best["model_source"], os.path.join(directory, MODEL_FILE))
+    with open(os.path.join(directory, BEST_FILE), "w") as f:
+        json.dump(best, f, indent=1, default=float)
+    val = best["val_acc"]
+    return (
+        f"Best configuration (by mean val acc over {best['seeds']} seed(s)): #{best['experiment']} {best['name']}, "
+        f"val {val['mean']:.3f}; its seed-{best['model_seed']} model is {os.path.join(directory, MODEL_FILE)}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m analysis.best", description=__doc__.split("\n")[0])
+    p.add_argument("results_dir")
+    args = p.parse_args(argv)
+    if not os.path.isfile(os.path.join(args.results_dir, STUDY_FILE)):
+        print(f"error: {args.results_dir} holds no {STUDY_FILE}; is it a study's results directory?", file=sys.stderr)
+        return 2
+    line = write_best(args.results_dir)
+    print(line or "No configuration has all its seeds finished yet: no best model to keep.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""A trained model used alone: predictions on new photos, export, other datasets."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import REAL_DATA, ROOT
+from trainable.inference import Predictor
+from trainable.model import build_model, trained_model_record
+from trainable.transforms import FACENET_MEAN, FACENET_STD
+
+CLASSES = ["1-4", "5-27", "28+"]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """A random-weights model file described the way a trial describes its own."""
+    net = build_model("none", "block8", seed=0)
+    preprocessing = {"normalization": "facenet", "mean": list(FACENET_MEAN), "std": list(FACENET_STD),
+                     "crop": 140, "size": 160}  # fmt: skip
+    record = trained_model_record(
+        net, weights="none", freeze="block8", classes=CLASSES, preprocessing=preprocessing, precision="fp32"
+    )
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    torch.save(record, path)
+    return str(path)
+
+
+def generated(n=4, size=(160, 160)):
+    return np.random.default_rng(0).integers(0, 256, (n, *size, 3), dtype=np.uint8)
+
+
+def cli(module, *args):
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.numerics
+def test_onnx_export_matches_pytorch(model_file, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the export extra is not installed (.ci/run installs it)")
+    from trainable.export import export, exportable
+
+    export(model_file, str(tmp_path / "model.onnx"))
+    assert os.listdir(tmp_path) == ["model.onnx"]  # one self-contained file, weights inside
+    images = generated()
+    onnx = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"images": images})[0]
+    with torch.no_grad():
+        ours = exportable(model_file)(torch.from_numpy(images)).numpy()
+    # Different runtimes, different kernels: probabilities in [0, 1] agree to fp32 rounding (measured 4e-7).
+    assert np.abs(onnx - ours).max() < 1e-4
+    predictor = Predictor(model_file)  # the preprocessing inside is the eval transform
+    assert np.abs(predictor.probabilities(list(images)) - ours).max() < 1e-4
+
+
+def test_predict_names_every_image_and_says_why_some_have_no_prediction(model_file, tmp_path):
+    face = os.path.join(REAL_DATA, "28", "5.jpg")
+    if not os.path.exists(face):
+        pytest.skip(f"real dataset not found at {REAL_DATA}: no photo of a face to detect")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "face.jpg").write_bytes(open(face, "rb").read())
+    gradient = np.linspace(40, 220, 300 * 400 * 3).reshape(300, 400, 3).astype(np.uint8)
+    Image.fromarray(gradient).save(folder / "landscape.jpg")
+    (folder / "notes.jpg").write_text("this is text")
+    proc = cli("study.predict", "--model", model_file, str(folder), "--out", str(tmp_path / "rows.csv"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip().startswith(str(folder))}
+    assert len(rows) == 3
+    assert any(c in rows[str(folder / "face.jpg")] for c in CLASSES)
+    assert "no face found" in rows[str(folder / "landscape.jpg")] and "not an image" in rows[str(folder / "notes.jpg")]
+    assert len(open(tmp_path / "rows.csv").read().splitlines()) == 4
+
+
+@pytest.mark.slow
+def test_all_faces_gives_a_row_per_face(model_file, tmp_path):
+    if not os.path.isdir(REAL_DATA):
+        pytest.skip(f"real dataset not found at {REAL_DATA}")
+    faces = [Image.open(os.path.join(REAL_DATA, c, "170.jpg")).convert("RGB") for c in ("5", "28")]
+    group = Image.new("RGB", (400, 260), (128, 128, 128))
+    group.paste(faces[0], (20, 30))
+    group.paste(faces[1], (220, 30))
+    group.save(tmp_path / "two.jpg")
+    proc = cli("study.predict", "--model", model_file, "--all-faces", str(tmp_path / "two.jpg"))
+    assert proc.returncode == 0, proc.stderr
+    assert sum(line.strip().startswith(str(tmp_path)) for line in proc.stdout.splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_pt2_export_runs_without_the_project(model_file, tmp_path):
+    from trainable.export import export, exportable
+
+    export(model_file, str(tmp_path / "model.pt2"))
+    images = torch.from_numpy(generated(3))
+    with torch.no_grad():
+        loaded = torch.export.load(str(tmp_path / "model.pt2")).module()(images)
+        assert torch.allclose(loaded, exportable(model_file)(images), atol=1e-6)  # same kernels, one graph
+
+
+def test_predict_on_face_crops_without_detection(model_file, tmp_path):
+    for i, image in enumerate(generated(3, (200, 160))):
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+    proc = cli("study.predict", "--model", model_file, "--no-detect", str(tmp_path / "*.png"))
+    assert proc.returncode == 0, proc.stderr
+    assert sum(line.strip().startswith(str(tmp_path)) for line in proc.stdout.splitlines()) == 3
+
+
+def test_evaluate_a_folders_dataset_and_report_it(model_file, tmp_path):
+    if not os.path.isdir(REAL_DATA):
+        pytest.skip(f"real dataset not found at {REAL_DATA}")
+    from tests.test_report import make_study, report
+
+    data = tmp_path / "other"
+    for name, source in zip(CLASSES, ("1", "5", "28"), strict=True):
+        (data / name).mkdir(parents=True)
+        for i in range(180, 188):
+            (data / name / f"{i}.jpg").write_bytes(open(os.path.join(REAL_DATA, source, f"{i}.jpg"), "rb").read())
+    out = tmp_path / "eval.json"
+    proc = cli(
+        "analysis.evaluate", "--model", model_file, "--data", str(data), "--layout", "folders", "--out", str(out)
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["images"] == 24 and result["classes"] == CLASSES
+    assert 0 <= result["accuracy_wilson_95"][0] <= result["accuracy"] <= result["accuracy_wilson_95"][1] <= 1
+    counts = np.array(result["confusion_counts"])
+    assert counts.sum() == 24 - result["faces_not_found"] and (counts.sum(1) <= 8).all()
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8)])
+    markdown, _ = report(study, external=[str(out)])
+    assert "## Beyond the training data" in markdown and f"{result['accuracy']:.3f}" in markdown
+    assert "### Confusion on" in markdown and "no face found" in markdown

@@ -1,0 +1,73 @@
+"""One self-contained file per trained model, trunk and preprocessing included: it takes
+a batch of 160x160 RGB uint8 face crops (N x 160 x 160 x 3) and returns the class
+probabilities (N x classes), in fp32.
+
+    .onnx  ONNX (opset 18; the `export` extra brings onnx, onnxscript and onnxruntime)
+    .pt2   torch.export (torch.export.load(path).module()(images))
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainable.errors import UserError
+from trainable.model import load_trained
+from trainable.transforms import CROP, SIZE
+
+FORMATS = (".onnx", ".pt2")
+
+
+class WithPreprocessing(nn.Module):
+    """The eval transform as tensor ops (centre crop, normalize, resize; the resize
+    upsamples 140 -> 160, where antialiasing changes nothing: 5e-7), then the model, softmax."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        top = round((SIZE - CROP) / 2)  # torchvision's CenterCrop on a 160-px side
+        x = (x[:, :, top : top + CROP, top : top + CROP] - self.mean) / self.std
+        x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        logits = self.model.head(self.model.trunk(x))  # no set_grad_enabled: torch.export cannot reload it
+        return torch.softmax(logits, dim=1)
+
+
+def exportable(model_file: str) -> WithPreprocessing:
+    record = torch.load(model_file, map_location="cpu", weights_only=True)
+    model, _ = load_trained(model_file)
+    return WithPreprocessing(model, record["preprocessing"]["mean"], record["preprocessing"]["std"]).eval()
+
+
+def export(model_file: str, out: str) -> str:
+    """Write `out` (.onnx or .pt2) from a model.pt; return what was written."""
+    suffix = next((s for s in FORMATS if out.endswith(s)), None)
+    if suffix is None:
+        raise UserError(f"--export {out}: expected a file name ending in one of {list(FORMATS)}.")
+    module = exportable(model_file)
+    example = torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8)
+    batch = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
+    if suffix == ".pt2":
+        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=batch), out)
+        return f"{out}: torch.export program, N x {SIZE} x {SIZE} x 3 uint8 -> N x classes probabilities"
+    try:
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError:
+        raise UserError("--export .onnx needs the export extra: pip install -e '.[export]'") from None
+    torch.onnx.export(
+        module,
+        (example,),
+        out,
+        input_names=["images"],
+        output_names=["probabilities"],
+        dynamic_shapes=batch,
+        opset_version=18,
+        dynamo=True,
+        external_data=False,  # one file: the weights inside the .onnx
+    )
+    return f"{out}: ONNX, input 'images' N x {SIZE} x {SIZE} x 3 uint8, output 'probabilities' N x classes"
