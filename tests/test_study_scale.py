@@ -213,7 +213,7 @@ def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
         "utk",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "Left out 2 file(s):" in proc.stdout and "unnamed.jpg" in proc.stdout
+    assert "Left out 2 file(s) (the whole list: " in proc.stdout and "unnamed.jpg" in proc.stdout
     trials, _ = load_study(str(tmp_path / "utk"))
     assert (trials.status == "finished").all() and (trials.val_acc_best > 0.5).all()
     with open(tmp_path / "utk" / "study.json") as f:
