@@ -23,7 +23,7 @@ from trainable.data import FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.faces import Faces
-from trainable.inference import model_file
+from trainable.inference import Predictor, model_file
 
 NO_FACE = -1
 
@@ -86,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = model_file(args.model)
         data = dataset_from_args(args)
-        from trainable.inference import Predictor
-
         result = evaluate(data, Predictor(path), Faces(detect=not args.no_detect, all_faces=False))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

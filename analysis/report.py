@@ -119,7 +119,10 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     baselines, notes = load_baselines(baselines_dir, split_id_of(record))
     name = os.path.basename(os.path.abspath(results_dir))
     best_file = os.path.join(results_dir, BEST_DIR, BEST_FILE)
-    best = json.load(open(best_file)) if os.path.exists(best_file) else None
+    best = None
+    if os.path.exists(best_file):
+        with open(best_file) as f:
+            best = json.load(f)
     return Study(name, record, trials, epochs, configs, labels, baselines, notes, best)
 
 
@@ -302,28 +305,36 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
 
 
 def external_section(doc: Document, evaluations: list[str]) -> None:
-    """'Beyond the training data': each analysis.evaluate JSON as a row, with per-class recall."""
+    """'Beyond the training data': each analysis.evaluate JSON as a row with per-class
+    recall, then its confusion counts."""
+    results = []
+    for path in evaluations:
+        with open(path) as f:
+            results.append(json.load(f))
     doc.h("Beyond the training data")
-    rows = []
-    for path in evaluations:
-        with open(path) as f:
-            e = json.load(f)
-        lo, hi = e["accuracy_wilson_95"]
-        recall = ", ".join(f"{c} {r:.2f}" for c, r in zip(e["classes"], e["recall"], strict=True))
-        rows.append({"data": e["data_root"], "layout": e["layout"], "images": e["images"],
-                     "faces not found (wrong)": e["faces_not_found"],
-                     "accuracy [95% Wilson]": f"{e['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]",
-                     "recall per class": recall, "model": os.path.basename(os.path.dirname(e["model"]))})  # fmt: skip
-    doc.p("The model scored on every image of other labelled datasets (python -m analysis.evaluate): all of it "
-          "is test data. A face the detector did not find counts as a wrong answer.")  # fmt: skip
-    doc.table(pd.DataFrame(rows))
-    for path in evaluations:
-        with open(path) as f:
-            e = json.load(f)
+    doc.p(
+        "The model scored on every image of other labelled datasets (python -m analysis.evaluate): all of it "
+        "is test data. A face the detector did not find counts as a wrong answer."
+    )
+    doc.table(pd.DataFrame([external_row(e) for e in results]))
+    for e in results:
         doc.h(f"Confusion on {e['data_root']} (counts; rows: true class)", 3)
         counts = pd.DataFrame(e["confusion_counts"], columns=[f"predicted {c}" for c in e["classes"]])
         missed = np.asarray(e["class_counts"]) - counts.sum(axis=1).to_numpy()
         doc.table(pd.concat([pd.DataFrame({"true": e["classes"]}), counts.assign(**{"no face found": missed})], axis=1))
+
+
+def external_row(e: dict) -> dict:
+    lo, hi = e["accuracy_wilson_95"]
+    return {
+        "data": e["data_root"],
+        "layout": e["layout"],
+        "images": e["images"],
+        "faces not found (wrong)": e["faces_not_found"],
+        "accuracy [95% Wilson]": f"{e['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]",
+        "recall per class": ", ".join(f"{c} {r:.2f}" for c, r in zip(e["classes"], e["recall"], strict=True)),
+        "model": os.path.basename(os.path.dirname(e["model"])),
+    }
 
 
 def provenance_section(doc: Document, s: Study) -> None:

@@ -21,10 +21,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 
-from trainable.config import comparable_settings
+from trainable.config import TrialConfig, comparable_settings
 from trainable.layout import PARAMS_FILE, RESULT_FILE, STUDY_FILE, trial_outcome
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
@@ -119,12 +121,21 @@ def read_study_record(directory: str) -> dict:
         return json.load(f)
 
 
+def config_of(trial: Mapping[str, Any]) -> dict[str, Any]:
+    """A trials-table row's config keys as recorded (no NaN from other trials' columns)."""
+    return {
+        k: trial[k]
+        for k in TrialConfig().to_dict()
+        if k in trial and not (isinstance(trial[k], float) and trial[k] != trial[k])
+    }
+
+
 def settings_columns(trials: pd.DataFrame, weights_labels: dict[str, str]) -> pd.DataFrame:
     """Per trial, the comparable settings (trainable.config.comparable_settings)."""
     rows = []
     for trial in trials.to_dict("records"):
-        config = {k: v for k, v in trial.items() if not (isinstance(v, float) and v != v)}  # no NaN
-        rows.append(comparable_settings(config, weights_labels, config.get("precision_used")))
+        used = trial.get("precision_used")
+        rows.append(comparable_settings(config_of(trial), weights_labels, used if isinstance(used, str) else None))
     return pd.DataFrame(rows, index=trials.index)
 
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.results import config_of
 from analysis.stats import PairedTest, compare, format_p, full_accuracy_ci, holm, mean_ci
-from trainable.config import TrialConfig, comparable_settings, differs_from
+from trainable.config import comparable_settings, differs_from
 
 AXES = ("optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation")  # what grids vary
 NAN3 = (np.nan, np.nan, np.nan)
@@ -44,12 +45,6 @@ def val_acc_at_best(epochs: pd.DataFrame) -> pd.Series:
         return pd.Series(dtype=float)
     best_rows = finite.loc[finite.groupby("trial_id").val_loss.idxmin()]
     return best_rows.set_index("trial_id").val_acc
-
-
-def config_of(trial: pd.Series) -> dict[str, Any]:
-    """The trial's config keys as recorded (no NaN from other trials' columns)."""
-    keys = TrialConfig().to_dict()
-    return {k: trial[k] for k in keys if k in trial and not (isinstance(trial[k], float) and np.isnan(trial[k]))}
 
 
 def endings(group: pd.DataFrame) -> str:

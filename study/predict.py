@@ -26,7 +26,7 @@ import pandas as pd
 
 from trainable.errors import UserError
 from trainable.faces import Faces
-from trainable.inference import model_file
+from trainable.inference import Predictor, model_file
 from trainable.layouts import IMAGE_EXTENSIONS
 
 PROGRESS_FROM = 100  # images; a progress line on stderr past this many
@@ -109,8 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not files:
         return 0
-    from trainable.inference import Predictor
-
     table = predict_files(files, Faces(not args.no_detect, args.all_faces), Predictor(path))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     if args.out:

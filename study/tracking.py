@@ -40,7 +40,10 @@ def fail_fast() -> Iterator[None]:
         yield
     finally:
         for key, value in saved.items():
-            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def check_tracking_uri(uri: str, experiment: str) -> None:

@@ -14,6 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The study's real dataset: $FACE_AGE_DATA, else ../shared/data/el7008 beside the project.
 REAL_DATA = os.environ.get("FACE_AGE_DATA", os.path.join(ROOT, "..", "shared", "data", "el7008"))
 
+# The CLI options of the tiny el7008 set's split (RANGES: 8 train / 4 val / 4 test per class).
+SMOKE_SPLIT = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"]
+
 torch.set_num_threads(2)
 
 

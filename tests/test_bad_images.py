@@ -4,7 +4,7 @@ import pytest
 
 from study.run import main
 from study.smoke_data import RANGES
-from tests.conftest import BAD_CASES, CONVERTED_CASES
+from tests.conftest import BAD_CASES, CONVERTED_CASES, SMOKE_SPLIT
 from trainable.data import load_dataset
 from trainable.errors import UserError
 
@@ -34,24 +34,7 @@ def test_skip_leaves_them_out_and_converts_the_rest(bad_root):
 
 def test_cli_error_exits_non_zero_naming_each_file(bad_root, capsys, tmp_path):
     storage = tmp_path / "results"
-    code = main(
-        [
-            "--grid",
-            "smoke",
-            "--data",
-            bad_root,
-            "--layout",
-            "el7008",
-            "--storage",
-            str(storage),
-            "--train-range",
-            "0-7",
-            "--val-range",
-            "8-11",
-            "--test-range",
-            "12-15",
-        ]
-    )
+    code = main(["--grid", "smoke", "--data", bad_root, "--layout", "el7008", "--storage", str(storage), *SMOKE_SPLIT])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     for path in BAD_CASES:

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from study.run import main, parse_args, resumed_args, with_absolute_paths
+from tests.conftest import SMOKE_SPLIT
 
 
 def fails(capsys, *argv):
@@ -28,21 +29,7 @@ def test_paper_needs_data(capsys):
 def test_corrupt_jpeg_is_named(capsys, tiny_root, tmp_path):
     root = shutil.copytree(tiny_root, tmp_path / "d")
     (root / "5" / "4.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken")
-    err = fails(
-        capsys,
-        "--grid",
-        "smoke",
-        "--data",
-        str(root),
-        "--storage",
-        str(tmp_path / "r"),
-        "--train-range",
-        "0-7",
-        "--val-range",
-        "8-11",
-        "--test-range",
-        "12-15",
-    )
+    err = fails(capsys, "--grid", "smoke", "--data", str(root), "--storage", str(tmp_path / "r"), *SMOKE_SPLIT)
     assert "5/4.jpg: cannot be decoded" in err
 
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from analysis.results import load_study
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SMOKE_SPLIT
 from trainable.config import RANDOM_INIT_NOTICE
 
 
@@ -116,8 +116,10 @@ def test_predict_with_a_studys_best_model_gives_one_row_per_image(smoke_study):
     folder = storage / "smoke-data" / "5"
     proc = subprocess.run(
         [sys.executable, "-m", "study.predict", "--model", str(storage / "e2e"), "--no-detect", str(folder)],
-        cwd=ROOT, capture_output=True, text=True,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.strip().startswith(str(folder))]
     assert len(rows) == len(os.listdir(folder)) == 16 and all("5-27" in row for row in rows)  # learnable colours
@@ -181,7 +183,7 @@ def smoke_report(smoke_study, tmp_path_factory):
     storage, _ = smoke_study
     base = tmp_path_factory.mktemp("baselines")
     out = tmp_path_factory.mktemp("report")
-    split = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"]
+    split = SMOKE_SPLIT
     for module, args in (
         ("analysis.baselines", ["--data", str(storage / "smoke-data"), *split, "--seeds", "1", "--out", str(base)]),
         ("analysis.report", [str(storage / "e2e"), "--baselines", str(base), "--out", str(out)]),

@@ -22,8 +22,13 @@ CLASSES = ["1-4", "5-27", "28+"]
 def model_file(tmp_path_factory):
     """A random-weights model file described the way a trial describes its own."""
     net = build_model("none", "block8", seed=0)
-    preprocessing = {"normalization": "facenet", "mean": list(FACENET_MEAN), "std": list(FACENET_STD),
-                     "crop": 140, "size": 160}  # fmt: skip
+    preprocessing = {
+        "normalization": "facenet",
+        "mean": list(FACENET_MEAN),
+        "std": list(FACENET_STD),
+        "crop": 140,
+        "size": 160,
+    }
     record = trained_model_record(
         net, weights="none", freeze="block8", classes=CLASSES, preprocessing=preprocessing, precision="fp32"
     )

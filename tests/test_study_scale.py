@@ -10,9 +10,14 @@ import time
 import pytest
 
 from analysis.results import load_study
-from tests.conftest import ROOT
+from tests.conftest import ROOT, SMOKE_SPLIT
 
-SMOKE_SPLIT = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"]
+
+def cached_slice(root):
+    """The extended grid's 12 cached configurations (freeze block8, no augmentation, batch 32)
+    on the tiny set, random weights."""
+    where = ["--where", "freeze=block8", "--where", "augmentation=none", "--where", "batch_size=32"]
+    return ["--grid", "extended", "--data", root, *SMOKE_SPLIT, "--weights", "none", *where]
 
 
 def cli(*args, timeout=600, **kwargs):
@@ -39,19 +44,7 @@ def test_where_selects_experiments():
 @pytest.mark.slow
 def test_asha_stops_some_trials_and_the_results_say_which(tiny_root, tmp_path):
     proc = cli(
-        "--grid",
-        "extended",
-        "--data",
-        tiny_root,
-        *SMOKE_SPLIT,
-        "--weights",
-        "none",
-        "--where",
-        "freeze=block8",
-        "--where",
-        "augmentation=none",
-        "--where",
-        "batch_size=32",
+        *cached_slice(tiny_root),
         "--seeds",
         "1",
         "--max-epochs",
@@ -292,19 +285,7 @@ def test_sixty_trials_keep_disk_and_driver_memory_bounded(tiny_root, tmp_path):
             sys.executable,
             "-m",
             "study.run",
-            "--grid",
-            "extended",
-            "--data",
-            tiny_root,
-            *SMOKE_SPLIT,
-            "--weights",
-            "none",
-            "--where",
-            "freeze=block8",
-            "--where",
-            "augmentation=none",
-            "--where",
-            "batch_size=32",
+            *cached_slice(tiny_root),
             "--seeds",
             "5",
             "--max-epochs",

@@ -162,24 +162,24 @@ def drop_conflicts(root: str, scan: Scan) -> list[str]:
     """Identical bytes under different labels: which label is right cannot be known, so
     every copy leaves the scan; returns them as 'path: reason' lines (left out, listed)."""
     labels_of: dict[str, set[int]] = {}
-    for file_hash, label in zip(scan.hashes, scan.labels, strict=True):
+    copies: dict[str, list[str]] = {}
+    for path, file_hash, label in zip(scan.paths, scan.hashes, scan.labels, strict=True):
         labels_of.setdefault(file_hash, set()).add(label)
+        copies.setdefault(file_hash, []).append(path)
     conflicts = {h for h, labels in labels_of.items() if len(labels) > 1}
     if not conflicts:
         return []
-    copies = {h: [p for p, g in zip(scan.paths, scan.hashes, strict=True) if g == h] for h in conflicts}
-    out = [
-        f"{os.path.join(root, path)}: the same bytes as {', '.join(c for c in copies[h] if c != path)} "
-        "under another label (a conflict: every copy left out)"
-        for path, h in zip(scan.paths, scan.hashes, strict=True)
-        if h in conflicts
-    ]
-    dropped = {os.path.join(root, p) for p, h in zip(scan.paths, scan.hashes, strict=True) if h in conflicts}
-    scan.duplicates = [d for d in scan.duplicates if d.split(": ", 1)[0] not in dropped]
+    dropped = [(path, h) for path, h in zip(scan.paths, scan.hashes, strict=True) if h in conflicts]
+    dropped_paths = {os.path.join(root, path) for path, _ in dropped}
+    scan.duplicates = [d for d in scan.duplicates if d.split(": ", 1)[0] not in dropped_paths]
     keep = [i for i, h in enumerate(scan.hashes) if h not in conflicts]
     for name in ("paths", "hashes", "images", "labels", "splits"):
         setattr(scan, name, [getattr(scan, name)[i] for i in keep])
-    return out
+    return [
+        f"{os.path.join(root, path)}: the same bytes as {', '.join(c for c in copies[h] if c != path)} "
+        "under another label (a conflict: every copy left out)"
+        for path, h in dropped
+    ]
 
 
 def stratified_split(

@@ -9,39 +9,32 @@ probabilities (N x classes), in fp32.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainable.errors import UserError
-from trainable.model import load_trained
-from trainable.transforms import CROP, SIZE
+from trainable.model import FaceAgeNet, read_trained
+from trainable.transforms import SIZE
 
 FORMATS = (".onnx", ".pt2")
 
 
 class WithPreprocessing(nn.Module):
-    """The eval transform as tensor ops (centre crop, normalize, resize; the resize
-    upsamples 140 -> 160, where antialiasing changes nothing: 5e-7), then the model, softmax."""
+    """uint8 N x H x W x 3 images -> the model's own eval transform (crop, normalize,
+    resize) -> the model -> softmax."""
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float]) -> None:
+    def __init__(self, model: FaceAgeNet, transform: nn.Module) -> None:
         super().__init__()
-        self.model = model.eval()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.model, self.transform = model.eval(), transform
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float() / 255.0
-        top = round((SIZE - CROP) / 2)  # torchvision's CenterCrop on a 160-px side
-        x = (x[:, :, top : top + CROP, top : top + CROP] - self.mean) / self.std
-        x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+        x = self.transform(images.permute(0, 3, 1, 2).float() / 255.0)
         logits = self.model.head(self.model.trunk(x))  # no set_grad_enabled: torch.export cannot reload it
         return torch.softmax(logits, dim=1)
 
 
 def exportable(model_file: str) -> WithPreprocessing:
-    record = torch.load(model_file, map_location="cpu", weights_only=True)
-    model, _ = load_trained(model_file)
-    return WithPreprocessing(model, record["preprocessing"]["mean"], record["preprocessing"]["std"]).eval()
+    model, transform, _ = read_trained(model_file)
+    return WithPreprocessing(model, transform).eval()
 
 
 def export(model_file: str, out: str) -> str:

@@ -14,7 +14,7 @@ from trainable.device import resolve_precision
 from trainable.errors import UserError
 from trainable.layout import BEST_DIR, MODEL_FILE
 from trainable.loop import predict
-from trainable.model import load_trained
+from trainable.model import read_trained
 from trainable.transforms import apply_transform
 
 CPU = torch.device("cpu")
@@ -32,12 +32,10 @@ class Predictor:
     """`probabilities(images)` for HxWx3 uint8 RGB face crops; `classes` names the columns."""
 
     def __init__(self, model_file: str) -> None:
-        record = torch.load(model_file, map_location="cpu", weights_only=True)
-        self.model, self.transform = load_trained(model_file)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        model, self.transform, record = read_trained(model_file)
+        self.model = model.to(memory_format=torch.channels_last)
         self.classes: list[str] = list(record["classes"])
         self.precision = resolve_precision(record.get("precision", "fp32"), CPU)
-        self.record = {k: v for k, v in record.items() if k != "trained"}
 
     def logits(self, images: list[np.ndarray]) -> torch.Tensor:
         x = apply_transform(self.transform, images).contiguous(memory_format=torch.channels_last)

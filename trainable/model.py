@@ -102,6 +102,12 @@ def trained_model_record(model: FaceAgeNet, *, weights: str, freeze: str, **desc
 def load_trained(path: str) -> tuple[FaceAgeNet, v2.Compose]:
     """A trained model from a checkpoint's model file, in eval mode, and the eval transform
     its inputs need (crop, resize, the normalization it was trained with)."""
+    model, transform, _ = read_trained(path)
+    return model, transform
+
+
+def read_trained(path: str) -> tuple[FaceAgeNet, v2.Compose, dict]:
+    """load_trained, and the file's record (classes, precision, config, ...), from one read."""
     record = torch.load(path, map_location="cpu", weights_only=True)
     if "preprocessing" not in record:
         raise UserError(
@@ -111,7 +117,7 @@ def load_trained(path: str) -> tuple[FaceAgeNet, v2.Compose]:
     model = FaceAgeNet(load_backbone(record["weights"], record["num_classes"]), record["freeze"])
     load_trainable_state(model, record["trained"])
     pre = record["preprocessing"]
-    return model.eval(), eval_transform(mean=pre["mean"], std=pre["std"])
+    return model.eval(), eval_transform(mean=pre["mean"], std=pre["std"]), record
 
 
 def weights_cache_file(name: str) -> str:
