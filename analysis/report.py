@@ -3,12 +3,14 @@ and a tidy CSV (one row per trial x epoch).
 
     python -m analysis.report RESULTS_DIR [--baselines DIR] [--out DIR]
 
-Accuracies are the best epoch's (lowest validation loss). Each configuration
-gets two intervals: across seeds (Student t) and the full one that also
-resamples the test images (Wilson for one run, a two-level bootstrap over seeds
-then images for several). Paired comparisons resample the test images (paired
-bootstrap, Holm-adjusted over all comparisons) and add an exact McNemar test on
-the same seed of both sides. Works on a study that is still running, or was
+Scores are the best epoch's (lowest validation loss): accuracy, and beside it
+balanced accuracy (mean per-class recall) and macro-F1, which a classifier
+cannot raise by favouring the largest class. Each configuration gets two
+intervals: across seeds (Student t) and the full one that also resamples the
+test images (Wilson for one run's accuracy, a bootstrap otherwise). Paired
+comparisons resample the test images (paired bootstrap, Holm-adjusted within
+each metric) and, for accuracy, add an exact McNemar test on the same seed of
+both sides. Works on a study that is still running, or was
 interrupted, and says so. Imports neither torch, OpenCV, scikit-image nor Ray.
 """
 
@@ -26,7 +28,16 @@ import pandas as pd
 from analysis.document import Document
 from analysis.results import load_study, read_study_record
 from analysis.stats import accuracy_ci
-from analysis.tables import baseline_table, comparison_table, config_table, paired, summary_table, with_ci
+from analysis.tables import (
+    balance_table,
+    baseline_table,
+    comparison_table,
+    config_table,
+    metric_comparison_table,
+    paired,
+    summary_table,
+    with_ci,
+)
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
 from trainable.layout import BASELINES_FILE, BEST_DIR, BEST_FILE, MODEL_FILE, PEER_FILE, STUDY_FILE, split_identity
 
@@ -57,6 +68,16 @@ class Study:
     baselines: list[dict] | None  # only when computed on the same split
     notes: list[str]  # why something was left out; printed by the CLI too
     best: dict | None = None  # best/best.json (analysis.best), where written
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.record.get("classes", ["1-4", "5-27", "28+"]))
+
+    @property
+    def class_counts(self) -> dict[str, list[int]]:
+        """Images per class in each split (from the recorded split labels, so older studies too)."""
+        n = len(self.classes)
+        return {split: np.bincount(y, minlength=n).tolist() for split, y in self.record["split_labels"].items()}
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -115,7 +136,10 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     if reference is None and len(trials) and (trials.experiment == 1).any():
         reference = trials[trials.experiment == 1].iloc[0].to_dict()  # an older study.json
     weights_labels = record.get("weights_labels", {})
-    configs = config_table(trials, epochs, labels, weights_labels, reference) if len(trials) else pd.DataFrame()
+    n_classes = len(record.get("classes", [])) or 3
+    configs = (
+        config_table(trials, epochs, labels, weights_labels, reference, n_classes) if len(trials) else pd.DataFrame()
+    )
     baselines, notes = load_baselines(baselines_dir, split_id_of(record))
     name = os.path.basename(os.path.abspath(results_dir))
     best_file = os.path.join(results_dir, BEST_DIR, BEST_FILE)
@@ -189,6 +213,32 @@ def summary_section(doc: Document, s: Study) -> None:
         )
 
 
+def balance_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
+    doc.h("Classes: counts, balanced scores and recall per class")
+    counts = pd.DataFrame(s.class_counts, index=s.classes).T
+    shares = counts.div(counts.sum(axis=1), axis=0)
+    doc.table(
+        pd.DataFrame(
+            {
+                "split": counts.index,
+                **{c: [f"{n} ({100 * f:.0f}%)" for n, f in zip(counts[c], shares[c], strict=True)] for c in s.classes},
+                "images": counts.sum(axis=1),
+            }
+        )
+    )
+    largest = shares.loc["test"].max()
+    doc.p(
+        f"Predicting the largest class for every test image scores accuracy {largest:.3f}, balanced accuracy "
+        f"{1 / len(s.classes):.3f}. Balanced accuracy is the mean of the per-class recalls; macro-F1 the "
+        "unweighted mean of per-class F1. Both are on the test images of the best epoch, with the same two "
+        "intervals as accuracy (the full one a bootstrap over seeds, then images). Recall per class: the "
+        "share of each class's test images predicted as that class, mean over runs."
+    )
+    table = balance_table(s.configs.head(MAX_SHOWN), btable, s.classes)
+    if len(table):
+        doc.table(table)
+
+
 def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
     doc.h("Against the 2021 report")
     weights = set(s.trials.weights.dropna()) if len(s.trials) else set()
@@ -237,21 +287,22 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
     n_images = len(s.labels)
     lo, hi = accuracy_ci(int(0.8 * n_images), n_images)
     ranked = s.ranked
-    pairs = []
+    sides = []  # (name A, name B, row A, row B)
     reference = ranked[ranked.experiment == 1] if len(ranked) else ranked
     if len(reference):
         ref = reference.iloc[0]
         for c in ranked.head(MAX_SHOWN).itertuples():
             if c.config_id != ref.config_id:
-                pairs.append((f"#{c.experiment} {c.name}", f"#{ref.experiment} {ref['name']}", paired(c, ref)))
+                sides.append((f"#{c.experiment} {c.name}", f"#{ref.experiment} {ref['name']}", c, ref))
     if len(ranked) and btable is not None:
         best = ranked.iloc[0]
         for _, group in btable.groupby("features", sort=False):
             b = group.loc[group.val_acc.str[0].idxmax()]
-            pairs.append((f"best CNN #{best.experiment}", b["name"], paired(best, b)))
-    if not pairs:
+            sides.append((f"best CNN #{best.experiment}", b["name"], best, b))
+    if not sides:
         doc.p("No comparison: it needs finished configurations (and experiment 1, or baselines on the same split).")
         return
+    pairs = [(a, b, paired(row_a, row_b)) for a, b, row_a, row_b in sides]
     table, adjusted = comparison_table(pairs)
     doc.p(
         f"{len(pairs)} paired comparison(s) on the same {n_images} test images. The bootstrap resamples "
@@ -263,6 +314,13 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
     doc.table(table)
     for (a, b, test), p_holm in zip(pairs, adjusted, strict=True):
         doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(pairs)))
+    doc.h("The same comparisons on balanced accuracy and macro-F1", 3)
+    doc.p(
+        f"Paired bootstrap over the same {n_images} test images (each side's score averaged over its seeds), "
+        f"Holm-adjusted over the {len(pairs)} comparison(s) of each metric. McNemar's test counts right and "
+        "wrong answers, so it has no class-balanced form and is not repeated here."
+    )
+    doc.table(metric_comparison_table(sides, s.labels, len(s.classes)))
 
 
 def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_dir: str) -> None:
@@ -289,9 +347,7 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
         save(figures.loss_curves(s.epochs, s.trials, shown), "loss_curves.png", "Loss curves per configuration")
     if (shown.scored > 0).any():
         save(
-            figures.confusion_matrices(
-                s.trials, shown[shown.scored > 0], s.record.get("classes", ["1-4", "5-27", "28+"])
-            ),
+            figures.confusion_matrices(s.trials, shown[shown.scored > 0], s.classes),
             "confusion.png",
             "Normalized confusion matrices (rows: true class) of each configuration's best trial",
         )
@@ -368,7 +424,7 @@ def build_report(
     """Write report.md, report.html, figures/ and epochs.csv to `out_dir`; return the
     document and the notes on what was left out."""
     s = load_inputs(results_dir, baselines_dir)
-    btable = baseline_table(s.baselines, s.labels) if s.baselines else None
+    btable = baseline_table(s.baselines, s.labels, len(s.classes)) if s.baselines else None
     os.makedirs(out_dir, exist_ok=True)
     doc = Document()
     header(doc, s)
@@ -376,6 +432,7 @@ def build_report(
         doc.p(note)
     if len(s.configs):
         summary_section(doc, s)
+        balance_section(doc, s, btable)
         paper_section(doc, s, btable)
         comparisons_section(doc, s, btable)
         figures_section(doc, s, btable, out_dir)

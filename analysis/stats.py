@@ -2,7 +2,9 @@
 
 Convention: `correct` arrays are 0/1 per test image, shape (images,) for one
 run or (seeds, images) for several seeds of one configuration, images in the
-same order for every model compared.
+same order for every model compared. `preds` arrays hold predicted class
+indices in the same shapes, for the class-balanced scores (METRICS), which
+are not means over images and so need the labels.
 """
 
 from __future__ import annotations
@@ -60,6 +62,110 @@ def full_accuracy_ci(
     # images, and the percentile bootstrap collapses near 0 or 1 (all right: [1, 1]).
     w_lo, w_hi = accuracy_ci(mean * x.shape[1], x.shape[1], confidence)
     return mean, float(min(lo, w_lo)), float(max(hi, w_hi))
+
+
+def class_counts(preds: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
+    """(true positives, false positives, false negatives) per class, shape (..., classes), of
+    predictions (..., images) against labels broadcastable to them: one bincount of
+    (row, label, prediction) gives every row's confusion matrix."""
+    preds = np.asarray(preds)
+    labels = np.broadcast_to(labels, preds.shape)
+    rows = np.arange(int(np.prod(preds.shape[:-1]))).reshape(*preds.shape[:-1], 1)
+    keys = (rows * n_classes + labels) * n_classes + preds
+    confusion = np.bincount(keys.ravel(), minlength=rows.size * n_classes * n_classes)
+    confusion = confusion.reshape(*preds.shape[:-1], n_classes, n_classes)  # [..., true, predicted]
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    return tp, confusion.sum(-2) - tp, confusion.sum(-1) - tp
+
+
+def recall_per_class(preds, labels, n_classes: int) -> np.ndarray:
+    """Recall of each class (..., classes); NaN for a class with no image."""
+    tp, _, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / (tp + fn)
+
+
+def _mean_over_classes(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    return np.where(present, values, 0).sum(-1) / np.maximum(present.sum(-1), 1)
+
+
+def balanced_accuracy(preds, labels, n_classes: int) -> np.ndarray:
+    """Mean per-class recall over the classes that have images (sklearn's balanced accuracy)."""
+    tp, _, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
+    support = tp + fn
+    return _mean_over_classes(tp / np.maximum(support, 1), support > 0)
+
+
+def macro_f1(preds, labels, n_classes: int) -> np.ndarray:
+    """Unweighted mean of per-class F1 over the classes that have images or predictions
+    (sklearn's macro-F1 with zero_division=0 when every class has images)."""
+    tp, fp, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
+    seen = 2 * tp + fp + fn
+    return _mean_over_classes(2 * tp / np.maximum(seen, 1), seen > 0)
+
+
+def accuracy(preds, labels, n_classes: int) -> np.ndarray:
+    return (np.asarray(preds) == np.asarray(labels)).mean(-1)
+
+
+# name in the report -> f(preds (..., images), labels, classes) -> (...)
+METRICS = {"accuracy": accuracy, "balanced accuracy": balanced_accuracy, "macro-F1": macro_f1}
+
+
+def _resampled(preds: np.ndarray, labels: np.ndarray, metric: str, images: np.ndarray, n_classes: int) -> np.ndarray:
+    """The metric of every run (rows of preds) on each resample of images: (runs, resamples)."""
+    return METRICS[metric](preds[:, images], labels[images][None], n_classes)
+
+
+def full_metric_ci(
+    preds, labels, metric: str, n_classes: int, *, n_boot: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """Mean of `metric` over runs and its full interval, like full_accuracy_ci: resampling
+    seeds, then test images (one run: images only; percentile bootstrap, as a balanced score
+    has no Wilson interval). For 'accuracy' it is full_accuracy_ci itself."""
+    x = np.atleast_2d(np.asarray(preds))
+    labels = np.asarray(labels)
+    if metric == "accuracy":
+        return full_accuracy_ci((x == labels[None]).astype(float), n_boot=n_boot, seed=seed, confidence=confidence)
+    mean = float(METRICS[metric](x, labels[None], n_classes).mean())
+    rng = np.random.default_rng(seed)
+    boot = np.empty(n_boot)
+    for start in range(0, n_boot, 500):
+        n = min(500, n_boot - start)
+        images = rng.integers(0, x.shape[1], (n, x.shape[1]))
+        values = _resampled(x, labels, metric, images, n_classes)  # runs x n
+        seeds = rng.integers(0, len(x), (n, len(x)))
+        boot[start : start + n] = values[seeds, np.arange(n)[:, None]].mean(1)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    return mean, float(lo), float(hi)
+
+
+def paired_metric_bootstrap(
+    preds_a, preds_b, labels, metric: str, n_classes: int, *, n_boot: int = 10_000, seed: int = 0,
+    confidence: float = CONFIDENCE,
+) -> tuple[float, float, float, float]:  # fmt: skip
+    """`metric` of A minus B (each averaged over its runs), resampling test images with both
+    sides paired; (diff, lo, hi, two-sided p). For 'accuracy' it is paired_bootstrap."""
+    a, b = np.atleast_2d(np.asarray(preds_a)), np.atleast_2d(np.asarray(preds_b))
+    labels = np.asarray(labels)
+    if metric == "accuracy":
+        return paired_bootstrap(a == labels[None], b == labels[None], n_boot=n_boot, seed=seed, confidence=confidence)
+    score = METRICS[metric]
+    diff = float(score(a, labels[None], n_classes).mean() - score(b, labels[None], n_classes).mean())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(labels), (n_boot, len(labels)))
+    boot = np.concatenate(
+        [
+            _resampled(a, labels, metric, idx[i : i + 500], n_classes).mean(0)
+            - _resampled(b, labels, metric, idx[i : i + 500], n_classes).mean(0)
+            for i in range(0, n_boot, 500)
+        ]
+    )
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    p = min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean()))
+    return diff, float(lo), float(hi), float(p)
 
 
 def holm(pvalues) -> list[float]:

@@ -1,6 +1,7 @@
 """Tidy tables of a study -> the report's tables: one row per configuration with its
-settings, how its trials ended and its accuracies with both kinds of interval; the
-baselines likewise; paired comparisons with Holm-adjusted p-values."""
+settings, how its trials ended and its scores (accuracy, balanced accuracy, macro-F1)
+with both kinds of interval; the baselines likewise; paired comparisons with
+Holm-adjusted p-values."""
 
 from __future__ import annotations
 
@@ -10,10 +11,23 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import config_of
-from analysis.stats import PairedTest, compare, format_p, full_accuracy_ci, holm, mean_ci
+from analysis.stats import (
+    METRICS,
+    PairedTest,
+    compare,
+    format_p,
+    full_accuracy_ci,
+    full_metric_ci,
+    holm,
+    mean_ci,
+    paired_metric_bootstrap,
+    recall_per_class,
+)
 from trainable.config import comparable_settings, differs_from
 
-AXES = ("optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation")  # what grids vary
+# what grids vary
+AXES = ("optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation", "class_weights", "sampler")
+BALANCED = ("balanced accuracy", "macro-F1")  # the class-balanced scores beside accuracy
 NAN3 = (np.nan, np.nan, np.nan)
 
 
@@ -36,6 +50,19 @@ def with_range(mean: float, lo: float, hi: float) -> str:
 def correct_matrix(preds: list[list[int]], labels: np.ndarray) -> np.ndarray:
     """(runs, images) 0/1 array of which test images each run got right."""
     return (np.asarray(list(preds)) == labels[None, :]).astype(float)
+
+
+def scores(preds: np.ndarray | None, labels: np.ndarray, n_classes: int) -> dict[str, Any]:
+    """The class-balanced scores of a (runs, images) prediction matrix: per metric in BALANCED
+    its mean with the across-runs t interval and with the full interval (stats.full_metric_ci),
+    and the recall of each class averaged over runs."""
+    if preds is None:
+        return {**{m: NAN3 for m in BALANCED}, **{f"{m} full": NAN3 for m in BALANCED}, "recall": None}
+    out: dict[str, Any] = {"recall": np.nanmean(recall_per_class(preds, labels, n_classes), 0)}
+    for metric in BALANCED:
+        out[metric] = mean_ci(METRICS[metric](preds, labels[None], n_classes))
+        out[f"{metric} full"] = full_metric_ci(preds, labels, metric, n_classes)
+    return out
 
 
 def val_acc_at_best(epochs: pd.DataFrame) -> pd.Series:
@@ -70,6 +97,7 @@ def config_table(
     labels: np.ndarray,
     weights_labels: dict[str, str],
     reference: dict | None,
+    n_classes: int = 3,
 ) -> pd.DataFrame:
     """One row per configuration. Val accuracy counts every trial with a finite epoch (ASHA-
     stopped ones at their best epoch so far); test accuracy only finished ones. `complete`:
@@ -83,6 +111,7 @@ def config_table(
         config = config_of(first)
         used = done.precision_used.iloc[0] if len(done) else None
         seen = group.val_at_best.dropna()
+        preds = np.asarray(list(done.test_pred)) if len(done) else None
         correct = correct_matrix(done.test_pred, labels) if len(done) else None
         rows.append(
             {
@@ -101,8 +130,10 @@ def config_table(
                 "val": mean_ci(seen) if len(seen) else NAN3,
                 "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
                 "test_full": full_accuracy_ci(correct) if correct is not None else NAN3,
+                **scores(preds, labels, n_classes),
                 "seed_list": done.seed.tolist(),
                 "correct": correct,
+                "preds": preds,
                 **{k: config.get(k) for k in AXES},
             }
         )
@@ -137,12 +168,13 @@ def summary_table(configs: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def baseline_table(records: list[dict], labels: np.ndarray) -> pd.DataFrame:
+def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3) -> pd.DataFrame:
     """One row per baseline method: val/test mean over its seeds, and the full test interval
     (Wilson for a method without seeds, the two-level bootstrap over seeds and images otherwise)."""
     frame = pd.DataFrame(records)
     rows = []
     for name, group in frame.groupby("name", sort=False):
+        preds = np.asarray(list(group.test_pred))
         rows.append(
             {
                 "name": name,
@@ -152,9 +184,55 @@ def baseline_table(records: list[dict], labels: np.ndarray) -> pd.DataFrame:
                 "val_acc": mean_ci(group.val_acc),
                 "test_acc": mean_ci(group.test_acc),
                 "correct": correct_matrix(group.test_pred, labels),
+                "preds": preds,
                 "test_full": full_accuracy_ci(correct_matrix(group.test_pred, labels)),
+                **scores(preds, labels, n_classes),
             }
         )
+    return pd.DataFrame(rows)
+
+
+def balance_table(configs: pd.DataFrame, baselines: pd.DataFrame | None, classes: list[str]) -> pd.DataFrame:
+    """Scored configurations, then baselines: test accuracy, balanced accuracy and macro-F1
+    with both intervals, and the test recall of each class (mean over runs)."""
+    rows = []
+    for frame, kind in ((configs[configs.scored > 0], "config"), (baselines, "baseline")):
+        if frame is None:
+            continue
+        for r in frame.to_dict("records"):
+            row = {
+                "": f"#{r['experiment']} {r['name']}" if kind == "config" else r["name"],
+                "runs": len(r["seed_list"]),
+                "test acc [full 95%]": with_range(*r["test_full"]),
+            }
+            for metric in BALANCED:
+                row[f"{metric} (± across seeds)"] = with_ci(*r[metric])
+                row[f"{metric} [full 95%]"] = with_range(*r[f"{metric} full"])
+            row.update({f"recall {c}": f"{v:.3f}" for c, v in zip(classes, r["recall"], strict=True)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metric_comparison_table(pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int) -> pd.DataFrame:
+    """The same pairs as comparison_table, on each BALANCED metric: paired bootstrap over the
+    test images, Holm-adjusted within each metric's family of comparisons."""
+    rows = []
+    for metric in BALANCED:
+        tests = [paired_metric_bootstrap(a.preds, b.preds, labels, metric, n_classes) for _, _, a, b in pairs]
+        adjusted = holm([t[3] for t in tests])
+        for (name_a, name_b, _, _), (diff, lo, hi, p), p_holm in zip(pairs, tests, adjusted, strict=True):
+            rows.append(
+                {
+                    "metric": metric,
+                    "A": name_a,
+                    "B": name_b,
+                    "A - B (points)": round(100 * diff, 1),
+                    "95% CI": f"{100 * lo:+.1f} to {100 * hi:+.1f}",
+                    "p (bootstrap)": format_p(p),
+                    "p (Holm)": round(p_holm, 3),
+                    "real? (Holm p < 0.05)": "yes" if p_holm < 0.05 else "no",
+                }
+            )
     return pd.DataFrame(rows)
 
 

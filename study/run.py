@@ -26,10 +26,12 @@ from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from trainable.config import (
+    CLASS_WEIGHTS,
     NAMED_WEIGHTS,
     NORMALIZATIONS,
     PRECISIONS,
     RANDOM_INIT_NOTICE,
+    SAMPLERS,
     STOP_RULES,
     comparable_settings,
     differs_from,
@@ -51,6 +53,8 @@ SUMMARY_COLUMNS = {  # result key -> column title
     "best_epoch": "best_epoch",
     "val_acc_best": "val_acc",
     "test_acc_best": "test_acc",
+    "test_bacc_best": "test_bacc",
+    "test_f1_best": "test_f1",
     "train_seconds": "train_s",
 }
 SETTINGS_COLUMNS = ["weights", "max epochs", "stop rule", "precision", "normalization", "differs from #1"]
@@ -102,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         "paper: the 2021 report's rule, see README",
     )
     p.add_argument("--es-rounds", type=int, help="paper stop rule: epochs allowed in a row (default 10)")
+    p.add_argument(
+        "--class-weights",
+        choices=CLASS_WEIGHTS,
+        help="balanced: weight each class's training loss by n / (classes x its count) (default none)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        help="balanced: each epoch draws training images with every class equally likely (default random)",
+    )
     p.add_argument(
         "--augment-views",
         type=int,
@@ -207,7 +221,17 @@ def load_data(args: argparse.Namespace) -> FaceData:
     return dataset_from_args(args)
 
 
-OVERRIDES = ("weights", "max_epochs", "precision", "augment_views", "normalization", "stop_rule", "es_rounds")
+OVERRIDES = (
+    "weights",
+    "max_epochs",
+    "precision",
+    "augment_views",
+    "normalization",
+    "stop_rule",
+    "es_rounds",
+    "class_weights",
+    "sampler",
+)
 
 
 def overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -291,11 +315,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         f"{len(configs)} trial(s) of grid {args.grid!r} on {data.root} ({data.layout}: {sizes}; "
         f"classes {', '.join(data.classes)}), scheduler {scheduler}"
     )
+    print(class_count_lines(data.class_counts()))
     ray = start_ray(args)
     if not args.resume:
         record_study(plan, args, argv, data)
     results = make_tuner(plan, args, data, ray, scheduler).fit()
     return finish(plan, results)
+
+
+def class_count_lines(counts: dict[str, dict[str, int]]) -> str:
+    """'Images per class: train 1-4 120 (33%), ...', one line per split: imbalance in plain sight."""
+    lines = ["Images per class (share of the split):"]
+    for split, per_class in counts.items():
+        total = sum(per_class.values()) or 1
+        lines.append(f"  {split:5} " + ", ".join(f"{c} {n} ({100 * n / total:.0f}%)" for c, n in per_class.items()))
+    return "\n".join(lines)
 
 
 def plan_study(args: argparse.Namespace, configs: list[dict[str, Any]]) -> Plan:
@@ -347,6 +381,7 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
         data_layout=data.layout,
         classes=data.classes,
         split_sizes=data.sizes(),
+        class_counts=data.class_counts(),
         skipped_files=data.skipped,
         converted_files=data.converted,
         duplicate_files=data.duplicates,

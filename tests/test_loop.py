@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from trainable.cache import encode
 from trainable.loop import EarlyStopping, TrainState, derive_seed, fit
@@ -117,3 +118,36 @@ def test_fit_stops_a_diverging_run_and_restores_the_best_finite_epoch(tiny_data)
     if best:  # the best finite epoch's weights, not the diverged ones
         restored = trainable_state(net)
         assert all(torch.equal(restored[k], snapshots[best][k]) for k in restored)
+
+
+def test_balanced_sampler_draws_every_class_equally():
+    """sample_weights: each epoch draws len(inputs) images with replacement in those proportions."""
+    from trainable.loop import train_one_epoch
+
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    inputs = torch.randn(100, 4)
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x):
+            seen.append(x)
+            return self.linear(x)
+
+    net = Spy()
+    weights = torch.where(labels == 0, 1 / 90, 1 / 10).double()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        train_one_epoch(
+            net, nn.CrossEntropyLoss(), optimizer, inputs, labels, batch_size=100, generator=generator,
+            device=torch.device("cpu"), precision="fp32", scaler=torch.amp.GradScaler("cpu", enabled=False),
+            sample_weights=weights,
+        )  # fmt: skip
+    drawn = torch.cat(seen)
+    rows = (drawn[:, None, :] == inputs[None]).all(-1).float().argmax(1)
+    minority = (labels[rows] == 1).float().mean().item()
+    assert len(drawn) == 2000 and abs(minority - 0.5) < 0.05  # 2000 draws: sd 0.011, so 4.5 sd

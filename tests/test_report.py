@@ -212,3 +212,28 @@ def test_analysis_results_lists_a_study_in_progress(tmp_path, outcome):
     assert proc.returncode == 0, proc.stderr
     assert outcome in proc.stdout and "none (random init)" not in proc.stdout  # labels from study.json
     assert "patience 10" in proc.stdout and "facenet" in proc.stdout
+
+
+def test_imbalanced_classes_get_counts_balanced_scores_and_recall_per_class(tmp_path):
+    """A test set that is 2/3 one class and a model that always says that class: accuracy
+    0.667 but balanced accuracy 1/3 and recall 1, 0, 0, in report.md as text."""
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, "max_epochs", 0.8)])
+    labels = [0] * 20 + [1] * 5 + [2] * 5
+    record = json.loads((study / "study.json").read_text())
+    record.update(split(labels))
+    (study / "study.json").write_text(json.dumps(record))
+    majority = study / "train_face_age_2_0" / "result.json"
+    rows = [json.loads(line) for line in majority.read_text().splitlines()]
+    rows[-1]["test_pred"] = [0] * N_TEST
+    majority.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    markdown, _ = report(study)
+    section = markdown.split("## Classes: counts, balanced scores and recall per class")[1].split("\n## ")[0]
+    assert "| test | 20 (67%) | 5 (17%) | 5 (17%) | 30 |" in section
+    row = next(line for line in section.splitlines() if line.startswith("| #2 exp2"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2].startswith("0.667 [")  # accuracy
+    assert cells[3] == "0.333" and cells[4].startswith("0.333 [")  # balanced accuracy
+    assert cells[5] == "0.267" and cells[6].startswith("0.267 [")  # macro-F1: (0.8 + 0 + 0) / 3
+    assert cells[7:] == ["1.000", "0.000", "0.000"]  # recall per class
+    comparisons = markdown.split("### The same comparisons on balanced accuracy and macro-F1")[1]
+    assert "| balanced accuracy | #2 exp2 | #1 exp1 |" in comparisons and "| macro-F1 |" in comparisons

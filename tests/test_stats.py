@@ -104,3 +104,44 @@ def test_full_interval_of_perfect_runs_is_not_a_point():
 
     mean, lo, hi = full_accuracy_ci(np.ones((3, 12)))
     assert (mean, hi) == (1.0, 1.0) and lo == pytest.approx(accuracy_ci(12, 12)[0]) and lo < 0.8
+
+
+def test_balanced_scores_match_sklearn_and_the_accuracy_paths_are_the_old_ones():
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from analysis.stats import (
+        balanced_accuracy,
+        full_accuracy_ci,
+        full_metric_ci,
+        macro_f1,
+        paired_metric_bootstrap,
+        recall_per_class,
+    )
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 90)
+    runs = np.stack([np.where(rng.random(90) < q, y, rng.integers(0, 3, 90)) for q in (0.5, 0.6, 0.7)])
+    for p in runs:  # integer counts divided once: the same float as sklearn's
+        assert balanced_accuracy(p, y, 3) == pytest.approx(balanced_accuracy_score(y, p), abs=1e-15)
+        assert macro_f1(p, y, 3) == pytest.approx(f1_score(y, p, average="macro"), abs=1e-15)
+    assert recall_per_class(runs, y, 3)[:, 1] == pytest.approx([(p[y == 1] == 1).mean() for p in runs])
+    correct = (runs == y).astype(float)
+    assert full_metric_ci(runs, y, "accuracy", 3) == full_accuracy_ci(correct)
+    assert paired_metric_bootstrap(runs[:1], runs[1:], y, "accuracy", 3) == paired_bootstrap(correct[:1], correct[1:])
+    mean, lo, hi = full_metric_ci(runs, y, "balanced accuracy", 3)
+    assert lo < mean < hi and mean == pytest.approx(np.mean([balanced_accuracy_score(y, p) for p in runs]))
+    one = full_metric_ci(runs[:1], y, "macro-F1", 3)
+    assert one[1] < one[0] < one[2]
+    diff, lo, hi, p = paired_metric_bootstrap(runs[2], runs[0], y, "balanced accuracy", 3)
+    assert lo < diff < hi and 0 <= p <= 1
+    assert paired_metric_bootstrap(runs[0], runs[0], y, "macro-F1", 3) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_a_majority_class_predictor_scores_one_over_classes():
+    from analysis.stats import balanced_accuracy, macro_f1
+
+    y = np.array([0] * 80 + [1] * 10 + [2] * 10)
+    always = np.zeros(100, int)
+    assert (always == y).mean() == 0.8
+    assert balanced_accuracy(always, y, 3) == pytest.approx(1 / 3)
+    assert macro_f1(always, y, 3) == pytest.approx((2 * 80 / (2 * 80 + 20)) / 3)

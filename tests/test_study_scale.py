@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from analysis.results import load_study
@@ -191,6 +192,8 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path):
 
 @pytest.mark.slow
 def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
+    """With class-weighted loss and the balanced sampler: the class counts are printed and
+    recorded, and the summary has balanced accuracy and macro-F1 beside accuracy."""
     proc = cli(
         "--grid",
         "smoke",
@@ -198,6 +201,10 @@ def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
         utk_root,
         "--layout",
         "utkface",
+        "--class-weights",
+        "balanced",
+        "--sampler",
+        "balanced",
         "--seeds",
         "1",
         "--storage",
@@ -213,6 +220,11 @@ def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
         record = json.load(f)
     assert record["data_layout"] == "utkface" and len(record["skipped_files"]) == 2
     assert record["split_sizes"] == {"train": 36, "val": 12, "test": 12}
+    assert record["class_counts"]["test"] == {"1-4": 4, "5-27": 4, "28+": 4}
+    assert "Images per class (share of the split):" in proc.stdout and "test  1-4 4 (33%)" in proc.stdout
+    assert (trials.class_weights == "balanced").all() and (trials.sampler == "balanced").all()
+    summary = pd.read_csv(tmp_path / "utk" / "summary.csv")
+    assert summary[["test_acc", "test_bacc", "test_f1"]].notna().all().all()
 
 
 @pytest.mark.slow

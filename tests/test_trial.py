@@ -151,3 +151,30 @@ def test_facenet_normalization_is_facenet_pytorchs_own():
     )
     # Same arithmetic in another order ((x/255 - m)/s vs (x - 127.5)/128): fp32 rounding, |values| <= 1.
     assert torch.allclose(ours, theirs, atol=1e-5)
+
+
+def test_class_balanced_scores_and_options(tiny_data, tmp_path):
+    """Balanced accuracy and macro-F1 are reported per split (sklearn's definitions);
+    class weights and the balanced sampler change training but not what val loss means."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    plain, _ = run(config(max_epochs=3), tiny_data, str(tmp_path))
+    for split in ("train", "val", "test"):
+        assert 0 <= plain[f"{split}_bacc_best"] <= 1 and 0 <= plain[f"{split}_f1_best"] <= 1
+    y = tiny_data.labels_of("test").numpy()
+    assert plain["test_bacc_best"] == pytest.approx(balanced_accuracy_score(y, plain["test_pred"]), abs=1e-12)
+    weighted, _ = run(config(max_epochs=3, class_weights="balanced", sampler="balanced"), tiny_data, str(tmp_path))
+    assert weighted["train_loss"] != plain["train_loss"]  # other draws of the training images
+
+
+def test_imbalance_weights_give_every_class_the_same_total():
+    from trainable.trial import imbalance_weights
+
+    labels = torch.tensor([0] * 10 + [1] * 30 + [2] * 60)
+    class_w, sample_w = imbalance_weights(config(class_weights="balanced", sampler="balanced"), labels, 3)
+    assert class_w.tolist() == pytest.approx([100 / 30, 100 / 90, 100 / 180])
+    totals = torch.bincount(labels, weights=sample_w.double())  # each class: n / classes
+    assert totals.tolist() == pytest.approx([100 / 3] * 3)
+    assert imbalance_weights(config(), labels, 3) == (None, None)
+    class_w, _ = imbalance_weights(config(class_weights="balanced"), torch.tensor([0, 0, 2]), 3)
+    assert class_w[1] == 0  # a class with no training image: nothing to weight

@@ -19,6 +19,10 @@ NAMED_WEIGHTS = ("vggface2", "casia-webface", "none")
 # dataset = per-channel mean/std of the training images in [0, 1] (the 2021 report's description).
 NORMALIZATIONS = ("facenet", "dataset")
 STOP_RULES = ("patience", "paper")  # see trainable.loop.EarlyStopping
+# balanced = each class's training loss weighted by n / (classes x its count) (sklearn's 'balanced')
+CLASS_WEIGHTS = ("none", "balanced")
+# balanced = each epoch draws n training images with replacement, every class equally likely
+SAMPLERS = ("random", "balanced")
 # What a trial is, not how it is set up: the keys "differs from #1" leaves out.
 IDENTITY_KEYS = ("experiment", "name", "config_id", "seed")
 
@@ -38,6 +42,8 @@ class TrialConfig:
     optimizer: str = "adam"
     lr: float = 1e-4
     momentum: float = 0.0  # SGD only; the original used none
+    class_weights: str = "none"  # CLASS_WEIGHTS: the training loss only; val loss stays plain
+    sampler: str = "random"  # SAMPLERS: how an epoch draws its training images
     batch_size: int = 32
     max_epochs: int = 400
     stop_rule: str = "patience"  # or "paper": the 2021 report's rule (trainable.loop.EarlyStopping)
@@ -78,6 +84,8 @@ class TrialConfig:
             "precision": PRECISIONS,
             "normalization": NORMALIZATIONS,
             "stop_rule": STOP_RULES,
+            "class_weights": CLASS_WEIGHTS,
+            "sampler": SAMPLERS,
         }
         for key, valid in choices.items():
             if getattr(self, key) not in valid:

@@ -57,6 +57,14 @@ class FaceData:
     def sizes(self) -> dict[str, int]:
         return {name: len(idx) for name, idx in self.split.items()}
 
+    def class_counts(self) -> dict[str, dict[str, int]]:
+        """Images per class in each split, e.g. {'train': {'1-4': 120, ...}, ...}."""
+        n = len(self.classes)
+        return {
+            name: dict(zip(self.classes, np.bincount(self.labels[idx], minlength=n).tolist(), strict=True))
+            for name, idx in self.split.items()
+        }
+
     def split_record(self) -> dict[str, dict]:
         """The split as every results file records it: paths and labels per split, and
         their identity (trainable.layout.split_identity) to tell splits apart."""

@@ -128,11 +128,17 @@ def train_one_epoch(
     device: torch.device,
     precision: str,
     scaler: torch.amp.GradScaler,
+    sample_weights: torch.Tensor | None = None,
 ) -> float:
     """One pass in a random order drawn from `generator`; returns the mean sample loss.
-    `scaler` (fp16 loss scaling; disabled otherwise) carries its scale across epochs."""
+    With `sample_weights` (one per image), the pass is len(inputs) draws with replacement
+    in those proportions instead. `scaler` (fp16 loss scaling; disabled otherwise) carries
+    its scale across epochs."""
     net.train()
-    order = torch.randperm(len(inputs), generator=generator)
+    if sample_weights is None:
+        order = torch.randperm(len(inputs), generator=generator)
+    else:
+        order = torch.multinomial(sample_weights, len(inputs), replacement=True, generator=generator)
     total = 0.0
     for idx in order.split(batch_size):
         x, y = inputs[idx].to(device, non_blocking=True), labels[idx].to(device)
@@ -143,7 +149,7 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
         total += loss.item() * len(idx)
-    return total / len(inputs)
+    return total / len(order)
 
 
 @torch.no_grad()
@@ -177,6 +183,8 @@ def fit(
     precision: str,
     on_epoch: Callable[[TrainState, bool], None] = lambda state, done: None,
     scaler: torch.amp.GradScaler | None = None,
+    class_weights: torch.Tensor | None = None,
+    sample_weights: torch.Tensor | None = None,
 ) -> TrainState:
     """Train `net` (the model, or its head on cached features) from `state` onwards.
 
@@ -185,8 +193,14 @@ def fit(
     randomness (batch order, dropout) comes from (seed, epoch) alone, so a
     resumed run repeats an uninterrupted one. On return the model holds the
     best epoch's weights (its last ones if no epoch had a finite loss).
+
+    `class_weights` (one per class) weight the training loss only; the validation loss,
+    which early stopping and ASHA read, is always the plain mean cross-entropy, so trials
+    with and without weights stay comparable. `sample_weights` (one per training image)
+    make each epoch draw its images in those proportions (train_one_epoch).
     """
     criterion = nn.CrossEntropyLoss()
+    train_criterion = criterion if class_weights is None else nn.CrossEntropyLoss(weight=class_weights.to(device))
     scaler = scaler or grad_scaler(device, precision)  # one per trial: the loss scale adapts over epochs
     done = state.stopper.should_stop or state.epoch >= max_epochs
     while not done:
@@ -196,7 +210,7 @@ def fit(
         generator = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
         train_loss = train_one_epoch(
             net,
-            criterion,
+            train_criterion,
             optimizer,
             train_inputs(epoch),
             train_labels,
@@ -205,6 +219,7 @@ def fit(
             device=device,
             precision=precision,
             scaler=scaler,
+            sample_weights=sample_weights,
         )
         logits = predict(net, val_inputs, device=device, precision=precision)
         val_loss = criterion(logits, val_labels).item()

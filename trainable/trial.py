@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import confusion_matrix
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
 from trainable.cache import TrunkCache, encode
 from trainable.config import TrialConfig
@@ -207,6 +207,8 @@ def run_trial(
     net = model.head if cfg.uses_cache else model
     run_precision = "fp32" if cfg.uses_cache else precision  # bf16 does not speed up 3x3 maps
     training = Training.start(cfg, model, grad_scaler(device, run_precision), resume)
+    train_labels = data.labels_of("train")
+    class_weights, sample_weights = imbalance_weights(cfg, train_labels, len(data.classes))
 
     def on_epoch(state: TrainState, done: bool) -> None:
         if not done:  # the last epoch is reported below, with the final scores
@@ -219,7 +221,7 @@ def run_trial(
         training.optimizer,
         training.state,
         train_inputs=inputs.train,
-        train_labels=data.labels_of("train"),
+        train_labels=train_labels,
         val_inputs=inputs.eval["val"],
         val_labels=data.labels_of("val"),
         batch_size=cfg.batch_size,
@@ -229,6 +231,8 @@ def run_trial(
         precision=run_precision,
         on_epoch=on_epoch,
         scaler=training.scaler,
+        class_weights=class_weights,
+        sample_weights=sample_weights,
     )
     state = training.state
     final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
@@ -237,6 +241,19 @@ def run_trial(
     final["stopped_by"] = state.stopper.stopped_by or "max_epochs"  # or early_stopping, diverged
     report(final, training.final_checkpoint(cfg, final, model_description(cfg, data, inputs, precision)))
     return final
+
+
+def imbalance_weights(
+    cfg: TrialConfig, labels: torch.Tensor, n_classes: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(per-class loss weights, per-image sampling weights), each None unless the config asks
+    for it: 'balanced' weights are n / (classes x count), so every class weighs the same in
+    total (a class absent from training gets weight 0)."""
+    counts = torch.bincount(labels, minlength=n_classes).double()
+    balanced = torch.where(counts > 0, len(labels) / (n_classes * counts.clamp(min=1)), 0.0)
+    class_weights = balanced.float() if cfg.class_weights == "balanced" else None
+    sample_weights = balanced[labels] if cfg.sampler == "balanced" else None
+    return class_weights, sample_weights
 
 
 def model_description(cfg: TrialConfig, data: FaceData, inputs: TrialInputs, precision: str) -> dict[str, Any]:
@@ -264,8 +281,9 @@ def model_description(cfg: TrialConfig, data: FaceData, inputs: TrialInputs, pre
 def score_best(
     net: torch.nn.Module, inputs: TrialInputs, data: FaceData, state: TrainState, device: torch.device, precision: str
 ) -> dict[str, Any]:
-    """Accuracy and normalized confusion matrix of the restored best model on each split;
-    None for all of them when no epoch had a finite loss (the trial diverged at once)."""
+    """Accuracy, balanced accuracy (mean per-class recall), macro-F1 and the normalized
+    confusion matrix of the restored best model on each split; None for the scores when no
+    epoch had a finite loss (the trial diverged at once)."""
     seconds = np.cumsum([h.seconds for h in state.history])
     best = state.stopper.best_epoch
     scores: dict[str, Any] = {
@@ -276,12 +294,15 @@ def score_best(
     }
     for split in SPLITS:
         if not best:
-            scores[f"{split}_acc_best"] = None
+            scores.update({f"{split}_{m}_best": None for m in ("acc", "bacc", "f1")})
             continue
         y = data.labels_of(split).numpy()
         logits = predict(net, inputs.eval[split], device=device, precision=precision)
         pred = logits.argmax(1).numpy()
+        classes = list(range(len(data.classes)))
         scores[f"{split}_acc_best"] = float((pred == y).mean())
+        scores[f"{split}_bacc_best"] = float(balanced_accuracy_score(y, pred))
+        scores[f"{split}_f1_best"] = float(f1_score(y, pred, labels=classes, average="macro", zero_division=0))
         if split != "train":  # per image, in split order: paired tests against other models
             scores[f"{split}_pred"] = pred.tolist()
         scores[f"{split}_confusion"] = (
