@@ -1,11 +1,12 @@
 """Benchmark the study on this machine, in one process, against the naive way.
 
-    python -m study.bench [--quick | --grid-only] [--seeds N] [--out FILE.json] [--data PATH]
+    python -m study.bench [--quick | --grid-only | --scale] [--seeds N] [--out FILE.json] [--data PATH]
 
 Prints a table and writes the figures as JSON. Everything compared is measured
 in the same run; absolute times on shared machines vary, ratios much less.
 `--quick` (under a minute) uses a third of the images and skips the paper grid;
-`--grid-only` runs only the paper grid (with `--seeds N`).
+`--grid-only` runs only the paper grid (with `--seeds N`); `--scale` runs one
+cached trial through the CLI on generated datasets of `--sizes` images (see scale()).
 """
 
 from __future__ import annotations
@@ -191,11 +192,11 @@ def tree_pss(root: int) -> dict[str, int]:
 
 
 class PeakMemory:
-    """Peak summed PSS of a process and all its descendants, sampled every 0.5 s, and the
-    processes that made it up."""
+    """Peak summed PSS of a process and all its descendants, sampled every 0.5 s, the
+    processes that made it up, and the peak of the process itself (`root_peak`)."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self.at_peak, self.peak_at_s = pid, 0, {}, 0.0
+        self.pid, self.peak, self.at_peak, self.peak_at_s, self.root_peak = pid, 0, {}, 0.0, 0
         self._start, self._stop = time.perf_counter(), threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -203,6 +204,7 @@ class PeakMemory:
     def _run(self) -> None:
         while not self._stop.is_set():
             pss = tree_pss(self.pid)
+            self.root_peak = max([self.root_peak] + [v for k, v in pss.items() if k.split()[0] == str(self.pid)])
             if sum(pss.values()) > self.peak:
                 self.peak, self.at_peak = sum(pss.values()), pss
                 self.peak_at_s = time.perf_counter() - self._start
@@ -277,11 +279,133 @@ def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dic
     }
 
 
+SCALE_SHARES = (0.22, 0.33, 0.45)  # UTKFace's classes: 1-4, 5-27, 28+
+
+
+def generate_faces(root: str, n: int, seed: int = 0) -> str:
+    """n distinct 200x200 JPEGs (face-sized, about 10 kB) in one folder per class, in
+    UTKFace's class shares; a class is a tint, so a head can learn it. Reuses a folder
+    that already holds n images."""
+    from PIL import Image
+
+    folder = os.path.join(root, f"faces-{n}")
+    counts = [round(share * n) for share in SCALE_SHARES[:-1]]
+    counts.append(n - sum(counts))
+    if os.path.exists(os.path.join(folder, "done")):
+        return folder
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 200, (64, 200, 200, 3)).astype(np.int16)  # textures, reused with noise
+    for c, count in enumerate(counts):
+        os.makedirs(os.path.join(folder, f"class{c}"), exist_ok=True)
+        for i in range(count):
+            image = base[rng.integers(64)] + rng.integers(-20, 21, (200, 200, 3))
+            image[..., c] += 50
+            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(os.path.join(folder, f"class{c}", f"{i}.jpg"))
+    open(os.path.join(folder, "done"), "w").close()
+    return folder
+
+
+def read_and_hash(root: str) -> float:
+    """Seconds to read and sha256 every file under root: the scan's share of a load."""
+    import hashlib
+
+    start = time.perf_counter()
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as f:
+                hashlib.sha256(f.read()).digest()
+    return time.perf_counter() - start
+
+
+def scale(sizes: list[int], keep: str | None) -> list[dict[str, Any]]:
+    """Per dataset size: scan (read + sha256 of every file) and decode (the rest of a load,
+    which also writes the image store), each timed in this process with a fresh store; then
+    `study.run --grid paper --where experiment=3` (cached, no augmentation) for one epoch with
+    random weights through the CLI: its trunk-encoding rate (the CLI's 'Encoded in' line),
+    its one cached epoch (the trial's epoch_seconds) and peak PSS, of the driver alone and
+    of the driver with every Ray process (sampled every 0.5 s)."""
+    from trainable.data import load_dataset
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = os.path.abspath(keep) if keep else scratch
+        for n in sizes:
+            data_dir = generate_faces(os.path.join(root, "generated"), n)
+            scan_s = read_and_hash(data_dir)
+            start = time.perf_counter()
+            with tempfile.TemporaryDirectory(dir=root) as store:
+                data = load_dataset(data_dir, layout="folders", store=store)
+                load_s = time.perf_counter() - start
+            storage = os.path.join(root, f"scale-{n}")
+            cmd = [
+                sys.executable, "-m", "study.run", "--grid", "paper", "--where", "experiment=3", "--seeds", "1",
+                "--max-epochs", "1", "--weights", "none", "--data", data_dir, "--layout", "folders",
+                "--storage", storage, "--name", "study",
+            ]  # fmt: skip
+            start = time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            memory = PeakMemory(proc.pid)
+            out, _ = proc.communicate()
+            wall = time.perf_counter() - start
+            memory.stop()
+            if proc.returncode != 0:
+                raise RuntimeError(f"scale run of {n} images failed:\n{out[-3000:]}")
+            encoded = next(line for line in out.splitlines() if line.startswith("Encoded in"))
+            encode_s = float(encoded.split()[2])
+            trial = final_rows(os.path.join(storage, "study")).iloc[0]
+            rows.append(
+                {
+                    "images": n,
+                    "split": data.sizes(),
+                    "scan_s": scan_s,
+                    "decode_s": load_s - scan_s,
+                    "encoding_img_per_s": n / encode_s,
+                    "cached_epoch_s": float(trial.epoch_seconds),
+                    "study_wall_s": wall,
+                    "driver_peak_pss_gb": memory.root_peak / 2**30,
+                    "all_processes_peak_pss_gb": memory.peak / 2**30,
+                    "largest_processes_at_peak_gb": memory.largest(),
+                }
+            )
+            print(f"{n} images: {rows[-1]}", flush=True)
+            if not keep:
+                subprocess.run(["rm", "-rf", storage], check=True)
+    return rows
+
+
+def scale_table(rows: list[dict[str, Any]]) -> str:
+    """The --scale figures as a markdown table, with each time's cost per image and the
+    driver's growth against the smallest size."""
+    table = pd.DataFrame(
+        {
+            "images": [r["images"] for r in rows],
+            "scan s": [r["scan_s"] for r in rows],
+            "decode s": [r["decode_s"] for r in rows],
+            "encoding img/s": [r["encoding_img_per_s"] for r in rows],
+            "cached epoch s": [r["cached_epoch_s"] for r in rows],
+            "ms/image (scan+decode+encode+epoch)": [
+                1000
+                * (r["scan_s"] + r["decode_s"] + r["images"] / r["encoding_img_per_s"] + r["cached_epoch_s"])
+                / r["images"]
+                for r in rows
+            ],
+            "driver peak PSS GB": [r["driver_peak_pss_gb"] for r in rows],
+            "driver vs smallest": [r["driver_peak_pss_gb"] / rows[0]["driver_peak_pss_gb"] for r in rows],
+            "all processes peak PSS GB": [r["all_processes_peak_pss_gb"] for r in rows],
+        }
+    )
+    cells = [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row] for row in table.itertuples(index=False)]
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
     what = p.add_mutually_exclusive_group()
     what.add_argument("--quick", action="store_true", help="a third of the images, no paper grid (< 1 min)")
     what.add_argument("--grid-only", action="store_true", help="only the paper grid, no other measurements")
+    what.add_argument("--scale", action="store_true", help="one cached trial on generated datasets of --sizes")
+    p.add_argument("--sizes", default="1000,10000,50000", help="--scale: images per generated dataset")
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "el7008"))
     p.add_argument("--seeds", type=int, default=1, help="seeds of the paper-grid run")
     p.add_argument("--out", help="write the figures here as JSON")
@@ -314,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     trial_gpus = 0.25 if device.type == "cuda" else 0  # four paper trials per GPU
     results: dict[str, Any] = {"machine": machine(device)}
+    if args.scale:
+        results["scale"] = scale([int(n) for n in args.sizes.split(",")], args.keep)
+        print(scale_table(results["scale"]))
+        return finish(results, args.out)
     if not args.grid_only:
         keep = 3 if args.quick else 1  # every `keep`-th image of each split
         results.update(kernel_figures(args.data, keep, device, results["machine"]["bf16_autocast"]))

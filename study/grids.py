@@ -119,7 +119,7 @@ def expand(
     """Flat, validated, complete trial configs: every experiment of `grid` x seeds 0..seeds-1.
 
     `overrides` (weights, max_epochs, ...) apply to every trial, over the grid's
-    own settings; `where` keeps only the experiments whose settings match it.
+    own settings; `where` keeps only the trials whose config matches it on every key.
     """
     experiments = get_grid(grid).experiments
     if seeds < 1:
@@ -128,13 +128,13 @@ def expand(
     configs = []
     for number, name, changes in experiments:
         settings = {**BASELINE, **changes, **overrides}
-        if any(settings.get(k, TrialConfig().to_dict()[k]) != v for k, v in where.items()):
-            continue
         cid = f"{grid}-{number}-{config_id(settings)}"
         for seed in range(seeds):
             config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **settings}
             # Validated before Ray starts (naming a bad key), and whole: every key, resolved.
-            configs.append(TrialConfig.from_dict(config).to_dict())
+            config = TrialConfig.from_dict(config).to_dict()
+            if all(config[k] == v for k, v in where.items()):  # any key: experiment, seed, lr, ...
+                configs.append(config)
     if not configs:
         raise UserError(f"No experiment of grid {grid!r} matches --where {where}.")
     return configs

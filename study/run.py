@@ -212,13 +212,15 @@ def with_absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def load_data(args: argparse.Namespace) -> FaceData:
+    """The dataset, its decoded images stored beside the trunk cache (CACHE_DIR/images)."""
+    store = os.path.join(args.cache_dir, "images")
     if args.data is None:
         if args.grid != "smoke":
             raise UserError(f"--data is required for grid {args.grid!r} (only 'smoke' generates its own).")
         root = make_smoke_data(os.path.join(args.storage, "smoke-data"))
         print(f"Generated smoke images under {root}")
-        return load_el7008(root, SMOKE_RANGES)
-    return dataset_from_args(args)
+        return load_el7008(root, SMOKE_RANGES, store)
+    return dataset_from_args(args, store)
 
 
 OVERRIDES = (
@@ -319,6 +321,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     ray = start_ray(args)
     if not args.resume:
         record_study(plan, args, argv, data)
+    from study.encoding import encode_for_trials
+
+    encode_for_trials(plan.configs, data, args.cache_dir, cpus=args.cpus_per_trial or 1, gpus=args.gpus_per_trial)
     results = make_tuner(plan, args, data, ray, scheduler).fit()
     return finish(plan, results)
 

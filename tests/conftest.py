@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
@@ -18,6 +19,8 @@ REAL_DATA = os.environ.get("FACE_AGE_DATA", os.path.join(ROOT, "..", "shared", "
 SMOKE_SPLIT = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"]
 
 torch.set_num_threads(2)
+# Decoded images of datasets the tests load (and the CLIs they start) go to a throwaway store.
+os.environ.setdefault("FACE_AGE_IMAGE_STORE", tempfile.mkdtemp(prefix="face-age-images-"))
 
 
 @pytest.fixture(scope="session")

@@ -116,3 +116,35 @@ def test_concurrent_processes_compute_once(tmp_path):
         p.join(60)
         assert p.exitcode == 0
     assert open(log).read().count("computed") == 1
+
+
+def test_shards_encoded_apart_make_the_entry_a_trial_reads(tiny_data, tmp_path):
+    """Two encoding tasks' shards, sealed, are the entry: the trial counts a hit and reads
+    what it would have encoded itself. Batches differ (7 + 17 rows vs one of 24), so the
+    bound is the forward test's: 1e-4 of the features' scale."""
+    from trainable.config import TrialConfig
+    from trainable.trial import Encoding, TrialInputs, cache_key, encode_shard, encodings
+
+    cfg = TrialConfig.from_dict({"weights": "none", "precision": "fp32", "augmentation": "static"})
+    cache = TrunkCache(str(tmp_path))
+    static = encodings(cfg)[1]
+    for encoding, rows in ((Encoding("eval", "all"), 48), (static, 24)):
+        keys = [encode_shard(cfg, tiny_data, encoding, a, b, cache) for a, b in ((0, 7), (7, rows))]
+        assert keys[0] == keys[1] == cache_key(cfg, tiny_data, encoding, "fp32", CPU)
+        cache.seal(keys[0], rows)
+        assert encode_shard(cfg, tiny_data, encoding, 0, 7, cache) is None  # complete: nothing to do
+    model = build_model("none", "block8", seed=0)
+    inputs = TrialInputs(cfg, tiny_data, model, cache, CPU, "fp32")
+    assert (cache.hits, cache.misses) == (4, 0)  # eval read once per split, then the static copy
+    fresh = TrialInputs(cfg, tiny_data, model, TrunkCache(None), CPU, "fp32")
+    for ours, theirs in ((inputs.eval["val"], fresh.eval["val"]), (inputs.train(1), fresh.train(1))):
+        assert (ours - theirs).abs().max() <= 1e-4 * theirs.abs().max()
+
+
+def test_parts_that_do_not_cover_the_entry_are_refused(tmp_path):
+    cache = TrunkCache(str(tmp_path))
+    cache.write_part({"k": 1}, 0, torch.zeros(3, 2))
+    cache.write_part({"k": 1}, 4, torch.zeros(2, 2))
+    with pytest.raises(RuntimeError, match="do not cover"):
+        cache.seal({"k": 1}, 6)
+    assert cache.load({"k": 1}) is None

@@ -74,3 +74,9 @@ def test_where_filters_by_typed_settings():
         parse_where(["freeze"])
     with pytest.raises(UserError, match="No experiment"):
         expand("paper", seeds=1, overrides={}, where={"lr": 0.5})
+
+
+def test_where_filters_any_config_key_the_experiment_number_too():
+    configs = expand("paper", seeds=3, overrides={}, where=parse_where(["experiment=4"]))
+    assert {c["experiment"] for c in configs} == {4} and len(configs) == 3
+    assert [c["seed"] for c in expand("paper", seeds=3, overrides={}, where={"seed": 2})] == [2] * 7

@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from trainable.cache import encode
-from trainable.loop import EarlyStopping, TrainState, derive_seed, fit
+from trainable.loop import EarlyStopping, TrainState, fit
 from trainable.model import build_model, trainable_state
+from trainable.seeds import derive_seed
 from trainable.transforms import apply_transform, eval_transform
 
 pytestmark = pytest.mark.numerics  # rerun with older CPU kernels in .ci/run

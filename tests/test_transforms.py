@@ -50,3 +50,11 @@ def test_global_rng_is_left_untouched():
     torch.manual_seed(0)
     apply_transform(train_transform(mean=MEAN, std=STD), faces(), seed=1)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_slice_with_its_offset_draws_what_the_whole_set_draws():
+    """Each image's draws come from (seed, position): shards encode the same copies."""
+    tf = train_transform(mean=MEAN, std=STD)
+    images = faces(6)
+    whole = apply_transform(tf, images, seed=3)
+    assert torch.equal(apply_transform(tf, images[2:5], seed=3, offset=2), whole[2:5])

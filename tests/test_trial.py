@@ -116,7 +116,7 @@ def test_online_augmentation_from_cached_views(tiny_data, tmp_path):
     assert cfg.uses_cache
     model = build_model("none", "block8", 0)
     inputs = TrialInputs(cfg, tiny_data, model, TrunkCache(str(tmp_path)), torch.device("cpu"), "fp32")
-    assert len(list(tmp_path.glob("*.pt"))) == 1 + 3  # eval outputs + three augmented views
+    assert len(list(tmp_path.glob("*/manifest.json"))) == 1 + 3  # eval outputs + three augmented views
     first, second = inputs.train(1), inputs.train(2)
     assert first.shape == (24, 1792, 3, 3) and not torch.equal(first, second)
     assert torch.equal(first, inputs.train(1))  # the draw comes from (seed, epoch) alone

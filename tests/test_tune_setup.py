@@ -27,3 +27,14 @@ def test_asha_accepts_a_grace_period_longer_than_the_trials():
     # ASHA itself asserts grace_period <= max_t; a 5-epoch study with the default 10 must run.
     assert isinstance(make_scheduler("asha", max_epochs=5, grace_period=10), ASHAScheduler)
     assert isinstance(make_scheduler("none", max_epochs=5, grace_period=10), FIFOScheduler)
+
+
+def test_encoding_shards_cover_the_images_once_and_use_every_slot():
+    from study.encoding import MAX_SHARD, shards
+
+    for n, slots in ((48, 2), (300, 2), (5000, 2), (100_000, 64), (10, 8)):
+        parts = shards(n, slots)
+        assert parts[0][0] == 0 and parts[-1][1] == n
+        assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+        assert all(stop - start <= MAX_SHARD for start, stop in parts)
+    assert len(shards(300, 2)) == 2 and len(shards(5000, 2)) == 5

@@ -1,9 +1,10 @@
 """The frozen trunk's outputs, computed once and shared by every trial that can use them.
 
 With the trunk frozen (eval mode, no gradients), its output for one image under
-one fixed transform never changes. Files are keyed by everything the output
-depends on and written atomically under a lock, so concurrent trials on a node
-compute each entry once and the others wait and read it.
+one fixed transform never changes. Entries are keyed by everything the output
+depends on and written atomically: either by encoding tasks before the trials
+start (study.encoding, one shard each), or by the first trial that needs one,
+under a lock, while concurrent trials on the node wait and read it.
 """
 
 from __future__ import annotations
@@ -13,13 +14,18 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
+from torchvision.transforms import v2
 
 from trainable.device import autocast
+from trainable.transforms import apply_transform
+
+MANIFEST = "manifest.json"  # written last: an entry without it is incomplete
 
 
 @torch.no_grad()
@@ -35,34 +41,113 @@ def encode(
     return torch.cat(out).contiguous()  # one layout on disk, whatever the trunk produced
 
 
+@torch.no_grad()
+def encode_images(
+    trunk: nn.Module,
+    images: Sequence[np.ndarray],
+    transform: v2.Compose,
+    *,
+    seed: int,
+    offset: int = 0,
+    device: torch.device,
+    precision: str,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Transform and encode HxWx3 images a batch at a time (apply_transform's draws, so the
+    rows equal encode(apply_transform(...)) of the whole): memory holds the features and one
+    batch of transformed images, never the whole transformed set."""
+    parts = [
+        encode(
+            trunk,
+            apply_transform(transform, images[i : i + batch_size], seed=seed, offset=offset + i),
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+        )
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(parts)
+
+
 class TrunkCache:
-    """Tensors on disk under `directory`, one file per key; None keeps nothing."""
+    """Trunk outputs on disk under `directory`, one folder per key holding .npy parts (rows
+    start..stop of the entry, memory-mapped when read) and, once every row is there, a
+    manifest; None keeps nothing. A part may come from a trial or from an encoding task
+    (study.encoding) that wrote one shard of many."""
 
     def __init__(self, directory: str | None) -> None:
         self.directory = directory
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: dict[str, Any], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    def folder(self, key: dict[str, Any]) -> str:
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+        return os.path.join(self.directory, digest)
+
+    def get(
+        self, key: dict[str, Any], compute: Callable[[], torch.Tensor], rows: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """The entry's rows (all by default), computed and stored first if it is missing."""
         if self.directory is None:
             self.misses += 1
-            return compute()
-        os.makedirs(self.directory, exist_ok=True)
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-        path = os.path.join(self.directory, f"{digest}.pt")
-        with open(path + ".lock", "w") as lock:
+            return compute() if rows is None else compute()[rows]
+        folder = self.folder(key)
+        os.makedirs(folder, exist_ok=True)
+        with open(folder + ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_SH)  # hits read side by side
-            if os.path.exists(path):
+            if (features := self.load(key, rows)) is not None:
                 self.hits += 1
-                return torch.load(path, weights_only=True)["features"]
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one writer; a second trial waits here, then reads the file
-            if os.path.exists(path):  # written while this one waited (the upgrade is not atomic)
+                return features
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one writer; a second trial waits here, then reads the entry
+            if (features := self.load(key, rows)) is not None:  # written while this one waited
                 self.hits += 1
-                return torch.load(path, weights_only=True)["features"]
+                return features
             self.misses += 1
             features = compute()
-            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            os.close(fd)
-            torch.save({"key": key, "features": features}, tmp)
-            os.replace(tmp, path)  # readers never see a half-written file
-            return features
+            for name in os.listdir(folder):  # shards an interrupted encoding left
+                if name.startswith("part-"):
+                    os.remove(os.path.join(folder, name))
+            self.write_part(key, 0, features)
+            self.seal(key, len(features))
+            return features if rows is None else features[rows]
+
+    def load(self, key: dict[str, Any], rows: np.ndarray | None = None) -> torch.Tensor | None:
+        """The entry's rows (all by default) gathered from its memory-mapped parts, or None
+        while it is incomplete. Only the rows asked for are copied into memory."""
+        manifest = os.path.join(self.folder(key), MANIFEST)
+        if not os.path.exists(manifest):
+            return None
+        with open(manifest) as f:
+            record = json.load(f)
+        rows = np.arange(record["rows"]) if rows is None else np.asarray(rows, dtype=np.int64)
+        out = None
+        for name in record["parts"]:
+            start, stop = (int(v) for v in name[5:-4].split("-"))
+            part = np.load(os.path.join(self.folder(key), name), mmap_mode="r")
+            if out is None:
+                out = np.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
+            inside = (rows >= start) & (rows < stop)
+            out[inside] = part[rows[inside] - start]
+        return torch.from_numpy(out)
+
+    def write_part(self, key: dict[str, Any], start: int, features: torch.Tensor) -> None:
+        """Rows start..start+len(features) of the entry, written atomically."""
+        folder = self.folder(key)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, features.numpy())
+        os.replace(tmp, os.path.join(folder, f"part-{start:09d}-{start + len(features):09d}.npy"))
+
+    def seal(self, key: dict[str, Any], rows: int) -> None:
+        """Write the manifest once parts cover rows 0..rows exactly; raise if they do not."""
+        folder = self.folder(key)
+        parts = sorted(name for name in os.listdir(folder) if name.startswith("part-") and name.endswith(".npy"))
+        spans = [tuple(int(v) for v in name[5:-4].split("-")) for name in parts]
+        ends = [0] + [stop for _, stop in spans]
+        if [start for start, _ in spans] != ends[:-1] or ends[-1] != rows:
+            raise RuntimeError(f"trunk cache {folder}: parts {spans} do not cover rows 0..{rows}")
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"key": key, "rows": rows, "parts": parts}, f)
+        os.replace(tmp, os.path.join(folder, MANIFEST))

@@ -2,13 +2,15 @@
 
 The layout (trainable.layouts) says which files and labels there are; the scan
 (trainable.scan) reads each once; here they become a `FaceData` with its split.
-Images are decoded once, in the driver, and reach trials through Ray's object
-store; every problem with the data is reported together, before training.
+Images are decoded once, into a memory-mapped file per dataset (trainable.image_store)
+that trials map: neither the driver nor Ray's object store holds the pixels. Every
+problem with the data is reported together, before training.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from trainable.errors import UserError
+from trainable.image_store import ImageWriter, StoredImages, default_store
 from trainable.layout import split_identity
 from trainable.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
 from trainable.problems import grouped, save_full_list
@@ -28,12 +31,14 @@ FRACTIONS = (0.6, 0.2, 0.2)  # train/val/test of the seeded stratified split
 
 @dataclass
 class FaceData:
-    """Decoded images, labels and the split. Images are HxWx3 uint8 arrays."""
+    """Decoded images, labels and the split. Images are HxWx3 uint8 arrays, read from the
+    dataset's memory-mapped image file."""
 
     root: str
     paths: list[str]  # relative to root, one per image
     hashes: list[str]  # sha256 of each file's bytes
-    images: list[np.ndarray]
+    images: StoredImages
+    sums: np.ndarray  # pixel_sums of each image: the training statistics without re-reading pixels
     labels: np.ndarray  # int64 class index per image
     split: dict[str, np.ndarray]  # split name -> indices into images
     fingerprint: str  # sha256 over every file's relative path and bytes
@@ -46,10 +51,10 @@ class FaceData:
     std: tuple[float, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.mean, self.std = channel_stats([self.images[i] for i in self.split["train"]])
+        self.mean, self.std = stats_of(self.sums[self.split["train"]])
 
-    def images_of(self, split: str) -> list[np.ndarray]:
-        return [self.images[i] for i in self.split[split]]
+    def images_of(self, split: str) -> StoredImages:
+        return self.images.subset(self.split[split])
 
     def labels_of(self, split: str) -> torch.Tensor:
         return torch.from_numpy(self.labels[self.split[split]])
@@ -73,19 +78,24 @@ class FaceData:
         return {"split_paths": paths, "split_labels": labels, "split_id": split_identity(paths, labels)}
 
 
-def channel_stats(images: list[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 HxWx3 images, as floats in [0, 1]."""
-    total = np.zeros(3)
-    total_sq = np.zeros(3)
-    count = 0
-    for img in images:
-        pixels = img.reshape(-1, 3).astype(np.float64) / 255.0
-        total += pixels.sum(0)
-        total_sq += (pixels**2).sum(0)
-        count += len(pixels)
-    mean = total / count
-    std = np.sqrt(total_sq / count - mean**2)
+def pixel_sums(image: np.ndarray) -> np.ndarray:
+    """Per channel sum and sum of squares of a uint8 HxWx3 image in [0, 1], and its pixel
+    count: 7 numbers that let any subset's statistics be added up without the pixels."""
+    pixels = image.reshape(-1, 3).astype(np.float64) / 255.0
+    return np.concatenate([pixels.sum(0), (pixels**2).sum(0), [len(pixels)]])
+
+
+def stats_of(sums: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per channel from rows of pixel_sums."""
+    total = sums.sum(0)
+    mean = total[:3] / total[6]
+    std = np.sqrt(total[3:6] / total[6] - mean**2)
     return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def channel_stats(images: Sequence[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 HxWx3 images, as floats in [0, 1]."""
+    return stats_of(np.stack([pixel_sums(img) for img in images]))
 
 
 def load_dataset(
@@ -96,22 +106,31 @@ def load_dataset(
     age_bins: tuple[int, ...] = (5, 28),
     split_seed: int = 0,
     on_bad_image: str = "error",
+    store: str | None = None,
 ) -> FaceData:
     """Read a dataset in any of LAYOUTS, scanning every file once before any training.
 
     Every problem (missing, empty, truncated, not an image, too small, broken
     link, unreadable, stray folder, the same bytes twice) is reported together:
     `on_bad_image='error'` raises UserError listing them all, 'skip' leaves those
-    files out and lists them in `FaceData.skipped`.
+    files out and lists them in `FaceData.skipped`. The decoded images go to a file named
+    by the dataset's fingerprint under `store` (default: image_store.default_store()).
     """
     root = os.path.abspath(root)
     layout = check_dataset_options(root, layout, on_bad_image)
     entries, classes, skipped, problems = layout_entries(root, layout, ranges, age_bins)
-    scan = scan_entries(root, entries)
+    writer = ImageWriter(store or default_store())
+    try:
+        scan = scan_entries(root, entries, writer, pixel_sums)
+    except BaseException:
+        writer.abort()
+        raise
     problems += scan.problems
     if problems and on_bad_image == "error":
+        writer.abort()
         raise UserError(problem_list(root, problems))
     skipped += drop_conflicts(root, scan)
+    fingerprint = scan.digest.hexdigest()
     labels = np.asarray(scan.labels, dtype=np.int64)
     if any(s is None for s in scan.splits):
         split = stratified_split(labels, classes, seed=split_seed, root=root, groups=scan.hashes)
@@ -121,10 +140,11 @@ def load_dataset(
         root=root,
         paths=scan.paths,
         hashes=scan.hashes,
-        images=scan.images,
+        images=writer.finish(fingerprint, scan.rows),
+        sums=np.asarray(scan.sums, dtype=np.float64).reshape(-1, 7),
         labels=labels,
         split=split,
-        fingerprint=scan.digest.hexdigest(),
+        fingerprint=fingerprint,
         classes=classes,
         layout=layout,
         skipped=skipped + problems,
@@ -161,9 +181,9 @@ def problem_list(root: str, problems: list[str]) -> str:
     )
 
 
-def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES) -> FaceData:
+def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES, store: str | None = None) -> FaceData:
     """The original layout ROOT/{1,5,28}/{i}.jpg, split by per-class index ranges."""
-    return load_dataset(root, layout="el7008", ranges=ranges)
+    return load_dataset(root, layout="el7008", ranges=ranges, store=store)
 
 
 def drop_conflicts(root: str, scan: Scan) -> list[str]:
@@ -181,7 +201,7 @@ def drop_conflicts(root: str, scan: Scan) -> list[str]:
     dropped_paths = {os.path.join(root, path) for path, _ in dropped}
     scan.duplicates = [d for d in scan.duplicates if d.split(": ", 1)[0] not in dropped_paths]
     keep = [i for i, h in enumerate(scan.hashes) if h not in conflicts]
-    for name in ("paths", "hashes", "images", "labels", "splits"):
+    for name in ("paths", "hashes", "rows", "sums", "labels", "splits"):
         setattr(scan, name, [getattr(scan, name)[i] for i in keep])
     return [
         f"{os.path.join(root, path)}: the same bytes as {', '.join(c for c in copies[h] if c != path)} "

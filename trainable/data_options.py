@@ -50,8 +50,9 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{split}-range", default=f"{start}-{stop - 1}", help="el7008: inclusive per-class indices")
 
 
-def dataset_from_args(args: argparse.Namespace) -> FaceData:
-    """load_dataset with the options of add_data_arguments; skipped files are printed."""
+def dataset_from_args(args: argparse.Namespace, store: str | None = None) -> FaceData:
+    """load_dataset with the options of add_data_arguments (decoded images under `store`,
+    default image_store.default_store()); skipped files are printed."""
     try:
         bins = tuple(int(b) for b in args.age_bins.split(","))
     except ValueError:
@@ -63,6 +64,7 @@ def dataset_from_args(args: argparse.Namespace) -> FaceData:
         age_bins=bins,
         split_seed=args.split_seed,
         on_bad_image=args.on_bad_image,
+        store=store,
     )
     if data.converted:
         print(f"Converted {len(data.converted)} image(s) on load (grayscale, alpha, CMYK, 16-bit, large).")

@@ -6,7 +6,6 @@ Knows nothing of Ray: progress leaves through the `on_epoch` callback and
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -17,12 +16,7 @@ from torch import nn
 
 from trainable.device import autocast, grad_scaler
 from trainable.model import FaceAgeNet, load_trainable_state, trainable_state
-
-
-def derive_seed(seed: int, *purpose: object) -> int:
-    """An independent 63-bit seed for (seed, purpose...), e.g. (3, 'online', 17)."""
-    text = ":".join(str(p) for p in (seed, *purpose))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+from trainable.seeds import derive_seed
 
 
 @dataclass

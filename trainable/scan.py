@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
+from trainable.image_store import ImageWriter
 from trainable.layouts import Entry
 from trainable.transforms import CROP
 
@@ -24,7 +26,8 @@ class Scan:
 
     paths: list[str] = field(default_factory=list)  # relative to the root
     hashes: list[str] = field(default_factory=list)
-    images: list[np.ndarray] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)  # each kept image's row in the ImageWriter
+    sums: list[np.ndarray] = field(default_factory=list)  # each kept image's trainable.data.pixel_sums
     labels: list[int] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # "path: reason", files that cannot be used
@@ -34,8 +37,11 @@ class Scan:
     first_with_hash: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
 
-def scan_entries(root: str, entries: list[Entry]) -> Scan:
-    """Read and decode every entry; a file with a problem is recorded and left out."""
+def scan_entries(
+    root: str, entries: list[Entry], writer: ImageWriter, summarize: Callable[[np.ndarray], np.ndarray]
+) -> Scan:
+    """Read and decode every entry into `writer`, one image in memory at a time, keeping
+    `summarize(image)` of each; a file with a problem is recorded and left out."""
     scan = Scan()
     for entry in entries:
         path = os.path.join(root, entry.rel)
@@ -60,7 +66,8 @@ def scan_entries(root: str, entries: list[Entry]) -> Scan:
         scan.digest.update(f"{entry.rel}\0{file_hash}\n".encode())
         scan.paths.append(entry.rel)
         scan.hashes.append(file_hash)
-        scan.images.append(image)
+        scan.rows.append(writer.add(image))
+        scan.sums.append(summarize(image))
         scan.labels.append(entry.label)
         scan.splits.append(entry.split)
     return scan

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from trainable.seeds import derive_seed
+
 CROP = 140  # px, both modes crop this square
 SIZE = 160  # px, InceptionResnetV1's input side
 # facenet-pytorch's fixed_image_standardization, (x*255 - 127.5) / 128, for x in [0, 1]:
@@ -59,12 +61,18 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
 
 
-def apply_transform(transform: v2.Compose, images: Sequence[np.ndarray], *, seed: int = 0) -> torch.Tensor:
+def apply_transform(
+    transform: v2.Compose, images: Sequence[np.ndarray], *, seed: int = 0, offset: int = 0
+) -> torch.Tensor:
     """Transform every image -> N x 3 x 160 x 160 float32.
 
-    Random draws come from `seed` alone (the global RNG is forked and restored),
-    so the same seed gives the same augmented copies in any process.
+    Image k draws its randomness from (seed, offset + k) alone (the global RNG is forked
+    and restored), so the same seed gives the same augmented copy of an image in any
+    process and in any slice: images[a:b] with offset a gives rows a:b of the whole.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return torch.stack([transform(to_tensor(img)) for img in images])
+        out = []
+        for k, img in enumerate(images):
+            torch.manual_seed(derive_seed(seed, offset + k))
+            out.append(transform(to_tensor(img)))
+        return torch.stack(out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,11 +18,12 @@ import numpy as np
 import torch
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
-from trainable.cache import TrunkCache, encode
+from trainable.cache import MANIFEST, TrunkCache, encode_images
 from trainable.config import TrialConfig
 from trainable.data import SPLITS, FaceData
 from trainable.device import grad_scaler, pick_device, release_memory, resolve_precision
-from trainable.loop import EarlyStopping, TrainState, derive_seed, fit, predict
+from trainable.image_store import StoredImages
+from trainable.loop import EarlyStopping, TrainState, fit, predict
 from trainable.model import (
     FaceAgeNet,
     build_model,
@@ -31,9 +33,36 @@ from trainable.model import (
     weights_id,
     weights_label,
 )
+from trainable.seeds import derive_seed
 from trainable.transforms import CROP, SIZE, apply_transform, eval_transform, normalization, train_transform
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]  # (metrics, checkpoint or None)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """One set of trunk outputs a cached trial reads: `name` ('eval', or 'static:SEED' for one
+    augmented copy per image drawn from SEED) over `subset` ('all' images or 'train')."""
+
+    name: str
+    subset: str
+    seed: int = 0
+
+    @classmethod
+    def augmented(cls, seed: int) -> Encoding:
+        return cls(f"static:{seed}", "train", seed)
+
+
+def encodings(cfg: TrialConfig) -> list[Encoding]:
+    """The trunk outputs a trial of `cfg` reads from the cache (none unless cfg.uses_cache)."""
+    if not cfg.uses_cache:
+        return []
+    wanted = [Encoding("eval", "all")]
+    if cfg.augmentation == "static":
+        wanted.append(Encoding.augmented(derive_seed(cfg.seed, "static")))
+    elif cfg.augmentation == "online":
+        wanted += [Encoding.augmented(derive_seed(cfg.seed, "view", k)) for k in range(cfg.augment_views)]
+    return wanted
 
 
 class TrialInputs:
@@ -56,19 +85,17 @@ class TrialInputs:
         self.device, self.precision = device, precision
         self.mean, self.std = normalization(cfg.normalization, data.mean, data.std)
         self.train_tf = train_transform(mean=self.mean, std=self.std)
-        eval_tf = eval_transform(mean=self.mean, std=self.std)
-        eval_all = self._encoded("eval", lambda: apply_transform(eval_tf, data.images))
-        eval_all = self._place(eval_all)  # once: batches then need no host-to-GPU copies
-        self.eval = {split: eval_all[torch.tensor(data.split[split])] for split in SPLITS}
-        self._train_images = data.images_of("train")
+        # Each split's rows alone (never the whole set at once), placed once: batches then
+        # need no host-to-GPU copies.
+        self.eval = {s: self._place(self._encoded(Encoding("eval", "all"), data.split[s])) for s in SPLITS}
         self._train = self._views = None
         if cfg.augmentation == "none":
             self._train = self.eval["train"]
         elif cfg.augmentation == "static":  # one augmented copy per image, drawn once
-            self._train = self._augmented(derive_seed(cfg.seed, "static"))
+            self._train = self._place(self._encoded(Encoding.augmented(derive_seed(cfg.seed, "static"))))
         elif cfg.uses_cache:  # online from K augmented views per image, each encoded once
-            views = [self._augmented(derive_seed(cfg.seed, "view", k)) for k in range(cfg.augment_views)]
-            self._views = torch.stack(views)
+            views = [Encoding.augmented(derive_seed(cfg.seed, "view", k)) for k in range(cfg.augment_views)]
+            self._views = torch.stack([self._place(self._encoded(v)) for v in views])
 
     def train(self, epoch: int) -> torch.Tensor:
         if self._train is not None:
@@ -79,13 +106,7 @@ class TrialInputs:
             pick = torch.randint(k, (n,), generator=generator).to(self._views.device)
             return self._views[pick, torch.arange(n, device=self._views.device)]
         seed = derive_seed(self.cfg.seed, "online", epoch)  # a fresh draw every epoch
-        return self._place(apply_transform(self.train_tf, self._train_images, seed=seed))
-
-    def _augmented(self, seed: int) -> torch.Tensor:
-        """One augmented copy of every training image (trunk outputs when cacheable)."""
-        return self._place(
-            self._encoded(f"static:{seed}", lambda: apply_transform(self.train_tf, self._train_images, seed=seed))
-        )
+        return self._place(apply_transform(self.train_tf, self.data.images_of("train"), seed=seed))
 
     def _place(self, tensor: torch.Tensor) -> torch.Tensor:
         """Channels-last (oneDNN and cuDNN convolutions run faster so; see BENCHMARKS.md),
@@ -95,28 +116,68 @@ class TrialInputs:
             return tensor
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def _encoded(self, transform: str, images: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """Trunk outputs of these images via the cache; the images themselves if not cacheable."""
-        if not self.cfg.uses_cache:
-            return images()
-        split = hashlib.sha256(
-            b"".join(self.data.split[s].tobytes() for s in SPLITS)
-        ).hexdigest()  # mean/std and the image set depend on the split
-        key = {
-            "data": self.data.fingerprint,
-            "split": split,
-            "transform": transform,
-            "normalization": self.cfg.normalization,
-            "weights": weights_id(self.cfg.weights),
-            "freeze": self.cfg.freeze,
-            "precision": self.precision,
-            "device": self.device.type,
-            "torch": str(torch.__version__),
-        }
-        compute = lambda: encode(  # noqa: E731
-            self.model.trunk, images(), device=self.device, precision=self.precision
+    def _encoded(self, encoding: Encoding, rows: np.ndarray | None = None) -> torch.Tensor:
+        """Trunk outputs of this encoding (its `rows` only, for the eval encoding) via the
+        cache; the transformed images themselves if the trial cannot use the cache."""
+        images, transform = encoding_inputs(encoding, self.data, self.mean, self.std)
+        if not self.cfg.uses_cache:  # the eval transform draws nothing: a subset is its rows
+            return apply_transform(transform, images if rows is None else images.subset(rows), seed=encoding.seed)
+        compute = lambda: encode_images(  # noqa: E731
+            self.model.trunk, images, transform, seed=encoding.seed, device=self.device, precision=self.precision
         )
-        return self.cache.get(key, compute)
+        key = cache_key(self.cfg, self.data, encoding, self.precision, self.device)
+        return self.cache.get(key, compute, rows)
+
+
+def encoding_inputs(
+    encoding: Encoding, data: FaceData, mean: tuple[float, ...], std: tuple[float, ...]
+) -> tuple[StoredImages, Any]:
+    """(the images, the transform) an encoding applies."""
+    if encoding.name == "eval":
+        return data.images, eval_transform(mean=mean, std=std)
+    return data.images_of(encoding.subset), train_transform(mean=mean, std=std)
+
+
+def cache_key(
+    cfg: TrialConfig, data: FaceData, encoding: Encoding, precision: str, device: torch.device
+) -> dict[str, Any]:
+    """Everything an encoding's trunk outputs depend on."""
+    split = hashlib.sha256(b"".join(data.split[s].tobytes() for s in SPLITS)).hexdigest()
+    return {
+        "data": data.fingerprint,
+        "split": split,  # mean/std and the training images depend on the split
+        "transform": encoding.name,
+        "normalization": cfg.normalization,
+        "weights": weights_id(cfg.weights),
+        "freeze": cfg.freeze,
+        "precision": precision,
+        "device": device.type,
+        "torch": str(torch.__version__),
+        "draws": "per-image",  # apply_transform seeds each image (older entries drew in one stream)
+    }
+
+
+def encode_shard(
+    cfg: TrialConfig, data: FaceData, encoding: Encoding, start: int, stop: int, cache: TrunkCache
+) -> dict[str, Any] | None:
+    """Rows start..stop of an encoding, written as one part of its cache entry on this
+    worker's device; returns the entry's key (None if it was already complete)."""
+    device = pick_device()
+    precision = resolve_precision(cfg.precision, device)
+    key = cache_key(cfg, data, encoding, precision, device)
+    if os.path.exists(os.path.join(cache.folder(key), MANIFEST)):
+        return None
+    part = os.path.join(cache.folder(key), f"part-{start:09d}-{stop:09d}.npy")
+    if not os.path.exists(part):  # a shard an interrupted encoding finished is kept
+        model = build_model(cfg.weights, cfg.freeze, cfg.seed, len(data.classes)).to(device)
+        mean, std = normalization(cfg.normalization, data.mean, data.std)
+        images, transform = encoding_inputs(encoding, data, mean, std)
+        features = encode_images(
+            model.trunk, images[start:stop], transform, seed=encoding.seed, offset=start, device=device,
+            precision=precision,
+        )  # fmt: skip
+        cache.write_part(key, start, features)
+    return key
 
 
 def make_optimizer(cfg: TrialConfig, model: FaceAgeNet) -> torch.optim.Optimizer:

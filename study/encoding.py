@@ -1,0 +1,82 @@
+"""Trunk outputs for every cached trial, encoded before the trials start: each distinct
+encoding (transform x weights x freeze point x normalization) once, split into shards
+that Ray tasks encode side by side on every CPU (or GPU) the cluster has. The trials
+then find complete cache entries and map them.
+
+A shard a task finished is kept if the study stops, and a resumed study encodes only
+what is missing. A trial whose entry is missing (another device type, a node that does
+not share --cache-dir) still encodes it itself, so this step only ever saves time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+import torch
+
+from trainable.cache import TrunkCache
+from trainable.config import TrialConfig
+from trainable.data import FaceData
+from trainable.trial import Encoding, encode_shard, encodings
+
+MAX_SHARD = 1024  # images per task at most: ~10-20 s of one CPU core, long next to a model load
+MIN_SHARD = 64  # one encoding batch
+
+
+def wanted(configs: list[dict[str, Any]]) -> list[tuple[TrialConfig, Encoding]]:
+    """One (config, encoding) per distinct trunk output the configs' trials will read."""
+    seen: dict[tuple, tuple[TrialConfig, Encoding]] = {}
+    for config in configs:
+        cfg = TrialConfig.from_dict(config)
+        for encoding in encodings(cfg):
+            seen.setdefault((encoding, cfg.weights, cfg.freeze, cfg.normalization, cfg.precision), (cfg, encoding))
+    return list(seen.values())
+
+
+def shards(n: int, slots: int) -> list[tuple[int, int]]:
+    """(start, stop) ranges of n images: at least one per task slot of the cluster when the
+    images allow, none above MAX_SHARD."""
+    size = max(MIN_SHARD, min(MAX_SHARD, -(-n // max(1, slots))))
+    return [(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+@ray.remote
+def _encode_shard(config: dict, data: FaceData, encoding: Encoding, start: int, stop: int, cache_dir: str) -> Any:
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    return encode_shard(TrialConfig.from_dict(config), data, encoding, start, stop, TrunkCache(cache_dir))
+
+
+def encode_for_trials(
+    configs: list[dict[str, Any]], data: FaceData, cache_dir: str, *, cpus: float, gpus: float
+) -> None:
+    """Encode, seal and report what the trials of `configs` will read from the cache."""
+    todo = wanted(configs)
+    if not todo:
+        return
+    data_ref = ray.put(data)  # paths, labels and the image file's name: a few bytes per image
+    resources = ray.cluster_resources()
+    slots = int(min(resources.get("CPU", 1) / cpus, resources.get("GPU", 0) / gpus if gpus else float("inf")))
+    tasks = {}
+    for cfg, encoding in todo:
+        n = len(data.images) if encoding.subset == "all" else len(data.split[encoding.subset])
+        for start, stop in shards(n, slots):
+            ref = _encode_shard.options(num_cpus=cpus, num_gpus=gpus).remote(
+                cfg.to_dict(), data_ref, encoding, start, stop, cache_dir
+            )
+            tasks[ref] = n
+    started = time.perf_counter()
+    print(f"Encoding {len(todo)} trunk output set(s) for the cached trials: {len(tasks)} shard task(s)")
+    keys: dict[str, tuple[dict, int]] = {}
+    pending = list(tasks)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        key = ray.get(done[0])
+        if key is not None:
+            keys[repr(sorted(key.items()))] = (key, tasks[done[0]])
+    cache = TrunkCache(cache_dir)
+    for key, rows in keys.values():
+        cache.seal(key, rows)
+    seconds = time.perf_counter() - started
+    print(f"Encoded in {seconds:.1f} s, task start-up included ({len(keys)} new, {len(todo) - len(keys)} cached)")
