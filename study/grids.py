@@ -1,15 +1,18 @@
-"""Named grids are data: each experiment is a dict of settings that differ from
-experiment 1 of the original study."""
+"""Grids are data: files (study/grid_files/*.yaml, or any --grid FILE.yaml/.json) whose
+experiments are dicts of settings that differ from experiment 1 of the original study."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
-from trainable.config import TrialConfig
+import yaml
+
+from trainable.config import IDENTITY_KEYS, TrialConfig
 from trainable.errors import UserError
 
 # Experiment 1 of the 2021 report: freeze before block8, batch 32, static
@@ -31,52 +34,103 @@ class Grid:
     experiments: list[Experiment]
     scheduler: str = "none"  # default --scheduler
     description: str = ""
+    text: str = ""  # the file it was read from, recorded in study.json
 
 
-PAPER = [
-    (1, "baseline", {}),
-    (2, "small batch", {"batch_size": 8}),
-    (3, "no augmentation", {"augmentation": "none"}),
-    (4, "no freezing", {"freeze": "none"}),
-    (5, "Adam lr 1e-3", {"lr": 1e-3}),
-    (6, "SGD lr 1e-5", {"optimizer": "sgd", "lr": 1e-5}),
-    (7, "SGD lr 1e-4", {"optimizer": "sgd", "lr": 1e-4}),
-]
-
-# The axes the original varied one at a time, crossed.
-EXTENDED_AXES: dict[str, list[tuple[str, dict[str, Any]]]] = {
-    "optimizer": [
-        ("adam", {"optimizer": "adam"}),
-        ("sgd", {"optimizer": "sgd"}),
-        ("sgd-m0.9", {"optimizer": "sgd", "momentum": 0.9}),
-    ],
-    "lr": [(f"lr{lr:g}", {"lr": lr}) for lr in (1e-5, 1e-4, 1e-3, 1e-2)],
-    "batch_size": [(f"b{b}", {"batch_size": b}) for b in (8, 32)],
-    "freeze": [(f"freeze-{f}", {"freeze": f}) for f in ("block8", "repeat_3", "none")],
-    "augmentation": [(f"aug-{a}", {"augmentation": a}) for a in ("none", "static", "online")],
-}
+GRID_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grid_files")
+RESERVED = ("description", "scheduler", "experiments")
+SCHEDULERS = ("none", "asha")
+# How a value of an axis appears in experiment names: lr 1e-05 -> 'lr1e-05', batch 8 -> 'b8'.
+LABELS = {"optimizer": "{}", "lr": "lr{:g}", "batch_size": "b{}", "freeze": "freeze-{}", "augmentation": "aug-{}"}
 
 
-def cross(axes: dict[str, list[tuple[str, dict[str, Any]]]]) -> list[Experiment]:
+def read_grid(path: str) -> Grid:
+    """A grid file (.yaml/.yml/.json): optional `description`, `scheduler` (none | asha) and
+    `experiments` (a list of mappings, each a `name` and the settings it changes); every
+    other key is a trial setting: a value fixes it for every trial, a list grids over its
+    values (a mapping in the list is one value that sets several keys, named by `label`).
+    Lists are crossed with each other and with the experiments. Settings start from
+    experiment 1 of the 2021 report (BASELINE)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as err:
+        raise UserError(f"--grid {path}: cannot be read ({err.strerror}).") from None
+    try:
+        spec = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--grid {path} is not valid JSON: line {err.lineno}, column {err.colno}: {err.msg}.") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise UserError(f"--grid {path} is not valid YAML: {where}{getattr(err, 'problem', err)}.") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"--grid {path}: expected a mapping of settings at the top, got {type(spec).__name__}.")
+    fields = TrialConfig().to_dict()
+    unknown = sorted(k for k in spec if k not in fields and k not in RESERVED)
+    if unknown:
+        raise UserError(
+            f"--grid {path}: {', '.join(map(repr, unknown))} is not a trial setting; expected "
+            f"{', '.join(RESERVED)} or one of {sorted(k for k in fields if k not in IDENTITY_KEYS)}."
+        )
+    scheduler = spec.get("scheduler", "none")
+    if scheduler not in SCHEDULERS:
+        raise UserError(f"--grid {path}: scheduler is {scheduler!r}; expected one of {list(SCHEDULERS)}.")
+    fixed = {k: typed(path, k, v) for k, v in spec.items() if k not in RESERVED and not isinstance(v, list)}
+    axes = [axis(path, k, v) for k, v in spec.items() if k not in RESERVED and isinstance(v, list)]
+    named = spec.get("experiments", [{"name": ""}])
+    if not isinstance(named, list) or not named or not all(isinstance(e, dict) for e in named):
+        raise UserError(f"--grid {path}: 'experiments' must be a non-empty list of mappings (name: and settings).")
     experiments = []
-    for number, choice in enumerate(itertools.product(*axes.values()), start=1):
-        name = " ".join(label for label, _ in choice)
-        settings = {k: v for _, part in choice for k, v in part.items()}
+    for number, choice in enumerate(itertools.product([experiment(path, e) for e in named], *axes), start=1):
+        name = " ".join(label for label, _ in choice if label) or f"experiment {number}"
+        settings = {**fixed, **{k: v for _, part in choice for k, v in part.items()}}
         experiments.append((number, name, settings))
-    return experiments
+    for number, name, settings in experiments:  # every value checked now, naming the file
+        try:
+            TrialConfig.from_dict({**BASELINE, **settings})
+        except UserError as err:
+            raise UserError(f"--grid {path}, experiment {number} ({name}): {err}") from None
+    return Grid(experiments, scheduler, str(spec.get("description", "")), text)
 
 
-# Random weights, so it runs offline: the cached path and the full network
-# with fresh augmentation every epoch.
-SMOKE = [
-    (1, "smoke cached", {"weights": "none", "lr": 1e-3, "batch_size": 8, "max_epochs": 12}),
-    (2, "smoke online", {"weights": "none", "augmentation": "online", "lr": 1e-3, "batch_size": 8, "max_epochs": 4}),
-]
+def typed(path: str, key: str, value: Any) -> Any:
+    """A setting's value as TrialConfig types it (YAML reads 1e-3 without a dot as text)."""
+    if key not in TrialConfig().to_dict() or key in IDENTITY_KEYS:
+        raise UserError(f"--grid {path}: {key!r} is not a setting a grid can change.")
+    kind = type(TrialConfig().to_dict()[key])
+    if kind is float and isinstance(value, str | int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise UserError(f"--grid {path}: {key!r} must be {kind.__name__} (or a list of them), got {value!r}.")
+    return value
+
+
+def axis(path: str, key: str, values: list) -> list[tuple[str, dict[str, Any]]]:
+    """A list in a grid file -> (label, settings) per value."""
+    if not values:
+        raise UserError(f"--grid {path}: {key!r} is an empty list; give at least one value.")
+    out = []
+    for value in values:
+        if isinstance(value, dict):
+            settings = {k: typed(path, k, v) for k, v in value.items() if k != "label"}
+            out.append((str(value.get("label", "-".join(map(str, settings.values())))), settings))
+        else:
+            value = typed(path, key, value)
+            out.append((LABELS.get(key, key + "={}").format(value), {key: value}))
+    return out
+
+
+def experiment(path: str, spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """One entry of `experiments` -> (its name, its settings)."""
+    return str(spec.get("name", "")), {k: typed(path, k, v) for k, v in spec.items() if k != "name"}
+
 
 GRIDS: dict[str, Grid] = {
-    "paper": Grid(PAPER, "none", "the seven experiments of the 2021 report"),
-    "extended": Grid(cross(EXTENDED_AXES), "asha", "optimizer x lr x batch x freeze x augmentation"),
-    "smoke": Grid(SMOKE, "none", "two tiny trials on generated images, random weights"),
+    name.rsplit(".", 1)[0]: read_grid(os.path.join(GRID_FILES, name)) for name in sorted(os.listdir(GRID_FILES))
 }
 
 
@@ -86,9 +140,21 @@ def reference_config(overrides: dict[str, Any]) -> dict[str, Any]:
     return TrialConfig.from_dict({"experiment": 1, "name": "baseline", **BASELINE, **overrides}).to_dict()
 
 
+def grid_label(grid: str) -> str:
+    """'paper', or a grid file's name without folder and extension."""
+    return os.path.splitext(os.path.basename(grid))[0] if is_grid_file(grid) else grid
+
+
+def is_grid_file(grid: str) -> bool:
+    return grid.endswith((".yaml", ".yml", ".json"))
+
+
 def get_grid(name: str) -> Grid:
+    """A named grid (study/grid_files/NAME.yaml), or a grid file's path."""
+    if is_grid_file(name):
+        return read_grid(name)
     if name not in GRIDS:
-        raise UserError(f"Unknown grid {name!r}; valid grids are {sorted(GRIDS)}.")
+        raise UserError(f"Unknown grid {name!r}; valid grids are {sorted(GRIDS)}, or a .yaml/.json grid file.")
     return GRIDS[name]
 
 
@@ -128,7 +194,7 @@ def expand(
     configs = []
     for number, name, changes in experiments:
         settings = {**BASELINE, **changes, **overrides}
-        cid = f"{grid}-{number}-{config_id(settings)}"
+        cid = f"{grid_label(grid)}-{number}-{config_id(settings)}"
         for seed in range(seeds):
             config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **settings}
             # Validated before Ray starts (naming a bad key), and whole: every key, resolved.

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from study.grids import GRIDS, expand, get_grid, parse_where, reference_config
+from study.grids import GRIDS, expand, get_grid, grid_label, is_grid_file, parse_where, reference_config
 from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
@@ -58,7 +58,7 @@ SUMMARY_COLUMNS = {  # result key -> column title
     "train_seconds": "train_s",
 }
 SETTINGS_COLUMNS = ["weights", "max epochs", "stop rule", "precision", "normalization", "differs from #1"]
-DRY_RUN_COLUMNS = ["experiment", "name", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
+DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a face-age fine-tuning study on Ray Tune.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--grid", choices=sorted(GRIDS), help="named grid of trials (required unless --resume)")
+    p.add_argument(
+        "--grid",
+        help=f"named grid ({', '.join(sorted(GRIDS))}) or a grid file FILE.yaml/.json (required unless --resume)",
+    )
     add_data_arguments(p)  # --data (smoke generates one when absent), --layout, ...
     p.add_argument("--weights", help="vggface2 | casia-webface | none | PATH (default: the grid's, vggface2)")
     p.add_argument("--max-epochs", type=int, help="cap on epochs per trial (default: the grid's, 400)")
@@ -142,6 +145,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="also log trials to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000",
     )
     p.add_argument("--dry-run", action="store_true", help="print the trials and exit without Ray")
+    p.add_argument("-v", "--verbose", action="store_true", help="Tune's full output and Ray's log messages")
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -166,8 +170,8 @@ def check_args(args: argparse.Namespace) -> None:
         )
 
 
-RUNTIME_OPTIONS = ("resume", "address", "dashboard_host", "dry_run")  # may change when a study resumes
-PATH_OPTIONS = ("data", "storage", "cache_dir", "weights")  # recorded as absolute paths
+RUNTIME_OPTIONS = ("resume", "address", "dashboard_host", "dry_run", "verbose")  # may change when a study resumes
+PATH_OPTIONS = ("data", "storage", "cache_dir", "weights", "grid")  # recorded as absolute paths
 
 
 def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
@@ -192,13 +196,16 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
             f"--resume {directory} continues the study with the options it started with, and "
             f"these differ: {'; '.join(differ)}. Drop them, or start a new study with --name."
         )
-    recorded.update(resume=directory, address=args.address, dashboard_host=args.dashboard_host, dry_run=False)
+    recorded.update(
+        resume=directory, address=args.address, dashboard_host=args.dashboard_host, dry_run=False, verbose=args.verbose
+    )
     return argparse.Namespace(**recorded)
 
 
 def comparable(key: str, value: Any) -> Any:
     """Paths compare as absolute paths (a named weights spec stays a name)."""
-    if key in PATH_OPTIONS and isinstance(value, str) and not (key == "weights" and value in NAMED_WEIGHTS):
+    named = (key == "weights" and value in NAMED_WEIGHTS) or (key == "grid" and not is_grid_file(str(value)))
+    if key in PATH_OPTIONS and isinstance(value, str) and not named:
         return os.path.abspath(os.path.expanduser(value))
     return value
 
@@ -246,11 +253,18 @@ def trial_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def dry_run(args: argparse.Namespace, configs: list[dict[str, Any]]) -> int:
-    table = pd.DataFrame(configs).drop_duplicates("config_id").reindex(columns=DRY_RUN_COLUMNS)
+    """Every trial Tune would run, in its order, from the same search space."""
+    from study.space import name_width, param_space, trial_name, trials_of
+
+    trials = trials_of(param_space(configs))
+    width = name_width(trials)
+    table = pd.DataFrame(trials).reindex(columns=DRY_RUN_COLUMNS)
+    table.insert(0, "trial", [trial_name(c, width) for c in trials])
     print(table.to_string(index=False))
+    n_configs = len({c["config_id"] for c in trials})
     print(
-        f"\nGrid {args.grid!r}: {len(table)} configurations x {args.seeds} seed(s) = "
-        f"{len(configs)} trials; scheduler {args.scheduler or get_grid(args.grid).scheduler}."
+        f"\nGrid {grid_label(args.grid)!r}: {n_configs} configurations x {len(trials) // n_configs} seed(s) = "
+        f"{len(trials)} trials; scheduler {args.scheduler or get_grid(args.grid).scheduler}."
     )
     return 0
 
@@ -311,10 +325,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     data = load_data(args)
     if args.resume:
         check_same_data(plan.directory, data)
+        check_same_grid(plan.directory, args.grid)
     scheduler = args.scheduler or get_grid(args.grid).scheduler
     sizes = ", ".join(f"{k} {v}" for k, v in data.sizes().items())
     print(
-        f"{len(configs)} trial(s) of grid {args.grid!r} on {data.root} ({data.layout}: {sizes}; "
+        f"{len(configs)} trial(s) of grid {grid_label(args.grid)!r} on {data.root} ({data.layout}: {sizes}; "
         f"classes {', '.join(data.classes)}), scheduler {scheduler}"
     )
     print(class_count_lines(data.class_counts()))
@@ -340,7 +355,7 @@ def class_count_lines(counts: dict[str, dict[str, int]]) -> str:
 def plan_study(args: argparse.Namespace, configs: list[dict[str, Any]]) -> Plan:
     """Name the study and check what can be checked before any work: the directory, the
     MLflow URI and the weights (downloaded or read once here)."""
-    name = args.name or f"{args.grid}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = args.name or f"{grid_label(args.grid)}-{time.strftime('%Y%m%d-%H%M%S')}"
     directory = os.path.join(args.storage, name)
     if not args.resume and os.path.exists(directory):
         raise UserError(f"{directory} exists; pick another --name, or continue it with --resume {directory}.")
@@ -362,7 +377,10 @@ def start_ray(args: argparse.Namespace) -> Any:
     import ray
 
     context = ray.init(
-        address=args.address, include_dashboard=True, dashboard_host=args.dashboard_host, logging_level="WARNING"
+        address=args.address,
+        include_dashboard=True,
+        dashboard_host=args.dashboard_host,
+        logging_level="INFO" if args.verbose else "ERROR",  # Ray's chatter only with -v
     )
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
@@ -376,7 +394,8 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
         plan.directory,
         argv,
         args=vars(args),
-        grid=args.grid,
+        grid=grid_label(args.grid),
+        grid_file={"path": args.grid, "text": get_grid(args.grid).text},
         trials=plan.configs,
         reference_config=plan.reference,
         weights_labels=plan.weights_labels,
@@ -400,6 +419,7 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
 def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, scheduler: str) -> Any:
     """A new Tuner, or the interrupted one restored (finished trials stay finished)."""
     from study import tune_setup
+    from study.console import Progress
 
     node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
     trainable = tune_setup.make_trainable(
@@ -418,6 +438,8 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
         scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),
         max_failures=args.max_failures,
         mlflow_uri=args.mlflow,
+        verbose=2 if args.verbose else 0,
+        callbacks=[] if args.verbose else [Progress(len(plan.configs))],
     )
 
 
@@ -441,6 +463,16 @@ def check_same_data(experiment_dir: str, data: FaceData) -> None:
         raise UserError(
             f"The images under {data.root} changed since the study in {experiment_dir} started "
             f"(fingerprint {data.fingerprint[:12]} vs {recorded[:12]}); resuming would mix results."
+        )
+
+
+def check_same_grid(experiment_dir: str, grid: str) -> None:
+    with open(os.path.join(experiment_dir, STUDY_FILE)) as f:
+        recorded = json.load(f).get("grid_file", {}).get("text")
+    if recorded is not None and recorded != get_grid(grid).text:
+        raise UserError(
+            f"The grid file {grid} changed since the study in {experiment_dir} started (its text is recorded in "
+            f"{STUDY_FILE}); resuming would mix grids. Restore the file, or start a new study with --name."
         )
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from study.space import TrialNames, name_width, param_space
 from trainable.config import TrialConfig
 from trainable.data import FaceData
 from trainable.layout import STOPPED_FILE
@@ -74,19 +74,24 @@ def make_tuner(
     scheduler: Any,
     max_failures: int,
     mlflow_uri: str | None = None,
+    verbose: int = 0,
+    callbacks: list[Any] = (),
 ) -> tune.Tuner:
+    names = TrialNames(name_width(configs))
     return tune.Tuner(
         trainable,
-        param_space=dict(configs[0]),  # names the keys; each trial's values come from its point
+        # A grid over experiments x seeds (study.space); long full-network trials first:
+        # started last, they would wait for a whole node while short cached trials keep
+        # taking single cores.
+        param_space=param_space(configs),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
             scheduler=scheduler,
-            # Long full-network trials first: started last, they would wait for a whole
-            # node while short cached trials keep taking single cores.
-            search_alg=BasicVariantGenerator(points_to_evaluate=sorted(configs, key=is_cached)),
-            num_samples=len(configs),  # each point to evaluate is one trial
+            num_samples=1,  # one trial per grid point
             reuse_actors=True,  # a new trial skips the ~3 s worker start-up (imports, data)
+            trial_name_creator=names,
+            trial_dirname_creator=names,
         ),
         run_config=tune.RunConfig(
             name=name,
@@ -94,8 +99,8 @@ def make_tuner(
             # One per trial: ~40 MB mid-run (head, Adam state, best head), ~10 MB at the end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            callbacks=mlflow_callbacks(mlflow_uri, name, os.path.join(storage, name)),
-            verbose=1,
+            callbacks=[*callbacks, *mlflow_callbacks(mlflow_uri, name, os.path.join(storage, name))],
+            verbose=verbose,
         ),
     )
 

@@ -39,11 +39,40 @@ def test_bad_options(capsys, tmp_path):
     assert "--train-range" in fails(capsys, "--grid", "smoke", "--data", ".", "--train-range", "x")
 
 
-def test_unknown_grid_is_an_argparse_error(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["--grid", "nope"])
-    assert exit_.value.code == 2
-    assert "invalid choice: 'nope'" in capsys.readouterr().err
+def test_unknown_grid_names_the_valid_ones(capsys):
+    err = fails(capsys, "--grid", "nope")
+    assert "Unknown grid 'nope'" in err and "'extended', 'paper', 'smoke'" in err
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("lr: [1.0e-4, abc]", "'lr' must be float (or a list of them), got 'abc'"),
+        ("lrr: [1.0e-4]", "'lrr' is not a trial setting; expected description, scheduler, experiments or one of"),
+        ("freeze: [block9]", "Trial config 'freeze' is 'block9'; expected one of"),
+        ("batch_size: []", "'batch_size' is an empty list"),
+        ("scheduler: hyperband", "scheduler is 'hyperband'; expected one of ['none', 'asha']"),
+        ("lr: [1.0e-4\n  batch_size: 3", "is not valid YAML"),
+        ("experiments: {name: x}", "'experiments' must be a non-empty list of mappings"),
+    ],
+)
+def test_a_malformed_grid_file_gets_one_paragraph_naming_the_key(capsys, tmp_path, text, expected):
+    path = tmp_path / "my_grid.yaml"
+    path.write_text(text.replace("\\n", "\n"))
+    err = " ".join(fails(capsys, "--grid", str(path), "--data", ".", "--dry-run").split())  # unwrapped
+    assert str(path) in err and expected in err
+
+
+def test_a_grid_file_defines_fixed_values_lists_and_named_experiments(capsys, tmp_path):
+    path = tmp_path / "my_grid.yaml"
+    path.write_text(
+        "description: mine\nweights: none\nlr: [1e-4, 1e-3]\nfreeze: [block8, none]\n"
+        "experiments:\n  - {name: plain}\n  - {name: balanced, class_weights: balanced}\n"
+    )
+    assert main(["--grid", str(path), "--data", ".", "--dry-run", "--seeds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Grid 'my_grid': 8 configurations x 1 seed(s) = 8 trials" in out
+    assert "e01-plain-lr0.0001-freeze-block8-s0" in out and "e08-balanced-lr0.001-freeze-none-s0" in out
 
 
 def test_mlflow_without_the_extra_says_how_to_install(capsys, monkeypatch):

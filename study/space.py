@@ -1,0 +1,77 @@
+"""A study's trials as a Ray Tune search space, so Tune itself knows every hyperparameter
+(its status table, `ResultGrid.get_dataframe()`'s config/ columns, TensorBoard's HParams).
+
+The expanded trial configs (study.grids.expand) become `tune.grid_search` over the
+experiment numbers and over the seeds; every key that differs between experiments is a
+`tune.sample_from` looking its value up by experiment; keys equal in every trial are
+constants. Experiments that run the full network come first in the grid, so at each
+seed they start before the short cached ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ray import tune
+from ray.tune.search.variant_generator import generate_variants
+
+from trainable.config import TrialConfig
+
+
+@dataclass(frozen=True)
+class ByExperiment:
+    """sample_from's function: the value of `key` for the trial's experiment."""
+
+    key: str
+    values: dict[int, Any]
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        return self.values[config["experiment"]]
+
+
+def param_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Tune param_space whose grid is exactly `configs` (experiments x seeds)."""
+    experiments: dict[int, dict[str, Any]] = {}
+    for config in sorted(configs, key=lambda c: TrialConfig.from_dict(c).uses_cache):  # full network first
+        experiments.setdefault(config["experiment"], {k: v for k, v in config.items() if k != "seed"})
+    seeds = sorted({config["seed"] for config in configs})
+    if len(experiments) * len(seeds) != len(configs):
+        raise ValueError("the trial configs are not a grid of experiments x seeds")
+    space: dict[str, Any] = {"experiment": tune.grid_search(list(experiments)), "seed": tune.grid_search(seeds)}
+    first = next(iter(experiments.values()))
+    for key in first:
+        if key == "experiment":
+            continue
+        values = {number: settings[key] for number, settings in experiments.items()}
+        varies = len({repr(v) for v in values.values()}) > 1
+        space[key] = tune.sample_from(ByExperiment(key, values)) if varies else first[key]
+    return space
+
+
+def trials_of(space: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trial configs Tune generates from `space`, in the order it starts them."""
+    return [config for _, config in generate_variants(space)]
+
+
+def name_width(configs: list[dict[str, Any]]) -> int:
+    """Digits of the largest experiment number, at least 2: names sort in experiment order."""
+    return max(2, len(str(max(c["experiment"] for c in configs))))
+
+
+def trial_name(config: dict[str, Any], width: int = 2) -> str:
+    """What a trial is, e.g. 'e04-no-freezing-s1' or 'e055-adam-lr0.01-b8-freeze-block8-aug-none-s0'."""
+    slug = re.sub(r"[^a-z0-9.]+", "-", str(config["name"]).lower()).strip("-")
+    return f"e{config['experiment']:0{width}d}-{slug}-s{config['seed']}"
+
+
+@dataclass(frozen=True)
+class TrialNames:
+    """Tune's trial_name_creator and trial_dirname_creator: trial_name, numbers padded to
+    the study's largest experiment number."""
+
+    width: int
+
+    def __call__(self, trial: Any) -> str:
+        return trial_name(trial.config, self.width)

@@ -1,0 +1,62 @@
+"""The grids as Tune search spaces: the same trials, Tune's order, readable names,
+and the compact console (no Ray cluster needed)."""
+
+import io
+
+import pytest
+
+from study.console import Progress, clock
+from study.grids import expand
+from study.space import param_space, trial_name, trials_of
+
+
+@pytest.mark.parametrize("grid, seeds", [("paper", 3), ("extended", 2), ("smoke", 1)])
+def test_the_search_space_generates_exactly_the_expanded_trials(grid, seeds):
+    configs = expand(grid, seeds=seeds, overrides={"weights": "none"})
+    space = param_space(configs)
+    trials = trials_of(space)
+    key = lambda c: (c["experiment"], c["seed"])  # noqa: E731
+    assert sorted(trials, key=key) == sorted(configs, key=key)
+    assert space["weights"] == "none"  # the same in every trial: a constant, not a column
+
+
+def test_full_network_trials_start_first_at_each_seed_and_where_takes_any_key():
+    trials = trials_of(param_space(expand("paper", seeds=2, overrides={})))
+    assert [c["experiment"] for c in trials[:7]] == [4, 1, 2, 3, 5, 6, 7]
+    assert [c["seed"] for c in trials] == [0] * 7 + [1] * 7
+    alone = trials_of(param_space(expand("paper", seeds=2, overrides={}, where={"experiment": 4})))
+    assert [(c["experiment"], c["seed"], c["freeze"]) for c in alone] == [(4, 0, "none"), (4, 1, "none")]
+
+
+def test_trial_names_say_what_the_trial_is():
+    assert trial_name({"experiment": 4, "name": "no freezing", "seed": 1}) == "e04-no-freezing-s1"
+    extended = {"experiment": 55, "name": "adam lr0.01 b8 freeze-block8 aug-none", "seed": 0}
+    assert trial_name(extended, 3) == "e055-adam-lr0.01-b8-freeze-block8-aug-none-s0"
+
+
+class FakeTrial:
+    def __init__(self, name, status="RUNNING"):
+        self.name, self.status = name, status
+
+    def __str__(self):
+        return self.name
+
+
+def test_the_console_prints_one_line_per_event_and_where_the_study_stands(monkeypatch):
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    progress = Progress(total=3)
+    progress.on_step_begin(0, [FakeTrial("e01-a-s0", "TERMINATED")])  # a resumed study's finished trial
+    trial = FakeTrial("e02-b-s0")
+    progress.on_trial_start(0, [], trial)
+    for epoch in (1, 2):
+        progress.on_trial_result(0, [], trial, {"epoch": epoch, "val_loss": 0.5, "val_acc": 0.75})
+    progress.on_trial_result(0, [], trial, {"epoch": 2, "val_loss": 0.5, "val_acc": 0.75, "best_epoch": 2,
+                                            "stopped_by": "early_stopping", "val_pred": [0, 1, 2]})  # fmt: skip
+    progress.on_trial_complete(0, [], trial)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 4 and "val_pred" not in out.getvalue()  # start and end, each with the totals
+    assert "e02-b-s0" in lines[2] and "early_stopping" in lines[2]
+    assert "epoch   2  val loss 0.500  val acc 0.750" in lines[2]
+    assert lines[3].strip().startswith("2/3 done, 0 running, 1 pending") and "left" in lines[3]
+    assert clock(3725) == "1:02:05"
