@@ -126,3 +126,55 @@ def axis_effects(configs: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
             )
     fig.tight_layout()
     return fig, pd.DataFrame(best_rows)
+
+
+def parallel_coordinates(points: pd.DataFrame, target: str = "val acc") -> Figure:
+    """One line per trial through one vertical axis per hyperparameter (numbers scaled to
+    their range, log-scaled where they span more than 20x; categories evenly spaced), to
+    `target` on the last axis; colour = `target`."""
+    keys = [k for k in points.columns if k != target]
+    columns, ticks = {}, {}
+    for key in [*keys, target]:
+        values = points[key]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            v = values.astype(float)
+            logged = key != target and (v > 0).all() and v.max() / max(v.min(), 1e-300) > 20
+            v = np.log10(v) if logged else v
+            lo, hi = float(v.min()), float(v.max())
+            columns[key] = (v - lo) / (hi - lo) if hi > lo else v * 0 + 0.5
+            shown = (10**lo, 10**hi) if logged else (lo, hi)
+            ticks[key] = ([0, 1], [f"{shown[0]:.3g}", f"{shown[1]:.3g}"])
+        else:
+            levels = sorted(values.astype(str).unique())
+            position = {level: i / max(1, len(levels) - 1) for i, level in enumerate(levels)}
+            columns[key] = values.astype(str).map(position)
+            ticks[key] = (list(position.values()), levels)
+    frame = pd.DataFrame(columns)
+    fig, ax = plt.subplots(figsize=(1.6 * len(frame.columns) + 1.5, 4))
+    colours = plt.cm.viridis(columns[target].fillna(0).to_numpy())
+    x = np.arange(len(frame.columns))
+    for row, colour in zip(frame.to_numpy(), colours, strict=True):
+        ax.plot(x, row, color=colour, alpha=0.7, lw=1)
+    for i, key in enumerate(frame.columns):
+        ax.axvline(i, color="black", lw=0.5)
+        for position, label in zip(*ticks[key], strict=True):
+            ax.text(i + 0.03, position, label, fontsize=6, va="center")
+    ax.set_xticks(x, list(frame.columns), fontsize=8, rotation=20)
+    ax.set_yticks([])
+    ax.set_title(f"{len(frame)} trials: hyperparameters -> {target} (colour = {target})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def best_so_far(epochs: pd.DataFrame) -> Figure:
+    """The best validation accuracy seen so far against the trial-epochs spent, every trial's
+    epochs in the order Ray recorded them."""
+    ordered = epochs.dropna(subset=["val_acc"]).sort_values(["time", "trial_id", "epoch"], na_position="last")
+    spent = np.arange(1, len(ordered) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.step(spent, ordered.val_acc.cummax().to_numpy(), where="post")
+    ax.set_xlabel("trial-epochs spent (all trials, in the order they ran)", fontsize=8)
+    ax.set_ylabel("best val acc so far", fontsize=8)
+    ax.set_title("Best validation accuracy against the budget spent", fontsize=9)
+    fig.tight_layout()
+    return fig

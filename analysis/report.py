@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis import figures
 from analysis.document import Document
 from analysis.results import load_study, read_study_record
 from analysis.stats import accuracy_ci
@@ -33,13 +34,24 @@ from analysis.tables import (
     baseline_table,
     comparison_table,
     config_table,
+    explored,
+    importance,
     metric_comparison_table,
     paired,
     summary_table,
     with_ci,
 )
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
-from trainable.layout import BASELINES_FILE, BEST_DIR, BEST_FILE, MODEL_FILE, PEER_FILE, STUDY_FILE, split_identity
+from trainable.layout import (
+    BASELINES_FILE,
+    BEST_DIR,
+    BEST_FILE,
+    CONFIRM_DIR,
+    MODEL_FILE,
+    PEER_FILE,
+    STUDY_FILE,
+    split_identity,
+)
 
 # The 2021 report's figures (shared/DESIGN.md): experiment -> (val acc, test acc).
 REPORTED = {1: (0.73, 0.82), 2: (0.80, 0.84), 3: (0.82, 0.85)}
@@ -68,6 +80,7 @@ class Study:
     baselines: list[dict] | None  # only when computed on the same split
     notes: list[str]  # why something was left out; printed by the CLI too
     best: dict | None = None  # best/best.json (analysis.best), where written
+    searched: tuple[pd.DataFrame, pd.DataFrame] | None = None  # a confirmed search's own (trials, epochs)
 
     @property
     def classes(self) -> list[str]:
@@ -131,6 +144,10 @@ def load_baselines(directory: str | None, study_split: dict | None) -> tuple[lis
 def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     record = read_study_record(results_dir)
     trials, epochs = load_study(results_dir)
+    searched = None
+    if record.get("search") and os.path.isdir(os.path.join(results_dir, CONFIRM_DIR)):
+        searched = trials, epochs  # shown apart: the ranking uses the confirmation runs alone
+        trials, epochs = load_study(os.path.join(results_dir, CONFIRM_DIR), CONFIRM_DIR + "/")
     labels = np.asarray(record["split_labels"]["test"])
     reference = record.get("reference_config")
     if reference is None and len(trials) and (trials.experiment == 1).any():
@@ -147,7 +164,7 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     if os.path.exists(best_file):
         with open(best_file) as f:
             best = json.load(f)
-    return Study(name, record, trials, epochs, configs, labels, baselines, notes, best)
+    return Study(name, record, trials, epochs, configs, labels, baselines, notes, best, searched)
 
 
 def header(doc: Document, s: Study) -> None:
@@ -165,6 +182,19 @@ def header(doc: Document, s: Study) -> None:
         "only); the full interval also resamples the test images (Wilson for one run, a bootstrap over "
         "seeds, then images, for several)."
     )
+    search = s.record.get("search")
+    if search:
+        doc.notice(
+            f"A {search['kind']} search of {search['num_samples']} trials over {', '.join(search['searched'])}: "
+            "each searched trial is one configuration run once (seed 0), and the best of them was kept because "
+            "it scored high, so its validation score is optimistic. "
+            + (
+                "The ranking below uses only the confirmation runs (the best searched configurations again, with "
+                "fresh seeds); the search runs are listed apart."
+                if s.searched is not None
+                else "Nothing here is confirmed: rerun the best with --confirm-top K --seeds S."
+            )
+        )
     if (counts.get("finished", 0)) == 0:
         doc.p(
             "Nothing has finished yet: no trial has final scores. The study is still running or was "
@@ -211,6 +241,47 @@ def summary_section(doc: Document, s: Study) -> None:
                 }
             ).sort_values(["#", "seed"])
         )
+
+
+def search_section(doc: Document, s: Study) -> None:
+    """A confirmed search's own runs, apart from the ranking."""
+    trials, epochs = s.searched
+    doc.h("Search runs (not used for the ranking)")
+    doc.p(
+        "Every searched trial, best validation accuracy first (at its best epoch so far, ASHA-stopped ones "
+        "too). Optimistic: the confirmation runs above are the ones to compare."
+    )
+    points = explored(trials, epochs)
+    table = pd.concat([trials[["trial_id", "status", "stopped_by", "epochs"]].reset_index(drop=True), points], axis=1)
+    doc.table(table.sort_values("val acc", ascending=False).round(4))
+
+
+def exploration_section(doc: Document, s: Study, save) -> None:
+    """What the explored hyperparameters did: parallel coordinates, importance, best so far."""
+
+    trials, epochs = s.searched if s.searched is not None else (s.trials, s.epochs)
+    points = explored(trials, epochs)
+    if len(points) < 3 or len(points.columns) < 2:
+        return
+    which = "searched trials" if s.record.get("search") else "trials"
+    doc.h("Exploring the hyperparameters")
+    save(
+        figures.parallel_coordinates(points),
+        "parallel_coordinates.png",
+        f"Each of the {len(points)} {which}, from its hyperparameters to its validation accuracy at its best epoch",
+    )
+    doc.p(
+        f"Hyperparameter importance: permutation importance of a random forest (200 trees) fitted to predict "
+        f"validation accuracy from the hyperparameters of the {len(points)} {which}; the mean drop in its R² "
+        "when one hyperparameter is shuffled (20 shuffles). Measured on the trials it was fitted to: a guide "
+        "to what mattered here, not a test."
+    )
+    doc.table(importance(points))
+    save(
+        figures.best_so_far(epochs),
+        "best_so_far.png",
+        f"Best validation accuracy so far against trial-epochs spent, over the {which}",
+    )
 
 
 def balance_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
@@ -326,8 +397,6 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
 def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_dir: str) -> None:
     import matplotlib.pyplot as plt
 
-    from analysis import figures
-
     directory = os.path.join(out_dir, "figures")
     os.makedirs(directory, exist_ok=True)
 
@@ -358,6 +427,7 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
         save(fig, "axes.png", caption + ", by axis value")
         doc.p("Best configuration per axis value: only configurations whose seeds all finished.")
         doc.table(best_per_value)
+    exploration_section(doc, s, save)
 
 
 def external_section(doc: Document, evaluations: list[str]) -> None:
@@ -432,6 +502,8 @@ def build_report(
         doc.p(note)
     if len(s.configs):
         summary_section(doc, s)
+        if s.searched is not None:
+            search_section(doc, s)
         balance_section(doc, s, btable)
         paper_section(doc, s, btable)
         comparisons_section(doc, s, btable)

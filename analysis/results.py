@@ -1,9 +1,10 @@
 """A results directory -> tidy tables.
 
 Convention: `epochs` has one row per trial x epoch (trial_id, epoch, train_loss,
-val_loss, val_acc, epoch_seconds); `trials` has one row per trial: its config
-and final metrics (best epoch, accuracies of the best model, confusion matrices,
-stopped_by; `precision_used`, the resolved precision) and how it ended, `status`:
+val_loss, val_acc, epoch_seconds, and time: when Ray recorded it, Unix seconds);
+`trials` has one row per trial: its config and final metrics (best epoch,
+accuracies of the best model, confusion matrices, stopped_by; `precision_used`,
+the resolved precision) and how it ended, `status`:
 
 - 'finished': it ended on its own (stopped_by max_epochs, early_stopping or diverged);
 - 'stopped': the scheduler (ASHA) stopped it, at its last epoch (stopped_by asha);
@@ -26,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from trainable.config import TrialConfig, comparable_settings
-from trainable.layout import PARAMS_FILE, RESULT_FILE, STUDY_FILE, trial_outcome
+from trainable.config import TrialConfig, comparable_settings, expand_choices
+from trainable.layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, trial_outcome
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
 TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
@@ -79,8 +80,18 @@ def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
     return config, rows
 
 
-def load_study(directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(trials, epochs) tables of one study's results directory."""
+def searched_identity(trial_id: str, config: dict) -> dict:
+    """A searched trial (config_id SEARCH_ID, named 't007-...') is its own configuration:
+    experiment 7, config_id 'search-7', named by its values."""
+    number, _, values = os.path.basename(trial_id).partition("-")
+    return {"experiment": int(number[1:]), "config_id": f"search-{int(number[1:])}", "name": values or trial_id}
+
+
+def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(trials, epochs) tables of one study's results directory; trial ids are the trial
+    directories' names under `prefix` (e.g. 'confirm/'). A searched trial's choice labels
+    become their settings (study.json's expansions) and it gets its own identity."""
+    expansions = read_study_record(directory).get("expansions", {})
     trial_dirs = sorted(
         entry.path
         for entry in os.scandir(directory)
@@ -89,10 +100,14 @@ def load_study(directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     trials, epochs = [], []
     for trial_dir in trial_dirs:
         config, rows = read_trial(trial_dir)
-        trial_id = os.path.basename(trial_dir)
+        trial_id = prefix + os.path.basename(trial_dir)
+        config = expand_choices(config, expansions)
+        if config.get("config_id") == SEARCH_ID:
+            config.update(searched_identity(trial_id, config))
         by_epoch = {row["epoch"]: row for row in rows}  # a resumed trial may repeat epochs
         for epoch in sorted(by_epoch):
-            epochs.append({"trial_id": trial_id, **{k: by_epoch[epoch][k] for k in EPOCH_COLUMNS}})
+            row = by_epoch[epoch]
+            epochs.append({"trial_id": trial_id, **{k: row[k] for k in EPOCH_COLUMNS}, "time": row.get("timestamp")})
         final = next((row for row in reversed(rows) if "best_epoch" in row), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
         metrics = {k: v for k, v in (final or {}).items() if k not in skip}
@@ -113,7 +128,7 @@ def load_study(directory: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     for column in FINAL_COLUMNS:
         if column not in table:
             table[column] = None if column.endswith(("_pred", "_confusion", "_used")) else float("nan")
-    return table, pd.DataFrame(epochs, columns=None if epochs else ["trial_id", *EPOCH_COLUMNS])
+    return table, pd.DataFrame(epochs, columns=None if epochs else ["trial_id", *EPOCH_COLUMNS, "time"])
 
 
 def read_study_record(directory: str) -> dict:

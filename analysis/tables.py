@@ -236,6 +236,44 @@ def metric_comparison_table(pairs: list[tuple[str, str, Any, Any]], labels: np.n
     return pd.DataFrame(rows)
 
 
+HYPERPARAMETERS = (*AXES, "dropout", "weight_decay")  # what a search or a grid file may vary
+
+
+def explored(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial with a finite epoch: each hyperparameter that varies between the
+    trials, and 'val acc' at its best epoch so far (ASHA-stopped trials included)."""
+    trials = trials.assign(**{"val acc": trials.trial_id.map(val_acc_at_best(epochs))}).dropna(subset=["val acc"])
+    keys = [k for k in HYPERPARAMETERS if k in trials and trials[k].astype(str).nunique() > 1]
+    return trials[[*keys, "val acc"]].reset_index(drop=True)
+
+
+def importance(points: pd.DataFrame, target: str = "val acc", seed: int = 0) -> pd.DataFrame:
+    """Permutation importance of each hyperparameter for a random forest fitted to predict
+    `target` from them (categories one-hot, numbers as they are): the mean drop in R^2 when
+    that hyperparameter's columns are shuffled, over 20 shuffles, with its spread."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    keys = [k for k in points.columns if k != target]
+    encoded = {k: pd.get_dummies(points[k].astype(str), prefix=k, dtype=float) for k in keys}
+    for k in keys:
+        if pd.api.types.is_numeric_dtype(points[k]) and not pd.api.types.is_bool_dtype(points[k]):
+            encoded[k] = points[[k]].astype(float)
+    X = pd.concat(encoded.values(), axis=1)
+    y = points[target].to_numpy(float)
+    forest = RandomForestRegressor(n_estimators=200, random_state=seed).fit(X, y)
+    base = forest.score(X, y)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in keys:
+        drops = []
+        for _ in range(20):
+            shuffled = X.copy()
+            shuffled[encoded[k].columns] = encoded[k].to_numpy()[rng.permutation(len(X))]
+            drops.append(base - forest.score(shuffled, y))
+        rows.append({"hyperparameter": k, "importance (drop in R²)": np.mean(drops), "± sd": np.std(drops)})
+    return pd.DataFrame(rows).sort_values("importance (drop in R²)", ascending=False).round(3)
+
+
 def comparison_table(pairs: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataFrame, list[float]]:
     """The paired tests with Holm-adjusted bootstrap p-values over all of them."""
     adjusted = holm([test.p_bootstrap for _, _, test in pairs])

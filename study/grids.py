@@ -30,15 +30,41 @@ Experiment = tuple[int, str, dict[str, Any]]  # (number, name, settings that dif
 
 
 @dataclass(frozen=True)
+class Range:
+    """A searched setting: loguniform/uniform over [low, high], or a choice of values (each
+    (label, settings): a label stands for the settings it sets, see Grid.expansions)."""
+
+    kind: str
+    low: float = 0.0
+    high: float = 0.0
+    values: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+@dataclass(frozen=True)
 class Grid:
     experiments: list[Experiment]
     scheduler: str = "none"  # default --scheduler
     description: str = ""
     text: str = ""  # the file it was read from, recorded in study.json
+    fixed: dict[str, Any] | None = None  # settings every trial has (search spaces)
+    ranges: dict[str, Range] | None = None  # searched settings: --search random | optuna
+
+    @property
+    def expansions(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """key -> label -> the settings a choice's label stands for, where a label is not
+        the value itself (e.g. optimizer 'sgd-m0.9' -> optimizer sgd, momentum 0.9)."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, r in (self.ranges or {}).items():
+            for label, settings in r.values:
+                if settings != {key: label}:
+                    out.setdefault(key, {})[label] = settings
+        return out
 
 
 GRID_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grid_files")
 RESERVED = ("description", "scheduler", "experiments")
+RANGE_KINDS = ("loguniform", "uniform", "choice")
+SEARCHES = ("grid", "random", "optuna")  # --search: every trial of a grid, or samples of a space of ranges
 SCHEDULERS = ("none", "asha")
 # How a value of an axis appears in experiment names: lr 1e-05 -> 'lr1e-05', batch 8 -> 'b8'.
 LABELS = {"optimizer": "{}", "lr": "lr{:g}", "batch_size": "b{}", "freeze": "freeze-{}", "augmentation": "aug-{}"}
@@ -76,8 +102,16 @@ def read_grid(path: str) -> Grid:
     scheduler = spec.get("scheduler", "none")
     if scheduler not in SCHEDULERS:
         raise UserError(f"--grid {path}: scheduler is {scheduler!r}; expected one of {list(SCHEDULERS)}.")
-    fixed = {k: typed(path, k, v) for k, v in spec.items() if k not in RESERVED and not isinstance(v, list)}
+    ranges = {k: as_range(path, k, v) for k, v in spec.items() if k not in RESERVED and isinstance(v, dict)}
+    fixed = {k: typed(path, k, v) for k, v in spec.items() if k not in RESERVED and not isinstance(v, list | dict)}
     axes = [axis(path, k, v) for k, v in spec.items() if k not in RESERVED and isinstance(v, list)]
+    if ranges:
+        if axes or "experiments" in spec:
+            raise UserError(
+                f"--grid {path}: a search space ({', '.join(ranges)} are ranges) cannot also have lists or "
+                "experiments; write a list as {choice: [...]}."
+            )
+        return Grid([], scheduler, str(spec.get("description", "")), text, fixed, ranges)
     named = spec.get("experiments", [{"name": ""}])
     if not isinstance(named, list) or not named or not all(isinstance(e, dict) for e in named):
         raise UserError(f"--grid {path}: 'experiments' must be a non-empty list of mappings (name: and settings).")
@@ -122,6 +156,37 @@ def axis(path: str, key: str, values: list) -> list[tuple[str, dict[str, Any]]]:
             value = typed(path, key, value)
             out.append((LABELS.get(key, key + "={}").format(value), {key: value}))
     return out
+
+
+def as_range(path: str, key: str, spec: dict[str, Any]) -> Range:
+    """{loguniform: [low, high]}, {uniform: [low, high]} or {choice: [values]} -> Range."""
+    if len(spec) != 1 or next(iter(spec)) not in RANGE_KINDS:
+        raise UserError(
+            f"--grid {path}: {key!r} is {spec!r}; a range is one of "
+            + ", ".join(f"{{{kind}: [...]}}" for kind in RANGE_KINDS)
+            + "."
+        )
+    kind, bounds = next(iter(spec.items()))
+    if kind == "choice":  # a plain value stands for itself; a mapping for its settings, by its label
+        values = bounds if isinstance(bounds, list) else [bounds]
+        labelled = axis(path, key, values)
+        return Range(
+            kind,
+            values=tuple(
+                (label, settings) if isinstance(value, dict) else (settings[key], settings)
+                for value, (label, settings) in zip(values, labelled, strict=True)
+            ),
+        )
+    if not (isinstance(bounds, list) and len(bounds) == 2):
+        raise UserError(f"--grid {path}: {key!r}: {kind} needs [low, high], got {bounds!r}.")
+    low, high = (typed(path, key, float(b) if isinstance(b, str) else b) for b in bounds)
+    if not isinstance(low, float) or not low < high or (kind == "loguniform" and low <= 0):
+        raise UserError(
+            f"--grid {path}: {key!r}: {kind} needs numbers low < high"
+            + (" and low > 0" if kind == "loguniform" else "")
+            + f", got {bounds!r}."
+        )
+    return Range(kind, low, high)
 
 
 def experiment(path: str, spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from study.grids import GRIDS, expand, get_grid, grid_label, is_grid_file, parse_where, reference_config
+from study.grids import GRIDS, SEARCHES, expand, get_grid, grid_label, is_grid_file, parse_where, reference_config
 from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
@@ -40,7 +40,7 @@ from trainable.config import (
 from trainable.data import FaceData, load_el7008
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
-from trainable.layout import SKIPPED_FILE, STUDY_FILE, SUMMARY_FILE, trial_outcome
+from trainable.layout import CONFIRM_DIR, SKIPPED_FILE, STUDY_FILE, SUMMARY_FILE, trial_outcome
 from trainable.model import resolve_weights, weights_label
 
 SUMMARY_COLUMNS = {  # result key -> column title
@@ -94,7 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="keep only the grid's experiments with this setting (repeatable)",
     )
-    p.add_argument("--scheduler", choices=("asha", "none"), help="default: asha for extended, else none")
+    p.add_argument("--scheduler", choices=("asha", "none"), help="default: the grid file's (asha for extended)")
+    p.add_argument(
+        "--search",
+        choices=SEARCHES,
+        default="grid",
+        help="grid: every trial of --grid; random or optuna: --num-samples trials of a space of ranges "
+        "(--grid search, or a file with loguniform/uniform/choice values)",
+    )
+    p.add_argument("--num-samples", type=int, default=20, help="--search random/optuna: trials to run")
+    p.add_argument("--max-concurrent", type=int, help="--search random/optuna: trials at a time (default: no cap)")
+    p.add_argument(
+        "--confirm-top",
+        type=int,
+        default=0,
+        metavar="K",
+        help="after a search, rerun its K best configurations by val acc with --seeds fresh seeds",
+    )
     p.add_argument("--grace-period", type=int, default=10, help="epochs before ASHA may stop a trial")
     p.add_argument("--precision", choices=PRECISIONS, help="trunk precision (default auto)")
     p.add_argument(
@@ -161,6 +177,12 @@ def check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
     if args.precision == "fp16" and not args.gpus_per_trial:
         raise UserError("--precision fp16 needs GPUs (--gpus-per-trial); CPUs run bf16 or fp32.")
+    if args.search != "grid" and args.num_samples < 1:
+        raise UserError(f"--num-samples must be at least 1, got {args.num_samples}.")
+    if args.confirm_top and args.search == "grid":
+        raise UserError("--confirm-top confirms a search: use it with --search random or optuna.")
+    if args.confirm_top < 0 or (args.max_concurrent is not None and args.max_concurrent < 1):
+        raise UserError("--confirm-top must be >= 0 and --max-concurrent >= 1.")
     if args.max_failures < 0:
         raise UserError(f"--max-failures must be >= 0, got {args.max_failures}.")
     if args.mlflow and importlib.util.find_spec("mlflow") is None:
@@ -318,6 +340,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         args = resumed_args(args, argv)
     check_args(args)
     args = with_absolute_paths(args)
+    if args.search != "grid":
+        return run_search(args, argv)
     configs = trial_configs(args)
     if args.dry_run:
         return dry_run(args, configs)
@@ -341,6 +365,121 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     encode_for_trials(plan.configs, data, args.cache_dir, cpus=args.cpus_per_trial or 1, gpus=args.gpus_per_trial)
     results = make_tuner(plan, args, data, ray, scheduler).fit()
     return finish(plan, results)
+
+
+def run_search(args: argparse.Namespace, argv: list[str]) -> int:
+    """--search random | optuna: --num-samples trials of a space of ranges, then (with
+    --confirm-top K) the K best again with --seeds fresh seeds (study.search)."""
+    from ray.tune.search.sample import Domain
+
+    from study import search
+
+    grid = get_grid(args.grid)
+    if not grid.ranges:
+        raise UserError(
+            f"--search {args.search} needs a space of ranges: --grid search, or a grid file with "
+            f"{{loguniform|uniform|choice: ...}} values; grid {grid_label(args.grid)!r} has none."
+        )
+    space = search.search_space(grid, overrides(args))
+    searched = search.searched_keys(space)
+    fixed = {k: v for k, v in space.items() if not isinstance(v, Domain)}
+    if args.dry_run:
+        print("\n".join(f"{k}: {space[k].domain_str if k in searched else space[k]}" for k in space))
+        print(f"\n{args.search} search: {args.num_samples} trials over {', '.join(searched)}.")
+        return 0
+    plan = plan_study(args, [fixed])
+    space["weights"] = plan.configs[0]["weights"]
+    data = load_data(args)
+    if args.resume:
+        check_same_data(plan.directory, data)
+        check_same_grid(plan.directory, args.grid)
+    scheduler = args.scheduler or grid.scheduler
+    print(f"{args.search} search: {args.num_samples} trial(s) over {', '.join(searched)}; scheduler {scheduler}")
+    print(class_count_lines(data.class_counts()))
+    ray = start_ray(args)
+    if not args.resume:
+        record = {"kind": args.search, "num_samples": args.num_samples, "searched": searched}
+        record_study(plan, args, argv, data, search=record, expansions=grid.expansions)
+    from study import tune_setup
+    from study.console import Progress
+    from study.space import TrialNames
+
+    trainable = make_trainable(args, data, ray, grid.expansions)
+    if args.resume and tune_setup.can_restore(plan.directory):
+        tuner = tune_setup.restore_tuner(plan.directory, trainable)
+    else:
+        points = search.paper_points(grid, space, overrides(args))
+        tuner = tune_setup.make_tuner(
+            trainable,
+            space,
+            name=plan.name,
+            storage=args.storage,
+            scheduler=tune_setup.make_scheduler(
+                scheduler, max_epochs=fixed["max_epochs"], grace_period=args.grace_period
+            ),
+            max_failures=args.max_failures,
+            names=TrialNames(searched=tuple(searched)),
+            search_alg=search.make_searcher(args.search, points, args.max_concurrent or 0),
+            num_samples=args.num_samples,
+            mlflow_uri=args.mlflow,
+            verbose=2 if args.verbose else 0,
+            callbacks=[] if args.verbose else [Progress(args.num_samples)],
+        )
+    results = tuner.fit()
+    if not args.confirm_top:
+        return finish(plan, results)
+    summarize(results, plan.directory, plan.weights_labels, plan.reference)  # the search's own summary.csv
+    confirmed = confirm(plan, args, trainable, results, grid.expansions)
+    return finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR))
+
+
+def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any, expansions: dict) -> Any:
+    """Rerun the --confirm-top best searched configurations with --seeds fresh seeds, as a grid
+    in STUDY/confirm; return its results."""
+    from study import search, tune_setup
+    from study.console import Progress
+    from study.space import TrialNames, name_width, param_space
+
+    directory = os.path.join(plan.directory, CONFIRM_DIR)
+    scored = []
+    for result in searched:
+        frame = result.metrics_dataframe
+        if frame is None or "val_loss" not in frame or frame.val_loss.isna().all():
+            continue
+        best = frame.loc[frame.val_loss.idxmin()]  # ASHA-stopped trials at their best epoch so far
+        number = int(os.path.basename(result.path).split("-")[0][1:])  # 't007-...' -> 7
+        scored.append((number, result.config, float(best.val_acc)))
+    configs = search.confirm_configs(scored, args.confirm_top, args.seeds, expansions)
+    print(f"\nConfirming the {len(configs) // args.seeds} best searched configuration(s), {args.seeds} fresh seed(s)")
+    if tune_setup.can_restore(directory):
+        tuner = tune_setup.restore_tuner(directory, trainable)
+    else:
+        tuner = tune_setup.make_tuner(
+            trainable,
+            param_space(configs),
+            name=CONFIRM_DIR,
+            storage=plan.directory,
+            scheduler=tune_setup.make_scheduler("none", max_epochs=1, grace_period=1),
+            max_failures=args.max_failures,
+            names=TrialNames(name_width(configs)),
+            verbose=2 if args.verbose else 0,
+            callbacks=[] if args.verbose else [Progress(len(configs))],
+        )
+    return tuner.fit()
+
+
+def make_trainable(args: argparse.Namespace, data: FaceData, ray: Any, expansions: dict) -> Any:
+    from study import tune_setup
+
+    node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
+    return tune_setup.make_trainable(
+        data,
+        cache_dir=args.cache_dir,
+        cpus=args.cpus_per_trial,
+        gpus=args.gpus_per_trial,
+        node_cpus=node_cpus,
+        expansions=expansions,
+    )
 
 
 def class_count_lines(counts: dict[str, dict[str, int]]) -> str:
@@ -388,7 +527,7 @@ def start_ray(args: argparse.Namespace) -> Any:
     return ray
 
 
-def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: FaceData) -> None:
+def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: FaceData, **extra: Any) -> None:
     """study.json (and the list of skipped files) before the first trial starts."""
     write_provenance(
         plan.directory,
@@ -410,6 +549,7 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
         converted_files=data.converted,
         duplicate_files=data.duplicates,
         **data.split_record(),
+        **extra,
     )
     if data.skipped:
         with open(os.path.join(plan.directory, SKIPPED_FILE), "w") as f:
@@ -420,11 +560,9 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
     """A new Tuner, or the interrupted one restored (finished trials stay finished)."""
     from study import tune_setup
     from study.console import Progress
+    from study.space import TrialNames, name_width, param_space
 
-    node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
-    trainable = tune_setup.make_trainable(
-        data, cache_dir=args.cache_dir, cpus=args.cpus_per_trial, gpus=args.gpus_per_trial, node_cpus=node_cpus
-    )
+    trainable = make_trainable(args, data, ray, {})
     if args.resume and tune_setup.can_restore(plan.directory):
         return tune_setup.restore_tuner(plan.directory, trainable)
     if args.resume:
@@ -432,7 +570,10 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
     max_epochs = max(c["max_epochs"] for c in plan.configs)
     return tune_setup.make_tuner(
         trainable,
-        plan.configs,
+        # A grid over experiments x seeds; long full-network trials first: started last, they
+        # would wait for a whole node while short cached trials keep taking single cores.
+        param_space(plan.configs),
+        names=TrialNames(name_width(plan.configs)),
         name=plan.name,
         storage=args.storage,
         scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),
@@ -443,9 +584,10 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
     )
 
 
-def finish(plan: Plan, results: Any) -> int:
-    """Print the summary (and the random-weights note); exit 1 if any trial failed."""
-    table, failed = summarize(results, plan.directory, plan.weights_labels, plan.reference)
+def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
+    """Print the summary (and the random-weights note), written to SUMMARY_DIR/summary.csv
+    (default the study's); exit 1 if any trial failed."""
+    table, failed = summarize(results, summary_dir or plan.directory, plan.weights_labels, plan.reference)
     print(f"\n{table}\n\nResults: {plan.directory}")
     best = subprocess.run([sys.executable, "-m", "analysis.best", plan.directory], capture_output=True, text=True)
     print(best.stdout.strip() or best.stderr.strip())  # a process: study does not import analysis

@@ -18,6 +18,7 @@ from ray import tune
 from ray.tune.search.variant_generator import generate_variants
 
 from trainable.config import TrialConfig
+from trainable.layout import SEARCH_ID
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,28 @@ def trial_name(config: dict[str, Any], width: int = 2) -> str:
     return f"e{config['experiment']:0{width}d}-{slug}-s{config['seed']}"
 
 
+def search_trial_name(index: int, config: dict[str, Any], searched: list[str]) -> str:
+    """A searched trial: its number and values, e.g. 't007-lr0.00032-sgd-m0.9-b16-none'."""
+    values = [f"{config[k]:.2g}" if isinstance(config[k], float) else str(config[k]) for k in searched]
+    short = {"lr": "lr", "batch_size": "b", "dropout": "dr", "weight_decay": "wd"}
+    parts = [short.get(k, "") + v for k, v in zip(searched, values, strict=True)]
+    return re.sub(r"[^A-Za-z0-9.]+", "-", f"t{index:03d}-" + "-".join(parts)).strip("-")
+
+
+def search_index(trial_id: str) -> int:
+    """A searched trial's number, from 1, out of Tune's trial id ('3f1c2_00006' -> 7)."""
+    return int(trial_id.rsplit("_", 1)[-1]) + 1
+
+
 @dataclass(frozen=True)
 class TrialNames:
     """Tune's trial_name_creator and trial_dirname_creator: trial_name, numbers padded to
-    the study's largest experiment number."""
+    `width` digits; a searched trial (config_id SEARCH_ID) search_trial_name of `searched`."""
 
-    width: int
+    width: int = 2
+    searched: tuple[str, ...] = ()
 
     def __call__(self, trial: Any) -> str:
+        if trial.config.get("config_id") == SEARCH_ID:
+            return search_trial_name(search_index(trial.trial_id), trial.config, list(self.searched))
         return trial_name(trial.config, self.width)

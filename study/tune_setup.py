@@ -9,8 +9,8 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from study.space import TrialNames, name_width, param_space
-from trainable.config import TrialConfig
+from study.space import TrialNames
+from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.layout import STOPPED_FILE
 from trainable.tune_trial import train_face_age
@@ -56,39 +56,48 @@ def is_cached(config: dict[str, Any]) -> bool:
     return TrialConfig.from_dict(config).uses_cache
 
 
-def make_trainable(data: FaceData, *, cache_dir: str, cpus: float | None, gpus: float, node_cpus: float) -> Any:
+def make_trainable(
+    data: FaceData, *, cache_dir: str, cpus: float | None, gpus: float, node_cpus: float, expansions: dict
+) -> Any:
     """The trainable with its data in the object store and resources per trial config.
-    Torch threads follow the CPUs each trial is given."""
+    Torch threads follow the CPUs each trial is given. `expansions`: a searched config's
+    choice labels -> settings (trainable.config.expand_choices)."""
+
+    def resources(config: dict[str, Any]) -> Any:
+        need = trial_cpus(expand_choices(config, expansions), cpus, node_cpus)
+        return tune.PlacementGroupFactory([{"CPU": need, "GPU": gpus}])
+
     return tune.with_resources(
-        tune.with_parameters(train_face_age, data=data, cache_dir=cache_dir),
-        lambda config: tune.PlacementGroupFactory([{"CPU": trial_cpus(config, cpus, node_cpus), "GPU": gpus}]),
+        tune.with_parameters(train_face_age, data=data, cache_dir=cache_dir, expansions=expansions), resources
     )
 
 
 def make_tuner(
     trainable: Any,
-    configs: list[dict[str, Any]],
+    space: dict[str, Any],
     *,
     name: str,
     storage: str,
     scheduler: Any,
     max_failures: int,
+    names: TrialNames,
+    search_alg: Any = None,
+    num_samples: int = 1,
     mlflow_uri: str | None = None,
     verbose: int = 0,
     callbacks: list[Any] = (),
 ) -> tune.Tuner:
-    names = TrialNames(name_width(configs))
+    """A Tuner over `space`: a grid (study.space.param_space, one trial per point) or, with
+    `search_alg`, `num_samples` trials of a search (study.search)."""
     return tune.Tuner(
         trainable,
-        # A grid over experiments x seeds (study.space); long full-network trials first:
-        # started last, they would wait for a whole node while short cached trials keep
-        # taking single cores.
-        param_space=param_space(configs),
+        param_space=space,
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode=MODE,
             scheduler=scheduler,
-            num_samples=1,  # one trial per grid point
+            search_alg=search_alg,
+            num_samples=num_samples,
             reuse_actors=True,  # a new trial skips the ~3 s worker start-up (imports, data)
             trial_name_creator=names,
             trial_dirname_creator=names,

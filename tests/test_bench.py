@@ -47,3 +47,16 @@ def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path, caps
     assert 0 < results["head_training"]["batch 32"]["fraction_of_fp32_peak"] < 1.5
     assert results["ray"]["per_epoch_share_of_a_cached_epoch"] < 0.5
     assert "paper_grid" not in results
+
+
+@pytest.mark.slow
+def test_scale_benchmark_runs_the_cli_on_generated_datasets(tmp_path, capsys):
+    """study.bench --scale at two tiny sizes: every figure measured, the table printed."""
+    assert main(["--scale", "--sizes", "150,300", "--keep", str(tmp_path), "--out", str(tmp_path / "s.json")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("CPU: ") and "| images | scan s | decode s | encoding img/s |" in out
+    rows = json.loads((tmp_path / "s.json").read_text())["scale"]
+    assert [r["images"] for r in rows] == [150, 300] and rows[1]["split"] == {"train": 180, "val": 60, "test": 60}
+    for row in rows:
+        assert row["decode_s"] > 0 and row["encoding_img_per_s"] > 0 and row["cached_epoch_s"] > 0
+        assert 0 < row["driver_peak_pss_gb"] < row["all_processes_peak_pss_gb"]

@@ -41,7 +41,7 @@ def test_bad_options(capsys, tmp_path):
 
 def test_unknown_grid_names_the_valid_ones(capsys):
     err = fails(capsys, "--grid", "nope")
-    assert "Unknown grid 'nope'" in err and "'extended', 'paper', 'smoke'" in err
+    assert "Unknown grid 'nope'" in err and "'extended', 'paper', 'search', 'smoke'" in err
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,8 @@ class TrialConfig:
     optimizer: str = "adam"
     lr: float = 1e-4
     momentum: float = 0.0  # SGD only; the original used none
+    weight_decay: float = 0.0  # L2 penalty of the optimizer (Adam's is added to the gradient)
+    dropout: float = 0.6  # before the last linear layer; facenet-pytorch's InceptionResnetV1 default
     class_weights: str = "none"  # CLASS_WEIGHTS: the training loss only; val loss stays plain
     sampler: str = "random"  # SAMPLERS: how an epoch draws its training images
     batch_size: int = 32
@@ -96,6 +98,8 @@ class TrialConfig:
                 raise UserError(f"Trial config '{key}' must be > 0, got {getattr(self, key)!r}.")
         if self.momentum < 0 or self.min_delta < 0 or self.seed < 0 or self.augment_views < 0:
             raise UserError("Trial config 'momentum', 'min_delta', 'seed' and 'augment_views' must be >= 0.")
+        if not 0 <= self.dropout < 1 or self.weight_decay < 0:
+            raise UserError("Trial config 'dropout' must be in [0, 1) and 'weight_decay' >= 0.")
         if self.momentum and self.optimizer != "sgd":
             raise UserError("Trial config 'momentum' applies to optimizer 'sgd' only.")
 
@@ -103,6 +107,16 @@ class TrialConfig:
     def uses_cache(self) -> bool:
         """Whether the trunk is frozen and its inputs fixed, so its outputs can be cached."""
         return self.freeze != "none" and (self.augmentation != "online" or self.augment_views > 0)
+
+
+def expand_choices(config: dict[str, Any], expansions: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """A searched config with each choice label replaced by the settings it stands for,
+    e.g. optimizer 'sgd-m0.9' -> optimizer 'sgd', momentum 0.9 (study.grids.Grid.expansions)."""
+    out = dict(config)
+    for key, labels in expansions.items():
+        if out.get(key) in labels:
+            out.update(labels[out[key]])
+    return out
 
 
 def stop_rule_label(config: dict[str, Any]) -> str:

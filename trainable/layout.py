@@ -13,6 +13,7 @@ library only: the report imports it without torch or Ray.
     STUDY/<trial>/stopped.json       the scheduler (ASHA) stopped it, and at which epoch
     STUDY/<trial>/checkpoint_*/trial.pt, model.pt, metrics.json
     STUDY/best/best.json, model.pt   the chosen configuration and its model (analysis.best)
+    STUDY/confirm/<trial>/...        a search's confirmation runs (--confirm-top), trials as above
     BASELINES/baselines.json, peer.json
 """
 
@@ -37,6 +38,8 @@ BEST_DIR = "best"  # the chosen configuration's best.json and model.pt (analysis
 BEST_FILE = "best.json"
 BASELINES_FILE = "baselines.json"
 PEER_FILE = "peer.json"
+CONFIRM_DIR = "confirm"  # a search study's confirmation runs: a Tune experiment inside the study's
+SEARCH_ID = "search"  # config_id of every searched trial: each is its own configuration
 
 
 def split_identity(paths: Mapping[str, Sequence[str]], labels: Mapping[str, Sequence[int]]) -> dict[str, str]:

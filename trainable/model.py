@@ -224,9 +224,13 @@ def random_backbone(num_classes: int = NUM_CLASSES) -> InceptionResnetV1:
     return backbone
 
 
-def build_model(weights: str, freeze: str, seed: int, num_classes: int = NUM_CLASSES) -> FaceAgeNet:
-    """The network for one trial; `seed` initialises the new logits layer."""
+def build_model(
+    weights: str, freeze: str, seed: int, num_classes: int = NUM_CLASSES, dropout: float = 0.6
+) -> FaceAgeNet:
+    """The network for one trial; `seed` initialises the new logits layer, `dropout` is the
+    drop probability before the last linear layer (always in the head)."""
     model = FaceAgeNet(load_backbone(weights, num_classes), freeze)
+    model.head.dropout.p = dropout
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.head.logits.reset_parameters()

@@ -184,8 +184,8 @@ def make_optimizer(cfg: TrialConfig, model: FaceAgeNet) -> torch.optim.Optimizer
     params = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for all parameters; Adam's step on the 2.5M head weights is ~5x faster.
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, fused=True)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, fused=True)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
 
 
 def epoch_metrics(state: TrainState) -> dict[str, Any]:
@@ -259,7 +259,7 @@ def run_trial(
     """
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
-    model = build_model(cfg.weights, cfg.freeze, cfg.seed, len(data.classes))
+    model = build_model(cfg.weights, cfg.freeze, cfg.seed, len(data.classes), cfg.dropout)
     model = model.to(device, memory_format=torch.channels_last)
     start = time.perf_counter()
     inputs = TrialInputs(cfg, data, model, cache, device, precision)

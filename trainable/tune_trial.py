@@ -12,16 +12,19 @@ import torch
 from ray import tune
 
 from trainable.cache import TrunkCache
-from trainable.config import TrialConfig
+from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.device import release_memory
 from trainable.layout import METRICS_FILE, MODEL_FILE, STATE_FILE
 from trainable.trial import run_trial
 
 
-def train_face_age(config: dict[str, Any], *, data: FaceData, cache_dir: str | None) -> None:
-    """Run one trial. `data` comes from the object store via tune.with_parameters."""
-    cfg = TrialConfig.from_dict(config)
+def train_face_age(
+    config: dict[str, Any], *, data: FaceData, cache_dir: str | None, expansions: dict | None = None
+) -> None:
+    """Run one trial. `data` comes from the object store via tune.with_parameters; a searched
+    config's choice labels become their settings (`expansions`, trainable.config.expand_choices)."""
+    cfg = TrialConfig.from_dict(expand_choices(config, expansions or {}))
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, round(cpus)))  # one thread per CPU Ray gave this trial
     resume = None

@@ -1,0 +1,98 @@
+"""Adaptive search over a space of ranges (study/grid_files/search.yaml, or any grid file
+with `{loguniform|uniform|choice: ...}` values), then confirmation of the best.
+
+`--search random` samples the space; `--search optuna` uses Ray Tune's OptunaSearch
+(TPE), warm-started with the seven `paper` configurations where the space holds them.
+Every searched trial is its own configuration, run with seed 0 (config_id SEARCH_ID).
+A searched score is optimistic, chosen because it was high; `--confirm-top K --seeds S`
+reruns the K best by validation accuracy with S fresh seeds (1..S) as a grid in
+STUDY/confirm, and the report ranks on those runs alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+
+from study.grids import BASELINE, Grid, expand
+from trainable.config import TrialConfig, expand_choices
+from trainable.errors import UserError
+from trainable.layout import SEARCH_ID
+
+
+def search_space(grid: Grid, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Tune's param_space: every setting fixed (experiment 1's, the file's, the options')
+    except the ranged ones, which become Tune domains (a choice of labels where a value
+    sets several keys). An option (e.g. --max-epochs) fixes a ranged key too."""
+    fixed = {**TrialConfig().to_dict(), **BASELINE, **(grid.fixed or {}), **overrides}
+    space: dict[str, Any] = {**fixed, "experiment": 0, "name": "search", "config_id": SEARCH_ID, "seed": 0}
+    for key, r in (grid.ranges or {}).items():
+        if key in overrides:
+            continue
+        if r.kind == "loguniform":
+            space[key] = tune.loguniform(r.low, r.high)
+        elif r.kind == "uniform":
+            space[key] = tune.uniform(r.low, r.high)
+        else:
+            space[key] = tune.choice([label for label, _ in r.values])
+    return space
+
+
+def searched_keys(space: dict[str, Any]) -> list[str]:
+    return [k for k, v in space.items() if isinstance(v, tune.search.sample.Domain)]
+
+
+def paper_points(grid: Grid, space: dict[str, Any], overrides: dict[str, Any]) -> list[dict[str, Any]]:
+    """The paper grid's experiments as points of the space (searched keys only), those the
+    space can hold: warm starts for the searcher."""
+    points = []
+    for config in expand("paper", seeds=1, overrides=overrides):
+        point = {}
+        for key in searched_keys(space):
+            r = grid.ranges[key]
+            if r.kind == "choice":
+                label = next(
+                    (lab for lab, settings in r.values if all(config[k] == v for k, v in settings.items())), None
+                )
+                if label is None:
+                    break
+                point[key] = label
+            elif r.low <= config[key] <= r.high:
+                point[key] = config[key]
+            else:
+                break
+        else:
+            points.append(point)
+    return points
+
+
+def make_searcher(kind: str, points: list[dict[str, Any]], max_concurrent: int, seed: int = 0) -> Any:
+    """The search algorithm: random sampling or Optuna's TPE, both trying `points` first,
+    at most `max_concurrent` trials at a time."""
+    if kind == "random":
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent, random_state=seed)
+    try:
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:  # Ray's wrapper imports optuna itself
+        raise UserError("--search optuna needs the optuna package: pip install -e '.[search]'.") from None
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=points, sampler=sampler), max_concurrent=max_concurrent)
+
+
+def confirm_configs(results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict) -> list:
+    """Grid configs for the `top` searched trials by validation accuracy, `seeds` fresh seeds
+    each (1..seeds: the search ran seed 0). `results`: (trial number, config, val acc)."""
+    best = sorted((r for r in results if r[2] == r[2]), key=lambda r: -r[2])[:top]
+    configs = []
+    for number, config, _ in best:
+        settings = expand_choices(config, expansions)
+        for seed in range(1, seeds + 1):
+            identity = {"experiment": number, "name": f"confirm t{number:03d}", "config_id": f"confirm-{number}"}
+            configs.append(TrialConfig.from_dict({**settings, **identity, "seed": seed}).to_dict())
+    return configs

@@ -1,0 +1,113 @@
+"""Spaces of ranges, their Tune domains, the paper's warm starts and the confirmation stage
+(no Ray cluster needed); the whole search end to end is in the slow tier."""
+
+import pytest
+
+from study.grids import GRIDS, read_grid
+from study.search import confirm_configs, paper_points, search_space, searched_keys
+from trainable.config import TrialConfig, expand_choices
+from trainable.errors import UserError
+
+
+def test_the_shipped_search_space_is_the_issues():
+    grid = GRIDS["search"]
+    space = search_space(grid, {"weights": "none", "max_epochs": 5})
+    assert set(searched_keys(space)) == {
+        "lr", "optimizer", "batch_size", "freeze", "augmentation", "dropout", "weight_decay"
+    }  # fmt: skip
+    assert (space["lr"].lower, space["lr"].upper) == (1e-5, 1e-2)
+    assert space["optimizer"].categories == ["adam", "sgd", "sgd-m0.9"]
+    assert space["max_epochs"] == 5 and space["weights"] == "none" and space["seed"] == 0
+    fixed = {k: v for k, v in space.items() if k not in searched_keys(space)}
+    sampled = {"lr": 1e-3, "optimizer": "sgd-m0.9", "batch_size": 16, "freeze": "mixed_7a",
+               "augmentation": "online", "dropout": 0.3, "weight_decay": 1e-4}  # fmt: skip
+    config = expand_choices({**fixed, **sampled}, grid.expansions)
+    cfg = TrialConfig.from_dict(config)
+    assert (cfg.optimizer, cfg.momentum, cfg.freeze) == ("sgd", 0.9, "mixed_7a")
+
+
+def test_the_paper_configurations_warm_start_the_search():
+    grid = GRIDS["search"]
+    points = paper_points(grid, search_space(grid, {}), {})
+    assert len(points) == 7  # every paper experiment lies in the space
+    assert points[3]["freeze"] == "none" and points[5] == {
+        "lr": 1e-5, "optimizer": "sgd", "batch_size": 32, "freeze": "block8", "augmentation": "static",
+        "dropout": 0.6, "weight_decay": 0.0,
+    }  # fmt: skip
+
+
+def test_confirmation_takes_the_best_by_val_acc_with_fresh_seeds():
+    base = {**TrialConfig().to_dict(), "config_id": "search", "optimizer": "sgd-m0.9"}
+    scored = [(1, base, 0.5), (2, {**base, "lr": 1e-3}, 0.9), (3, base, float("nan")), (4, base, 0.7)]
+    expansions = GRIDS["search"].expansions
+    configs = confirm_configs(scored, top=2, seeds=2, expansions=expansions)
+    assert [(c["experiment"], c["seed"]) for c in configs] == [(2, 1), (2, 2), (4, 1), (4, 2)]
+    assert configs[0]["config_id"] == "confirm-2" and configs[0]["momentum"] == 0.9 and configs[0]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("lr: {loguniform: [0, 1.0e-2]}", "loguniform needs numbers low < high and low > 0"),
+        ("lr: {normal: [0, 1]}", "a range is one of {loguniform: [...]}, {uniform: [...]}, {choice: [...]}"),
+        ("lr: {uniform: [1.0e-3]}", "uniform needs [low, high]"),
+        ("lr: {uniform: [0.1, 0.2]}\nbatch_size: [8, 16]", "cannot also have lists or experiments"),
+    ],
+)
+def test_bad_ranges_are_named(tmp_path, text, expected):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match="space.yaml") as err:
+        read_grid(str(path))
+    assert expected in str(err.value)
+
+
+SPACE = """
+weights: none
+max_epochs: 3
+lr: {loguniform: [1.0e-4, 1.0e-2]}
+batch_size: {choice: [8, 16]}
+optimizer: {choice: [adam, {label: sgd-m0.9, optimizer: sgd, momentum: 0.9}]}
+dropout: {uniform: [0.0, 0.8]}
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["optuna"])
+def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
+    """--search optuna: its trials, the two best again with two fresh seeds in confirm/, and
+    a report that ranks on the confirmation alone with the search apart and its figures."""
+    import json
+    import subprocess
+    import sys
+
+    from analysis.results import load_study
+    from tests.conftest import ROOT, SMOKE_SPLIT
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    study = tmp_path / "s" / "search"
+    run = [sys.executable, "-m", "study.run", "--grid", str(space), "--data", tiny_root, *SMOKE_SPLIT, "--search",
+           kind, "--num-samples", "4", "--max-concurrent", "2", "--confirm-top", "2", "--seeds", "2",
+           "--storage", str(tmp_path / "s"), "--name", "search"]  # fmt: skip
+    proc = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Pre-set value" not in proc.stdout + proc.stderr
+    searched, _ = load_study(str(study))
+    assert len(searched) == 4 and searched.config_id.nunique() == 4
+    assert set(searched.trial_id.str[:4]) == {"t001", "t002", "t003", "t004"}
+    assert set(searched.optimizer) <= {"adam", "sgd"} and (searched[searched.optimizer == "sgd"].momentum == 0.9).all()
+    confirmed, _ = load_study(str(study / "confirm"), "confirm/")
+    assert len(confirmed) == 4 and sorted(confirmed.seed) == [1, 1, 2, 2] and confirmed.config_id.nunique() == 2
+    record = json.loads((study / "study.json").read_text())
+    assert record["search"]["kind"] == kind and "sgd-m0.9" in record["expansions"]["optimizer"]
+    report = subprocess.run([sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
+    assert report.returncode == 0, report.stderr[-3000:]
+    markdown = (study / "report" / "report.md").read_text()
+    assert "The ranking below uses only the confirmation runs" in markdown
+    assert "## Search runs (not used for the ranking)" in markdown
+    assert "parallel_coordinates.png" in markdown and "best_so_far.png" in markdown
+    assert "Hyperparameter importance: permutation importance of a random forest" in markdown
+    summary = markdown.split("## Summary")[1].split("\n## ")[0]
+    assert "confirm t" in summary and "search-" not in summary
