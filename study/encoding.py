@@ -30,7 +30,7 @@ def wanted(configs: list[dict[str, Any]]) -> list[tuple[TrialConfig, Encoding]]:
     seen: dict[tuple, tuple[TrialConfig, Encoding]] = {}
     for config in configs:
         cfg = TrialConfig.from_dict(config)
-        for encoding in encodings(cfg):
+        for encoding in encodings(cfg) if cfg.uses_cache else []:
             seen.setdefault((encoding, cfg.weights, cfg.freeze, cfg.normalization, cfg.precision), (cfg, encoding))
     return list(seen.values())
 

@@ -54,9 +54,8 @@ class Encoding:
 
 
 def encodings(cfg: TrialConfig) -> list[Encoding]:
-    """The trunk outputs a trial of `cfg` reads from the cache (none unless cfg.uses_cache)."""
-    if not cfg.uses_cache:
-        return []
+    """What a trial of `cfg` transforms once: the eval transform of every image, then its
+    static copy or its K views of the training images (from the cache if cfg.uses_cache)."""
     wanted = [Encoding("eval", "all")]
     if cfg.augmentation == "static":
         wanted.append(Encoding.augmented(derive_seed(cfg.seed, "static")))
@@ -85,17 +84,17 @@ class TrialInputs:
         self.device, self.precision = device, precision
         self.mean, self.std = normalization(cfg.normalization, data.mean, data.std)
         self.train_tf = train_transform(mean=self.mean, std=self.std)
+        evaluation, *training = encodings(cfg)
         # Each split's rows alone (never the whole set at once), placed once: batches then
         # need no host-to-GPU copies.
-        self.eval = {s: self._place(self._encoded(Encoding("eval", "all"), data.split[s])) for s in SPLITS}
+        self.eval = {s: self._place(self._encoded(evaluation, data.split[s])) for s in SPLITS}
         self._train = self._views = None
         if cfg.augmentation == "none":
             self._train = self.eval["train"]
         elif cfg.augmentation == "static":  # one augmented copy per image, drawn once
-            self._train = self._place(self._encoded(Encoding.augmented(derive_seed(cfg.seed, "static"))))
+            self._train = self._place(self._encoded(training[0]))
         elif cfg.uses_cache:  # online from K augmented views per image, each encoded once
-            views = [Encoding.augmented(derive_seed(cfg.seed, "view", k)) for k in range(cfg.augment_views)]
-            self._views = torch.stack([self._place(self._encoded(v)) for v in views])
+            self._views = torch.stack([self._place(self._encoded(view)) for view in training])
 
     def train(self, epoch: int) -> torch.Tensor:
         if self._train is not None:

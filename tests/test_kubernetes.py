@@ -1,0 +1,54 @@
+"""kubernetes/rayjob.yaml is a RayJob that KubeRay v1.7.0's CRD accepts (its OpenAPI v3
+schema, ../shared/schemas/kuberay-v1.7.0) and that runs the study the way the README says."""
+
+import os
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+SCHEMAS = os.path.join(ROOT, "..", "shared", "schemas", "kuberay-v1.7.0")
+
+
+def manifest(name):
+    with open(os.path.join(ROOT, "kubernetes", name)) as f:
+        return list(yaml.safe_load_all(f))
+
+
+def crd_schema(kind_file: str, version: str = "v1") -> dict:
+    if not os.path.isdir(SCHEMAS):
+        pytest.skip(f"KubeRay schemas not found at {SCHEMAS}")
+    with open(os.path.join(SCHEMAS, kind_file)) as f:
+        crd = yaml.safe_load(f)
+    return next(v["schema"]["openAPIV3Schema"] for v in crd["spec"]["versions"] if v["name"] == version)
+
+
+def test_the_rayjob_matches_kuberays_crd_schema():
+    (job,) = manifest("rayjob.yaml")
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    jsonschema.validate(job, crd_schema("ray.io_rayjobs.yaml"))
+
+
+def test_a_misspelt_field_would_be_caught():
+    (job,) = manifest("rayjob.yaml")
+    job["spec"]["shutdownAfterJobFinishes"] = "yes"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(job, crd_schema("ray.io_rayjobs.yaml"))
+
+
+def test_the_job_runs_the_paper_grid_on_autoscaled_gpu_workers_with_a_token():
+    (job,) = manifest("rayjob.yaml")
+    spec = job["spec"]
+    assert "python -m study.run --grid paper" in spec["entrypoint"] and "--gpus-per-trial 0.25" in spec["entrypoint"]
+    assert spec["shutdownAfterJobFinishes"] is True
+    cluster = spec["rayClusterSpec"]
+    assert cluster["authOptions"]["mode"] == "token" and cluster["rayVersion"] == "2.60.0"
+    (gpu,) = cluster["workerGroupSpecs"]
+    limits = gpu["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1" and gpu["minReplicas"] == 0 and cluster["enableInTreeAutoscaling"]
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in gpu["template"]["spec"]["volumes"]}
+    volumes = {claim["metadata"]["name"]: claim["spec"]["accessModes"] for claim in manifest("volumes.yaml")}
+    assert claims == set(volumes) and all(modes == ["ReadWriteMany"] for modes in volumes.values())
+    assert "--storage /results" in spec["entrypoint"] and "--cache-dir /results/cache" in spec["entrypoint"]
