@@ -29,3 +29,16 @@ def test_head_and_gpu_worker_and_private_dashboard():
     assert "--dashboard-host=127.0.0.1" in head_start
     assert "0.0.0.0" not in open(os.path.join(ROOT, "ray_config.yaml")).read()
     assert any("pip install" in c and "face-age-study" in c for c in config["setup_commands"])
+
+
+def test_every_node_starts_with_the_shared_token_in_the_image_behind_a_given_security_group():
+    config = load()
+    for command in config["head_start_ray_commands"] + config["worker_start_ray_commands"]:
+        if "ray start" in command:
+            assert "RAY_AUTH_MODE=token" in command and "RAY_AUTH_TOKEN_PATH=~/ray_auth_token" in command
+    assert config["file_mounts"]["~/ray_auth_token"] == "./ray_auth_token"
+    with open(os.path.join(ROOT, ".gitignore")) as f:
+        assert "ray_auth_token" in f.read().split()  # generated once per cluster, never committed
+    assert config["docker"]["image"].endswith("face-age-study:0.1.0")
+    for node in config["available_node_types"].values():
+        assert node["node_config"]["SecurityGroupIds"]  # else the launcher opens SSH to everyone
