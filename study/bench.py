@@ -191,12 +191,24 @@ def tree_pss(root: int) -> dict[str, int]:
     return pss
 
 
+def private_bytes(pid: int) -> int:
+    """USS: the memory only this process holds (private clean + dirty pages), from /proc."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return sum(int(line.split()[1]) * 1024 for line in f if line.startswith(("Private_Clean", "Private_Dirty")))
+    except OSError:
+        return 0
+
+
 class PeakMemory:
     """Peak summed PSS of a process and all its descendants, sampled every 0.5 s, the
-    processes that made it up, and the peak of the process itself (`root_peak`)."""
+    processes that made it up, and the peaks of the process itself: its PSS (`root_peak`,
+    which moves with how many processes share its libraries) and its USS (`root_private_peak`,
+    what it alone holds)."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak, self.at_peak, self.peak_at_s, self.root_peak = pid, 0, {}, 0.0, 0
+        self.root_private_peak = 0
         self._start, self._stop = time.perf_counter(), threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -204,6 +216,7 @@ class PeakMemory:
     def _run(self) -> None:
         while not self._stop.is_set():
             pss = tree_pss(self.pid)
+            self.root_private_peak = max(self.root_private_peak, private_bytes(self.pid))
             self.root_peak = max([self.root_peak] + [v for k, v in pss.items() if k.split()[0] == str(self.pid)])
             if sum(pss.values()) > self.peak:
                 self.peak, self.at_peak = sum(pss.values()), pss
@@ -363,6 +376,7 @@ def scale(sizes: list[int], keep: str | None) -> list[dict[str, Any]]:
                     "cached_epoch_s": float(trial.epoch_seconds),
                     "study_wall_s": wall,
                     "driver_peak_pss_gb": memory.root_peak / 2**30,
+                    "driver_peak_uss_gb": memory.root_private_peak / 2**30,
                     "all_processes_peak_pss_gb": memory.peak / 2**30,
                     "largest_processes_at_peak_gb": memory.largest(),
                 }
@@ -390,7 +404,8 @@ def scale_table(rows: list[dict[str, Any]]) -> str:
                 for r in rows
             ],
             "driver peak PSS GB": [r["driver_peak_pss_gb"] for r in rows],
-            "driver vs smallest": [r["driver_peak_pss_gb"] / rows[0]["driver_peak_pss_gb"] for r in rows],
+            "driver peak USS GB": [r["driver_peak_uss_gb"] for r in rows],
+            "driver USS vs smallest": [r["driver_peak_uss_gb"] / rows[0]["driver_peak_uss_gb"] for r in rows],
             "all processes peak PSS GB": [r["all_processes_peak_pss_gb"] for r in rows],
         }
     )

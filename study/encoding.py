@@ -77,6 +77,9 @@ def encode_for_trials(
             keys[repr(sorted(key.items()))] = (key, tasks[done[0]])
     cache = TrunkCache(cache_dir)
     for key, rows in keys.values():
-        cache.seal(key, rows)
+        try:
+            cache.seal(key, rows)
+        except RuntimeError as err:  # shards written on nodes whose --cache-dir this one cannot see
+            print(f"Note: {err}; the trials that need it encode it themselves.")
     seconds = time.perf_counter() - started
     print(f"Encoded in {seconds:.1f} s, task start-up included ({len(keys)} new, {len(todo) - len(keys)} cached)")
