@@ -438,7 +438,7 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
     in STUDY/confirm; return its results."""
     from study import search, tune_setup
     from study.console import Progress
-    from study.space import TrialNames, name_width, param_space
+    from study.space import TrialNames, param_space
 
     directory = os.path.join(plan.directory, CONFIRM_DIR)
     scored = []
@@ -461,7 +461,7 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
             storage=plan.directory,
             scheduler=tune_setup.make_scheduler("none", max_epochs=1, grace_period=1),
             max_failures=args.max_failures,
-            names=TrialNames(name_width(configs)),
+            names=TrialNames.of(configs),
             verbose=2 if args.verbose else 0,
             callbacks=[] if args.verbose else [Progress(len(configs))],
         )
@@ -515,8 +515,11 @@ def start_ray(args: argparse.Namespace) -> Any:
     """Start (or join) Ray with its dashboard and check the cluster can run a trial."""
     import ray
 
+    if not args.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     context = ray.init(
         address=args.address,
+        log_to_driver=args.verbose,  # the trials' own log lines (checkpoints saved, ...) only with -v
         include_dashboard=True,
         dashboard_host=args.dashboard_host,
         logging_level="INFO" if args.verbose else "ERROR",  # Ray's chatter only with -v
@@ -560,7 +563,7 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
     """A new Tuner, or the interrupted one restored (finished trials stay finished)."""
     from study import tune_setup
     from study.console import Progress
-    from study.space import TrialNames, name_width, param_space
+    from study.space import TrialNames, param_space
 
     trainable = make_trainable(args, data, ray, {})
     if args.resume and tune_setup.can_restore(plan.directory):
@@ -573,7 +576,7 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
         # A grid over experiments x seeds; long full-network trials first: started last, they
         # would wait for a whole node while short cached trials keep taking single cores.
         param_space(plan.configs),
-        names=TrialNames(name_width(plan.configs)),
+        names=TrialNames.of(plan.configs),
         name=plan.name,
         storage=args.storage,
         scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),

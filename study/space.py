@@ -82,13 +82,21 @@ def search_index(trial_id: str) -> int:
 
 @dataclass(frozen=True)
 class TrialNames:
-    """Tune's trial_name_creator and trial_dirname_creator: trial_name, numbers padded to
-    `width` digits; a searched trial (config_id SEARCH_ID) search_trial_name of `searched`."""
+    """Tune's trial_name_creator and trial_dirname_creator. A grid trial: trial_name, its
+    experiment's name looked up in `names` (Tune names a trial before it resolves its
+    sample_from values), numbers padded to `width` digits. A searched trial (config_id
+    SEARCH_ID): search_trial_name of its `searched` values."""
 
-    width: int = 2
+    names: tuple[tuple[int, str], ...] = ()
     searched: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, configs: list[dict[str, Any]]) -> TrialNames:
+        return cls(tuple(sorted({(c["experiment"], c["name"]) for c in configs})))
 
     def __call__(self, trial: Any) -> str:
         if trial.config.get("config_id") == SEARCH_ID:
             return search_trial_name(search_index(trial.trial_id), trial.config, list(self.searched))
-        return trial_name(trial.config, self.width)
+        names = dict(self.names)
+        config = {**trial.config, "name": names[trial.config["experiment"]]}
+        return trial_name(config, max(2, len(str(max(names)))))

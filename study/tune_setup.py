@@ -7,7 +7,9 @@ import os
 from typing import Any
 
 from ray import tune
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search.sample import Domain
 
 from study.space import TrialNames
 from trainable.config import TrialConfig, expand_choices
@@ -72,6 +74,24 @@ def make_trainable(
     )
 
 
+class HParamsLogger(TBXLoggerCallback):
+    """Tune's TensorBoard logger, with every searched or varying setting in the HParams tab:
+    Tune's own lists a trial's `evaluated_params`, which leave out sample_from values (a
+    grid's settings per experiment), so they are added from the trial's config."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def _try_log_hparams(self, trial: Any, result: dict) -> None:
+        recorded = trial.evaluated_params
+        trial.evaluated_params = {**recorded, **{k: trial.config[k] for k in self.keys if k in trial.config}}
+        try:
+            super()._try_log_hparams(trial, result)
+        finally:
+            trial.evaluated_params = recorded
+
+
 def make_tuner(
     trainable: Any,
     space: dict[str, Any],
@@ -108,7 +128,11 @@ def make_tuner(
             # One per trial: ~40 MB mid-run (head, Adam state, best head), ~10 MB at the end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            callbacks=[*callbacks, *mlflow_callbacks(mlflow_uri, name, os.path.join(storage, name))],
+            callbacks=[
+                *callbacks,
+                HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)]),
+                *mlflow_callbacks(mlflow_uri, name, os.path.join(storage, name)),
+            ],
             verbose=verbose,
         ),
     )

@@ -67,6 +67,12 @@ def test_every_trial_has_per_epoch_metrics_and_a_checkpoint(smoke_study):
         assert {"model.pt", "metrics.json", "trial.pt"} <= set(os.listdir(final))
         with open(os.path.join(final, "metrics.json")) as f:
             assert json.load(f)["best_epoch"] == trial.best_epoch
+        events = glob.glob(str(storage / "e2e" / trial.trial_id / "events.out.tfevents.*"))
+        with open(events[0], "rb") as f:  # TensorBoard's HParams: the settings the grid varies
+            assert b"augmentation" in f.read()
+    assert set(trials.trial_id) == {
+        f"e0{e}-smoke-{kind}-s{s}" for e, kind in ((1, "cached"), (2, "online")) for s in (0, 1, 2)
+    }
     cached = trials[trials.name == "smoke cached"]
     assert (cached.val_acc_best >= 0.75).all()  # the generated classes are learnable
 

@@ -60,3 +60,15 @@ def test_the_console_prints_one_line_per_event_and_where_the_study_stands(monkey
     assert "epoch   2  val loss 0.500  val acc 0.750" in lines[2]
     assert lines[3].strip().startswith("2/3 done, 0 running, 1 pending") and "left" in lines[3]
     assert clock(3725) == "1:02:05"
+
+
+def test_trial_directories_are_named_before_tune_resolves_sample_from():
+    """Tune names a trial while its sample_from values are still placeholders: the name
+    comes from the experiment number, which a grid_search resolves first."""
+    from study.space import TrialNames
+
+    configs = expand("paper", seeds=2, overrides={})
+    names = TrialNames.of(configs)
+    trial = FakeTrial("x")
+    trial.config = {"experiment": 4, "seed": 1, "name": "fn_ph_2da2578b", "config_id": "fn_ph_1"}
+    assert names(trial) == "e04-no-freezing-s1"
