@@ -173,19 +173,25 @@ def header(doc: Document, s: Study) -> None:
         doc.notice(RANDOM_INIT_NOTICE)
     counts = s.trials.status.value_counts() if len(s.trials) else pd.Series(dtype=int)
     sizes = ", ".join(f"{k} {v}" for k, v in s.record["split_sizes"].items())
+    search = s.record.get("search")
+    if search:  # the number of trials is the search's, or the confirmation's
+        planned = "" if s.searched is not None else f" of {search['num_samples']} planned"
+        kind = "confirmation " if s.searched is not None else "searched "
+    else:
+        planned, kind = f" of {len(s.record.get('trials', [])) or len(s.trials)} planned", ""
     doc.p(
-        f"Grid {s.record['grid']!r}: {len(s.configs)} configuration(s), {len(s.trials)} trial(s) recorded of "
-        f"{len(s.record.get('trials', [])) or len(s.trials)} planned; "
+        f"Grid {s.record['grid']!r}: {len(s.configs)} configuration(s), {len(s.trials)} {kind}trial(s) recorded"
+        f"{planned}; "
         + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none started")
         + f". Data: {s.record['data_root']} ({sizes}). Accuracies are each trial's best epoch's (lowest "
         "validation loss). '±' is the half-width of a 95% Student-t interval across seeds (training noise "
         "only); the full interval also resamples the test images (Wilson for one run, a bootstrap over "
         "seeds, then images, for several)."
     )
-    search = s.record.get("search")
     if search:
         doc.notice(
-            f"A {search['kind']} search of {search['num_samples']} trials over {', '.join(search['searched'])}: "
+            f"This study is a search ({search['kind']}, {search['num_samples']} trials over "
+            f"{', '.join(search['searched'])}): "
             "each searched trial is one configuration run once (seed 0), and the best of them was kept because "
             "it scored high, so its validation score is optimistic. "
             + (
@@ -253,7 +259,8 @@ def search_section(doc: Document, s: Study) -> None:
     )
     points = explored(trials, epochs)
     table = pd.concat([trials[["trial_id", "status", "stopped_by", "epochs"]].reset_index(drop=True), points], axis=1)
-    doc.table(table.sort_values("val acc", ascending=False).round(4))
+    table = table.sort_values("val acc", ascending=False)
+    doc.table(table.map(lambda v: f"{v:.3g}" if isinstance(v, float) else v))  # lr 6.2e-05 stays 6.2e-05
 
 
 def exploration_section(doc: Document, s: Study, save) -> None:

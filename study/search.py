@@ -69,7 +69,7 @@ def paper_points(grid: Grid, space: dict[str, Any], overrides: dict[str, Any]) -
 
 def make_searcher(kind: str, points: list[dict[str, Any]], max_concurrent: int, seed: int = 0) -> Any:
     """The search algorithm: random sampling or Optuna's TPE, both trying `points` first,
-    at most `max_concurrent` trials at a time."""
+    at most `max_concurrent` trials at a time (0: as many as the cluster runs)."""
     if kind == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -81,8 +81,9 @@ def make_searcher(kind: str, points: list[dict[str, Any]], max_concurrent: int, 
     import optuna
     from ray.tune.search import ConcurrencyLimiter
 
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    return ConcurrencyLimiter(OptunaSearch(points_to_evaluate=points, sampler=sampler), max_concurrent=max_concurrent)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study or trial
+    searcher = OptunaSearch(points_to_evaluate=points, sampler=optuna.samplers.TPESampler(seed=seed))
+    return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
 
 
 def confirm_configs(results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict) -> list:

@@ -67,6 +67,16 @@ def trial_name(config: dict[str, Any], width: int = 2) -> str:
     return f"e{config['experiment']:0{width}d}-{slug}-s{config['seed']}"
 
 
+def search_number(trial: Any) -> int:
+    """A searched trial's number from 1, in the order the search algorithm made it: Tune's
+    counter heads its experiment tag ('7_lr=...'; Ray's BasicVariantGenerator counts from 0
+    and ends its trial ids with the same number, its SearchGenerator from 1), kept with the
+    searcher's state when a study resumes. (The name creator itself is copied per trial, so
+    it cannot count.)"""
+    counter = int(trial.experiment_tag.split("_")[0])
+    return counter + 1 if trial.trial_id.endswith(f"{counter:05d}") else counter
+
+
 def search_trial_name(index: int, config: dict[str, Any], searched: list[str]) -> str:
     """A searched trial: its number and values, e.g. 't007-lr0.00032-sgd-m0.9-b16-none'."""
     values = [f"{config[k]:.2g}" if isinstance(config[k], float) else str(config[k]) for k in searched]
@@ -75,17 +85,12 @@ def search_trial_name(index: int, config: dict[str, Any], searched: list[str]) -
     return re.sub(r"[^A-Za-z0-9.]+", "-", f"t{index:03d}-" + "-".join(parts)).strip("-")
 
 
-def search_index(trial_id: str) -> int:
-    """A searched trial's number, from 1, out of Tune's trial id ('3f1c2_00006' -> 7)."""
-    return int(trial_id.rsplit("_", 1)[-1]) + 1
-
-
 @dataclass(frozen=True)
 class TrialNames:
     """Tune's trial_name_creator and trial_dirname_creator. A grid trial: trial_name, its
     experiment's name looked up in `names` (Tune names a trial before it resolves its
-    sample_from values), numbers padded to `width` digits. A searched trial (config_id
-    SEARCH_ID): search_trial_name of its `searched` values."""
+    sample_from values), numbers padded to at least 2 digits. A searched trial (config_id
+    SEARCH_ID): search_trial_name of its `searched` values, numbered by search_number."""
 
     names: tuple[tuple[int, str], ...] = ()
     searched: tuple[str, ...] = ()
@@ -96,7 +101,7 @@ class TrialNames:
 
     def __call__(self, trial: Any) -> str:
         if trial.config.get("config_id") == SEARCH_ID:
-            return search_trial_name(search_index(trial.trial_id), trial.config, list(self.searched))
+            return search_trial_name(search_number(trial), trial.config, list(self.searched))
         names = dict(self.names)
         config = {**trial.config, "name": names[trial.config["experiment"]]}
         return trial_name(config, max(2, len(str(max(names)))))

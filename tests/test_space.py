@@ -72,3 +72,16 @@ def test_trial_directories_are_named_before_tune_resolves_sample_from():
     trial = FakeTrial("x")
     trial.config = {"experiment": 4, "seed": 1, "name": "fn_ph_2da2578b", "config_id": "fn_ph_1"}
     assert names(trial) == "e04-no-freezing-s1"
+
+
+def test_searched_trials_are_numbered_from_tunes_counter_and_named_by_their_values():
+    from study.space import TrialNames
+
+    names = TrialNames(searched=("lr", "optimizer", "batch_size"))
+    config = {"config_id": "search", "lr": 3.2e-4, "optimizer": "sgd-m0.9", "batch_size": 16}
+    optuna_trial = FakeTrial("x")
+    optuna_trial.trial_id, optuna_trial.experiment_tag, optuna_trial.config = "1307f144", "7_lr=0.0003", config
+    assert names(optuna_trial) == "t007-lr0.00032-sgd-m0.9-b16"
+    random_trial = FakeTrial("y")  # BasicVariantGenerator: counts from 0, its ids end in the count
+    random_trial.trial_id, random_trial.experiment_tag, random_trial.config = "3f1c2_00006", "6_lr=0.0003", config
+    assert names(random_trial) == "t007-lr0.00032-sgd-m0.9-b16"

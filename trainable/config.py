@@ -161,7 +161,10 @@ def differs_from(config: dict[str, Any], reference: dict[str, Any]) -> str:
     Keys missing on either side count with TrialConfig's default."""
     defaults = TrialConfig().to_dict()
     keys = [k for k in defaults if k not in IDENTITY_KEYS]
+    shown = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     changes = [
-        f"{k}={config.get(k, defaults[k])}" for k in keys if config.get(k, defaults[k]) != reference.get(k, defaults[k])
+        f"{k}={shown(config.get(k, defaults[k]))}"
+        for k in keys
+        if config.get(k, defaults[k]) != reference.get(k, defaults[k])
     ]
     return ", ".join(changes) or "(same as #1)"
