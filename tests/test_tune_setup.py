@@ -1,7 +1,6 @@
 """Trial packing and ordering (no Ray cluster needed)."""
 
-from study.grids import expand
-from study.tune_setup import is_cached, make_scheduler, trial_cpus
+from study.tune_setup import make_scheduler, trial_cpus
 
 
 def test_cached_trials_take_one_core_full_network_trials_up_to_four():
@@ -12,13 +11,6 @@ def test_cached_trials_take_one_core_full_network_trials_up_to_four():
     assert trial_cpus(full, None, node_cpus=2) == 2
     assert trial_cpus(online, None, node_cpus=16) == 4
     assert trial_cpus(full, 3.0, node_cpus=16) == 3  # --cpus-per-trial wins
-
-
-def test_full_network_trials_are_scheduled_first():
-    configs = expand("paper", seeds=1, overrides={})
-    ordered = sorted(configs, key=is_cached)
-    assert ordered[0]["experiment"] == 4
-    assert [c["experiment"] for c in ordered[1:]] == [1, 2, 3, 5, 6, 7]  # stable otherwise
 
 
 def test_asha_accepts_a_grace_period_longer_than_the_trials():
