@@ -268,7 +268,7 @@ def exploration_section(doc: Document, s: Study, save) -> None:
 
     trials, epochs = s.searched if s.searched is not None else (s.trials, s.epochs)
     points = explored(trials, epochs)
-    if len(points) < 3 or len(points.columns) < 2:
+    if len(points) < 3 or len(points.columns) < 3:  # at least 3 trials and 2 varying hyperparameters
         return
     which = "searched trials" if s.record.get("search") else "trials"
     doc.h("Exploring the hyperparameters")

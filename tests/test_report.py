@@ -237,3 +237,14 @@ def test_imbalanced_classes_get_counts_balanced_scores_and_recall_per_class(tmp_
     assert cells[7:] == ["1.000", "0.000", "0.000"]  # recall per class
     comparisons = markdown.split("### The same comparisons on balanced accuracy and macro-F1")[1]
     assert "| balanced accuracy | #2 exp2 | #1 exp1 |" in comparisons and "| macro-F1 |" in comparisons
+
+
+def test_any_study_with_two_varying_settings_gets_the_exploration_figures(tmp_path):
+    study = make_study(tmp_path, [(e, s, "max_epochs", 0.8) for e in (1, 2, 3) for s in (0, 1)])
+    markdown, _ = report(study)
+    section = markdown.split("## Exploring the hyperparameters")[1].split("\n## ")[0]
+    assert "(figures/parallel_coordinates.png)" in section and "(figures/best_so_far.png)" in section
+    assert "permutation importance of a random forest" in section
+    assert "| hyperparameter | importance (drop in R²) | ± sd |" in section
+    rows = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
+    assert {"batch_size", "augmentation"} <= rows

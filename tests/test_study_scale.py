@@ -31,7 +31,7 @@ def test_dry_run_of_the_extended_grid_starts_nothing(tmp_path):
     proc = cli("--grid", "extended", "--dry-run", "--storage", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert "216 configurations x 3 seed(s) = 648 trials; scheduler asha" in proc.stdout
-    assert "sgd-m0.9 lr0.01 b32 freeze-none aug-online" in proc.stdout
+    assert "e216-sgd-m0.9-lr0.01-b32-freeze-none-aug-online-s2" in proc.stdout
     assert os.listdir(tmp_path) == []
 
 
