@@ -430,12 +430,14 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         return finish(plan, results)
     summarize(results, plan.directory, plan.weights_labels, plan.reference)  # the search's own summary.csv
     confirmed = confirm(plan, args, trainable, results, grid.expansions)
+    if confirmed is None:
+        return finish(plan, results)
     return finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR))
 
 
 def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any, expansions: dict) -> Any:
     """Rerun the --confirm-top best searched configurations with --seeds fresh seeds, as a grid
-    in STUDY/confirm; return its results."""
+    in STUDY/confirm; return its results (None when no searched trial has a score)."""
     from study import search, tune_setup
     from study.console import Progress
     from study.space import TrialNames, param_space
@@ -450,6 +452,9 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
         number = int(os.path.basename(result.path).split("-")[0][1:])  # 't007-...' -> 7
         scored.append((number, result.config, float(best.val_acc)))
     configs = search.confirm_configs(scored, args.confirm_top, args.seeds, expansions)
+    if not configs:
+        print("\nNothing to confirm: no searched trial has a finite validation loss.")
+        return None
     print(f"\nConfirming the {len(configs) // args.seeds} best searched configuration(s), {args.seeds} fresh seed(s)")
     if tune_setup.can_restore(directory):
         tuner = tune_setup.restore_tuner(directory, trainable)
