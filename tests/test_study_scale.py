@@ -104,9 +104,9 @@ def said(study, *words):
 
 KILL_POINTS = {  # name -> (when to kill, extra environment)
     # Ray copies trial files to the storage only from time to time: the driver's own
-    # output is the first sign that a trial runs.
+    # output (study.console's progress lines) is the first sign that a trial runs.
     "before the first trial finishes": (
-        lambda study, marks: said(study, "started with configuration") and not said(study, "completed after"),
+        lambda study, marks: said(study, "0/6 done, 1 running") and not said(study, "1/6 done"),
         {},
     ),
     "mid-study": (lambda study, marks: 1 <= len(finished_trials(study)) < 6, {}),
