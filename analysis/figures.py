@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from analysis.tables import AXES  # noqa: E402
+from analysis.tables import AXES, budget_curve  # noqa: E402
 
 
 def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFrame) -> Figure:
@@ -169,10 +169,9 @@ def parallel_coordinates(points: pd.DataFrame, target: str = "val acc") -> Figur
 def best_so_far(epochs: pd.DataFrame) -> Figure:
     """The best validation accuracy seen so far against the trial-epochs spent, every trial's
     epochs in the order Ray recorded them."""
-    ordered = epochs.dropna(subset=["val_acc"]).sort_values(["time", "trial_id", "epoch"], na_position="last")
-    spent = np.arange(1, len(ordered) + 1)
+    spent, best = budget_curve(epochs)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.step(spent, ordered.val_acc.cummax().to_numpy(), where="post")
+    ax.step(spent, best, where="post")
     ax.set_xlabel("trial-epochs spent (all trials, in the order they ran)", fontsize=8)
     ax.set_ylabel("best val acc so far", fontsize=8)
     ax.set_title("Best validation accuracy against the budget spent", fontsize=9)

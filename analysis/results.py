@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from trainable.config import TrialConfig, comparable_settings, expand_choices
-from trainable.layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, trial_outcome
+from trainable.layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, search_trial_number, trial_outcome
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
 TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
@@ -52,6 +52,7 @@ FINAL_COLUMNS = [
 ]
 RAY_BOOKKEEPING = {  # keys Ray Tune adds to every result; node_ip and time_total_s are kept
     "timestamp",
+    "reported_at",
     "checkpoint_dir_name",
     "should_checkpoint",
     "done",
@@ -83,8 +84,13 @@ def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
 def searched_identity(trial_id: str, config: dict) -> dict:
     """A searched trial (config_id SEARCH_ID, named 't007-...') is its own configuration:
     experiment 7, config_id 'search-7', named by its values."""
-    number, _, values = os.path.basename(trial_id).partition("-")
-    return {"experiment": int(number[1:]), "config_id": f"search-{int(number[1:])}", "name": values or trial_id}
+    number, values = search_trial_number(trial_id), os.path.basename(trial_id).partition("-")[2]
+    return {"experiment": number, "config_id": f"search-{number}", "name": values or trial_id}
+
+
+def time_of(row: dict) -> float | None:
+    """When the trial reported this epoch: its own clock, else Ray's (whole seconds)."""
+    return row.get("reported_at", row.get("timestamp"))
 
 
 def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -107,7 +113,7 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
         by_epoch = {row["epoch"]: row for row in rows}  # a resumed trial may repeat epochs
         for epoch in sorted(by_epoch):
             row = by_epoch[epoch]
-            epochs.append({"trial_id": trial_id, **{k: row[k] for k in EPOCH_COLUMNS}, "time": row.get("timestamp")})
+            epochs.append({"trial_id": trial_id, **{k: row[k] for k in EPOCH_COLUMNS}, "time": time_of(row)})
         final = next((row for row in reversed(rows) if "best_epoch" in row), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
         metrics = {k: v for k, v in (final or {}).items() if k not in skip}

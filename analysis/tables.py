@@ -299,3 +299,11 @@ def paired(a: Any, b: Any) -> PairedTest:
     """Compare two rows of config_table / baseline_table on the same test images."""
     seeds = lambda row: [None if s is None or s != s else int(s) for s in row.seed_list]  # noqa: E731
     return compare(a.correct, b.correct, seeds(a), seeds(b))
+
+
+def budget_curve(epochs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """(trial-epochs spent, best validation accuracy so far): every trial's epochs in the
+    order Ray recorded them (reported_at; ties by trial, then epoch)."""
+    ordered = epochs.dropna(subset=["val_acc"]).sort_values(["time", "trial_id", "epoch"], na_position="last")
+    spent = pd.Series(np.arange(1, len(ordered) + 1))
+    return spent, pd.Series(ordered.val_acc.cummax().to_numpy())

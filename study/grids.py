@@ -245,9 +245,10 @@ def parse_where(items: list[str]) -> dict[str, Any]:
 
 
 def expand(
-    grid: str, *, seeds: int, overrides: dict[str, Any], where: dict[str, Any] | None = None
+    grid: str, *, seeds: int, overrides: dict[str, Any], where: dict[str, Any] | None = None, first_seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Flat, validated, complete trial configs: every experiment of `grid` x seeds 0..seeds-1.
+    """Flat, validated, complete trial configs: every experiment of `grid` x `seeds` seeds
+    from `first_seed`.
 
     `overrides` (weights, max_epochs, ...) apply to every trial, over the grid's
     own settings; `where` keeps only the trials whose config matches it on every key.
@@ -260,7 +261,7 @@ def expand(
     for number, name, changes in experiments:
         settings = {**BASELINE, **changes, **overrides}
         cid = f"{grid_label(grid)}-{number}-{config_id(settings)}"
-        for seed in range(seeds):
+        for seed in range(first_seed, first_seed + seeds):
             config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **settings}
             # Validated before Ray starts (naming a bad key), and whole: every key, resolved.
             config = TrialConfig.from_dict(config).to_dict()

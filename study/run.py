@@ -40,7 +40,16 @@ from trainable.config import (
 from trainable.data import FaceData, load_el7008
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
-from trainable.layout import CONFIRM_DIR, SKIPPED_FILE, STUDY_FILE, SUMMARY_FILE, trial_outcome
+from trainable.layout import (
+    BUDGET_FILE,
+    CONFIRM_DIR,
+    SKIPPED_FILE,
+    STOPPED_FILE,
+    STUDY_FILE,
+    SUMMARY_FILE,
+    search_trial_number,
+    trial_outcome,
+)
 from trainable.model import resolve_weights, weights_label
 
 SUMMARY_COLUMNS = {  # result key -> column title
@@ -88,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, help="cap on epochs per trial (default: the grid's, 400)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
     p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        metavar="F",
+        help="grid trials use seeds F..F+seeds-1; a search's sampler and trials use F, its confirmation F+1..",
+    )
+    p.add_argument(
         "--where",
         action="append",
         default=[],
@@ -112,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="after a search, rerun its K best configurations by val acc with --seeds fresh seeds",
     )
     p.add_argument("--grace-period", type=int, default=10, help="epochs before ASHA may stop a trial")
+    p.add_argument(
+        "--budget-epochs",
+        type=int,
+        metavar="N",
+        help="stop the study once its trials have trained N epochs in all (trials not started are left out)",
+    )
     p.add_argument("--precision", choices=PRECISIONS, help="trunk precision (default auto)")
     p.add_argument(
         "--normalization",
@@ -171,7 +193,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}.")
     if args.gpus_per_trial < 0 or (args.gpus_per_trial > 1 and args.gpus_per_trial % 1):
         raise UserError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {args.gpus_per_trial}.")
-    for option in ("max_epochs", "grace_period", "es_rounds"):
+    for option in ("max_epochs", "grace_period", "es_rounds", "budget_epochs"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UserError(f"--{option.replace('_', '-')} must be at least 1, got {value}.")
@@ -183,6 +205,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--confirm-top confirms a search: use it with --search random or optuna.")
     if args.confirm_top < 0 or (args.max_concurrent is not None and args.max_concurrent < 1):
         raise UserError("--confirm-top must be >= 0 and --max-concurrent >= 1.")
+    if args.first_seed < 0:
+        raise UserError(f"--first-seed must be >= 0, got {args.first_seed}.")
     if args.max_failures < 0:
         raise UserError(f"--max-failures must be >= 0, got {args.max_failures}.")
     if args.mlflow and importlib.util.find_spec("mlflow") is None:
@@ -271,7 +295,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def trial_configs(args: argparse.Namespace) -> list[dict[str, Any]]:
-    return expand(args.grid, seeds=args.seeds, overrides=overrides(args), where=parse_where(args.where))
+    where = parse_where(args.where)
+    return expand(args.grid, seeds=args.seeds, first_seed=args.first_seed, overrides=overrides(args), where=where)
 
 
 def dry_run(args: argparse.Namespace, configs: list[dict[str, Any]]) -> int:
@@ -380,7 +405,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
             f"--search {args.search} needs a space of ranges: --grid search, or a grid file with "
             f"{{loguniform|uniform|choice: ...}} values; grid {grid_label(args.grid)!r} has none."
         )
-    space = search.search_space(grid, overrides(args))
+    space = search.search_space(grid, overrides(args), seed=args.first_seed)
     searched = search.searched_keys(space)
     fixed = {k: v for k, v in space.items() if not isinstance(v, Domain)}
     if args.dry_run:
@@ -419,8 +444,9 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
             ),
             max_failures=args.max_failures,
             names=TrialNames(searched=tuple(searched)),
-            search_alg=search.make_searcher(args.search, points, args.max_concurrent or 0),
+            search_alg=search.make_searcher(args.search, points, args.max_concurrent or 0, seed=args.first_seed),
             num_samples=args.num_samples,
+            budget_epochs=args.budget_epochs,
             mlflow_uri=args.mlflow,
             verbose=2 if args.verbose else 0,
             callbacks=[] if args.verbose else [Progress(args.num_samples)],
@@ -449,15 +475,14 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
         if frame is None or "val_loss" not in frame or frame.val_loss.isna().all():
             continue
         best = frame.loc[frame.val_loss.idxmin()]  # ASHA-stopped trials at their best epoch so far
-        number = int(os.path.basename(result.path).split("-")[0][1:])  # 't007-...' -> 7
-        scored.append((number, result.config, float(best.val_acc)))
-    configs = search.confirm_configs(scored, args.confirm_top, args.seeds, expansions)
+        scored.append((search_trial_number(result.path), result.config, float(best.val_acc)))
+    configs = search.confirm_configs(scored, args.confirm_top, args.seeds, expansions, args.first_seed)
     if not configs:
         print("\nNothing to confirm: no searched trial has a finite validation loss.")
         return None
     print(f"\nConfirming the {len(configs) // args.seeds} best searched configuration(s), {args.seeds} fresh seed(s)")
     if tune_setup.can_restore(directory):
-        tuner = tune_setup.restore_tuner(directory, trainable)
+        tuner = tune_setup.restore_tuner(directory, trainable, grid_trials=len(configs))
     else:
         tuner = tune_setup.make_tuner(
             trainable,
@@ -572,7 +597,7 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
 
     trainable = make_trainable(args, data, ray, {})
     if args.resume and tune_setup.can_restore(plan.directory):
-        return tune_setup.restore_tuner(plan.directory, trainable)
+        return tune_setup.restore_tuner(plan.directory, trainable, grid_trials=len(plan.configs))
     if args.resume:
         print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
     max_epochs = max(c["max_epochs"] for c in plan.configs)
@@ -586,6 +611,7 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
         storage=args.storage,
         scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),
         max_failures=args.max_failures,
+        budget_epochs=args.budget_epochs,
         mlflow_uri=args.mlflow,
         verbose=2 if args.verbose else 0,
         callbacks=[] if args.verbose else [Progress(len(plan.configs))],
@@ -595,7 +621,16 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
 def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
     """Print the summary (and the random-weights note), written to SUMMARY_DIR/summary.csv
     (default the study's); exit 1 if any trial failed."""
-    table, failed = summarize(results, summary_dir or plan.directory, plan.weights_labels, plan.reference)
+    started = [r for r in results if r.config is not None and os.path.isdir(r.path)]
+    if os.path.exists(budget := os.path.join(plan.directory, BUDGET_FILE)):
+        mark_budget_stops(started)
+        with open(budget) as f:
+            spent = json.load(f)
+        print(
+            f"\nThe budget of {spent['budget_epochs']} trial-epochs was spent ({spent['spent']} trained): "
+            f"{len(results) - len(started)} trial(s) never started; trials running then stopped (stopped_by budget)."
+        )
+    table, failed = summarize(started, summary_dir or plan.directory, plan.weights_labels, plan.reference)
     print(f"\n{table}\n\nResults: {plan.directory}")
     best = subprocess.run([sys.executable, "-m", "analysis.best", plan.directory], capture_output=True, text=True)
     print(best.stdout.strip() or best.stderr.strip())  # a process: study does not import analysis
@@ -604,6 +639,15 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
     return 1 if failed else 0
+
+
+def mark_budget_stops(results: Any) -> None:
+    """Trials that --budget-epochs stopped before they ended say so (STOPPED_FILE)."""
+    for result in results:
+        final = result.metrics if "best_epoch" in (result.metrics or {}) else None
+        if trial_outcome(result.path, final)[0] == "unfinished":
+            with open(os.path.join(result.path, STOPPED_FILE), "w") as f:
+                json.dump({"stopped_by": "budget"}, f)
 
 
 def check_same_data(experiment_dir: str, data: FaceData) -> None:

@@ -3,9 +3,10 @@ with `{loguniform|uniform|choice: ...}` values), then confirmation of the best.
 
 `--search random` samples the space; `--search optuna` uses Ray Tune's OptunaSearch
 (TPE), warm-started with the seven `paper` configurations where the space holds them.
-Every searched trial is its own configuration, run with seed 0 (config_id SEARCH_ID).
+Every searched trial is its own configuration, run with seed F (--first-seed, default 0;
+also the sampler's seed; config_id SEARCH_ID).
 A searched score is optimistic, chosen because it was high; `--confirm-top K --seeds S`
-reruns the K best by validation accuracy with S fresh seeds (1..S) as a grid in
+reruns the K best by validation accuracy with S fresh seeds (F+1..F+S) as a grid in
 STUDY/confirm, and the report ranks on those runs alone.
 """
 
@@ -21,12 +22,13 @@ from trainable.errors import UserError
 from trainable.layout import SEARCH_ID
 
 
-def search_space(grid: Grid, overrides: dict[str, Any]) -> dict[str, Any]:
+def search_space(grid: Grid, overrides: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """Tune's param_space: every setting fixed (experiment 1's, the file's, the options')
     except the ranged ones, which become Tune domains (a choice of labels where a value
-    sets several keys). An option (e.g. --max-epochs) fixes a ranged key too."""
+    sets several keys). An option (e.g. --max-epochs) fixes a ranged key too. Every
+    searched trial trains with `seed`."""
     fixed = {**TrialConfig().to_dict(), **BASELINE, **(grid.fixed or {}), **overrides}
-    space: dict[str, Any] = {**fixed, "experiment": 0, "name": "search", "config_id": SEARCH_ID, "seed": 0}
+    space: dict[str, Any] = {**fixed, "experiment": 0, "name": "search", "config_id": SEARCH_ID, "seed": seed}
     for key, r in (grid.ranges or {}).items():
         if key in overrides:
             continue
@@ -86,14 +88,16 @@ def make_searcher(kind: str, points: list[dict[str, Any]], max_concurrent: int, 
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
 
 
-def confirm_configs(results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict) -> list:
+def confirm_configs(
+    results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict, search_seed: int = 0
+) -> list:
     """Grid configs for the `top` searched trials by validation accuracy, `seeds` fresh seeds
-    each (1..seeds: the search ran seed 0). `results`: (trial number, config, val acc)."""
+    each (search_seed+1..: the search ran `search_seed`). `results`: (trial number, config, val acc)."""
     best = sorted((r for r in results if r[2] == r[2]), key=lambda r: -r[2])[:top]
     configs = []
     for number, config, _ in best:
         settings = expand_choices(config, expansions)
-        for seed in range(1, seeds + 1):
+        for seed in range(search_seed + 1, search_seed + seeds + 1):
             identity = {"experiment": number, "name": f"confirm t{number:03d}", "config_id": f"confirm-{number}"}
             configs.append(TrialConfig.from_dict({**settings, **identity, "seed": seed}).to_dict())
     return configs

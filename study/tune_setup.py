@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any
@@ -9,15 +10,18 @@ from typing import Any
 from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.sample import Domain
 
 from study.space import TrialNames
 from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
-from trainable.layout import STOPPED_FILE
+from trainable.errors import UserError
+from trainable.layout import BUDGET_FILE, STOPPED_FILE
 from trainable.tune_trial import train_face_age
 
 METRIC, MODE = "val_loss", "min"
+GRID_STATE = BasicVariantGenerator.CKPT_FILE_TMPL  # the grid's trial generator, saved beside the experiment state
 
 
 class RecordedASHA(ASHAScheduler):
@@ -92,6 +96,28 @@ class HParamsLogger(TBXLoggerCallback):
             trial.evaluated_params = recorded
 
 
+class EpochBudget(tune.Stopper):
+    """--budget-epochs: ends the study once its trials have reported `epochs` epochs in all
+    (a trial's final report, its test scores, is not an epoch). Trials running then stop
+    after the epoch they are in, so the study may overshoot by one epoch per running trial;
+    trials not started never run. Counts the epochs of this run: a resumed study starts at 0.
+    Once spent, it writes BUDGET_FILE into the study's `directory`."""
+
+    def __init__(self, epochs: int, directory: str):
+        self.epochs, self.directory, self.spent = epochs, directory, 0
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        self.spent += "best_epoch" not in result
+        return False
+
+    def stop_all(self) -> bool:
+        if self.spent < self.epochs:
+            return False
+        with open(os.path.join(self.directory, BUDGET_FILE), "w") as f:
+            json.dump({"budget_epochs": self.epochs, "spent": self.spent}, f)
+        return True
+
+
 def make_tuner(
     trainable: Any,
     space: dict[str, Any],
@@ -106,6 +132,7 @@ def make_tuner(
     mlflow_uri: str | None = None,
     verbose: int = 0,
     callbacks: list[Any] = (),
+    budget_epochs: int | None = None,
 ) -> tune.Tuner:
     """A Tuner over `space`: a grid (study.space.param_space, one trial per point) or, with
     `search_alg`, `num_samples` trials of a search (study.search)."""
@@ -128,6 +155,7 @@ def make_tuner(
             # One per trial: ~40 MB mid-run (head, Adam state, best head), ~10 MB at the end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
+            stop=EpochBudget(budget_epochs, os.path.join(storage, name)) if budget_epochs else None,
             callbacks=[
                 *callbacks,
                 HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)]),
@@ -153,6 +181,29 @@ def can_restore(path: str) -> bool:
     return tune.Tuner.can_restore(path) and any(name.startswith("experiment_state") for name in os.listdir(path))
 
 
-def restore_tuner(path: str, trainable: Any) -> tune.Tuner:
-    """Continue an interrupted study: finished trials stay, the rest resume from checkpoints."""
+def restore_tuner(path: str, trainable: Any, grid_trials: int | None = None) -> tune.Tuner:
+    """Continue an interrupted study: finished trials stay, the rest resume from checkpoints.
+
+    A grid of `grid_trials` trials: Ray copies its experiment state and its trial generator's
+    state to the study directory one file after another, and a driver killed in between
+    leaves the first without the second; restored so, Ray would make a trial with an empty
+    config. Ray creates a grid's trials up front (up to 200 pending), so when the experiment
+    state holds all of them an exhausted generator stands in for the missing one."""
+    if grid_trials is not None and not glob.glob(os.path.join(path, GRID_STATE.format("*"))):
+        recorded = newest_experiment_state(path)
+        with open(recorded) as f:
+            count = len(json.load(f)["trial_data"])
+        if count < grid_trials:
+            raise UserError(
+                f"--resume {path}: Ray recorded {count} of the study's {grid_trials} trials and not which "
+                "remain, so it cannot resume; the finished trials' results stay there (analysis.report reads them)."
+            )
+        exhausted = BasicVariantGenerator()
+        exhausted.set_finished()
+        session = os.path.basename(recorded)[len("experiment_state-") : -len(".json")]
+        exhausted.save_to_dir(path, session_str=session)
     return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+
+
+def newest_experiment_state(path: str) -> str:
+    return max(glob.glob(os.path.join(path, "experiment_state-*.json")))

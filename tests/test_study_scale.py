@@ -109,7 +109,9 @@ KILL_POINTS = {  # name -> (when to kill, extra environment)
         lambda study, marks: said(study, "0/6 done, 1 running") and not said(study, "1/6 done"),
         {},
     ),
-    "mid-study": (lambda study, marks: 1 <= len(finished_trials(study)) < 6, {}),
+    # Killed between Ray's copies of its experiment state and of the grid generator's state
+    # (seen once in CI): the generator's file is missing; the study still resumes.
+    "mid-study, the grid's generator state lost": (lambda study, marks: 1 <= len(finished_trials(study)) < 6, "lose"),
     "while a checkpoint is being written": (lambda study, marks: bool(os.listdir(marks)), "stall"),
 }
 
@@ -137,6 +139,9 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         proc.wait()
     before = finished_trials(study)
+    if extra == "lose":
+        for path in study.glob("basic-variant-state-*.json"):
+            path.unlink()
 
     resumed = cli("--resume", str(study))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]

@@ -31,6 +31,7 @@ PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 ERROR_FILE = "error.txt"
 STOPPED_FILE = "stopped.json"
+BUDGET_FILE = "budget.json"  # in a study's directory: its --budget-epochs was spent
 STATE_FILE = "trial.pt"  # TrainState; mid-run also the trainable weights and optimizer
 MODEL_FILE = "model.pt"  # final checkpoint: the best model (trainable.model.load_trained)
 METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
@@ -40,6 +41,11 @@ BASELINES_FILE = "baselines.json"
 PEER_FILE = "peer.json"
 CONFIRM_DIR = "confirm"  # a search study's confirmation runs: a Tune experiment inside the study's
 SEARCH_ID = "search"  # config_id of every searched trial: each is its own configuration
+
+
+def search_trial_number(trial_dir: str) -> int:
+    """A searched trial's number from its directory's name: 't007-lr0.00032-...' -> 7."""
+    return int(os.path.basename(trial_dir).split("-")[0][1:])
 
 
 def split_identity(paths: Mapping[str, Sequence[str]], labels: Mapping[str, Sequence[int]]) -> dict[str, str]:
@@ -54,7 +60,7 @@ def split_identity(paths: Mapping[str, Sequence[str]], labels: Mapping[str, Sequ
 def trial_outcome(trial_dir: str, final: Mapping | None) -> tuple[str, str]:
     """How a trial ended, from its final metrics (None if it reported none) and the
     files in its directory: (status, stopped_by), status one of 'finished' (stopped_by
-    max_epochs, early_stopping or diverged), 'stopped' (asha), 'error', 'unfinished'
+    max_epochs, early_stopping or diverged), 'stopped' (asha, budget), 'error', 'unfinished'
     (running, or the study was interrupted). Never 'asha' without STOPPED_FILE."""
     if final is not None and "stopped_by" in final:
         return "finished", final["stopped_by"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from typing import Any
 
 import ray
@@ -35,7 +36,8 @@ def train_face_age(
                 resume["model"] = torch.load(model_file, weights_only=True)
 
     def report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
-        _report({**metrics, "node_id": ray.get_runtime_context().get_node_id()}, payload)
+        # reported_at: Ray's own timestamp is in whole seconds; epochs of short trials share one
+        _report({**metrics, "node_id": ray.get_runtime_context().get_node_id(), "reported_at": time.time()}, payload)
 
     try:
         run_trial(cfg, data, cache=TrunkCache(cache_dir), resume=resume, report=report)
