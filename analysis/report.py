@@ -42,6 +42,7 @@ from analysis.tables import (
     with_ci,
 )
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
+from trainable.errors import UserError
 from trainable.layout import (
     BASELINES_FILE,
     BEST_DIR,
@@ -52,6 +53,7 @@ from trainable.layout import (
     STUDY_FILE,
     split_identity,
 )
+from trainable.storage import download, is_uri
 
 # The 2021 report's figures (shared/DESIGN.md): experiment -> (val acc, test acc).
 REPORTED = {1: (0.73, 0.82), 2: (0.80, 0.84), 3: (0.82, 0.85)}
@@ -530,7 +532,10 @@ def build_report(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description="Build a study's report.")
-    p.add_argument("results_dir")
+    p.add_argument("results_dir", help="a study's folder, or its URI (s3://..., gs://...: copied down first)")
+    p.add_argument(
+        "--download", metavar="DIR", help="a stored study: the local folder it is copied to (default ./NAME)"
+    )
     p.add_argument("--baselines", help="directory holding baselines.json (python -m analysis.baselines)")
     p.add_argument("--out", help="output directory (default RESULTS_DIR/report)")
     p.add_argument("--external", nargs="+", default=[], metavar="EVAL.json", help="python -m analysis.evaluate outputs")
@@ -539,6 +544,14 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: --external {missing[0]} not found (write it with python -m analysis.evaluate)", file=sys.stderr)
         return 2
+    if is_uri(args.results_dir):  # read it here: the report, its figures and epochs.csv stay local
+        uri, local = args.results_dir, args.download or os.path.basename(args.results_dir.rstrip("/"))
+        try:
+            args.results_dir = download(uri, local)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"copied {uri} to {os.path.abspath(local)}")
     out = args.out or os.path.join(args.results_dir, "report")
     for path, what in (
         (os.path.join(args.results_dir, STUDY_FILE), "a study results directory"),

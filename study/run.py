@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -25,6 +26,7 @@ from study.grids import GRIDS, SEARCHES, expand, get_grid, grid_label, is_grid_f
 from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
+from trainable import storage as store
 from trainable.config import (
     CLASS_WEIGHTS,
     NAMED_WEIGHTS,
@@ -43,6 +45,7 @@ from trainable.errors import UserError
 from trainable.layout import (
     BUDGET_FILE,
     CONFIRM_DIR,
+    RESULT_FILE,
     SKIPPED_FILE,
     STOPPED_FILE,
     STUDY_FILE,
@@ -224,13 +227,16 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
     """The recorded arguments of the study at `args.resume`, with its current location.
     An option given beside --resume that differs from the recorded one is refused; an
     option the recording lacks (an older version) takes its default."""
-    directory = os.path.abspath(args.resume)
+    directory = args.resume.rstrip("/") if store.is_uri(args.resume) else os.path.abspath(args.resume)
     path = os.path.join(directory, STUDY_FILE)
+    if store.is_uri(directory) and store.exists(store.join(directory, STUDY_FILE)):
+        path = store.download(store.join(directory, STUDY_FILE), os.path.join(store.mirror(directory), STUDY_FILE))
     if not os.path.isfile(path):
         raise UserError(f"--resume {args.resume}: no {STUDY_FILE} there; is it a study's results directory?")
     with open(path) as f:
         recorded = {**vars(parse_args([])), **json.load(f)["args"]}
-    recorded.update(storage=os.path.dirname(directory), name=os.path.basename(directory))
+    parent, _, name = directory.rpartition("/")  # a URI's parent, or the path's
+    recorded.update(storage=parent if store.is_uri(directory) else os.path.dirname(directory), name=name)
     given = explicit_options(argv)
     differ = [
         f"--{key.replace('_', '-')} {value!r} (the study has {recorded[key]!r})"
@@ -251,17 +257,23 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
 def comparable(key: str, value: Any) -> Any:
     """Paths compare as absolute paths (a named weights spec stays a name)."""
     named = (key == "weights" and value in NAMED_WEIGHTS) or (key == "grid" and not is_grid_file(str(value)))
-    if key in PATH_OPTIONS and isinstance(value, str) and not named:
+    if key in PATH_OPTIONS and isinstance(value, str) and not named and not store.is_uri(value):
         return os.path.abspath(os.path.expanduser(value))
     return value
 
 
 def with_absolute_paths(args: argparse.Namespace) -> argparse.Namespace:
     """--data, --weights (a file), --storage and --cache-dir as absolute paths, so the
-    record means the same from any directory; --cache-dir defaults to STORAGE/trunk-cache."""
+    record means the same from any directory; --cache-dir defaults to STORAGE/trunk-cache
+    (with --storage URI, on this machine's disk: ~/.cache/face-age/trunk-cache)."""
     paths = {key: comparable(key, getattr(args, key)) for key in PATH_OPTIONS}
-    paths["cache_dir"] = paths["cache_dir"] or os.path.join(paths["storage"], "trunk-cache")
+    paths["cache_dir"] = paths["cache_dir"] or os.path.join(local_root(paths["storage"]), "trunk-cache")
     return argparse.Namespace(**{**vars(args), **paths})
+
+
+def local_root(storage: str) -> str:
+    """Where local files that would go beside the results go: --storage, unless it is a URI."""
+    return store.MIRRORS if store.is_uri(storage) else storage
 
 
 def load_data(args: argparse.Namespace) -> FaceData:
@@ -270,7 +282,7 @@ def load_data(args: argparse.Namespace) -> FaceData:
     if args.data is None:
         if args.grid != "smoke":
             raise UserError(f"--data is required for grid {args.grid!r} (only 'smoke' generates its own).")
-        root = make_smoke_data(os.path.join(args.storage, "smoke-data"))
+        root = make_smoke_data(os.path.join(local_root(args.storage), "smoke-data"))
         print(f"Generated smoke images under {root}")
         return load_el7008(root, SMOKE_RANGES, store)
     return dataset_from_args(args, store)
@@ -316,11 +328,13 @@ def dry_run(args: argparse.Namespace, configs: list[dict[str, Any]]) -> int:
     return 0
 
 
-def summary_row(result: Any, weights_labels: dict[str, str], reference: dict[str, Any]) -> dict[str, Any]:
+def summary_row(
+    result: Any, directory: str, weights_labels: dict[str, str], reference: dict[str, Any]
+) -> dict[str, Any]:
     """One trial: how it ended, its best epoch's scores, and the settings that make them comparable."""
     metrics = result.metrics or {}
     final = metrics if "best_epoch" in metrics else None
-    status, stopped_by = trial_outcome(result.path, final)
+    status, stopped_by = trial_outcome(directory, final)
     if result.error is not None:
         status, stopped_by = "error", f"error: {type(result.error).__name__}"
     values = {**result.config, **metrics, "status": status, "stopped_by": stopped_by}
@@ -337,7 +351,8 @@ def summarize(
 ) -> tuple[str, int]:
     """The trials (sorted by experiment and seed) and, per configuration, their settings;
     summary.csv holds both, one row per trial. Returns the text and how many trials failed."""
-    table = pd.DataFrame([summary_row(r, weights_labels, reference) for r in results]).sort_values(["exp", "seed"])
+    rows = [summary_row(r, trial_dir(r, experiment_dir), weights_labels, reference) for r in results]
+    table = pd.DataFrame(rows).sort_values(["exp", "seed"])
     table.to_csv(os.path.join(experiment_dir, SUMMARY_FILE), index=False)
     settings = table[["exp", "name", *SETTINGS_COLUMNS]].drop_duplicates()
     text = "\n\n".join(
@@ -354,10 +369,11 @@ class Plan:
     """A study about to run: where it goes, its trials, and what its summary compares with."""
 
     name: str
-    directory: str
+    directory: str  # on this machine: the study itself, or the local mirror of a stored one
     configs: list[dict[str, Any]]
     reference: dict[str, Any]  # experiment 1's resolved config, for "differs from #1"
     weights_labels: dict[str, str]
+    location: str  # where Ray writes the trials: `directory`, or a URI (trainable.storage)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -430,8 +446,8 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     from study.space import TrialNames
 
     trainable = make_trainable(args, data, ray, grid.expansions)
-    if args.resume and tune_setup.can_restore(plan.directory):
-        tuner = tune_setup.restore_tuner(plan.directory, trainable)
+    if args.resume and tune_setup.can_restore(plan.location):
+        tuner = tune_setup.restore_tuner(plan.location, trainable)
     else:
         points = search.paper_points(grid, space, overrides(args))
         tuner = tune_setup.make_tuner(
@@ -446,7 +462,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
             names=TrialNames(searched=tuple(searched)),
             search_alg=search.make_searcher(args.search, points, args.max_concurrent or 0, seed=args.first_seed),
             num_samples=args.num_samples,
-            budget_epochs=args.budget_epochs,
+            budget=budget(args, plan),
             mlflow_uri=args.mlflow,
             verbose=2 if args.verbose else 0,
             callbacks=[] if args.verbose else [Progress(args.num_samples)],
@@ -454,6 +470,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     results = tuner.fit()
     if not args.confirm_top:
         return finish(plan, results)
+    fetch(plan)
     summarize(results, plan.directory, plan.weights_labels, plan.reference)  # the search's own summary.csv
     confirmed = confirm(plan, args, trainable, results, grid.expansions)
     if confirmed is None:
@@ -468,7 +485,7 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
     from study.console import Progress
     from study.space import TrialNames, param_space
 
-    directory = os.path.join(plan.directory, CONFIRM_DIR)
+    location = store.join(plan.location, CONFIRM_DIR)
     scored = []
     for result in searched:
         frame = result.metrics_dataframe
@@ -481,14 +498,14 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
         print("\nNothing to confirm: no searched trial has a finite validation loss.")
         return None
     print(f"\nConfirming the {len(configs) // args.seeds} best searched configuration(s), {args.seeds} fresh seed(s)")
-    if tune_setup.can_restore(directory):
-        tuner = tune_setup.restore_tuner(directory, trainable, grid_trials=len(configs))
+    if tune_setup.can_restore(location):
+        tuner = tune_setup.restore_tuner(location, trainable, grid_trials=len(configs))
     else:
         tuner = tune_setup.make_tuner(
             trainable,
             param_space(configs),
             name=CONFIRM_DIR,
-            storage=plan.directory,
+            storage=plan.location,
             scheduler=tune_setup.make_scheduler("none", max_epochs=1, grace_period=1),
             max_failures=args.max_failures,
             names=TrialNames.of(configs),
@@ -501,7 +518,8 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
 def make_trainable(args: argparse.Namespace, data: FaceData, ray: Any, expansions: dict) -> Any:
     from study import tune_setup
 
-    node_cpus = max(node["Resources"].get("CPU", 0) for node in ray.nodes() if node["Alive"])
+    live, addable = node_shapes(ray)
+    node_cpus = max(shape.get("CPU", 0) for shape in [*live, *addable.values()])
     return tune_setup.make_trainable(
         data,
         cache_dir=args.cache_dir,
@@ -525,9 +543,12 @@ def plan_study(args: argparse.Namespace, configs: list[dict[str, Any]]) -> Plan:
     """Name the study and check what can be checked before any work: the directory, the
     MLflow URI and the weights (downloaded or read once here)."""
     name = args.name or f"{grid_label(args.grid)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    directory = os.path.join(args.storage, name)
-    if not args.resume and os.path.exists(directory):
-        raise UserError(f"{directory} exists; pick another --name, or continue it with --resume {directory}.")
+    location = store.join(args.storage, name)
+    directory = store.mirror(location) if store.is_uri(location) else location
+    if not args.resume and (store.exists(location) if store.is_uri(location) else os.path.exists(location)):
+        raise UserError(f"{location} exists; pick another --name, or continue it with --resume {location}.")
+    if not args.resume and store.is_uri(location):
+        shutil.rmtree(directory, ignore_errors=True)  # a mirror of an older study of that name
     if args.mlflow:
         from study.tracking import check_tracking_uri
 
@@ -538,7 +559,7 @@ def plan_study(args: argparse.Namespace, configs: list[dict[str, Any]]) -> Plan:
     reference = reference_config(overrides(args))
     reference["weights"] = resolved.get(reference["weights"], reference["weights"])
     labels = {spec: weights_label(spec) for spec in resolved.values()}
-    return Plan(name, directory, configs, reference, labels)
+    return Plan(name, directory, configs, reference, labels, location)
 
 
 def start_ray(args: argparse.Namespace) -> Any:
@@ -556,7 +577,7 @@ def start_ray(args: argparse.Namespace) -> Any:
     )
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
-    check_resources(ray.cluster_resources(), args)
+    check_resources(*node_shapes(ray), args)
     return ray
 
 
@@ -587,6 +608,8 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
     if data.skipped:
         with open(os.path.join(plan.directory, SKIPPED_FILE), "w") as f:
             f.write("\n".join(data.skipped) + "\n")
+    if plan.location != plan.directory:
+        store.upload(plan.directory, plan.location)
 
 
 def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, scheduler: str) -> Any:
@@ -596,8 +619,8 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
     from study.space import TrialNames, param_space
 
     trainable = make_trainable(args, data, ray, {})
-    if args.resume and tune_setup.can_restore(plan.directory):
-        return tune_setup.restore_tuner(plan.directory, trainable, grid_trials=len(plan.configs))
+    if args.resume and tune_setup.can_restore(plan.location):
+        return tune_setup.restore_tuner(plan.location, trainable, grid_trials=len(plan.configs))
     if args.resume:
         print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
     max_epochs = max(c["max_epochs"] for c in plan.configs)
@@ -611,28 +634,46 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
         storage=args.storage,
         scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),
         max_failures=args.max_failures,
-        budget_epochs=args.budget_epochs,
+        budget=budget(args, plan),
         mlflow_uri=args.mlflow,
         verbose=2 if args.verbose else 0,
         callbacks=[] if args.verbose else [Progress(len(plan.configs))],
     )
 
 
+def budget(args: argparse.Namespace, plan: Plan) -> Any:
+    from study.tune_setup import EpochBudget
+
+    return EpochBudget(args.budget_epochs, plan.directory) if args.budget_epochs else None
+
+
+def fetch(plan: Plan) -> None:
+    """A stored study's files into its local mirror (Ray wrote the trials to the URI)."""
+    if plan.location != plan.directory:
+        store.download(plan.location, plan.directory)
+
+
 def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
     """Print the summary (and the random-weights note), written to SUMMARY_DIR/summary.csv
-    (default the study's); exit 1 if any trial failed."""
-    started = [r for r in results if r.config is not None and os.path.isdir(r.path)]
-    if os.path.exists(budget := os.path.join(plan.directory, BUDGET_FILE)):
-        mark_budget_stops(started)
-        with open(budget) as f:
+    (default the study's); exit 1 if any trial failed. A stored study is summarized in its
+    local mirror, and what that adds (summary.csv, best/, ...) is copied up."""
+    fetch(plan)
+    summary_dir = summary_dir or plan.directory
+    started = [r for r in results if r.config is not None and os.path.isdir(trial_dir(r, summary_dir))]
+    if os.path.exists(spent_file := os.path.join(plan.directory, BUDGET_FILE)):
+        mark_budget_stops([trial_dir(r, summary_dir) for r in started])
+        with open(spent_file) as f:
             spent = json.load(f)
         print(
             f"\nThe budget of {spent['budget_epochs']} trial-epochs was spent ({spent['spent']} trained): "
             f"{len(results) - len(started)} trial(s) never started; trials running then stopped (stopped_by budget)."
         )
-    table, failed = summarize(started, summary_dir or plan.directory, plan.weights_labels, plan.reference)
-    print(f"\n{table}\n\nResults: {plan.directory}")
+    table, failed = summarize(started, summary_dir, plan.weights_labels, plan.reference)
     best = subprocess.run([sys.executable, "-m", "analysis.best", plan.directory], capture_output=True, text=True)
+    if plan.location != plan.directory:
+        store.upload(plan.directory, plan.location)
+    where = plan.location if plan.location == plan.directory else f"{plan.location} (local copy: {plan.directory})"
+    print(f"\n{table}\n\nResults: {where}")
     print(best.stdout.strip() or best.stderr.strip())  # a process: study does not import analysis
     if not all(is_pretrained(c["weights"]) for c in plan.configs):
         print(f"\nNote: {RANDOM_INIT_NOTICE}")
@@ -641,12 +682,18 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
     return 1 if failed else 0
 
 
-def mark_budget_stops(results: Any) -> None:
+def trial_dir(result: Any, experiment_dir: str) -> str:
+    """A trial's folder on this machine (Ray's result.path may be a path in object storage)."""
+    return os.path.join(experiment_dir, os.path.basename(result.path))
+
+
+def mark_budget_stops(trial_dirs: list[str]) -> None:
     """Trials that --budget-epochs stopped before they ended say so (STOPPED_FILE)."""
-    for result in results:
-        final = result.metrics if "best_epoch" in (result.metrics or {}) else None
-        if trial_outcome(result.path, final)[0] == "unfinished":
-            with open(os.path.join(result.path, STOPPED_FILE), "w") as f:
+    for directory in trial_dirs:
+        results = os.path.join(directory, RESULT_FILE)
+        rows = [json.loads(line) for line in open(results) if line.strip()] if os.path.exists(results) else []
+        if trial_outcome(directory, next((r for r in rows if "best_epoch" in r), None))[0] == "unfinished":
+            with open(os.path.join(directory, STOPPED_FILE), "w") as f:
                 json.dump({"stopped_by": "budget"}, f)
 
 
@@ -670,15 +717,49 @@ def check_same_grid(experiment_dir: str, grid: str) -> None:
         )
 
 
-def check_resources(available: dict[str, float], args: argparse.Namespace) -> None:
-    """Refuse per-trial resources the cluster can never grant (Ray would wait forever)."""
-    for key, need in (("CPU", args.cpus_per_trial or 1), ("GPU", args.gpus_per_trial)):
-        have = available.get(key, 0.0)
-        if need > have:
-            raise UserError(
-                f"--{key.lower()}s-per-trial {need:g} exceeds the {have:g} {key}(s) this Ray "
-                f"cluster has; lower it, or start Ray on a machine that has them."
-            )
+Shape = dict[str, float]  # a node's resources, e.g. {"CPU": 8, "GPU": 1}
+
+
+def node_shapes(ray: Any) -> tuple[list[Shape], dict[str, Shape]]:
+    """The resources of each live node, and of each node type the cluster's autoscaler may
+    add (none without an autoscaler). Ray has no public call for the latter: its state API
+    reads the config the autoscaler publishes in the GCS, as `ray status` does."""
+    live = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    try:
+        from ray._private.state import state
+
+        groups = state.get_cluster_config().node_group_configs
+    except Exception:  # no autoscaler (a local Ray), or a Ray without this call
+        groups = []
+    return live, {group.name: dict(group.resources) for group in groups if group.max_count != 0}
+
+
+def check_resources(live: list[Shape], addable: dict[str, Shape], args: argparse.Namespace) -> None:
+    """Refuse a per-trial request no node can ever grant (Ray would wait forever): a trial's
+    CPUs and GPUs must fit on one node, live or of a type the autoscaler may add. When only
+    such a type fits, say that the study waits for the autoscaler to add one."""
+    need = {"CPU": args.cpus_per_trial or 1, "GPU": args.gpus_per_trial}
+
+    def fits(shape: Shape) -> bool:
+        return all(shape.get(key, 0) >= amount for key, amount in need.items())
+
+    if any(fits(shape) for shape in live):
+        return
+    wanted = "CPU {CPU:g}, GPU {GPU:g}".format(**need)
+    if types := [name for name, shape in addable.items() if fits(shape)]:
+        print(f"No live node has {wanted} for a trial; the autoscaler can add node type {types[0]!r}: waiting for it.")
+        return
+    largest = ", ".join(sorted({shape_text(s) for s in live})) or "none"
+    kinds = ", ".join(f"{name} ({shape_text(s)})" for name, s in addable.items()) or "none"
+    raise UserError(
+        f"A trial asks for {wanted} on one node (--cpus-per-trial, --gpus-per-trial), more than any node "
+        f"has or the autoscaler can add. Live nodes: {largest}; node types it can add: {kinds}. Lower "
+        f"the request, or add a node type that has it to the cluster config."
+    )
+
+
+def shape_text(shape: Shape) -> str:
+    return f"CPU {shape.get('CPU', 0):g}, GPU {shape.get('GPU', 0):g}"
 
 
 def main(argv: list[str] | None = None) -> int:

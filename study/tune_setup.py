@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import json
 import os
+import tempfile
 from typing import Any
 
 from ray import tune
@@ -14,6 +15,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.sample import Domain
 
 from study.space import TrialNames
+from trainable import storage as store
 from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.errors import UserError
@@ -30,10 +32,11 @@ class RecordedASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and "stopped_by" not in result and trial.local_path:
-            os.makedirs(trial.local_path, exist_ok=True)
-            with open(os.path.join(trial.local_path, STOPPED_FILE), "w") as f:
-                json.dump({"stopped_by": "asha", "epoch": result.get("epoch")}, f)
+        if decision == TrialScheduler.STOP and "stopped_by" not in result and trial.path:
+            fs = trial.storage.storage_filesystem  # the study's storage: a local folder, S3, GCS
+            fs.create_dir(trial.path)
+            with fs.open_output_stream(f"{trial.path}/{STOPPED_FILE}") as f:
+                f.write(json.dumps({"stopped_by": "asha", "epoch": result.get("epoch")}).encode())
         return decision
 
 
@@ -132,7 +135,7 @@ def make_tuner(
     mlflow_uri: str | None = None,
     verbose: int = 0,
     callbacks: list[Any] = (),
-    budget_epochs: int | None = None,
+    budget: EpochBudget | None = None,
 ) -> tune.Tuner:
     """A Tuner over `space`: a grid (study.space.param_space, one trial per point) or, with
     `search_alg`, `num_samples` trials of a search (study.search)."""
@@ -155,7 +158,7 @@ def make_tuner(
             # One per trial: ~40 MB mid-run (head, Adam state, best head), ~10 MB at the end.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            stop=EpochBudget(budget_epochs, os.path.join(storage, name)) if budget_epochs else None,
+            stop=budget,
             callbacks=[
                 *callbacks,
                 HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)]),
@@ -175,13 +178,13 @@ def mlflow_callbacks(uri: str | None, name: str, study_dir: str) -> list[Any]:
     return [MLflowStudyLogger(uri, name, study_dir)]
 
 
-def can_restore(path: str) -> bool:
-    """Whether Ray recorded enough of the study at `path` to restore it: a driver killed
-    in its first seconds may leave the Tuner's file but no experiment state yet."""
-    return tune.Tuner.can_restore(path) and any(name.startswith("experiment_state") for name in os.listdir(path))
+def can_restore(location: str) -> bool:
+    """Whether Ray recorded enough of the study at `location` (a path or URI) to restore it:
+    a driver killed in its first seconds may leave the Tuner's file but no experiment state."""
+    return tune.Tuner.can_restore(location) and any(n.startswith("experiment_state") for n in store.listdir(location))
 
 
-def restore_tuner(path: str, trainable: Any, grid_trials: int | None = None) -> tune.Tuner:
+def restore_tuner(location: str, trainable: Any, grid_trials: int | None = None) -> tune.Tuner:
     """Continue an interrupted study: finished trials stay, the rest resume from checkpoints.
 
     A grid of `grid_trials` trials: Ray copies its experiment state and its trial generator's
@@ -189,21 +192,19 @@ def restore_tuner(path: str, trainable: Any, grid_trials: int | None = None) -> 
     leaves the first without the second; restored so, Ray would make a trial with an empty
     config. Ray creates a grid's trials up front (up to 200 pending), so when the experiment
     state holds all of them an exhausted generator stands in for the missing one."""
-    if grid_trials is not None and not glob.glob(os.path.join(path, GRID_STATE.format("*"))):
-        recorded = newest_experiment_state(path)
-        with open(recorded) as f:
-            count = len(json.load(f)["trial_data"])
+    names = store.listdir(location)
+    if grid_trials is not None and not fnmatch.filter(names, GRID_STATE.format("*")):
+        recorded = max(fnmatch.filter(names, "experiment_state-*.json"))
+        count = len(json.loads(store.read_bytes(store.join(location, recorded)))["trial_data"])
         if count < grid_trials:
             raise UserError(
-                f"--resume {path}: Ray recorded {count} of the study's {grid_trials} trials and not which "
+                f"--resume {location}: Ray recorded {count} of the study's {grid_trials} trials and not which "
                 "remain, so it cannot resume; the finished trials' results stay there (analysis.report reads them)."
             )
         exhausted = BasicVariantGenerator()
         exhausted.set_finished()
-        session = os.path.basename(recorded)[len("experiment_state-") : -len(".json")]
-        exhausted.save_to_dir(path, session_str=session)
-    return tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-
-
-def newest_experiment_state(path: str) -> str:
-    return max(glob.glob(os.path.join(path, "experiment_state-*.json")))
+        with tempfile.TemporaryDirectory() as staging:
+            exhausted.save_to_dir(staging, session_str=recorded[len("experiment_state-") : -len(".json")])
+            (state,) = os.listdir(staging)
+            store.upload(os.path.join(staging, state), store.join(location, state))
+    return tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=True)

@@ -1,0 +1,227 @@
+"""Beyond one machine: per-trial requests checked against the nodes a cluster has or its
+autoscaler may add; a study on a fake autoscaling cluster whose GPU node does not exist
+when it starts; a token-protected two-node cluster; a study in S3 (a local S3 server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from analysis.results import load_study
+from study.run import check_resources, parse_args
+from tests.conftest import ROOT, SMOKE_SPLIT
+from trainable.errors import UserError
+
+HEAD = {"CPU": 2.0, "memory": 1e9}
+GPU_TYPE = {"CPU": 2.0, "GPU": 1.0}
+
+
+def request(gpus=0.0, cpus=None):
+    argv = ["--grid", "smoke", "--gpus-per-trial", str(gpus)]
+    return parse_args(argv + (["--cpus-per-trial", str(cpus)] if cpus else []))
+
+
+def test_a_request_a_live_node_holds_passes_quietly(capsys):
+    check_resources([HEAD, GPU_TYPE], {}, request(gpus=0.5))
+    assert capsys.readouterr().out == ""
+
+
+def test_a_request_only_an_addable_node_type_holds_waits_for_it(capsys):
+    check_resources([HEAD], {"gpu-worker": GPU_TYPE}, request(gpus=0.5))
+    assert "autoscaler can add node type 'gpu-worker': waiting for it" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "live, addable, args",
+    [
+        ([HEAD], {}, request(gpus=0.5)),  # no GPU anywhere
+        ([HEAD], {"gpu-worker": GPU_TYPE}, request(gpus=2)),  # more GPUs than any node type has
+        ([HEAD, HEAD], {"gpu-worker": GPU_TYPE}, request(cpus=3)),  # 4 CPUs in all, never 3 on one node
+    ],
+)
+def test_a_request_no_node_can_ever_hold_is_refused(live, addable, args):
+    with pytest.raises(UserError) as err:
+        check_resources(live, addable, args)
+    message = str(err.value)
+    assert "more than any node has or the autoscaler can add" in message
+    assert "Live nodes: CPU 2, GPU 0" in message
+    assert ("gpu-worker (CPU 2, GPU 1)" in message) == bool(addable)
+
+
+class FakeAutoscalingCluster:
+    """Ray's fake multi-node autoscaler on this machine (ray.cluster_utils.AutoscalingCluster,
+    with its cluster config written here: the wheel leaves out the example it reads).
+    Its nodes are local raylets; a worker type's GPU is a logical resource."""
+
+    def __init__(self, head: dict, worker_types: dict):
+        from ray.cluster_utils import AutoscalingCluster
+
+        config = {
+            "cluster_name": "fake-autoscaling",
+            "max_workers": 4,
+            "provider": {
+                "type": "fake_multinode",
+                "use_node_id_as_ip": True,
+                "disable_node_updaters": True,
+                "disable_launch_config_check": True,
+            },
+            "available_node_types": {
+                **worker_types,
+                "ray.head.default": {"resources": head, "node_config": {}, "max_workers": 0},
+            },
+            "head_node_type": "ray.head.default",
+            "upscaling_speed": 1.0,
+            "idle_timeout_minutes": 5,
+            **{key: {} for key in ("auth", "docker", "file_mounts")},
+            **{key: [] for key in ("initialization_commands", "setup_commands", "head_setup_commands")},
+            **{key: [] for key in ("worker_setup_commands", "head_start_ray_commands", "worker_start_ray_commands")},
+            **{key: [] for key in ("cluster_synced_files", "rsync_exclude", "rsync_filter")},
+            "file_mounts_sync_continuously": False,
+        }
+
+        class Cluster(AutoscalingCluster):
+            def _generate_config(self, *args, **kwargs):
+                return config
+
+        self.cluster = Cluster(head_resources=dict(head), worker_node_types=worker_types)
+
+    def __enter__(self):
+        self.cluster.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.cluster.shutdown()
+
+
+def cli(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "study.run", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slow
+def test_a_gpu_study_starts_with_no_gpu_node_and_the_autoscaler_adds_one(tiny_root, tmp_path, monkeypatch):
+    """AutoscalingCluster runs `ray start` and `ray stop --force` (every Ray on this machine)."""
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    assert shutil.which("ray"), "the ray CLI of this environment"
+    gpu_worker = {"resources": GPU_TYPE, "node_config": {}, "min_workers": 0, "max_workers": 1}
+    with FakeAutoscalingCluster({"CPU": 2}, {"gpu-worker": gpu_worker}):
+        common = ["--grid", "smoke", "--data", tiny_root, *SMOKE_SPLIT, "--address", "auto", "--storage", str(tmp_path)]
+        too_big = cli(*common, "--gpus-per-trial", "2", "--name", "too-big", timeout=120)
+        assert too_big.returncode == 2, too_big.stdout[-2000:] + too_big.stderr[-2000:]
+        assert "node types it can add: gpu-worker (CPU 2, GPU 1)" in " ".join(too_big.stderr.split())
+        study = cli(*common, "--gpus-per-trial", "0.5", "--seeds", "1", "--name", "gpu", timeout=900)
+    assert study.returncode == 0, study.stdout[-3000:] + study.stderr[-3000:]
+    assert "autoscaler can add node type 'gpu-worker': waiting for it" in study.stdout
+    trials, _ = load_study(str(tmp_path / "gpu"))
+    assert len(trials) == 2 and (trials.status == "finished").all()
+    assert trials.node_id.nunique() == 1  # both on the added node: the head has no GPU
+
+
+def connects(address: str, env: dict) -> subprocess.CompletedProcess:
+    code = f"import ray; ray.init(address={address!r}); print(ray.cluster_resources())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_token_protected_two_node_cluster_runs_the_study_and_refuses_other_clients(tmp_path, monkeypatch):
+    """Every node and the study's driver share one token (as ray_config.yaml ships it);
+    a client with no token, or another one, is refused."""
+    from ray.cluster_utils import Cluster
+
+    token = secrets.token_hex(32)
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        address = cluster.address
+        proc = cli("--grid", "smoke", "--seeds", "2", "--address", address, "--storage", str(tmp_path), "--name", "two")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        others = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        home = str(tmp_path / "home")  # no ~/.ray/auth_token either
+        for env in ({**others, "HOME": home}, {**others, "HOME": home, **token_env("0" * 64)}):
+            refused = connects(address, env)
+            assert refused.returncode != 0 and "CPU" not in refused.stdout, refused.stdout
+        assert connects(address, {**others, **token_env(token)}).returncode == 0
+    finally:
+        cluster.shutdown()
+    trials, _ = load_study(str(tmp_path / "two"))
+    assert len(trials) == 4 and (trials.status == "finished").all()
+    assert trials.node_id.nunique() == 2
+    with open(tmp_path / "two" / "study.json") as f:
+        assert json.load(f)["args"]["address"] == address
+
+
+def token_env(token: str) -> dict:
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+
+
+@pytest.mark.slow
+def test_a_study_in_s3_is_killed_resumed_and_reported(tmp_path, monkeypatch):
+    """Against moto's S3 server on 127.0.0.1: Ray writes the trials to the bucket, the study's
+    own files go up from its local mirror, --resume and analysis.report take the URI."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the local mirror and trunk cache: ~/.cache/face-age
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
+        boto3.client("s3").create_bucket(Bucket="bucket")
+        log = tmp_path / "driver.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", "s3://bucket/studies", "--name", "k"],
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=open(log, "w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            assert wait_for(lambda: "1/6 done" in log.read_text(), 300), log.read_text()[-3000:]
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+            proc.wait()
+        assert "2/6 done" not in log.read_text()
+        resumed = cli("--resume", "s3://bucket/studies/k")
+        assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+        assert "Results: s3://bucket/studies/k (local copy:" in resumed.stdout
+        local = tmp_path / "downloaded"
+        report = subprocess.run(
+            [sys.executable, "-m", "analysis.report", "s3://bucket/studies/k", "--download", str(local)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert report.returncode == 0, report.stderr[-3000:]
+        stored = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="bucket")["Contents"]}
+    finally:
+        server.stop()
+    assert (local / "report" / "report.md").exists()
+    assert {"studies/k/study.json", "studies/k/summary.csv", "studies/k/best/best.json"} <= stored
+    trials, _ = load_study(str(local))
+    assert len(trials) == 6 and (trials.status == "finished").all() and trials.trial_id.is_unique
+    assert sorted(zip(trials.experiment, trials.seed, strict=True)) == [(e, s) for e in (1, 2) for s in range(3)]
+
+
+def wait_for(condition, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return False

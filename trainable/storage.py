@@ -1,0 +1,81 @@
+"""Studies in object storage: `--storage s3://BUCKET/PREFIX` (or `gs://`, `file://`).
+
+Ray Tune writes the trials there itself, through a pyarrow filesystem. The study's own
+files (study.json, summary.csv, best/, ...) are written in a local mirror of the study
+and copied up; reading a stored study (to resume it, or for analysis.report) copies it
+down first. Credentials and endpoints come from the usual environment (AWS_*, e.g.
+AWS_ENDPOINT_URL for an S3-compatible server; GOOGLE_APPLICATION_CREDENTIALS).
+"""
+
+from __future__ import annotations
+
+import os
+
+from trainable.errors import UserError
+
+MIRRORS = os.path.join(os.path.expanduser("~"), ".cache", "face-age")  # a stored study's local copy, trunk cache
+
+
+def is_uri(path: str | None) -> bool:
+    return path is not None and "://" in str(path)
+
+
+def join(root: str, name: str) -> str:
+    """A study's location under --storage: a path, or a URI."""
+    return f"{root.rstrip('/')}/{name}" if is_uri(root) else os.path.join(root, name)
+
+
+def mirror(uri: str) -> str:
+    """The local folder that mirrors the stored study at `uri`."""
+    return os.path.join(MIRRORS, "studies", uri.split("://", 1)[1].strip("/").replace("/", "_"))
+
+
+def _filesystem(uri: str):
+    import pyarrow.fs as pafs
+
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except Exception as err:  # unknown scheme, no credentials, a bucket that is not there
+        raise UserError(f"{uri}: cannot open this storage location ({err}).") from None
+
+
+def exists(uri: str) -> bool:
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(uri)
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def download(uri: str, local: str) -> str:
+    """Copy the stored study (or file) at `uri` into `local`; returns `local`."""
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(uri)
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise UserError(f"{uri}: nothing is stored there.")
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+    pafs.copy_files(path, local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    return local
+
+
+def upload(local: str, uri: str) -> None:
+    """Copy the local file or folder `local` to `uri` (files there with the same names are replaced)."""
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(uri)
+    pafs.copy_files(local, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+
+
+def listdir(location: str) -> list[str]:
+    """The names in a folder: a local path or a URI."""
+    import pyarrow.fs as pafs
+
+    fs, path = _filesystem(location if is_uri(location) else os.path.abspath(location))
+    return [os.path.basename(info.path) for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))]
+
+
+def read_bytes(location: str) -> bytes:
+    fs, path = _filesystem(location if is_uri(location) else os.path.abspath(location))
+    with fs.open_input_stream(path) as f:
+        return f.readall()
