@@ -126,6 +126,19 @@ def test_a_gpu_study_starts_with_no_gpu_node_and_the_autoscaler_adds_one(tiny_ro
     assert trials.node_id.nunique() == 1  # both on the added node: the head has no GPU
 
 
+TWO_NODES = """
+import sys
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+cluster.add_node(num_cpus=1)
+cluster.wait_for_nodes()
+print(cluster.address, flush=True)
+sys.stdin.read()
+cluster.shutdown()
+"""
+
+
 def connects(address: str, env: dict) -> subprocess.CompletedProcess:
     code = f"import ray; ray.init(address={address!r}); print(ray.cluster_resources())"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -134,17 +147,15 @@ def connects(address: str, env: dict) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_token_protected_two_node_cluster_runs_the_study_and_refuses_other_clients(tmp_path, monkeypatch):
     """Every node and the study's driver share one token (as ray_config.yaml ships it);
-    a client with no token, or another one, is refused."""
-    from ray.cluster_utils import Cluster
-
+    a client with no token, or another one, is refused. The nodes run in a process of their
+    own: Ray reads RAY_AUTH_MODE once per process, and this one has imported Ray already."""
     token = secrets.token_hex(32)
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", token)
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    host = subprocess.Popen([sys.executable, "-c", TWO_NODES], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        address = cluster.address
+        address = host.stdout.readline().strip()
+        assert address, "the two-node cluster did not start"
         proc = cli("--grid", "smoke", "--seeds", "2", "--address", address, "--storage", str(tmp_path), "--name", "two")
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         others = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
@@ -154,7 +165,8 @@ def test_a_token_protected_two_node_cluster_runs_the_study_and_refuses_other_cli
             assert refused.returncode != 0 and "CPU" not in refused.stdout, refused.stdout
         assert connects(address, {**others, **token_env(token)}).returncode == 0
     finally:
-        cluster.shutdown()
+        host.stdin.close()  # the host shuts its cluster down
+        host.wait(timeout=120)
     trials, _ = load_study(str(tmp_path / "two"))
     assert len(trials) == 4 and (trials.status == "finished").all()
     assert trials.node_id.nunique() == 2
