@@ -77,7 +77,13 @@ def score(study: str) -> dict[str, Any]:
 
 
 def run_arm(label: str, options: list[str], rep: int, args: argparse.Namespace, common: list[str]) -> dict[str, Any]:
+    """One study, or the row of one an earlier run of this command finished (OUT/NAME.json)."""
     name = f"{label.split()[0]}-r{rep}"
+    done = os.path.join(args.out, f"{name}.json")
+    if os.path.exists(done):
+        print(f"[{label}, repetition {rep}] finished before: {done}", flush=True)
+        with open(done) as f:
+            return json.load(f)
     command = [sys.executable, "-m", "study.run", *options, *common, "--first-seed", str(rep), "--name", name]
     print(f"[{label}, repetition {rep}] {' '.join(command[1:])}", flush=True)
     start = time.perf_counter()
@@ -86,7 +92,10 @@ def run_arm(label: str, options: list[str], rep: int, args: argparse.Namespace, 
     if proc.returncode != 0:
         tail = proc.stdout[-3000:] + proc.stderr[-3000:]
         sys.exit(f"{label} repetition {rep} failed (exit {proc.returncode}):\n{tail}")
-    return {"arm": label, "rep": rep, **score(os.path.join(args.out, name)), "wall s": round(wall, 1)}
+    row = {"arm": label, "rep": rep, **score(os.path.join(args.out, name)), "wall s": round(wall, 1)}
+    with open(done, "w") as f:
+        json.dump(row, f)
+    return row
 
 
 def cpu_line() -> str:

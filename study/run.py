@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from study.grids import GRIDS, SEARCHES, expand, get_grid, grid_label, is_grid_file, parse_where, reference_config
 from study.provenance import write_provenance
@@ -179,6 +180,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus-per-trial", type=float, help="default: 1 for cached trials, up to 4 for full-network ones")
     p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractions pack trials on a GPU")
     p.add_argument("--address", help="join a running Ray cluster (auto or HOST:PORT)")
+    p.add_argument(
+        "--cluster-config",
+        metavar="FILE",
+        help="the autoscaler's cluster config, for the node types it may add (default ~/ray_bootstrap_config.yaml)",
+    )
     p.add_argument("--dashboard-host", default="127.0.0.1", help="interface the dashboard listens on")
     p.add_argument(
         "--mlflow",
@@ -219,7 +225,8 @@ def check_args(args: argparse.Namespace) -> None:
         )
 
 
-RUNTIME_OPTIONS = ("resume", "address", "dashboard_host", "dry_run", "verbose")  # may change when a study resumes
+# may change when a study resumes
+RUNTIME_OPTIONS = ("resume", "address", "cluster_config", "dashboard_host", "dry_run", "verbose")
 PATH_OPTIONS = ("data", "storage", "cache_dir", "weights", "grid")  # recorded as absolute paths
 
 
@@ -249,7 +256,12 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
             f"these differ: {'; '.join(differ)}. Drop them, or start a new study with --name."
         )
     recorded.update(
-        resume=directory, address=args.address, dashboard_host=args.dashboard_host, dry_run=False, verbose=args.verbose
+        resume=directory,
+        address=args.address,
+        cluster_config=args.cluster_config,
+        dashboard_host=args.dashboard_host,
+        dry_run=False,
+        verbose=args.verbose,
     )
     return argparse.Namespace(**recorded)
 
@@ -518,8 +530,8 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
 def make_trainable(args: argparse.Namespace, data: FaceData, ray: Any, expansions: dict) -> Any:
     from study import tune_setup
 
-    live, addable = node_shapes(ray)
-    node_cpus = max(shape.get("CPU", 0) for shape in [*live, *addable.values()])
+    live, addable = node_shapes(ray, args.cluster_config)
+    node_cpus = max(shape.get("CPU", 0) for shape in [*live, *addable.values()] if shape)
     return tune_setup.make_trainable(
         data,
         cache_dir=args.cache_dir,
@@ -577,7 +589,7 @@ def start_ray(args: argparse.Namespace) -> Any:
     )
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
-    check_resources(*node_shapes(ray), args)
+    check_resources(*node_shapes(ray, args.cluster_config), args)
     return ray
 
 
@@ -720,11 +732,18 @@ def check_same_grid(experiment_dir: str, grid: str) -> None:
 Shape = dict[str, float]  # a node's resources, e.g. {"CPU": 8, "GPU": 1}
 
 
-def node_shapes(ray: Any) -> tuple[list[Shape], dict[str, Shape]]:
+def node_shapes(ray: Any, cluster_config: str | None) -> tuple[list[Shape], dict[str, Shape | None]]:
     """The resources of each live node, and of each node type the cluster's autoscaler may
-    add (none without an autoscaler). Ray has no public call for the latter: its state API
-    reads the config the autoscaler publishes in the GCS, as `ray status` does."""
+    add (None where its config leaves them to be detected). Ray has no public call for the
+    latter: the types come from the cluster config the autoscaler runs (--cluster-config,
+    by default ~/ray_bootstrap_config.yaml, where `ray up` puts it on the head), or from
+    the node groups Ray's state API holds (KubeRay reports them)."""
     live = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    path = cluster_config or os.path.expanduser("~/ray_bootstrap_config.yaml")
+    if os.path.isfile(path):
+        with open(path) as f:
+            types = (yaml.safe_load(f) or {}).get("available_node_types", {})
+        return live, {name: t.get("resources") or None for name, t in types.items() if t.get("max_workers", 1) > 0}
     try:
         from ray._private.state import state
 
@@ -734,14 +753,14 @@ def node_shapes(ray: Any) -> tuple[list[Shape], dict[str, Shape]]:
     return live, {group.name: dict(group.resources) for group in groups if group.max_count != 0}
 
 
-def check_resources(live: list[Shape], addable: dict[str, Shape], args: argparse.Namespace) -> None:
+def check_resources(live: list[Shape], addable: dict[str, Shape | None], args: argparse.Namespace) -> None:
     """Refuse a per-trial request no node can ever grant (Ray would wait forever): a trial's
     CPUs and GPUs must fit on one node, live or of a type the autoscaler may add. When only
     such a type fits, say that the study waits for the autoscaler to add one."""
     need = {"CPU": args.cpus_per_trial or 1, "GPU": args.gpus_per_trial}
 
-    def fits(shape: Shape) -> bool:
-        return all(shape.get(key, 0) >= amount for key, amount in need.items())
+    def fits(shape: Shape | None) -> bool:  # None: a node type whose resources Ray detects at launch
+        return shape is None or all(shape.get(key, 0) >= amount for key, amount in need.items())
 
     if any(fits(shape) for shape in live):
         return
@@ -750,7 +769,7 @@ def check_resources(live: list[Shape], addable: dict[str, Shape], args: argparse
         print(f"No live node has {wanted} for a trial; the autoscaler can add node type {types[0]!r}: waiting for it.")
         return
     largest = ", ".join(sorted({shape_text(s) for s in live})) or "none"
-    kinds = ", ".join(f"{name} ({shape_text(s)})" for name, s in addable.items()) or "none"
+    kinds = ", ".join(f"{name} ({shape_text(s)})" for name, s in addable.items()) or "none known (see --cluster-config)"
     raise UserError(
         f"A trial asks for {wanted} on one node (--cpus-per-trial, --gpus-per-trial), more than any node "
         f"has or the autoscaler can add. Live nodes: {largest}; node types it can add: {kinds}. Lower "
@@ -758,7 +777,9 @@ def check_resources(live: list[Shape], addable: dict[str, Shape], args: argparse
     )
 
 
-def shape_text(shape: Shape) -> str:
+def shape_text(shape: Shape | None) -> str:
+    if shape is None:
+        return "resources detected at launch"
     return f"CPU {shape.get('CPU', 0):g}, GPU {shape.get('GPU', 0):g}"
 
 

@@ -58,20 +58,26 @@ def test_a_request_no_node_can_ever_hold_is_refused(live, addable, args):
 
 class FakeAutoscalingCluster:
     """Ray's fake multi-node autoscaler on this machine (ray.cluster_utils.AutoscalingCluster,
-    with its cluster config written here: the wheel leaves out the example it reads).
-    Its nodes are local raylets; a worker type's GPU is a logical resource."""
+    with its cluster config written here: the wheel leaves out the example it reads), with
+    autoscaler v2 as `ray up` and KubeRay run it. Its nodes are local raylets; a worker
+    type's GPU is a logical resource."""
 
-    def __init__(self, head: dict, worker_types: dict):
-        from ray.cluster_utils import AutoscalingCluster
+    def __init__(self, head: dict, worker_types: dict, config_file: str):
+        from ray.cluster_utils import FAKE_HEAD_NODE_ID, AutoscalingCluster
 
         config = {
             "cluster_name": "fake-autoscaling",
             "max_workers": 4,
             "provider": {
-                "type": "fake_multinode",
+                # the fake provider by module path: as "fake_multinode", Ray would read its defaults
+                # from the example file the wheel leaves out
+                "type": "external",
+                "module": "ray.autoscaler._private.fake_multi_node.node_provider.FakeMultiNodeProvider",
                 "use_node_id_as_ip": True,
                 "disable_node_updaters": True,
                 "disable_launch_config_check": True,
+                "launch_multiple": True,
+                "head_node_id": FAKE_HEAD_NODE_ID,
             },
             "available_node_types": {
                 **worker_types,
@@ -86,6 +92,9 @@ class FakeAutoscalingCluster:
             **{key: [] for key in ("cluster_synced_files", "rsync_exclude", "rsync_filter")},
             "file_mounts_sync_continuously": False,
         }
+
+        with open(config_file, "w") as f:  # what `ray up` leaves on the head: ~/ray_bootstrap_config.yaml
+            json.dump(config, f)
 
         class Cluster(AutoscalingCluster):
             def _generate_config(self, *args, **kwargs):
@@ -113,8 +122,10 @@ def test_a_gpu_study_starts_with_no_gpu_node_and_the_autoscaler_adds_one(tiny_ro
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     assert shutil.which("ray"), "the ray CLI of this environment"
     gpu_worker = {"resources": GPU_TYPE, "node_config": {}, "min_workers": 0, "max_workers": 1}
-    with FakeAutoscalingCluster({"CPU": 2}, {"gpu-worker": gpu_worker}):
+    config = str(tmp_path / "cluster.yaml")
+    with FakeAutoscalingCluster({"CPU": 2}, {"gpu-worker": gpu_worker}, config):
         common = ["--grid", "smoke", "--data", tiny_root, *SMOKE_SPLIT, "--address", "auto", "--storage", str(tmp_path)]
+        common += ["--cluster-config", config]
         too_big = cli(*common, "--gpus-per-trial", "2", "--name", "too-big", timeout=120)
         assert too_big.returncode == 2, too_big.stdout[-2000:] + too_big.stderr[-2000:]
         assert "node types it can add: gpu-worker (CPU 2, GPU 1)" in " ".join(too_big.stderr.split())
