@@ -1,5 +1,5 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
-analysis do not import each other (they share only trainable.layout); Ray is imported
+analysis do not import each other (they share trainable.layout and .storage); Ray is imported
 by study and the trainable's Ray entry point alone."""
 
 import ast

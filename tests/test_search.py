@@ -1,12 +1,19 @@
 """Spaces of ranges, their Tune domains, the paper's warm starts and the confirmation stage
 (no Ray cluster needed); the whole search end to end is in the slow tier."""
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from study.grids import GRIDS, read_grid
 from study.search import confirm_configs, paper_points, search_space, searched_keys
+from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
+from trainable.layout import BUDGET_FILE
 
 
 def test_the_shipped_search_space_is_the_issues():
@@ -43,6 +50,8 @@ def test_confirmation_takes_the_best_by_val_acc_with_fresh_seeds():
     configs = confirm_configs(scored, top=2, seeds=2, expansions=expansions)
     assert [(c["experiment"], c["seed"]) for c in configs] == [(2, 1), (2, 2), (4, 1), (4, 2)]
     assert configs[0]["config_id"] == "confirm-2" and configs[0]["momentum"] == 0.9 and configs[0]["lr"] == 1e-3
+    later = confirm_configs(scored, top=1, seeds=2, expansions=expansions, search_seed=5)  # --first-seed 5
+    assert [c["seed"] for c in later] == [6, 7]
 
 
 @pytest.mark.parametrize(
@@ -111,3 +120,21 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     assert "Hyperparameter importance: permutation importance of a random forest" in markdown
     summary = markdown.split("## Summary")[1].split("\n## ")[0]
     assert "confirm t" in summary and "search-" not in summary
+
+
+@pytest.mark.slow
+def test_the_search_benchmark_runs_both_arms_to_the_same_budget(tmp_path):
+    """analysis.search_bench --quick on the real data: the extended grid and Optuna, each
+    stopped by --budget-epochs 8 (at most one epoch more per trial running then)."""
+    if not os.path.isdir(REAL_DATA):
+        pytest.skip(f"real dataset not found at {REAL_DATA}")
+    command = [sys.executable, "-m", "analysis.search_bench", "--data", REAL_DATA, "--out", str(tmp_path), "--quick"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.startswith("CPU: ") and "| arm | rep | best val acc |" in proc.stdout
+    rows = json.loads((tmp_path / "search_bench.json").read_text())["rows"]
+    assert [r["arm"] for r in rows] == ["extended grid + ASHA", "optuna + ASHA"]
+    for row, study in zip(rows, ("extended-r0", "optuna-r0"), strict=True):
+        assert 8 <= row["trial-epochs"] <= 8 + (os.cpu_count() or 1)
+        assert 1 <= row["trial-epochs to within 1 pt"] <= row["trial-epochs"] and 0 <= row["best val acc"] <= 1
+        assert json.loads((tmp_path / study / BUDGET_FILE).read_text())["budget_epochs"] == 8

@@ -1,6 +1,9 @@
 """Trial packing and ordering (no Ray cluster needed)."""
 
-from study.tune_setup import make_scheduler, trial_cpus
+import json
+
+from study.tune_setup import EpochBudget, make_scheduler, trial_cpus
+from trainable.layout import BUDGET_FILE
 
 
 def test_cached_trials_take_one_core_full_network_trials_up_to_four():
@@ -30,3 +33,13 @@ def test_encoding_shards_cover_the_images_once_and_use_every_slot():
         assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
         assert all(stop - start <= MAX_SHARD for start, stop in parts)
     assert len(shards(300, 2)) == 2 and len(shards(5000, 2)) == 5
+
+
+def test_the_epoch_budget_counts_epochs_not_final_reports_and_records_when_spent(tmp_path):
+    budget = EpochBudget(3, str(tmp_path))
+    for result in ({"epoch": 1}, {"epoch": 2}, {"best_epoch": 2, "stopped_by": "early_stopping"}):
+        assert budget("trial", result) is False
+    assert not budget.stop_all() and not (tmp_path / BUDGET_FILE).exists()
+    budget("other", {"epoch": 1})
+    assert budget.stop_all()
+    assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"budget_epochs": 3, "spent": 3}
