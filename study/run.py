@@ -328,7 +328,7 @@ def dry_run(args: argparse.Namespace, configs: list[dict[str, Any]]) -> int:
     from study.space import name_width, param_space, trial_name, trials_of
 
     trials = trials_of(param_space(configs))
-    width = name_width(trials)
+    width = name_width(c["experiment"] for c in trials)
     table = pd.DataFrame(trials).reindex(columns=DRY_RUN_COLUMNS)
     table.insert(0, "trial", [trial_name(c, width) for c in trials])
     print(table.to_string(index=False))
@@ -401,8 +401,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     plan = plan_study(args, configs)
     data = load_data(args)
     if args.resume:
-        check_same_data(plan.directory, data)
-        check_same_grid(plan.directory, args.grid)
+        check_same_study(plan.directory, data, args.grid)
     scheduler = args.scheduler or get_grid(args.grid).scheduler
     sizes = ", ".join(f"{k} {v}" for k, v in data.sizes().items())
     print(
@@ -444,8 +443,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     space["weights"] = plan.configs[0]["weights"]
     data = load_data(args)
     if args.resume:
-        check_same_data(plan.directory, data)
-        check_same_grid(plan.directory, args.grid)
+        check_same_study(plan.directory, data, args.grid)
     scheduler = args.scheduler or grid.scheduler
     print(f"{args.search} search: {args.num_samples} trial(s) over {', '.join(searched)}; scheduler {scheduler}")
     print(class_count_lines(data.class_counts()))
@@ -709,20 +707,17 @@ def mark_budget_stops(trial_dirs: list[str]) -> None:
                 json.dump({"stopped_by": "budget"}, f)
 
 
-def check_same_data(experiment_dir: str, data: FaceData) -> None:
+def check_same_study(experiment_dir: str, data: FaceData, grid: str) -> None:
+    """A resumed study runs on the images and the grid file it started with."""
     with open(os.path.join(experiment_dir, STUDY_FILE)) as f:
-        recorded = json.load(f)["data_fingerprint"]
-    if recorded != data.fingerprint:
+        recorded = json.load(f)
+    if recorded["data_fingerprint"] != data.fingerprint:
         raise UserError(
             f"The images under {data.root} changed since the study in {experiment_dir} started "
-            f"(fingerprint {data.fingerprint[:12]} vs {recorded[:12]}); resuming would mix results."
+            f"(fingerprint {data.fingerprint[:12]} vs {recorded['data_fingerprint'][:12]}); resuming would mix results."
         )
-
-
-def check_same_grid(experiment_dir: str, grid: str) -> None:
-    with open(os.path.join(experiment_dir, STUDY_FILE)) as f:
-        recorded = json.load(f).get("grid_file", {}).get("text")
-    if recorded is not None and recorded != get_grid(grid).text:
+    text = recorded.get("grid_file", {}).get("text")
+    if text is not None and text != get_grid(grid).text:
         raise UserError(
             f"The grid file {grid} changed since the study in {experiment_dir} started (its text is recorded in "
             f"{STUDY_FILE}); resuming would mix grids. Restore the file, or start a new study with --name."

@@ -11,6 +11,7 @@ seed they start before the short cached ones.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,9 +57,9 @@ def trials_of(space: dict[str, Any]) -> list[dict[str, Any]]:
     return [config for _, config in generate_variants(space)]
 
 
-def name_width(configs: list[dict[str, Any]]) -> int:
+def name_width(experiments: Iterable[int]) -> int:
     """Digits of the largest experiment number, at least 2: names sort in experiment order."""
-    return max(2, len(str(max(c["experiment"] for c in configs))))
+    return max(2, len(str(max(experiments))))
 
 
 def trial_name(config: dict[str, Any], width: int = 2) -> str:
@@ -104,4 +105,4 @@ class TrialNames:
             return search_trial_name(search_number(trial), trial.config, list(self.searched))
         names = dict(self.names)
         config = {**trial.config, "name": names[trial.config["experiment"]]}
-        return trial_name(config, max(2, len(str(max(names)))))
+        return trial_name(config, name_width(names))
