@@ -452,7 +452,6 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
         record = {"kind": args.search, "num_samples": args.num_samples, "searched": searched}
         record_study(plan, args, argv, data, search=record, expansions=grid.expansions)
     from study import tune_setup
-    from study.console import Progress
     from study.space import TrialNames
 
     trainable = make_trainable(args, data, ray, grid.expansions)
@@ -473,9 +472,8 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
             search_alg=search.make_searcher(args.search, points, args.max_concurrent or 0, seed=args.first_seed),
             num_samples=args.num_samples,
             budget=budget(args, plan),
-            mlflow_uri=args.mlflow,
             verbose=2 if args.verbose else 0,
-            callbacks=[] if args.verbose else [Progress(args.num_samples)],
+            callbacks=watchers(args, plan, args.num_samples),
         )
     results = tuner.fit()
     if not args.confirm_top:
@@ -625,7 +623,6 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
 def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, scheduler: str) -> Any:
     """A new Tuner, or the interrupted one restored (finished trials stay finished)."""
     from study import tune_setup
-    from study.console import Progress
     from study.space import TrialNames, param_space
 
     trainable = make_trainable(args, data, ray, {})
@@ -645,10 +642,18 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
         scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),
         max_failures=args.max_failures,
         budget=budget(args, plan),
-        mlflow_uri=args.mlflow,
         verbose=2 if args.verbose else 0,
-        callbacks=[] if args.verbose else [Progress(len(plan.configs))],
+        callbacks=watchers(args, plan, len(plan.configs)),
     )
+
+
+def watchers(args: argparse.Namespace, plan: Plan, trials: int) -> list[Any]:
+    """The console's progress lines (Tune's own output instead with -v) and, with --mlflow,
+    the MLflow logger (it attaches study.json from the study's local folder)."""
+    from study.console import Progress
+    from study.tune_setup import mlflow_callbacks
+
+    return ([] if args.verbose else [Progress(trials)]) + mlflow_callbacks(args.mlflow, plan.name, plan.directory)
 
 
 def budget(args: argparse.Namespace, plan: Plan) -> Any:

@@ -132,7 +132,6 @@ def make_tuner(
     names: TrialNames,
     search_alg: Any = None,
     num_samples: int = 1,
-    mlflow_uri: str | None = None,
     verbose: int = 0,
     callbacks: list[Any] = (),
     budget: EpochBudget | None = None,
@@ -159,11 +158,7 @@ def make_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             stop=budget,
-            callbacks=[
-                *callbacks,
-                HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)]),
-                *mlflow_callbacks(mlflow_uri, name, os.path.join(storage, name)),
-            ],
+            callbacks=[*callbacks, HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)])],
             verbose=verbose,
         ),
     )
