@@ -290,14 +290,14 @@ def local_root(storage: str) -> str:
 
 def load_data(args: argparse.Namespace) -> FaceData:
     """The dataset, its decoded images stored beside the trunk cache (CACHE_DIR/images)."""
-    store = os.path.join(args.cache_dir, "images")
+    images = os.path.join(args.cache_dir, "images")
     if args.data is None:
         if args.grid != "smoke":
             raise UserError(f"--data is required for grid {args.grid!r} (only 'smoke' generates its own).")
         root = make_smoke_data(os.path.join(local_root(args.storage), "smoke-data"))
         print(f"Generated smoke images under {root}")
-        return load_el7008(root, SMOKE_RANGES, store)
-    return dataset_from_args(args, store)
+        return load_el7008(root, SMOKE_RANGES, images)
+    return dataset_from_args(args, images)
 
 
 OVERRIDES = (
@@ -386,6 +386,11 @@ class Plan:
     reference: dict[str, Any]  # experiment 1's resolved config, for "differs from #1"
     weights_labels: dict[str, str]
     location: str  # where Ray writes the trials: `directory`, or a URI (trainable.storage)
+
+    @property
+    def stored(self) -> bool:
+        """In object storage: Ray writes to `location`, the study's own files go to `directory` first."""
+        return self.location != self.directory
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -553,7 +558,7 @@ def plan_study(args: argparse.Namespace, configs: list[dict[str, Any]]) -> Plan:
     name = args.name or f"{grid_label(args.grid)}-{time.strftime('%Y%m%d-%H%M%S')}"
     location = store.join(args.storage, name)
     directory = store.mirror(location) if store.is_uri(location) else location
-    if not args.resume and (store.exists(location) if store.is_uri(location) else os.path.exists(location)):
+    if not args.resume and store.exists(location):
         raise UserError(f"{location} exists; pick another --name, or continue it with --resume {location}.")
     if not args.resume and store.is_uri(location):
         shutil.rmtree(directory, ignore_errors=True)  # a mirror of an older study of that name
@@ -616,7 +621,7 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
     if data.skipped:
         with open(os.path.join(plan.directory, SKIPPED_FILE), "w") as f:
             f.write("\n".join(data.skipped) + "\n")
-    if plan.location != plan.directory:
+    if plan.stored:
         store.upload(plan.directory, plan.location)
 
 
@@ -664,7 +669,7 @@ def budget(args: argparse.Namespace, plan: Plan) -> Any:
 
 def fetch(plan: Plan) -> None:
     """A stored study's files into its local mirror (Ray wrote the trials to the URI)."""
-    if plan.location != plan.directory:
+    if plan.stored:
         store.download(plan.location, plan.directory)
 
 
@@ -685,9 +690,9 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
         )
     table, failed = summarize(started, summary_dir, plan.weights_labels, plan.reference)
     best = subprocess.run([sys.executable, "-m", "analysis.best", plan.directory], capture_output=True, text=True)
-    if plan.location != plan.directory:
+    if plan.stored:
         store.upload(plan.directory, plan.location)
-    where = plan.location if plan.location == plan.directory else f"{plan.location} (local copy: {plan.directory})"
+    where = f"{plan.location} (local copy: {plan.directory})" if plan.stored else plan.location
     print(f"\n{table}\n\nResults: {where}")
     print(best.stdout.strip() or best.stderr.strip())  # a process: study does not import analysis
     if not all(is_pretrained(c["weights"]) for c in plan.configs):

@@ -30,19 +30,21 @@ def mirror(uri: str) -> str:
     return os.path.join(MIRRORS, "studies", uri.split("://", 1)[1].strip("/").replace("/", "_"))
 
 
-def _filesystem(uri: str):
+def _filesystem(location: str):
+    """(filesystem, path) of a URI or a local path."""
     import pyarrow.fs as pafs
 
+    uri = location if is_uri(location) else os.path.abspath(location)
     try:
         return pafs.FileSystem.from_uri(uri)
     except Exception as err:  # unknown scheme, no credentials, a bucket that is not there
-        raise UserError(f"{uri}: cannot open this storage location ({err}).") from None
+        raise UserError(f"{location}: cannot open this storage location ({err}).") from None
 
 
-def exists(uri: str) -> bool:
+def exists(location: str) -> bool:
     import pyarrow.fs as pafs
 
-    fs, path = _filesystem(uri)
+    fs, path = _filesystem(location)
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
@@ -71,11 +73,11 @@ def listdir(location: str) -> list[str]:
     """The names in a folder: a local path or a URI."""
     import pyarrow.fs as pafs
 
-    fs, path = _filesystem(location if is_uri(location) else os.path.abspath(location))
+    fs, path = _filesystem(location)
     return [os.path.basename(info.path) for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))]
 
 
 def read_bytes(location: str) -> bytes:
-    fs, path = _filesystem(location if is_uri(location) else os.path.abspath(location))
+    fs, path = _filesystem(location)
     with fs.open_input_stream(path) as f:
         return f.readall()
