@@ -248,3 +248,24 @@ def wait_for(condition, timeout):
             return True
         time.sleep(0.5)
     return False
+
+
+def test_storage_copies_a_study_up_and_down_through_a_uri(tmp_path):
+    """trainable.storage on a file:// URI (the same pyarrow calls as s3:// and gs://)."""
+    from trainable import storage
+
+    study = tmp_path / "study"
+    (study / "e01-x-s0").mkdir(parents=True)
+    (study / "study.json").write_text("{}")
+    (study / "e01-x-s0" / "result.json").write_text('{"epoch": 1}\n')
+    uri = f"file://{tmp_path}/bucket/studies/s1"
+    assert not storage.exists(uri)
+    storage.upload(str(study), uri)
+    assert storage.exists(uri) and sorted(storage.listdir(uri)) == ["e01-x-s0", "study.json"]
+    assert storage.read_bytes(storage.join(uri, "study.json")) == b"{}"
+    copy = storage.download(uri, str(tmp_path / "copy"))
+    assert (tmp_path / "copy" / "e01-x-s0" / "result.json").read_text() == '{"epoch": 1}\n' and copy.endswith("copy")
+    flat = str(tmp_path).strip("/").replace("/", "_")
+    assert storage.mirror(uri) == os.path.join(storage.MIRRORS, "studies", f"{flat}_bucket_studies_s1")
+    with pytest.raises(UserError, match="nothing is stored there"):
+        storage.download(uri + "-missing", str(tmp_path / "none"))
