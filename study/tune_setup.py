@@ -182,11 +182,12 @@ def can_restore(location: str) -> bool:
 def restore_tuner(location: str, trainable: Any, grid_trials: int | None = None) -> tune.Tuner:
     """Continue an interrupted study: finished trials stay, the rest resume from checkpoints.
 
-    A grid of `grid_trials` trials: Ray copies its experiment state and its trial generator's
-    state to the study directory one file after another, and a driver killed in between
-    leaves the first without the second; restored so, Ray would make a trial with an empty
-    config. Ray creates a grid's trials up front (up to 200 pending), so when the experiment
-    state holds all of them an exhausted generator stands in for the missing one."""
+    A grid of `grid_trials` trials: Ray saves its experiment state and its trial generator's
+    state as two files, copied to the study's storage together; a driver killed at the
+    wrong moment can leave the first without the second (seen once in CI), and restored
+    so, Ray makes a trial with an empty config. Ray creates a grid's trials up front (up to
+    200 pending), so when the experiment state holds all of them an exhausted generator
+    stands in for the missing one; otherwise the study cannot resume, and says so."""
     names = store.listdir(location)
     if grid_trials is not None and not fnmatch.filter(names, GRID_STATE.format("*")):
         recorded = max(fnmatch.filter(names, "experiment_state-*.json"))
