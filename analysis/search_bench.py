@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import yaml
 
 from analysis.results import load_study
 from analysis.tables import budget_curve
+from trainable.device import describe_cpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID_FILES = os.path.join(ROOT, "study", "grid_files")
@@ -99,13 +99,8 @@ def run_arm(label: str, options: list[str], rep: int, args: argparse.Namespace, 
 
 
 def cpu_line() -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-        platform.processor(),
-    )
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
-    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"CPU: {model}, {os.cpu_count()} cores, flags {' '.join(wanted)}"
+    """What it ran on, as study.bench says it: model, flags and torch's kernel level."""
+    return f"CPU: {describe_cpu()}; {os.cpu_count()} cores"
 
 
 COLUMNS = ["best val acc", "trial-epochs to within 1 pt", "trial-epochs", "trials", "wall s"]

@@ -46,7 +46,6 @@ from trainable.errors import UserError
 from trainable.layout import (
     BUDGET_FILE,
     CONFIRM_DIR,
-    RESULT_FILE,
     SKIPPED_FILE,
     STOPPED_FILE,
     STUDY_FILE,
@@ -234,10 +233,14 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
     """The recorded arguments of the study at `args.resume`, with its current location.
     An option given beside --resume that differs from the recorded one is refused; an
     option the recording lacks (an older version) takes its default."""
-    directory = args.resume.rstrip("/") if store.is_uri(args.resume) else os.path.abspath(args.resume)
-    path = os.path.join(directory, STUDY_FILE)
-    if store.is_uri(directory) and store.exists(store.join(directory, STUDY_FILE)):
-        path = store.download(store.join(directory, STUDY_FILE), os.path.join(store.mirror(directory), STUDY_FILE))
+    if store.is_uri(args.resume):  # its study.json, copied to the study's local mirror
+        directory = args.resume.rstrip("/")
+        path = store.join(directory, STUDY_FILE)  # not a local file: the error below, unless it is stored
+        if store.exists(path):
+            path = store.download(path, os.path.join(store.mirror(directory), STUDY_FILE))
+    else:
+        directory = os.path.abspath(args.resume)
+        path = os.path.join(directory, STUDY_FILE)
     if not os.path.isfile(path):
         raise UserError(f"--resume {args.resume}: no {STUDY_FILE} there; is it a study's results directory?")
     with open(path) as f:
@@ -345,8 +348,7 @@ def summary_row(
 ) -> dict[str, Any]:
     """One trial: how it ended, its best epoch's scores, and the settings that make them comparable."""
     metrics = result.metrics or {}
-    final = metrics if "best_epoch" in metrics else None
-    status, stopped_by = trial_outcome(directory, final)
+    status, stopped_by = trial_outcome(directory, final_metrics(result))
     if result.error is not None:
         status, stopped_by = "error", f"error: {type(result.error).__name__}"
     values = {**result.config, **metrics, "status": status, "stopped_by": stopped_by}
@@ -681,7 +683,7 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
     summary_dir = summary_dir or plan.directory
     started = [r for r in results if r.config is not None and os.path.isdir(trial_dir(r, summary_dir))]
     if os.path.exists(spent_file := os.path.join(plan.directory, BUDGET_FILE)):
-        mark_budget_stops([trial_dir(r, summary_dir) for r in started])
+        mark_budget_stops(started, summary_dir)
         with open(spent_file) as f:
             spent = json.load(f)
         print(
@@ -707,12 +709,16 @@ def trial_dir(result: Any, experiment_dir: str) -> str:
     return os.path.join(experiment_dir, os.path.basename(result.path))
 
 
-def mark_budget_stops(trial_dirs: list[str]) -> None:
+def final_metrics(result: Any) -> dict[str, Any] | None:
+    """A trial's final report (its test scores), or None if it ended before making one."""
+    return result.metrics if "best_epoch" in (result.metrics or {}) else None
+
+
+def mark_budget_stops(results: Any, experiment_dir: str) -> None:
     """Trials that --budget-epochs stopped before they ended say so (STOPPED_FILE)."""
-    for directory in trial_dirs:
-        results = os.path.join(directory, RESULT_FILE)
-        rows = [json.loads(line) for line in open(results) if line.strip()] if os.path.exists(results) else []
-        if trial_outcome(directory, next((r for r in rows if "best_epoch" in r), None))[0] == "unfinished":
+    for result in results:
+        directory = trial_dir(result, experiment_dir)
+        if trial_outcome(directory, final_metrics(result))[0] == "unfinished":
             with open(os.path.join(directory, STOPPED_FILE), "w") as f:
                 json.dump({"stopped_by": "budget"}, f)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 import pytest
 import torch
@@ -21,6 +22,16 @@ SMOKE_SPLIT = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "1
 torch.set_num_threads(2)
 # Decoded images of datasets the tests load (and the CLIs they start) go to a throwaway store.
 os.environ.setdefault("FACE_AGE_IMAGE_STORE", tempfile.mkdtemp(prefix="face-age-images-"))
+
+
+def wait_for(condition, timeout: float) -> bool:
+    """Poll `condition` until it holds (True) or `timeout` seconds pass (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from analysis.results import load_study
 from study.run import check_resources, parse_args
-from tests.conftest import ROOT, SMOKE_SPLIT
+from tests.conftest import ROOT, SMOKE_SPLIT, wait_for
 from trainable.errors import UserError
 
 HEAD = {"CPU": 2.0, "memory": 1e9}
@@ -240,15 +239,6 @@ def test_a_study_in_s3_is_killed_resumed_and_reported(tmp_path, monkeypatch):
     trials, _ = load_study(str(local))
     assert len(trials) == 4 and (trials.status == "finished").all() and trials.trial_id.is_unique
     assert sorted(zip(trials.experiment, trials.seed, strict=True)) == [(e, s) for e in (1, 2) for s in range(2)]
-
-
-def wait_for(condition, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def test_storage_copies_a_study_up_and_down_through_a_uri(tmp_path):

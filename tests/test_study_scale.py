@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analysis.results import load_study
-from tests.conftest import ROOT, SMOKE_SPLIT
+from tests.conftest import ROOT, SMOKE_SPLIT, wait_for
 
 
 def cached_slice(root):
@@ -72,15 +72,6 @@ def test_asha_stops_some_trials_and_the_results_say_which(tiny_root, tmp_path):
     markdown = (tmp_path / "asha" / "report" / "report.md").read_text()
     assert "asha x1" in markdown and "## Effect of each axis" in markdown
     assert (tmp_path / "asha" / "report" / "figures" / "axes.png").exists()
-
-
-def wait_for(condition, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def finished_trials(directory):
