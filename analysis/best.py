@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.results_dir} holds no {STUDY_FILE}; is it a study's results directory?", file=sys.stderr)
         return 2
     line = write_best(args.results_dir)
-    print(line or "No configuration has all its seeds finished yet: no best model to keep.")
+    print(line or "No configuration has all its seeds finished (see how the trials ended above): no best model kept.")
     return 0
 
 

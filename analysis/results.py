@@ -31,6 +31,7 @@ from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, search_trial_number, trial_outcome
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
+EMPTY_EPOCHS = {c: pd.Series(dtype=float) for c in [*EPOCH_COLUMNS, "time"]}
 TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
 # Final metrics every trials table has, empty (NaN/None) until some trial reports them.
 FINAL_COLUMNS = [
@@ -134,7 +135,9 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
     for column in FINAL_COLUMNS:
         if column not in table:
             table[column] = None if column.endswith(("_pred", "_confusion", "_used")) else float("nan")
-    return table, pd.DataFrame(epochs, columns=None if epochs else ["trial_id", *EPOCH_COLUMNS, "time"])
+    if not epochs:  # typed, so that numeric code on an empty table works (every trial errored)
+        return table, pd.DataFrame({"trial_id": pd.Series(dtype=object), **EMPTY_EPOCHS})
+    return table, pd.DataFrame(epochs)
 
 
 def read_study_record(directory: str) -> dict:

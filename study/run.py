@@ -696,12 +696,15 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
         store.upload(plan.directory, plan.location)
     where = f"{plan.location} (local copy: {plan.directory})" if plan.stored else plan.location
     print(f"\n{table}\n\nResults: {where}")
-    print(best.stdout.strip() or best.stderr.strip())  # a process: study does not import analysis
+    if best.returncode:  # a process: study does not import analysis
+        print(f"Choosing the best model failed (analysis.best, exit {best.returncode}):\n{best.stderr.strip()}")
+    else:
+        print(best.stdout.strip())
     if not all(is_pretrained(c["weights"]) for c in plan.configs):
         print(f"\nNote: {RANDOM_INIT_NOTICE}")
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or best.returncode else 0
 
 
 def trial_dir(result: Any, experiment_dir: str) -> str:

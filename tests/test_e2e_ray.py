@@ -258,3 +258,19 @@ def test_baselines_of_another_split_are_left_out_with_the_reason_printed(smoke_s
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "HOG + SVM" not in markdown and "another split" in markdown
     assert RANDOM_INIT_NOTICE in markdown.split("\n\n")[1]  # smoke runs on random weights
+
+
+@pytest.mark.slow
+def test_a_study_whose_trials_all_errored_ends_with_its_summary(tmp_path):
+    """Every trial raises at its first epoch: the study prints its summary and says there is
+    no best model; nothing after the trials fails (Ray logs each trial's own injected error),
+    and the exit code says trials failed."""
+    env = {**os.environ, "FACE_AGE_TEST_FAULT": f"1:{tmp_path}"}
+    argv = ["--grid", "smoke", "--seeds", "1", "--storage", str(tmp_path / "results"), "--name", "all-errored"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.faults", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "analysis/" not in proc.stdout + proc.stderr and "Choosing the best model failed" not in proc.stdout
+    assert "Settings per configuration" in proc.stdout and "no best model kept" in proc.stdout
+    assert "2 trial(s) failed" in proc.stderr

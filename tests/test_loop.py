@@ -152,3 +152,45 @@ def test_balanced_sampler_draws_every_class_equally():
     rows = (drawn[:, None, :] == inputs[None]).all(-1).float().argmax(1)
     minority = (labels[rows] == 1).float().mean().item()
     assert len(drawn) == 2000 and abs(minority - 0.5) < 0.05  # 2000 draws: sd 0.011, so 4.5 sd
+
+
+def grid_batch_sizes() -> list[int]:
+    """Every batch size a shipped grid or search space can give a trial."""
+    from study.grids import GRIDS
+
+    sizes = {settings.get("batch_size", 32) for g in GRIDS.values() for _, _, settings in g.experiments}
+    for g in GRIDS.values():
+        for key, r in (g.ranges or {}).items():
+            sizes |= {int(label) for label, _ in r.values} if key == "batch_size" else set()
+    return sorted(sizes)
+
+
+@pytest.mark.parametrize("remainder", [0, 1, 2])
+@pytest.mark.parametrize("batch_size", grid_batch_sizes())
+def test_every_batch_trains_whatever_the_remainder(batch_size, remainder):
+    """A last batch of one is merged into the one before: each image once, no batch of one,
+    and block8 + head (BatchNorm2d and BatchNorm1d in training mode) train on every batch."""
+    from trainable.loop import batches, train_one_epoch
+
+    n = 2 * batch_size + remainder
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    chunks = batches(order, batch_size)
+    assert sorted(torch.cat(chunks).tolist()) == list(range(n)) and min(map(len, chunks)) >= 2
+    assert max(map(len, chunks)) == batch_size + (remainder == 1)
+    net = build_model("none", "block8", seed=0)
+    features, labels = torch.randn(n, 1792, 3, 3), torch.arange(n) % 3
+    for sample_weights in (None, torch.ones(n, dtype=torch.float64)):  # random order, then the sampler
+        loss = train_one_epoch(
+            net.head,
+            nn.CrossEntropyLoss(),
+            torch.optim.Adam(net.head.parameters()),
+            features,
+            labels,
+            batch_size=batch_size,
+            generator=torch.Generator().manual_seed(1),
+            device=CPU,
+            precision="fp32",
+            scaler=torch.amp.GradScaler("cpu", enabled=False),
+            sample_weights=sample_weights,
+        )
+        assert math.isfinite(loss)

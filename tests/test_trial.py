@@ -178,3 +178,13 @@ def test_imbalance_weights_give_every_class_the_same_total():
     assert imbalance_weights(config(), labels, 3) == (None, None)
     class_w, _ = imbalance_weights(config(class_weights="balanced"), torch.tensor([0, 0, 2]), 3)
     assert class_w[1] == 0  # a class with no training image: nothing to weight
+
+
+@pytest.mark.parametrize(
+    "changes", [{}, {"freeze": "none"}, {"sampler": "balanced"}], ids=["cached", "full-network", "sampler"]
+)
+def test_a_training_split_one_past_a_whole_batch_trains(tiny_data, tmp_path, changes):
+    """24 training images at batch 23 leave a last batch of one: it is merged, not a crash."""
+    assert len(tiny_data.split["train"]) % 23 == 1
+    final, reports = run(config(batch_size=23, max_epochs=1, **changes), tiny_data, str(tmp_path))
+    assert len(reports) == 1 and np.isfinite(final["train_loss"])

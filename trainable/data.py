@@ -136,6 +136,11 @@ def load_dataset(
         split = stratified_split(labels, classes, seed=split_seed, root=root, groups=scan.hashes)
     else:
         split = {name: np.flatnonzero([s == name for s in scan.splits]) for name in SPLITS}
+    if len(split["train"]) < 2:
+        raise UserError(
+            f"The training split under {root} holds {len(split['train'])} usable image(s); training needs at "
+            "least 2 (BatchNorm normalises over the images of a batch). Widen --train-range or fix the files listed."
+        )
     return FaceData(
         root=root,
         paths=scan.paths,

@@ -110,6 +110,19 @@ class TrainState:
         )
 
 
+def batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """`order` in batches of `batch_size`, except that a last batch of one image is merged
+    into the one before (which then holds batch_size + 1). A batch of one cannot train:
+    BatchNorm in training mode needs two values per channel (the head's BatchNorm1d raises,
+    block8's BatchNorm2d on a 3x3 map would normalise 9 values of one image). Merging, not
+    dropping, keeps every image in every epoch. A pass of one image in all is refused by the
+    data checks (a split needs at least two training images), so it never gets here."""
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
+
+
 def train_one_epoch(
     net: nn.Module,
     criterion: nn.Module,
@@ -134,7 +147,7 @@ def train_one_epoch(
     else:
         order = torch.multinomial(sample_weights, len(inputs), replacement=True, generator=generator)
     total = 0.0
-    for idx in order.split(batch_size):
+    for idx in batches(order, batch_size):
         x, y = inputs[idx].to(device, non_blocking=True), labels[idx].to(device)
         with autocast(device, precision):
             loss = criterion(net(x).float(), y)
