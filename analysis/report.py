@@ -6,11 +6,10 @@ and a tidy CSV (one row per trial x epoch).
 Scores are the best epoch's (lowest validation loss): accuracy, and beside it
 balanced accuracy (mean per-class recall) and macro-F1, which a classifier
 cannot raise by favouring the largest class. Each configuration gets two
-intervals: across seeds (Student t) and the full one that also resamples the
-test images (Wilson for one run's accuracy, a bootstrap otherwise). Paired
-comparisons resample the test images (paired bootstrap, Holm-adjusted within
-each metric) and, for accuracy, add an exact McNemar test on the same seed of
-both sides. Works on a study that is still running, or was
+intervals: across seeds (Student t) and the full one that also counts the test
+images' noise (stats.full_interval). Comparisons are the seed-and-image t-test
+(stats.METHOD_NOTE), Holm-adjusted over every comparison the report makes.
+Works on a study that is still running, or was
 interrupted, and says so. Imports neither torch, OpenCV, scikit-image nor Ray.
 """
 
@@ -28,16 +27,15 @@ import pandas as pd
 from analysis import figures
 from analysis.document import Document
 from analysis.results import load_study, read_study_record
-from analysis.stats import accuracy_ci
+from analysis.stats import METHOD_NOTE, accuracy_ci
 from analysis.tables import (
     balance_table,
     baseline_table,
     comparison_table,
+    comparisons,
     config_table,
     explored,
     importance,
-    metric_comparison_table,
-    paired,
     summary_table,
     with_ci,
 )
@@ -187,8 +185,9 @@ def header(doc: Document, s: Study) -> None:
         + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none started")
         + f". Data: {s.record['data_root']} ({sizes}). Accuracies are each trial's best epoch's (lowest "
         "validation loss). '±' is the half-width of a 95% Student-t interval across seeds (training noise "
-        "only); the full interval also resamples the test images (Wilson for one run, a bootstrap over "
-        "seeds, then images, for several)."
+        "only); the full interval counts the test images' noise too (seed-and-image variance with "
+        "Satterthwaite degrees of freedom, never narrower than the seeds-only one, clipped to [0, 1]; for "
+        "one run, test-image noise only: Wilson for accuracy)."
     )
     if search:
         doc.notice(
@@ -311,7 +310,8 @@ def balance_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> Non
         f"Predicting the largest class for every test image scores accuracy {largest:.3f}, balanced accuracy "
         f"{1 / len(s.classes):.3f}. Balanced accuracy is the mean of the per-class recalls; macro-F1 the "
         "unweighted mean of per-class F1. Both are on the test images of the best epoch, with the same two "
-        "intervals as accuracy (the full one a bootstrap over seeds, then images). Recall per class: the "
+        "intervals as accuracy (the full one with bootstrap image variances). A face the peer did not find counts as "
+        "wrong in every score. Recall per class: the "
         "share of each class's test images predicted as that class, mean over runs."
     )
     table = balance_table(s.configs.head(MAX_SHOWN), btable, s.classes)
@@ -382,25 +382,21 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
     if not sides:
         doc.p("No comparison: it needs finished configurations (and experiment 1, or baselines on the same split).")
         return
-    pairs = [(a, b, paired(row_a, row_b)) for a, b, row_a, row_b in sides]
-    table, adjusted = comparison_table(pairs)
+    tests = comparisons(sides, s.labels, len(s.classes))
+    table, adjusted = comparison_table(tests)
     doc.p(
-        f"{len(pairs)} paired comparison(s) on the same {n_images} test images. The bootstrap resamples "
-        "images (each image's correctness averaged over seeds); its p-values are Holm-adjusted over all "
-        f"{len(pairs)}, and 'real?' uses the adjusted p. McNemar's exact test compares one run of each side, "
-        "the same seed number where both have it (named per row). With this many images one run's accuracy "
-        f"is uncertain by about ±{100 * (hi - lo) / 2:.0f} points."
+        f"{len(tests)} comparisons ({len(sides)} pairs × accuracy, balanced accuracy and macro-F1) on the same "
+        f"{n_images} test images, by the seed-and-image t-test; their p-values are Holm-adjusted over all "
+        f"{len(tests)}, and 'different?' uses the adjusted p. A side with one run (a baseline, or a single "
+        "seed) has no measured training noise: its row says so, and its verdict is about the test images "
+        f"only. With this many images one run's accuracy is uncertain by about ±{100 * (hi - lo) / 2:.0f} "
+        "points."
     )
+    doc.p("Method: " + METHOD_NOTE)
     doc.table(table)
-    for (a, b, test), p_holm in zip(pairs, adjusted, strict=True):
-        doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(pairs)))
-    doc.h("The same comparisons on balanced accuracy and macro-F1", 3)
-    doc.p(
-        f"Paired bootstrap over the same {n_images} test images (each side's score averaged over its seeds), "
-        f"Holm-adjusted over the {len(pairs)} comparison(s) of each metric. McNemar's test counts right and "
-        "wrong answers, so it has no class-balanced form and is not repeated here."
-    )
-    doc.table(metric_comparison_table(sides, s.labels, len(s.classes)))
+    for (a, b, test), p_holm in zip(tests, adjusted, strict=True):
+        if test.metric == "accuracy":
+            doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(tests)))
 
 
 def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_dir: str) -> None:

@@ -31,51 +31,35 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float
 def accuracy_ci(correct: float, total: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson score interval of one run's accuracy (how wide a single test set's noise is)."""
     z = stats.norm.ppf((1 + confidence) / 2)
-    p = correct / total
+    p = np.asarray(correct) / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
     return centre - half, centre + half
 
 
-def full_accuracy_ci(
-    correct, *, n_boot: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
-) -> tuple[float, float, float]:
-    """Mean accuracy and an interval that counts both sources of noise: which seeds were
-    drawn and which test images. One run (1 x images): Wilson over the images. Several
-    seeds: a two-level bootstrap, resampling seeds, then images (the same images for every
-    drawn seed, since they are one test set), never narrower than Wilson at the mean."""
-    x = np.atleast_2d(np.asarray(correct, float))
-    mean = float(x.mean())
-    if len(x) == 1:
-        return (mean, *accuracy_ci(x.sum(), x.shape[1], confidence))
-    rng = np.random.default_rng(seed)
-    boot = np.empty(n_boot)
-    for start in range(0, n_boot, 500):  # chunks keep memory at 500 x images
-        n = min(500, n_boot - start)
-        seeds = rng.integers(0, len(x), (n, len(x)))
-        per_image = x[seeds].mean(1)  # n x images: each draw's seeds averaged per image
-        images = rng.integers(0, x.shape[1], (n, x.shape[1]))
-        boot[start : start + n] = np.take_along_axis(per_image, images, 1).mean(1)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    # Never narrower than Wilson on one test set at the mean accuracy: seeds add no test
-    # images, and the percentile bootstrap collapses near 0 or 1 (all right: [1, 1]).
-    w_lo, w_hi = accuracy_ci(mean * x.shape[1], x.shape[1], confidence)
-    return mean, float(min(lo, w_lo)), float(max(hi, w_hi))
+NO_FACE = -1  # the prediction of a model that found no face in the image: always wrong
+
+
+def confusion_counts(preds, labels, n_classes: int) -> np.ndarray:
+    """Confusion counts (..., classes, classes + 1) [true, predicted] of predictions (..., images)
+    against labels broadcastable to them; the last column counts NO_FACE predictions. One
+    bincount of (row, label, prediction) gives every row's matrix."""
+    preds = np.asarray(preds)
+    preds = np.where(preds == NO_FACE, n_classes, preds)
+    labels = np.broadcast_to(labels, preds.shape)
+    rows = np.arange(int(np.prod(preds.shape[:-1]))).reshape(*preds.shape[:-1], 1)
+    width = n_classes + 1
+    keys = (rows * n_classes + labels) * width + preds
+    confusion = np.bincount(keys.ravel(), minlength=rows.size * n_classes * width)
+    return confusion.reshape(*preds.shape[:-1], n_classes, width)
 
 
 def class_counts(preds: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
-    """(true positives, false positives, false negatives) per class, shape (..., classes), of
-    predictions (..., images) against labels broadcastable to them: one bincount of
-    (row, label, prediction) gives every row's confusion matrix."""
-    preds = np.asarray(preds)
-    labels = np.broadcast_to(labels, preds.shape)
-    rows = np.arange(int(np.prod(preds.shape[:-1]))).reshape(*preds.shape[:-1], 1)
-    keys = (rows * n_classes + labels) * n_classes + preds
-    confusion = np.bincount(keys.ravel(), minlength=rows.size * n_classes * n_classes)
-    confusion = confusion.reshape(*preds.shape[:-1], n_classes, n_classes)  # [..., true, predicted]
-    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
-    return tp, confusion.sum(-2) - tp, confusion.sum(-1) - tp
+    """(true positives, false positives, false negatives) per class, shape (..., classes). A
+    NO_FACE prediction is a false negative of its true class and a false positive of none."""
+    confusion = confusion_counts(preds, labels, n_classes)
+    tp = np.diagonal(confusion[..., :n_classes], axis1=-2, axis2=-1)
+    return tp, confusion[..., :n_classes].sum(-2) - tp, confusion.sum(-1) - tp
 
 
 def recall_per_class(preds, labels, n_classes: int) -> np.ndarray:
@@ -112,62 +96,6 @@ def accuracy(preds, labels, n_classes: int) -> np.ndarray:
 METRICS = {"accuracy": accuracy, "balanced accuracy": balanced_accuracy, "macro-F1": macro_f1}
 
 
-def _resampled(preds: np.ndarray, labels: np.ndarray, metric: str, images: np.ndarray, n_classes: int) -> np.ndarray:
-    """The metric of every run (rows of preds) on each resample of images: (runs, resamples)."""
-    return METRICS[metric](preds[:, images], labels[images][None], n_classes)
-
-
-def full_metric_ci(
-    preds, labels, metric: str, n_classes: int, *, n_boot: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
-) -> tuple[float, float, float]:
-    """Mean of `metric` over runs and its full interval, like full_accuracy_ci: resampling
-    seeds, then test images (one run: images only; percentile bootstrap, as a balanced score
-    has no Wilson interval). For 'accuracy' it is full_accuracy_ci itself."""
-    x = np.atleast_2d(np.asarray(preds))
-    labels = np.asarray(labels)
-    if metric == "accuracy":
-        return full_accuracy_ci((x == labels[None]).astype(float), n_boot=n_boot, seed=seed, confidence=confidence)
-    mean = float(METRICS[metric](x, labels[None], n_classes).mean())
-    rng = np.random.default_rng(seed)
-    boot = np.empty(n_boot)
-    for start in range(0, n_boot, 500):
-        n = min(500, n_boot - start)
-        images = rng.integers(0, x.shape[1], (n, x.shape[1]))
-        values = _resampled(x, labels, metric, images, n_classes)  # runs x n
-        seeds = rng.integers(0, len(x), (n, len(x)))
-        boot[start : start + n] = values[seeds, np.arange(n)[:, None]].mean(1)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return mean, float(lo), float(hi)
-
-
-def paired_metric_bootstrap(
-    preds_a, preds_b, labels, metric: str, n_classes: int, *, n_boot: int = 10_000, seed: int = 0,
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float, float, float]:  # fmt: skip
-    """`metric` of A minus B (each averaged over its runs), resampling test images with both
-    sides paired; (diff, lo, hi, two-sided p). For 'accuracy' it is paired_bootstrap."""
-    a, b = np.atleast_2d(np.asarray(preds_a)), np.atleast_2d(np.asarray(preds_b))
-    labels = np.asarray(labels)
-    if metric == "accuracy":
-        return paired_bootstrap(a == labels[None], b == labels[None], n_boot=n_boot, seed=seed, confidence=confidence)
-    score = METRICS[metric]
-    diff = float(score(a, labels[None], n_classes).mean() - score(b, labels[None], n_classes).mean())
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(labels), (n_boot, len(labels)))
-    boot = np.concatenate(
-        [
-            _resampled(a, labels, metric, idx[i : i + 500], n_classes).mean(0)
-            - _resampled(b, labels, metric, idx[i : i + 500], n_classes).mean(0)
-            for i in range(0, n_boot, 500)
-        ]
-    )
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    p = min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean()))
-    return diff, float(lo), float(hi), float(p)
-
-
 def holm(pvalues) -> list[float]:
     """Holm-Bonferroni adjusted p-values (family-wise error over all the comparisons given)."""
     p = np.asarray(pvalues, float)
@@ -179,82 +107,204 @@ def holm(pvalues) -> list[float]:
     return adjusted.tolist()
 
 
+def format_p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+# -- Seeds x test images ------------------------------------------------------------------
+#
+# A configuration's score on a test set is noisy twice over: which training seeds ran, and
+# which test images were drawn. Both configurations of a comparison, and every seed, share
+# one test set. Model the 0/1 correctness of run i on image j as crossed random effects,
+# c_ij = mu + a_i + b_j + (ab)_ij (Searle, Casella & McCulloch 1992, Variance Components,
+# ch. 4; the two sources of benchmark variance of Bouthillier et al. 2021, "Accounting for
+# variance in machine learning benchmarks", MLSys). The mean over n runs and N images has
+#     Var = var(a)/n + var(b)/N + var(ab)/(nN).
+# s^2/n, the spread of the n per-run scores, estimates var(a)/n + var(ab)/(nN); the spread
+# over images of the run-averaged correctness, B/N, estimates var(b)/N + var(ab)/(nN), and
+# the mean spread of one run's correctness, W/N, estimates (var(b) + var(ab))/N, so
+#     V = s^2/n + max(0, B - (W - B)/(n - 1)) / N
+# counts each source once. For a difference A - B, s_A^2/n_A + s_B^2/n_B plus the image
+# term of the paired per-image differences (less each side's interaction) is its variance;
+# t = D / sqrt(V) with Welch-Satterthwaite degrees of freedom (Satterthwaite 1946,
+# Biometrics Bulletin 2:110-114) from n_A - 1, n_B - 1 and N - 1. For balanced accuracy and
+# macro-F1, not means over images, B and W are bootstrap variances over the images. A side
+# with one run has no s^2: its training noise is unmeasured and the result says so.
+
+METHOD = "seed-and-image t-test"
+METHOD_NOTE = (
+    "The seed-and-image t-test counts both sources of noise: which training seeds ran and which test "
+    "images were drawn (one test set shared by every seed and both sides). For A minus B, "
+    "V = s²_A/n_A + s²_B/n_B + max(0, v_img − ι_A − ι_B), where s² is the variance of a side's per-seed "
+    "scores, v_img the test-image sampling variance of the paired difference of the seed-averaged "
+    "scores, and ι = (W − B)/(n − 1) the seed × image interaction already inside s²/n (W: one seed's "
+    "image variance, averaged over seeds; B: the seed-averaged score's); t = (mean_A − mean_B)/√V "
+    "with Welch–Satterthwaite degrees of freedom (Satterthwaite 1946; crossed random effects as in "
+    "Searle, Casella & McCulloch 1992, and the two sources of benchmark variance of Bouthillier et "
+    "al. 2021). Its false-positive rate and its intervals' coverage are checked by simulation "
+    "(tests/test_calibration.py, python -m analysis.calibration)."
+)
+
+
 @dataclass(frozen=True)
-class PairedTest:
-    diff: float  # accuracy of A minus B, averaged over seeds
-    lo: float  # bootstrap confidence interval of diff
-    hi: float
-    p_bootstrap: float  # two-sided, paired bootstrap over test images
-    only_a: int  # McNemar's discordant counts, one run of each (see mcnemar_seeds)
-    only_b: int
-    p_mcnemar: float  # exact (binomial) McNemar test
-    mcnemar_seeds: str = "first"  # which run of each side McNemar compared, e.g. "seed 0 / seed 0"
+class Estimate:
+    """A score (mean over runs), or a difference of two sides' scores, with its variance by
+    source. Fields may be arrays of one shape (the simulations' many replicates at once)."""
+
+    value: np.ndarray | float
+    seed_var: np.ndarray | float  # sum of s^2/n over the sides with two or more runs
+    image_var: np.ndarray | float  # test-image component, interaction removed, >= 0
+    df: np.ndarray | float  # Welch-Satterthwaite
+    runs: tuple[int, ...]  # runs per side
 
     @property
-    def distinguishable(self) -> bool:
-        return self.lo > 0 or self.hi < 0
+    def se(self):
+        return np.sqrt(self.seed_var + self.image_var)
 
-    def sentence(self, a: str, b: str, n_images: int, p_adjusted: float | None = None, comparisons: int = 1) -> str:
-        """One sentence for the report; with `p_adjusted` (Holm over `comparisons`) the verdict uses it."""
+    @property
+    def training_noise_counted(self) -> bool:
+        return min(self.runs) >= 2
+
+    def p_value(self):
+        """Two-sided, for a true value of 0 (a difference)."""
+        se = self.se
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = 2 * stats.t.sf(np.abs(self.value) / se, self.df)
+        return np.where(se > 0, p, np.where(self.value == 0, 1.0, 0.0))
+
+    def interval(self, confidence: float = CONFIDENCE) -> tuple:
+        half = stats.t.ppf((1 + confidence) / 2, self.df) * self.se
+        return self.value - half, self.value + half
+
+
+def _estimate(value, per_run, within, between, image_total, n_images: int) -> Estimate:
+    """Combine per-side pieces: per_run (..., n) scores of each side, within (W/N) and between
+    (B/N) image variances of each side, image_total the image variance of the signed sum."""
+    terms, image_var = [], image_total
+    for scores, w, b in zip(per_run, within, between, strict=True):
+        n = scores.shape[-1]
+        if n >= 2:
+            terms.append((scores.var(-1, ddof=1) / n, n - 1))
+            image_var = image_var - (w - b) / (n - 1)
+    image_var = np.maximum(image_var, 0.0)
+    terms.append((image_var, n_images - 1))
+    total = sum(v for v, _ in terms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = total**2 / sum(v**2 / d for v, d in terms)
+    df = np.where(total > 0, df, n_images - 1)
+    seed_var = sum(v for v, _ in terms[:-1]) if len(terms) > 1 else np.zeros_like(image_var)
+    return Estimate(value, seed_var, image_var, df, tuple(s.shape[-1] for s in per_run))
+
+
+def accuracy_estimate(*correct) -> Estimate:
+    """Accuracy of one side, or A minus B for two: `correct` (..., runs, images) 0/1 arrays on
+    the same images; leading axes are independent replicates (simulations)."""
+    sides = [np.asarray(c, float) for c in correct]
+    sides = [c[..., None, :] if c.ndim == 1 else c for c in sides]
+    signs = (1.0, -1.0)[: len(sides)]
+    n_images = sides[0].shape[-1]
+    per_image = sum(sign * c.mean(-2) for sign, c in zip(signs, sides, strict=False))
+    return _estimate(
+        sum(sign * c.mean((-2, -1)) for sign, c in zip(signs, sides, strict=False)),
+        [c.mean(-1) for c in sides],
+        [c.var(-1, ddof=1).mean(-1) / n_images for c in sides],
+        [c.mean(-2).var(-1, ddof=1) / n_images for c in sides],
+        per_image.var(-1, ddof=1) / n_images,
+        n_images,
+    )
+
+
+def metric_estimate(metric: str, labels, *preds, n_classes: int, n_boot: int = 2000, seed: int = 0) -> Estimate:
+    """`metric` of one side, or A minus B for two: `preds` (runs, images) on the same images.
+    Accuracy exactly (accuracy_estimate); the others with bootstrap image variances."""
+    labels = np.asarray(labels)
+    sides = [np.atleast_2d(np.asarray(p)) for p in preds]
+    if metric == "accuracy":
+        return accuracy_estimate(*[(p == labels[None]).astype(float) for p in sides])
+    score = METRICS[metric]
+    signs = (1.0, -1.0)[: len(sides)]
+    idx = np.random.default_rng(seed).integers(0, len(labels), (n_boot, len(labels)))
+    boot = [score(p[:, idx], labels[idx][None], n_classes) for p in sides]  # (runs, n_boot) per side
+    per_run = [score(p, labels[None], n_classes) for p in sides]
+    return _estimate(
+        sum(sign * r.mean() for sign, r in zip(signs, per_run, strict=False)),
+        per_run,
+        [b.var(-1, ddof=1).mean() for b in boot],
+        [b.mean(0).var(ddof=1) for b in boot],
+        sum(sign * b.mean(0) for sign, b in zip(signs, boot, strict=False)).var(ddof=1),
+        len(labels),
+    )
+
+
+def full_interval(metric: str, preds, labels, n_classes: int, confidence: float = CONFIDENCE) -> tuple[float, ...]:
+    """(mean, lo, hi) of a configuration's `metric` over its runs: an interval for its expected
+    score over training seeds on the population of test images (seed-and-image variance, t with
+    Satterthwaite df), never narrower than the seeds-only t interval, clipped to [0, 1]. One run:
+    the test images' noise only (Wilson for accuracy)."""
+    preds = np.atleast_2d(np.asarray(preds))
+    e = metric_estimate(metric, labels, preds, n_classes=n_classes)
+    mean = float(e.value)
+    if len(preds) == 1 and metric == "accuracy":
+        return (mean, *accuracy_ci(mean * preds.shape[1], preds.shape[1], confidence))
+    lo, hi = widest(e, confidence, wilson_images=preds.shape[1] if metric == "accuracy" else None)
+    return mean, float(lo), float(hi)
+
+
+def widest(e: Estimate, confidence: float = CONFIDENCE, wilson_images: int | None = None) -> tuple:
+    """The seed-and-image interval of `e`, widened to the seeds-only t interval where that is
+    wider (fewer degrees of freedom) and, for an accuracy, to Wilson's on `wilson_images`
+    images at its mean (one test set never pins it closer; the t interval of perfect runs is a
+    point), clipped to [0, 1]; arrays in, arrays out."""
+    lo, hi = e.interval(confidence)
+    if e.training_noise_counted:
+        n = e.runs[0]
+        half = stats.t.ppf((1 + confidence) / 2, n - 1) * np.sqrt(e.seed_var)
+        lo, hi = np.minimum(lo, e.value - half), np.maximum(hi, e.value + half)
+    if wilson_images:
+        w_lo, w_hi = accuracy_ci(e.value * wilson_images, wilson_images, confidence)
+        lo, hi = np.minimum(lo, w_lo), np.maximum(hi, w_hi)
+    return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A minus B on one metric by the seed-and-image t-test."""
+
+    metric: str
+    diff: float
+    lo: float
+    hi: float
+    p: float
+    df: float
+    runs: tuple[int, int]
+
+    @property
+    def caveat(self) -> str:
+        """'' when both sides' training noise is counted; else what the p-value leaves out."""
+        if min(self.runs) >= 2:
+            return ""
+        sides = " and ".join(s for s, n in zip(("A", "B"), self.runs, strict=True) if n < 2)
+        return f"test-set noise only: training noise of {sides} unmeasured (one run)"
+
+    def sentence(self, a: str, b: str, n_images: int, p_adjusted: float, comparisons: int) -> str:
+        """One sentence for the report; the verdict uses the Holm-adjusted p."""
         direction = "better" if self.diff > 0 else "worse"
-        where = f"{abs(self.diff) * 100:.1f} points {direction}"
-        ci = f"95% CI {self.lo * 100:+.1f} to {self.hi * 100:+.1f}"
-        p = format_p(self.p_bootstrap)
-        if p_adjusted is not None:
-            p += f", Holm-adjusted p = {p_adjusted:.3f} over {comparisons} comparison(s)"
-            real = p_adjusted < 0.05
-        else:
-            real = self.distinguishable
-        if real:
-            return f"{a} is {where} than {b} ({ci}, {p}): a real difference on these {n_images} test images."
-        return f"{a} is {where} than {b} ({ci}, {p}): not distinguishable from noise with {n_images} test images."
+        where = f"{abs(self.diff) * 100:.1f} points {direction} on {self.metric}"
+        detail = (
+            f"95% CI {self.lo * 100:+.1f} to {self.hi * 100:+.1f}, {format_p(self.p)}, "
+            f"Holm-adjusted p = {p_adjusted:.3f} over {comparisons} comparisons"
+        )
+        if p_adjusted >= 0.05:
+            return f"{a} is {where} than {b} ({detail}): not distinguishable from noise."
+        if self.caveat:
+            return (
+                f"{a} is {where} than {b} ({detail}): beyond the noise of these {n_images} test images ({self.caveat})."
+            )
+        return f"{a} is {where} than {b} ({detail}): a real difference, counting seed and test-image noise."
 
 
-def format_p(p: float, n_boot: int = 10_000) -> str:
-    """A bootstrap p of 0 only means 'below the resolution of n_boot resamples'."""
-    return f"p < {2 / n_boot:g}" if p == 0 else f"p = {p:.3f}"
-
-
-def mcnemar_exact(correct_a, correct_b) -> tuple[int, int, float]:
-    """Exact McNemar test of two classifiers on the same images: (only A right, only B right, p)."""
-    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
-    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
-    if only_a + only_b == 0:
-        return only_a, only_b, 1.0
-    return only_a, only_b, float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
-
-
-def paired_bootstrap(
-    correct_a, correct_b, *, n_boot: int = 10_000, seed: int = 0, confidence: float = CONFIDENCE
-) -> tuple[float, float, float, float]:
-    """Difference in accuracy (A - B), resampling test images with both models paired.
-
-    Each image's correctness is first averaged over the seeds of each model, so
-    seeds reduce training noise and images carry the test-set noise.
-    Returns (diff, lo, hi, two-sided p).
-    """
-    a = np.atleast_2d(np.asarray(correct_a, float)).mean(0)
-    b = np.atleast_2d(np.asarray(correct_b, float)).mean(0)
-    per_image = a - b
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_image), (n_boot, len(per_image)))
-    boot = per_image[idx].mean(1)
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    p = min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean()))
-    return float(per_image.mean()), float(lo), float(hi), float(p)
-
-
-def compare(correct_a, correct_b, seeds_a=None, seeds_b=None, **kwargs) -> PairedTest:
-    """Paired bootstrap over images (seeds averaged per image), and McNemar on one run of
-    each side with the same seed number: seed 0 where both have it, else the lowest
-    common seed, else each side's first run. `seeds_*` name the rows of `correct_*`
-    (None: a model without seeds, e.g. an SVM)."""
-    diff, lo, hi, p = paired_bootstrap(correct_a, correct_b, **kwargs)
-    a, b = np.atleast_2d(correct_a), np.atleast_2d(correct_b)
-    seeds_a = list(seeds_a) if seeds_a is not None else [None] * len(a)
-    seeds_b = list(seeds_b) if seeds_b is not None else [None] * len(b)
-    common = sorted(set(seeds_a) & set(seeds_b) - {None})
-    ia, ib = (seeds_a.index(common[0]), seeds_b.index(common[0])) if common else (0, 0)
-    name = lambda s: "one run" if s is None else f"seed {s}"  # noqa: E731
-    return PairedTest(diff, lo, hi, p, *mcnemar_exact(a[ia], b[ib]), f"{name(seeds_a[ia])} / {name(seeds_b[ib])}")
+def compare(metric: str, preds_a, preds_b, labels, n_classes: int, confidence: float = CONFIDENCE) -> Comparison:
+    """A minus B (each averaged over its runs) on the same test images: the seed-and-image t-test."""
+    e = metric_estimate(metric, labels, preds_a, preds_b, n_classes=n_classes)
+    lo, hi = e.interval(confidence)
+    return Comparison(metric, float(e.value), float(lo), float(hi), float(e.p_value()), float(e.df), e.runs)

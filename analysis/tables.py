@@ -11,18 +11,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import config_of
-from analysis.stats import (
-    METRICS,
-    PairedTest,
-    compare,
-    format_p,
-    full_accuracy_ci,
-    full_metric_ci,
-    holm,
-    mean_ci,
-    paired_metric_bootstrap,
-    recall_per_class,
-)
+from analysis.stats import METRICS, Comparison, compare, format_p, full_interval, holm, mean_ci, recall_per_class
 from trainable.config import comparable_settings, differs_from
 
 # what grids vary
@@ -47,21 +36,16 @@ def with_range(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def correct_matrix(preds: list[list[int]], labels: np.ndarray) -> np.ndarray:
-    """(runs, images) 0/1 array of which test images each run got right."""
-    return (np.asarray(list(preds)) == labels[None, :]).astype(float)
-
-
 def scores(preds: np.ndarray | None, labels: np.ndarray, n_classes: int) -> dict[str, Any]:
     """The class-balanced scores of a (runs, images) prediction matrix: per metric in BALANCED
-    its mean with the across-runs t interval and with the full interval (stats.full_metric_ci),
+    its mean with the across-runs t interval and with the full interval (stats.full_interval),
     and the recall of each class averaged over runs."""
     if preds is None:
         return {**{m: NAN3 for m in BALANCED}, **{f"{m} full": NAN3 for m in BALANCED}, "recall": None}
     out: dict[str, Any] = {"recall": np.nanmean(recall_per_class(preds, labels, n_classes), 0)}
     for metric in BALANCED:
         out[metric] = mean_ci(METRICS[metric](preds, labels[None], n_classes))
-        out[f"{metric} full"] = full_metric_ci(preds, labels, metric, n_classes)
+        out[f"{metric} full"] = full_interval(metric, preds, labels, n_classes)
     return out
 
 
@@ -112,7 +96,6 @@ def config_table(
         used = done.precision_used.iloc[0] if len(done) else None
         seen = group.val_at_best.dropna()
         preds = np.asarray(list(done.test_pred)) if len(done) else None
-        correct = correct_matrix(done.test_pred, labels) if len(done) else None
         rows.append(
             {
                 "config_id": cid,
@@ -129,10 +112,9 @@ def config_table(
                 "train_s": done.train_seconds.mean() if len(done) else np.nan,
                 "val": mean_ci(seen) if len(seen) else NAN3,
                 "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
-                "test_full": full_accuracy_ci(correct) if correct is not None else NAN3,
+                "test_full": full_interval("accuracy", preds, labels, n_classes) if preds is not None else NAN3,
                 **scores(preds, labels, n_classes),
                 "seed_list": done.seed.tolist(),
-                "correct": correct,
                 "preds": preds,
                 **{k: config.get(k) for k in AXES},
             }
@@ -170,7 +152,7 @@ def summary_table(configs: pd.DataFrame) -> pd.DataFrame:
 
 def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3) -> pd.DataFrame:
     """One row per baseline method: val/test mean over its seeds, and the full test interval
-    (Wilson for a method without seeds, the two-level bootstrap over seeds and images otherwise)."""
+    (Wilson for a method without seeds, the seed-and-image interval otherwise)."""
     frame = pd.DataFrame(records)
     rows = []
     for name, group in frame.groupby("name", sort=False):
@@ -183,9 +165,8 @@ def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3) 
                 "seed_list": group.seed.tolist(),
                 "val_acc": mean_ci(group.val_acc),
                 "test_acc": mean_ci(group.test_acc),
-                "correct": correct_matrix(group.test_pred, labels),
                 "preds": preds,
-                "test_full": full_accuracy_ci(correct_matrix(group.test_pred, labels)),
+                "test_full": full_interval("accuracy", preds, labels, n_classes),
                 **scores(preds, labels, n_classes),
             }
         )
@@ -210,29 +191,6 @@ def balance_table(configs: pd.DataFrame, baselines: pd.DataFrame | None, classes
                 row[f"{metric} [full 95%]"] = with_range(*r[f"{metric} full"])
             row.update({f"recall {c}": f"{v:.3f}" for c, v in zip(classes, r["recall"], strict=True)})
             rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def metric_comparison_table(pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int) -> pd.DataFrame:
-    """The same pairs as comparison_table, on each BALANCED metric: paired bootstrap over the
-    test images, Holm-adjusted within each metric's family of comparisons."""
-    rows = []
-    for metric in BALANCED:
-        tests = [paired_metric_bootstrap(a.preds, b.preds, labels, metric, n_classes) for _, _, a, b in pairs]
-        adjusted = holm([t[3] for t in tests])
-        for (name_a, name_b, _, _), (diff, lo, hi, p), p_holm in zip(pairs, tests, adjusted, strict=True):
-            rows.append(
-                {
-                    "metric": metric,
-                    "A": name_a,
-                    "B": name_b,
-                    "A - B (points)": round(100 * diff, 1),
-                    "95% CI": f"{100 * lo:+.1f} to {100 * hi:+.1f}",
-                    "p (bootstrap)": format_p(p),
-                    "p (Holm)": round(p_holm, 3),
-                    "real? (Holm p < 0.05)": "yes" if p_holm < 0.05 else "no",
-                }
-            )
     return pd.DataFrame(rows)
 
 
@@ -274,31 +232,31 @@ def importance(points: pd.DataFrame, target: str = "val acc", seed: int = 0) -> 
     return pd.DataFrame(rows).sort_values("importance (drop in R²)", ascending=False).round(3)
 
 
-def comparison_table(pairs: list[tuple[str, str, PairedTest]]) -> tuple[pd.DataFrame, list[float]]:
-    """The paired tests with Holm-adjusted bootstrap p-values over all of them."""
-    adjusted = holm([test.p_bootstrap for _, _, test in pairs])
+def comparisons(
+    pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int
+) -> list[tuple[str, str, Comparison]]:
+    """Every pair of config_table / baseline_table rows on every metric (accuracy first)."""
+    return [(a, b, compare(m, ra.preds, rb.preds, labels, n_classes)) for m in METRICS for a, b, ra, rb in pairs]
+
+
+def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataFrame, list[float]]:
+    """The comparisons with their p-values Holm-adjusted over all of them (every metric)."""
+    adjusted = holm([c.p for _, _, c in tests])
     rows = [
         {
+            "metric": c.metric,
             "A": a,
             "B": b,
-            "A - B (points)": round(100 * test.diff, 1),
-            "95% CI": f"{100 * test.lo:+.1f} to {100 * test.hi:+.1f}",
-            "p (bootstrap)": format_p(test.p_bootstrap),
-            "p (Holm)": round(p_holm, 3),
-            "McNemar runs (A / B)": test.mcnemar_seeds,
-            "only A / only B right": f"{test.only_a} / {test.only_b}",
-            "p (McNemar)": round(test.p_mcnemar, 3),
-            "real? (Holm p < 0.05)": "yes" if p_holm < 0.05 else "no",
+            "seeds A / B": f"{c.runs[0]} / {c.runs[1]}",
+            "A - B (points)": round(100 * c.diff, 1),
+            "95% CI": f"{100 * c.lo:+.1f} to {100 * c.hi:+.1f}",
+            "p": format_p(c.p),
+            f"p (Holm, {len(tests)})": round(p_holm, 3),
+            "different? (Holm p < 0.05)": ("yes" if p_holm < 0.05 else "no") + (f"; {c.caveat}" if c.caveat else ""),
         }
-        for (a, b, test), p_holm in zip(pairs, adjusted, strict=True)
+        for (a, b, c), p_holm in zip(tests, adjusted, strict=True)
     ]
     return pd.DataFrame(rows), adjusted
-
-
-def paired(a: Any, b: Any) -> PairedTest:
-    """Compare two rows of config_table / baseline_table on the same test images."""
-    seeds = lambda row: [None if s is None or s != s else int(s) for s in row.seed_list]  # noqa: E731
-    return compare(a.correct, b.correct, seeds(a), seeds(b))
 
 
 def budget_curve(epochs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:

@@ -208,7 +208,8 @@ def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):
     for figure in ("test_accuracy.png", "loss_curves.png", "confusion.png"):
         assert f"(figures/{figure})" in markdown and (smoke_report / "figures" / figure).stat().st_size > 5000
     assert "HOG + SVM" in markdown and "LBP + MLP" in markdown
-    assert "not distinguishable from noise" in markdown or "a real difference" in markdown
+    assert "not distinguishable from noise" in markdown or "beyond the noise of" in markdown
+    assert "Method: The seed-and-image t-test" in markdown
     assert len(pd.read_csv(smoke_report / "epochs.csv")) == len(epochs)
     html_text = (smoke_report / "report.html").read_text()
     assert html_text.count("data:image/png;base64,") == 3 and "figures/" not in html_text

@@ -129,8 +129,9 @@ def test_one_seed_gets_a_wilson_interval_and_comparisons_are_holm_adjusted(tmp_p
     markdown, _ = report(study)
     row = next(line for line in markdown.splitlines() if line.startswith("| 1 | exp1 |"))
     assert "0.800 [0.627, 0.905]" in row  # Wilson, 24 of 30
-    assert "p (Holm)" in markdown and "2 paired comparison(s)" in markdown
-    assert "seed 0 / seed 0" in markdown
+    assert "p (Holm, 6)" in markdown and "6 comparisons (2 pairs" in markdown and "seed-and-image t-test" in markdown
+    assert markdown.count("test-set noise only: training noise of A and B unmeasured (one run)") == 6
+    assert "real difference" not in markdown  # one seed a side: never without the caveat
 
 
 def test_baselines_on_another_split_are_left_out_with_the_reason(tmp_path):
@@ -235,8 +236,9 @@ def test_imbalanced_classes_get_counts_balanced_scores_and_recall_per_class(tmp_
     assert cells[3] == "0.333" and cells[4].startswith("0.333 [")  # balanced accuracy
     assert cells[5] == "0.267" and cells[6].startswith("0.267 [")  # macro-F1: (0.8 + 0 + 0) / 3
     assert cells[7:] == ["1.000", "0.000", "0.000"]  # recall per class
-    comparisons = markdown.split("### The same comparisons on balanced accuracy and macro-F1")[1]
-    assert "| balanced accuracy | #2 exp2 | #1 exp1 |" in comparisons and "| macro-F1 |" in comparisons
+    comparisons = markdown.split("## Is the difference real?")[1].split("\n## ")[0]
+    for metric in ("accuracy", "balanced accuracy", "macro-F1"):
+        assert f"| {metric} | #2 exp2 | #1 exp1 |" in comparisons
 
 
 def test_any_study_with_two_varying_settings_gets_the_exploration_figures(tmp_path):

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.stats import accuracy_ci, compare, format_p, mcnemar_exact, mean_ci, paired_bootstrap
+from analysis.stats import NO_FACE, accuracy_ci, accuracy_estimate, compare, full_interval, mean_ci, metric_estimate
 
 
 def test_mean_ci_two_seeds():
@@ -32,54 +32,62 @@ def test_wilson_interval():
     assert (lo, hi) == pytest.approx((0.4902, 0.9433), abs=1e-4)
 
 
-def test_mcnemar_exact_by_hand():
-    a = [1, 1, 1, 0, 1]
-    b = [0, 0, 0, 0, 1]
-    # 3 discordant pairs, all favouring A: p = 2 * 0.5^3 = 0.25
-    assert mcnemar_exact(a, b) == (3, 0, pytest.approx(0.25))
-    assert mcnemar_exact([1, 0], [1, 0]) == (0, 0, 1.0)
-    # 4 vs 1: p = 2 * P(X <= 1 | n=5) = 2 * 6/32 = 0.375
-    assert mcnemar_exact([1, 1, 1, 1, 0], [0, 0, 0, 0, 1])[2] == pytest.approx(0.375)
+def test_seed_and_image_variance_by_hand():
+    """Two runs on four images: per-run accuracies 0.5 and 0.25 (s^2 = 0.03125, s^2/n = 0.015625);
+    run-averaged correctness 1, .5, 0, 0 (B = var / 4 = 0.22917 / 4); one run's image variance W
+    averaged: (1/3 + 0.25) / 2 / 4; interaction (W - B) / (n - 1) = 0.072917 - 0.057292."""
+    runs = np.array([[1, 1, 0, 0], [1, 0, 0, 0]])
+    e = accuracy_estimate(runs)
+    assert e.value == pytest.approx(0.375) and e.seed_var == pytest.approx(0.015625)
+    assert e.image_var == pytest.approx(0.057292 - (0.072917 - 0.057292), abs=1e-5)
+    v1, v2 = 0.015625, float(e.image_var)  # Satterthwaite: (v1 + v2)^2 / (v1^2 / 1 + v2^2 / 3)
+    assert e.df == pytest.approx((v1 + v2) ** 2 / (v1**2 + v2**2 / 3))
 
 
-def test_paired_bootstrap_extremes():
-    same = np.array([[1, 0, 1, 1]] * 2)
-    assert paired_bootstrap(same, same) == (0.0, 0.0, 0.0, 1.0)
-    diff, lo, hi, p = paired_bootstrap(np.ones(4), np.zeros(4))
-    assert (diff, lo, hi, p) == (1.0, 1.0, 1.0, 0.0)
-    assert format_p(p) == "p < 0.0002"
-
-
-def test_seeds_are_averaged_per_image():
-    a = np.array([[1, 1, 0, 0], [1, 0, 1, 0]])  # per image: 1, .5, .5, 0 -> mean .5
-    b = np.array([[0, 0, 0, 0]])
-    assert paired_bootstrap(a, b)[0] == pytest.approx(0.5)
-
-
-def test_compare_and_its_sentence():
+def test_comparison_extremes_and_its_sentences():
+    same = np.array([[0, 1, 1, 0] * 3] * 2)
+    labels = np.ones(12, int)
+    tie = compare("accuracy", same, same, labels, 3)
+    assert (tie.diff, tie.p) == (0.0, 1.0)
+    assert "not distinguishable from noise" in tie.sentence("A", "B", 12, p_adjusted=1.0, comparisons=3)
     rng = np.random.default_rng(0)
-    a = (rng.random((3, 120)) < 0.9).astype(float)
-    b = (rng.random((3, 120)) < 0.5).astype(float)
-    test = compare(a, b)
-    assert test.distinguishable and test.diff > 0.3
-    assert "a real difference" in test.sentence("A", "B", 120)
-    close = compare(a, a[::-1])
-    assert not close.distinguishable
-    assert "not distinguishable from noise with 120 test images" in close.sentence("A", "B", 120)
+    y = rng.integers(0, 3, 120)
+    good = np.where(rng.random((3, 120)) < 0.9, y, (y + 1) % 3)
+    bad = np.where(rng.random((3, 120)) < 0.5, y, (y + 1) % 3)
+    test = compare("accuracy", good, bad, y, 3)
+    assert test.diff > 0.3 and test.p < 0.01 and test.lo > 0 and not test.caveat
+    assert "a real difference, counting seed and test-image noise" in test.sentence("A", "B", 120, 0.001, 3)
 
 
-def test_full_interval_is_wilson_for_one_run_and_wider_than_seeds_alone_for_several():
-    from analysis.stats import full_accuracy_ci
+def test_one_run_on_a_side_counts_test_set_noise_only_and_says_so():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 120)
+    cnn = np.where(rng.random((3, 120)) < 0.9, y, (y + 1) % 3)
+    svm = np.where(rng.random((1, 120)) < 0.5, y, (y + 1) % 3)
+    test = compare("accuracy", cnn, svm, y, 3)
+    assert test.runs == (3, 1) and test.caveat == "test-set noise only: training noise of B unmeasured (one run)"
+    sentence = test.sentence("CNN", "SVM", 120, 0.001, 6)
+    assert "real difference" not in sentence and "test-set noise only" in sentence
+    single = compare("accuracy", cnn[:1], svm, y, 3)
+    assert "A and B unmeasured" in single.caveat
+    assert single.df == 119  # test images only: a paired t over the 120 image differences
 
-    one = np.array([1] * 96 + [0] * 24)
-    assert full_accuracy_ci(one) == pytest.approx((0.8, *accuracy_ci(96, 120)))
+
+def test_full_interval_is_wilson_for_one_run_and_never_narrower_than_seeds_alone():
+    y = np.zeros(120, int)
+    one = np.array([[0] * 96 + [1] * 24])
+    assert full_interval("accuracy", one, y, 3) == pytest.approx((0.8, *accuracy_ci(96, 120)))
     rng = np.random.default_rng(0)
-    runs = (rng.random((3, 120)) < 0.8).astype(float)
-    mean, lo, hi = full_accuracy_ci(runs)
-    assert mean == pytest.approx(runs.mean())
-    _, seed_lo, seed_hi = mean_ci(runs.mean(1))
-    assert lo < mean < hi and hi - lo > seed_hi - seed_lo  # the images' noise is in it too
-    assert 0.05 < hi - lo < 0.2  # about a 120-image Wilson width, not 0
+    for metric in ("accuracy", "balanced accuracy", "macro-F1"):
+        labels = rng.integers(0, 3, 120)
+        runs = np.where(rng.random((3, 120)) < rng.uniform(0.6, 0.9, (3, 1)), labels, (labels + 1) % 3)
+        mean, lo, hi = full_interval(metric, runs, labels, 3)
+        from analysis.stats import METRICS
+
+        _, seed_lo, seed_hi = mean_ci(METRICS[metric](runs, labels[None], 3))
+        seed_lo, seed_hi = max(seed_lo, 0), min(seed_hi, 1)  # the seeds-only interval, clipped like the full one
+        assert 0 <= lo <= seed_lo + 1e-12 and seed_hi <= hi + 1e-12 and hi <= 1, metric
+        assert hi - lo > 0.05  # about a 120-image width at least, not 0
 
 
 def test_holm_adjustment():
@@ -91,32 +99,15 @@ def test_holm_adjustment():
     assert holm([]) == []
 
 
-def test_mcnemar_compares_the_same_seed_number():
-    a = np.array([[1, 1, 1, 0], [0, 0, 0, 0]])  # seeds 0 and 1
-    b = np.array([[0, 0, 0, 0], [1, 1, 1, 1]])  # seeds 1 and 0
-    test = compare(a, b, seeds_a=[0, 1], seeds_b=[1, 0])
-    assert test.mcnemar_seeds == "seed 0 / seed 0" and (test.only_a, test.only_b) == (0, 1)
-    assert compare(a, b[0], seeds_a=[0, 1]).mcnemar_seeds == "seed 0 / one run"
-
-
 def test_full_interval_of_perfect_runs_is_not_a_point():
-    from analysis.stats import full_accuracy_ci
-
-    mean, lo, hi = full_accuracy_ci(np.ones((3, 12)))
+    mean, lo, hi = full_interval("accuracy", np.ones((3, 12), int), np.ones(12, int), 3)
     assert (mean, hi) == (1.0, 1.0) and lo == pytest.approx(accuracy_ci(12, 12)[0]) and lo < 0.8
 
 
-def test_balanced_scores_match_sklearn_and_the_accuracy_paths_are_the_old_ones():
+def test_balanced_scores_match_sklearn():
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from analysis.stats import (
-        balanced_accuracy,
-        full_accuracy_ci,
-        full_metric_ci,
-        macro_f1,
-        paired_metric_bootstrap,
-        recall_per_class,
-    )
+    from analysis.stats import balanced_accuracy, macro_f1, recall_per_class
 
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 90)
@@ -125,16 +116,39 @@ def test_balanced_scores_match_sklearn_and_the_accuracy_paths_are_the_old_ones()
         assert balanced_accuracy(p, y, 3) == pytest.approx(balanced_accuracy_score(y, p), abs=1e-15)
         assert macro_f1(p, y, 3) == pytest.approx(f1_score(y, p, average="macro"), abs=1e-15)
     assert recall_per_class(runs, y, 3)[:, 1] == pytest.approx([(p[y == 1] == 1).mean() for p in runs])
-    correct = (runs == y).astype(float)
-    assert full_metric_ci(runs, y, "accuracy", 3) == full_accuracy_ci(correct)
-    assert paired_metric_bootstrap(runs[:1], runs[1:], y, "accuracy", 3) == paired_bootstrap(correct[:1], correct[1:])
-    mean, lo, hi = full_metric_ci(runs, y, "balanced accuracy", 3)
-    assert lo < mean < hi and mean == pytest.approx(np.mean([balanced_accuracy_score(y, p) for p in runs]))
-    one = full_metric_ci(runs[:1], y, "macro-F1", 3)
-    assert one[1] < one[0] < one[2]
-    diff, lo, hi, p = paired_metric_bootstrap(runs[2], runs[0], y, "balanced accuracy", 3)
-    assert lo < diff < hi and 0 <= p <= 1
-    assert paired_metric_bootstrap(runs[0], runs[0], y, "macro-F1", 3) == (0.0, 0.0, 0.0, 1.0)
+    e = metric_estimate("balanced accuracy", y, runs, n_classes=3)
+    assert e.value == pytest.approx(np.mean([balanced_accuracy_score(y, p) for p in runs]))
+    assert e.seed_var > 0 and e.image_var == 0  # runs drawn independently of the images: no image effect
+    hard = rng.random(90) < 0.3  # the same images hard for every run: a shared image effect
+    shared = np.where(hard, (y + 1) % 3, runs)
+    assert metric_estimate("balanced accuracy", y, shared, n_classes=3).image_var > 0
+    assert compare("macro-F1", runs, runs, y, 3).p == 1.0
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+@pytest.mark.parametrize("missed_class", [0, 1, 2])
+def test_an_undetected_face_is_wrong_in_every_score(missed_class):
+    """NO_FACE (-1) predictions: a miss of their true class in recall, balanced accuracy and
+    macro-F1 (a false positive of no class), wrong in accuracy, and a 'no face' column."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from analysis.stats import METRICS, confusion_counts, recall_per_class
+
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    pred = y.copy()
+    pred[np.flatnonzero(y == missed_class)[0]] = NO_FACE
+    # sklearn with the miss as a fourth label nobody has: the same scores over the three classes
+    as_other = np.where(pred == NO_FACE, 3, pred)
+    assert METRICS["accuracy"](pred, y, 3) == pytest.approx(8 / 9)
+    assert METRICS["balanced accuracy"](pred, y, 3) == pytest.approx(balanced_accuracy_score(y, as_other))
+    expected_f1 = f1_score(y, as_other, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert METRICS["macro-F1"](pred, y, 3) == pytest.approx(expected_f1)
+    recall = recall_per_class(pred, y, 3)
+    assert recall[missed_class] == pytest.approx(2 / 3) and recall.sum() == pytest.approx(2 + 2 / 3)
+    confusion = confusion_counts(pred, y, 3)
+    assert confusion.shape == (3, 4) and confusion[missed_class, 3] == 1 and confusion.sum() == 9
+    full = full_interval("balanced accuracy", np.stack([pred, y]), y, 3)  # in the bootstrap too
+    assert full[0] == pytest.approx((METRICS["balanced accuracy"](pred, y, 3) + 1) / 2)
 
 
 def test_a_majority_class_predictor_scores_one_over_classes():
