@@ -27,7 +27,6 @@ import torch
 from skimage.feature import hog, local_binary_pattern
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -38,6 +37,7 @@ from trainable.data import SPLITS, FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.layout import BASELINES_FILE
+from trainable.scoring import split_scores
 
 HOG_SIZE = (64, 128)  # width x height: 8 x 16 cells of 8 x 8 px
 LBP_SETTINGS = ((8, 1), (12, 2))  # (points, radius)
@@ -133,10 +133,7 @@ def scores(model: Any, X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_cla
     out: dict[str, Any] = {}
     for split in SPLITS:
         pred = model.predict(X[split])
-        out[f"{split}_acc"] = float((pred == y[split]).mean())
-        out[f"{split}_confusion"] = (
-            confusion_matrix(y[split], pred, labels=range(n_classes), normalize="true").round(4).tolist()
-        )
+        out.update({f"{split}_{m}": v for m, v in split_scores(y[split], pred, n_classes).items()})
         if split != "train":
             out[f"{split}_pred"] = pred.tolist()
     return out

@@ -24,8 +24,7 @@ from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.faces import Faces
 from trainable.inference import Predictor, model_file
-
-NO_FACE = -1
+from trainable.scoring import NO_FACE, confusion_counts, recall_per_class, split_scores
 
 
 def evaluate(data: FaceData, predictor: Any, faces: Faces) -> dict[str, Any]:
@@ -49,15 +48,13 @@ def evaluate(data: FaceData, predictor: Any, faces: Faces) -> dict[str, Any]:
 
 
 def scores(data: FaceData, y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy, Wilson interval, recall and confusion of `pred` against `y` (model class order)."""
+    """Accuracy with its Wilson interval, balanced accuracy, macro-F1, recall and confusion
+    counts of `pred` against `y` (model class order); NO_FACE is wrong in every one."""
     k = len(classes)
     correct = int((pred == y).sum())
     lo, hi = accuracy_ci(correct, len(y))
-    counts = np.zeros((k, k), dtype=int)
-    for true, guess in zip(y, pred, strict=True):
-        if guess != NO_FACE:
-            counts[true, guess] += 1
     per_class = np.bincount(y, minlength=k)
+    split = split_scores(y, pred, k)
     return {
         "data_root": data.root,
         "layout": data.layout,
@@ -66,9 +63,11 @@ def scores(data: FaceData, y: np.ndarray, pred: np.ndarray, classes: list[str]) 
         "class_counts": per_class.tolist(),
         "faces_not_found": int((pred == NO_FACE).sum()),
         "accuracy": correct / len(y),
-        "accuracy_wilson_95": [lo, hi],
-        "recall": (np.diag(counts) / np.maximum(per_class, 1)).tolist(),
-        "confusion_counts": counts.tolist(),  # rows: true class; faces not found are in no column
+        "accuracy_wilson_95": [float(lo), float(hi)],
+        "balanced_accuracy": split["bacc"],
+        "macro_f1": split["f1"],
+        "recall": np.nan_to_num(recall_per_class(pred, y, k)).tolist(),
+        "confusion_counts": confusion_counts(pred, y, k).tolist(),  # rows: true class; last column: no face found
         "predictions": pred.tolist(),
         "skipped_files": data.skipped,
     }

@@ -25,8 +25,7 @@ from trainable.data import SPLITS, FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.layout import PEER_FILE
-
-NO_FACE = -1
+from trainable.scoring import NO_FACE, split_scores
 
 
 class AgePredictor(Protocol):
@@ -70,13 +69,7 @@ def peer_record(data: FaceData, predictor: AgePredictor) -> dict[str, Any]:
     for split in SPLITS:
         y = data.labels[data.split[split]]
         pred = predict_groups(data.images_of(split), predictor, bins)
-        record[f"{split}_acc"] = float((pred == y).mean())
-        matrix = np.zeros((len(data.classes), len(data.classes)))
-        for true, guess in zip(y, pred, strict=True):
-            if guess != NO_FACE:
-                matrix[true, guess] += 1
-        counts = np.bincount(y, minlength=len(data.classes))[:, None]
-        record[f"{split}_confusion"] = (matrix / np.maximum(counts, 1)).round(4).tolist()  # rows miss the no-face share
+        record.update({f"{split}_{m}": v for m, v in split_scores(y, pred, len(data.classes)).items()})
         record["undetected"][split] = int((pred == NO_FACE).sum())
         if split != "train":
             record[f"{split}_pred"] = pred.tolist()

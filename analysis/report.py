@@ -450,9 +450,9 @@ def external_section(doc: Document, evaluations: list[str]) -> None:
     doc.table(pd.DataFrame([external_row(e) for e in results]))
     for e in results:
         doc.h(f"Confusion on {e['data_root']} (counts; rows: true class)", 3)
-        counts = pd.DataFrame(e["confusion_counts"], columns=[f"predicted {c}" for c in e["classes"]])
-        missed = np.asarray(e["class_counts"]) - counts.sum(axis=1).to_numpy()
-        doc.table(pd.concat([pd.DataFrame({"true": e["classes"]}), counts.assign(**{"no face found": missed})], axis=1))
+        columns = [f"predicted {c}" for c in e["classes"]] + ["no face found"]
+        counts = pd.DataFrame(e["confusion_counts"], columns=columns)
+        doc.table(pd.concat([pd.DataFrame({"true": e["classes"]}), counts], axis=1))
 
 
 def external_row(e: dict) -> dict:
@@ -463,6 +463,8 @@ def external_row(e: dict) -> dict:
         "images": e["images"],
         "faces not found (wrong)": e["faces_not_found"],
         "accuracy [95% Wilson]": f"{e['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]",
+        "balanced accuracy": f"{e['balanced_accuracy']:.3f}",
+        "macro-F1": f"{e['macro_f1']:.3f}",
         "recall per class": ", ".join(f"{c} {r:.2f}" for c, r in zip(e["classes"], e["recall"], strict=True)),
         "model": os.path.basename(os.path.dirname(e["model"])),
     }

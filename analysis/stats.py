@@ -15,6 +15,17 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from trainable.scoring import (  # noqa: F401 (the scores, re-exported beside the statistics on them)
+    METRICS,
+    NO_FACE,
+    accuracy,
+    balanced_accuracy,
+    class_counts,
+    confusion_counts,
+    macro_f1,
+    recall_per_class,
+)
+
 CONFIDENCE = 0.95
 
 
@@ -35,65 +46,6 @@ def accuracy_ci(correct: float, total: int, confidence: float = CONFIDENCE) -> t
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * np.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
     return centre - half, centre + half
-
-
-NO_FACE = -1  # the prediction of a model that found no face in the image: always wrong
-
-
-def confusion_counts(preds, labels, n_classes: int) -> np.ndarray:
-    """Confusion counts (..., classes, classes + 1) [true, predicted] of predictions (..., images)
-    against labels broadcastable to them; the last column counts NO_FACE predictions. One
-    bincount of (row, label, prediction) gives every row's matrix."""
-    preds = np.asarray(preds)
-    preds = np.where(preds == NO_FACE, n_classes, preds)
-    labels = np.broadcast_to(labels, preds.shape)
-    rows = np.arange(int(np.prod(preds.shape[:-1]))).reshape(*preds.shape[:-1], 1)
-    width = n_classes + 1
-    keys = (rows * n_classes + labels) * width + preds
-    confusion = np.bincount(keys.ravel(), minlength=rows.size * n_classes * width)
-    return confusion.reshape(*preds.shape[:-1], n_classes, width)
-
-
-def class_counts(preds: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
-    """(true positives, false positives, false negatives) per class, shape (..., classes). A
-    NO_FACE prediction is a false negative of its true class and a false positive of none."""
-    confusion = confusion_counts(preds, labels, n_classes)
-    tp = np.diagonal(confusion[..., :n_classes], axis1=-2, axis2=-1)
-    return tp, confusion[..., :n_classes].sum(-2) - tp, confusion.sum(-1) - tp
-
-
-def recall_per_class(preds, labels, n_classes: int) -> np.ndarray:
-    """Recall of each class (..., classes); NaN for a class with no image."""
-    tp, _, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return tp / (tp + fn)
-
-
-def _mean_over_classes(values: np.ndarray, present: np.ndarray) -> np.ndarray:
-    return np.where(present, values, 0).sum(-1) / np.maximum(present.sum(-1), 1)
-
-
-def balanced_accuracy(preds, labels, n_classes: int) -> np.ndarray:
-    """Mean per-class recall over the classes that have images (sklearn's balanced accuracy)."""
-    tp, _, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
-    support = tp + fn
-    return _mean_over_classes(tp / np.maximum(support, 1), support > 0)
-
-
-def macro_f1(preds, labels, n_classes: int) -> np.ndarray:
-    """Unweighted mean of per-class F1 over the classes that have images or predictions
-    (sklearn's macro-F1 with zero_division=0 when every class has images)."""
-    tp, fp, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
-    seen = 2 * tp + fp + fn
-    return _mean_over_classes(2 * tp / np.maximum(seen, 1), seen > 0)
-
-
-def accuracy(preds, labels, n_classes: int) -> np.ndarray:
-    return (np.asarray(preds) == np.asarray(labels)).mean(-1)
-
-
-# name in the report -> f(preds (..., images), labels, classes) -> (...)
-METRICS = {"accuracy": accuracy, "balanced accuracy": balanced_accuracy, "macro-F1": macro_f1}
 
 
 def holm(pvalues) -> list[float]:

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
 
 from trainable.cache import MANIFEST, TrunkCache, encode_images
 from trainable.config import TrialConfig
@@ -33,6 +32,7 @@ from trainable.model import (
     weights_id,
     weights_label,
 )
+from trainable.scoring import split_scores
 from trainable.seeds import derive_seed
 from trainable.transforms import CROP, SIZE, apply_transform, eval_transform, normalization, train_transform
 
@@ -359,13 +359,9 @@ def score_best(
         y = data.labels_of(split).numpy()
         logits = predict(net, inputs.eval[split], device=device, precision=precision)
         pred = logits.argmax(1).numpy()
-        classes = list(range(len(data.classes)))
-        scores[f"{split}_acc_best"] = float((pred == y).mean())
-        scores[f"{split}_bacc_best"] = float(balanced_accuracy_score(y, pred))
-        scores[f"{split}_f1_best"] = float(f1_score(y, pred, labels=classes, average="macro", zero_division=0))
+        split_score = split_scores(y, pred, len(data.classes))
+        scores.update({f"{split}_{m}_best": split_score[m] for m in ("acc", "bacc", "f1")})
         if split != "train":  # per image, in split order: paired tests against other models
             scores[f"{split}_pred"] = pred.tolist()
-        scores[f"{split}_confusion"] = (
-            confusion_matrix(y, pred, labels=range(len(data.classes)), normalize="true").round(4).tolist()
-        )
+        scores[f"{split}_confusion"] = split_score["confusion"]
     return scores
