@@ -117,7 +117,7 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     assert "The ranking below uses only the confirmation runs" in markdown
     assert "## Search runs (not used for the ranking)" in markdown
     assert "parallel_coordinates.png" in markdown and "best_so_far.png" in markdown
-    assert "Hyperparameter importance: permutation importance of a random forest" in markdown
+    assert "Hyperparameter importance, out of sample: permutation importance of a random forest" in markdown
     summary = markdown.split("## Summary")[1].split("\n## ")[0]
     assert "confirm t" in summary and "search-" not in summary
 
