@@ -122,7 +122,12 @@ def test_pretrained_paper_study_has_the_2021_table_with_its_caveats(tmp_path):
     markdown, _ = report(study)
     assert RANDOM_INIT_NOTICE not in markdown
     section = markdown.split("## Against the 2021 report")[1].split("##")[0]
-    assert "reported val" in section and "ran each experiment once" in section and "training mode" in section
+    assert "reported val" in section and "ran each experiment once" in section and "Listing 11" in section
+    departures = section.split("this study's own departures")[1]
+    for said in ("normalization facenet", "stop rule patience", "precision fp32", "evaluation transform"):
+        assert said in departures, said
+    assert "fallback" not in section  # every 2021 figure cites where it comes from
+    assert "0.84 (§6.8)" in section
 
 
 def test_one_seed_gets_a_wilson_interval_and_comparisons_are_holm_adjusted(tmp_path):
