@@ -2,10 +2,10 @@
 
     python -m analysis.best RESULTS_DIR
 
-Chosen by mean validation accuracy over its seeds, among the configurations whose
-seeds all finished; never by test accuracy. The model kept is that configuration's
-seed with the highest validation accuracy (the lowest seed on a tie). study.run
-writes it at the end of every study.
+Chosen by the study's --select metric (the best epoch's val_acc by default, or val_loss,
+val_bacc), its mean over the seeds, among the configurations whose seeds all finished;
+never by test accuracy. The model kept is that configuration's seed with the best value
+of the same metric (the lowest seed on a tie). study.run writes it at the end of every study.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import sys
 from typing import Any
 
 from analysis.report import load_inputs
-from trainable.layout import BEST_DIR, BEST_FILE, MODEL_FILE, STUDY_FILE
+from analysis.tables import selected
+from trainable.layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
 
 
 def choose(results_dir: str) -> dict[str, Any] | None:
@@ -28,22 +29,27 @@ def choose(results_dir: str) -> dict[str, Any] | None:
     if not len(s.ranked):
         return None
     best = s.ranked.iloc[0]
-    trials = s.trials[(s.trials.config_id == best.config_id) & s.trials.val_acc_best.notna()]
-    kept = trials.sort_values(["val_acc_best", "seed"], ascending=[False, True]).iloc[0]
+    lowest_first = SELECTIONS[s.select][1] == "min"
+    trials = s.trials.assign(selected=s.trials.trial_id.map(selected(s.epochs, s.select)))
+    trials = trials[(trials.config_id == best.config_id) & trials.val_acc_best.notna() & trials.selected.notna()]
+    kept = trials.sort_values(["selected", "seed"], ascending=[lowest_first, True]).iloc[0]
     checkpoints = sorted(glob.glob(os.path.join(results_dir, kept.trial_id, "checkpoint_*", MODEL_FILE)))
     return {
-        "chosen_by": "mean validation accuracy over seeds, configurations whose seeds all finished (never test)",
+        "chosen_by": f"mean {s.select} over seeds (--select), configurations whose seeds all finished (never test)",
+        "select": s.select,
         "config_id": best.config_id,
         "experiment": int(best.experiment),
         "name": best["name"],
         "differs_from_1": best.differs,
         "settings": {k: best[k] for k in ("weights", "max epochs", "stop rule", "precision", "normalization")},
         "seeds": int(best.seeds),
+        "selected": dict(zip(("mean", "lo", "hi"), best.sel, strict=True)),
         "val_acc": dict(zip(("mean", "lo", "hi"), best.val, strict=True)),
         "test_acc_across_seeds": dict(zip(("mean", "lo", "hi"), best.test, strict=True)),
         "test_acc_full_interval": dict(zip(("mean", "lo", "hi"), best.test_full, strict=True)),
         "model_seed": int(kept.seed),
         "model_trial": kept.trial_id,
+        "model_selected": float(kept.selected),
         "model_val_acc": float(kept.val_acc_best),
         "model_test_acc": float(kept.test_acc_best),
         "model_source": checkpoints[-1] if checkpoints else None,
@@ -61,10 +67,10 @@ def write_best(results_dir: str) -> str | None:
         shutil.copyfile(best["model_source"], os.path.join(directory, MODEL_FILE))
     with open(os.path.join(directory, BEST_FILE), "w") as f:
         json.dump(best, f, indent=1, default=float)
-    val = best["val_acc"]
     return (
-        f"Best configuration (by mean val acc over {best['seeds']} seed(s)): #{best['experiment']} {best['name']}, "
-        f"val {val['mean']:.3f}; its seed-{best['model_seed']} model is {os.path.join(directory, MODEL_FILE)}"
+        f"Best configuration (by mean {best['select']} over {best['seeds']} seed(s)): #{best['experiment']} "
+        f"{best['name']}, {best['select']} {best['selected']['mean']:.3f}; its seed-{best['model_seed']} model is "
+        f"{os.path.join(directory, MODEL_FILE)}"
     )
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 
 from analysis import figures
 from analysis.document import Document
-from analysis.results import load_study, read_study_record
+from analysis.results import load_study, read_study_record, selection_of
 from analysis.stats import METHOD_NOTE, accuracy_ci
 from analysis.tables import (
     balance_table,
@@ -48,6 +48,7 @@ from trainable.layout import (
     CONFIRM_DIR,
     MODEL_FILE,
     PEER_FILE,
+    SELECTIONS,
     STUDY_FILE,
     split_identity,
 )
@@ -116,8 +117,12 @@ class Study:
         return {split: np.bincount(y, minlength=n).tolist() for split, y in self.record["split_labels"].items()}
 
     @property
+    def select(self) -> str:
+        return selection_of(self.record)
+
+    @property
     def ranked(self) -> pd.DataFrame:
-        """Configurations whose seeds all finished and were scored, best mean val acc first."""
+        """Configurations whose seeds all finished and were scored, best mean --select value first."""
         c = self.configs
         return c[c.complete & (c.scored > 0)] if len(c) else c
 
@@ -178,7 +183,9 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     weights_labels = record.get("weights_labels", {})
     n_classes = len(record.get("classes", [])) or 3
     configs = (
-        config_table(trials, epochs, labels, weights_labels, reference, n_classes) if len(trials) else pd.DataFrame()
+        config_table(trials, epochs, labels, weights_labels, reference, n_classes, selection_of(record))
+        if len(trials)
+        else pd.DataFrame()
     )
     baselines, notes = load_baselines(baselines_dir, split_id_of(record))
     name = os.path.basename(os.path.abspath(results_dir))
@@ -212,6 +219,12 @@ def header(doc: Document, s: Study) -> None:
         "Satterthwaite degrees of freedom, never narrower than the seeds-only one, clipped to [0, 1]; for "
         "one run, test-image noise only: Wilson for accuracy)."
     )
+    key, mode = SELECTIONS[s.select]
+    doc.p(
+        f"Selection metric: {s.select} (--select; {'lowest' if mode == 'min' else 'highest'} first), the best "
+        f"epoch's value so far as each trial reported it ({key}). Tune, the scheduler, the searcher, "
+        "--confirm-top, best.json and this report's ranking all use it."
+    )
     if search:
         doc.notice(
             f"This study is a search ({search['kind']}, {search['num_samples']} trials over "
@@ -239,26 +252,26 @@ def header(doc: Document, s: Study) -> None:
 
 def summary_section(doc: Document, s: Study) -> None:
     doc.h("Summary")
-    doc.table(summary_table(s.configs))
+    doc.table(summary_table(s.configs, s.select))
     ranked = s.ranked
     if len(ranked):
         best = ranked.iloc[0]
         doc.p(
-            f"Ranking by mean validation accuracy uses only the {len(ranked)} configuration(s) whose seeds all "
-            f"finished; first: #{best.experiment} {best['name']} (val {with_ci(*best.val)}, test "
-            f"{with_ci(*best.test)}). Chosen on validation accuracy, never on test accuracy."
+            f"Ranking by the mean {s.select} over seeds (--select) uses only the {len(ranked)} configuration(s) "
+            f"whose seeds all finished; first: #{best.experiment} {best['name']} ({s.select} {with_ci(*best.sel)}, "
+            f"test acc {with_ci(*best.test)}). Chosen on validation, never on test."
         )
     if s.best:
         doc.p(
             f"Best model kept: {BEST_DIR}/{MODEL_FILE} in the results directory, #{s.best['experiment']} "
-            f"{s.best['name']} seed {s.best['model_seed']} (val {s.best['model_val_acc']:.3f}); "
+            f"{s.best['name']} seed {s.best['model_seed']} ({s.select} {s.best['model_selected']:.3f}); "
             f"{BEST_DIR}/{BEST_FILE} says how it was chosen. Use it with python -m study.predict."
         )
     stopped = s.trials[s.trials.status == "stopped"]
     if len(stopped):
         doc.h("Stopped by ASHA", 3)
         doc.p(
-            "ASHA stopped these trials early on validation loss; they have no test score and their "
+            f"ASHA stopped these trials early on {s.select} (--select); they have no test score and their "
             "configurations are not ranked."
         )
         doc.table(

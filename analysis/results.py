@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -28,10 +29,20 @@ from typing import Any
 import pandas as pd
 
 from trainable.config import TrialConfig, comparable_settings, expand_choices
-from trainable.layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, search_trial_number, trial_outcome
+from trainable.layout import (
+    DEFAULT_SELECT,
+    PARAMS_FILE,
+    RESULT_FILE,
+    SEARCH_ID,
+    STUDY_FILE,
+    search_trial_number,
+    trial_outcome,
+)
 
 EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
-EMPTY_EPOCHS = {c: pd.Series(dtype=float) for c in [*EPOCH_COLUMNS, "time"]}
+# Reported since --select: NaN in the epochs of older studies.
+SELECTION_COLUMNS = ["val_bacc", "best_val_loss", "best_val_acc", "best_val_bacc"]
+EMPTY_EPOCHS = {c: pd.Series(dtype=float) for c in [*EPOCH_COLUMNS, *SELECTION_COLUMNS, "time"]}
 TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
 # Final metrics every trials table has, empty (NaN/None) until some trial reports them.
 FINAL_COLUMNS = [
@@ -114,7 +125,8 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
         by_epoch = {row["epoch"]: row for row in rows}  # a resumed trial may repeat epochs
         for epoch in sorted(by_epoch):
             row = by_epoch[epoch]
-            epochs.append({"trial_id": trial_id, **{k: row[k] for k in EPOCH_COLUMNS}, "time": time_of(row)})
+            values = {k: row[k] for k in EPOCH_COLUMNS} | {k: row.get(k, math.nan) for k in SELECTION_COLUMNS}
+            epochs.append({"trial_id": trial_id, **values, "time": time_of(row)})
         final = next((row for row in reversed(rows) if "best_epoch" in row), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
         metrics = {k: v for k, v in (final or {}).items() if k not in skip}
@@ -138,6 +150,11 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
     if not epochs:  # typed, so that numeric code on an empty table works (every trial errored)
         return table, pd.DataFrame({"trial_id": pd.Series(dtype=object), **EMPTY_EPOCHS})
     return table, pd.DataFrame(epochs)
+
+
+def selection_of(record: dict) -> str:
+    """The study's --select (older studies ranked on val acc, the default)."""
+    return record.get("args", {}).get("select") or DEFAULT_SELECT
 
 
 def read_study_record(directory: str) -> dict:

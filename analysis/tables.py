@@ -13,6 +13,7 @@ import pandas as pd
 from analysis.results import config_of
 from analysis.stats import METRICS, Comparison, compare, format_p, full_interval, holm, mean_ci, recall_per_class
 from trainable.config import comparable_settings, differs_from
+from trainable.layout import DEFAULT_SELECT, SELECTIONS
 
 # what grids vary
 AXES = ("optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation", "class_weights", "sampler")
@@ -49,6 +50,18 @@ def scores(preds: np.ndarray | None, labels: np.ndarray, n_classes: int) -> dict
     return out
 
 
+def selected(epochs: pd.DataFrame, select: str) -> pd.Series:
+    """Per trial, its --select value as Tune last saw it: the best epoch's so far (lowest val
+    loss; trainable.layout.SELECTIONS), from its last reported epoch. Studies from before those
+    values were reported: derived from the epochs (val_bacc then unknown)."""
+    key, _ = SELECTIONS[select]
+    if epochs[key].notna().any():
+        return epochs.sort_values("epoch").groupby("trial_id")[key].last().dropna()
+    if select == "val_loss":
+        return epochs[np.isfinite(epochs.val_loss)].groupby("trial_id").val_loss.min()
+    return val_acc_at_best(epochs) if select == "val_acc" else pd.Series(dtype=float)
+
+
 def val_acc_at_best(epochs: pd.DataFrame) -> pd.Series:
     """Per trial, the val accuracy of its lowest-val-loss epoch so far (ASHA-stopped trials too)."""
     finite = epochs[np.isfinite(epochs.val_loss)]
@@ -82,12 +95,16 @@ def config_table(
     weights_labels: dict[str, str],
     reference: dict | None,
     n_classes: int = 3,
+    select: str = DEFAULT_SELECT,
 ) -> pd.DataFrame:
     """One row per configuration. Val accuracy counts every trial with a finite epoch (ASHA-
     stopped ones at their best epoch so far); test accuracy only finished ones. `complete`:
-    every seed finished, the condition for being ranked. Sorted: complete configurations
-    by mean val accuracy, then the rest."""
-    trials = trials.assign(val_at_best=trials.trial_id.map(val_acc_at_best(epochs)))
+    every seed finished, the condition for being ranked. `sel`: the mean and t interval of the
+    --select metric over its trials (`selected`). Sorted: complete configurations by it (best
+    first), then the rest."""
+    trials = trials.assign(
+        val_at_best=trials.trial_id.map(val_acc_at_best(epochs)), sel=trials.trial_id.map(selected(epochs, select))
+    )
     rows = []
     for cid, group in trials.groupby("config_id", sort=False):
         first = group.iloc[0]
@@ -111,6 +128,7 @@ def config_table(
                 "best_epoch": done.best_epoch.mean(),
                 "train_s": done.train_seconds.mean() if len(done) else np.nan,
                 "val": mean_ci(seen) if len(seen) else NAN3,
+                "sel": mean_ci(group.sel.dropna()) if group.sel.notna().any() else NAN3,
                 "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
                 "test_full": full_interval("accuracy", preds, labels, n_classes) if preds is not None else NAN3,
                 **scores(preds, labels, n_classes),
@@ -124,12 +142,17 @@ def config_table(
         return table
     table["val_acc"] = [v[0] for v in table.val]
     table["test_acc"] = [t[0] for t in table.test]
-    return table.sort_values(["complete", "val_acc", "experiment"], ascending=[False, False, True], na_position="last")
+    table["selected"] = [v[0] for v in table.sel]
+    lowest_first = SELECTIONS[select][1] == "min"
+    return table.sort_values(
+        ["complete", "selected", "experiment"], ascending=[False, lowest_first, True], na_position="last"
+    )
 
 
-def summary_table(configs: pd.DataFrame) -> pd.DataFrame:
-    """The report's Summary: every configuration with its settings, endings and both intervals."""
-    return pd.DataFrame(
+def summary_table(configs: pd.DataFrame, select: str = DEFAULT_SELECT) -> pd.DataFrame:
+    """The report's Summary: every configuration with its settings, endings and both intervals,
+    and the --select metric it is ranked on where that is not val acc."""
+    table = pd.DataFrame(
         {
             "#": configs.experiment,
             "name": configs["name"],
@@ -148,6 +171,13 @@ def summary_table(configs: pd.DataFrame) -> pd.DataFrame:
             "test acc [full 95% interval]": [with_range(*t) for t in configs.test_full],
         }
     )
+    if select != "val_acc":
+        table.insert(
+            table.columns.get_loc("val acc (± across seeds)"),
+            f"{select} (ranked on)",
+            configs.sel.map(lambda v: with_ci(*v)),
+        )
+    return table
 
 
 def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3) -> pd.DataFrame:

@@ -46,6 +46,8 @@ from trainable.errors import UserError
 from trainable.layout import (
     BUDGET_FILE,
     CONFIRM_DIR,
+    DEFAULT_SELECT,
+    SELECTIONS,
     SKIPPED_FILE,
     STOPPED_FILE,
     STUDY_FILE,
@@ -128,7 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="after a search, rerun its K best configurations by val acc with --seeds fresh seeds",
+        help="after a search, rerun its K best configurations (by --select) with --seeds fresh seeds",
+    )
+    p.add_argument(
+        "--select",
+        choices=tuple(SELECTIONS),
+        default=DEFAULT_SELECT,
+        help="the one metric Tune, ASHA, the searcher, --confirm-top, best.json and the report rank on: the best "
+        f"epoch's (lowest val loss) value (default {DEFAULT_SELECT})",
     )
     p.add_argument("--grace-period", type=int, default=10, help="epochs before ASHA may stop a trial")
     p.add_argument(
@@ -476,6 +485,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
             ),
             max_failures=args.max_failures,
             names=TrialNames(searched=tuple(searched)),
+            select=args.select,
             search_alg=search.make_searcher(args.search, points, args.max_concurrent or 0, seed=args.first_seed),
             num_samples=args.num_samples,
             budget=budget(args, plan),
@@ -503,11 +513,11 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
     location = store.join(plan.location, CONFIRM_DIR)
     scored = []
     for result in searched:
-        frame = result.metrics_dataframe
-        if frame is None or "val_loss" not in frame or frame.val_loss.isna().all():
+        key, mode = SELECTIONS[args.select]
+        value = (result.metrics or {}).get(key)  # the best epoch's so far: what Tune and the searcher saw
+        if value is None or value != value:
             continue
-        best = frame.loc[frame.val_loss.idxmin()]  # ASHA-stopped trials at their best epoch so far
-        scored.append((search_trial_number(result.path), result.config, float(best.val_acc)))
+        scored.append((search_trial_number(result.path), result.config, -value if mode == "min" else value))
     configs = search.confirm_configs(scored, args.confirm_top, args.seeds, expansions, args.first_seed)
     if not configs:
         print("\nNothing to confirm: no searched trial has a finite validation loss.")
@@ -524,6 +534,7 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
             scheduler=tune_setup.make_scheduler("none", max_epochs=1, grace_period=1),
             max_failures=args.max_failures,
             names=TrialNames.of(configs),
+            select=args.select,
             verbose=2 if args.verbose else 0,
             callbacks=[] if args.verbose else [Progress(len(configs))],
         )
@@ -644,6 +655,7 @@ def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, s
         # would wait for a whole node while short cached trials keep taking single cores.
         param_space(plan.configs),
         names=TrialNames.of(plan.configs),
+        select=args.select,
         name=plan.name,
         storage=args.storage,
         scheduler=tune_setup.make_scheduler(scheduler, max_epochs=max_epochs, grace_period=args.grace_period),

@@ -91,8 +91,9 @@ def make_searcher(kind: str, points: list[dict[str, Any]], max_concurrent: int, 
 def confirm_configs(
     results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict, search_seed: int = 0
 ) -> list:
-    """Grid configs for the `top` searched trials by validation accuracy, `seeds` fresh seeds
-    each (search_seed+1..: the search ran `search_seed`). `results`: (trial number, config, val acc)."""
+    """Grid configs for the `top` searched trials, `seeds` fresh seeds each (search_seed+1..: the
+    search ran `search_seed`). `results`: (trial number, config, score), higher is better (the
+    --select metric, negated for val_loss)."""
     best = sorted((r for r in results if r[2] == r[2]), key=lambda r: -r[2])[:top]
     configs = []
     for number, config, _ in best:

@@ -19,10 +19,9 @@ from trainable import storage as store
 from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.errors import UserError
-from trainable.layout import BUDGET_FILE, STOPPED_FILE
+from trainable.layout import BUDGET_FILE, SELECTIONS, STOPPED_FILE
 from trainable.tune_trial import train_face_age
 
-METRIC, MODE = "val_loss", "min"
 GRID_STATE = BasicVariantGenerator.CKPT_FILE_TMPL  # the grid's trial generator, saved beside the experiment state
 
 
@@ -41,7 +40,7 @@ class RecordedASHA(ASHAScheduler):
 
 
 def make_scheduler(name: str, *, max_epochs: int, grace_period: int) -> Any:
-    """ASHA on validation loss, in epochs; 'none' lets trials stop by their own early stopping."""
+    """ASHA on the Tuner's metric (--select), in epochs; 'none' lets trials stop by their own early stopping."""
     if name == "none":
         return FIFOScheduler()
     return RecordedASHA(
@@ -130,6 +129,7 @@ def make_tuner(
     scheduler: Any,
     max_failures: int,
     names: TrialNames,
+    select: str,
     search_alg: Any = None,
     num_samples: int = 1,
     verbose: int = 0,
@@ -137,13 +137,15 @@ def make_tuner(
     budget: EpochBudget | None = None,
 ) -> tune.Tuner:
     """A Tuner over `space`: a grid (study.space.param_space, one trial per point) or, with
-    `search_alg`, `num_samples` trials of a search (study.search)."""
+    `search_alg`, `num_samples` trials of a search (study.search). Tune, the scheduler and the
+    searcher rank on `select` (trainable.layout.SELECTIONS), the metric the report ranks on."""
+    metric, mode = SELECTIONS[select]
     return tune.Tuner(
         trainable,
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=METRIC,
-            mode=MODE,
+            metric=metric,
+            mode=mode,
             scheduler=scheduler,
             search_alg=search_alg,
             num_samples=num_samples,

@@ -111,9 +111,9 @@ def test_the_best_configuration_is_kept_by_validation_accuracy(smoke_study, smok
     by_val = trials.groupby("config_id").val_acc_best.mean()
     assert by_val[best["config_id"]] == by_val.max() and "never test" in best["chosen_by"]
     kept = trials[trials.trial_id == best["model_trial"]].iloc[0]
-    assert kept.config_id == best["config_id"] and kept.val_acc_best == best["model_val_acc"]
+    assert kept.config_id == best["config_id"] and kept.val_acc_best == best["model_val_acc"] == best["model_selected"]
     assert (storage / "e2e" / "best" / "model.pt").stat().st_size > 1e6
-    assert "Best configuration (by mean val acc" in stdout
+    assert "Best configuration (by mean val_acc" in stdout and best["select"] == "val_acc"
     assert "Best model kept: best/model.pt" in (smoke_report / "report.md").read_text()
 
 
@@ -275,3 +275,38 @@ def test_a_study_whose_trials_all_errored_ends_with_its_summary(tmp_path):
     assert "analysis/" not in proc.stdout + proc.stderr and "Choosing the best model failed" not in proc.stdout
     assert "Settings per configuration" in proc.stdout and "no best model kept" in proc.stdout
     assert "2 trial(s) failed" in proc.stderr
+
+
+@pytest.mark.slow
+def test_select_val_bacc_is_what_tune_ranked_and_what_the_study_ranks(tiny_root, tmp_path):
+    """An imbalanced folders dataset, --select val_bacc: Tune's metric (which ASHA and a searcher
+    read) is best_val_bacc, each trial's last reported value is the one the ranking and
+    best.json use, and best.json's configuration is the one with the best mean of it."""
+    from ray import tune
+
+    from analysis.tables import selected
+    from trainable.tune_trial import train_face_age
+
+    data = tmp_path / "imbalanced"
+    for label, keep in (("1", 6), ("5", 16), ("28", 16)):
+        (data / label).mkdir(parents=True)
+        for i in range(keep):
+            shutil.copy(os.path.join(tiny_root, label, f"{i}.jpg"), data / label / f"{i}.jpg")
+    argv = ["--grid", "smoke", "--seeds", "2", "--data", str(data), "--layout", "folders", "--max-epochs", "3"]
+    argv += ["--select", "val_bacc", "--storage", str(tmp_path / "results"), "--name", "bacc"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.run", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    directory = tmp_path / "results" / "bacc"
+    grid = tune.Tuner.restore(str(directory), trainable=train_face_age).get_results()
+    told_config = grid._experiment_analysis  # the TuneConfig the scheduler and searcher were given
+    assert (told_config.default_metric, told_config.default_mode) == ("best_val_bacc", "max")
+    told = {os.path.basename(r.path): r.metrics["best_val_bacc"] for r in grid}
+    assert grid.get_best_result().metrics["best_val_bacc"] == max(told.values())
+    trials, epochs = load_study(str(directory))
+    assert selected(epochs, "val_bacc").to_dict() == told
+    best = json.loads((directory / "best" / "best.json").read_text())
+    by_bacc = trials.assign(told=trials.trial_id.map(told)).groupby("config_id").told.mean()
+    assert best["select"] == "val_bacc" and by_bacc[best["config_id"]] == by_bacc.max()
+    assert best["selected"]["mean"] == pytest.approx(by_bacc.max())

@@ -277,3 +277,32 @@ def test_importance_is_scored_on_held_out_trials():
     X = pd.get_dummies(noise[["lr", "batch_size"]].astype(str), dtype=float)
     in_sample = RandomForestRegressor(200, random_state=0).fit(X, noise["val acc"]).score(X, noise["val acc"])
     assert importance(noise)[1] < 0.1 < in_sample
+
+
+@pytest.mark.parametrize("select, picked", [("val_acc", "c1"), ("val_bacc", "c2"), ("val_loss", "c2")])
+def test_select_decides_the_ranking_and_best_json(tmp_path, select, picked):
+    """Experiment 1 has the higher val acc, experiment 2 the higher val balanced accuracy and
+    the lower val loss (what an imbalanced dataset does): --select picks the winner, from the
+    best-so-far values each trial reported, and best.json keeps that configuration's model."""
+    from analysis.best import choose
+
+    study = make_study(tmp_path, [(e, s, "max_epochs", 0.8) for e in (1, 2) for s in (0, 1)])
+    reported = {1: (0.40, 0.80, 0.50), 2: (0.30, 0.70, 0.65)}  # best_val_loss, best_val_acc, best_val_bacc
+    for e, s in [(e, s) for e in (1, 2) for s in (0, 1)]:
+        path = study / f"train_face_age_{e}_{s}" / "result.json"
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        loss, acc, bacc = reported[e]
+        for row in rows:
+            row.update(best_val_loss=loss + s / 100, best_val_acc=acc + s / 100, best_val_bacc=bacc + s / 100)
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    record = json.loads((study / "study.json").read_text())
+    record["args"] = {"select": select}
+    (study / "study.json").write_text(json.dumps(record))
+    best = choose(str(study))
+    assert best["config_id"] == picked and best["select"] == select
+    assert best["model_seed"] == (0 if select == "val_loss" else 1)  # the best seed by the same metric
+    markdown, _ = report(study)
+    assert f"Selection metric: {select}" in markdown
+    summary = markdown.split("## Summary")[1]
+    first = next(line for line in summary.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |"))
+    assert first.startswith(f"| {picked[1]} |")

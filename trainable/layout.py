@@ -38,6 +38,16 @@ METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
 BEST_DIR = "best"  # the chosen configuration's best.json and model.pt (analysis.best)
 BEST_FILE = "best.json"
 BASELINES_FILE = "baselines.json"
+
+# --select: the one metric Tune, ASHA, the searcher, --confirm-top, best.json and the report rank
+# trials on. Each is reported every epoch as the best epoch's (lowest val loss so far) value:
+# name -> (reported key, Tune mode).
+SELECTIONS = {
+    "val_loss": ("best_val_loss", "min"),
+    "val_acc": ("best_val_acc", "max"),
+    "val_bacc": ("best_val_bacc", "max"),
+}
+DEFAULT_SELECT = "val_acc"
 PEER_FILE = "peer.json"
 CONFIRM_DIR = "confirm"  # a search study's confirmation runs: a Tune experiment inside the study's
 SEARCH_ID = "search"  # config_id of every searched trial: each is its own configuration

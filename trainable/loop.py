@@ -16,6 +16,7 @@ from torch import nn
 
 from trainable.device import autocast, grad_scaler
 from trainable.model import FaceAgeNet, load_trainable_state, trainable_state
+from trainable.scoring import accuracy, balanced_accuracy
 from trainable.seeds import derive_seed
 
 
@@ -85,6 +86,7 @@ class EpochResult:
     val_loss: float
     val_acc: float
     seconds: float  # wall time of this epoch
+    val_bacc: float = math.nan  # balanced accuracy (NaN in checkpoints from before it was kept)
 
 
 @dataclass
@@ -230,11 +232,13 @@ def fit(
         )
         logits = predict(net, val_inputs, device=device, precision=precision)
         val_loss = criterion(logits, val_labels).item()
-        val_acc = (logits.argmax(1) == val_labels).float().mean().item()
+        val_pred, n_classes = logits.argmax(1).numpy(), logits.shape[1]
+        val_acc = float(accuracy(val_pred, val_labels.numpy(), n_classes))
+        val_bacc = float(balanced_accuracy(val_pred, val_labels.numpy(), n_classes))
         if state.stopper.step(epoch, val_loss, train_loss):
             state.best_weights = trainable_state(model)
         state.epoch = epoch
-        state.history.append(EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - start))
+        state.history.append(EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - start, val_bacc))
         done = state.stopper.should_stop or epoch >= max_epochs
         on_epoch(state, done)
     if state.best_weights:  # empty when no epoch had a finite loss

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import math
 import os
 import time
 from collections.abc import Callable
@@ -188,13 +189,21 @@ def make_optimizer(cfg: TrialConfig, model: FaceAgeNet) -> torch.optim.Optimizer
 
 
 def epoch_metrics(state: TrainState) -> dict[str, Any]:
+    """The last epoch's values, and the best epoch's so far (lowest val loss: the weights kept),
+    which Tune, the scheduler and the searcher rank on (trainable.layout.SELECTIONS); NaN while
+    no epoch had a finite loss."""
     last = state.history[-1]
+    best = next((h for h in state.history if h.epoch == state.stopper.best_epoch), None)
     return {
         "epoch": last.epoch,
         "train_loss": last.train_loss,
         "val_loss": last.val_loss,
         "val_acc": last.val_acc,
+        "val_bacc": last.val_bacc,
         "epoch_seconds": last.seconds,
+        "best_val_loss": best.val_loss if best else math.nan,
+        "best_val_acc": best.val_acc if best else math.nan,
+        "best_val_bacc": best.val_bacc if best else math.nan,
     }
 
 
@@ -348,7 +357,6 @@ def score_best(
     best = state.stopper.best_epoch
     scores: dict[str, Any] = {
         "best_epoch": best,
-        "best_val_loss": state.stopper.best_loss if best else None,
         "seconds_to_best": float(seconds[best - 1]) if best else None,
         "train_seconds": float(seconds[-1]),
     }
