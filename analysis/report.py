@@ -81,8 +81,8 @@ def own_departures(s: Study) -> list[str]:
         "mean/std: --normalization dataset)",
         f"stop rule {', '.join(values('stop_rule')) or '—'} (the 2021 rule is --stop-rule paper; its es_rounds "
         "is not given)",
-        f"precision {', '.join(values('precision_used')) or '—'} as each trial recorded it (the 2021 report does "
-        "not state its precision)",
+        f"precision {'; '.join(sorted(set(s.configs.precision))) if len(s.configs) else '—'} as the trials "
+        "recorded it (the 2021 report does not state its precision)",
         "train accuracy is scored with the evaluation transform (centre crop, no augmentation), as the 2021 "
         "train confusion matrices were, not on the augmented images the model trained on",
     ]

@@ -56,6 +56,7 @@ FINAL_COLUMNS = [
     "test_f1_best",
     "train_seconds",
     "precision_used",
+    "precision_trained",
     "val_pred",
     "test_pred",
     "train_confusion",
@@ -146,7 +147,7 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
     table = pd.DataFrame(trials, columns=None if trials else TRIAL_COLUMNS)
     for column in FINAL_COLUMNS:
         if column not in table:
-            table[column] = None if column.endswith(("_pred", "_confusion", "_used")) else float("nan")
+            table[column] = None if column.endswith(("_pred", "_confusion", "_used", "_trained")) else float("nan")
     if not epochs:  # typed, so that numeric code on an empty table works (every trial errored)
         return table, pd.DataFrame({"trial_id": pd.Series(dtype=object), **EMPTY_EPOCHS})
     return table, pd.DataFrame(epochs)
@@ -179,8 +180,10 @@ def settings_columns(trials: pd.DataFrame, weights_labels: dict[str, str]) -> pd
     """Per trial, the comparable settings (trainable.config.comparable_settings)."""
     rows = []
     for trial in trials.to_dict("records"):
-        used = trial.get("precision_used")
-        rows.append(comparable_settings(config_of(trial), weights_labels, used if isinstance(used, str) else None))
+        used, trained = (
+            v if isinstance(v, str) else None for v in (trial.get("precision_used"), trial.get("precision_trained"))
+        )
+        rows.append(comparable_settings(config_of(trial), weights_labels, used, trained))
     return pd.DataFrame(rows, index=trials.index)
 
 

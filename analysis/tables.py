@@ -111,6 +111,7 @@ def config_table(
         done = scored(group)
         config = config_of(first)
         used = done.precision_used.iloc[0] if len(done) else None
+        trained = done.precision_trained.iloc[0] if len(done) else None
         seen = group.val_at_best.dropna()
         preds = np.asarray(list(done.test_pred)) if len(done) else None
         rows.append(
@@ -119,7 +120,7 @@ def config_table(
                 "experiment": first.experiment,
                 "name": first["name"],
                 "differs": differs_from(config, reference) if reference else "—",
-                **comparable_settings(config, weights_labels, used),
+                **comparable_settings(config, weights_labels, used, trained),
                 "seeds": len(group),
                 "finished": int((group.status == "finished").sum()),
                 "scored": len(done),

@@ -112,7 +112,7 @@ def test_random_weights_get_the_notice_a_weights_column_and_no_2021_table(tmp_pa
     first_paragraph = markdown.split("\n\n")[1]
     assert RANDOM_INIT_NOTICE in first_paragraph
     assert "| weights | max epochs | stop rule | precision | normalization |" in markdown
-    assert "| none | 5 | patience 10 | fp32 | facenet |" in markdown
+    assert "| none | 5 | patience 10 | trunk fp32, trained fp32 | facenet |" in markdown
     section = markdown.split("## Against the 2021 report")[1].split("##")[0]
     assert "Left out" in section and "reported val" not in section
 
@@ -124,7 +124,7 @@ def test_pretrained_paper_study_has_the_2021_table_with_its_caveats(tmp_path):
     section = markdown.split("## Against the 2021 report")[1].split("##")[0]
     assert "reported val" in section and "ran each experiment once" in section and "Listing 11" in section
     departures = section.split("this study's own departures")[1]
-    for said in ("normalization facenet", "stop rule patience", "precision fp32", "evaluation transform"):
+    for said in ("normalization facenet", "stop rule patience", "precision trunk fp32, trained fp32", "evaluation"):
         assert said in departures, said
     assert "fallback" not in section  # every 2021 figure cites where it comes from
     assert "0.84 (§6.8)" in section

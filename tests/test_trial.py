@@ -188,3 +188,30 @@ def test_a_training_split_one_past_a_whole_batch_trains(tiny_data, tmp_path, cha
     assert len(tiny_data.split["train"]) % 23 == 1
     final, reports = run(config(batch_size=23, max_epochs=1, **changes), tiny_data, str(tmp_path))
     assert len(reports) == 1 and np.isfinite(final["train_loss"])
+
+
+def test_a_frozen_trunk_runs_at_its_own_precision_inside_any_autocast():
+    """The uncached path (the whole model under the trained part's autocast) gives the trained
+    part the same trunk outputs as the cache does (encode at the trunk's precision)."""
+    from trainable.cache import encode
+    from trainable.device import autocast
+    from trainable.model import build_model
+
+    cpu = torch.device("cpu")
+    model = build_model("none", "block8", 0)
+    x = torch.randn(4, 3, 160, 160).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad(), autocast(cpu, "bf16"):
+        features = model.forward_features(x)
+    assert features.dtype == torch.float32
+    assert torch.equal(features, encode(model.trunk, x, device=cpu, precision="fp32"))
+
+
+def test_cached_and_uncached_trials_of_a_configuration_train_at_the_same_precision(tiny_data, tmp_path):
+    """Online augmentation from cached views and from fresh draws: one trained precision, recorded
+    with the trunk's, and the model file says both."""
+    changes = {"augmentation": "online", "max_epochs": 1, "train_precision": "bf16"}
+    finals = [run(config(augment_views=views, **changes), tiny_data, str(tmp_path)) for views in (3, 0)]
+    for (final, reports), cached in zip(finals, (True, False), strict=True):
+        assert (final["precision"], final["precision_trained"]) == ("fp32", "bf16"), cached
+        record = reports[-1][1]["model"]
+        assert (record["precision"], record["train_precision"]) == ("fp32", "bf16")

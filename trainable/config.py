@@ -53,7 +53,10 @@ class TrialConfig:
     min_delta: float = 0.0  # patience rule: a val-loss drop smaller than this is no improvement
     es_rounds: int = 10  # paper rule: consecutive epochs of rising val / falling train loss allowed
     normalization: str = "facenet"  # NORMALIZATIONS; facenet is what the pretrained trunks expect
-    precision: str = "auto"  # bf16 autocast for the frozen trunk and full net where the CPU/GPU has it
+    precision: str = "auto"  # the frozen trunk's forward (and its cache): bf16 where the CPU/GPU has it
+    # The trained part (the head, or the whole network when nothing is frozen), the same on every
+    # path, cached or not, so configurations differ in precision only where this says so.
+    train_precision: str = "fp32"
     checkpoint_every: int = 10  # epochs between resumable checkpoints (plus the last one)
 
     @classmethod
@@ -84,6 +87,7 @@ class TrialConfig:
             "augmentation": AUGMENTATIONS,
             "optimizer": OPTIMIZERS,
             "precision": PRECISIONS,
+            "train_precision": PRECISIONS,
             "normalization": NORMALIZATIONS,
             "stop_rule": STOP_RULES,
             "class_weights": CLASS_WEIGHTS,
@@ -127,19 +131,31 @@ def stop_rule_label(config: dict[str, Any]) -> str:
     return f"patience {cfg['patience']}" + (f", min_delta {cfg['min_delta']:g}" if cfg["min_delta"] else "")
 
 
+def precision_label(config: dict[str, Any], trunk: str | None = None, trained: str | None = None) -> str:
+    """What ran at which precision: 'trunk bf16, trained fp32', or 'fp32 (whole network)' when
+    nothing is frozen; the resolved precisions where given (a finished trial's). A config from
+    before train_precision existed: its trunk precision alone, as it was recorded."""
+    trunk = trunk or config.get("precision", TrialConfig.precision)
+    if "train_precision" not in config:
+        return trunk
+    trained = trained or config["train_precision"]
+    return f"{trained} (whole network)" if config.get("freeze") == "none" else f"trunk {trunk}, trained {trained}"
+
+
 def comparable_settings(
-    config: dict[str, Any], weights_labels: dict[str, str], precision: str | None = None
+    config: dict[str, Any], weights_labels: dict[str, str], precision: str | None = None, trained: str | None = None
 ) -> dict[str, Any]:
     """The settings without which two numbers cannot be compared, as table columns:
     weights (name, or file + short sha256 from `weights_labels`), max epochs, stop rule,
-    precision (the resolved one when given) and normalization. A config recorded before
-    `normalization` existed ran with the training images' statistics: 'dataset'."""
+    precision (precision_label: trunk and trained part, the resolved ones when given) and
+    normalization. A config recorded before `normalization` existed ran with the training
+    images' statistics: 'dataset'."""
     weights = config.get("weights", TrialConfig.weights)
     return {
         "weights": weights_labels.get(weights, weights if weights in NAMED_WEIGHTS else os.path.basename(weights)),
         "max epochs": config.get("max_epochs", TrialConfig.max_epochs),
         "stop rule": stop_rule_label(config),
-        "precision": precision or config.get("precision", TrialConfig.precision),
+        "precision": precision_label(config, precision, trained),
         "normalization": config.get("normalization", "dataset"),
     }
 

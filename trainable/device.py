@@ -70,9 +70,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Mixed precision for forward passes: weights and optimizer state stay fp32."""
+    """Mixed precision for forward passes: weights and optimizer state stay fp32. fp32 turns
+    autocast off, also inside an outer region of another precision (FaceAgeNet's trunk)."""
     if precision == "fp32":
-        return contextlib.nullcontext()
+        return torch.autocast(device.type, enabled=False)
     return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
 
 

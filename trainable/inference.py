@@ -1,6 +1,7 @@
 """A trained model applied to new face crops the way its trial scored its test split:
-its own eval transform, the trunk at the trial's precision in batches of 64, the
-head in fp32 (or the whole network at the trial's precision when nothing was frozen)."""
+its own eval transform, in batches of 64, the frozen trunk at the trial's trunk precision
+and the trained part at its trained precision (trainable.model.FaceAgeNet), the rule the
+trial trained and scored by."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import os
 import numpy as np
 import torch
 
-from trainable.cache import encode
 from trainable.device import resolve_precision
 from trainable.errors import UserError
 from trainable.layout import BEST_DIR, MODEL_FILE
@@ -35,14 +35,14 @@ class Predictor:
         model, self.transform, record = read_trained(model_file)
         self.model = model.to(memory_format=torch.channels_last)
         self.classes: list[str] = list(record["classes"])
-        self.precision = resolve_precision(record.get("precision", "fp32"), CPU)
+        self.model.trunk_precision = resolve_precision(record.get("precision", "fp32"), CPU)
+        # Models from before train_precision was recorded trained a frozen trunk's head in fp32.
+        trained = record.get("train_precision") or ("fp32" if model.frozen else self.model.trunk_precision)
+        self.train_precision = resolve_precision(trained, CPU)
 
     def logits(self, images: list[np.ndarray]) -> torch.Tensor:
         x = apply_transform(self.transform, images).contiguous(memory_format=torch.channels_last)
-        if self.model.frozen:
-            features = encode(self.model.trunk, x, device=CPU, precision=self.precision)
-            return predict(self.model.head, features, device=CPU, precision="fp32")
-        return predict(self.model, x, device=CPU, precision=self.precision)
+        return predict(self.model, x, device=CPU, precision=self.train_precision)
 
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         if not images:

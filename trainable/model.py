@@ -19,6 +19,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from trainable.config import NAMED_WEIGHTS
+from trainable.device import autocast
 from trainable.errors import UserError
 from trainable.transforms import eval_transform
 
@@ -62,6 +63,7 @@ class FaceAgeNet(nn.Module):
         self.trunk = nn.Sequential(OrderedDict(modules[:cut]))
         self.head = nn.Sequential(OrderedDict(modules[cut:]))
         self.frozen = cut > 0
+        self.trunk_precision = "fp32"  # the frozen trunk's forward; the trained part runs at its caller's
         if self.frozen:
             self.trunk.requires_grad_(False)
             self.trunk.eval()
@@ -73,9 +75,13 @@ class FaceAgeNet(nn.Module):
         return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """N x 3 x 160 x 160 images -> trunk output (N x 1792 x 3 x 3 for block8)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+        """N x 3 x 160 x 160 images -> trunk output (N x 1792 x 3 x 3 for block8, float32). A
+        frozen trunk runs at `trunk_precision` whatever the autocast around it, as when its
+        outputs are cached (trainable.cache.encode), so the trained part sees the same inputs."""
+        if not self.frozen:
             return self.trunk(x)
+        with torch.no_grad(), autocast(x.device, self.trunk_precision):
+            return self.trunk(x).float()
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Trunk output -> N x num_classes logits."""

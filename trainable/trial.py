@@ -266,15 +266,16 @@ def run_trial(
     end `Training.final_checkpoint()`. `resume` is such a dict from an earlier run.
     """
     device = pick_device()
-    precision = resolve_precision(cfg.precision, device)
+    precision = resolve_precision(cfg.precision, device)  # the frozen trunk's
+    run_precision = resolve_precision(cfg.train_precision, device)  # the trained part's, cached or not
     model = build_model(cfg.weights, cfg.freeze, cfg.seed, len(data.classes), cfg.dropout)
+    model.trunk_precision = precision
     model = model.to(device, memory_format=torch.channels_last)
     start = time.perf_counter()
     inputs = TrialInputs(cfg, data, model, cache, device, precision)
     inputs_seconds = time.perf_counter() - start
     release_memory()  # the transforms' and trunk encoding's buffers, before the long part
     net = model.head if cfg.uses_cache else model
-    run_precision = "fp32" if cfg.uses_cache else precision  # bf16 does not speed up 3x3 maps
     training = Training.start(cfg, model, grad_scaler(device, run_precision), resume)
     train_labels = data.labels_of("train")
     class_weights, sample_weights = imbalance_weights(cfg, train_labels, len(data.classes))
@@ -306,9 +307,11 @@ def run_trial(
     state = training.state
     final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
     final["precision"] = precision
+    final["precision_trained"] = run_precision
     final["inputs_seconds"] = inputs_seconds  # transforms + trunk encoding, or reading the cache
     final["stopped_by"] = state.stopper.stopped_by or "max_epochs"  # or early_stopping, diverged
-    report(final, training.final_checkpoint(cfg, final, model_description(cfg, data, inputs, precision)))
+    description = model_description(cfg, data, inputs, precision, run_precision)
+    report(final, training.final_checkpoint(cfg, final, description))
     return final
 
 
@@ -325,10 +328,12 @@ def imbalance_weights(
     return class_weights, sample_weights
 
 
-def model_description(cfg: TrialConfig, data: FaceData, inputs: TrialInputs, precision: str) -> dict[str, Any]:
+def model_description(
+    cfg: TrialConfig, data: FaceData, inputs: TrialInputs, precision: str, train_precision: str
+) -> dict[str, Any]:
     """What a model file says of itself, so it can be used alone: the trial's config, the
-    class names, the preprocessing, the precision its trunk ran at, the starting weights'
-    identity and the package versions."""
+    class names, the preprocessing, the precisions its trunk and its trained part ran at, the
+    starting weights' identity and the package versions."""
     return {
         "config": cfg.to_dict(),
         "classes": list(data.classes),
@@ -341,6 +346,7 @@ def model_description(cfg: TrialConfig, data: FaceData, inputs: TrialInputs, pre
             "input": "an RGB face crop like the training images (uint8, any size of at least the crop)",
         },
         "precision": precision,
+        "train_precision": train_precision,
         "weights_id": weights_id(cfg.weights),
         "weights_label": weights_label(cfg.weights),
         "packages": {name: importlib.metadata.version(name) for name in ("torch", "torchvision", "facenet-pytorch")},
