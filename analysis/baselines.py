@@ -1,14 +1,20 @@
 """Classical baselines on exactly the study's split: HOG + SVM / Random Forest and
-LBP + a one-hidden-layer network, as in the EL7008 course tasks.
+LBP + a one-hidden-layer network, as in the EL7008 course tasks, each as strong as its
+family allows on this data.
 
     python -m analysis.baselines --data PATH [--layout ...] [--seeds 3] --out DIR
 
-HOG: grayscale float32 resized to 64x128, 8x8-pixel cells (8x16 cells), 9
-orientation bins, overlapping 2x2-cell blocks normalised -> 3780 features.
-LBP: uniform LBP(8,1) and LBP(12,2) (Ahonen et al. 2004), a histogram per image
-quadrant, concatenated -> 4x59 + 4x135 = 776 features.
-Hyperparameters are chosen on the validation set (PredefinedSplit, not
-cross-validation); the chosen model is refit on train alone and scored on test.
+HOG: grayscale float32 resized to a window HOG_WIDTH pixels wide with the crops' own aspect
+ratio (80 x 100 for el7008's 160 x 200 crops; the 2021 code squeezed them into 64 x 128),
+9 orientation bins, overlapping 2x2-cell blocks (L2-Hys); the cell size is searched.
+LBP: uniform LBP codes (Ahonen et al. 2004) at the searched (points, radius) settings, a
+histogram per image quadrant, concatenated.
+Training images are also used mirrored (a mirrored face is a face of the same age group).
+Everything searched is chosen on the validation set (PredefinedSplit, not cross-validation):
+SVM kernel, C and RBF gamma and the HOG cell size; forest size and depth and the cell size;
+the network's hidden size and learning rate and the LBP settings. The chosen model is refit
+on the training images alone and scored on test; each record lists what was searched
+(`searched`) and what was chosen (`params`).
 """
 
 from __future__ import annotations
@@ -39,8 +45,17 @@ from trainable.errors import UserError
 from trainable.layout import BASELINES_FILE
 from trainable.scoring import split_scores
 
-HOG_SIZE = (64, 128)  # width x height: 8 x 16 cells of 8 x 8 px
-LBP_SETTINGS = ((8, 1), (12, 2))  # (points, radius)
+HOG_WIDTH = 80  # pixels; the height follows the crops' aspect ratio (hog_window)
+HOG_CELLS = (8, 10, 16)  # searched cell sizes, pixels
+LBP_CHOICES = {  # searched LBP settings: label -> (points, radius) per histogram
+    "(8,1)": ((8, 1),),
+    "(8,1)+(12,2)": ((8, 1), (12, 2)),
+    "(8,1)+(16,2)": ((8, 1), (16, 2)),
+}
+MLP_SIZES, MLP_RATES = (32, 128, 256), (1e-3, 1e-2)
+SVM_C_LINEAR, SVM_C_RBF = (0.001, 0.01, 0.1, 1), (1, 3, 10, 30, 100)
+SVM_GAMMA = (0.1, 0.3, 1, 3)  # RBF gamma in units of 1 / features (sklearn's 'scale' on standardised features)
+FOREST_GRID = {"rf__n_estimators": [100, 300], "rf__max_depth": [None, 10]}
 
 
 def grayscale(image: np.ndarray) -> np.ndarray:
@@ -48,14 +63,20 @@ def grayscale(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
 
 
-def hog_features(images: list[np.ndarray]) -> np.ndarray:
-    """N images -> N x 3780 HOG descriptors."""
+def hog_window(images: list[np.ndarray]) -> tuple[int, int]:
+    """(width, height): HOG_WIDTH wide, as tall as the images' median aspect ratio makes it."""
+    aspect = float(np.median([img.shape[0] / img.shape[1] for img in images]))
+    return HOG_WIDTH, max(16, round(HOG_WIDTH * aspect))
+
+
+def hog_features(images: list[np.ndarray], window: tuple[int, int], cell: int) -> np.ndarray:
+    """N images -> N HOG descriptors on `window` (width, height) with `cell`-pixel cells."""
     return np.stack(
         [
             hog(
-                cv2.resize(grayscale(img), HOG_SIZE, interpolation=cv2.INTER_AREA),
+                cv2.resize(grayscale(img), window, interpolation=cv2.INTER_AREA),
                 orientations=9,
-                pixels_per_cell=(8, 8),
+                pixels_per_cell=(cell, cell),
                 cells_per_block=(2, 2),
                 block_norm="L2-Hys",
                 feature_vector=True,
@@ -80,10 +101,10 @@ def lbp_histograms(gray: np.ndarray, points: int, radius: int) -> np.ndarray:
     return np.concatenate([np.bincount(q.astype(int).ravel(), minlength=bins) / q.size for q in quadrants])
 
 
-def lbp_features(images: list[np.ndarray]) -> np.ndarray:
-    """N images -> N x (4*59 + 4*135) LBP histograms."""
+def lbp_features(images: list[np.ndarray], settings=LBP_CHOICES["(8,1)+(12,2)"]) -> np.ndarray:
+    """N images -> N x (4 x bins per setting) LBP histograms."""
     return np.stack(
-        [np.concatenate([lbp_histograms(grayscale(img), p, r) for p, r in LBP_SETTINGS]) for img in images]
+        [np.concatenate([lbp_histograms(grayscale(img), p, r) for p, r in settings]) for img in images]
     ).astype(np.float32)
 
 
@@ -139,63 +160,108 @@ def scores(model: Any, X: dict[str, np.ndarray], y: dict[str, np.ndarray], n_cla
     return out
 
 
-def tune_sklearn(pipeline: Pipeline, grid: dict[str, list], X, y) -> tuple[Pipeline, dict]:
-    """Choose on validation (PredefinedSplit), then refit on train alone."""
-    fold = np.r_[np.full(len(y["train"]), -1), np.zeros(len(y["val"]))]
-    search = GridSearchCV(pipeline, grid, cv=PredefinedSplit(fold), refit=False, n_jobs=1)
-    search.fit(np.r_[X["train"], X["val"]], np.r_[y["train"], y["val"]])
-    best = search.best_params_
-    return pipeline.set_params(**best).fit(X["train"], y["train"]), best
+Features = dict[str, np.ndarray]  # split -> N x features; "train" holds the mirrored images too
 
 
-def tune_mlp(X, y, seed: int) -> tuple[Pipeline, dict]:
-    """Two hidden sizes x two learning rates, early stopping on val loss, best by val accuracy."""
-    scaler = StandardScaler().fit(X["train"])
-    Xs = {k: scaler.transform(v) for k, v in X.items()}
+def with_mirrors(data: FaceData, extract) -> Features:
+    """extract(images) per split; the training split's images followed by their mirrors."""
+    train = data.images_of("train")
+    out = {s: extract(data.images_of(s)) for s in SPLITS}
+    out["train"] = np.r_[out["train"], extract([img[:, ::-1] for img in train])]
+    return out
+
+
+def tune_sklearn(pipeline: Pipeline, grid, features: dict[str, Features], y) -> tuple[Pipeline, dict, str]:
+    """Choose the features (a key of `features`) and `grid`'s parameters on validation
+    (PredefinedSplit), then refit on train alone; returns (model, chosen parameters, key)."""
     best = None
-    for hidden, lr in itertools.product((32, 128), (1e-3, 1e-2)):
-        mlp = MLPClassifier(hidden=hidden, lr=lr, seed=seed).fit(Xs["train"], y["train"], Xs["val"], y["val"])
-        acc = (mlp.predict(Xs["val"]) == y["val"]).mean()
-        if best is None or acc > best[0]:
-            best = (acc, mlp, {"hidden": hidden, "lr": lr, "epochs": mlp.epochs_})
-    return Pipeline([("scale", scaler), ("mlp", best[1])]), best[2]
+    for key, X in features.items():
+        fold = np.r_[np.full(len(y["train"]), -1), np.zeros(len(y["val"]))]
+        search = GridSearchCV(pipeline, grid(X["train"].shape[1]), cv=PredefinedSplit(fold), refit=False, n_jobs=1)
+        search.fit(np.r_[X["train"], X["val"]], np.r_[y["train"], y["val"]])
+        if best is None or search.best_score_ > best[0]:
+            best = (search.best_score_, search.best_params_, key)
+    _, params, key = best
+    model = pipeline.set_params(**params).fit(features[key]["train"], y["train"])
+    return model, {k.split("__", 1)[1]: v for k, v in params.items()}, key
+
+
+def svm_grid(n_features: int) -> list[dict[str, list]]:
+    gammas = [g / n_features for g in SVM_GAMMA]
+    return [
+        {"svm__kernel": ["linear"], "svm__C": list(SVM_C_LINEAR)},
+        {"svm__kernel": ["rbf"], "svm__C": list(SVM_C_RBF), "svm__gamma": gammas},
+    ]
+
+
+def tune_mlp(features: dict[str, Features], y, seed: int) -> tuple[Pipeline, dict, str]:
+    """Hidden size x learning rate x LBP settings (the keys of `features`), early stopping on
+    val loss, the best by val accuracy."""
+    best = None
+    for key, X in features.items():
+        scaler = StandardScaler().fit(X["train"])
+        Xs = {k: scaler.transform(v) for k, v in X.items()}
+        for hidden, lr in itertools.product(MLP_SIZES, MLP_RATES):
+            mlp = MLPClassifier(hidden=hidden, lr=lr, seed=seed).fit(Xs["train"], y["train"], Xs["val"], y["val"])
+            acc = (mlp.predict(Xs["val"]) == y["val"]).mean()
+            if best is None or acc > best[0]:
+                best = (acc, Pipeline([("scale", scaler), ("mlp", mlp)]), {"hidden": hidden, "lr": lr}, key)
+    _, model, params, key = best
+    return model, {**params, "epochs": model["mlp"].epochs_}, key
 
 
 def run_baselines(data: FaceData, *, seeds: int = 3) -> list[dict[str, Any]]:
-    """Every baseline (x seeds where it is random) -> one record each."""
-    y = {s: data.labels[data.split[s]] for s in SPLITS}
-    features = {
-        "HOG": {s: hog_features(data.images_of(s)) for s in SPLITS},
-        "LBP": {s: lbp_features(data.images_of(s)) for s in SPLITS},
-    }
+    """Every baseline (x seeds where it is random) -> one record each, with what was searched
+    and what was chosen."""
+    labels = {s: data.labels[data.split[s]] for s in SPLITS}
+    y = {**labels, "train": np.r_[labels["train"], labels["train"]]}  # fitted on the mirrors too
+    window = hog_window(data.images_of("train"))
+    hog_sets = {f"cell {c}": with_mirrors(data, lambda ims, c=c: hog_features(ims, window, c)) for c in HOG_CELLS}
+    lbp_sets = {label: with_mirrors(data, lambda ims, s=s: lbp_features(ims, s)) for label, s in LBP_CHOICES.items()}
     n_classes = len(data.classes)
+    cells = {"HOG cell": list(HOG_CELLS), "HOG window": f"{window[0]}x{window[1]}"}
+    searched = {
+        "SVM": {
+            **cells,
+            "kernel": ["linear", "rbf"],
+            "C (linear)": list(SVM_C_LINEAR),
+            "C (rbf)": list(SVM_C_RBF),
+            "gamma (x 1/features)": list(SVM_GAMMA),
+        },
+        "Random Forest": {**cells, **{k.split("__", 1)[1]: v for k, v in FOREST_GRID.items()}},
+        "MLP": {"LBP": list(LBP_CHOICES), "hidden": list(MLP_SIZES), "lr": list(MLP_RATES)},
+    }
     records = []
 
-    def record(method: str, feats: str, seed: int | None, fit) -> None:
+    def record(method: str, feats: str, seed: int | None, sets: dict[str, Features], fit) -> None:
         start = time.perf_counter()
-        model, params = fit()
+        model, params, key = fit()
+        params = {("HOG" if feats == "HOG" else "LBP"): key, **params}
+        if feats == "HOG":
+            params["HOG window"] = cells["HOG window"]
         records.append(
             {
                 "method": method,
                 "features": feats,
                 "name": f"{feats} + {method}",
                 "seed": seed,
+                "searched": searched[method],
                 "params": params,
                 "seconds": time.perf_counter() - start,
-                **scores(model, features[feats], y, n_classes),
+                # scored on each split's own images (the training split's without the mirrors)
+                **scores(model, {s: sets[key][s][: len(labels[s])] for s in SPLITS}, labels, n_classes),
             }
         )
         print(f"{feats} + {method} (seed {seed}): test acc {records[-1]['test_acc']:.3f} {params}")
 
     svm = Pipeline([("scale", StandardScaler()), ("svm", SVC())])
-    svm_grid = {"svm__kernel": ["linear", "rbf"], "svm__C": [0.001, 0.01, 0.1, 1, 10, 100]}
-    record("SVM", "HOG", None, lambda: tune_sklearn(svm, svm_grid, features["HOG"], y))
+    record("SVM", "HOG", None, hog_sets, lambda: tune_sklearn(svm, svm_grid, hog_sets, y))
     for seed in range(seeds):
         forest = Pipeline([("scale", StandardScaler()), ("rf", RandomForestClassifier(random_state=seed))])
-        rf_grid = {"rf__n_estimators": [100, 300], "rf__max_depth": [None, 10]}
         # record() calls these at once, inside this iteration: the late binding is safe.
-        record("Random Forest", "HOG", seed, lambda: tune_sklearn(forest, rf_grid, features["HOG"], y))  # noqa: B023
-        record("MLP", "LBP", seed, lambda: tune_mlp(features["LBP"], y, seed))  # noqa: B023
+        fit_forest = lambda: tune_sklearn(forest, lambda n: FOREST_GRID, hog_sets, y)  # noqa: B023, E731
+        record("Random Forest", "HOG", seed, hog_sets, fit_forest)
+        record("MLP", "LBP", seed, lbp_sets, lambda: tune_mlp(lbp_sets, y, seed))  # noqa: B023
     return records
 
 

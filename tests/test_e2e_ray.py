@@ -208,6 +208,9 @@ def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):
     for figure in ("test_accuracy.png", "loss_curves.png", "confusion.png"):
         assert f"(figures/{figure})" in markdown and (smoke_report / "figures" / figure).stat().st_size > 5000
     assert "HOG + SVM" in markdown and "LBP + MLP" in markdown
+    searched = markdown.split("## Baselines: searched on validation")[1].split("\n## ")[0]
+    assert "HOG cell [8, 10, 16]" in searched and "gamma (x 1/features)" in searched
+    assert any(f"HOG cell {c};" in searched for c in (8, 10, 16))  # what was chosen
     assert "not distinguishable from noise" in markdown or "beyond the noise of" in markdown
     assert "Method: The seed-and-image t-test" in markdown
     assert len(pd.read_csv(smoke_report / "epochs.csv")) == len(epochs)
