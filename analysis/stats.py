@@ -204,9 +204,9 @@ def full_interval(metric: str, preds, labels, n_classes: int, confidence: float 
 
 def widest(e: Estimate, confidence: float = CONFIDENCE, wilson_images: int | None = None) -> tuple:
     """The seed-and-image interval of `e`, widened to the seeds-only t interval where that is
-    wider (fewer degrees of freedom) and, for an accuracy, to Wilson's on `wilson_images`
-    images at its mean (one test set never pins it closer; the t interval of perfect runs is a
-    point), clipped to [0, 1]; arrays in, arrays out."""
+    wider (fewer degrees of freedom), clipped to [0, 1]; arrays in, arrays out. For an accuracy
+    on `wilson_images` images whose runs show no variation at all (every run right, or wrong,
+    on every image alike: a point interval), Wilson's interval on one test set instead."""
     lo, hi = e.interval(confidence)
     if e.training_noise_counted:
         n = e.runs[0]
@@ -214,7 +214,7 @@ def widest(e: Estimate, confidence: float = CONFIDENCE, wilson_images: int | Non
         lo, hi = np.minimum(lo, e.value - half), np.maximum(hi, e.value + half)
     if wilson_images:
         w_lo, w_hi = accuracy_ci(e.value * wilson_images, wilson_images, confidence)
-        lo, hi = np.minimum(lo, w_lo), np.maximum(hi, w_hi)
+        lo, hi = np.where(e.se > 0, lo, w_lo), np.where(e.se > 0, hi, w_hi)
     return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
 
 
