@@ -1,12 +1,19 @@
 """Benchmark the study on this machine, in one process, against the naive way.
 
     python -m study.bench [--quick | --grid-only | --scale] [--seeds N] [--out FILE.json] [--data PATH]
+    python -m study.bench --device cuda --no-ray [--quick] [--seeds 5] [--concurrent K] --out DIR
 
 Prints a table and writes the figures as JSON. Everything compared is measured
 in the same run; absolute times on shared machines vary, ratios much less.
 `--quick` (under a minute) uses a third of the images and skips the paper grid;
 `--grid-only` runs only the paper grid (with `--seeds N`); `--scale` runs one
 cached trial through the CLI on generated datasets of `--sizes` images (see scale()).
+`--no-ray` (the GPU check, BENCHMARKS.md "GPU"; needs only torch and facenet-pytorch besides
+the scientific stack): the kernel figures, every throughput also as a fraction of the matmul
+peak at its precision, then the paper grid x `--seeds` through the Ray-free trial function,
+`--concurrent` trials at a time, each in a worker process of its own, so its peak GPU memory is
+its own; DIR gets bench.json and table.md. With `--quick`: 1 seed, 1 epoch, 8/4/4 images per
+class (so it runs on the tests' generated data too).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -21,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -28,8 +37,8 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainable.cache import encode
-from trainable.data import load_el7008
+from trainable.cache import TrunkCache, encode
+from trainable.data import DEFAULT_RANGES, load_el7008
 from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
 from trainable.layout import PARAMS_FILE, RESULT_FILE
 from trainable.loop import EarlyStopping, TrainState, fit
@@ -292,6 +301,83 @@ def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dic
     }
 
 
+QUICK_RANGES = {"train": (0, 8), "val": (8, 12), "test": (12, 16)}  # per class: runs on the smoke data too
+_WORKER: dict[str, Any] = {}  # a grid worker's dataset, loaded once per process
+
+
+def _start_worker(data_root: str, ranges: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["data"] = load_el7008(data_root, ranges)
+
+
+def _grid_trial(config: dict[str, Any], cache_dir: str) -> dict[str, Any]:
+    """One trial through trainable.trial.run_trial in this worker process; its own peak GPU memory."""
+    from trainable.config import TrialConfig
+    from trainable.trial import run_trial
+
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    final = run_trial(TrialConfig.from_dict(config), _WORKER["data"], cache=TrunkCache(cache_dir))
+    return {
+        "trial": f"e{config['experiment']:02d} {config['name']} s{config['seed']}",
+        "freeze": config["freeze"],
+        "epochs": final["epoch"],
+        "stopped_by": final["stopped_by"],
+        "wall_s": time.perf_counter() - start,
+        "inputs_s": final["inputs_seconds"],
+        "train_s": final["train_seconds"],
+        "precision": f"trunk {final['precision']}, trained {final['precision_trained']}",
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+        "test_acc_best": final["test_acc_best"],
+    }
+
+
+def grid_without_ray(
+    data_root: str, seeds: int, concurrent: int, *, max_epochs: int | None, ranges: dict, cache_dir: str
+) -> dict[str, Any]:
+    """The paper grid x `seeds` (weights none) through the Ray-free trial function, `concurrent`
+    trials at a time, each in a spawned worker process (its own CUDA context and peak memory;
+    the trunk cache's file locks let concurrent trials share entries). Full-network trials go
+    first, as the study schedules them."""
+    from study.grids import expand
+
+    overrides = {"weights": "none", **({"max_epochs": max_epochs} if max_epochs else {})}
+    configs = sorted(expand("paper", seeds=seeds, overrides=overrides), key=lambda c: c["freeze"] != "none")
+    threads = max(1, (os.cpu_count() or 1) // concurrent)
+    context = multiprocessing.get_context("spawn")
+    start = time.perf_counter()
+    worker = {"mp_context": context, "initializer": _start_worker, "initargs": (data_root, ranges, threads)}
+    with ProcessPoolExecutor(concurrent, **worker) as pool:
+        trials = list(pool.map(_grid_trial, configs, [cache_dir] * len(configs)))
+    wall = time.perf_counter() - start
+    return {
+        "trials": len(trials),
+        "seeds": seeds,
+        "concurrent": concurrent,
+        "threads_per_worker": threads,
+        "wall_s": wall,
+        "train_s (sum over trials)": sum(t["train_s"] for t in trials),
+        "inputs_s (sum over trials)": sum(t["inputs_s"] for t in trials),
+        "per_trial": trials,
+    }
+
+
+def grid_table(grid: dict[str, Any]) -> str:
+    """The Ray-free grid as a Markdown table, one row per trial."""
+    columns = ["trial", "epochs", "stopped_by", "wall_s", "inputs_s", "train_s", "peak_gpu_mb", "precision"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for t in grid["per_trial"]:
+        cells = [f"{t[c]:.1f}" if isinstance(t[c], float) else str(t[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    head = (
+        f"paper grid x {grid['seeds']} seed(s), {grid['trials']} trials, {grid['concurrent']} at a time "
+        f"({grid['threads_per_worker']} CPU threads each): {grid['wall_s']:.1f} s wall"
+    )
+    return head + "\n\n" + "\n".join(lines)
+
+
 SCALE_SHARES = (0.22, 0.33, 0.45)  # UTKFace's classes: 1-4, 5-27, 28+
 
 
@@ -422,12 +508,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--scale", action="store_true", help="one cached trial on generated datasets of --sizes")
     p.add_argument("--sizes", default="1000,10000,50000", help="--scale: images per generated dataset")
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "el7008"))
-    p.add_argument("--seeds", type=int, default=1, help="seeds of the paper-grid run")
+    p.add_argument("--seeds", type=int, help="seeds of the paper-grid run (default 1; --no-ray: 5)")
     p.add_argument("--out", help="write the figures here as JSON")
     p.add_argument("--keep", metavar="STORAGE", help="keep the paper grid's results under STORAGE/bench")
     cuda_help = "cuda: everything on the GPU, paper trials at --gpus-per-trial 0.25"
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help=cuda_help)
+    p.add_argument("--no-ray", action="store_true", help="kernel figures, then the paper grid in-process (no Ray)")
+    p.add_argument("--concurrent", type=int, help="--no-ray: trials at a time (default 4 on cuda, 1 on cpu)")
     args = p.parse_args(argv)
+    if args.no_ray and (args.scale or args.grid_only or not args.out):
+        p.error("--no-ray takes --quick, --seeds, --concurrent, --data, --device and --out DIR (required)")
+    args.seeds = args.seeds or (5 if args.no_ray else 1)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA GPU")
     return args
@@ -453,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     trial_gpus = 0.25 if device.type == "cuda" else 0  # four paper trials per GPU
     results: dict[str, Any] = {"machine": machine(device)}
+    if args.no_ray:
+        return without_ray(args, device, results)
     if args.scale:
         results["scale"] = scale([int(n) for n in args.sizes.split(",")], args.keep)
         print(scale_table(results["scale"]))
@@ -467,10 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     return finish(results, args.out)
 
 
-def bench_inputs(data_root: str, keep: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def bench_inputs(
+    data_root: str, keep: int, device: torch.device, ranges: dict = DEFAULT_RANGES
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Every `keep`-th train and val image (eval transform, channels-last), labels, and
     the train/val positions within them."""
-    data = load_el7008(data_root)
+    data = load_el7008(data_root, ranges)
     split = {s: np.arange(0, len(idx), keep) for s, idx in data.split.items()}
     images_all = apply_transform(eval_transform(mean=data.mean, std=data.std), data.images)
     order = np.concatenate([data.split[s][split[s]] for s in ("train", "val")])
@@ -483,10 +578,21 @@ def bench_inputs(data_root: str, keep: int, device: torch.device) -> tuple[torch
     )
 
 
-def kernel_figures(data_root: str, keep: int, device: torch.device, bf16: bool) -> dict[str, Any]:
+def forward_flops(net: torch.nn.Module, x: torch.Tensor) -> float:
+    """FLOP per image of one forward pass (torch.utils.flop_counter)."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net.eval()(x)
+    return counter.get_total_flops() / len(x)
+
+
+def kernel_figures(
+    data_root: str, keep: int, device: torch.device, bf16: bool, ranges: dict = DEFAULT_RANGES
+) -> dict[str, Any]:
     """Matmul peak, trunk encoding, frozen-trunk epochs cached vs naive, full fine-tuning
-    and head training, at every precision this device runs natively."""
-    images, labels, sub = bench_inputs(data_root, keep, device)
+    and head training, at every precision this device runs natively; each rate also as a
+    fraction of the matmul peak at its precision (FLOPs from torch.utils.flop_counter)."""
+    images, labels, sub = bench_inputs(data_root, keep, device, ranges)
     model = build_model("none", "block8", seed=0).to(device, memory_format=torch.channels_last)
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
     peak = {prec: matmul_peak(torch.float32 if prec == "fp32" else torch.bfloat16, device) for prec in precisions}
@@ -498,6 +604,8 @@ def kernel_figures(data_root: str, keep: int, device: torch.device, bf16: bool) 
         sync()
         encode_rate[prec] = len(images) / (time.perf_counter() - start)
     results["trunk_encoding_img_per_s"] = encode_rate
+    trunk_flop = forward_flops(model.trunk, images[:8])
+    results["trunk_encoding_fraction_of_peak"] = {p: r * trunk_flop / peak[p] for p, r in encode_rate.items()}
     best = precisions[-1]
     naive = lambda prec: frozen_epoch(model, images, None, labels, sub, cached=False, precision=prec, device=device)  # noqa: E731
     epoch = {
@@ -510,9 +618,9 @@ def kernel_figures(data_root: str, keep: int, device: torch.device, bf16: bool) 
     results["cached_speedup_vs_original"] = epoch["naive fp32 (the original's way)"] / epoch["cached"]
     results["cached_speedup_vs_naive_same_precision"] = epoch[f"naive {best}"] / epoch["cached"]
     whole = build_model("none", "none", seed=0).to(device, memory_format=torch.channels_last)
-    results["full_finetune_img_per_s"] = {
-        prec: train_step_rate(whole, images, labels, 16, prec, device)[0] for prec in precisions
-    }
+    full = {prec: train_step_rate(whole, images, labels, 16, prec, device) for prec in precisions}
+    results["full_finetune_img_per_s"] = {prec: rate for prec, (rate, _) in full.items()}
+    results["full_finetune_fraction_of_peak"] = {p: rate * flop / peak[p] for p, (rate, flop) in full.items()}
     results["head_training"] = {}
     for batch in (32, 8):
         rate, flop = train_step_rate(model.head, features[best], labels, batch, "fp32", device)
@@ -522,6 +630,29 @@ def kernel_figures(data_root: str, keep: int, device: torch.device, bf16: bool) 
             "fraction_of_fp32_peak": rate * flop / peak["fp32"],
         }
     return results
+
+
+def without_ray(args: argparse.Namespace, device: torch.device, results: dict[str, Any]) -> int:
+    """The GPU check: kernel figures, then the paper grid in-process; DIR/bench.json, DIR/table.md."""
+    ranges = QUICK_RANGES if args.quick else DEFAULT_RANGES
+    results.update(kernel_figures(args.data, 1, device, results["machine"]["bf16_autocast"], ranges))
+    concurrent = args.concurrent or (4 if device.type == "cuda" else 1)
+    seeds = 1 if args.quick else args.seeds
+    with tempfile.TemporaryDirectory() as cache_dir:
+        grid = grid_without_ray(
+            args.data, seeds, concurrent, max_epochs=1 if args.quick else None, ranges=ranges, cache_dir=cache_dir
+        )
+    results["paper_grid_without_ray"] = grid
+    os.makedirs(args.out, exist_ok=True)
+    kernels = {k: v for k, v in results.items() if k != "paper_grid_without_ray"}
+    table = f"{render(kernels)}\n\n{grid_table(grid)}\n"
+    print(table)
+    with open(os.path.join(args.out, "table.md"), "w") as f:
+        f.write(table)
+    with open(os.path.join(args.out, "bench.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {os.path.join(args.out, 'bench.json')} and table.md")
+    return 0
 
 
 def finish(results: dict[str, Any], out: str | None) -> int:

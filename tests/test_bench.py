@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from study.bench import main, tree_pss
-from tests.conftest import REAL_DATA
+from tests.conftest import REAL_DATA, ROOT
 
 
 def test_tree_pss_counts_child_processes():
@@ -60,3 +60,28 @@ def test_scale_benchmark_runs_the_cli_on_generated_datasets(tmp_path, capsys):
     for row in rows:
         assert row["decode_s"] > 0 and row["encoding_img_per_s"] > 0 and row["cached_epoch_s"] > 0
         assert 0 < row["driver_peak_pss_gb"] < row["all_processes_peak_pss_gb"]
+
+
+def test_the_gpu_check_runs_without_ray_on_the_cpu(tiny_root, tmp_path):
+    """`--no-ray --quick` on CPU: the kernel figures with their fractions of the matmul peak,
+    then the paper grid through the Ray-free trial function in a worker process, with Ray made
+    unimportable (the H200 machine has none); DIR holds bench.json and table.md."""
+    blocker = tmp_path / "no-ray" / "ray"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('Ray is not installed on the GPU machine')\n")
+    out = tmp_path / "gpu-check"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), ROOT])}
+    argv = ["--device", "cpu", "--no-ray", "--quick", "--data", tiny_root, "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.bench", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((out / "bench.json").read_text())
+    assert 0 < results["trunk_encoding_fraction_of_peak"]["fp32"] < 1.5  # FLOPs counted, rates measured
+    assert all(0 < f < 1.5 for f in results["full_finetune_fraction_of_peak"].values())
+    grid = results["paper_grid_without_ray"]
+    assert grid["trials"] == 7 and grid["seeds"] == 1 and grid["concurrent"] == 1
+    rows = grid["per_trial"]
+    assert rows[0]["freeze"] == "none"  # full-network trials first
+    assert all(r["epochs"] == 1 and r["precision"].endswith("trained fp32") for r in rows)
+    assert "| trial | epochs |" in (out / "table.md").read_text() and "paper grid x 1 seed(s)" in proc.stdout
