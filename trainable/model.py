@@ -75,13 +75,14 @@ class FaceAgeNet(nn.Module):
         return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """N x 3 x 160 x 160 images -> trunk output (N x 1792 x 3 x 3 for block8, float32). A
-        frozen trunk runs at `trunk_precision` whatever the autocast around it, as when its
-        outputs are cached (trainable.cache.encode), so the trained part sees the same inputs."""
+        """N x 3 x 160 x 160 images -> trunk output (N x 1792 x 3 x 3 for block8, in the input's
+        dtype). A frozen trunk runs at `trunk_precision` whatever the autocast around it, as
+        when its outputs are cached (trainable.cache.encode), so the trained part sees the same
+        inputs."""
         if not self.frozen:
             return self.trunk(x)
         with torch.no_grad(), autocast(x.device, self.trunk_precision):
-            return self.trunk(x).float()
+            return self.trunk(x).to(x.dtype)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Trunk output -> N x num_classes logits."""
