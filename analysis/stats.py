@@ -83,7 +83,6 @@ def format_p(p: float) -> str:
 # macro-F1, not means over images, B and W are bootstrap variances over the images. A side
 # with one run has no s^2: its training noise is unmeasured and the result says so.
 
-METHOD = "seed-and-image t-test"
 METHOD_NOTE = (
     "The seed-and-image t-test counts both sources of noise: which training seeds ran and which test "
     "images were drawn (one test set shared by every seed and both sides). For A minus B, "
@@ -155,9 +154,9 @@ def accuracy_estimate(*correct) -> Estimate:
     sides = [c[..., None, :] if c.ndim == 1 else c for c in sides]
     signs = (1.0, -1.0)[: len(sides)]
     n_images = sides[0].shape[-1]
-    per_image = sum(sign * c.mean(-2) for sign, c in zip(signs, sides, strict=False))
+    per_image = sum(sign * c.mean(-2) for sign, c in zip(signs, sides, strict=True))
     return _estimate(
-        sum(sign * c.mean((-2, -1)) for sign, c in zip(signs, sides, strict=False)),
+        sum(sign * c.mean((-2, -1)) for sign, c in zip(signs, sides, strict=True)),
         [c.mean(-1) for c in sides],
         [c.var(-1, ddof=1).mean(-1) / n_images for c in sides],
         [c.mean(-2).var(-1, ddof=1) / n_images for c in sides],
@@ -179,11 +178,11 @@ def metric_estimate(metric: str, labels, *preds, n_classes: int, n_boot: int = 2
     boot = [score(p[:, idx], labels[idx][None], n_classes) for p in sides]  # (runs, n_boot) per side
     per_run = [score(p, labels[None], n_classes) for p in sides]
     return _estimate(
-        sum(sign * r.mean() for sign, r in zip(signs, per_run, strict=False)),
+        sum(sign * r.mean() for sign, r in zip(signs, per_run, strict=True)),
         per_run,
         [b.var(-1, ddof=1).mean() for b in boot],
         [b.mean(0).var(ddof=1) for b in boot],
-        sum(sign * b.mean(0) for sign, b in zip(signs, boot, strict=False)).var(ddof=1),
+        sum(sign * b.mean(0) for sign, b in zip(signs, boot, strict=True)).var(ddof=1),
         len(labels),
     )
 
