@@ -243,7 +243,7 @@ class Comparison:
         where = f"{abs(self.diff) * 100:.1f} points {direction} on {self.metric}"
         detail = (
             f"95% CI {self.lo * 100:+.1f} to {self.hi * 100:+.1f}, {format_p(self.p)}, "
-            f"Holm-adjusted p = {p_adjusted:.3f} over {comparisons} comparisons"
+            f"Holm-adjusted {format_p(p_adjusted)} over {comparisons} comparisons"
         )
         if p_adjusted >= 0.05:
             return f"{a} is {where} than {b} ({detail}): not distinguishable from noise."

@@ -296,7 +296,7 @@ def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataF
             "A - B (points)": round(100 * c.diff, 1),
             "95% CI": f"{100 * c.lo:+.1f} to {100 * c.hi:+.1f}",
             "p": format_p(c.p),
-            f"p (Holm, {len(tests)})": round(p_holm, 3),
+            f"p (Holm, {len(tests)})": format_p(p_holm).removeprefix("p = "),
             "different? (Holm p < 0.05)": ("yes" if p_holm < 0.05 else "no") + (f"; {c.caveat}" if c.caveat else ""),
         }
         for (a, b, c), p_holm in zip(tests, adjusted, strict=True)
