@@ -99,17 +99,18 @@ class HParamsLogger(TBXLoggerCallback):
 
 
 class EpochBudget(tune.Stopper):
-    """--budget-epochs: ends the study once its trials have reported `epochs` epochs in all
-    (a trial's final report, its test scores, is not an epoch). Trials running then stop
-    after the epoch they are in, so the study may overshoot by one epoch per running trial;
-    trials not started never run. Counts the epochs of this run: a resumed study starts at 0.
-    Once spent, it writes BUDGET_FILE into the study's `directory`."""
+    """--budget-epochs: ends the study once its trials have reported `epochs` epochs in all.
+    Every report is one trained epoch: a trial's last epoch comes in its final report, with its
+    test scores (trainable.trial.run_trial). Trials running then stop after the epoch they are
+    in, so the study may overshoot by one epoch per running trial; trials not started never
+    run. Counts the epochs of this run: a resumed study starts at 0. Once spent, it writes
+    BUDGET_FILE into the study's `directory`."""
 
     def __init__(self, epochs: int, directory: str):
         self.epochs, self.directory, self.spent = epochs, directory, 0
 
     def __call__(self, trial_id: str, result: dict) -> bool:
-        self.spent += "best_epoch" not in result
+        self.spent += 1
         return False
 
     def stop_all(self) -> bool:

@@ -27,6 +27,8 @@ def test_paper_grid_three_epochs(tmp_path):
             REAL_DATA,
             "--weights",
             "none",
+            "--train-precision",
+            "auto",  # bf16 where native, as the full-network trial ran before --train-precision: the same time
             "--max-epochs",
             "3",
             "--seeds",

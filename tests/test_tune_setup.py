@@ -35,11 +35,11 @@ def test_encoding_shards_cover_the_images_once_and_use_every_slot():
     assert len(shards(300, 2)) == 2 and len(shards(5000, 2)) == 5
 
 
-def test_the_epoch_budget_counts_epochs_not_final_reports_and_records_when_spent(tmp_path):
-    budget = EpochBudget(3, str(tmp_path))
-    for result in ({"epoch": 1}, {"epoch": 2}, {"best_epoch": 2, "stopped_by": "early_stopping"}):
-        assert budget("trial", result) is False
+def test_the_epoch_budget_counts_every_report_as_an_epoch_and_records_when_spent(tmp_path):
+    budget = EpochBudget(4, str(tmp_path))
+    for result in ({"epoch": 1}, {"epoch": 2}, {"epoch": 3, "best_epoch": 2, "stopped_by": "early_stopping"}):
+        assert budget("trial", result) is False  # the final report is the trial's last epoch
     assert not budget.stop_all() and not (tmp_path / BUDGET_FILE).exists()
     budget("other", {"epoch": 1})
     assert budget.stop_all()
-    assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"budget_epochs": 3, "spent": 3}
+    assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"budget_epochs": 4, "spent": 4}
