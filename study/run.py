@@ -520,8 +520,8 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
 
     location = store.join(plan.location, CONFIRM_DIR)
     scored = []
+    key, mode = SELECTIONS[args.select]
     for result in searched:
-        key, mode = SELECTIONS[args.select]
         value = (result.metrics or {}).get(key)  # the best epoch's so far: what Tune and the searcher saw
         if value is None or value != value:
             continue
