@@ -28,6 +28,7 @@ from trainable.errors import UserError
 from trainable.faces import Faces
 from trainable.inference import Predictor, model_file
 from trainable.layouts import IMAGE_EXTENSIONS
+from trainable.problems import printable
 
 PROGRESS_FROM = 100  # images; a progress line on stderr past this many
 CHUNK = 256  # crops classified per batch of work
@@ -81,9 +82,9 @@ def predict_files(files: list[str], faces: Faces, predictor: Any) -> pd.DataFram
     for n, path in enumerate(files, start=1):
         crops, problem = faces(path)
         if problem:
-            rows.append({"file": path, "face": "", "predicted": "", "problem": problem})
+            rows.append({"file": printable(path), "face": "", "predicted": "", "problem": problem})
         for face, crop in crops:
-            rows.append({"file": path, "face": face, "problem": ""})
+            rows.append({"file": printable(path), "face": face, "problem": ""})
             pending.append((rows[-1], crop))
         if len(pending) >= CHUNK:
             flush()

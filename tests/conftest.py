@@ -100,7 +100,7 @@ def bad_root(tiny_root, tmp_path) -> str:
     Image.new("RGB", (6000, 6000), (0, 200, 0)).save(root / "5" / "1.jpg")
     os.remove(root / "5" / "2.jpg")
     os.remove(root / "5" / "3.jpg")
-    os.mkdir(root / "5" / "3.jpg")  # unreadable as a file (root ignores chmod 000)
+    os.mkdir(root / "5" / "3.jpg")  # a folder named like an image: never opened
     os.remove(root / "5" / "4.jpg")
     os.symlink(root / "nowhere.jpg", root / "5" / "4.jpg")
     shutil.copy(root / "28" / "0.jpg", root / "28" / "14.jpg")  # a train image again in test
@@ -114,7 +114,7 @@ BAD_CASES = {
     "1/2.jpg": "cannot be decoded",
     "5/0.jpg": "smaller than the 140-px crop",
     "5/2.jpg": "missing (the train range needs index 2)",
-    "5/3.jpg": "unreadable",
+    "5/3.jpg": "not a regular file (a directory)",
     "5/4.jpg": "broken symbolic link",
     "28/14.jpg": "the same bytes as",
     "/7": "is not a class",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from trainable.scan import decode_image
+from trainable.scan import Unusable, decode_image, read_file
 from trainable.transforms import CROP
 
 # How the el7008 training crops frame an MTCNN face box (median over 60 of its images):
@@ -38,9 +38,10 @@ class Faces:
 
     def __call__(self, path: str) -> tuple[list[tuple[str, np.ndarray]], str | None]:
         try:
-            with open(path, "rb") as f:
-                image, _ = decode_image(f.read())
-        except Exception:  # unreadable, empty, or not an image at all
+            image, _ = decode_image(read_file(path))
+        except Unusable as err:
+            return [], str(err)
+        except Exception:  # PIL raises many types for broken files
             return [], "not an image"
         return self.crops(image)
 

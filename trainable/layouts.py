@@ -17,12 +17,29 @@ from typing import NamedTuple
 import numpy as np
 
 from trainable.errors import UserError
+from trainable.problems import printable
 
 CLASS_DIRS = ("1", "5", "28")  # folder names of the original layout
 CLASS_NAMES = ("1-4", "5-27", "28+")  # ages covered by each class
 DEFAULT_RANGES = {"train": (0, 120), "val": (120, 160), "test": (160, 200)}  # [start, stop)
 LAYOUTS = ("auto", "el7008", "folders", "utkface")
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2"}
+IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+    ".jp2",
+    ".heic",
+    ".heif",
+    ".avif",
+}
 UTKFACE_NAME = re.compile(r"^(\d+)_(\d)_(\d)_(\d+)\.jpg(\.chip\.jpg)?$", re.IGNORECASE)
 
 
@@ -85,17 +102,32 @@ def stray_folders(root: str) -> list[str]:
 
 
 def _image_files(folder: str, skipped: list[str]) -> list[str]:
-    """Image file names in `folder`, sorted; other visible files go to `skipped`."""
+    """Image file names in `folder`, sorted; other visible files go to `skipped`, and so do
+    names that no record could hold (not UTF-8, or a line break). Folders are passed over,
+    unless named like an image: then the scan lists them."""
     files = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if name.startswith(".") or os.path.isdir(path):
+        is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+        if name.startswith(".") or (os.path.isdir(path) and not is_image):
             continue
-        if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+        if bad_name(name):
+            skipped.append(f"{printable(path)}: {bad_name(name)}")
+        elif is_image:
             files.append(name)
         else:
             skipped.append(f"{path}: not an image file name ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
+
+
+def bad_name(name: str) -> str | None:
+    """Why a file or folder name cannot be recorded (results are UTF-8 JSON, lists one
+    line per file), or None."""
+    if any(0xDC80 <= ord(c) <= 0xDCFF for c in name):
+        return "file name is not valid UTF-8 (shown escaped)"
+    if any(c in name for c in "\n\r"):
+        return "file name holds a line break (shown escaped)"
+    return None
 
 
 def _class_order(name: str) -> tuple:
@@ -103,13 +135,11 @@ def _class_order(name: str) -> tuple:
 
 
 def folder_entries(root: str) -> tuple[list[Entry], tuple[str, ...], list[str]]:
-    classes = sorted(
-        (n for n in os.listdir(root) if not n.startswith(".") and os.path.isdir(os.path.join(root, n))),
-        key=_class_order,
-    )
+    folders = [n for n in os.listdir(root) if not n.startswith(".") and os.path.isdir(os.path.join(root, n))]
+    skipped = [f"{printable(os.path.join(root, n))}: {bad_name(n)} (a class folder)" for n in folders if bad_name(n)]
+    classes = sorted((n for n in folders if not bad_name(n)), key=_class_order)
     if len(classes) < 2:
         raise UserError(f"--layout folders needs two or more class sub-folders in {root}; found {classes}.")
-    skipped: list[str] = []
     entries = [
         Entry(f"{name}/{file}", label, None)
         for label, name in enumerate(classes)

@@ -9,7 +9,10 @@ from collections import defaultdict
 
 LIMIT = 20  # file lines shown on the console
 KINDS = (  # (text in the reason, group title), first match wins
+    ("file name ", "file name cannot be recorded"),
     ("the same bytes as", "the same bytes in two splits"),
+    ("not a regular file", "not a regular file"),
+    ("too large", "too large"),
     ("broken symbolic link", "broken symbolic link"),
     ("empty file", "empty file"),
     ("cannot be decoded", "cannot be decoded"),
@@ -20,6 +23,16 @@ KINDS = (  # (text in the reason, group title), first match wins
     ("not an image file name", "not an image file name"),
     ("name is not", "name does not parse"),
 )
+
+
+def printable(text: str) -> str:
+    """`text` safe to print, write and record on one line: bytes that are not UTF-8 (a
+    file name's, kept by Python as surrogates) escaped as \\xNN, line breaks as \\n."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no byte made
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def kind(problem: str) -> str:

@@ -7,17 +7,28 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from trainable.image_store import ImageWriter
 from trainable.layouts import Entry
+from trainable.problems import printable
 from trainable.transforms import CROP
 
 MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)
+MAX_BYTES = 64 * 2**20  # a larger file is listed as too large, never read (a face photo is far smaller)
+MAX_PIXELS = 40_000_000  # read from the header before decoding: 120 MB decoded (PIL's own guard is 89 M)
+ORIENTATION = 0x0112  # the EXIF tag
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per pixel, one channel
+
+
+class Unusable(Exception):
+    """Why a file cannot be used, as the reason of its 'path: reason' line."""
 
 
 @dataclass
@@ -52,17 +63,19 @@ def scan_entries(
         if leaks(path, entry, file_hash, scan):
             continue
         try:
-            image, note = decode_image(data)
-        except Exception as err:  # PIL raises many types for broken files
-            scan.problems.append(f"{path}: cannot be decoded as an image ({err})")
+            image, note = decode_image(data, min_side=CROP)
+        except Unusable as err:
+            scan.problems.append(f"{printable(path)}: {err}")
             continue
-        if min(image.shape[:2]) < CROP:
-            size = f"{image.shape[1]}x{image.shape[0]} px"
-            scan.problems.append(f"{path}: {size} is smaller than the {CROP}-px crop the transforms take")
+        except UnidentifiedImageError:
+            scan.problems.append(f"{printable(path)}: cannot be decoded as an image (not a format Pillow reads)")
+            continue
+        except Exception as err:  # PIL raises many types for broken files
+            scan.problems.append(f"{printable(path)}: cannot be decoded as an image ({printable(str(err))})")
             continue
         scan.first_with_hash.setdefault(file_hash, (path, entry.split))
         if note:
-            scan.converted.append(f"{path}: {note}")
+            scan.converted.append(f"{printable(path)}: {note}")
         scan.digest.update(f"{entry.rel}\0{file_hash}\n".encode())
         scan.paths.append(entry.rel)
         scan.hashes.append(file_hash)
@@ -76,16 +89,53 @@ def scan_entries(
 def read_bytes(path: str, entry: Entry, problems: list[str]) -> bytes | None:
     """The file's bytes, or None with the reason added to `problems`."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        return read_file(path)
+    except Unusable as err:
+        reason = str(err)
+        if reason == "missing" and entry.need:
+            reason += f" ({entry.need})"
+        problems.append(f"{printable(path)}: {reason}")
+    return None
+
+
+def read_file(path: str) -> bytes:
+    """A regular file's bytes (symbolic links followed only to regular files), at most
+    MAX_BYTES; raises Unusable naming why not. A FIFO, device, socket or directory is
+    never opened for reading: opening a FIFO blocks, and /dev/zero never ends."""
+    try:
+        kind = file_kind(os.stat(path).st_mode)  # follows links: the target's kind
+        if kind is None:  # opened without blocking, and checked again on the open file
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+            with os.fdopen(fd, "rb") as f:
+                info = os.fstat(f.fileno())
+                kind = file_kind(info.st_mode)
+                if kind is None:
+                    if info.st_size > MAX_BYTES:
+                        raise Unusable(too_large(f"{info.st_size:,} bytes", f"{MAX_BYTES:,} bytes"))
+                    data = f.read(MAX_BYTES + 1)
+                    if len(data) > MAX_BYTES:  # grew while read
+                        raise Unusable(too_large(f"over {MAX_BYTES:,} bytes", f"{MAX_BYTES:,} bytes"))
+                    return data
     except FileNotFoundError:
         if os.path.islink(path):
-            problems.append(f"{path}: broken symbolic link to {os.readlink(path)}")
-        else:
-            problems.append(f"{path}: missing" + (f" ({entry.need})" if entry.need else ""))
+            raise Unusable(f"broken symbolic link to {printable(os.readlink(path))}") from None
+        raise Unusable("missing") from None
     except OSError as err:
-        problems.append(f"{path}: unreadable ({err.strerror})")
-    return None
+        raise Unusable(f"unreadable ({err.strerror})") from None
+    raise Unusable(f"not a regular file ({kind}){' behind a symbolic link' if os.path.islink(path) else ''}")
+
+
+def file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"))
+    kinds += ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+    return next((what for test, what in kinds if test(mode)), "not a file")
+
+
+def too_large(size: str, cap: str) -> str:
+    return f"too large ({size}; at most {cap} are read)"
 
 
 def leaks(path: str, entry: Entry, file_hash: str, scan: Scan) -> bool:
@@ -97,30 +147,69 @@ def leaks(path: str, entry: Entry, file_hash: str, scan: Scan) -> bool:
     first, first_split = scan.first_with_hash[file_hash]
     if entry.split != first_split:
         where = f" in the {first_split} split" if first_split else ""
-        scan.problems.append(f"{path}: the same bytes as {first}{where} (a leak between splits)")
+        scan.problems.append(f"{printable(path)}: the same bytes as {first}{where} (a leak between splits)")
         return True
     where = f"both in the {entry.split} split" if entry.split else "kept in one split by the seeded split"
-    scan.duplicates.append(f"{path}: the same bytes as {first}, {where}")
+    scan.duplicates.append(f"{printable(path)}: the same bytes as {first}, {where}")
     return False
 
 
-def decode_image(data: bytes) -> tuple[np.ndarray, str | None]:
-    """Decode any format PIL reads into an HxWx3 uint8 RGB array, and say what was
-    converted (grayscale, alpha, CMYK, 16-bit, very large), or None. Raises on a broken file."""
+def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None]:
+    """Decode any format PIL reads into an HxWx3 uint8 RGB array, upright by its EXIF
+    orientation, and say what was converted (rotated, grayscale, alpha, CMYK, 16-bit, float,
+    frames, very large), or None. The header is checked before decoding: more than
+    MAX_PIXELS, or a side under `min_side`, raises Unusable; a broken file raises."""
     if not data:
-        raise ValueError("empty file (0 bytes)")
-    with Image.open(io.BytesIO(data)) as img:
+        raise Unusable("empty file (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below is lower
+        try:
+            img = Image.open(io.BytesIO(data))  # reads the header only
+        except Image.DecompressionBombError:
+            size = f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header"
+            raise Unusable(too_large(size, f"{MAX_PIXELS:,} pixels")) from None
+    with img:
+        width, height = img.size
+        if width * height > MAX_PIXELS:
+            raise Unusable(too_large(f"{width}x{height} px in its header", f"{MAX_PIXELS:,} pixels"))
+        if min(width, height) < min_side:
+            raise Unusable(f"{width}x{height} px is smaller than the {min_side}-px crop the transforms take")
+        frames = getattr(img, "n_frames", 1)
         img.load()  # decodes fully: a truncated file fails here, not later in a trial
-        notes = []
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNG/TIFF: scale, don't clip
-            wide = np.asarray(img, dtype=np.float64)
-            top = 65535.0 if wide.max() > 255 else 255.0
-            img = Image.fromarray((wide / top * 255).round().astype(np.uint8))
-            notes.append("16-bit")
+        notes = [f"first of {frames} frames"] if frames > 1 else []
+        orientation = img.getexif().get(ORIENTATION, 1)
+        if orientation != 1:
+            img = ImageOps.exif_transpose(img)
+            notes.append(f"turned upright by its EXIF orientation ({orientation})")
+        if img.mode in WIDE_MODES:
+            img, note = to_eight_bits(img)
+            notes.append(note)
         if img.mode != "RGB":
             notes.append(f"{img.mode} -> RGB")
+            if img.mode == "P" and "transparency" in img.info:  # PIL converts those through RGBA
+                img = img.convert("RGBA")
             img = img.convert("RGB")
-        if max(img.size) > MAX_SIDE:
+        scale = max(MAX_SIDE / max(img.size), min_side / min(img.size))  # never below min_side
+        if scale < 1:
             notes.append(f"downscaled from {img.size[0]}x{img.size[1]}")
-            img.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+            size = (max(min_side, round(img.size[0] * scale)), max(min_side, round(img.size[1] * scale)))
+            img = img.resize(size, Image.Resampling.LANCZOS)
         return np.asarray(img), ", ".join(notes) or None
+
+
+def to_eight_bits(img: Image.Image) -> tuple[Image.Image, str]:
+    """A 16-bit, 32-bit integer or float grayscale image as 8 bits, scaled from its
+    nominal range (0-1 float, 0-255, 0-65535) when its values lie in one, else from its
+    own minimum-maximum (a signed or unusual range), never clipped; what was done."""
+    wide = np.asarray(img, dtype=np.float64)
+    if not np.isfinite(wide).all():
+        raise Unusable(f"cannot be decoded as an image (a {img.mode} image with non-finite pixel values)")
+    lo, hi = (float(wide.min()), float(wide.max())) if wide.size else (0.0, 0.0)
+    nominal = (1.0,) if img.mode == "F" and hi <= 1 else ()
+    top = next((t for t in (*nominal, 255.0, 65535.0) if lo >= 0 and hi <= t), None)
+    if top is None:
+        span = (hi - lo) or 1.0
+        scaled, note = (wide - lo) / span, f"{img.mode} scaled from its range {lo:g} to {hi:g}"
+    else:
+        scaled, note = wide / top, ("16-bit" if top == 65535 else f"{img.mode} scaled from 0-{top:g}")
+    return Image.fromarray((scaled * 255).round().clip(0, 255).astype(np.uint8)), note
