@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from torch import nn
 from trainable.data import SPLITS, FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
+from trainable.files import write_json
 from trainable.layout import BASELINES_FILE
 from trainable.scoring import split_scores
 
@@ -282,18 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     records = run_baselines(data, seeds=args.seeds)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, BASELINES_FILE)
-    with open(path, "w") as f:
-        json.dump(
-            {
-                "data_root": data.root,
-                "data_fingerprint": data.fingerprint,
-                "classes": data.classes,
-                **data.split_record(),
-                "baselines": records,
-            },
-            f,
-            indent=1,
-        )
+    record = {
+        "data_root": data.root,
+        "data_fingerprint": data.fingerprint,
+        "classes": data.classes,
+        **data.split_record(),
+        "baselines": records,
+    }
+    write_json(path, record, indent=1)
     print(f"wrote {path}")
     return 0
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import shutil
 import sys
@@ -20,6 +19,7 @@ from typing import Any
 
 from analysis.report import load_inputs
 from analysis.tables import selected
+from trainable.files import write_json, write_with
 from trainable.layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
 
 
@@ -64,9 +64,8 @@ def write_best(results_dir: str) -> str | None:
     directory = os.path.join(results_dir, BEST_DIR)
     os.makedirs(directory, exist_ok=True)
     if best["model_source"]:
-        shutil.copyfile(best["model_source"], os.path.join(directory, MODEL_FILE))
-    with open(os.path.join(directory, BEST_FILE), "w") as f:
-        json.dump(best, f, indent=1, default=float)
+        write_with(os.path.join(directory, MODEL_FILE), lambda tmp: shutil.copyfile(best["model_source"], tmp))
+    write_json(os.path.join(directory, BEST_FILE), best, indent=1)
     return (
         f"Best configuration (by mean {best['select']} over {best['seeds']} seed(s)): #{best['experiment']} "
         f"{best['name']}, {best['select']} {best['selected']['mean']:.3f}; its seed-{best['model_seed']} model is "

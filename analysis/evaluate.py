@@ -11,7 +11,6 @@ the detector does not find count as wrong answers, and their number is reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
@@ -23,6 +22,7 @@ from trainable.data import FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.faces import Faces
+from trainable.files import write_json
 from trainable.inference import Predictor, model_file
 from trainable.scoring import NO_FACE, confusion_counts, recall_per_class, split_scores
 
@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result["model"] = os.path.abspath(path)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(args.out, result, indent=1)
     lo, hi = result["accuracy_wilson_95"]
     print(
         f"accuracy {result['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {result['images']} images "

@@ -12,7 +12,6 @@ where it finds several, the largest box is used.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ from PIL import Image
 from trainable.data import SPLITS, FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
+from trainable.files import write_json
 from trainable.layout import PEER_FILE
 from trainable.scoring import NO_FACE, split_scores
 
@@ -96,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, PEER_FILE)
-    with open(path, "w") as f:
-        json.dump({"data_fingerprint": data.fingerprint, **data.split_record(), "peer": record}, f, indent=1)
+    write_json(path, {"data_fingerprint": data.fingerprint, **data.split_record(), "peer": record}, indent=1)
     print(f"test acc {record['test_acc']:.3f}; faces not found: {record['undetected']}; wrote {path}")
     return 0
 

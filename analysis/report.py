@@ -41,6 +41,7 @@ from analysis.tables import (
 )
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
 from trainable.errors import UserError
+from trainable.files import write_text, write_with
 from trainable.layout import (
     BASELINES_FILE,
     BEST_DIR,
@@ -469,7 +470,7 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
     os.makedirs(directory, exist_ok=True)
 
     def save(fig, name: str, caption: str) -> None:
-        fig.savefig(os.path.join(directory, name), dpi=110)
+        write_with(os.path.join(directory, name), lambda tmp: fig.savefig(tmp, dpi=110, format=name.rsplit(".")[-1]))
         plt.close(fig)
         doc.figure(f"figures/{name}", caption)
 
@@ -585,11 +586,10 @@ def build_report(
     provenance_section(doc, s)
     if len(s.trials):
         columns = [c for c in s.trials.columns if not c.endswith(("_confusion", "_pred"))]
-        s.epochs.merge(s.trials[columns], on="trial_id").to_csv(os.path.join(out_dir, "epochs.csv"), index=False)
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(doc.markdown())
-    with open(os.path.join(out_dir, "report.html"), "w") as f:
-        f.write(doc.html(out_dir))
+        epochs = s.epochs.merge(s.trials[columns], on="trial_id")
+        write_with(os.path.join(out_dir, "epochs.csv"), lambda tmp: epochs.to_csv(tmp, index=False))
+    write_text(os.path.join(out_dir, "report.md"), doc.markdown())
+    write_text(os.path.join(out_dir, "report.html"), doc.html(out_dir))
     return doc, s.notes
 
 

@@ -19,6 +19,7 @@ A study with no trial yet gives two empty tables.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -29,6 +30,7 @@ from typing import Any
 import pandas as pd
 
 from trainable.config import TrialConfig, comparable_settings, expand_choices
+from trainable.files import read_json, write_with
 from trainable.layout import (
     DEFAULT_SELECT,
     PARAMS_FILE,
@@ -90,7 +92,10 @@ def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
     path = os.path.join(trial_dir, RESULT_FILE)
     if os.path.exists(path):
         with open(path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+            lines = [line for line in f if line.strip()]
+        rows = [json.loads(line) for line in lines[:-1]]
+        with contextlib.suppress(json.JSONDecodeError):  # a last line cut short by a killed driver
+            rows += [json.loads(line) for line in lines[-1:]]
     return config, rows
 
 
@@ -163,8 +168,7 @@ def read_study_record(directory: str) -> dict:
     path = os.path.join(directory, STUDY_FILE)
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
 
 
 def config_of(trial: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     print(shown.sort_values(["experiment", "seed"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:
         config_columns = [c for c in trials.columns if not c.endswith(("_confusion", "_pred"))]
-        epochs.merge(trials[config_columns], on="trial_id").to_csv(args.csv, index=False)
+        table = epochs.merge(trials[config_columns], on="trial_id")
+        write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False))
         print(f"wrote {args.csv}")
     return 0
 

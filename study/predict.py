@@ -26,6 +26,7 @@ import pandas as pd
 
 from trainable.errors import UserError
 from trainable.faces import Faces
+from trainable.files import write_with
 from trainable.inference import Predictor, model_file
 from trainable.layouts import IMAGE_EXTENSIONS
 from trainable.problems import printable
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     table = predict_files(files, Faces(not args.no_detect, args.all_faces), Predictor(path))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     if args.out:
-        table.to_csv(args.out, index=False)
+        write_with(args.out, lambda tmp: table.to_csv(tmp, index=False))
         print(f"wrote {args.out}")
     failed = int((table.problem != "").sum())
     if failed:

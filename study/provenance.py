@@ -10,6 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
+from trainable.files import write_json
 from trainable.layout import STUDY_FILE
 
 PACKAGES = (
@@ -64,6 +65,5 @@ def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
         **facts,
     }
     path = os.path.join(directory, STUDY_FILE)
-    with open(path, "w") as f:
-        json.dump(record, f, indent=1, default=str)
+    write_json(path, json.loads(json.dumps(record, default=str)), indent=1)
     return path

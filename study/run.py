@@ -24,6 +24,7 @@ import pandas as pd
 import yaml
 
 from study.grids import GRIDS, SEARCHES, expand, get_grid, grid_label, is_grid_file, parse_where, reference_config
+from study.ownership import StudyLock, release_all
 from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
@@ -43,6 +44,7 @@ from trainable.config import (
 from trainable.data import FaceData, load_el7008
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
+from trainable.files import read_json, write_json, write_text, write_with
 from trainable.layout import (
     BUDGET_FILE,
     CONFIRM_DIR,
@@ -259,8 +261,7 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
         path = os.path.join(directory, STUDY_FILE)
     if not os.path.isfile(path):
         raise UserError(f"--resume {args.resume}: no {STUDY_FILE} there; is it a study's results directory?")
-    with open(path) as f:
-        recorded = {**vars(parse_args([])), **json.load(f)["args"]}
+    recorded = {**vars(parse_args([])), **read_json(path)["args"]}
     parent, _, name = directory.rpartition("/")  # a URI's parent, or the path's
     recorded.update(storage=parent if store.is_uri(directory) else os.path.dirname(directory), name=name)
     given = explicit_options(argv)
@@ -384,7 +385,7 @@ def summarize(
     summary.csv holds both, one row per trial. Returns the text and how many trials failed."""
     rows = [summary_row(r, trial_dir(r, experiment_dir), weights_labels, reference) for r in results]
     table = pd.DataFrame(rows).sort_values(["exp", "seed"])
-    table.to_csv(os.path.join(experiment_dir, SUMMARY_FILE), index=False)
+    write_with(os.path.join(experiment_dir, SUMMARY_FILE), lambda tmp: table.to_csv(tmp, index=False))
     settings = table[["exp", "name", *SETTINGS_COLUMNS]].drop_duplicates()
     text = "\n\n".join(
         [
@@ -579,10 +580,16 @@ def plan_study(args: argparse.Namespace, configs: list[dict[str, Any]]) -> Plan:
     name = args.name or f"{grid_label(args.grid)}-{time.strftime('%Y%m%d-%H%M%S')}"
     location = store.join(args.storage, name)
     directory = store.mirror(location) if store.is_uri(location) else location
-    if not args.resume and store.exists(location):
-        raise UserError(f"{location} exists; pick another --name, or continue it with --resume {location}.")
-    if not args.resume and store.is_uri(location):
-        shutil.rmtree(directory, ignore_errors=True)  # a mirror of an older study of that name
+    lock = StudyLock(directory)
+    if args.resume:
+        lock.take()
+    else:
+        if store.is_uri(location):
+            if store.exists(location):
+                raise UserError(f"{location} exists; pick another --name, or continue it with --resume {location}.")
+            lock.refuse_if_held()
+            shutil.rmtree(directory, ignore_errors=True)  # the mirror of an older study of that URI
+        lock.create(f"--resume {location}")
     if args.mlflow:
         from study.tracking import check_tracking_uri
 
@@ -640,8 +647,7 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
         **extra,
     )
     if data.skipped:
-        with open(os.path.join(plan.directory, SKIPPED_FILE), "w") as f:
-            f.write("\n".join(data.skipped) + "\n")
+        write_text(os.path.join(plan.directory, SKIPPED_FILE), "\n".join(data.skipped) + "\n")
     if plan.stored:
         store.upload(plan.directory, plan.location)
 
@@ -742,14 +748,12 @@ def mark_budget_stops(results: Any, experiment_dir: str) -> None:
     for result in results:
         directory = trial_dir(result, experiment_dir)
         if trial_outcome(directory, final_metrics(result))[0] == "unfinished":
-            with open(os.path.join(directory, STOPPED_FILE), "w") as f:
-                json.dump({"stopped_by": "budget"}, f)
+            write_json(os.path.join(directory, STOPPED_FILE), {"stopped_by": "budget"})
 
 
 def check_same_study(experiment_dir: str, data: FaceData, grid: str) -> None:
     """A resumed study runs on the images and the grid file it started with."""
-    with open(os.path.join(experiment_dir, STUDY_FILE)) as f:
-        recorded = json.load(f)
+    recorded = read_json(os.path.join(experiment_dir, STUDY_FILE))
     if recorded["data_fingerprint"] != data.fingerprint:
         raise UserError(
             f"The images under {data.root} changed since the study in {experiment_dir} started "
@@ -825,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(error_paragraph(err), file=sys.stderr)
         return 2
+    finally:
+        release_all()
 
 
 def error_paragraph(err: UserError) -> str:

@@ -9,7 +9,7 @@ import tempfile
 from typing import Any
 
 from ray import tune
-from ray.tune.logger import TBXLoggerCallback
+from ray.tune.logger import JsonLoggerCallback, TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.sample import Domain
@@ -19,6 +19,7 @@ from trainable import storage as store
 from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.errors import UserError
+from trainable.files import dumps, strict, write_json
 from trainable.layout import BUDGET_FILE, SELECTIONS, STOPPED_FILE
 from trainable.tune_trial import train_face_age
 
@@ -34,8 +35,8 @@ class RecordedASHA(ASHAScheduler):
         if decision == TrialScheduler.STOP and "stopped_by" not in result and trial.path:
             fs = trial.storage.storage_filesystem  # the study's storage: a local folder, S3, GCS
             fs.create_dir(trial.path)
-            with fs.open_output_stream(f"{trial.path}/{STOPPED_FILE}") as f:
-                f.write(json.dumps({"stopped_by": "asha", "epoch": result.get("epoch")}).encode())
+            with fs.open_output_stream(f"{trial.path}/{STOPPED_FILE}") as f:  # object stores: whole or absent
+                f.write(dumps({"stopped_by": "asha", "epoch": result.get("epoch")}).encode())
         return decision
 
 
@@ -116,9 +117,17 @@ class EpochBudget(tune.Stopper):
     def stop_all(self) -> bool:
         if self.spent < self.epochs:
             return False
-        with open(os.path.join(self.directory, BUDGET_FILE), "w") as f:
-            json.dump({"budget_epochs": self.epochs, "spent": self.spent}, f)
+        write_json(os.path.join(self.directory, BUDGET_FILE), {"budget_epochs": self.epochs, "spent": self.spent})
         return True
+
+
+class StrictJsonLogger(JsonLoggerCallback):
+    """Tune's result.json with non-finite numbers as null (jq and JavaScript reject NaN);
+    Tune itself, the scheduler and the searcher still see the values as reported. In the
+    callbacks, it stands in for the JsonLoggerCallback Tune would add."""
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        super().log_trial_result(iteration, trial, strict(result))
 
 
 def make_tuner(
@@ -161,7 +170,11 @@ def make_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             stop=budget,
-            callbacks=[*callbacks, HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)])],
+            callbacks=[
+                *callbacks,
+                StrictJsonLogger(),
+                HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)]),
+            ],
             verbose=verbose,
         ),
     )

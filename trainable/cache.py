@@ -9,11 +9,12 @@ under a lock, while concurrent trials on the node wait and read it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
-import tempfile
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from trainable.device import autocast
+from trainable.files import atomic, remove_stale_temps, write_json
 from trainable.transforms import apply_transform
 
 MANIFEST = "manifest.json"  # written last: an entry without it is incomplete
@@ -95,17 +97,22 @@ class TrunkCache:
         os.makedirs(folder, exist_ok=True)
         with open(folder + ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_SH)  # hits read side by side
-            if (features := self.load(key, rows)) is not None:
-                self.hits += 1
-                return features
+            with contextlib.suppress(Damaged):  # repaired below, by the one writer
+                if (features := self.load(key, rows)) is not None:
+                    self.hits += 1
+                    return features
             fcntl.flock(lock, fcntl.LOCK_EX)  # one writer; a second trial waits here, then reads the entry
-            if (features := self.load(key, rows)) is not None:  # written while this one waited
-                self.hits += 1
-                return features
+            try:
+                if (features := self.load(key, rows)) is not None:  # written while this one waited
+                    self.hits += 1
+                    return features
+            except Damaged as err:
+                print(f"{err}; it is removed and computed again.", file=sys.stderr)
             self.misses += 1
+            remove_stale_temps(folder)
             features = compute()
-            for name in os.listdir(folder):  # shards an interrupted encoding left
-                if name.startswith("part-"):
+            for name in os.listdir(folder):  # shards an interrupted or damaged encoding left
+                if name.startswith("part-") or name == MANIFEST:
                     os.remove(os.path.join(folder, name))
             self.write_part(key, 0, features)
             self.seal(key, len(features))
@@ -113,17 +120,26 @@ class TrunkCache:
 
     def load(self, key: dict[str, Any], rows: np.ndarray | None = None) -> torch.Tensor | None:
         """The entry's rows (all by default) gathered from its memory-mapped parts, or None
-        while it is incomplete. Only the rows asked for are copied into memory."""
-        manifest = os.path.join(self.folder(key), MANIFEST)
+        while it is incomplete. Only the rows asked for are copied into memory. Each part's
+        size and sha256 are checked against the manifest (the checksum once per process and
+        file); a part that fails, or a torn manifest, raises Damaged."""
+        folder = self.folder(key)
+        manifest = os.path.join(folder, MANIFEST)
         if not os.path.exists(manifest):
             return None
-        with open(manifest) as f:
-            record = json.load(f)
+        try:
+            with open(manifest) as f:
+                record = json.load(f)
+            parts = [(part["name"], part["bytes"], part["sha256"]) for part in record["parts"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise Damaged(f"trunk cache {folder}: its {MANIFEST} cannot be read ({err})") from None
         rows = np.arange(record["rows"]) if rows is None else np.asarray(rows, dtype=np.int64)
         out = None
-        for name in record["parts"]:
+        for name, size, digest in parts:
+            path = os.path.join(folder, name)
+            verify(path, size, digest)
             start, stop = (int(v) for v in name[5:-4].split("-"))
-            part = np.load(os.path.join(self.folder(key), name), mmap_mode="r")
+            part = np.load(path, mmap_mode="r")
             if out is None:
                 out = np.empty((len(rows), *part.shape[1:]), dtype=part.dtype)
             inside = (rows >= start) & (rows < stop)
@@ -134,10 +150,8 @@ class TrunkCache:
         """Rows start..start+len(features) of the entry, written atomically."""
         folder = self.folder(key)
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
+        with atomic(os.path.join(folder, f"part-{start:09d}-{start + len(features):09d}.npy"), "wb") as f:
             np.save(f, features.numpy())
-        os.replace(tmp, os.path.join(folder, f"part-{start:09d}-{start + len(features):09d}.npy"))
 
     def seal(self, key: dict[str, Any], rows: int) -> None:
         """Write the manifest once parts cover rows 0..rows exactly; raise if they do not."""
@@ -147,7 +161,38 @@ class TrunkCache:
         ends = [0] + [stop for _, stop in spans]
         if [start for start, _ in spans] != ends[:-1] or ends[-1] != rows:
             raise RuntimeError(f"trunk cache {folder}: parts {spans} do not cover rows 0..{rows}")
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"key": key, "rows": rows, "parts": parts}, f)
-        os.replace(tmp, os.path.join(folder, MANIFEST))
+        files = [os.path.join(folder, name) for name in parts]
+        checked = [
+            {"name": n, "bytes": os.path.getsize(f), "sha256": sha256(f)} for n, f in zip(parts, files, strict=True)
+        ]
+        write_json(os.path.join(folder, MANIFEST), {"key": key, "rows": rows, "parts": checked})
+
+
+class Damaged(Exception):
+    """A cache entry whose files do not match its manifest."""
+
+
+VERIFIED: set[tuple[str, int, int]] = set()  # (path, size, mtime) of parts whose checksum matched
+
+
+def verify(path: str, size: int, digest: str) -> None:
+    """Raise Damaged unless the file at `path` has `size` bytes and sha256 `digest`."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise Damaged(f"trunk cache part {path} is missing") from None
+    if info.st_size != size:
+        raise Damaged(f"trunk cache part {path} has {info.st_size} bytes, its manifest says {size}")
+    seen = (path, info.st_size, info.st_mtime_ns)
+    if seen not in VERIFIED:
+        if sha256(path) != digest:
+            raise Damaged(f"trunk cache part {path} does not match its checksum")
+        VERIFIED.add(seen)
+
+
+def sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

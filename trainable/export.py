@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from trainable.errors import UserError
+from trainable.files import write_with
 from trainable.model import FaceAgeNet, read_trained
 from trainable.transforms import SIZE
 
@@ -46,21 +47,14 @@ def export(model_file: str, out: str) -> str:
     example = torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8)
     batch = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
     if suffix == ".pt2":
-        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=batch), out)
+        program = torch.export.export(module, (example,), dynamic_shapes=batch)
+        write_with(out, lambda tmp: torch.export.save(program, tmp))
         return f"{out}: torch.export program, N x {SIZE} x {SIZE} x 3 uint8 -> N x classes probabilities"
     try:
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError:
         raise UserError("--export .onnx needs the export extra: pip install -e '.[export]'") from None
-    torch.onnx.export(
-        module,
-        (example,),
-        out,
-        input_names=["images"],
-        output_names=["probabilities"],
-        dynamic_shapes=batch,
-        opset_version=18,
-        dynamo=True,
-        external_data=False,  # one file: the weights inside the .onnx
-    )
+    options = {"input_names": ["images"], "output_names": ["probabilities"], "dynamic_shapes": batch}
+    options.update(opset_version=18, dynamo=True, external_data=False)  # one file: the weights inside the .onnx
+    write_with(out, lambda tmp: torch.onnx.export(module, (example,), tmp, **options))
     return f"{out}: ONNX, input 'images' N x {SIZE} x {SIZE} x 3 uint8, output 'probabilities' N x classes"

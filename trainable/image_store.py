@@ -11,10 +11,12 @@ and its (offset, height, width) rows, a few bytes per image.
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+from trainable.files import host, remove_stale_temps
 
 STORE_ENV = "FACE_AGE_IMAGE_STORE"  # where datasets' decoded images go when no directory is given
 
@@ -35,9 +37,10 @@ class ImageWriter:
             self.created.append(folder)
             folder = os.path.dirname(folder)
         os.makedirs(directory, exist_ok=True)
+        remove_stale_temps(directory)  # of scans killed before they finished
         self.directory = directory
-        fd, self.tmp = tempfile.mkstemp(dir=directory, suffix=".u8.tmp")
-        self.file = os.fdopen(fd, "wb")
+        self.tmp = os.path.join(directory, f".images-{uuid.uuid4().hex[:12]}.{host()}.{os.getpid()}.tmp")
+        self.file = open(self.tmp, "xb")
         self.rows: list[tuple[int, int, int]] = []  # (byte offset, height, width)
         self.size = 0
 
@@ -51,6 +54,8 @@ class ImageWriter:
 
     def finish(self, name: str, rows: Sequence[int]) -> StoredImages:
         """The images of `rows` (in that order), the file stored as NAME.u8."""
+        self.file.flush()
+        os.fsync(self.file.fileno())
         self.file.close()
         path = os.path.join(self.directory, f"{name}.u8")
         if os.path.exists(path) and os.path.getsize(path) == self.size:

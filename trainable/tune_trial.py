@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
@@ -16,6 +15,7 @@ from trainable.cache import TrunkCache
 from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.device import release_memory
+from trainable.files import write_json
 from trainable.layout import METRICS_FILE, MODEL_FILE, STATE_FILE
 from trainable.trial import run_trial
 
@@ -56,6 +56,5 @@ def _report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
         )
         if "model" in payload:
             torch.save(payload["model"], os.path.join(directory, MODEL_FILE))
-            with open(os.path.join(directory, METRICS_FILE), "w") as f:
-                json.dump(payload["metrics"], f, indent=1)
+            write_json(os.path.join(directory, METRICS_FILE), payload["metrics"], indent=1)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

@@ -1,0 +1,126 @@
+"""A study folder has one owner: the run that created it, or the one resume holding it.
+
+A new study's folder is made with one `mkdir` (atomic: of two runs of one name, one makes
+it and the other finds it there), and `study.lock` (host, pid, start time, command) is
+created inside with O_EXCL and held until the run ends. A second run or resume exits 2
+naming the holder. A lock left by a process that no longer runs on this host is taken
+over, and the run says so; a lock of another host cannot be checked, so it is refused and
+the message says how to remove it. A study whose run ends before anything is recorded
+(bad data, say) leaves no folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+
+from trainable.errors import UserError
+from trainable.files import alive, host, remove_stale_temps
+from trainable.layout import STUDY_FILE
+
+LOCK_FILE = "study.lock"
+HELD: list[StudyLock] = []  # this process's locks, released by release_all when the run ends
+
+
+class StudyLock:
+    """Ownership of one study folder (see the module's docstring)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, LOCK_FILE)
+        self.created: list[str] = []  # folders this run made, deepest first
+        self.held = False
+
+    def create(self, resume_hint: str) -> StudyLock:
+        """Make the study's folder (it must not exist yet) and take its lock."""
+        missing, folder = [], os.path.abspath(self.directory)
+        while not os.path.exists(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        os.makedirs(os.path.dirname(os.path.abspath(self.directory)), exist_ok=True)
+        try:
+            os.mkdir(self.directory)
+        except FileExistsError:
+            self.refuse_if_held()
+            raise UserError(
+                f"{self.directory} exists; pick another --name, or continue it with {resume_hint}."
+            ) from None
+        self.created = missing  # deepest first
+        return self.take()
+
+    def take(self) -> StudyLock:
+        """Take the lock of an existing folder: refused while a live run holds it."""
+        record = {"host": host(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
+        for _ in range(3):  # a stale lock moved away by another taker meanwhile: try again
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                self.refuse_if_held()
+                self.take_over()
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+            self.held = True
+            HELD.append(self)
+            for path in remove_stale_temps(self.directory):
+                print(f"Removed {path}: a temporary file of a writer that no longer runs.")
+            return self
+        raise UserError(f"{self.path}: could not take the study's lock (other runs keep taking it over).")
+
+    def holder(self) -> dict | None:
+        """The lock's record, or None when there is no lock (or it was being written)."""
+        try:
+            with open(self.path) as f:
+                return json.load(f)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def refuse_if_held(self) -> None:
+        holder = self.holder()
+        if holder is None:
+            return
+        if holder.get("host") != host():
+            raise UserError(
+                f"{self.directory} is held by process {holder.get('pid')} on host {holder.get('host')} "
+                f"(since {holder.get('since')}; {LOCK_FILE}). If that run has ended, remove {self.path}."
+            )
+        if alive(int(holder.get("pid", 0))):
+            raise UserError(
+                f"{self.directory} is in use by process {holder['pid']} on this host (since {holder.get('since')}: "
+                f"{' '.join(holder.get('argv', []))}); wait for it to end, or stop it."
+            )
+
+    def take_over(self) -> None:
+        """Move a stale lock away (a rename: of two takers only one succeeds) and say so."""
+        holder = self.holder() or {}
+        stale = f"{self.path}.stale.{os.getpid()}"
+        try:
+            os.rename(self.path, stale)
+        except FileNotFoundError:
+            return
+        os.remove(stale)
+        print(
+            f"Took over {self.path}: its process {holder.get('pid')} (since {holder.get('since')}) no longer runs.",
+            file=sys.stderr,
+        )
+
+    def release(self) -> None:
+        """Give the lock up; a folder this run made and recorded nothing in is removed."""
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+            self.held = False
+        if self.created and not os.path.exists(os.path.join(self.directory, STUDY_FILE)):
+            for folder in self.created:
+                try:
+                    os.rmdir(folder)
+                except OSError:  # not empty: something else is there
+                    break
+
+
+def release_all() -> None:
+    while HELD:
+        HELD.pop().release()

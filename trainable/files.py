@@ -1,0 +1,130 @@
+"""Files written whole or not at all, and JSON any parser reads.
+
+Every file the project writes goes to a temporary file in the same folder, is flushed to
+disk and renamed over the target (`os.replace` is atomic on one file system), so a killed
+writer leaves the old file or the new one, never half of either. Temporary files are
+named `.NAME.HOST.PID.tmp`: `remove_stale_temps` deletes those of dead writers on this host.
+JSON is strict: NaN and infinities are written as null (jq and JavaScript reject them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import socket
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import numpy as np
+
+TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.tmp$")
+
+
+def temp_path(path: str) -> str:
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{host()}.{os.getpid()}.tmp")
+
+
+def host() -> str:
+    return socket.gethostname().split(".")[0].replace(".", "_") or "host"
+
+
+@contextlib.contextmanager
+def atomic(path: str, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside `path`; on leaving the block without an error it
+    replaces `path`, else it is removed."""
+    tmp = temp_path(path)
+    try:
+        with open(tmp, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def write_with(path: str, save: Callable[[str], Any]) -> None:
+    """`save(temporary path)` (torch.save, savefig, to_csv, ...), then the rename."""
+    tmp = temp_path(path)
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+    with atomic(path) as f:
+        f.write(text)
+
+
+def strict(value: Any) -> Any:
+    """`value` with every non-finite float (Python or numpy) as None and numpy scalars and
+    arrays as plain Python: what strict JSON can hold."""
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return strict(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dumps(value: Any, **kwargs: Any) -> str:
+    """Strict JSON text (`allow_nan=False` proves no NaN is left)."""
+    return json.dumps(strict(value), allow_nan=False, **kwargs)
+
+
+def write_json(path: str, value: Any, **kwargs: Any) -> None:
+    write_text(path, dumps(value, **kwargs) + "\n")
+
+
+def read_json(path: str) -> Any:
+    """The JSON at `path`; a file that does not parse (torn by a kill, edited by hand) is a
+    UserError naming it."""
+    from trainable.errors import UserError
+
+    with open(path) as f:
+        text = f.read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise UserError(
+            f"{path} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}; {len(text)} bytes): "
+            "cut short by a kill, or edited by hand. Restore it from a copy, or start the study afresh."
+        ) from None
+
+
+def remove_stale_temps(folder: str) -> list[str]:
+    """Delete this host's temporary files whose writer is no longer running (recursively);
+    the paths removed."""
+    removed = []
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            match = TEMP.match(name)
+            if match and match["host"] == host() and not alive(int(match["pid"])):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(parent, name))
+                    removed.append(os.path.join(parent, name))
+    return removed
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this id runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        return True
+    return True
