@@ -150,6 +150,7 @@ def make_tuner(
     `search_alg`, `num_samples` trials of a search (study.search). Tune, the scheduler and the
     searcher rank on `select` (trainable.layout.SELECTIONS), the metric the report ranks on."""
     metric, mode = SELECTIONS[select]
+    searched = [k for k, v in space.items() if isinstance(v, Domain)]
     return tune.Tuner(
         trainable,
         param_space=space,
@@ -170,11 +171,7 @@ def make_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             stop=budget,
-            callbacks=[
-                *callbacks,
-                StrictJsonLogger(),
-                HParamsLogger([k for k, v in space.items() if isinstance(v, Domain)]),
-            ],
+            callbacks=[*callbacks, StrictJsonLogger(), HParamsLogger(searched)],
             verbose=verbose,
         ),
     )
