@@ -92,10 +92,9 @@ def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
     path = os.path.join(trial_dir, RESULT_FILE)
     if os.path.exists(path):
         with open(path) as f:
-            lines = [line for line in f if line.strip()]
-        rows = [json.loads(line) for line in lines[:-1]]
-        with contextlib.suppress(json.JSONDecodeError):  # a last line cut short by a killed driver
-            rows += [json.loads(line) for line in lines[-1:]]
+            for line in f:
+                with contextlib.suppress(json.JSONDecodeError):  # a line cut short by a killed driver:
+                    rows.append(json.loads(line))  # the resumed trial reports that epoch again
     return config, rows
 
 

@@ -33,6 +33,7 @@ import yaml
 from analysis.results import load_study
 from analysis.tables import budget_curve
 from trainable.device import describe_cpu
+from trainable.files import write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID_FILES = os.path.join(ROOT, "study", "grid_files")
@@ -51,8 +52,7 @@ def cheap_space(name: str, directory: str) -> str:
             spec[key] = [v for v in spec[key] if v in values]
     spec["description"] = f"{spec['description']} (search_bench: {CHEAP})"
     path = os.path.join(directory, f"{name}-cheap.yaml")
-    with open(path, "w") as f:
-        yaml.safe_dump(spec, f, sort_keys=False)
+    write_text(path, yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
@@ -93,8 +93,7 @@ def run_arm(label: str, options: list[str], rep: int, args: argparse.Namespace, 
         tail = proc.stdout[-3000:] + proc.stderr[-3000:]
         sys.exit(f"{label} repetition {rep} failed (exit {proc.returncode}):\n{tail}")
     row = {"arm": label, "rep": rep, **score(os.path.join(args.out, name)), "wall s": round(wall, 1)}
-    with open(done, "w") as f:
-        json.dump(row, f)
+    write_json(done, row)
     return row
 
 
@@ -146,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
           f"ASHA grace {args.grace_period}, {args.reps} repetition(s); weights none", flush=True)  # fmt: skip
     studies = arms(args.out)
     rows = [run_arm(label, opts, rep, args, common) for rep in range(args.reps) for label, opts in studies.items()]
-    with open(os.path.join(args.out, "search_bench.json"), "w") as f:
-        json.dump({"cpu": cpu_line(), "args": vars(args), "rows": rows}, f, indent=1)
+    write_json(
+        os.path.join(args.out, "search_bench.json"), {"cpu": cpu_line(), "args": vars(args), "rows": rows}, indent=1
+    )
     print(table(pd.DataFrame(rows)))
     return 0
 

@@ -40,6 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from trainable.cache import TrunkCache, encode
 from trainable.data import DEFAULT_RANGES, load_el7008
 from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
+from trainable.files import write_json, write_text
 from trainable.layout import PARAMS_FILE, RESULT_FILE
 from trainable.loop import EarlyStopping, TrainState, fit
 from trainable.model import build_model
@@ -400,7 +401,7 @@ def generate_faces(root: str, n: int, seed: int = 0) -> str:
             image = base[rng.integers(64)] + rng.integers(-20, 21, (200, 200, 3))
             image[..., c] += 50
             Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(os.path.join(folder, f"class{c}", f"{i}.jpg"))
-    open(os.path.join(folder, "done"), "w").close()
+    write_text(os.path.join(folder, "done"), "")
     return folder
 
 
@@ -647,10 +648,8 @@ def without_ray(args: argparse.Namespace, device: torch.device, results: dict[st
     kernels = {k: v for k, v in results.items() if k != "paper_grid_without_ray"}
     table = f"{render(kernels)}\n\n{grid_table(grid)}\n"
     print(table)
-    with open(os.path.join(args.out, "table.md"), "w") as f:
-        f.write(table)
-    with open(os.path.join(args.out, "bench.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    write_text(os.path.join(args.out, "table.md"), table)
+    write_json(os.path.join(args.out, "bench.json"), results, indent=1)
     print(f"wrote {os.path.join(args.out, 'bench.json')} and table.md")
     return 0
 
@@ -658,8 +657,7 @@ def without_ray(args: argparse.Namespace, device: torch.device, results: dict[st
 def finish(results: dict[str, Any], out: str | None) -> int:
     print(render(results))
     if out:
-        with open(out, "w") as f:
-            json.dump(results, f, indent=1)
+        write_json(out, results, indent=1)
     return 0
 
 

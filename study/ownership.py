@@ -2,7 +2,7 @@
 
 A new study's folder is made with one `mkdir` (atomic: of two runs of one name, one makes
 it and the other finds it there), and `study.lock` (host, pid, start time, command) is
-created inside with O_EXCL and held until the run ends. A second run or resume exits 2
+linked into place whole (refused where one exists) and held until the run ends. A second run or resume exits 2
 naming the holder. A lock left by a process that no longer runs on this host is taken
 over, and the run says so; a lock of another host cannot be checked, so it is refused and
 the message says how to remove it. A study whose run ends before anything is recorded
@@ -18,7 +18,7 @@ import sys
 import time
 
 from trainable.errors import UserError
-from trainable.files import alive, host, remove_stale_temps
+from trainable.files import alive, host, remove_stale_temps, temp_path, write_json
 from trainable.layout import STUDY_FILE
 
 LOCK_FILE = "study.lock"
@@ -55,14 +55,16 @@ class StudyLock:
         """Take the lock of an existing folder: refused while a live run holds it."""
         record = {"host": host(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
         for _ in range(3):  # a stale lock moved away by another taker meanwhile: try again
+            written = temp_path(self.path)
+            write_json(written, record)
             try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.link(written, self.path)  # atomic, and refused where the lock exists: never seen half-written
             except FileExistsError:
                 self.refuse_if_held()
                 self.take_over()
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
+            finally:
+                os.remove(written)
             self.held = True
             HELD.append(self)
             for path in remove_stale_temps(self.directory):
@@ -71,11 +73,11 @@ class StudyLock:
         raise UserError(f"{self.path}: could not take the study's lock (other runs keep taking it over).")
 
     def holder(self) -> dict | None:
-        """The lock's record, or None when there is no lock (or it was being written)."""
+        """The lock's record, or None when there is no lock."""
         try:
             with open(self.path) as f:
                 return json.load(f)
-        except (FileNotFoundError, json.JSONDecodeError):
+        except FileNotFoundError:
             return None
 
     def refuse_if_held(self) -> None:

@@ -313,3 +313,22 @@ def test_select_val_bacc_is_what_tune_ranked_and_what_the_study_ranks(tiny_root,
     by_bacc = trials.assign(told=trials.trial_id.map(told)).groupby("config_id").told.mean()
     assert best["select"] == "val_bacc" and by_bacc[best["config_id"]] == by_bacc.max()
     assert best["selected"]["mean"] == pytest.approx(by_bacc.max())
+
+
+def test_every_json_file_of_a_smoke_study_is_strict(smoke_study, smoke_report):
+    """study.json, best.json, every trial's params.json and result.json lines, Ray's own state
+    files, the baselines' record: none holds NaN or Infinity (jq and JavaScript reject them)."""
+    from tests.test_files import strict_load
+
+    storage, _ = smoke_study
+    files = glob.glob(str(storage / "e2e" / "**" / "*.json"), recursive=True)
+    files += glob.glob(str(smoke_report.parent / "baselines*" / "*.json"))
+    files = [f for f in files if not os.path.basename(f).startswith("basic-variant-state")]  # a pickle Ray names .json
+    assert any(f.endswith("result.json") for f in files) and any(f.endswith("best.json") for f in files)
+    for path in files:
+        with open(path) as f:
+            lines = f.read().splitlines() if path.endswith("result.json") else [f.read()]
+        for line in lines:
+            strict_load(line)  # raises on NaN / Infinity, naming the constant
+    assert not glob.glob(str(storage / "e2e" / "**" / "*.tmp"), recursive=True, include_hidden=True)
+    assert not os.path.exists(storage / "e2e" / "study.lock")  # released at the end

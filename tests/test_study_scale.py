@@ -126,6 +126,15 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     )
     try:
         assert wait_for(lambda: when(study, marks), 300), f"never reached: {point}"
+        if point == "before the first trial finishes":  # one owner: a second run and a resume both refused
+            for second in (
+                ["--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
+                ["--resume", str(study)],
+            ):
+                refused = cli(*second, timeout=120)
+                text = " ".join(refused.stderr.split())
+                assert refused.returncode == 2 and f"in use by process {proc.pid} on this host" in text, text
+                assert "Traceback" not in refused.stderr
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         proc.wait()
@@ -136,6 +145,7 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
 
     resumed = cli("--resume", str(study))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"its process {proc.pid} " in resumed.stderr and "no longer runs" in resumed.stderr  # the lock taken over
     trials, epochs = load_study(str(study))
     assert len(trials) == 6 and (trials.status == "finished").all()
     assert sorted(zip(trials.experiment, trials.seed, strict=False)) == [(e, s) for e in (1, 2) for s in range(3)]

@@ -95,7 +95,7 @@ class TrunkCache:
             return compute() if rows is None else compute()[rows]
         folder = self.folder(key)
         os.makedirs(folder, exist_ok=True)
-        with open(folder + ".lock", "w") as lock:
+        with open(folder + ".lock", "a") as lock:  # only flock'ed: it stays empty
             fcntl.flock(lock, fcntl.LOCK_SH)  # hits read side by side
             with contextlib.suppress(Damaged):  # repaired below, by the one writer
                 if (features := self.load(key, rows)) is not None:

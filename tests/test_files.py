@@ -1,0 +1,168 @@
+"""Whole files or none, strict JSON, one owner per study folder, and a cache that heals."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from study.ownership import LOCK_FILE, StudyLock, release_all
+from study.run import main
+from tests.conftest import ROOT
+from trainable.cache import MANIFEST, TrunkCache
+from trainable.errors import UserError
+from trainable.files import atomic, dumps, host, remove_stale_temps, temp_path, write_json
+
+
+def reject_constant(name):
+    raise ValueError(f"{name} in strict JSON")
+
+
+def strict_load(text: str):
+    return json.loads(text, parse_constant=reject_constant)
+
+
+def test_json_is_strict_non_finite_numbers_become_null(tmp_path):
+    value = {"a": math.nan, "b": [np.float32("inf"), -math.inf, 1.5], "c": np.array([np.nan, 2.0]), "d": np.int64(3)}
+    write_json(str(tmp_path / "x.json"), value)
+    assert strict_load((tmp_path / "x.json").read_text()) == {
+        "a": None,
+        "b": [None, None, 1.5],
+        "c": [None, 2.0],
+        "d": 3,
+    }
+    assert strict_load(dumps(value))["a"] is None
+    with pytest.raises(ValueError):
+        strict_load(json.dumps({"a": math.nan}))  # what the check catches
+
+
+def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "summary.csv"
+    path.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic(str(path)) as f:
+        f.write("half of the new")
+        raise RuntimeError("killed")
+    assert path.read_text() == "old\n" and os.listdir(tmp_path) == ["summary.csv"]
+
+
+def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = temp_path(str(tmp_path / "study.json")).replace(f".{os.getpid()}.", f".{dead.stdout.strip()}.")
+    live = temp_path(str(tmp_path / "summary.csv"))
+    for path in (stale, live):
+        open(path, "w").close()
+    assert remove_stale_temps(str(tmp_path)) == [stale]
+    assert os.path.exists(live) and not os.path.exists(stale)
+
+
+def take(directory: str, queue) -> None:
+    try:
+        StudyLock(directory).create("--resume it")
+        queue.put("took it")
+        time.sleep(3)  # held while the other one tries
+    except UserError as err:
+        queue.put(str(err))
+
+
+def test_of_two_runs_creating_one_study_one_owns_it_and_the_other_names_it(tmp_path):
+    directory = str(tmp_path / "results" / "study")
+    queue = multiprocessing.get_context("spawn").Queue()
+    procs = [multiprocessing.get_context("spawn").Process(target=take, args=(directory, queue)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    said = sorted([queue.get(timeout=60), queue.get(timeout=60)])
+    for proc in procs:
+        proc.join()
+    pids = {str(proc.pid) for proc in procs}
+    assert said[1] == "took it", said
+    assert "in use by process" in said[0] or "exists" in said[0]
+    assert "in use by process" not in said[0] or any(pid in said[0] for pid in pids)
+
+
+def test_a_live_lock_is_refused_a_dead_ones_taken_over_and_another_hosts_refused(tmp_path, capsys):
+    directory = tmp_path / "study"
+    directory.mkdir()
+    lock = directory / LOCK_FILE
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"host": host(), "pid": sleeper.pid, "since": "then", "argv": ["study.run"]}))
+        with pytest.raises(UserError, match=f"in use by process {sleeper.pid} on this host"):
+            StudyLock(str(directory)).take()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    taken = StudyLock(str(directory)).take()
+    assert f"its process {sleeper.pid} (since then) no longer runs" in capsys.readouterr().err
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    taken.release()
+    assert not lock.exists() and directory.exists()  # a resumed folder stays
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "then"}))
+    with pytest.raises(UserError, match=f"on host elsewhere .*remove {lock}"):
+        StudyLock(str(directory)).take()
+
+
+def test_a_study_that_records_nothing_leaves_no_folder(tmp_path):
+    StudyLock(str(tmp_path / "results" / "new")).create("--resume it")
+    assert (tmp_path / "results" / "new" / LOCK_FILE).exists()
+    release_all()
+    assert not (tmp_path / "results").exists()
+
+
+def test_resume_of_a_torn_study_json_is_one_clear_error(tmp_path, capsys):
+    study = tmp_path / "torn"
+    study.mkdir()
+    (study / "study.json").write_text('{"args": {"grid": "smoke", "se')
+    assert main(["--resume", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "study.json is not valid JSON" in " ".join(err.split())
+
+
+@pytest.mark.parametrize("damage", ["truncate a part", "flip a byte", "tear the manifest", "delete a part"])
+def test_a_damaged_cache_entry_is_recomputed(tmp_path, capsys, damage):
+    cache, key, calls = TrunkCache(str(tmp_path)), {"k": 1}, []
+
+    def compute():
+        calls.append(1)
+        return torch.arange(12, dtype=torch.float32).reshape(6, 2)
+
+    first = cache.get(key, compute)
+    folder = cache.folder(key)
+    (part,) = [os.path.join(folder, n) for n in os.listdir(folder) if n.startswith("part-")]
+    if damage == "truncate a part":
+        os.truncate(part, os.path.getsize(part) - 8)
+    elif damage == "flip a byte":
+        data = bytearray(open(part, "rb").read())
+        data[-1] ^= 0xFF
+        open(part, "wb").write(bytes(data))
+    elif damage == "tear the manifest":
+        manifest = os.path.join(folder, MANIFEST)
+        os.truncate(manifest, os.path.getsize(manifest) // 2)
+    else:
+        os.remove(part)
+    fresh = TrunkCache(str(tmp_path))  # another process would see the same files
+    from trainable import cache as cache_module
+
+    cache_module.VERIFIED.clear()  # as in that other process: no checksum checked yet
+    assert torch.equal(fresh.get(key, compute), first) and len(calls) == 2
+    assert "computed again" in capsys.readouterr().err
+    assert torch.equal(TrunkCache(str(tmp_path)).get(key, compute), first) and len(calls) == 2  # healed
+
+
+def test_every_json_the_project_writes_is_strict():
+    """No writer of the project's own files calls json.dump directly (trainable.files does)."""
+    offenders = []
+    for package in ("study", "trainable", "analysis"):
+        for name in os.listdir(os.path.join(ROOT, package)):
+            if name.endswith(".py") and name != "files.py":
+                text = open(os.path.join(ROOT, package, name)).read()
+                if "json.dump(" in text or "open(" in text and '"w")' in text:
+                    offenders.append(f"{package}/{name}")
+    assert not offenders, offenders
