@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,20 @@ SCHEDULERS = ("none", "asha")
 LABELS = {"optimizer": "{}", "lr": "lr{:g}", "batch_size": "b{}", "freeze": "freeze-{}", "augmentation": "aug-{}"}
 
 
+MAX_GRID_BYTES = 256 * 1024  # the largest grid file read (the extended grid's is 1 KB)
+
+
+class GridLoader(yaml.SafeLoader):
+    """YAML without aliases (`*name`): a few hundred bytes of nested aliases expand to
+    gigabytes ("billion laughs"), and a grid file has no need of them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a grid file", mark)
+        return super().compose_node(parent, index)
+
+
 def read_grid(path: str) -> Grid:
     """A grid file (.yaml/.yml/.json): optional `description`, `scheduler` (none | asha) and
     `experiments` (a list of mappings, each a `name` and the settings it changes); every
@@ -79,11 +94,15 @@ def read_grid(path: str) -> Grid:
     experiment 1 of the 2021 report (BASELINE)."""
     try:
         with open(path) as f:
-            text = f.read()
+            text = f.read(MAX_GRID_BYTES + 1)
     except OSError as err:
         raise UserError(f"--grid {path}: cannot be read ({err.strerror}).") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--grid {path}: not UTF-8 text.") from None
+    if len(text) > MAX_GRID_BYTES:
+        raise UserError(f"--grid {path}: over {MAX_GRID_BYTES:,} characters; a grid file is a few lines of settings.")
     try:
-        spec = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        spec = json.loads(text) if path.endswith(".json") else yaml.load(text, Loader=GridLoader)
     except json.JSONDecodeError as err:
         raise UserError(f"--grid {path} is not valid JSON: line {err.lineno}, column {err.colno}: {err.msg}.") from None
     except yaml.YAMLError as err:
@@ -133,11 +152,15 @@ def typed(path: str, key: str, value: Any) -> Any:
     if key not in TrialConfig().to_dict() or key in IDENTITY_KEYS:
         raise UserError(f"--grid {path}: {key!r} is not a setting a grid can change.")
     kind = type(TrialConfig().to_dict()[key])
-    if kind is float and isinstance(value, str | int) and not isinstance(value, bool):
+    if kind is float and isinstance(value, str | int | float) and not isinstance(value, bool):
         try:
-            return float(value)
+            value = float(value)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(value):
+                raise UserError(f"--grid {path}: {key!r} must be a finite number, got {value!r}.")
+            return value
     if not isinstance(value, kind) or isinstance(value, bool):
         raise UserError(f"--grid {path}: {key!r} must be {kind.__name__} (or a list of them), got {value!r}.")
     return value

@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -214,6 +215,16 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def check_args(args: argparse.Namespace) -> None:
     if args.grid is None:
         raise UserError("--grid is required (one of " + ", ".join(sorted(GRIDS)) + ") unless --resume.")
+    if args.name is not None and not STUDY_NAME.fullmatch(args.name):
+        raise UserError(
+            f"--name {args.name!r}: a study's name is one folder name: letters, digits, '.', '_', '-', '+', "
+            "'=' or ',', not starting with '.' (no '/', no '..')."
+        )
+    if args.search == "optuna":
+        try:
+            import optuna  # noqa: F401
+        except ImportError:
+            raise UserError("--search optuna needs the search extra: pip install -e '.[search]'.") from None
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UserError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}.")
     if args.gpus_per_trial < 0 or (args.gpus_per_trial > 1 and args.gpus_per_trial % 1):
@@ -241,6 +252,8 @@ def check_args(args: argparse.Namespace) -> None:
             "Tune's CSV, JSON and TensorBoard logs are always written)."
         )
 
+
+STUDY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
 
 # may change when a study resumes
 RUNTIME_OPTIONS = ("resume", "address", "cluster_config", "dashboard_host", "dry_run", "verbose")

@@ -128,3 +128,52 @@ def test_provenance_records_the_arguments_main_received(tmp_path):
     write_provenance(str(tmp_path), ["--grid", "smoke", "--seeds", "1"], grid="smoke")
     command = json.loads((tmp_path / "study.json").read_text())["command"]
     assert command[1:] == ["-m", "study.run", "--grid", "smoke", "--seeds", "1"]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("lr: .nan\n", "'lr' must be a finite number"),
+        ("weight_decay: .inf\n", "'weight_decay' must be a finite number"),
+        ("lr: [1.0e-4, -.inf]\n", "'lr' must be a finite number"),
+        ("lr: {uniform: [0.0001, .nan]}\n", "'lr' must be a finite number"),
+        ("a: &a [1, 1]\nb: &b [*a, *a]\nlr: *b\n", "aliases (*name) are not allowed"),
+    ],
+)
+def test_nonsense_settings_in_a_grid_file_are_refused_naming_the_key(capsys, tmp_path, text, expected):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(text)
+    assert expected in " ".join(fails(capsys, "--grid", str(grid), "--dry-run").split())
+
+
+def test_a_huge_grid_file_is_refused_unread(capsys, tmp_path):
+    from study.grids import MAX_GRID_BYTES
+
+    grid = tmp_path / "g.yaml"
+    grid.write_text("# padding\n" * (MAX_GRID_BYTES // 10 + 1))
+    assert "a grid file is a few lines" in " ".join(fails(capsys, "--grid", str(grid), "--dry-run").split())
+
+
+def test_a_non_finite_trial_setting_is_refused_wherever_it_comes_from():
+    from trainable.config import TrialConfig
+    from trainable.errors import UserError
+
+    for key in ("lr", "weight_decay", "dropout", "min_delta", "momentum"):
+        with pytest.raises(UserError, match=f"'{key}' must be a finite number"):
+            TrialConfig.from_dict({key: float("nan")})
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ".hidden", "a..b", "", "x\ny"])
+def test_a_study_name_that_is_not_one_folder_is_refused(capsys, tmp_path, name):
+    assert "--name" in fails(capsys, "--grid", "smoke", "--name", name, "--storage", str(tmp_path / "r"))
+    assert not (tmp_path / "r").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_search_optuna_without_the_extra_exits_2_before_ray_starts_and_writes_nothing(capsys, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)  # import optuna raises ImportError
+    monkeypatch.setitem(sys.modules, "ray", None)  # and so would starting Ray: it must not be reached
+    err = fails(capsys, "--grid", "search", "--search", "optuna", "--storage", str(tmp_path / "r"), "--name", "s")
+    assert ".[search]" in err
+    assert not (tmp_path / "r").exists()

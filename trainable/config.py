@@ -4,6 +4,7 @@ validated dataclass inside the trainable."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,8 @@ class TrialConfig:
                 value = float(value)
             if not isinstance(value, kind) or isinstance(value, bool):
                 raise UserError(f"Trial config key '{key}' must be {kind.__name__}, got {value!r}.")
+            if kind is float and not math.isfinite(value):
+                raise UserError(f"Trial config key '{key}' must be a finite number, got {value!r}.")
             values[key] = value
         cfg = cls(**values)
         cfg._validate()

@@ -8,6 +8,8 @@ probabilities (N x classes), in fp32.
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 from torch import nn
 
@@ -43,6 +45,8 @@ def export(model_file: str, out: str) -> str:
     suffix = next((s for s in FORMATS if out.endswith(s)), None)
     if suffix is None:
         raise UserError(f"--export {out}: expected a file name ending in one of {list(FORMATS)}.")
+    if suffix == ".onnx" and importlib.util.find_spec("onnxscript") is None:  # torch.onnx's exporter needs it
+        raise UserError("--export .onnx needs the export extra: pip install -e '.[export]'")
     module = exportable(model_file)
     example = torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8)
     batch = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}}
@@ -50,10 +54,6 @@ def export(model_file: str, out: str) -> str:
         program = torch.export.export(module, (example,), dynamic_shapes=batch)
         write_with(out, lambda tmp: torch.export.save(program, tmp))
         return f"{out}: torch.export program, N x {SIZE} x {SIZE} x 3 uint8 -> N x classes probabilities"
-    try:
-        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
-    except ImportError:
-        raise UserError("--export .onnx needs the export extra: pip install -e '.[export]'") from None
     options = {"input_names": ["images"], "output_names": ["probabilities"], "dynamic_shapes": batch}
     options.update(opset_version=18, dynamo=True, external_data=False)  # one file: the weights inside the .onnx
     write_with(out, lambda tmp: torch.onnx.export(module, (example,), tmp, **options))
