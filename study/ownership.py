@@ -20,6 +20,7 @@ import time
 from trainable.errors import UserError
 from trainable.files import alive, host, remove_stale_temps, temp_path, write_json
 from trainable.layout import STUDY_FILE
+from trainable.storage import redact
 
 LOCK_FILE = "study.lock"
 HELD: list[StudyLock] = []  # this process's locks, released by release_all when the run ends
@@ -53,7 +54,12 @@ class StudyLock:
 
     def take(self) -> StudyLock:
         """Take the lock of an existing folder: refused while a live run holds it."""
-        record = {"host": host(), "pid": os.getpid(), "since": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv}
+        record = {
+            "host": host(),
+            "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "argv": [redact(a) for a in sys.argv],
+        }
         for _ in range(3):  # a stale lock moved away by another taker meanwhile: try again
             written = temp_path(self.path)
             write_json(written, record)

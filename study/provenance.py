@@ -12,6 +12,7 @@ from typing import Any
 
 from trainable.files import write_json
 from trainable.layout import STUDY_FILE
+from trainable.storage import redact
 
 PACKAGES = (
     "torch",
@@ -57,7 +58,7 @@ def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
     versions, git revision and `facts`); return its path."""
     os.makedirs(directory, exist_ok=True)
     record = {
-        "command": [sys.executable, "-m", "study.run", *argv],
+        "command": [sys.executable, "-m", "study.run", *map(redact, argv)],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),

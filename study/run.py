@@ -58,7 +58,7 @@ from trainable.layout import (
     search_trial_number,
     trial_outcome,
 )
-from trainable.model import resolve_weights, weights_label
+from trainable.model import resolve_weights, weights_id, weights_label
 
 SUMMARY_COLUMNS = {  # result key -> column title
     "experiment": "exp",
@@ -278,6 +278,16 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
     parent, _, name = directory.rpartition("/")  # a URI's parent, or the path's
     recorded.update(storage=parent if store.is_uri(directory) else os.path.dirname(directory), name=name)
     given = explicit_options(argv)
+    for key, value in list(recorded.items()):  # credentials are never recorded: given again, or refused
+        if isinstance(value, str) and store.SECRET in value:
+            if key not in given:
+                option = f"--{key.replace('_', '-')}"
+                raise UserError(
+                    f"--resume {store.redact(directory)}: the study's {option} {value} held credentials, which are "
+                    f"not recorded; pass {option} again (or give them by environment: AWS_*, MLFLOW_TRACKING_*)."
+                )
+            if store.redact(given[key]) == value:
+                recorded[key] = given[key]
     differ = [
         f"--{key.replace('_', '-')} {value!r} (the study has {recorded[key]!r})"
         for key, value in given.items()
@@ -439,7 +449,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     plan = plan_study(args, configs)
     data = load_data(args)
     if args.resume:
-        check_same_study(plan.directory, data, args.grid)
+        check_same_study(plan.directory, data, args.grid, list(plan.weights_labels))
     scheduler = args.scheduler or get_grid(args.grid).scheduler
     sizes = ", ".join(f"{k} {v}" for k, v in data.sizes().items())
     print(
@@ -481,7 +491,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     space["weights"] = plan.configs[0]["weights"]
     data = load_data(args)
     if args.resume:
-        check_same_study(plan.directory, data, args.grid)
+        check_same_study(plan.directory, data, args.grid, list(plan.weights_labels))
     scheduler = args.scheduler or grid.scheduler
     print(f"{args.search} search: {args.num_samples} trial(s) over {', '.join(searched)}; scheduler {scheduler}")
     print(class_count_lines(data.class_counts()))
@@ -640,12 +650,13 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
     write_provenance(
         plan.directory,
         argv,
-        args=vars(args),
+        args={k: store.redact(v) if isinstance(v, str) else v for k, v in vars(args).items()},
         grid=grid_label(args.grid),
         grid_file={"path": args.grid, "text": get_grid(args.grid).text},
         trials=plan.configs,
         reference_config=plan.reference,
         weights_labels=plan.weights_labels,
+        weights_ids={spec: weights_id(spec) for spec in plan.weights_labels},
         data_root=data.root,
         data_fingerprint=data.fingerprint,
         data_files=dict(zip(data.paths, data.hashes, strict=True)),
@@ -733,7 +744,7 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
     best = subprocess.run([sys.executable, "-m", "analysis.best", plan.directory], capture_output=True, text=True)
     if plan.stored:
         store.upload(plan.directory, plan.location)
-    where = f"{plan.location} (local copy: {plan.directory})" if plan.stored else plan.location
+    where = f"{store.redact(plan.location)} (local copy: {plan.directory})" if plan.stored else plan.location
     print(f"\n{table}\n\nResults: {where}")
     if best.returncode:  # a process: study does not import analysis
         print(f"Choosing the best model failed (analysis.best, exit {best.returncode}):\n{best.stderr.strip()}")
@@ -764,9 +775,16 @@ def mark_budget_stops(results: Any, experiment_dir: str) -> None:
             write_json(os.path.join(directory, STOPPED_FILE), {"stopped_by": "budget"})
 
 
-def check_same_study(experiment_dir: str, data: FaceData, grid: str) -> None:
-    """A resumed study runs on the images and the grid file it started with."""
+def check_same_study(experiment_dir: str, data: FaceData, grid: str, weights: list[str]) -> None:
+    """A resumed study runs on the images, the grid file and the weights files it started with."""
     recorded = read_json(os.path.join(experiment_dir, STUDY_FILE))
+    for spec in weights:  # (a study recorded before weights_ids is not checked)
+        before, now = recorded.get("weights_ids", {}).get(spec), weights_id(spec)
+        if before is not None and before != now:
+            raise UserError(
+                f"--weights {spec} changed since the study in {experiment_dir} started ({now[:19]}..., recorded "
+                f"{before[:19]}...); resuming would mix two trunks. Restore the file, or start a new study with --name."
+            )
     if recorded["data_fingerprint"] != data.fingerprint:
         raise UserError(
             f"The images under {data.root} changed since the study in {experiment_dir} started "
@@ -849,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
 def error_paragraph(err: UserError) -> str:
     """The message's first paragraph wrapped at 100 columns, never inside a word or path;
     what follows its first newline (a list, one file per line) exactly as it is."""
-    head, sep, rest = str(err).partition("\n")
+    head, sep, rest = store.redact(str(err)).partition("\n")  # credentials never printed
     return textwrap.fill(f"error: {head}", width=100, break_long_words=False, break_on_hyphens=False) + sep + rest
 
 

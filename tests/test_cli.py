@@ -177,3 +177,38 @@ def test_search_optuna_without_the_extra_exits_2_before_ray_starts_and_writes_no
     err = fails(capsys, "--grid", "search", "--search", "optuna", "--storage", str(tmp_path / "r"), "--name", "s")
     assert ".[search]" in err
     assert not (tmp_path / "r").exists()
+
+
+def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path, tiny_data, capsys):
+    from study.run import Plan, record_study
+
+    args = parse_args(["--grid", "smoke", "--storage", str(tmp_path), "--mlflow", "http://me:hunter2@mlflow:5000"])
+    plan = Plan("s", str(tmp_path / "s"), [], {}, {}, str(tmp_path / "s"))
+    record_study(plan, args, ["--grid", "smoke", "--mlflow", "http://me:hunter2@mlflow:5000"], tiny_data)
+    text = (tmp_path / "s" / "study.json").read_text()
+    assert "hunter2" not in text and "http://REDACTED@mlflow:5000" in text
+    argv = ["--resume", str(tmp_path / "s")]
+    assert "held credentials, which are not recorded; pass --mlflow again" in " ".join(fails(capsys, *argv).split())
+    argv += ["--mlflow", "http://me:hunter2@mlflow:5000"]
+    assert resumed_args(parse_args(argv), argv).mlflow == "http://me:hunter2@mlflow:5000"
+    argv[-1] = "http://me:hunter2@elsewhere:5000"
+    assert "--mlflow" in fails(capsys, *argv)  # another server: refused as any changed option
+
+
+def test_resume_refuses_a_replaced_weights_file(tmp_path, tiny_data):
+    import torch
+
+    from study.run import check_same_study
+    from trainable.errors import UserError
+    from trainable.model import weights_id
+
+    weights = tmp_path / "w.pt"
+    torch.save({"a": torch.zeros(2)}, weights)
+    study = tmp_path / "study"
+    study.mkdir()
+    record = {"data_fingerprint": tiny_data.fingerprint, "weights_ids": {str(weights): weights_id(str(weights))}}
+    (study / "study.json").write_text(json.dumps(record))
+    check_same_study(str(study), tiny_data, "smoke", [str(weights)])  # the same file: resumes
+    torch.save({"a": torch.ones(2)}, weights)
+    with pytest.raises(UserError, match="changed since the study .* would mix two trunks"):
+        check_same_study(str(study), tiny_data, "smoke", [str(weights)])

@@ -257,6 +257,32 @@ def test_storage_copies_a_study_up_and_down_through_a_uri(tmp_path):
     copy = storage.download(uri, str(tmp_path / "copy"))
     assert (tmp_path / "copy" / "e01-x-s0" / "result.json").read_text() == '{"epoch": 1}\n' and copy.endswith("copy")
     flat = str(tmp_path).strip("/").replace("/", "_")
-    assert storage.mirror(uri) == os.path.join(storage.MIRRORS, "studies", f"{flat}_bucket_studies_s1")
+    assert os.path.basename(storage.mirror(uri)).startswith(f"{flat}_bucket_studies_s1-")
     with pytest.raises(UserError, match="nothing is stored there"):
         storage.download(uri + "-missing", str(tmp_path / "none"))
+
+
+def test_mirrors_are_named_by_the_whole_uri_and_never_by_its_credentials():
+    from trainable import storage
+
+    mirrors = {storage.mirror(u) for u in ("s3://lab/x_y", "gs://lab_x/y", "file:///lab/x/y", "s3://lab/x/y")}
+    assert len(mirrors) == 4  # their readable parts are all lab_x_y
+    assert storage.mirror("s3://AKIA:hunter2@lab/x_y") == storage.mirror("s3://lab/x_y")
+    assert "hunter2" not in storage.mirror("s3://lab/x_y?secret_key=hunter2")
+
+
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("s3://AKIA:hunter2@lab/x", "s3://REDACTED@lab/x"),
+        ("http://me:hunter2@mlflow:5000", "http://REDACTED@mlflow:5000"),
+        ("s3://lab/x?region=eu&session_token=hunter2", "s3://lab/x?region=eu&session_token=REDACTED"),
+        ("gs://lab/x?X-Goog-Signature=hunter2&b=1", "gs://lab/x?X-Goog-Signature=REDACTED&b=1"),
+        ("s3://lab/x?region=eu", "s3://lab/x?region=eu"),
+        ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+    ],
+)
+def test_credentials_in_uris_are_redacted(uri, shown):
+    from trainable.storage import redact
+
+    assert redact(uri) == shown and redact(f"error: --storage {uri} refused") == f"error: --storage {shown} refused"

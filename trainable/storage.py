@@ -9,7 +9,10 @@ AWS_ENDPOINT_URL for an S3-compatible server; GOOGLE_APPLICATION_CREDENTIALS).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import urllib.parse
 
 from trainable.errors import UserError
 
@@ -26,8 +29,38 @@ def join(root: str, name: str) -> str:
 
 
 def mirror(uri: str) -> str:
-    """The local folder that mirrors the stored study at `uri`."""
-    return os.path.join(MIRRORS, "studies", uri.split("://", 1)[1].strip("/").replace("/", "_"))
+    """The local folder that mirrors the stored study at `uri`: named by a hash of the whole
+    URI (scheme, bucket, path; credentials left out), after a readable part of it, so that
+    s3://lab/x_y, gs://lab_x/y and file:///lab/x/y never share one."""
+    clean = redact(uri.rstrip("/")).replace(f"{SECRET}@", "")  # one mirror whoever's credentials
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", clean.split("://", 1)[1].strip("/"))[-80:]
+    return os.path.join(MIRRORS, "studies", f"{readable}-{hashlib.sha256(clean.encode()).hexdigest()[:16]}")
+
+
+SECRET = "REDACTED"
+SECRET_QUERY = re.compile(r"key|secret|token|passw|signature|sig$|credential|auth", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of any URI in it (user:password@, and query values
+    named like keys, secrets, tokens, passwords or signatures) replaced by REDACTED: what
+    records, names and printed lines may hold. Text without such a URI is returned as is."""
+    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", lambda m: _redact_uri(m.group(0)), text)
+
+
+def _redact_uri(uri: str) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{SECRET}@{netloc.rsplit('@', 1)[1]}"
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    hidden = [(k, SECRET if SECRET_QUERY.search(k) else v) for k, v in pairs]
+    query = urllib.parse.urlencode(hidden, safe="/:") if hidden != pairs else parts.query
+    return (
+        urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+        if (netloc, query) != (parts.netloc, parts.query)
+        else uri
+    )
 
 
 def _filesystem(location: str):
