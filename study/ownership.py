@@ -4,8 +4,9 @@ A new study's folder is made with one `mkdir` (atomic: of two runs of one name, 
 it and the other finds it there), and `study.lock` (host, pid, start time, command) is
 linked into place whole (refused where one exists) and held until the run ends. A second run or resume exits 2
 naming the holder. A lock left by a process that no longer runs on this host is taken
-over, and the run says so; a lock of another host cannot be checked, so it is refused and
-the message says how to remove it. A study whose run ends before anything is recorded
+over, and the run says so. A run refreshes its lock's time while it holds it; a lock of
+another host (a shared file system; a retried Kubernetes job on a new pod) is taken over
+once it has not been refreshed for STALE_AFTER_S. A study whose run ends before anything is recorded
 (bad data, say) leaves no folder behind.
 """
 
@@ -15,6 +16,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 
 from trainable.errors import UserError
@@ -23,6 +25,8 @@ from trainable.layout import STUDY_FILE
 from trainable.storage import redact
 
 LOCK_FILE = "study.lock"
+HEARTBEAT_S = 20  # a held lock's time is refreshed this often
+STALE_AFTER_S = 120  # a lock of another host not refreshed for this long is a dead run's
 HELD: list[StudyLock] = []  # this process's locks, released by release_all when the run ends
 
 
@@ -73,6 +77,8 @@ class StudyLock:
                 os.remove(written)
             self.held = True
             HELD.append(self)
+            self.beating = threading.Event()
+            threading.Thread(target=self.heartbeat, name="study-lock", daemon=True).start()
             for path in remove_stale_temps(self.directory):
                 print(f"Removed {path}: a temporary file of a writer that no longer runs.")
             return self
@@ -91,10 +97,17 @@ class StudyLock:
         if holder is None:
             return
         if holder.get("host") != host():
-            raise UserError(
-                f"{self.directory} is held by process {holder.get('pid')} on host {holder.get('host')} "
-                f"(since {holder.get('since')}; {LOCK_FILE}). If that run has ended, remove {self.path}."
-            )
+            try:
+                silent = time.time() - os.stat(self.path).st_mtime
+            except FileNotFoundError:
+                return
+            if silent < STALE_AFTER_S:
+                raise UserError(
+                    f"{self.directory} is in use by process {holder.get('pid')} on host {holder.get('host')} (since "
+                    f"{holder.get('since')}; its lock was refreshed {silent:.0f} s ago). Wait for it to end; a lock "
+                    f"not refreshed for {STALE_AFTER_S} s is taken over."
+                )
+            return
         if alive(int(holder.get("pid", 0))):
             raise UserError(
                 f"{self.directory} is in use by process {holder['pid']} on this host (since {holder.get('since')}: "
@@ -111,13 +124,21 @@ class StudyLock:
             return
         os.remove(stale)
         print(
-            f"Took over {self.path}: its process {holder.get('pid')} (since {holder.get('since')}) no longer runs.",
+            f"Took over {self.path}: its process {holder.get('pid')} on {holder.get('host')} (since "
+            f"{holder.get('since')}) no longer runs.",
             file=sys.stderr,
         )
+
+    def heartbeat(self) -> None:
+        """Refresh the lock's time while held: how another host tells a live run from a dead one."""
+        while not self.beating.wait(HEARTBEAT_S):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(self.path)
 
     def release(self) -> None:
         """Give the lock up; a folder this run made and recorded nothing in is removed."""
         if self.held:
+            self.beating.set()
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
             self.held = False

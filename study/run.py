@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import re
 import shutil
@@ -192,6 +193,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default="results", help="directory that holds results")
     p.add_argument("--name", help="study name (default GRID-DATE-TIME)")
     p.add_argument("--resume", metavar="RESULTS_DIR", help="continue this interrupted study")
+    p.add_argument(
+        "--resume-existing",
+        action="store_true",
+        help="with --name: if that study exists, resume it instead of refusing (a retried job)",
+    )
     p.add_argument("--max-failures", type=int, default=0, help="retries of a failing trial from its checkpoint")
     p.add_argument("--cache-dir", help="trunk-output cache (default STORAGE/trunk-cache)")
     p.add_argument("--cpus-per-trial", type=float, help="default: 1 for cached trials, up to 4 for full-network ones")
@@ -256,7 +262,7 @@ def check_args(args: argparse.Namespace) -> None:
 STUDY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
 
 # may change when a study resumes
-RUNTIME_OPTIONS = ("resume", "address", "cluster_config", "dashboard_host", "dry_run", "verbose")
+RUNTIME_OPTIONS = ("resume", "resume_existing", "address", "cluster_config", "dashboard_host", "dry_run", "verbose")
 PATH_OPTIONS = ("data", "storage", "cache_dir", "weights", "grid")  # recorded as absolute paths
 
 
@@ -307,6 +313,17 @@ def resumed_args(args: argparse.Namespace, argv: list[str]) -> argparse.Namespac
         verbose=args.verbose,
     )
     return argparse.Namespace(**recorded)
+
+
+def existing_study(args: argparse.Namespace) -> str | None:
+    """--resume-existing: the study --name names under --storage, if it has a study.json."""
+    if not args.name:
+        raise UserError("--resume-existing resumes the study --name names; give --name.")
+    location = store.join(comparable("storage", args.storage), args.name)
+    if not store.exists(store.join(location, STUDY_FILE)):
+        return None
+    print(f"{store.redact(location)} exists: resuming it (--resume-existing).")
+    return location
 
 
 def comparable(key: str, value: Any) -> Any:
@@ -437,6 +454,8 @@ class Plan:
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.resume_existing and not args.resume:
+        args.resume = existing_study(args)
     if args.resume:
         args = resumed_args(args, argv)
     check_args(args)
@@ -630,6 +649,7 @@ def start_ray(args: argparse.Namespace) -> Any:
     """Start (or join) Ray with its dashboard and check the cluster can run a trial."""
     import ray
 
+    logging.getLogger("ray._private.authentication").setLevel(logging.WARNING)  # shown even without -v
     if not args.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     context = ray.init(
@@ -641,8 +661,18 @@ def start_ray(args: argparse.Namespace) -> Any:
     )
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
+    private_token_file()
     check_resources(*node_shapes(ray, args.cluster_config), args)
     return ray
+
+
+def private_token_file() -> None:
+    """Ray's token file (RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token, which Ray writes
+    readable by everyone) made readable by its owner only: the token lets code run on the cluster."""
+    path = os.path.expanduser(os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.join("~", ".ray", "auth_token"))
+    if os.path.isfile(path) and os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
+        print(f"Made {path} (Ray's authentication token) readable by its owner only (mode 600).")
 
 
 def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: FaceData, **extra: Any) -> None:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from study.ownership import LOCK_FILE, StudyLock, release_all
+from study.ownership import LOCK_FILE, STALE_AFTER_S, StudyLock, release_all
 from study.run import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, wait_for
 from trainable.cache import MANIFEST, TrunkCache
 from trainable.errors import UserError
 from trainable.files import atomic, dumps, host, remove_stale_temps, temp_path, write_json
@@ -100,13 +100,18 @@ def test_a_live_lock_is_refused_a_dead_ones_taken_over_and_another_hosts_refused
         sleeper.kill()
         sleeper.wait()
     taken = StudyLock(str(directory)).take()
-    assert f"its process {sleeper.pid} (since then) no longer runs" in capsys.readouterr().err
+    assert f"its process {sleeper.pid} on {host()} (since then) no longer runs" in capsys.readouterr().err
     assert json.loads(lock.read_text())["pid"] == os.getpid()
     taken.release()
     assert not lock.exists() and directory.exists()  # a resumed folder stays
-    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "then"}))
-    with pytest.raises(UserError, match=f"on host elsewhere .*remove {lock}"):
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "then"}))  # a shared file system
+    with pytest.raises(UserError, match="in use by process 1 on host elsewhere .*refreshed 0 s ago"):
         StudyLock(str(directory)).take()
+    silent = time.time() - STALE_AFTER_S - 1
+    os.utime(lock, (silent, silent))  # its host stopped refreshing it: that run is dead
+    StudyLock(str(directory)).take()
+    assert "its process 1 on elsewhere (since then) no longer runs" in capsys.readouterr().err
+    release_all()
 
 
 def test_a_study_that_records_nothing_leaves_no_folder(tmp_path):
@@ -166,3 +171,14 @@ def test_every_json_the_project_writes_is_strict():
                 if "json.dump(" in text or "open(" in text and '"w")' in text:
                     offenders.append(f"{package}/{name}")
     assert not offenders, offenders
+
+
+def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
+    from study import ownership
+
+    monkeypatch.setattr(ownership, "HEARTBEAT_S", 0.1)
+    (tmp_path / "s").mkdir()
+    lock = StudyLock(str(tmp_path / "s")).take()
+    os.utime(lock.path, (0, 0))
+    assert wait_for(lambda: os.stat(lock.path).st_mtime > 0, 5)
+    release_all()

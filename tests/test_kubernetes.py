@@ -52,3 +52,26 @@ def test_the_job_runs_the_paper_grid_on_autoscaled_gpu_workers_with_a_token():
     volumes = {claim["metadata"]["name"]: claim["spec"]["accessModes"] for claim in manifest("volumes.yaml")}
     assert claims == set(volumes) and all(modes == ["ReadWriteMany"] for modes in volumes.values())
     assert "--storage /results" in spec["entrypoint"] and "--cache-dir /results/cache" in spec["entrypoint"]
+
+
+def test_a_retried_job_resumes_the_study_its_failed_attempt_started(tmp_path, capsys):
+    """The entrypoint's --resume-existing: a fresh name starts, an existing study is resumed
+    with the job's own options (any that differ from the recorded ones are refused)."""
+    import json
+    import shlex
+
+    from study.run import existing_study, parse_args, resumed_args
+
+    (job,) = manifest("rayjob.yaml")
+    assert job["spec"]["backoffLimit"] >= 1
+    argv = shlex.split(job["spec"]["entrypoint"])[3:]
+    argv[argv.index("--storage") + 1] = str(tmp_path)
+    args = parse_args(argv)
+    assert args.resume_existing and existing_study(args) is None  # the first attempt starts the study
+    study = tmp_path / "paper"
+    study.mkdir()
+    (study / "study.json").write_text(json.dumps({"args": {**vars(args), "resume": None}}))
+    args.resume = existing_study(args)
+    assert args.resume == str(study) and "exists: resuming it" in capsys.readouterr().out
+    resumed = resumed_args(args, argv)
+    assert resumed.resume == str(study) and resumed.grid == "paper" and resumed.gpus_per_trial == 0.25
