@@ -62,6 +62,7 @@ def test_scale_benchmark_runs_the_cli_on_generated_datasets(tmp_path, capsys):
         assert 0 < row["driver_peak_pss_gb"] < row["all_processes_peak_pss_gb"]
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_without_ray_on_the_cpu(tiny_root, tmp_path):
     """`--no-ray --quick` on CPU: the kernel figures with their fractions of the matmul peak,
     then the paper grid through the Ray-free trial function in a worker process, with Ray made

@@ -67,9 +67,6 @@ def scan_entries(
         except Unusable as err:
             scan.problems.append(f"{printable(path)}: {err}")
             continue
-        except UnidentifiedImageError:
-            scan.problems.append(f"{printable(path)}: cannot be decoded as an image (not a format Pillow reads)")
-            continue
         except Exception as err:  # PIL raises many types for broken files
             scan.problems.append(f"{printable(path)}: cannot be decoded as an image ({printable(str(err))})")
             continue
@@ -165,6 +162,8 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below is lower
         try:
             img = Image.open(io.BytesIO(data))  # reads the header only
+        except UnidentifiedImageError:
+            raise Unusable("cannot be decoded as an image (not a format Pillow reads)") from None
         except Image.DecompressionBombError:
             size = f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header"
             raise Unusable(too_large(size, f"{MAX_PIXELS:,} pixels")) from None
