@@ -118,6 +118,14 @@ class MLPClassifier(BaseEstimator, ClassifierMixin):
         self.hidden, self.lr, self.max_epochs, self.patience, self.seed = hidden, lr, max_epochs, patience, seed
 
     def fit(self, X, y, X_val=None, y_val=None) -> MLPClassifier:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # matrices this small: one thread is 3-5x faster than two (BENCHMARKS.md)
+        try:
+            return self._fit(X, y, X_val, y_val)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self, X, y, X_val, y_val) -> MLPClassifier:
         torch.manual_seed(self.seed)
         self.classes_ = np.unique(y)
         x, t = torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)

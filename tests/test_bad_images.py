@@ -88,3 +88,16 @@ def test_fifty_broken_files_print_twenty_grouped_lines_and_name_the_full_list(ca
     assert "cannot be decoded (50):" in err and "30 more; all 50 are listed in" in err
     full = re.search(r"The whole list: (\S+\.txt)", " ".join(err.split()))[1]
     assert len(open(full).read().splitlines()) == 50
+
+
+def test_problems_are_grouped_by_their_kind_not_their_wording(tmp_path):
+    import pickle
+
+    from trainable.problems import Kind, Problem, grouped
+
+    reworded = [Problem(Kind.EMPTY, f"/d/{i}.jpg", f"holds no bytes at all ({i})") for i in range(3)]
+    mixed = [*reworded, Problem(Kind.MISSING, "/d/x.jpg", "an empty file was expected here")]
+    text = grouped(mixed, str(tmp_path / "list.txt"))
+    assert text.splitlines()[0] == "empty file (3):" and "missing (1):" in text  # "empty" in a reason moves nothing
+    again = pickle.loads(pickle.dumps(mixed[-1]))  # as Ray sends FaceData to trials
+    assert (again, again.kind, again.path) == ("/d/x.jpg: an empty file was expected here", Kind.MISSING, "/d/x.jpg")

@@ -5,22 +5,18 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
-
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (.ci/run installs it)")
 
 
 @pytest.mark.parametrize("uri", ["file:///tmp/face-age-mlruns", "plain-folder"])
-def test_a_uri_mlflow_refuses_ends_at_once_with_exit_code_2(tmp_path, uri):
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.run", "--grid", "smoke", "--mlflow", uri, "--storage", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "maintenance mode" in proc.stderr and "sqlite:///mlflow.db" in proc.stderr
+def test_a_uri_mlflow_refuses_ends_at_once_with_exit_code_2(tmp_path, uri, capsys, monkeypatch):
+    from study.run import main
+
+    monkeypatch.chdir(tmp_path.parent)  # a relative URI is not made inside the storage
+    code = main(["--grid", "smoke", "--mlflow", uri, "--storage", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "maintenance mode" in err and "sqlite:///mlflow.db" in err
     assert list(tmp_path.iterdir()) == []  # nothing generated, nothing trained
 
 

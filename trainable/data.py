@@ -21,7 +21,7 @@ from trainable.errors import UserError
 from trainable.image_store import ImageWriter, StoredImages, default_store
 from trainable.layout import split_identity
 from trainable.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
-from trainable.problems import grouped, save_full_list
+from trainable.problems import Kind, Problem, grouped, save_full_list
 from trainable.scan import Scan, scan_entries
 
 SPLITS = ("train", "val", "test")
@@ -44,9 +44,9 @@ class FaceData:
     fingerprint: str  # sha256 over every file's relative path and bytes
     classes: tuple[str, ...] = CLASS_NAMES
     layout: str = "el7008"
-    skipped: list[str] = field(default_factory=list)  # "path: reason" of files left out
+    skipped: list[Problem] = field(default_factory=list)  # files left out ("path: reason" lines)
     converted: list[str] = field(default_factory=list)  # "path: what" of images converted on load
-    duplicates: list[str] = field(default_factory=list)  # same bytes twice within one split: kept, noted
+    duplicates: list[Problem] = field(default_factory=list)  # same bytes twice within one split: kept, noted
     mean: tuple[float, ...] = field(init=False)  # per channel, training images in [0, 1]
     std: tuple[float, ...] = field(init=False)
 
@@ -176,7 +176,7 @@ def check_dataset_options(root: str, layout: str, on_bad_image: str) -> str:
     return layout
 
 
-def problem_list(root: str, problems: list[str]) -> str:
+def problem_list(root: str, problems: list[Problem]) -> str:
     """The error for files that cannot be used: a sentence naming the file with the whole
     list, then the list grouped by reason (trainable.problems)."""
     full = save_full_list(problems, "problems")
@@ -191,7 +191,7 @@ def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES, 
     return load_dataset(root, layout="el7008", ranges=ranges, store=store)
 
 
-def drop_conflicts(root: str, scan: Scan) -> list[str]:
+def drop_conflicts(root: str, scan: Scan) -> list[Problem]:
     """Identical bytes under different labels: which label is right cannot be known, so
     every copy leaves the scan; returns them as 'path: reason' lines (left out, listed)."""
     labels_of: dict[str, set[int]] = {}
@@ -204,13 +204,17 @@ def drop_conflicts(root: str, scan: Scan) -> list[str]:
         return []
     dropped = [(path, h) for path, h in zip(scan.paths, scan.hashes, strict=True) if h in conflicts]
     dropped_paths = {os.path.join(root, path) for path, _ in dropped}
-    scan.duplicates = [d for d in scan.duplicates if d.split(": ", 1)[0] not in dropped_paths]
+    scan.duplicates = [d for d in scan.duplicates if d.path not in dropped_paths]
     keep = [i for i, h in enumerate(scan.hashes) if h not in conflicts]
     for name in ("paths", "hashes", "rows", "sums", "labels", "splits"):
         setattr(scan, name, [getattr(scan, name)[i] for i in keep])
     return [
-        f"{os.path.join(root, path)}: the same bytes as {', '.join(c for c in copies[h] if c != path)} "
-        "under another label (a conflict: every copy left out)"
+        Problem(
+            Kind.CONFLICT,
+            os.path.join(root, path),
+            f"the same bytes as {', '.join(c for c in copies[h] if c != path)} under another label "
+            "(a conflict: every copy left out)",
+        )
         for path, h in dropped
     ]
 

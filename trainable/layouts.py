@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trainable.errors import UserError
-from trainable.problems import printable
+from trainable.problems import Kind, Problem
 
 CLASS_DIRS = ("1", "5", "28")  # folder names of the original layout
 CLASS_NAMES = ("1-4", "5-27", "28+")  # ages covered by each class
@@ -52,7 +52,7 @@ class Entry(NamedTuple):
 
 def layout_entries(
     root: str, layout: str, ranges: dict[str, tuple[int, int]], age_bins: tuple[int, ...]
-) -> tuple[list[Entry], tuple[str, ...], list[str], list[str]]:
+) -> tuple[list[Entry], tuple[str, ...], list[Problem], list[Problem]]:
     """(entries, class names, files left out with the reason, problems) of `layout` under `root`."""
     if layout == "el7008":
         return el7008_entries(root, ranges), CLASS_NAMES, [], stray_folders(root)
@@ -92,16 +92,18 @@ def el7008_entries(root: str, ranges: dict[str, tuple[int, int]]) -> list[Entry]
     ]
 
 
-def stray_folders(root: str) -> list[str]:
+def stray_folders(root: str) -> list[Problem]:
     """Folders beside el7008's class folders: a problem (a class the layout cannot have)."""
     return [
-        f"{os.path.join(root, n)}: folder {n!r} is not a class (expected {', '.join(CLASS_DIRS)})"
+        Problem(
+            Kind.NOT_A_CLASS, os.path.join(root, n), f"folder {n!r} is not a class (expected {', '.join(CLASS_DIRS)})"
+        )
         for n in sorted(os.listdir(root))
         if os.path.isdir(os.path.join(root, n)) and n not in CLASS_DIRS and not n.startswith(".")
     ]
 
 
-def _image_files(folder: str, skipped: list[str]) -> list[str]:
+def _image_files(folder: str, skipped: list[Problem]) -> list[str]:
     """Image file names in `folder`, sorted; other visible files go to `skipped`, and so do
     names that no record could hold (not UTF-8, or a line break). Folders are passed over,
     unless named like an image: then the scan lists them."""
@@ -112,11 +114,13 @@ def _image_files(folder: str, skipped: list[str]) -> list[str]:
         if name.startswith(".") or (os.path.isdir(path) and not is_image):
             continue
         if bad_name(name):
-            skipped.append(f"{printable(path)}: {bad_name(name)}")
+            skipped.append(Problem(Kind.BAD_NAME, path, bad_name(name)))
         elif is_image:
             files.append(name)
         else:
-            skipped.append(f"{path}: not an image file name ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            skipped.append(
+                Problem(Kind.NOT_AN_IMAGE_NAME, path, f"not an image file name ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+            )
     return files
 
 
@@ -134,9 +138,11 @@ def _class_order(name: str) -> tuple:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)  # 1, 5, 28 before 'adult'
 
 
-def folder_entries(root: str) -> tuple[list[Entry], tuple[str, ...], list[str]]:
+def folder_entries(root: str) -> tuple[list[Entry], tuple[str, ...], list[Problem]]:
     folders = [n for n in os.listdir(root) if not n.startswith(".") and os.path.isdir(os.path.join(root, n))]
-    skipped = [f"{printable(os.path.join(root, n))}: {bad_name(n)} (a class folder)" for n in folders if bad_name(n)]
+    skipped = [
+        Problem(Kind.BAD_NAME, os.path.join(root, n), f"{bad_name(n)} (a class folder)") for n in folders if bad_name(n)
+    ]
     classes = sorted((n for n in folders if not bad_name(n)), key=_class_order)
     if len(classes) < 2:
         raise UserError(f"--layout folders needs two or more class sub-folders in {root}; found {classes}.")
@@ -154,15 +160,17 @@ def age_class_names(bins: tuple[int, ...]) -> tuple[str, ...]:
     return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)) + (f"{bins[-1]}+",)
 
 
-def utkface_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[str]]:
+def utkface_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[Problem]]:
     if not bins or list(bins) != sorted(set(bins)) or bins[0] < 2:
         raise UserError(f"--age-bins {bins}: expected increasing ages above 1, e.g. 5,28.")
-    skipped: list[str] = []
+    skipped: list[Problem] = []
     entries = []
     for name in _image_files(root, skipped):
         match = UTKFACE_NAME.match(name)
         if match is None:
-            skipped.append(f"{os.path.join(root, name)}: name is not AGE_GENDER_RACE_DATE.jpg")
+            skipped.append(
+                Problem(Kind.NAME_UNPARSED, os.path.join(root, name), "name is not AGE_GENDER_RACE_DATE.jpg")
+            )
             continue
         entries.append(Entry(name, int(np.searchsorted(bins, int(match[1]), side="right")), None))
     return entries, age_class_names(bins), skipped

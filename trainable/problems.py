@@ -1,28 +1,52 @@
-"""Lists of files that cannot be used, readable at any length: one line per file
-(`path: reason`, never wrapped), grouped by reason with a count, at most LIMIT lines
-on the console, and the whole list in a file whose path is printed."""
+"""Files that cannot be used, as `Problem`s: a kind (set where the problem is found) and
+a path, read as one `path: reason` line. Lists of them are readable at any length: one
+line per file, never wrapped, grouped by kind with a count, at most LIMIT lines on the
+console, and the whole list in a file whose path is printed."""
 
 from __future__ import annotations
 
+import enum
 import tempfile
 from collections import defaultdict
 
 LIMIT = 20  # file lines shown on the console
-KINDS = (  # (text in the reason, group title), first match wins
-    ("file name ", "file name cannot be recorded"),
-    ("the same bytes as", "the same bytes in two splits"),
-    ("not a regular file", "not a regular file"),
-    ("too large", "too large"),
-    ("broken symbolic link", "broken symbolic link"),
-    ("empty file", "empty file"),
-    ("cannot be decoded", "cannot be decoded"),
-    ("smaller than", "smaller than the crop"),
-    ("missing", "missing"),
-    ("unreadable", "unreadable"),
-    ("is not a class", "not a class folder"),
-    ("not an image file name", "not an image file name"),
-    ("name is not", "name does not parse"),
-)
+
+
+class Kind(enum.Enum):
+    """What is wrong with a file, set where it is found; the value is the group's title."""
+
+    BAD_NAME = "file name cannot be recorded"
+    LEAK = "the same bytes in two splits"
+    CONFLICT = "the same bytes under two labels"
+    NOT_REGULAR = "not a regular file"
+    TOO_LARGE = "too large"
+    BROKEN_LINK = "broken symbolic link"
+    EMPTY = "empty file"
+    UNDECODABLE = "cannot be decoded"
+    TOO_SMALL = "smaller than the crop"
+    MISSING = "missing"
+    UNREADABLE = "unreadable"
+    NOT_A_CLASS = "not a class folder"
+    NOT_AN_IMAGE_NAME = "not an image file name"
+    NAME_UNPARSED = "name does not parse"
+    DUPLICATE = "the same bytes twice in one split"  # a note: both copies are kept
+
+
+class Problem(str):
+    """One 'path: reason' line (a str: printed, listed and recorded as it reads) that also
+    carries its kind and its path as data."""
+
+    kind: Kind
+    path: str
+    reason: str
+
+    def __new__(cls, kind: Kind, path: str, reason: str) -> Problem:
+        line = super().__new__(cls, f"{printable(path)}: {reason}")
+        line.kind, line.path, line.reason = kind, path, reason
+        return line
+
+    def __getnewargs__(self) -> tuple[Kind, str, str]:  # pickles (to Ray's workers) with its kind
+        return self.kind, self.path, self.reason
 
 
 def printable(text: str) -> str:
@@ -33,12 +57,6 @@ def printable(text: str) -> str:
     except UnicodeEncodeError:  # a lone surrogate that no byte made
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text.replace("\n", "\\n").replace("\r", "\\r")
-
-
-def kind(problem: str) -> str:
-    """The group of a 'path: reason' line (paths may hold ': ' too; reasons start after the first)."""
-    reason = problem.split(": ", 1)[1] if ": " in problem else problem
-    return next((title for text, title in KINDS if text in reason), "other")
 
 
 def save_full_list(problems: list[str], what: str) -> str:
@@ -53,7 +71,7 @@ def grouped(problems: list[str], full_list: str, limit: int = LIMIT) -> str:
     stopping after `limit` file lines with how many more are in `full_list`."""
     groups: dict[str, list[str]] = defaultdict(list)
     for problem in problems:
-        groups[kind(problem)].append(problem)
+        groups[problem.kind.value if isinstance(problem, Problem) else "other"].append(problem)
     lines, shown = [], 0
     for title, members in sorted(groups.items(), key=lambda item: -len(item[1])):
         lines.append(f"{title} ({len(members)}):")

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from trainable.image_store import ImageWriter
 from trainable.layouts import Entry
-from trainable.problems import printable
+from trainable.problems import Kind, Problem, printable
 from trainable.transforms import CROP
 
 MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)
@@ -28,7 +28,11 @@ WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits p
 
 
 class Unusable(Exception):
-    """Why a file cannot be used, as the reason of its 'path: reason' line."""
+    """Why a file cannot be used: its kind, and the reason of its 'path: reason' line."""
+
+    def __init__(self, kind: Kind, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass
@@ -41,9 +45,9 @@ class Scan:
     sums: list[np.ndarray] = field(default_factory=list)  # each kept image's trainable.data.pixel_sums
     labels: list[int] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # "path: reason", files that cannot be used
+    problems: list[Problem] = field(default_factory=list)  # files that cannot be used
     converted: list[str] = field(default_factory=list)  # "path: what", images converted on load
-    duplicates: list[str] = field(default_factory=list)  # same bytes twice within one split: kept
+    duplicates: list[Problem] = field(default_factory=list)  # same bytes twice within one split: kept
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)  # over every kept path and file hash
     first_with_hash: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
@@ -65,10 +69,12 @@ def scan_entries(
         try:
             image, note = decode_image(data, min_side=CROP)
         except Unusable as err:
-            scan.problems.append(f"{printable(path)}: {err}")
+            scan.problems.append(Problem(err.kind, path, str(err)))
             continue
         except Exception as err:  # PIL raises many types for broken files
-            scan.problems.append(f"{printable(path)}: cannot be decoded as an image ({printable(str(err))})")
+            scan.problems.append(
+                Problem(Kind.UNDECODABLE, path, f"cannot be decoded as an image ({printable(str(err))})")
+            )
             continue
         scan.first_with_hash.setdefault(file_hash, (path, entry.split))
         if note:
@@ -83,15 +89,13 @@ def scan_entries(
     return scan
 
 
-def read_bytes(path: str, entry: Entry, problems: list[str]) -> bytes | None:
+def read_bytes(path: str, entry: Entry, problems: list[Problem]) -> bytes | None:
     """The file's bytes, or None with the reason added to `problems`."""
     try:
         return read_file(path)
     except Unusable as err:
-        reason = str(err)
-        if reason == "missing" and entry.need:
-            reason += f" ({entry.need})"
-        problems.append(f"{printable(path)}: {reason}")
+        reason = str(err) + (f" ({entry.need})" if err.kind is Kind.MISSING and entry.need else "")
+        problems.append(Problem(err.kind, path, reason))
     return None
 
 
@@ -100,26 +104,28 @@ def read_file(path: str) -> bytes:
     MAX_BYTES; raises Unusable naming why not. A FIFO, device, socket or directory is
     never opened for reading: opening a FIFO blocks, and /dev/zero never ends."""
     try:
-        kind = file_kind(os.stat(path).st_mode)  # follows links: the target's kind
-        if kind is None:  # opened without blocking, and checked again on the open file
+        what = file_kind(os.stat(path).st_mode)  # follows links: the target's kind
+        if what is None:  # opened without blocking, and checked again on the open file
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
             with os.fdopen(fd, "rb") as f:
                 info = os.fstat(f.fileno())
-                kind = file_kind(info.st_mode)
-                if kind is None:
+                what = file_kind(info.st_mode)
+                if what is None:
                     if info.st_size > MAX_BYTES:
-                        raise Unusable(too_large(f"{info.st_size:,} bytes", f"{MAX_BYTES:,} bytes"))
+                        raise Unusable(Kind.TOO_LARGE, too_large(f"{info.st_size:,} bytes", f"{MAX_BYTES:,} bytes"))
                     data = f.read(MAX_BYTES + 1)
                     if len(data) > MAX_BYTES:  # grew while read
-                        raise Unusable(too_large(f"over {MAX_BYTES:,} bytes", f"{MAX_BYTES:,} bytes"))
+                        raise Unusable(Kind.TOO_LARGE, too_large(f"over {MAX_BYTES:,} bytes", f"{MAX_BYTES:,} bytes"))
                     return data
     except FileNotFoundError:
         if os.path.islink(path):
-            raise Unusable(f"broken symbolic link to {printable(os.readlink(path))}") from None
-        raise Unusable("missing") from None
+            raise Unusable(Kind.BROKEN_LINK, f"broken symbolic link to {printable(os.readlink(path))}") from None
+        raise Unusable(Kind.MISSING, "missing") from None
     except OSError as err:
-        raise Unusable(f"unreadable ({err.strerror})") from None
-    raise Unusable(f"not a regular file ({kind}){' behind a symbolic link' if os.path.islink(path) else ''}")
+        raise Unusable(Kind.UNREADABLE, f"unreadable ({err.strerror})") from None
+    raise Unusable(
+        Kind.NOT_REGULAR, f"not a regular file ({what}){' behind a symbolic link' if os.path.islink(path) else ''}"
+    )
 
 
 def file_kind(mode: int) -> str | None:
@@ -144,10 +150,10 @@ def leaks(path: str, entry: Entry, file_hash: str, scan: Scan) -> bool:
     first, first_split = scan.first_with_hash[file_hash]
     if entry.split != first_split:
         where = f" in the {first_split} split" if first_split else ""
-        scan.problems.append(f"{printable(path)}: the same bytes as {first}{where} (a leak between splits)")
+        scan.problems.append(Problem(Kind.LEAK, path, f"the same bytes as {first}{where} (a leak between splits)"))
         return True
     where = f"both in the {entry.split} split" if entry.split else "kept in one split by the seeded split"
-    scan.duplicates.append(f"{printable(path)}: the same bytes as {first}, {where}")
+    scan.duplicates.append(Problem(Kind.DUPLICATE, path, f"the same bytes as {first}, {where}"))
     return False
 
 
@@ -157,22 +163,24 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
     frames, very large), or None. The header is checked before decoding: more than
     MAX_PIXELS, or a side under `min_side`, raises Unusable; a broken file raises."""
     if not data:
-        raise Unusable("empty file (0 bytes)")
+        raise Unusable(Kind.EMPTY, "empty file (0 bytes)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below is lower
         try:
             img = Image.open(io.BytesIO(data))  # reads the header only
         except UnidentifiedImageError:
-            raise Unusable("cannot be decoded as an image (not a format Pillow reads)") from None
+            raise Unusable(Kind.UNDECODABLE, "cannot be decoded as an image (not a format Pillow reads)") from None
         except Image.DecompressionBombError:
             size = f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header"
-            raise Unusable(too_large(size, f"{MAX_PIXELS:,} pixels")) from None
+            raise Unusable(Kind.TOO_LARGE, too_large(size, f"{MAX_PIXELS:,} pixels")) from None
     with img:
         width, height = img.size
         if width * height > MAX_PIXELS:
-            raise Unusable(too_large(f"{width}x{height} px in its header", f"{MAX_PIXELS:,} pixels"))
+            raise Unusable(Kind.TOO_LARGE, too_large(f"{width}x{height} px in its header", f"{MAX_PIXELS:,} pixels"))
         if min(width, height) < min_side:
-            raise Unusable(f"{width}x{height} px is smaller than the {min_side}-px crop the transforms take")
+            raise Unusable(
+                Kind.TOO_SMALL, f"{width}x{height} px is smaller than the {min_side}-px crop the transforms take"
+            )
         frames = getattr(img, "n_frames", 1)
         img.load()  # decodes fully: a truncated file fails here, not later in a trial
         notes = [f"first of {frames} frames"] if frames > 1 else []
@@ -202,7 +210,9 @@ def to_eight_bits(img: Image.Image) -> tuple[Image.Image, str]:
     own minimum-maximum (a signed or unusual range), never clipped; what was done."""
     wide = np.asarray(img, dtype=np.float64)
     if not np.isfinite(wide).all():
-        raise Unusable(f"cannot be decoded as an image (a {img.mode} image with non-finite pixel values)")
+        raise Unusable(
+            Kind.UNDECODABLE, f"cannot be decoded as an image (a {img.mode} image with non-finite pixel values)"
+        )
     lo, hi = (float(wide.min()), float(wide.max())) if wide.size else (0.0, 0.0)
     nominal = (1.0,) if img.mode == "F" and hi <= 1 else ()
     top = next((t for t in (*nominal, 255.0, 65535.0) if lo >= 0 and hi <= t), None)
