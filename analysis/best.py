@@ -56,6 +56,9 @@ def choose(results_dir: str) -> dict[str, Any] | None:
     }
 
 
+NO_BEST = "No configuration has all its seeds finished (see how the trials ended above): no best model kept."
+
+
 def write_best(results_dir: str) -> str | None:
     """Write RESULTS_DIR/best/ (best.json and model.pt); return a one-line summary."""
     best = choose(results_dir)
@@ -80,8 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(os.path.join(args.results_dir, STUDY_FILE)):
         print(f"error: {args.results_dir} holds no {STUDY_FILE}; is it a study's results directory?", file=sys.stderr)
         return 2
-    line = write_best(args.results_dir)
-    print(line or "No configuration has all its seeds finished (see how the trials ended above): no best model kept.")
+    print(write_best(args.results_dir) or NO_BEST)
     return 0
 
 

@@ -15,7 +15,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
@@ -424,6 +423,8 @@ def summarize(
     """The trials (sorted by experiment and seed) and, per configuration, their settings;
     summary.csv holds both, one row per trial. Returns the text and how many trials failed."""
     rows = [summary_row(r, trial_dir(r, experiment_dir), weights_labels, reference) for r in results]
+    if not rows:
+        return "No trial started.", 0
     table = pd.DataFrame(rows).sort_values(["exp", "seed"])
     write_with(os.path.join(experiment_dir, SUMMARY_FILE), lambda tmp: table.to_csv(tmp, index=False))
     settings = table[["exp", "name", *SETTINGS_COLUMNS]].drop_duplicates()
@@ -771,20 +772,30 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
             f"{len(results) - len(started)} trial(s) never started; trials running then stopped (stopped_by budget)."
         )
     table, failed = summarize(started, summary_dir, plan.weights_labels, plan.reference)
-    best = subprocess.run([sys.executable, "-m", "analysis.best", plan.directory], capture_output=True, text=True)
+    best_line, best_failed = choose_best(plan.directory)
     if plan.stored:
         store.upload(plan.directory, plan.location)
     where = f"{store.redact(plan.location)} (local copy: {plan.directory})" if plan.stored else plan.location
     print(f"\n{table}\n\nResults: {where}")
-    if best.returncode:  # a process: study does not import analysis
-        print(f"Choosing the best model failed (analysis.best, exit {best.returncode}):\n{best.stderr.strip()}")
-    else:
-        print(best.stdout.strip())
+    print(best_line)
     if not all(is_pretrained(c["weights"]) for c in plan.configs):
         print(f"\nNote: {RANDOM_INIT_NOTICE}")
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
-    return 1 if failed or best.returncode else 0
+    return 1 if failed or best_failed else 0
+
+
+def choose_best(directory: str) -> tuple[str, bool]:
+    """Write best/ (analysis.best, the one part of analysis the study runs: in this process,
+    so its failure is seen); (the line to print, whether it failed). The results stay
+    whatever happens there: a failure is a line and exit code 1, never a traceback."""
+    from analysis.best import NO_BEST, write_best
+
+    try:
+        return write_best(directory) or NO_BEST, False
+    except Exception as err:  # any bug there must not hide the summary printed before it
+        where = f"python -m analysis.best {directory}"
+        return f"Choosing the best model failed ({type(err).__name__}: {err}); `{where}` retries it.", True
 
 
 def trial_dir(result: Any, experiment_dir: str) -> str:

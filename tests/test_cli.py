@@ -212,3 +212,21 @@ def test_resume_refuses_a_replaced_weights_file(tmp_path, tiny_data):
     torch.save({"a": torch.ones(2)}, weights)
     with pytest.raises(UserError, match="changed since the study .* would mix two trunks"):
         check_same_study(str(study), tiny_data, "smoke", [str(weights)])
+
+
+def test_a_failure_choosing_the_best_model_is_a_line_and_exit_code_1(tmp_path, capsys, monkeypatch, tiny_data):
+    from analysis import best
+    from study.run import Plan, finish, record_study
+
+    def broken(directory):
+        raise KeyError("best_val_acc")  # an injected bug in the selection
+
+    monkeypatch.setattr(best, "write_best", broken)
+    plan = Plan("s", str(tmp_path), [{"weights": "none"}], {}, {}, str(tmp_path))
+    record_study(plan, parse_args(["--grid", "smoke"]), ["--grid", "smoke"], tiny_data)  # a study, no trial yet
+    assert finish(plan, []) == 1
+    out = capsys.readouterr().out
+    assert "Choosing the best model failed (KeyError: 'best_val_acc'); `python -m analysis.best" in out
+    assert "Traceback" not in out
+    monkeypatch.undo()
+    assert finish(plan, []) == 0 and "no best model kept" in capsys.readouterr().out  # the same study, no bug

@@ -1,5 +1,6 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
-analysis do not import each other (they share trainable.layout and .storage); Ray is imported
+analysis do not import each other (they share trainable.layout and .storage), except that
+study.run chooses the best model with analysis.best; Ray is imported
 by study and the trainable's Ray entry point alone."""
 
 import ast
@@ -31,11 +32,15 @@ def imports(package: str) -> dict[str, set[str]]:
 )
 def test_no_import_against_the_data_flow(package, forbidden):
     wrong = {
-        module: sorted(n for n in names if n.split(".")[0] in forbidden)
+        module: sorted(n for n in names if n.split(".")[0] in forbidden and (module, n) not in ALLOWED)
         for module, names in imports(package).items()
-        if any(n.split(".")[0] in forbidden for n in names)
     }
-    assert wrong == {}
+    assert {module: names for module, names in wrong.items() if names} == {}
+
+
+# The one exception: the study chooses its best model (analysis.best) in its own process,
+# so that a failure there is seen and sets the exit code.
+ALLOWED = {("study/run.py", "analysis.best")}
 
 
 def test_only_study_and_the_tune_entry_point_import_ray():
