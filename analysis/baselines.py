@@ -42,7 +42,7 @@ from trainable.data import SPLITS, FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.files import write_json
-from trainable.layout import BASELINES_FILE
+from trainable.results_files import BASELINES_FILE
 from trainable.scoring import split_scores
 
 HOG_WIDTH = 80  # pixels; the height follows the crops' aspect ratio (hog_window)

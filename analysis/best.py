@@ -20,7 +20,7 @@ from typing import Any
 from analysis.report import load_inputs
 from analysis.tables import selected
 from trainable.files import write_json, write_with
-from trainable.layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
+from trainable.results_files import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
 
 
 def choose(results_dir: str) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from trainable.data import SPLITS, FaceData
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.files import write_json
-from trainable.layout import PEER_FILE
+from trainable.results_files import PEER_FILE
 from trainable.scoring import NO_FACE, split_scores
 
 

@@ -42,7 +42,7 @@ from analysis.tables import (
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
 from trainable.errors import UserError
 from trainable.files import write_text, write_with
-from trainable.layout import (
+from trainable.results_files import (
     BASELINES_FILE,
     BEST_DIR,
     BEST_FILE,

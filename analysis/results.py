@@ -31,7 +31,7 @@ import pandas as pd
 
 from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.files import read_json, write_with
-from trainable.layout import (
+from trainable.results_files import (
     DEFAULT_SELECT,
     PARAMS_FILE,
     RESULT_FILE,

@@ -133,16 +133,33 @@ def main(argv: list[str] | None = None) -> int:
     args.out = os.path.abspath(args.out)
     os.makedirs(args.out, exist_ok=True)
     common = [
-        "--data", os.path.abspath(args.data), "--weights", "none", "--seeds", "1",
-        "--max-epochs", str(args.max_epochs), "--grace-period", str(args.grace_period),
-        "--budget-epochs", str(args.budget), "--num-samples", str(args.budget),  # the budget ends it
-        "--storage", args.out, "--cache-dir", os.path.join(args.out, "trunk-cache"),
-    ]  # fmt: skip
+        "--data",
+        os.path.abspath(args.data),
+        "--weights",
+        "none",
+        "--seeds",
+        "1",
+        "--max-epochs",
+        str(args.max_epochs),
+        "--grace-period",
+        str(args.grace_period),
+        "--budget-epochs",
+        str(args.budget),
+        "--num-samples",
+        str(args.budget),  # the budget ends it
+        "--storage",
+        args.out,
+        "--cache-dir",
+        os.path.join(args.out, "trunk-cache"),
+    ]
     if args.quick:
         common += ["--train-range", "0-19", "--val-range", "120-129", "--test-range", "160-169"]
     print(cpu_line())
-    print(f"Budget {args.budget} trial-epochs per study, at most {args.max_epochs} epochs per trial, "
-          f"ASHA grace {args.grace_period}, {args.reps} repetition(s); weights none", flush=True)  # fmt: skip
+    print(
+        f"Budget {args.budget} trial-epochs per study, at most {args.max_epochs} epochs per trial, "
+        f"ASHA grace {args.grace_period}, {args.reps} repetition(s); weights none",
+        flush=True,
+    )
     studies = arms(args.out)
     rows = [run_arm(label, opts, rep, args, common) for rep in range(args.reps) for label, opts in studies.items()]
     write_json(

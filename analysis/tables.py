@@ -13,7 +13,7 @@ import pandas as pd
 from analysis.results import config_of
 from analysis.stats import METRICS, Comparison, compare, format_p, full_interval, holm, mean_ci, recall_per_class
 from trainable.config import comparable_settings, differs_from
-from trainable.layout import DEFAULT_SELECT, SELECTIONS
+from trainable.results_files import DEFAULT_SELECT, SELECTIONS
 
 # what grids vary
 AXES = ("optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation", "class_weights", "sampler")
@@ -52,7 +52,7 @@ def scores(preds: np.ndarray | None, labels: np.ndarray, n_classes: int) -> dict
 
 def selected(epochs: pd.DataFrame, select: str) -> pd.Series:
     """Per trial, its --select value as Tune last saw it: the best epoch's so far (lowest val
-    loss; trainable.layout.SELECTIONS), from its last reported epoch. Studies from before those
+    loss; trainable.results_files.SELECTIONS), from its last reported epoch. Studies from before those
     values were reported: derived from the epochs (val_bacc then unknown)."""
     key, _ = SELECTIONS[select]
     if epochs[key].notna().any():

@@ -41,9 +41,9 @@ from trainable.cache import TrunkCache, encode
 from trainable.data import DEFAULT_RANGES, load_el7008
 from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
 from trainable.files import write_json, write_text
-from trainable.layout import PARAMS_FILE, RESULT_FILE
 from trainable.loop import EarlyStopping, TrainState, fit
 from trainable.model import build_model
+from trainable.results_files import PARAMS_FILE, RESULT_FILE
 from trainable.transforms import apply_transform, eval_transform
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -438,10 +438,28 @@ def scale(sizes: list[int], keep: str | None) -> list[dict[str, Any]]:
                 load_s = time.perf_counter() - start
             storage = os.path.join(root, f"scale-{n}")
             cmd = [
-                sys.executable, "-m", "study.run", "--grid", "paper", "--where", "experiment=3", "--seeds", "1",
-                "--max-epochs", "1", "--weights", "none", "--data", data_dir, "--layout", "folders",
-                "--storage", storage, "--name", "study",
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "study.run",
+                "--grid",
+                "paper",
+                "--where",
+                "experiment=3",
+                "--seeds",
+                "1",
+                "--max-epochs",
+                "1",
+                "--weights",
+                "none",
+                "--data",
+                data_dir,
+                "--layout",
+                "folders",
+                "--storage",
+                storage,
+                "--name",
+                "study",
+            ]
             start = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             memory = PeakMemory(proc.pid)

@@ -21,7 +21,7 @@ import time
 
 from trainable.errors import UserError
 from trainable.files import alive, host, remove_stale_temps, temp_path, write_json
-from trainable.layout import STUDY_FILE
+from trainable.results_files import STUDY_FILE
 from trainable.storage import redact
 
 LOCK_FILE = "study.lock"

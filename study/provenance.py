@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from trainable.files import write_json
-from trainable.layout import STUDY_FILE
+from trainable.results_files import STUDY_FILE
 from trainable.storage import redact
 
 PACKAGES = (

@@ -46,7 +46,8 @@ from trainable.data import FaceData, load_el7008
 from trainable.data_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.files import read_json, write_json, write_text, write_with
-from trainable.layout import (
+from trainable.model import resolve_weights, weights_id, weights_label
+from trainable.results_files import (
     BUDGET_FILE,
     CONFIRM_DIR,
     DEFAULT_SELECT,
@@ -58,7 +59,6 @@ from trainable.layout import (
     search_trial_number,
     trial_outcome,
 )
-from trainable.model import resolve_weights, weights_id, weights_label
 
 SUMMARY_COLUMNS = {  # result key -> column title
     "experiment": "exp",

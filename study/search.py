@@ -19,7 +19,7 @@ from ray import tune
 from study.grids import BASELINE, Grid, expand
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
-from trainable.layout import SEARCH_ID
+from trainable.results_files import SEARCH_ID
 
 
 def search_space(grid: Grid, overrides: dict[str, Any], seed: int = 0) -> dict[str, Any]:

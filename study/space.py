@@ -19,7 +19,7 @@ from ray import tune
 from ray.tune.search.variant_generator import generate_variants
 
 from trainable.config import TrialConfig
-from trainable.layout import SEARCH_ID
+from trainable.results_files import SEARCH_ID
 
 
 @dataclass(frozen=True)

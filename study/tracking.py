@@ -14,7 +14,7 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from trainable.errors import UserError
-from trainable.layout import STUDY_FILE
+from trainable.results_files import STUDY_FILE
 
 # Metrics are the numbers a trial reports, minus Ray's bookkeeping and the config it echoes.
 RAY_KEYS = {

@@ -20,7 +20,7 @@ from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.errors import UserError
 from trainable.files import dumps, strict, write_json
-from trainable.layout import BUDGET_FILE, SELECTIONS, STOPPED_FILE
+from trainable.results_files import BUDGET_FILE, SELECTIONS, STOPPED_FILE
 from trainable.tune_trial import train_face_age
 
 GRID_STATE = BasicVariantGenerator.CKPT_FILE_TMPL  # the grid's trial generator, saved beside the experiment state
@@ -148,7 +148,7 @@ def make_tuner(
 ) -> tune.Tuner:
     """A Tuner over `space`: a grid (study.space.param_space, one trial per point) or, with
     `search_alg`, `num_samples` trials of a search (study.search). Tune, the scheduler and the
-    searcher rank on `select` (trainable.layout.SELECTIONS), the metric the report ranks on."""
+    searcher rank on `select` (trainable.results_files.SELECTIONS), the metric the report ranks on."""
     metric, mode = SELECTIONS[select]
     searched = [k for k, v in space.items() if isinstance(v, Domain)]
     return tune.Tuner(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from study.smoke_data import RANGES
-from trainable.data import channel_stats, load_dataset, load_el7008
+from trainable.data import load_dataset, load_el7008, pixel_sums, stats_of
 from trainable.data_options import parse_ranges
 from trainable.errors import UserError
 from trainable.layouts import CLASS_NAMES, age_class_names
@@ -20,6 +20,10 @@ def test_tiny_split_sizes_and_labels(tiny_data):
         assert (counts == counts[0]).all()
     assert tiny_data.paths[tiny_data.split["val"][0]] == "1/8.jpg"
     assert tiny_data.images[0].shape == (200, 160, 3) and tiny_data.images[0].dtype == np.uint8
+
+
+def channel_stats(images):
+    return stats_of(np.stack([pixel_sums(image) for image in images]))
 
 
 def test_channel_stats_by_hand():

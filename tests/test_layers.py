@@ -1,5 +1,5 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
-analysis do not import each other (they share trainable.layout and .storage), except that
+analysis do not import each other (they share trainable.results_files and .storage), except that
 study.run chooses the best model with analysis.best; Ray is imported
 by study and the trainable's Ray entry point alone."""
 
@@ -50,4 +50,4 @@ def test_only_study_and_the_tune_entry_point_import_ray():
 
 def test_study_and_analysis_share_the_results_layout():
     for package in ("study", "analysis"):
-        assert any("trainable.layout" in names for names in imports(package).values()), package
+        assert any("trainable.results_files" in names for names in imports(package).values()), package

@@ -144,10 +144,18 @@ def test_balanced_sampler_draws_every_class_equally():
     generator = torch.Generator().manual_seed(0)
     for _ in range(20):
         train_one_epoch(
-            net, nn.CrossEntropyLoss(), optimizer, inputs, labels, batch_size=100, generator=generator,
-            device=torch.device("cpu"), precision="fp32", scaler=torch.amp.GradScaler("cpu", enabled=False),
+            net,
+            nn.CrossEntropyLoss(),
+            optimizer,
+            inputs,
+            labels,
+            batch_size=100,
+            generator=generator,
+            device=torch.device("cpu"),
+            precision="fp32",
+            scaler=torch.amp.GradScaler("cpu", enabled=False),
             sample_weights=weights,
-        )  # fmt: skip
+        )
     drawn = torch.cat(seen)
     rows = (drawn[:, None, :] == inputs[None]).all(-1).float().argmax(1)
     minority = (labels[rows] == 1).float().mean().item()

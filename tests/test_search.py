@@ -13,21 +13,34 @@ from study.search import confirm_configs, paper_points, search_space, searched_k
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
-from trainable.layout import BUDGET_FILE
+from trainable.results_files import BUDGET_FILE
 
 
 def test_the_shipped_search_space_is_the_issues():
     grid = GRIDS["search"]
     space = search_space(grid, {"weights": "none", "max_epochs": 5})
     assert set(searched_keys(space)) == {
-        "lr", "optimizer", "batch_size", "freeze", "augmentation", "dropout", "weight_decay"
-    }  # fmt: skip
+        "lr",
+        "optimizer",
+        "batch_size",
+        "freeze",
+        "augmentation",
+        "dropout",
+        "weight_decay",
+    }
     assert (space["lr"].lower, space["lr"].upper) == (1e-5, 1e-2)
     assert space["optimizer"].categories == ["adam", "sgd", "sgd-m0.9"]
     assert space["max_epochs"] == 5 and space["weights"] == "none" and space["seed"] == 0
     fixed = {k: v for k, v in space.items() if k not in searched_keys(space)}
-    sampled = {"lr": 1e-3, "optimizer": "sgd-m0.9", "batch_size": 16, "freeze": "mixed_7a",
-               "augmentation": "online", "dropout": 0.3, "weight_decay": 1e-4}  # fmt: skip
+    sampled = {
+        "lr": 1e-3,
+        "optimizer": "sgd-m0.9",
+        "batch_size": 16,
+        "freeze": "mixed_7a",
+        "augmentation": "online",
+        "dropout": 0.3,
+        "weight_decay": 1e-4,
+    }
     config = expand_choices({**fixed, **sampled}, grid.expansions)
     cfg = TrialConfig.from_dict(config)
     assert (cfg.optimizer, cfg.momentum, cfg.freeze) == ("sgd", 0.9, "mixed_7a")
@@ -38,9 +51,14 @@ def test_the_paper_configurations_warm_start_the_search():
     points = paper_points(grid, search_space(grid, {}), {})
     assert len(points) == 7  # every paper experiment lies in the space
     assert points[3]["freeze"] == "none" and points[5] == {
-        "lr": 1e-5, "optimizer": "sgd", "batch_size": 32, "freeze": "block8", "augmentation": "static",
-        "dropout": 0.6, "weight_decay": 0.0,
-    }  # fmt: skip
+        "lr": 1e-5,
+        "optimizer": "sgd",
+        "batch_size": 32,
+        "freeze": "block8",
+        "augmentation": "static",
+        "dropout": 0.6,
+        "weight_decay": 0.0,
+    }
 
 
 def test_confirmation_takes_the_best_by_val_acc_with_fresh_seeds():
@@ -96,9 +114,30 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
     study = tmp_path / "s" / "search"
-    run = [sys.executable, "-m", "study.run", "--grid", str(space), "--data", tiny_root, *SMOKE_SPLIT, "--search",
-           kind, "--num-samples", "4", "--max-concurrent", "2", "--confirm-top", "2", "--seeds", "2",
-           "--storage", str(tmp_path / "s"), "--name", "search"]  # fmt: skip
+    run = [
+        sys.executable,
+        "-m",
+        "study.run",
+        "--grid",
+        str(space),
+        "--data",
+        tiny_root,
+        *SMOKE_SPLIT,
+        "--search",
+        kind,
+        "--num-samples",
+        "4",
+        "--max-concurrent",
+        "2",
+        "--confirm-top",
+        "2",
+        "--seeds",
+        "2",
+        "--storage",
+        str(tmp_path / "s"),
+        "--name",
+        "search",
+    ]
     proc = subprocess.run(run, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Pre-set value" not in proc.stdout + proc.stderr
@@ -110,8 +149,9 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     assert len(confirmed) == 4 and sorted(confirmed.seed) == [1, 1, 2, 2] and confirmed.config_id.nunique() == 2
     record = json.loads((study / "study.json").read_text())
     assert record["search"]["kind"] == kind and "sgd-m0.9" in record["expansions"]["optimizer"]
-    report = subprocess.run([sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
+    report = subprocess.run(
+        [sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert report.returncode == 0, report.stderr[-3000:]
     markdown = (study / "report" / "report.md").read_text()
     assert "The ranking below uses only the confirmation runs" in markdown

@@ -10,7 +10,6 @@ problem with the data is reported together, before training.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,14 +18,14 @@ from sklearn.model_selection import train_test_split
 
 from trainable.errors import UserError
 from trainable.image_store import ImageWriter, StoredImages, default_store
-from trainable.layout import split_identity
 from trainable.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
 from trainable.problems import Kind, Problem, grouped, save_full_list
+from trainable.results_files import split_identity
 from trainable.scan import Scan, scan_entries
 
 SPLITS = ("train", "val", "test")
 BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
-FRACTIONS = (0.6, 0.2, 0.2)  # train/val/test of the seeded stratified split
+TRAIN_FRACTION = 0.6  # of the seeded stratified split; validation and test take half the rest each
 
 
 @dataclass
@@ -72,7 +71,7 @@ class FaceData:
 
     def split_record(self) -> dict[str, dict]:
         """The split as every results file records it: paths and labels per split, and
-        their identity (trainable.layout.split_identity) to tell splits apart."""
+        their identity (trainable.results_files.split_identity) to tell splits apart."""
         paths = {s: [self.paths[i] for i in idx] for s, idx in self.split.items()}
         labels = {s: self.labels[idx].tolist() for s, idx in self.split.items()}
         return {"split_paths": paths, "split_labels": labels, "split_id": split_identity(paths, labels)}
@@ -91,11 +90,6 @@ def stats_of(sums: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     mean = total[:3] / total[6]
     std = np.sqrt(total[3:6] / total[6] - mean**2)
     return tuple(mean.tolist()), tuple(std.tolist())
-
-
-def channel_stats(images: Sequence[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 HxWx3 images, as floats in [0, 1]."""
-    return stats_of(np.stack([pixel_sums(img) for img in images]))
 
 
 def load_dataset(
@@ -245,6 +239,6 @@ def _stratified(labels: np.ndarray, index: np.ndarray, classes: tuple[str, ...],
             + "."
         )
     positions = np.arange(len(labels))
-    train, rest = train_test_split(positions, train_size=FRACTIONS[0], stratify=labels, random_state=seed)
+    train, rest = train_test_split(positions, train_size=TRAIN_FRACTION, stratify=labels, random_state=seed)
     val, test = train_test_split(rest, test_size=0.5, stratify=labels[rest], random_state=seed)
     return {"train": index[train], "val": index[val], "test": index[test]}

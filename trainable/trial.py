@@ -173,9 +173,14 @@ def encode_shard(
         mean, std = normalization(cfg.normalization, data.mean, data.std)
         images, transform = encoding_inputs(encoding, data, mean, std)
         features = encode_images(
-            model.trunk, images[start:stop], transform, seed=encoding.seed, offset=start, device=device,
+            model.trunk,
+            images[start:stop],
+            transform,
+            seed=encoding.seed,
+            offset=start,
+            device=device,
             precision=precision,
-        )  # fmt: skip
+        )
         cache.write_part(key, start, features)
     return key
 
@@ -190,7 +195,7 @@ def make_optimizer(cfg: TrialConfig, model: FaceAgeNet) -> torch.optim.Optimizer
 
 def epoch_metrics(state: TrainState) -> dict[str, Any]:
     """The last epoch's values, and the best epoch's so far (lowest val loss: the weights kept),
-    which Tune, the scheduler and the searcher rank on (trainable.layout.SELECTIONS); NaN while
+    which Tune, the scheduler and the searcher rank on (trainable.results_files.SELECTIONS); NaN while
     no epoch had a finite loss."""
     last = state.history[-1]
     best = next((h for h in state.history if h.epoch == state.stopper.best_epoch), None)

@@ -16,7 +16,7 @@ from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.device import release_memory
 from trainable.files import write_json
-from trainable.layout import METRICS_FILE, MODEL_FILE, STATE_FILE
+from trainable.results_files import METRICS_FILE, MODEL_FILE, STATE_FILE
 from trainable.trial import run_trial
 
 
