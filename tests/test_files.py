@@ -17,6 +17,7 @@ import torch
 from study.ownership import LOCK_FILE, STALE_AFTER_S, StudyLock, release_all
 from study.run import main
 from tests.conftest import ROOT, wait_for
+from tests.lock_race import take_and_hold
 from trainable.cache import MANIFEST, TrunkCache
 from trainable.errors import UserError
 from trainable.files import atomic, dumps, host, remove_stale_temps, temp_path, write_json
@@ -63,19 +64,12 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     assert os.path.exists(live) and not os.path.exists(stale)
 
 
-def take(directory: str, queue) -> None:
-    try:
-        StudyLock(directory).create("--resume it")
-        queue.put("took it")
-        time.sleep(3)  # held while the other one tries
-    except UserError as err:
-        queue.put(str(err))
-
-
 def test_of_two_runs_creating_one_study_one_owns_it_and_the_other_names_it(tmp_path):
     directory = str(tmp_path / "results" / "study")
     queue = multiprocessing.get_context("spawn").Queue()
-    procs = [multiprocessing.get_context("spawn").Process(target=take, args=(directory, queue)) for _ in range(2)]
+    procs = [
+        multiprocessing.get_context("spawn").Process(target=take_and_hold, args=(directory, queue)) for _ in range(2)
+    ]
     for proc in procs:
         proc.start()
     said = sorted([queue.get(timeout=60), queue.get(timeout=60)])

@@ -27,19 +27,27 @@ def cli(*args, timeout=600, **kwargs):
     )
 
 
-def test_dry_run_of_the_extended_grid_starts_nothing(tmp_path):
-    proc = cli("--grid", "extended", "--dry-run", "--storage", str(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    assert "216 configurations x 3 seed(s) = 648 trials; scheduler asha" in proc.stdout
-    assert "e216-sgd-m0.9-lr0.01-b32-freeze-none-aug-online-s2" in proc.stdout
+def in_process(capsys, *args) -> tuple[int, str, str]:
+    """study.run's main in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    from study.run import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_dry_run_of_the_extended_grid_starts_nothing(tmp_path, capsys):
+    code, out, err = in_process(capsys, "--grid", "extended", "--dry-run", "--storage", str(tmp_path))
+    assert code == 0, err
+    assert "216 configurations x 3 seed(s) = 648 trials; scheduler asha" in out
+    assert "e216-sgd-m0.9-lr0.01-b32-freeze-none-aug-online-s2" in out
     assert os.listdir(tmp_path) == []
 
 
-def test_where_selects_experiments():
-    proc = cli(
-        "--grid", "extended", "--dry-run", "--seeds", "2", "--where", "freeze=repeat_3", "--where", "optimizer=adam"
-    )
-    assert "24 configurations x 2 seed(s) = 48 trials" in proc.stdout
+def test_where_selects_experiments(capsys):
+    where = ["--where", "freeze=repeat_3", "--where", "optimizer=adam"]
+    _, out, _ = in_process(capsys, "--grid", "extended", "--dry-run", "--seeds", "2", *where)
+    assert "24 configurations x 2 seed(s) = 48 trials" in out
 
 
 @pytest.mark.slow
@@ -169,9 +177,9 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
 
 
-def test_resume_refuses_a_directory_that_is_not_a_study(tmp_path):
-    proc = cli("--resume", str(tmp_path))
-    assert proc.returncode == 2 and "study.json" in proc.stderr
+def test_resume_refuses_a_directory_that_is_not_a_study(tmp_path, capsys):
+    code, _, err = in_process(capsys, "--resume", str(tmp_path))
+    assert code == 2 and "study.json" in err
 
 
 @pytest.mark.slow
