@@ -2,15 +2,13 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REAL_DATA, ROOT
+from tests.conftest import REAL_DATA
 from trainable.inference import Predictor
 from trainable.model import build_model, trained_model_record
 from trainable.transforms import FACENET_MEAN, FACENET_STD
@@ -42,7 +40,17 @@ def generated(n=4, size=(160, 160)):
 
 
 def cli(module, *args):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
+    """`python -m MODULE ARGS` run in this process (no interpreter and torch start-up): its
+    exit code and what it printed, as subprocess.run would give them."""
+    import contextlib
+    import importlib
+    import io
+    import types
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = importlib.import_module(module).main(list(args))
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 @pytest.mark.slow
