@@ -483,7 +483,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from study.encoding import encode_for_trials
 
     encode_for_trials(plan.configs, data, args.cache_dir, cpus=args.cpus_per_trial or 1, gpus=args.gpus_per_trial)
-    results = make_tuner(plan, args, data, ray, scheduler).fit()
+    results = grid_tuner(plan, args, data, ray, scheduler).fit()
     return finish(plan, results)
 
 
@@ -522,7 +522,7 @@ def run_search(args: argparse.Namespace, argv: list[str]) -> int:
     from study import tune_setup
     from study.space import TrialNames
 
-    trainable = make_trainable(args, data, ray, grid.expansions)
+    trainable = study_trainable(args, data, ray, grid.expansions)
     if args.resume and tune_setup.can_restore(plan.location):
         tuner = tune_setup.restore_tuner(plan.location, trainable)
     else:
@@ -593,7 +593,7 @@ def confirm(plan: Plan, args: argparse.Namespace, trainable: Any, searched: Any,
     return tuner.fit()
 
 
-def make_trainable(args: argparse.Namespace, data: FaceData, ray: Any, expansions: dict) -> Any:
+def study_trainable(args: argparse.Namespace, data: FaceData, ray: Any, expansions: dict) -> Any:
     from study import tune_setup
 
     live, addable = node_shapes(ray, args.cluster_config)
@@ -707,12 +707,12 @@ def record_study(plan: Plan, args: argparse.Namespace, argv: list[str], data: Fa
         store.upload(plan.directory, plan.location)
 
 
-def make_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, scheduler: str) -> Any:
+def grid_tuner(plan: Plan, args: argparse.Namespace, data: FaceData, ray: Any, scheduler: str) -> Any:
     """A new Tuner, or the interrupted one restored (finished trials stay finished)."""
     from study import tune_setup
     from study.space import TrialNames, param_space
 
-    trainable = make_trainable(args, data, ray, {})
+    trainable = study_trainable(args, data, ray, {})
     if args.resume and tune_setup.can_restore(plan.location):
         return tune_setup.restore_tuner(plan.location, trainable, grid_trials=len(plan.configs))
     if args.resume:
