@@ -37,6 +37,7 @@ from trainable.results_files import (
     RESULT_FILE,
     SEARCH_ID,
     STUDY_FILE,
+    is_final,
     search_trial_number,
     trial_outcome,
 )
@@ -132,7 +133,7 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
             row = by_epoch[epoch]
             values = {k: row[k] for k in EPOCH_COLUMNS} | {k: row.get(k, math.nan) for k in SELECTION_COLUMNS}
             epochs.append({"trial_id": trial_id, **values, "time": time_of(row)})
-        final = next((row for row in reversed(rows) if "best_epoch" in row), None)
+        final = next((row for row in reversed(rows) if is_final(row)), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
         metrics = {k: v for k, v in (final or {}).items() if k not in skip}
         if "precision" in metrics:  # the resolved one (auto -> bf16/fp32); the config keeps its own

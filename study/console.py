@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 from ray import tune
 
+from trainable.results_files import is_final
+
 
 def clock(seconds: float) -> str:
     seconds = int(seconds)
@@ -59,7 +61,7 @@ class Progress(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = self.last.get(str(trial), {})
-        ended = result.get("stopped_by") or ("asha" if "best_epoch" not in result else "finished")
+        ended = result.get("stopped_by") or ("finished" if is_final(result) else "asha")
         self.end(trial, ended)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -56,6 +56,7 @@ from trainable.results_files import (
     STOPPED_FILE,
     STUDY_FILE,
     SUMMARY_FILE,
+    is_final,
     search_trial_number,
     trial_outcome,
 )
@@ -805,7 +806,7 @@ def trial_dir(result: Any, experiment_dir: str) -> str:
 
 def final_metrics(result: Any) -> dict[str, Any] | None:
     """A trial's final report (its test scores), or None if it ended before making one."""
-    return result.metrics if "best_epoch" in (result.metrics or {}) else None
+    return result.metrics if is_final(result.metrics or {}) else None
 
 
 def mark_budget_stops(results: Any, experiment_dir: str) -> None:

@@ -81,3 +81,9 @@ def trial_outcome(trial_dir: str, final: Mapping | None) -> tuple[str, str]:
     if os.path.exists(os.path.join(trial_dir, ERROR_FILE)):
         return "error", "error"
     return "unfinished", "unfinished"
+
+
+def is_final(record: dict) -> bool:
+    """Whether a reported record is a trial's final one (its test scores and best epoch),
+    not an epoch's: the one place that says how to tell them apart."""
+    return "best_epoch" in record
