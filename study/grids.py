@@ -81,13 +81,8 @@ class GridLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def read_grid(path: str) -> Grid:
-    """A grid file (.yaml/.yml/.json): optional `description`, `scheduler` (none | asha) and
-    `experiments` (a list of mappings, each a `name` and the settings it changes); every
-    other key is a trial setting: a value fixes it for every trial, a list grids over its
-    values (a mapping in the list is one value that sets several keys, named by `label`).
-    Lists are crossed with each other and with the experiments. Settings start from
-    experiment 1 of the 2021 report (BASELINE)."""
+def grid_text(path: str) -> str:
+    """A grid file's text: UTF-8 and at most MAX_GRID_BYTES characters, read no further."""
     try:
         with open(path) as f:
             text = f.read(MAX_GRID_BYTES + 1)
@@ -97,6 +92,17 @@ def read_grid(path: str) -> Grid:
         raise UserError(f"--grid {path}: not UTF-8 text.") from None
     if len(text) > MAX_GRID_BYTES:
         raise UserError(f"--grid {path}: over {MAX_GRID_BYTES:,} characters; a grid file is a few lines of settings.")
+    return text
+
+
+def read_grid(path: str) -> Grid:
+    """A grid file (.yaml/.yml/.json): optional `description`, `scheduler` (none | asha) and
+    `experiments` (a list of mappings, each a `name` and the settings it changes); every
+    other key is a trial setting: a value fixes it for every trial, a list grids over its
+    values (a mapping in the list is one value that sets several keys, named by `label`).
+    Lists are crossed with each other and with the experiments. Settings start from
+    experiment 1 of the 2021 report (BASELINE)."""
+    text = grid_text(path)
     try:
         spec = json.loads(text) if path.endswith(".json") else yaml.load(text, Loader=GridLoader)
     except json.JSONDecodeError as err:

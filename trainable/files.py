@@ -29,7 +29,7 @@ def temp_path(path: str) -> str:
 
 
 def host() -> str:
-    return socket.gethostname().split(".")[0].replace(".", "_") or "host"
+    return socket.gethostname().split(".")[0] or "host"  # no dot: TEMP's fields are dot-separated
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from trainable.files import host, remove_stale_temps
+from trainable.files import remove_stale_temps, temp_path
 
 STORE_ENV = "FACE_AGE_IMAGE_STORE"  # where datasets' decoded images go when no directory is given
 
@@ -39,7 +39,7 @@ class ImageWriter:
         os.makedirs(directory, exist_ok=True)
         remove_stale_temps(directory)  # of scans killed before they finished
         self.directory = directory
-        self.tmp = os.path.join(directory, f".images-{uuid.uuid4().hex[:12]}.{host()}.{os.getpid()}.tmp")
+        self.tmp = temp_path(os.path.join(directory, f"images-{uuid.uuid4().hex[:12]}"))  # named at finish
         self.file = open(self.tmp, "xb")
         self.rows: list[tuple[int, int, int]] = []  # (byte offset, height, width)
         self.size = 0
