@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from analysis.tables import AXES, budget_curve  # noqa: E402
+from trainable.records import reported, split_key
 
 
 def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFrame) -> Figure:
@@ -24,11 +25,11 @@ def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFram
     for ax, config in zip(axes.flat, configs.itertuples(), strict=False):
         ids = trials[trials.config_id == config.config_id]
         curves = epochs[epochs.trial_id.isin(ids.trial_id)]
-        for column, colour in (("train_loss", "tab:blue"), ("val_loss", "tab:orange")):
-            wide = curves.pivot(index="epoch", columns="trial_id", values=column)
+        for column, colour in ((reported.train_loss, "tab:blue"), (reported.val_loss, "tab:orange")):
+            wide = curves.pivot(index=reported.epoch, columns="trial_id", values=column)
             ax.plot(wide.index, wide.mean(axis=1), color=colour, label=column.replace("_", " "))
             ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=colour, alpha=0.2, lw=0)
-        for best in ids.get("best_epoch", pd.Series(dtype=float)).dropna():
+        for best in ids.get(reported.best_epoch, pd.Series(dtype=float)).dropna():
             if best > 0:
                 ax.axvline(best, color="tab:red", ls=":", lw=1)
         ax.set_title(f"#{config.experiment} {config.name}", fontsize=9)
@@ -48,16 +49,16 @@ def confusion_matrices(trials: pd.DataFrame, configs: pd.DataFrame, classes: lis
     fig, axes = plt.subplots(len(configs), 3, figsize=(9, 2.8 * len(configs)), squeeze=False)
     for row, config in zip(axes, configs.itertuples(), strict=True):
         group = trials[(trials.config_id == config.config_id) & trials.test_acc_best.notna()]
-        best = group.sort_values("val_acc_best", ascending=False).iloc[0]
+        best = group.sort_values(reported.val_acc_best, ascending=False).iloc[0]
         for ax, split in zip(row, ("train", "val", "test"), strict=True):
-            matrix = np.asarray(best[f"{split}_confusion"], dtype=float)
+            matrix = np.asarray(best[split_key(split, "confusion")], dtype=float)
             ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
             for (i, j), v in np.ndenumerate(matrix):
                 colour = "white" if v > 0.5 else "black"
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", color=colour, fontsize=8)
             ax.set_xticks(range(len(classes)), classes, fontsize=8)
             ax.set_yticks(range(len(classes)), classes, fontsize=8)
-            title = f"#{config.experiment} seed {best.seed} · {split} ({best[f'{split}_acc_best']:.2f})"
+            title = f"#{config.experiment} seed {best.seed} · {split} ({best[split_key(split, 'acc_best')]:.2f})"
             ax.set_title(title, fontsize=8)
             ax.set_xlabel("predicted", fontsize=8)
             ax.set_ylabel("true", fontsize=8)

@@ -31,44 +31,44 @@ import pandas as pd
 
 from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.files import read_json, write_with
+from trainable.records import is_final, reported
 from trainable.results_files import (
     DEFAULT_SELECT,
     PARAMS_FILE,
     RESULT_FILE,
     SEARCH_ID,
     STUDY_FILE,
-    is_final,
     search_trial_number,
     trial_outcome,
 )
 
-EPOCH_COLUMNS = ["epoch", "train_loss", "val_loss", "val_acc", "epoch_seconds"]
+EPOCH_COLUMNS = [reported.epoch, reported.train_loss, reported.val_loss, reported.val_acc, reported.epoch_seconds]
 # Reported since --select: NaN in the epochs of older studies.
-SELECTION_COLUMNS = ["val_bacc", "best_val_loss", "best_val_acc", "best_val_bacc"]
+SELECTION_COLUMNS = [reported.val_bacc, reported.best_val_loss, reported.best_val_acc, reported.best_val_bacc]
 EMPTY_EPOCHS = {c: pd.Series(dtype=float) for c in [*EPOCH_COLUMNS, *SELECTION_COLUMNS, "time"]}
 TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
 # Final metrics every trials table has, empty (NaN/None) until some trial reports them.
 FINAL_COLUMNS = [
-    "best_epoch",
-    "train_acc_best",
-    "val_acc_best",
-    "test_acc_best",
-    "val_bacc_best",
-    "test_bacc_best",
-    "val_f1_best",
-    "test_f1_best",
-    "train_seconds",
-    "precision_used",
-    "precision_trained",
-    "val_pred",
-    "test_pred",
-    "train_confusion",
-    "val_confusion",
-    "test_confusion",
+    reported.best_epoch,
+    reported.train_acc_best,
+    reported.val_acc_best,
+    reported.test_acc_best,
+    reported.val_bacc_best,
+    reported.test_bacc_best,
+    reported.val_f1_best,
+    reported.test_f1_best,
+    reported.train_seconds,
+    "precision_used",  # the record's precision (the config keeps its own)
+    reported.precision_trained,
+    reported.val_pred,
+    reported.test_pred,
+    reported.train_confusion,
+    reported.val_confusion,
+    reported.test_confusion,
 ]
 RAY_BOOKKEEPING = {  # keys Ray Tune adds to every result; node_ip and time_total_s are kept
     "timestamp",
-    "reported_at",
+    reported.reported_at,
     "checkpoint_dir_name",
     "should_checkpoint",
     "done",
@@ -108,7 +108,7 @@ def searched_identity(trial_id: str, config: dict) -> dict:
 
 def time_of(row: dict) -> float | None:
     """When the trial reported this epoch: its own clock, else Ray's (whole seconds)."""
-    return row.get("reported_at", row.get("timestamp"))
+    return row.get(reported.reported_at, row.get("timestamp"))
 
 
 def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -128,7 +128,7 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
         config = expand_choices(config, expansions)
         if config.get("config_id") == SEARCH_ID:
             config.update(searched_identity(trial_id, config))
-        by_epoch = {row["epoch"]: row for row in rows}  # a resumed trial may repeat epochs
+        by_epoch = {row[reported.epoch]: row for row in rows}  # a resumed trial may repeat epochs
         for epoch in sorted(by_epoch):
             row = by_epoch[epoch]
             values = {k: row[k] for k in EPOCH_COLUMNS} | {k: row.get(k, math.nan) for k in SELECTION_COLUMNS}
@@ -136,8 +136,8 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
         final = next((row for row in reversed(rows) if is_final(row)), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
         metrics = {k: v for k, v in (final or {}).items() if k not in skip}
-        if "precision" in metrics:  # the resolved one (auto -> bf16/fp32); the config keeps its own
-            metrics["precision_used"] = metrics.pop("precision")
+        if reported.precision in metrics:  # the resolved one (auto -> bf16/fp32); the config keeps its own
+            metrics["precision_used"] = metrics.pop(reported.precision)
         status, stopped_by = trial_outcome(trial_dir, final)
         trials.append(
             {
@@ -210,12 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         "seed",
         "status",
         "epochs",
-        "best_epoch",
-        "val_acc_best",
-        "test_acc_best",
-        "test_bacc_best",
-        "test_f1_best",
-        "train_seconds",
+        reported.best_epoch,
+        reported.val_acc_best,
+        reported.test_acc_best,
+        reported.test_bacc_best,
+        reported.test_f1_best,
+        reported.train_seconds,
         "stopped_by",
     ]
     shown = pd.concat([trials.reindex(columns=columns), settings_columns(trials, labels)], axis=1)

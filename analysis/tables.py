@@ -13,6 +13,7 @@ import pandas as pd
 from analysis.results import config_of
 from analysis.stats import METRICS, Comparison, compare, format_p, full_interval, holm, mean_ci, recall_per_class
 from trainable.config import comparable_settings, differs_from
+from trainable.records import reported
 from trainable.results_files import DEFAULT_SELECT, SELECTIONS
 
 # what grids vary
@@ -56,7 +57,7 @@ def selected(epochs: pd.DataFrame, select: str) -> pd.Series:
     values were reported: derived from the epochs (val_bacc then unknown)."""
     key, _ = SELECTIONS[select]
     if epochs[key].notna().any():
-        return epochs.sort_values("epoch").groupby("trial_id")[key].last().dropna()
+        return epochs.sort_values(reported.epoch).groupby("trial_id")[key].last().dropna()
     if select == "val_loss":
         return epochs[np.isfinite(epochs.val_loss)].groupby("trial_id").val_loss.min()
     return val_acc_at_best(epochs) if select == "val_acc" else pd.Series(dtype=float)
@@ -126,7 +127,7 @@ def config_table(
                 "scored": len(done),
                 "complete": bool((group.status == "finished").all()),
                 "ended": endings(group),
-                "best_epoch": done.best_epoch.mean(),
+                "best_epoch": done[reported.best_epoch].mean(),
                 "train_s": done.train_seconds.mean() if len(done) else np.nan,
                 "val": mean_ci(seen) if len(seen) else NAN3,
                 "sel": mean_ci(group.sel.dropna()) if group.sel.notna().any() else NAN3,
@@ -307,6 +308,8 @@ def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataF
 def budget_curve(epochs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """(trial-epochs spent, best validation accuracy so far): every trial's epochs in the
     order Ray recorded them (reported_at; ties by trial, then epoch)."""
-    ordered = epochs.dropna(subset=["val_acc"]).sort_values(["time", "trial_id", "epoch"], na_position="last")
+    ordered = epochs.dropna(subset=[reported.val_acc]).sort_values(
+        ["time", "trial_id", reported.epoch], na_position="last"
+    )
     spent = pd.Series(np.arange(1, len(ordered) + 1))
     return spent, pd.Series(ordered.val_acc.cummax().to_numpy())

@@ -43,6 +43,7 @@ from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
 from trainable.files import write_json, write_text
 from trainable.loop import EarlyStopping, TrainState, fit
 from trainable.model import build_model
+from trainable.records import reported
 from trainable.results_files import PARAMS_FILE, RESULT_FILE
 from trainable.transforms import apply_transform, eval_transform
 
@@ -324,14 +325,14 @@ def _grid_trial(config: dict[str, Any], cache_dir: str) -> dict[str, Any]:
     return {
         "trial": f"e{config['experiment']:02d} {config['name']} s{config['seed']}",
         "freeze": config["freeze"],
-        "epochs": final["epoch"],
-        "stopped_by": final["stopped_by"],
+        "epochs": final[reported.epoch],
+        "stopped_by": final[reported.stopped_by],
         "wall_s": time.perf_counter() - start,
-        "inputs_s": final["inputs_seconds"],
-        "train_s": final["train_seconds"],
-        "precision": f"trunk {final['precision']}, trained {final['precision_trained']}",
+        "inputs_s": final[reported.inputs_seconds],
+        "train_s": final[reported.train_seconds],
+        "precision": f"trunk {final[reported.precision]}, trained {final[reported.precision_trained]}",
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        "test_acc_best": final["test_acc_best"],
+        "test_acc_best": final[reported.test_acc_best],
     }
 
 

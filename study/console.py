@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from trainable.results_files import is_final
+from trainable.records import is_final, reported
 
 
 def clock(seconds: float) -> str:
@@ -61,7 +61,7 @@ class Progress(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = self.last.get(str(trial), {})
-        ended = result.get("stopped_by") or ("finished" if is_final(result) else "asha")
+        ended = result.get(reported.stopped_by) or ("finished" if is_final(result) else "asha")
         self.end(trial, ended)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -76,8 +76,8 @@ class Progress(tune.Callback):
         self.clear()
         result = self.last.get(str(trial), {})
         scores = ""
-        if "epoch" in result:
-            scores = f"epoch {result['epoch']:>3}  val loss {result['val_loss']:.3f}  val acc {result['val_acc']:.3f}"
+        if reported.epoch in result:
+            scores = epoch_line(result)
         print(f"[{clock(time.monotonic() - self.started)}] {str(trial):<44} {what:<14} {scores}", file=self.stream)
         print(f"    {self.summary()}", file=self.stream, flush=True)
         if self.live:
@@ -101,9 +101,14 @@ class Progress(tune.Callback):
         lines = []
         for name in sorted(self.running):
             r = self.last.get(name, {})
-            scores = f"epoch {r['epoch']:>3}  val loss {r['val_loss']:.3f}  val acc {r['val_acc']:.3f}" if r else ""
+            scores = epoch_line(r) if r else ""
             lines.append(f"  running {name:<44} {scores}")
         self.stream.write("".join(line + "\n" for line in lines))
         self.stream.flush()
         self.drawn = len(lines)
         self.redrawn_at = time.monotonic()
+
+
+def epoch_line(record: dict) -> str:
+    epoch, loss, acc = (record[k] for k in (reported.epoch, reported.val_loss, reported.val_acc))
+    return f"epoch {epoch:>3}  val loss {loss:.3f}  val acc {acc:.3f}"

@@ -14,6 +14,7 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from trainable.errors import UserError
+from trainable.records import reported
 from trainable.results_files import STUDY_FILE
 
 # Metrics are the numbers a trial reports, minus Ray's bookkeeping and the config it echoes.
@@ -116,7 +117,7 @@ class MLflowStudyLogger(LoggerCallback):
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         from mlflow.entities import Metric
 
-        step = int(result.get("epoch", iteration))
+        step = int(result.get(reported.epoch, iteration))
         stamp = int(result.get("timestamp", 0) * 1000)
         metrics = [
             Metric(key, float(value), stamp, step)

@@ -20,6 +20,7 @@ from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.errors import UserError
 from trainable.files import dumps, strict, write_json
+from trainable.records import reported
 from trainable.results_files import BUDGET_FILE, SELECTIONS, STOPPED_FILE
 from trainable.tune_trial import train_face_age
 
@@ -32,11 +33,11 @@ class RecordedASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
-        if decision == TrialScheduler.STOP and "stopped_by" not in result and trial.path:
+        if decision == TrialScheduler.STOP and reported.stopped_by not in result and trial.path:
             fs = trial.storage.storage_filesystem  # the study's storage: a local folder, S3, GCS
             fs.create_dir(trial.path)
             with fs.open_output_stream(f"{trial.path}/{STOPPED_FILE}") as f:  # object stores: whole or absent
-                f.write(dumps({"stopped_by": "asha", "epoch": result.get("epoch")}).encode())
+                f.write(dumps({"stopped_by": "asha", "epoch": result.get(reported.epoch)}).encode())
         return decision
 
 
@@ -45,7 +46,7 @@ def make_scheduler(name: str, *, max_epochs: int, grace_period: int) -> Any:
     if name == "none":
         return FIFOScheduler()
     return RecordedASHA(
-        time_attr="epoch", max_t=max_epochs, grace_period=min(grace_period, max_epochs), reduction_factor=3
+        time_attr=reported.epoch, max_t=max_epochs, grace_period=min(grace_period, max_epochs), reduction_factor=3
     )
 
 

@@ -5,7 +5,9 @@ import shutil
 
 import pytest
 
-from study.run import main, parse_args, resumed_args, with_absolute_paths
+from study.resume import study_spec
+from study.run import main
+from study.spec import StudySpec, given_options
 from tests.conftest import SMOKE_SPLIT
 
 
@@ -109,17 +111,17 @@ def test_resume_refuses_options_that_differ_from_the_recorded_ones(capsys, tmp_p
 
 def test_resume_of_an_older_study_takes_the_defaults_of_newer_options(tmp_path):
     study = recorded_study(tmp_path)  # no normalization, stop_rule, es_rounds, mlflow, ...
-    args = resumed_args(parse_args(["--resume", str(study)]), ["--resume", str(study)])
+    args = study_spec(given_options(["--resume", str(study)]))
     assert (args.normalization, args.stop_rule, args.es_rounds, args.seeds) == (None, None, None, 2)
     assert args.storage == str(tmp_path) and args.name == "old-study"
 
 
 def test_paths_are_recorded_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = with_absolute_paths(parse_args(["--grid", "smoke", "--data", "faces", "--weights", "w.pt"]))
-    assert (args.data, args.weights) == (str(tmp_path / "faces"), str(tmp_path / "w.pt"))
+    args = StudySpec.from_options(given_options(["--grid", "smoke", "--data", "faces", "--weights", "w.pt"]))
+    assert (args.dataset.data, args.weights) == (str(tmp_path / "faces"), str(tmp_path / "w.pt"))
     assert args.storage == str(tmp_path / "results") and args.cache_dir == str(tmp_path / "results" / "trunk-cache")
-    assert with_absolute_paths(parse_args(["--grid", "smoke", "--weights", "vggface2"])).weights == "vggface2"
+    assert StudySpec.from_options({"grid": "smoke", "weights": "vggface2"}).weights == "vggface2"
 
 
 def test_provenance_records_the_arguments_main_received(tmp_path):
@@ -180,9 +182,11 @@ def test_search_optuna_without_the_extra_exits_2_before_ray_starts_and_writes_no
 
 
 def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path, tiny_data, capsys):
-    from study.run import Plan, record_study
+    from study.plan import Plan, record_study
 
-    args = parse_args(["--grid", "smoke", "--storage", str(tmp_path), "--mlflow", "http://me:hunter2@mlflow:5000"])
+    args = StudySpec.from_options(
+        {"grid": "smoke", "storage": str(tmp_path), "mlflow": "http://me:hunter2@mlflow:5000"}
+    )
     plan = Plan("s", str(tmp_path / "s"), [], {}, {}, str(tmp_path / "s"))
     record_study(plan, args, ["--grid", "smoke", "--mlflow", "http://me:hunter2@mlflow:5000"], tiny_data)
     text = (tmp_path / "s" / "study.json").read_text()
@@ -190,7 +194,7 @@ def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path,
     argv = ["--resume", str(tmp_path / "s")]
     assert "held credentials, which are not recorded; pass --mlflow again" in " ".join(fails(capsys, *argv).split())
     argv += ["--mlflow", "http://me:hunter2@mlflow:5000"]
-    assert resumed_args(parse_args(argv), argv).mlflow == "http://me:hunter2@mlflow:5000"
+    assert study_spec(given_options(argv)).mlflow == "http://me:hunter2@mlflow:5000"
     argv[-1] = "http://me:hunter2@elsewhere:5000"
     assert "--mlflow" in fails(capsys, *argv)  # another server: refused as any changed option
 
@@ -198,7 +202,7 @@ def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path,
 def test_resume_refuses_a_replaced_weights_file(tmp_path, tiny_data):
     import torch
 
-    from study.run import check_same_study
+    from study.resume import check_same_study
     from trainable.errors import UserError
     from trainable.model import weights_id
 
@@ -216,14 +220,15 @@ def test_resume_refuses_a_replaced_weights_file(tmp_path, tiny_data):
 
 def test_a_failure_choosing_the_best_model_is_a_line_and_exit_code_1(tmp_path, capsys, monkeypatch, tiny_data):
     from analysis import best
-    from study.run import Plan, finish, record_study
+    from study.plan import Plan, record_study
+    from study.summary import finish
 
     def broken(directory):
         raise KeyError("best_val_acc")  # an injected bug in the selection
 
     monkeypatch.setattr(best, "write_best", broken)
     plan = Plan("s", str(tmp_path), [{"weights": "none"}], {}, {}, str(tmp_path))
-    record_study(plan, parse_args(["--grid", "smoke"]), ["--grid", "smoke"], tiny_data)  # a study, no trial yet
+    record_study(plan, StudySpec(grid="smoke"), ["--grid", "smoke"], tiny_data)  # a study, no trial yet
     assert finish(plan, []) == 1
     out = capsys.readouterr().out
     assert "Choosing the best model failed (KeyError: 'best_val_acc'); `python -m analysis.best" in out

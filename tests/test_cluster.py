@@ -15,7 +15,8 @@ import sys
 import pytest
 
 from analysis.results import load_study
-from study.run import check_resources, parse_args
+from study.cluster import check_resources
+from study.spec import StudySpec
 from tests.conftest import ROOT, SMOKE_SPLIT, wait_for
 from trainable.errors import UserError
 
@@ -24,8 +25,7 @@ GPU_TYPE = {"CPU": 2.0, "GPU": 1.0}
 
 
 def request(gpus=0.0, cpus=None):
-    argv = ["--grid", "smoke", "--gpus-per-trial", str(gpus)]
-    return parse_args(argv + (["--cpus-per-trial", str(cpus)] if cpus else []))
+    return StudySpec(grid="smoke", gpus_per_trial=gpus, cpus_per_trial=cpus)
 
 
 def test_a_request_a_live_node_holds_passes_quietly(capsys):

@@ -62,18 +62,18 @@ def test_a_retried_job_resumes_the_study_its_failed_attempt_started(tmp_path, ca
     import json
     import shlex
 
-    from study.run import existing_study, parse_args, resumed_args
+    from study.resume import existing_study, study_spec
+    from study.spec import StudySpec, given_options
 
     (job,) = manifest("rayjob.yaml")
     assert job["spec"]["backoffLimit"] >= 1
     argv = shlex.split(job["spec"]["entrypoint"])[3:]
     argv[argv.index("--storage") + 1] = str(tmp_path)
-    args = parse_args(argv)
+    args = StudySpec.from_options(given_options(argv))
     assert args.resume_existing and existing_study(args) is None  # the first attempt starts the study
     study = tmp_path / "paper"
     study.mkdir()
-    (study / "study.json").write_text(json.dumps({"args": {**vars(args), "resume": None}}))
-    args.resume = existing_study(args)
-    assert args.resume == str(study) and "exists: resuming it" in capsys.readouterr().out
-    resumed = resumed_args(args, argv)
+    (study / "study.json").write_text(json.dumps({"args": args.record()}))
+    assert existing_study(args) == str(study) and "exists: resuming it" in capsys.readouterr().out
+    resumed = study_spec(given_options(argv))
     assert resumed.resume == str(study) and resumed.grid == "paper" and resumed.gpus_per_trial == 0.25

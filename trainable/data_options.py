@@ -5,10 +5,12 @@ same split from the same options."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from trainable.data import BAD_IMAGE_POLICIES, SPLITS, FaceData, load_dataset
 from trainable.errors import UserError
 from trainable.layouts import DEFAULT_RANGES, LAYOUTS
+from trainable.options import add_options, option
 from trainable.problems import grouped, save_full_list
 
 
@@ -33,25 +35,34 @@ def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:
     return ranges
 
 
-def add_data_arguments(p: argparse.ArgumentParser) -> None:
-    """The options that say where the images are and how they split (study and baselines)."""
-    p.add_argument("--data", help="dataset root (see --layout)")
-    p.add_argument("--layout", choices=LAYOUTS, default="auto", help="how images and classes sit under --data")
-    p.add_argument("--age-bins", default="5,28", help="utkface: ages where a new class starts")
-    p.add_argument("--split-seed", type=int, default=0, help="folders/utkface: seed of the 60/20/20 split")
-    p.add_argument(
-        "--on-bad-image",
-        choices=BAD_IMAGE_POLICIES,
-        default="error",
-        help="broken images: stop with their list, or leave them out and record them",
+def default_range(split: str) -> str:
+    start, stop = DEFAULT_RANGES[split]
+    return f"{start}-{stop - 1}"
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the images are and how they split: the options every CLI that reads images shares."""
+
+    data: str | None = option(None, "dataset root (see --layout)", path=True)
+    layout: str = option("auto", "how images and classes sit under --data", choices=LAYOUTS)
+    age_bins: str = option("5,28", "utkface: ages where a new class starts")
+    split_seed: int = option(0, "folders/utkface: seed of the 60/20/20 split")
+    on_bad_image: str = option(
+        "error", "broken images: stop with their list, or leave them out and record them", choices=BAD_IMAGE_POLICIES
     )
-    for split in SPLITS:
-        start, stop = DEFAULT_RANGES[split]
-        p.add_argument(f"--{split}-range", default=f"{start}-{stop - 1}", help="el7008: inclusive per-class indices")
+    train_range: str = option(default_range("train"), "el7008: inclusive per-class indices")
+    val_range: str = option(default_range("val"), "el7008: inclusive per-class indices")
+    test_range: str = option(default_range("test"), "el7008: inclusive per-class indices")
 
 
-def dataset_from_args(args: argparse.Namespace, store: str | None = None) -> FaceData:
-    """load_dataset with the options of add_data_arguments (decoded images under `store`,
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of DataOptions, with their defaults (baselines, peer, evaluate)."""
+    add_options(p, DataOptions)
+
+
+def dataset_from_args(args: DataOptions | argparse.Namespace, store: str | None = None) -> FaceData:
+    """load_dataset with the options of DataOptions (decoded images under `store`,
     default image_store.default_store()); skipped files are printed."""
     try:
         bins = tuple(int(b) for b in args.age_bins.split(","))

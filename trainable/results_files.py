@@ -24,6 +24,8 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
+from trainable.records import reported
+
 STUDY_FILE = "study.json"
 SUMMARY_FILE = "summary.csv"
 SKIPPED_FILE = "skipped_files.txt"
@@ -43,9 +45,9 @@ BASELINES_FILE = "baselines.json"
 # trials on. Each is reported every epoch as the best epoch's (lowest val loss so far) value:
 # name -> (reported key, Tune mode).
 SELECTIONS = {
-    "val_loss": ("best_val_loss", "min"),
-    "val_acc": ("best_val_acc", "max"),
-    "val_bacc": ("best_val_bacc", "max"),
+    "val_loss": (reported.best_val_loss, "min"),
+    "val_acc": (reported.best_val_acc, "max"),
+    "val_bacc": (reported.best_val_bacc, "max"),
 }
 DEFAULT_SELECT = "val_acc"
 PEER_FILE = "peer.json"
@@ -72,8 +74,8 @@ def trial_outcome(trial_dir: str, final: Mapping | None) -> tuple[str, str]:
     files in its directory: (status, stopped_by), status one of 'finished' (stopped_by
     max_epochs, early_stopping or diverged), 'stopped' (asha, budget), 'error', 'unfinished'
     (running, or the study was interrupted). Never 'asha' without STOPPED_FILE."""
-    if final is not None and "stopped_by" in final:
-        return "finished", final["stopped_by"]
+    if final is not None and reported.stopped_by in final:
+        return "finished", final[reported.stopped_by]
     stopped = os.path.join(trial_dir, STOPPED_FILE)
     if os.path.exists(stopped):
         with open(stopped) as f:
@@ -81,9 +83,3 @@ def trial_outcome(trial_dir: str, final: Mapping | None) -> tuple[str, str]:
     if os.path.exists(os.path.join(trial_dir, ERROR_FILE)):
         return "error", "error"
     return "unfinished", "unfinished"
-
-
-def is_final(record: dict) -> bool:
-    """Whether a reported record is a trial's final one (its test scores and best epoch),
-    not an epoch's: the one place that says how to tell them apart."""
-    return "best_epoch" in record

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from trainable.model import (
     weights_id,
     weights_label,
 )
+from trainable.records import EpochRecord, FinalRecord, reported, split_key
 from trainable.scoring import split_scores
 from trainable.seeds import derive_seed
 from trainable.transforms import CROP, SIZE, apply_transform, eval_transform, normalization, train_transform
@@ -193,23 +194,21 @@ def make_optimizer(cfg: TrialConfig, model: FaceAgeNet) -> torch.optim.Optimizer
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True)
 
 
-def epoch_metrics(state: TrainState) -> dict[str, Any]:
-    """The last epoch's values, and the best epoch's so far (lowest val loss: the weights kept),
-    which Tune, the scheduler and the searcher rank on (trainable.results_files.SELECTIONS); NaN while
-    no epoch had a finite loss."""
+def epoch_record(state: TrainState) -> EpochRecord:
+    """The last epoch's values, and the best epoch's so far (lowest val loss: the weights kept)."""
     last = state.history[-1]
     best = next((h for h in state.history if h.epoch == state.stopper.best_epoch), None)
-    return {
-        "epoch": last.epoch,
-        "train_loss": last.train_loss,
-        "val_loss": last.val_loss,
-        "val_acc": last.val_acc,
-        "val_bacc": last.val_bacc,
-        "epoch_seconds": last.seconds,
-        "best_val_loss": best.val_loss if best else math.nan,
-        "best_val_acc": best.val_acc if best else math.nan,
-        "best_val_bacc": best.val_bacc if best else math.nan,
-    }
+    return EpochRecord(
+        epoch=last.epoch,
+        train_loss=last.train_loss,
+        val_loss=last.val_loss,
+        val_acc=last.val_acc,
+        val_bacc=last.val_bacc,
+        epoch_seconds=last.seconds,
+        best_val_loss=best.val_loss if best else math.nan,
+        best_val_acc=best.val_acc if best else math.nan,
+        best_val_bacc=best.val_bacc if best else math.nan,
+    )
 
 
 @dataclass
@@ -288,7 +287,7 @@ def run_trial(
     def on_epoch(state: TrainState, done: bool) -> None:
         if not done:  # the last epoch is reported below, with the final scores
             due = state.epoch % cfg.checkpoint_every == 0
-            report(epoch_metrics(state), training.checkpoint() if due else None)
+            report(asdict(epoch_record(state)), training.checkpoint() if due else None)
 
     fit(
         model,
@@ -310,11 +309,15 @@ def run_trial(
         sample_weights=sample_weights,
     )
     state = training.state
-    final = {**epoch_metrics(state), **score_best(net, inputs, data, state, device, run_precision)}
-    final["precision"] = precision
-    final["precision_trained"] = run_precision
-    final["inputs_seconds"] = inputs_seconds  # transforms + trunk encoding, or reading the cache
-    final["stopped_by"] = state.stopper.stopped_by or "max_epochs"  # or early_stopping, diverged
+    record = FinalRecord(
+        **asdict(epoch_record(state)),
+        **score_best(net, inputs, data, state, device, run_precision),
+        precision=precision,
+        precision_trained=run_precision,
+        inputs_seconds=inputs_seconds,
+        stopped_by=state.stopper.stopped_by or "max_epochs",  # or early_stopping, diverged
+    )
+    final = asdict(record)
     description = model_description(cfg, data, inputs, precision, run_precision)
     report(final, training.final_checkpoint(cfg, final, description))
     return final
@@ -367,20 +370,20 @@ def score_best(
     seconds = np.cumsum([h.seconds for h in state.history])
     best = state.stopper.best_epoch
     scores: dict[str, Any] = {
-        "best_epoch": best,
-        "seconds_to_best": float(seconds[best - 1]) if best else None,
-        "train_seconds": float(seconds[-1]),
+        reported.best_epoch: best,
+        reported.seconds_to_best: float(seconds[best - 1]) if best else None,
+        reported.train_seconds: float(seconds[-1]),
     }
     for split in SPLITS:
         if not best:
-            scores.update({f"{split}_{m}_best": None for m in ("acc", "bacc", "f1")})
+            scores.update({split_key(split, f"{m}_best"): None for m in ("acc", "bacc", "f1")})
             continue
         y = data.labels_of(split).numpy()
         logits = predict(net, inputs.eval[split], device=device, precision=precision)
         pred = logits.argmax(1).numpy()
         split_score = split_scores(y, pred, len(data.classes))
-        scores.update({f"{split}_{m}_best": split_score[m] for m in ("acc", "bacc", "f1")})
+        scores.update({split_key(split, f"{m}_best"): split_score[m] for m in ("acc", "bacc", "f1")})
         if split != "train":  # per image, in split order: paired tests against other models
-            scores[f"{split}_pred"] = pred.tolist()
-        scores[f"{split}_confusion"] = split_score["confusion"]
+            scores[split_key(split, "pred")] = pred.tolist()
+        scores[split_key(split, "confusion")] = split_score["confusion"]
     return scores

@@ -16,6 +16,7 @@ from trainable.config import TrialConfig, expand_choices
 from trainable.data import FaceData
 from trainable.device import release_memory
 from trainable.files import write_json
+from trainable.records import reported
 from trainable.results_files import METRICS_FILE, MODEL_FILE, STATE_FILE
 from trainable.trial import run_trial
 
@@ -37,7 +38,10 @@ def train_face_age(
 
     def report(metrics: dict[str, Any], payload: dict[str, Any] | None) -> None:
         # reported_at: Ray's own timestamp is in whole seconds; epochs of short trials share one
-        _report({**metrics, "node_id": ray.get_runtime_context().get_node_id(), "reported_at": time.time()}, payload)
+        _report(
+            {**metrics, reported.node_id: ray.get_runtime_context().get_node_id(), reported.reported_at: time.time()},
+            payload,
+        )
 
     try:
         run_trial(cfg, data, cache=TrunkCache(cache_dir), resume=resume, report=report)

@@ -1,0 +1,119 @@
+"""A study before its first trial: named, its folder taken (study.ownership), its weights
+resolved, its dataset loaded and study.json written."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from study.grids import get_grid, grid_label, reference_config
+from study.ownership import StudyLock
+from study.provenance import write_provenance
+from study.smoke_data import RANGES as SMOKE_RANGES
+from study.smoke_data import make_smoke_data
+from study.spec import StudySpec, local_root
+from trainable import storage as store
+from trainable.data import FaceData, load_el7008
+from trainable.data_options import dataset_from_args
+from trainable.errors import UserError
+from trainable.files import write_text
+from trainable.model import resolve_weights, weights_id, weights_label
+from trainable.results_files import SKIPPED_FILE
+
+
+@dataclass
+class Plan:
+    """A study about to run: where it goes, its trials, and what its summary compares with."""
+
+    name: str
+    directory: str  # on this machine: the study itself, or the local mirror of a stored one
+    configs: list[dict[str, Any]]
+    reference: dict[str, Any]  # experiment 1's resolved config, for "differs from #1"
+    weights_labels: dict[str, str]
+    location: str  # where Ray writes the trials: `directory`, or a URI (trainable.storage)
+
+    @property
+    def stored(self) -> bool:
+        """In object storage: Ray writes to `location`, the study's own files go to `directory` first."""
+        return self.location != self.directory
+
+
+def plan_study(spec: StudySpec, configs: list[dict[str, Any]]) -> Plan:
+    """Name the study and check what can be checked before any work: the directory, the
+    MLflow URI and the weights (downloaded or read once here)."""
+    name = spec.name or f"{grid_label(spec.grid)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    location = store.join(spec.storage, name)
+    directory = store.mirror(location) if store.is_uri(location) else location
+    lock = StudyLock(directory)
+    if spec.resume:
+        lock.take()
+    else:
+        if store.is_uri(location):
+            if store.exists(location):
+                raise UserError(f"{location} exists; pick another --name, or continue it with --resume {location}.")
+            lock.refuse_if_held()
+            shutil.rmtree(directory, ignore_errors=True)  # the mirror of an older study of that URI
+        lock.create(f"--resume {location}")
+    if spec.mlflow:
+        from study.tracking import check_tracking_uri
+
+        check_tracking_uri(spec.mlflow, name)
+    resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
+    for config in configs:
+        config["weights"] = resolved[config["weights"]]
+    reference = reference_config(spec.overrides())
+    reference["weights"] = resolved.get(reference["weights"], reference["weights"])
+    labels = {spec: weights_label(spec) for spec in resolved.values()}
+    return Plan(name, directory, configs, reference, labels, location)
+
+
+def load_data(spec: StudySpec) -> FaceData:
+    """The dataset, its decoded images stored beside the trunk cache (CACHE_DIR/images)."""
+    images = os.path.join(spec.cache_dir, "images")
+    if spec.dataset.data is None:
+        if spec.grid != "smoke":
+            raise UserError(f"--data is required for grid {spec.grid!r} (only 'smoke' generates its own).")
+        root = make_smoke_data(os.path.join(local_root(spec.storage), "smoke-data"))
+        print(f"Generated smoke images under {root}")
+        return load_el7008(root, SMOKE_RANGES, images)
+    return dataset_from_args(spec.dataset, images)
+
+
+def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, **extra: Any) -> None:
+    """study.json (and the list of skipped files) before the first trial starts."""
+    write_provenance(
+        plan.directory,
+        argv,
+        args=spec.record(),
+        grid=grid_label(spec.grid),
+        grid_file={"path": spec.grid, "text": get_grid(spec.grid).text},
+        trials=plan.configs,
+        reference_config=plan.reference,
+        weights_labels=plan.weights_labels,
+        weights_ids={spec: weights_id(spec) for spec in plan.weights_labels},
+        data_root=data.root,
+        data_fingerprint=data.fingerprint,
+        data_files=dict(zip(data.paths, data.hashes, strict=True)),
+        data_layout=data.layout,
+        classes=data.classes,
+        split_sizes=data.sizes(),
+        class_counts=data.class_counts(),
+        skipped_files=data.skipped,
+        converted_files=data.converted,
+        duplicate_files=data.duplicates,
+        **data.split_record(),
+        **extra,
+    )
+    if data.skipped:
+        write_text(os.path.join(plan.directory, SKIPPED_FILE), "\n".join(data.skipped) + "\n")
+    if plan.stored:
+        store.upload(plan.directory, plan.location)
+
+
+def fetch(plan: Plan) -> None:
+    """A stored study's files into its local mirror (Ray wrote the trials to the URI)."""
+    if plan.stored:
+        store.download(plan.location, plan.directory)

@@ -1,0 +1,116 @@
+"""Resuming a study: its StudySpec rebuilt from study.json, merged field by field with the
+options given again (runtime ones may change, any other must match), and the checks that
+it still runs on the images, grid file and weights it started with."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from study.grids import get_grid
+from study.spec import StudySpec, absolute, is_runtime
+from trainable import storage as store
+from trainable.data import FaceData
+from trainable.errors import UserError
+from trainable.files import read_json
+from trainable.model import weights_id
+from trainable.results_files import STUDY_FILE
+
+
+def study_spec(given: dict[str, Any]) -> StudySpec:
+    """The spec of this run: from the options given, or (--resume, --resume-existing on a
+    study that exists) the recorded study's, with what this run may change."""
+    if given.get("resume_existing") and not given.get("resume"):
+        given = {**given, "resume": existing_study(StudySpec.from_options(given))}
+    if given.get("resume"):
+        return resumed_spec(given)
+    return StudySpec.from_options(given)
+
+
+def existing_study(spec: StudySpec) -> str | None:
+    """--resume-existing: the study --name names under --storage, if it has a study.json."""
+    if not spec.name:
+        raise UserError("--resume-existing resumes the study --name names; give --name.")
+    location = store.join(spec.storage, spec.name)
+    if not store.exists(store.join(location, STUDY_FILE)):
+        return None
+    print(f"{store.redact(location)} exists: resuming it (--resume-existing).")
+    return location
+
+
+def recorded_options(resume: str) -> tuple[str, dict[str, Any]]:
+    """(the study's location, the options its study.json records, at its current location)."""
+    if store.is_uri(resume):  # its study.json, copied to the study's local mirror
+        directory = resume.rstrip("/")
+        path = store.join(directory, STUDY_FILE)  # not a local file: the error below, unless it is stored
+        if store.exists(path):
+            path = store.download(path, os.path.join(store.mirror(directory), STUDY_FILE))
+    else:
+        directory = os.path.abspath(resume)
+        path = os.path.join(directory, STUDY_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"--resume {resume}: no {STUDY_FILE} there; is it a study's results directory?")
+    recorded = dict(read_json(path)["args"])
+    parent, _, name = directory.rpartition("/")  # a URI's parent, or the path's
+    recorded.update(storage=parent if store.is_uri(directory) else os.path.dirname(directory), name=name)
+    return directory, recorded
+
+
+def resumed_spec(given: dict[str, Any]) -> StudySpec:
+    """The recorded study's spec with this run's runtime options. An option given that differs
+    from the recorded one is refused; one the record lacks (an older version) takes its default;
+    credentials, never recorded, must be given again."""
+    directory, recorded = recorded_options(given["resume"])
+    for key, value in recorded.items():
+        if isinstance(value, str) and store.SECRET in value:
+            option = f"--{key.replace('_', '-')}"
+            if key not in given:
+                raise UserError(
+                    f"--resume {store.redact(directory)}: the study's {option} {value} held credentials, which are "
+                    f"not recorded; pass {option} again (or give them by environment: AWS_*, MLFLOW_TRACKING_*)."
+                )
+    fixed = {k: v for k, v in recorded.items() if not is_runtime(k)}
+    study = StudySpec.from_options(fixed).record()  # defaults for what an older record lacks
+    differ = [
+        f"--{key.replace('_', '-')} {value!r} (the study has {study[key]!r})"
+        for key, value in given.items()
+        if not is_runtime(key) and not same(absolute(key, value), study[key])
+    ]
+    if differ:
+        raise UserError(
+            f"--resume {directory} continues the study with the options it started with, and "
+            f"these differ: {'; '.join(differ)}. Drop them, or start a new study with --name."
+        )
+    return StudySpec.from_options({**fixed, **given, "resume": directory})
+
+
+def same(given: Any, recorded: Any) -> bool:
+    """A given value is the recorded one (a recorded value's credentials are redacted)."""
+    if isinstance(given, str) and isinstance(recorded, str):
+        return store.redact(given) == recorded
+    if isinstance(given, list | tuple) and isinstance(recorded, list | tuple):
+        return list(given) == list(recorded)
+    return given == recorded
+
+
+def check_same_study(directory: str, data: FaceData, grid: str, weights: list[str]) -> None:
+    """A resumed study runs on the images, the grid file and the weights files it started with."""
+    recorded = read_json(os.path.join(directory, STUDY_FILE))
+    for spec in weights:  # (a study recorded before weights_ids is not checked)
+        before, now = recorded.get("weights_ids", {}).get(spec), weights_id(spec)
+        if before is not None and before != now:
+            raise UserError(
+                f"--weights {spec} changed since the study in {directory} started ({now[:19]}..., recorded "
+                f"{before[:19]}...); resuming would mix two trunks. Restore the file, or start a new study with --name."
+            )
+    if recorded["data_fingerprint"] != data.fingerprint:
+        raise UserError(
+            f"The images under {data.root} changed since the study in {directory} started "
+            f"(fingerprint {data.fingerprint[:12]} vs {recorded['data_fingerprint'][:12]}); resuming would mix results."
+        )
+    text = recorded.get("grid_file", {}).get("text")
+    if text is not None and text != get_grid(grid).text:
+        raise UserError(
+            f"The grid file {grid} changed since the study in {directory} started (its text is recorded in "
+            f"{STUDY_FILE}); resuming would mix grids. Restore the file, or start a new study with --name."
+        )

@@ -1,0 +1,247 @@
+"""A study's settings: `StudySpec`, the study-level twin of `TrialConfig`, frozen and
+validated once. Its fields are the command-line options (trainable.options), study.json
+records it (`record`) and a resumed study is rebuilt from that record (study.resume)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from study.grids import GRIDS, SEARCHES, is_grid_file
+from trainable import storage as store
+from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
+from trainable.data_options import DataOptions
+from trainable.errors import UserError
+from trainable.options import add_options, option, options
+from trainable.results_files import DEFAULT_SELECT, SELECTIONS
+
+STUDY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
+# The options that set one trial config key for every trial (None: the grid's own value).
+OVERRIDES = (
+    "weights",
+    "max_epochs",
+    "precision",
+    "train_precision",
+    "augment_views",
+    "normalization",
+    "stop_rule",
+    "es_rounds",
+    "class_weights",
+    "sampler",
+)
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """Everything a study depends on, and where and how this run of it happens."""
+
+    grid: str | None = option(
+        None, f"named grid ({', '.join(sorted(GRIDS))}) or a grid file FILE.yaml/.json", path=True
+    )
+    dataset: DataOptions = DataOptions()  # --data, --layout, ... (smoke generates its data when --data is absent)
+    # what every trial of the grid gets
+    weights: str | None = option(None, "vggface2 | casia-webface | none | PATH (default: the grid's)", path=True)
+    max_epochs: int | None = option(None, "cap on epochs per trial (default: the grid's, 400)", type=int)
+    precision: str | None = option(None, "the frozen trunk's precision (default auto)", choices=PRECISIONS)
+    train_precision: str | None = option(
+        None,
+        "the trained part's precision, the same cached or not (default fp32; bf16 speeds up full-network "
+        "trials on CPUs with AMX or AVX512-BF16 and on GPUs)",
+        choices=PRECISIONS,
+    )
+    normalization: str | None = option(
+        None,
+        "input scaling: facenet (what the pretrained trunks expect) or dataset statistics (default facenet)",
+        choices=NORMALIZATIONS,
+    )
+    stop_rule: str | None = option(
+        None,
+        "patience: no val-loss improvement for --patience epochs (default); paper: the 2021 report's rule, see README",
+        choices=STOP_RULES,
+    )
+    es_rounds: int | None = option(None, "paper stop rule: epochs allowed in a row (default 10)", type=int)
+    class_weights: str | None = option(
+        None,
+        "balanced: weight each class's training loss by n / (classes x its count) (default none)",
+        choices=CLASS_WEIGHTS,
+    )
+    sampler: str | None = option(
+        None,
+        "balanced: each epoch draws training images with every class equally likely (default random)",
+        choices=SAMPLERS,
+    )
+    augment_views: int | None = option(
+        None, "online augmentation from K cached views per image (frozen trunk) instead of fresh draws", type=int
+    )
+    # which trials, ranked how
+    seeds: int = option(3, "seeds per configuration")
+    first_seed: int = option(
+        0,
+        "grid trials use seeds F..F+seeds-1; a search's sampler and trials use F, its confirmation F+1..",
+        metavar="F",
+    )
+    where: tuple[str, ...] = option(
+        (), "keep only the grid's experiments with this setting (repeatable)", metavar="KEY=VALUE"
+    )
+    scheduler: str | None = option(None, "default: the grid file's (asha for extended)", choices=("asha", "none"))
+    search: str = option(
+        "grid",
+        "grid: every trial of --grid; random or optuna: --num-samples trials of a space of ranges "
+        "(--grid search, or a file with loguniform/uniform/choice values)",
+        choices=SEARCHES,
+    )
+    num_samples: int = option(20, "--search random/optuna: trials to run")
+    max_concurrent: int | None = option(None, "--search random/optuna: trials at a time (default: no cap)", type=int)
+    confirm_top: int = option(
+        0, "after a search, rerun its K best configurations (by --select) with --seeds fresh seeds", metavar="K"
+    )
+    select: str = option(
+        DEFAULT_SELECT,
+        "the one metric Tune, ASHA, the searcher, --confirm-top, best.json and the report rank on: the best "
+        "epoch's (lowest val loss) value",
+        choices=tuple(SELECTIONS),
+    )
+    grace_period: int = option(10, "epochs before ASHA may stop a trial")
+    budget_epochs: int | None = option(
+        None,
+        "stop the study once its trials have trained N epochs in all (trials not started are left out)",
+        type=int,
+        metavar="N",
+    )
+    # where results go
+    storage: str = option("results", "directory (or s3://, gs://, file:// URI) that holds results", path=True)
+    name: str | None = option(None, "study name (default GRID-DATE-TIME)")
+    cache_dir: str | None = option(None, "trunk-output cache (default STORAGE/trunk-cache)", path=True)
+    max_failures: int = option(0, "retries of a failing trial from its checkpoint")
+    mlflow: str | None = option(
+        None, "also log trials to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000", metavar="URI"
+    )
+    cpus_per_trial: float | None = option(
+        None, "default: 1 for cached trials, up to 4 for full-network ones", type=float
+    )
+    gpus_per_trial: float = option(0.0, "fractions pack trials on a GPU")
+    # this run: free to differ when the study resumes
+    resume: str | None = option(None, "continue this interrupted study", metavar="RESULTS_DIR", runtime=True)
+    resume_existing: bool = option(
+        False, "with --name: if that study exists, resume it instead of refusing (a retried job)", runtime=True
+    )
+    address: str | None = option(None, "join a running Ray cluster (auto or HOST:PORT)", runtime=True)
+    cluster_config: str | None = option(
+        None,
+        "the autoscaler's cluster config, for the node types it may add (default ~/ray_bootstrap_config.yaml)",
+        metavar="FILE",
+        runtime=True,
+    )
+    dashboard_host: str = option("127.0.0.1", "interface the dashboard listens on", runtime=True)
+    dry_run: bool = option(False, "print the trials and exit without Ray", runtime=True)
+    verbose: bool = option(False, "Tune's full output and Ray's log messages", flags=("-v", "--verbose"), runtime=True)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any]) -> StudySpec:
+        """From option values (the parsed command line, or a study.json record), with paths
+        made absolute so the record means the same from any directory. Keys that are no
+        option (an older version's) are ignored; missing ones take their defaults."""
+        defaults = {f.name: f.default for f in [*options(DataOptions), *options(cls)]}
+        values = {k: absolute(k, v) for k, v in {**defaults, **values}.items() if k in defaults}
+        values["where"] = tuple(values["where"] or ())
+        values["cache_dir"] = values["cache_dir"] or os.path.join(local_root(values["storage"]), "trunk-cache")
+        dataset = DataOptions(**{f.name: values.pop(f.name) for f in options(DataOptions)})
+        return cls(dataset=dataset, **values)
+
+    def record(self) -> dict[str, Any]:
+        """The options as study.json records them: flat (as on the command line), credentials redacted."""
+        flat = {**dataclasses.asdict(self.dataset), **{f.name: getattr(self, f.name) for f in options(StudySpec)}}
+        return {
+            k: store.redact(v) if isinstance(v, str) else list(v) if isinstance(v, tuple) else v
+            for k, v in flat.items()
+        }
+
+    def overrides(self) -> dict[str, Any]:
+        """The options that set a trial config key for every trial of the grid."""
+        return {key: getattr(self, key) for key in OVERRIDES if getattr(self, key) is not None}
+
+    def replace(self, **changes: Any) -> StudySpec:
+        return dataclasses.replace(self, **changes)
+
+
+def parser() -> argparse.ArgumentParser:
+    """study.run's command line. An option left out is absent from what it parses (no
+    defaults): vars(parse_args(argv)) is what argv sets, the defaults live in StudySpec."""
+    p = argparse.ArgumentParser(prog="python -m study.run", description="Run a face-age fine-tuning study on Ray Tune.")
+    add_options(p, DataOptions, defaults=False)
+    add_options(p, StudySpec, defaults=False)
+    return p
+
+
+def given_options(argv: list[str]) -> dict[str, Any]:
+    """The options `argv` sets (argparse exits 2 with its usage on a malformed command line)."""
+    return vars(parser().parse_args(argv))
+
+
+def is_runtime(key: str) -> bool:
+    return any(f.name == key and f.metadata["runtime"] for f in options(StudySpec))
+
+
+def absolute(key: str, value: Any) -> Any:
+    """A path option as an absolute path (a named weights spec, a named grid or a URI stays as it is)."""
+    fields = {f.name: f for f in [*options(DataOptions), *options(StudySpec)]}
+    named = (key == "weights" and value in NAMED_WEIGHTS) or (key == "grid" and not is_grid_file(str(value)))
+    if key in fields and fields[key].metadata["path"] and isinstance(value, str) and not named:
+        return value if store.is_uri(value) else os.path.abspath(os.path.expanduser(value))
+    return value
+
+
+def local_root(storage: str) -> str:
+    """Where local files that would go beside the results go: --storage, unless it is a URI."""
+    return store.MIRRORS if store.is_uri(storage) else storage
+
+
+def check(spec: StudySpec) -> None:
+    """Every setting that can be checked without reading a file, each error naming its option."""
+    if spec.grid is None:
+        raise UserError("--grid is required (one of " + ", ".join(sorted(GRIDS)) + ") unless --resume.")
+    if spec.name is not None and not STUDY_NAME.fullmatch(spec.name):
+        raise UserError(
+            f"--name {spec.name!r}: a study's name is one folder name: letters, digits, '.', '_', '-', '+', "
+            "'=' or ',', not starting with '.' (no '/', no '..')."
+        )
+    if spec.cpus_per_trial is not None and spec.cpus_per_trial <= 0:
+        raise UserError(f"--cpus-per-trial must be > 0, got {spec.cpus_per_trial}.")
+    if spec.gpus_per_trial < 0 or (spec.gpus_per_trial > 1 and spec.gpus_per_trial % 1):
+        raise UserError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {spec.gpus_per_trial}.")
+    for option_name in ("max_epochs", "grace_period", "es_rounds", "budget_epochs"):
+        value = getattr(spec, option_name)
+        if value is not None and value < 1:
+            raise UserError(f"--{option_name.replace('_', '-')} must be at least 1, got {value}.")
+    for option_name, value in (("--precision", spec.precision), ("--train-precision", spec.train_precision)):
+        if value == "fp16" and not spec.gpus_per_trial:
+            raise UserError(f"{option_name} fp16 needs GPUs (--gpus-per-trial); CPUs run bf16 or fp32.")
+    if spec.search != "grid" and spec.num_samples < 1:
+        raise UserError(f"--num-samples must be at least 1, got {spec.num_samples}.")
+    if spec.confirm_top and spec.search == "grid":
+        raise UserError("--confirm-top confirms a search: use it with --search random or optuna.")
+    if spec.confirm_top < 0 or (spec.max_concurrent is not None and spec.max_concurrent < 1):
+        raise UserError("--confirm-top must be >= 0 and --max-concurrent >= 1.")
+    for option_name in ("first_seed", "max_failures"):
+        if (value := getattr(spec, option_name)) < 0:
+            raise UserError(f"--{option_name.replace('_', '-')} must be >= 0, got {value}.")
+    check_extras(spec)
+
+
+def check_extras(spec: StudySpec) -> None:
+    """The optional packages the settings need are installed."""
+    if spec.search == "optuna" and importlib.util.find_spec("optuna") is None:
+        raise UserError("--search optuna needs the search extra: pip install -e '.[search]'.")
+    if spec.mlflow and importlib.util.find_spec("mlflow") is None:
+        raise UserError(
+            "--mlflow needs the mlflow package: pip install -e '.[mlflow]' (or drop --mlflow; "
+            "Tune's CSV, JSON and TensorBoard logs are always written)."
+        )

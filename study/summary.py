@@ -1,0 +1,139 @@
+"""How a study ended: the summary table (summary.csv), best/ chosen, and the lines printed."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pandas as pd
+
+from study.plan import Plan, fetch
+from trainable import storage as store
+from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
+from trainable.files import read_json, write_json, write_with
+from trainable.records import is_final, reported
+from trainable.results_files import BUDGET_FILE, STOPPED_FILE, SUMMARY_FILE, trial_outcome
+
+SUMMARY_COLUMNS = {  # result key -> column title
+    "experiment": "exp",
+    "name": "name",
+    "seed": "seed",
+    "status": "status",
+    "stopped_by": "stopped_by",
+    reported.epoch: "epochs",
+    reported.best_epoch: "best_epoch",
+    reported.val_acc_best: "val_acc",
+    reported.test_acc_best: "test_acc",
+    reported.test_bacc_best: "test_bacc",
+    reported.test_f1_best: "test_f1",
+    reported.train_seconds: "train_s",
+}
+SETTINGS_COLUMNS = ["weights", "max epochs", "stop rule", "precision", "normalization", "differs from #1"]
+
+
+def class_count_lines(counts: dict[str, dict[str, int]]) -> str:
+    """'Images per class: train 1-4 120 (33%), ...', one line per split: imbalance in plain sight."""
+    lines = ["Images per class (share of the split):"]
+    for split, per_class in counts.items():
+        total = sum(per_class.values()) or 1
+        lines.append(f"  {split:5} " + ", ".join(f"{c} {n} ({100 * n / total:.0f}%)" for c, n in per_class.items()))
+    return "\n".join(lines)
+
+
+def summary_row(
+    result: Any, directory: str, weights_labels: dict[str, str], reference: dict[str, Any]
+) -> dict[str, Any]:
+    """One trial: how it ended, its best epoch's scores, and the settings that make them comparable."""
+    metrics = result.metrics or {}
+    status, stopped_by = trial_outcome(directory, final_metrics(result))
+    if result.error is not None:
+        status, stopped_by = "error", f"error: {type(result.error).__name__}"
+    values = {**result.config, **metrics, "status": status, "stopped_by": stopped_by}
+    return {
+        **{title: values.get(key) for key, title in SUMMARY_COLUMNS.items()},
+        # the resolved precisions once finished
+        **comparable_settings(
+            result.config, weights_labels, values.get(reported.precision), values.get(reported.precision_trained)
+        ),
+        "differs from #1": differs_from(result.config, reference),
+    }
+
+
+def summarize(
+    results: Any, experiment_dir: str, weights_labels: dict[str, str], reference: dict[str, Any]
+) -> tuple[str, int]:
+    """The trials (sorted by experiment and seed) and, per configuration, their settings;
+    summary.csv holds both, one row per trial. Returns the text and how many trials failed."""
+    rows = [summary_row(r, trial_dir(r, experiment_dir), weights_labels, reference) for r in results]
+    if not rows:
+        return "No trial started.", 0
+    table = pd.DataFrame(rows).sort_values(["exp", "seed"])
+    write_with(os.path.join(experiment_dir, SUMMARY_FILE), lambda tmp: table.to_csv(tmp, index=False))
+    settings = table[["exp", "name", *SETTINGS_COLUMNS]].drop_duplicates()
+    text = "\n\n".join(
+        [
+            table[list(SUMMARY_COLUMNS.values())].to_string(index=False, float_format=lambda v: f"{v:.3f}"),
+            "Settings per configuration:\n" + settings.to_string(index=False),
+        ]
+    )
+    return text, int((table.status == "error").sum())
+
+
+def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
+    """Print the summary (and the random-weights note), written to SUMMARY_DIR/summary.csv
+    (default the study's); exit 1 if any trial failed. A stored study is summarized in its
+    local mirror, and what that adds (summary.csv, best/, ...) is copied up."""
+    fetch(plan)
+    summary_dir = summary_dir or plan.directory
+    started = [r for r in results if r.config is not None and os.path.isdir(trial_dir(r, summary_dir))]
+    if os.path.exists(spent_file := os.path.join(plan.directory, BUDGET_FILE)):
+        mark_budget_stops(started, summary_dir)
+        spent = read_json(spent_file)
+        print(
+            f"\nThe budget of {spent['budget_epochs']} trial-epochs was spent ({spent['spent']} trained): "
+            f"{len(results) - len(started)} trial(s) never started; trials running then stopped (stopped_by budget)."
+        )
+    table, failed = summarize(started, summary_dir, plan.weights_labels, plan.reference)
+    best_line, best_failed = choose_best(plan.directory)
+    if plan.stored:
+        store.upload(plan.directory, plan.location)
+    where = f"{store.redact(plan.location)} (local copy: {plan.directory})" if plan.stored else plan.location
+    print(f"\n{table}\n\nResults: {where}")
+    print(best_line)
+    if not all(is_pretrained(c["weights"]) for c in plan.configs):
+        print(f"\nNote: {RANDOM_INIT_NOTICE}")
+    if failed:
+        print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
+    return 1 if failed or best_failed else 0
+
+
+def choose_best(directory: str) -> tuple[str, bool]:
+    """Write best/ (analysis.best, the one part of analysis the study runs: in this process,
+    so its failure is seen); (the line to print, whether it failed). The results stay
+    whatever happens there: a failure is a line and exit code 1, never a traceback."""
+    from analysis.best import NO_BEST, write_best
+
+    try:
+        return write_best(directory) or NO_BEST, False
+    except Exception as err:  # any bug there must not hide the summary printed before it
+        where = f"python -m analysis.best {directory}"
+        return f"Choosing the best model failed ({type(err).__name__}: {err}); `{where}` retries it.", True
+
+
+def trial_dir(result: Any, experiment_dir: str) -> str:
+    """A trial's folder on this machine (Ray's result.path may be a path in object storage)."""
+    return os.path.join(experiment_dir, os.path.basename(result.path))
+
+
+def final_metrics(result: Any) -> dict[str, Any] | None:
+    """A trial's final report (its test scores), or None if it ended before making one."""
+    return result.metrics if is_final(result.metrics or {}) else None
+
+
+def mark_budget_stops(results: Any, experiment_dir: str) -> None:
+    """Trials that --budget-epochs stopped before they ended say so (STOPPED_FILE)."""
+    for result in results:
+        directory = trial_dir(result, experiment_dir)
+        if trial_outcome(directory, final_metrics(result))[0] == "unfinished":
+            write_json(os.path.join(directory, STOPPED_FILE), {"stopped_by": "budget"})
