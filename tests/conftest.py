@@ -126,3 +126,36 @@ CONVERTED_CASES = {
     "1/6.jpg": "CMYK -> RGB",
     "5/1.jpg": "downscaled from 6000x6000",
 }
+
+
+def epoch_row(**values) -> dict:
+    """A result row of one epoch, built through the schema (trainable.records): a key renamed
+    there fails here. Selection values NaN (as before any finite loss) unless given."""
+    from dataclasses import asdict
+
+    from trainable.records import EpochRecord
+
+    nan = float("nan")
+    defaults = dict(train_loss=1.0, val_loss=1.0, val_acc=0.5, val_bacc=nan, epoch_seconds=1.0)
+    defaults.update(best_val_loss=nan, best_val_acc=nan, best_val_bacc=nan)
+    return without_ray_keys(asdict(EpochRecord(**{**defaults, **values})))
+
+
+def final_row(**values) -> dict:
+    """A trial's final result row, built through the schema; scores None unless given."""
+    from dataclasses import asdict, fields
+
+    from trainable.records import EpochRecord, FinalRecord
+
+    epoch = {f.name for f in fields(EpochRecord)}
+    row = epoch_row(**{k: v for k, v in values.items() if k in epoch})
+    scores = {f.name: None for f in fields(FinalRecord) if f.name.endswith("_best") and f.name not in epoch}
+    defaults = dict(best_epoch=1, seconds_to_best=1.0, train_seconds=1.0, precision="fp32", precision_trained="fp32")
+    defaults.update(inputs_seconds=0.0, stopped_by="max_epochs")
+    given = {k: v for k, v in values.items() if k not in epoch}
+    return without_ray_keys(asdict(FinalRecord(**{**row, **scores, **defaults, **given})))
+
+
+def without_ray_keys(row: dict) -> dict:
+    """node_id and reported_at are the Ray trainable's to add."""
+    return {k: v for k, v in row.items() if not (k in ("node_id", "reported_at") and v is None)}

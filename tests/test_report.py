@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis.report import build_report
-from tests.conftest import ROOT
+from tests.conftest import ROOT, epoch_row, final_row
 from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
 from trainable.results_files import ERROR_FILE, STOPPED_FILE, split_identity
 
@@ -47,29 +47,29 @@ def write_trial(study, cfg, outcome="max_epochs", accuracy=0.8, epochs=5):
     trial = study / f"train_face_age_{cfg['experiment']}_{cfg['seed']}"
     trial.mkdir()
     (trial / "params.json").write_text(json.dumps(cfg))
-    rows = [
-        {"epoch": e, "train_loss": 1 / e, "val_loss": 1 / e + 0.1, "val_acc": 0.7, "epoch_seconds": 1.0}
-        for e in range(1, epochs + 1)
-    ]
+    rows = [epoch_row(epoch=e, train_loss=1 / e, val_loss=1 / e + 0.1, val_acc=0.7) for e in range(1, epochs + 1)]
     if outcome == "diverged":
         rows[-1].update(train_loss=float("nan"), val_loss=float("inf"))
     if outcome in ("max_epochs", "early_stopping", "diverged"):
         matrix = np.eye(3).tolist()
-        rows[-1].update(
-            best_epoch=epochs - 1,
-            best_val_loss=0.3,
-            stopped_by=outcome,
-            precision="fp32",
-            train_seconds=5.0,
-            seconds_to_best=4.0,
-            train_acc_best=0.9,
-            val_acc_best=0.7,
-            test_acc_best=accuracy,
-            val_pred=preds(0.7, 0),
-            test_pred=preds(accuracy, cfg["seed"]),
-            train_confusion=matrix,
-            val_confusion=matrix,
-            test_confusion=matrix,
+        rows[-1] = final_row(
+            **rows[-1]
+            | dict(
+                best_epoch=epochs - 1,
+                best_val_loss=0.3,
+                stopped_by=outcome,
+                precision="fp32",
+                train_seconds=5.0,
+                seconds_to_best=4.0,
+                train_acc_best=0.9,
+                val_acc_best=0.7,
+                test_acc_best=accuracy,
+                val_pred=preds(0.7, 0),
+                test_pred=preds(accuracy, cfg["seed"]),
+                train_confusion=matrix,
+                val_confusion=matrix,
+                test_confusion=matrix,
+            )
         )
     elif outcome == "asha":
         (trial / STOPPED_FILE).write_text(json.dumps({"stopped_by": "asha", "epoch": epochs}))

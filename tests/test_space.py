@@ -8,6 +8,7 @@ import pytest
 from study.console import Progress, clock
 from study.grids import expand
 from study.space import param_space, trial_name, trials_of
+from tests.conftest import epoch_row, final_row
 
 
 @pytest.mark.parametrize("grid, seeds", [("paper", 3), ("extended", 2), ("smoke", 1)])
@@ -50,20 +51,11 @@ def test_the_console_prints_one_line_per_event_and_where_the_study_stands(monkey
     trial = FakeTrial("e02-b-s0")
     progress.on_trial_start(0, [], trial)
     for epoch in (1, 2):
-        progress.on_trial_result(0, [], trial, {"epoch": epoch, "val_loss": 0.5, "val_acc": 0.75})
-    progress.on_trial_result(
-        0,
-        [],
-        trial,
-        {
-            "epoch": 2,
-            "val_loss": 0.5,
-            "val_acc": 0.75,
-            "best_epoch": 2,
-            "stopped_by": "early_stopping",
-            "val_pred": [0, 1, 2],
-        },
+        progress.on_trial_result(0, [], trial, epoch_row(epoch=epoch, val_loss=0.5, val_acc=0.75))
+    final = final_row(
+        epoch=2, val_loss=0.5, val_acc=0.75, best_epoch=2, stopped_by="early_stopping", val_pred=[0, 1, 2]
     )
+    progress.on_trial_result(0, [], trial, final)
     progress.on_trial_complete(0, [], trial)
     lines = out.getvalue().splitlines()
     assert len(lines) == 4 and "val_pred" not in out.getvalue()  # start and end, each with the totals

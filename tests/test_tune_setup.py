@@ -3,6 +3,7 @@
 import json
 
 from study.tune_setup import EpochBudget, make_scheduler, trial_cpus
+from tests.conftest import epoch_row, final_row
 from trainable.results_files import BUDGET_FILE
 
 
@@ -37,9 +38,13 @@ def test_encoding_shards_cover_the_images_once_and_use_every_slot():
 
 def test_the_epoch_budget_counts_every_report_as_an_epoch_and_records_when_spent(tmp_path):
     budget = EpochBudget(4, str(tmp_path))
-    for result in ({"epoch": 1}, {"epoch": 2}, {"epoch": 3, "best_epoch": 2, "stopped_by": "early_stopping"}):
+    for result in (
+        epoch_row(epoch=1),
+        epoch_row(epoch=2),
+        final_row(epoch=3, best_epoch=2, stopped_by="early_stopping"),
+    ):
         assert budget("trial", result) is False  # the final report is the trial's last epoch
     assert not budget.stop_all() and not (tmp_path / BUDGET_FILE).exists()
-    budget("other", {"epoch": 1})
+    budget("other", epoch_row(epoch=1))
     assert budget.stop_all()
     assert json.loads((tmp_path / BUDGET_FILE).read_text()) == {"budget_epochs": 4, "spent": 4}
