@@ -149,7 +149,7 @@ class StudySpec:
         """From option values (the parsed command line, or a study.json record), with paths
         made absolute so the record means the same from any directory. Keys that are no
         option (an older version's) are ignored; missing ones take their defaults."""
-        defaults = {f.name: f.default for f in [*options(DataOptions), *options(cls)]}
+        defaults = {name: f.default for name, f in FIELDS.items()}
         values = {k: absolute(k, v) for k, v in {**defaults, **values}.items() if k in defaults}
         values["where"] = tuple(values["where"] or ())
         values["cache_dir"] = values["cache_dir"] or os.path.join(local_root(values["storage"]), "trunk-cache")
@@ -168,9 +168,6 @@ class StudySpec:
         """The options that set a trial config key for every trial of the grid."""
         return {key: getattr(self, key) for key in OVERRIDES if getattr(self, key) is not None}
 
-    def replace(self, **changes: Any) -> StudySpec:
-        return dataclasses.replace(self, **changes)
-
 
 def parser() -> argparse.ArgumentParser:
     """study.run's command line. An option left out is absent from what it parses (no
@@ -187,14 +184,13 @@ def given_options(argv: list[str]) -> dict[str, Any]:
 
 
 def is_runtime(key: str) -> bool:
-    return any(f.name == key and f.metadata["runtime"] for f in options(StudySpec))
+    return key in FIELDS and FIELDS[key].metadata["runtime"]
 
 
 def absolute(key: str, value: Any) -> Any:
     """A path option as an absolute path (a named weights spec, a named grid or a URI stays as it is)."""
-    fields = {f.name: f for f in [*options(DataOptions), *options(StudySpec)]}
     named = (key == "weights" and value in NAMED_WEIGHTS) or (key == "grid" and not is_grid_file(str(value)))
-    if key in fields and fields[key].metadata["path"] and isinstance(value, str) and not named:
+    if key in FIELDS and FIELDS[key].metadata["path"] and isinstance(value, str) and not named:
         return value if store.is_uri(value) else os.path.abspath(os.path.expanduser(value))
     return value
 
@@ -245,3 +241,7 @@ def check_extras(spec: StudySpec) -> None:
             "--mlflow needs the mlflow package: pip install -e '.[mlflow]' (or drop --mlflow; "
             "Tune's CSV, JSON and TensorBoard logs are always written)."
         )
+
+
+# Every option of a study, by name: the data options and the study's own.
+FIELDS = {f.name: f for f in [*options(DataOptions), *options(StudySpec)]}
