@@ -41,7 +41,7 @@ from trainable.cache import TrunkCache, encode
 from trainable.data import DEFAULT_RANGES, load_el7008
 from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
 from trainable.files import write_json, write_text
-from trainable.loop import EarlyStopping, TrainState, fit
+from trainable.loop import EarlyStopping, Examples, Recipe, TrainState, fit
 from trainable.model import build_model
 from trainable.records import reported
 from trainable.results_files import PARAMS_FILE, RESULT_FILE
@@ -83,21 +83,10 @@ def frozen_epoch(model, images, features, labels, split, *, cached: bool, precis
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
 
     def one_epoch():
-        fit(
-            model,
-            net,
-            optimizer,
-            TrainState(EarlyStopping(patience=100)),
-            train_inputs=lambda e: inputs[split["train"]],
-            train_labels=labels[split["train"]],
-            val_inputs=inputs[split["val"]],
-            val_labels=labels[split["val"]],
-            batch_size=32,
-            max_epochs=1,
-            seed=0,
-            device=device,
-            precision=precision,
-        )
+        train, val = split["train"], split["val"]
+        examples = Examples(lambda e: inputs[train], labels[train], inputs[val], labels[val])
+        recipe = Recipe(optimizer, device, precision, batch_size=32, max_epochs=1)
+        fit(model, net, examples, recipe, TrainState(EarlyStopping(patience=100)))
 
     return timed(one_epoch, repeat=1 if not cached else 3)
 

@@ -19,7 +19,7 @@ import torch
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.data import FaceData
-from trainable.trial import Encoding, encode_shard, encodings
+from trainable.inputs import Encoding, encode_shard, encodings
 
 MAX_SHARD = 1024  # images per task at most: ~10-20 s of one CPU core, long next to a model load
 MIN_SHARD = 64  # one encoding batch

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trainable.cache import TrunkCache, encode
-from trainable.loop import EarlyStopping, TrainState, fit
+from trainable.loop import EarlyStopping, Examples, Recipe, TrainState, fit
 from trainable.model import build_model
 from trainable.transforms import apply_transform, eval_transform
 
@@ -55,17 +55,9 @@ def test_training_on_cached_features_gives_the_full_networks_losses(tiny_data, i
         state = fit(
             net,
             net.head if cached else net,
-            optimizer,
+            Examples(lambda epoch, inputs=inputs: inputs[train], labels, inputs[val], tiny_data.labels_of("val")),
+            Recipe(optimizer, CPU, "fp32", batch_size=8, max_epochs=3),
             TrainState(EarlyStopping(patience=50)),
-            train_inputs=lambda epoch, inputs=inputs: inputs[train],
-            train_labels=labels,
-            val_inputs=inputs[val],
-            val_labels=tiny_data.labels_of("val"),
-            batch_size=8,
-            max_epochs=3,
-            seed=0,
-            device=CPU,
-            precision="fp32",
         )
         histories.append([(h.train_loss, h.val_loss) for h in state.history])
     cached, full = (torch.tensor(h, dtype=torch.float64) for h in histories)
@@ -123,7 +115,7 @@ def test_shards_encoded_apart_make_the_entry_a_trial_reads(tiny_data, tmp_path):
     what it would have encoded itself. Batches differ (7 + 17 rows vs one of 24), so the
     bound is the forward test's: 1e-4 of the features' scale."""
     from trainable.config import TrialConfig
-    from trainable.trial import Encoding, TrialInputs, cache_key, encode_shard, encodings
+    from trainable.inputs import Encoding, TrialInputs, cache_key, encode_shard, encodings
 
     cfg = TrialConfig.from_dict({"weights": "none", "precision": "fp32", "augmentation": "static"})
     cache = TrunkCache(str(tmp_path))

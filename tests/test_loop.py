@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from trainable.cache import encode
-from trainable.loop import EarlyStopping, TrainState, fit
+from trainable.loop import EarlyStopping, Examples, Recipe, TrainState, fit
 from trainable.model import build_model, trainable_state
 from trainable.seeds import derive_seed
 from trainable.transforms import apply_transform, eval_transform
@@ -44,17 +44,9 @@ def train_head_with_sgd(data, lr, max_epochs):
     state = fit(
         net,
         net.head,
-        torch.optim.SGD(net.head.parameters(), lr=lr),
+        Examples(lambda epoch: features[train], data.labels_of("train"), features[val], data.labels_of("val")),
+        Recipe(torch.optim.SGD(net.head.parameters(), lr=lr), CPU, "fp32", batch_size=8, max_epochs=max_epochs),
         TrainState(EarlyStopping(patience=100)),
-        train_inputs=lambda epoch: features[train],
-        train_labels=data.labels_of("train"),
-        val_inputs=features[val],
-        val_labels=data.labels_of("val"),
-        batch_size=8,
-        max_epochs=max_epochs,
-        seed=0,
-        device=CPU,
-        precision="fp32",
         on_epoch=lambda state, done: snapshots.__setitem__(state.epoch, trainable_state(net)),
     )
     return state, net, snapshots
@@ -141,21 +133,9 @@ def test_balanced_sampler_draws_every_class_equally():
     net = Spy()
     weights = torch.where(labels == 0, 1 / 90, 1 / 10).double()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.0)
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        train_one_epoch(
-            net,
-            nn.CrossEntropyLoss(),
-            optimizer,
-            inputs,
-            labels,
-            batch_size=100,
-            generator=generator,
-            device=torch.device("cpu"),
-            precision="fp32",
-            scaler=torch.amp.GradScaler("cpu", enabled=False),
-            sample_weights=weights,
-        )
+    recipe = Recipe(optimizer, CPU, "fp32", batch_size=100, max_epochs=20, sample_weights=weights)
+    for epoch in range(1, 21):
+        train_one_epoch(net, nn.CrossEntropyLoss(), inputs, labels, recipe, epoch)
     drawn = torch.cat(seen)
     rows = (drawn[:, None, :] == inputs[None]).all(-1).float().argmax(1)
     minority = (labels[rows] == 1).float().mean().item()
@@ -188,17 +168,7 @@ def test_every_batch_trains_whatever_the_remainder(batch_size, remainder):
     net = build_model("none", "block8", seed=0)
     features, labels = torch.randn(n, 1792, 3, 3), torch.arange(n) % 3
     for sample_weights in (None, torch.ones(n, dtype=torch.float64)):  # random order, then the sampler
-        loss = train_one_epoch(
-            net.head,
-            nn.CrossEntropyLoss(),
-            torch.optim.Adam(net.head.parameters()),
-            features,
-            labels,
-            batch_size=batch_size,
-            generator=torch.Generator().manual_seed(1),
-            device=CPU,
-            precision="fp32",
-            scaler=torch.amp.GradScaler("cpu", enabled=False),
-            sample_weights=sample_weights,
-        )
+        optimizer = torch.optim.Adam(net.head.parameters())
+        recipe = Recipe(optimizer, CPU, "fp32", batch_size, max_epochs=1, sample_weights=sample_weights)
+        loss = train_one_epoch(net.head, nn.CrossEntropyLoss(), features, labels, recipe, epoch=1)
         assert math.isfinite(loss)

@@ -109,8 +109,8 @@ def test_resume_from_the_final_checkpoint_only_rescores(tiny_data, tmp_path):
 
 
 def test_online_augmentation_from_cached_views(tiny_data, tmp_path):
+    from trainable.inputs import TrialInputs
     from trainable.model import build_model
-    from trainable.trial import TrialInputs
 
     cfg = config(augmentation="online", augment_views=3)
     assert cfg.uses_cache

@@ -125,33 +125,56 @@ def batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return chunks
 
 
+@dataclass(frozen=True)
+class Examples:
+    """What `fit` trains and validates on. `train_inputs(epoch)` is that epoch's training
+    tensor (a fresh augmentation, a cached view, or the same tensor every epoch)."""
+
+    train_inputs: Callable[[int], torch.Tensor]
+    train_labels: torch.Tensor
+    val_inputs: torch.Tensor
+    val_labels: torch.Tensor
+
+
+@dataclass
+class Recipe:
+    """How `fit` trains: the optimizer, device and precision, the batch size, the budget in
+    epochs and the seed every draw derives from; `class_weights` (one per class) weight the
+    training loss, `sample_weights` (one per training image) make each epoch draw its images
+    in those proportions. `scaler` (fp16 loss scaling; disabled otherwise) is one per trial:
+    the loss scale adapts over epochs. The stop rule is the TrainState's `stopper`, since
+    its progress is what a resumed trial continues."""
+
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    precision: str
+    batch_size: int
+    max_epochs: int
+    seed: int = 0
+    scaler: torch.amp.GradScaler | None = None
+    class_weights: torch.Tensor | None = None
+    sample_weights: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        self.scaler = self.scaler or grad_scaler(self.device, self.precision)
+
+
 def train_one_epoch(
-    net: nn.Module,
-    criterion: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    batch_size: int,
-    generator: torch.Generator,
-    device: torch.device,
-    precision: str,
-    scaler: torch.amp.GradScaler,
-    sample_weights: torch.Tensor | None = None,
+    net: nn.Module, criterion: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, recipe: Recipe, epoch: int
 ) -> float:
-    """One pass in a random order drawn from `generator`; returns the mean sample loss.
-    With `sample_weights` (one per image), the pass is len(inputs) draws with replacement
-    in those proportions instead. `scaler` (fp16 loss scaling; disabled otherwise) carries
-    its scale across epochs."""
+    """One pass in a random order drawn from (seed, epoch); returns the mean sample loss.
+    With `recipe.sample_weights`, the pass is len(inputs) draws with replacement in those
+    proportions instead."""
     net.train()
-    if sample_weights is None:
+    generator = torch.Generator().manual_seed(derive_seed(recipe.seed, "order", epoch))
+    if recipe.sample_weights is None:
         order = torch.randperm(len(inputs), generator=generator)
     else:
-        order = torch.multinomial(sample_weights, len(inputs), replacement=True, generator=generator)
-    total = 0.0
-    for idx in batches(order, batch_size):
-        x, y = inputs[idx].to(device, non_blocking=True), labels[idx].to(device)
-        with autocast(device, precision):
+        order = torch.multinomial(recipe.sample_weights, len(inputs), replacement=True, generator=generator)
+    total, optimizer, scaler = 0.0, recipe.optimizer, recipe.scaler
+    for idx in batches(order, recipe.batch_size):
+        x, y = inputs[idx].to(recipe.device, non_blocking=True), labels[idx].to(recipe.device)
+        with autocast(recipe.device, recipe.precision):
             loss = criterion(net(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -178,68 +201,42 @@ def predict(
 def fit(
     model: FaceAgeNet,
     net: nn.Module,
-    optimizer: torch.optim.Optimizer,
+    examples: Examples,
+    recipe: Recipe,
     state: TrainState,
-    *,
-    train_inputs: Callable[[int], torch.Tensor],
-    train_labels: torch.Tensor,
-    val_inputs: torch.Tensor,
-    val_labels: torch.Tensor,
-    batch_size: int,
-    max_epochs: int,
-    seed: int,
-    device: torch.device,
-    precision: str,
     on_epoch: Callable[[TrainState, bool], None] = lambda state, done: None,
-    scaler: torch.amp.GradScaler | None = None,
-    class_weights: torch.Tensor | None = None,
-    sample_weights: torch.Tensor | None = None,
 ) -> TrainState:
     """Train `net` (the model, or its head on cached features) from `state` onwards.
 
-    On resume the caller has already restored the model's and optimizer's weights.
-    `train_inputs(epoch)` gives that epoch's training tensor. Each epoch's
-    randomness (batch order, dropout) comes from (seed, epoch) alone, so a
-    resumed run repeats an uninterrupted one. On return the model holds the
-    best epoch's weights (its last ones if no epoch had a finite loss).
+    On resume the caller has already restored the model's and optimizer's weights. Each
+    epoch's randomness (batch order, dropout) comes from (seed, epoch) alone, so a resumed
+    run repeats an uninterrupted one. `on_epoch(state, done)` follows every epoch. On return
+    the model holds the best epoch's weights (its last ones if no epoch had a finite loss).
 
-    `class_weights` (one per class) weight the training loss only; the validation loss,
-    which early stopping and ASHA read, is always the plain mean cross-entropy, so trials
-    with and without weights stay comparable. `sample_weights` (one per training image)
-    make each epoch draw its images in those proportions (train_one_epoch).
+    Class weights weight the training loss only; the validation loss, which early stopping
+    and ASHA read, is always the plain mean cross-entropy, so trials with and without
+    weights stay comparable.
     """
     criterion = nn.CrossEntropyLoss()
-    train_criterion = criterion if class_weights is None else nn.CrossEntropyLoss(weight=class_weights.to(device))
-    scaler = scaler or grad_scaler(device, precision)  # one per trial: the loss scale adapts over epochs
-    done = state.stopper.should_stop or state.epoch >= max_epochs
+    weights = recipe.class_weights
+    train_criterion = criterion if weights is None else nn.CrossEntropyLoss(weight=weights.to(recipe.device))
+    done = state.stopper.should_stop or state.epoch >= recipe.max_epochs
     while not done:
         epoch = state.epoch + 1
         start = time.perf_counter()
-        torch.manual_seed(derive_seed(seed, "dropout", epoch))
-        generator = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
-        train_loss = train_one_epoch(
-            net,
-            train_criterion,
-            optimizer,
-            train_inputs(epoch),
-            train_labels,
-            batch_size=batch_size,
-            generator=generator,
-            device=device,
-            precision=precision,
-            scaler=scaler,
-            sample_weights=sample_weights,
-        )
-        logits = predict(net, val_inputs, device=device, precision=precision)
-        val_loss = criterion(logits, val_labels).item()
-        val_pred, n_classes = logits.argmax(1).numpy(), logits.shape[1]
-        val_acc = float(accuracy(val_pred, val_labels.numpy(), n_classes))
-        val_bacc = float(balanced_accuracy(val_pred, val_labels.numpy(), n_classes))
+        torch.manual_seed(derive_seed(recipe.seed, "dropout", epoch))
+        inputs = examples.train_inputs(epoch)
+        train_loss = train_one_epoch(net, train_criterion, inputs, examples.train_labels, recipe, epoch)
+        logits = predict(net, examples.val_inputs, device=recipe.device, precision=recipe.precision)
+        val_loss = criterion(logits, examples.val_labels).item()
+        val_pred, truth, n_classes = logits.argmax(1).numpy(), examples.val_labels.numpy(), logits.shape[1]
+        val_acc = float(accuracy(val_pred, truth, n_classes))
+        val_bacc = float(balanced_accuracy(val_pred, truth, n_classes))
         if state.stopper.step(epoch, val_loss, train_loss):
             state.best_weights = trainable_state(model)
         state.epoch = epoch
         state.history.append(EpochResult(epoch, train_loss, val_loss, val_acc, time.perf_counter() - start, val_bacc))
-        done = state.stopper.should_stop or epoch >= max_epochs
+        done = state.stopper.should_stop or epoch >= recipe.max_epochs
         on_epoch(state, done)
     if state.best_weights:  # empty when no epoch had a finite loss
         load_trainable_state(model, state.best_weights)

@@ -1,4 +1,5 @@
-"""One trial, start to finish, without Ray: inputs -> fit -> the best model's scores.
+"""One trial, start to finish, without Ray: inputs (trainable.inputs) -> fit (trainable.loop)
+-> the best model's scores (trainable.best_scores).
 
 The Ray Tune entry point (`trainable.tune_trial`) only adapts `report` and
 `resume` to `tune.report` and `tune.get_checkpoint`.
@@ -6,24 +7,22 @@ The Ray Tune entry point (`trainable.tune_trial`) only adapts `report` and
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from trainable.cache import MANIFEST, TrunkCache, encode_images
+from trainable.best_scores import score_best
+from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
-from trainable.data import SPLITS, FaceData
-from trainable.device import grad_scaler, pick_device, release_memory, resolve_precision
-from trainable.image_store import StoredImages
-from trainable.loop import EarlyStopping, TrainState, fit, predict
+from trainable.data import FaceData
+from trainable.device import pick_device, release_memory, resolve_precision
+from trainable.inputs import TrialInputs
+from trainable.loop import EarlyStopping, Examples, Recipe, TrainState, fit
 from trainable.model import (
     FaceAgeNet,
     build_model,
@@ -33,157 +32,10 @@ from trainable.model import (
     weights_id,
     weights_label,
 )
-from trainable.records import EpochRecord, FinalRecord, reported, split_key
-from trainable.scoring import split_scores
-from trainable.seeds import derive_seed
-from trainable.transforms import CROP, SIZE, apply_transform, eval_transform, normalization, train_transform
+from trainable.records import EpochRecord, FinalRecord
+from trainable.transforms import CROP, SIZE
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]  # (metrics, checkpoint or None)
-
-
-@dataclass(frozen=True)
-class Encoding:
-    """One set of trunk outputs a cached trial reads: `name` ('eval', or 'static:SEED' for one
-    augmented copy per image drawn from SEED) over `subset` ('all' images or 'train')."""
-
-    name: str
-    subset: str
-    seed: int = 0
-
-    @classmethod
-    def augmented(cls, seed: int) -> Encoding:
-        return cls(f"static:{seed}", "train", seed)
-
-
-def encodings(cfg: TrialConfig) -> list[Encoding]:
-    """What a trial of `cfg` transforms once: the eval transform of every image, then its
-    static copy or its K views of the training images (from the cache if cfg.uses_cache)."""
-    wanted = [Encoding("eval", "all")]
-    if cfg.augmentation == "static":
-        wanted.append(Encoding.augmented(derive_seed(cfg.seed, "static")))
-    elif cfg.augmentation == "online":
-        wanted += [Encoding.augmented(derive_seed(cfg.seed, "view", k)) for k in range(cfg.augment_views)]
-    return wanted
-
-
-class TrialInputs:
-    """What the network sees: trunk features when they can be cached, else images.
-
-    `train(epoch)` is the training tensor for that epoch; `eval[split]` the
-    eval-transform tensor of each split (train included, for its accuracy).
-    """
-
-    def __init__(
-        self,
-        cfg: TrialConfig,
-        data: FaceData,
-        model: FaceAgeNet,
-        cache: TrunkCache,
-        device: torch.device,
-        precision: str,
-    ) -> None:
-        self.cfg, self.data, self.model, self.cache = cfg, data, model, cache
-        self.device, self.precision = device, precision
-        self.mean, self.std = normalization(cfg.normalization, data.mean, data.std)
-        self.train_tf = train_transform(mean=self.mean, std=self.std)
-        evaluation, *training = encodings(cfg)
-        # Each split's rows alone (never the whole set at once), placed once: batches then
-        # need no host-to-GPU copies.
-        self.eval = {s: self._place(self._encoded(evaluation, data.split[s])) for s in SPLITS}
-        self._train = self._views = None
-        if cfg.augmentation == "none":
-            self._train = self.eval["train"]
-        elif cfg.augmentation == "static":  # one augmented copy per image, drawn once
-            self._train = self._place(self._encoded(training[0]))
-        elif cfg.uses_cache:  # online from K augmented views per image, each encoded once
-            self._views = torch.stack([self._place(self._encoded(view)) for view in training])
-
-    def train(self, epoch: int) -> torch.Tensor:
-        if self._train is not None:
-            return self._train
-        if self._views is not None:  # every image draws one of its K views, anew each epoch
-            generator = torch.Generator().manual_seed(derive_seed(self.cfg.seed, "pick", epoch))
-            k, n = self._views.shape[:2]
-            pick = torch.randint(k, (n,), generator=generator).to(self._views.device)
-            return self._views[pick, torch.arange(n, device=self._views.device)]
-        seed = derive_seed(self.cfg.seed, "online", epoch)  # a fresh draw every epoch
-        return self._place(apply_transform(self.train_tf, self.data.images_of("train"), seed=seed))
-
-    def _place(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Channels-last (oneDNN and cuDNN convolutions run faster so; see BENCHMARKS.md),
-        on the trial's device, through pinned memory on CUDA."""
-        tensor = tensor.contiguous(memory_format=torch.channels_last)
-        if self.device.type != "cuda":
-            return tensor
-        return tensor.pin_memory().to(self.device, non_blocking=True)
-
-    def _encoded(self, encoding: Encoding, rows: np.ndarray | None = None) -> torch.Tensor:
-        """Trunk outputs of this encoding (its `rows` only, for the eval encoding) via the
-        cache; the transformed images themselves if the trial cannot use the cache."""
-        images, transform = encoding_inputs(encoding, self.data, self.mean, self.std)
-        if not self.cfg.uses_cache:  # the eval transform draws nothing: a subset is its rows
-            return apply_transform(transform, images if rows is None else images.subset(rows), seed=encoding.seed)
-        compute = lambda: encode_images(  # noqa: E731
-            self.model.trunk, images, transform, seed=encoding.seed, device=self.device, precision=self.precision
-        )
-        key = cache_key(self.cfg, self.data, encoding, self.precision, self.device)
-        return self.cache.get(key, compute, rows)
-
-
-def encoding_inputs(
-    encoding: Encoding, data: FaceData, mean: tuple[float, ...], std: tuple[float, ...]
-) -> tuple[StoredImages, Any]:
-    """(the images, the transform) an encoding applies."""
-    if encoding.name == "eval":
-        return data.images, eval_transform(mean=mean, std=std)
-    return data.images_of(encoding.subset), train_transform(mean=mean, std=std)
-
-
-def cache_key(
-    cfg: TrialConfig, data: FaceData, encoding: Encoding, precision: str, device: torch.device
-) -> dict[str, Any]:
-    """Everything an encoding's trunk outputs depend on."""
-    split = hashlib.sha256(b"".join(data.split[s].tobytes() for s in SPLITS)).hexdigest()
-    return {
-        "data": data.fingerprint,
-        "split": split,  # mean/std and the training images depend on the split
-        "transform": encoding.name,
-        "normalization": cfg.normalization,
-        "weights": weights_id(cfg.weights),
-        "freeze": cfg.freeze,
-        "precision": precision,
-        "device": device.type,
-        "torch": str(torch.__version__),
-        "draws": "per-image",  # apply_transform seeds each image (older entries drew in one stream)
-    }
-
-
-def encode_shard(
-    cfg: TrialConfig, data: FaceData, encoding: Encoding, start: int, stop: int, cache: TrunkCache
-) -> dict[str, Any] | None:
-    """Rows start..stop of an encoding, written as one part of its cache entry on this
-    worker's device; returns the entry's key (None if it was already complete)."""
-    device = pick_device()
-    precision = resolve_precision(cfg.precision, device)
-    key = cache_key(cfg, data, encoding, precision, device)
-    if os.path.exists(os.path.join(cache.folder(key), MANIFEST)):
-        return None
-    part = os.path.join(cache.folder(key), f"part-{start:09d}-{stop:09d}.npy")
-    if not os.path.exists(part):  # a shard an interrupted encoding finished is kept
-        model = build_model(cfg.weights, cfg.freeze, cfg.seed, len(data.classes)).to(device)
-        mean, std = normalization(cfg.normalization, data.mean, data.std)
-        images, transform = encoding_inputs(encoding, data, mean, std)
-        features = encode_images(
-            model.trunk,
-            images[start:stop],
-            transform,
-            seed=encoding.seed,
-            offset=start,
-            device=device,
-            precision=precision,
-        )
-        cache.write_part(key, start, features)
-    return key
 
 
 def make_optimizer(cfg: TrialConfig, model: FaceAgeNet) -> torch.optim.Optimizer:
@@ -214,20 +66,31 @@ def epoch_record(state: TrainState) -> EpochRecord:
 @dataclass
 class Training:
     """What training changes and a checkpoint keeps: the model's trainable part, the
-    optimizer, the fp16 loss scale and the TrainState (epochs, stopper, best weights)."""
+    recipe's optimizer and fp16 loss scale, and the TrainState (epochs, stopper, best weights)."""
 
     model: FaceAgeNet
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
+    recipe: Recipe
     state: TrainState
 
     @classmethod
-    def start(cls, cfg: TrialConfig, model: FaceAgeNet, scaler: torch.amp.GradScaler, resume: dict | None) -> Training:
+    def start(
+        cls, cfg: TrialConfig, model: FaceAgeNet, data: FaceData, device: torch.device, precision: str
+    ) -> Training:
+        """A fresh start for `cfg`: its optimizer, loss and sampling weights, and stop rule."""
+        labels = data.labels_of("train")
+        class_weights, sample_weights = imbalance_weights(cfg, labels, len(data.classes))
+        recipe = Recipe(
+            make_optimizer(cfg, model),
+            device,
+            precision,
+            cfg.batch_size,
+            cfg.max_epochs,
+            cfg.seed,
+            class_weights=class_weights,
+            sample_weights=sample_weights,
+        )
         stopper = EarlyStopping(cfg.patience, cfg.min_delta, rule=cfg.stop_rule, es_rounds=cfg.es_rounds)
-        training = cls(model, make_optimizer(cfg, model), scaler, TrainState(stopper))
-        if resume is not None:
-            training.restore(resume)
-        return training
+        return cls(model, recipe, TrainState(stopper))
 
     def restore(self, resume: dict[str, Any]) -> None:
         self.state = TrainState.from_dict(resume["state"])
@@ -235,17 +98,17 @@ class Training:
             self.state.best_weights = resume["model"]["trained"]
             return
         load_trainable_state(self.model, resume["weights"])
-        self.optimizer.load_state_dict(resume["optimizer"])
+        self.recipe.optimizer.load_state_dict(resume["optimizer"])
         if "scaler" in resume:  # checkpoints from before the scaler was kept lack it
-            self.scaler.load_state_dict(resume["scaler"])
+            self.recipe.scaler.load_state_dict(resume["scaler"])
 
     def checkpoint(self) -> dict[str, Any]:
         """The resumable state, every cfg.checkpoint_every epochs."""
         return {
             "state": self.state.to_dict(),
             "weights": trainable_state(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            "optimizer": self.recipe.optimizer.state_dict(),
+            "scaler": self.recipe.scaler.state_dict(),
         }
 
     def final_checkpoint(self, cfg: TrialConfig, metrics: dict[str, Any], description: dict) -> dict[str, Any]:
@@ -280,34 +143,17 @@ def run_trial(
     inputs_seconds = time.perf_counter() - start
     release_memory()  # the transforms' and trunk encoding's buffers, before the long part
     net = model.head if cfg.uses_cache else model
-    training = Training.start(cfg, model, grad_scaler(device, run_precision), resume)
-    train_labels = data.labels_of("train")
-    class_weights, sample_weights = imbalance_weights(cfg, train_labels, len(data.classes))
+    training = Training.start(cfg, model, data, device, run_precision)
+    if resume is not None:
+        training.restore(resume)
 
     def on_epoch(state: TrainState, done: bool) -> None:
         if not done:  # the last epoch is reported below, with the final scores
             due = state.epoch % cfg.checkpoint_every == 0
             report(asdict(epoch_record(state)), training.checkpoint() if due else None)
 
-    fit(
-        model,
-        net,
-        training.optimizer,
-        training.state,
-        train_inputs=inputs.train,
-        train_labels=train_labels,
-        val_inputs=inputs.eval["val"],
-        val_labels=data.labels_of("val"),
-        batch_size=cfg.batch_size,
-        max_epochs=cfg.max_epochs,
-        seed=cfg.seed,
-        device=device,
-        precision=run_precision,
-        on_epoch=on_epoch,
-        scaler=training.scaler,
-        class_weights=class_weights,
-        sample_weights=sample_weights,
-    )
+    examples = Examples(inputs.train, data.labels_of("train"), inputs.eval["val"], data.labels_of("val"))
+    fit(model, net, examples, training.recipe, training.state, on_epoch)
     state = training.state
     record = FinalRecord(
         **asdict(epoch_record(state)),
@@ -359,31 +205,3 @@ def model_description(
         "weights_label": weights_label(cfg.weights),
         "packages": {name: importlib.metadata.version(name) for name in ("torch", "torchvision", "facenet-pytorch")},
     }
-
-
-def score_best(
-    net: torch.nn.Module, inputs: TrialInputs, data: FaceData, state: TrainState, device: torch.device, precision: str
-) -> dict[str, Any]:
-    """Accuracy, balanced accuracy (mean per-class recall), macro-F1 and the normalized
-    confusion matrix of the restored best model on each split; None for the scores when no
-    epoch had a finite loss (the trial diverged at once)."""
-    seconds = np.cumsum([h.seconds for h in state.history])
-    best = state.stopper.best_epoch
-    scores: dict[str, Any] = {
-        reported.best_epoch: best,
-        reported.seconds_to_best: float(seconds[best - 1]) if best else None,
-        reported.train_seconds: float(seconds[-1]),
-    }
-    for split in SPLITS:
-        if not best:
-            scores.update({split_key(split, f"{m}_best"): None for m in ("acc", "bacc", "f1")})
-            continue
-        y = data.labels_of(split).numpy()
-        logits = predict(net, inputs.eval[split], device=device, precision=precision)
-        pred = logits.argmax(1).numpy()
-        split_score = split_scores(y, pred, len(data.classes))
-        scores.update({split_key(split, f"{m}_best"): split_score[m] for m in ("acc", "bacc", "f1")})
-        if split != "train":  # per image, in split order: paired tests against other models
-            scores[split_key(split, "pred")] = pred.tolist()
-        scores[split_key(split, "confusion")] = split_score["confusion"]
-    return scores
