@@ -38,8 +38,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import nn
 
-from trainable.data import SPLITS, FaceData
-from trainable.data_options import add_data_arguments, dataset_from_args
+from trainable.data.dataset import SPLITS, FaceData
+from trainable.data.options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
 from trainable.files import write_json
 from trainable.results_files import BASELINES_FILE

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from analysis.stats import accuracy_ci
-from trainable.data import FaceData
-from trainable.data_options import add_data_arguments, dataset_from_args
+from trainable.data.dataset import FaceData
+from trainable.data.options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
-from trainable.faces import Faces
 from trainable.files import write_json
-from trainable.inference import Predictor, model_file
 from trainable.scoring import NO_FACE, confusion_counts, recall_per_class, split_scores
+from trainable.serving.faces import Faces
+from trainable.serving.inference import Predictor, model_file
 
 
 def evaluate(data: FaceData, predictor: Any, faces: Faces) -> dict[str, Any]:

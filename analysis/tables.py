@@ -106,39 +106,10 @@ def config_table(
     trials = trials.assign(
         val_at_best=trials.trial_id.map(val_acc_at_best(epochs)), sel=trials.trial_id.map(selected(epochs, select))
     )
-    rows = []
-    for cid, group in trials.groupby("config_id", sort=False):
-        first = group.iloc[0]
-        done = scored(group)
-        config = config_of(first)
-        used = done.precision_used.iloc[0] if len(done) else None
-        trained = done.precision_trained.iloc[0] if len(done) else None
-        seen = group.val_at_best.dropna()
-        preds = np.asarray(list(done.test_pred)) if len(done) else None
-        rows.append(
-            {
-                "config_id": cid,
-                "experiment": first.experiment,
-                "name": first["name"],
-                "differs": differs_from(config, reference) if reference else "—",
-                **comparable_settings(config, weights_labels, used, trained),
-                "seeds": len(group),
-                "finished": int((group.status == "finished").sum()),
-                "scored": len(done),
-                "complete": bool((group.status == "finished").all()),
-                "ended": endings(group),
-                "best_epoch": done[reported.best_epoch].mean(),
-                "train_s": done.train_seconds.mean() if len(done) else np.nan,
-                "val": mean_ci(seen) if len(seen) else NAN3,
-                "sel": mean_ci(group.sel.dropna()) if group.sel.notna().any() else NAN3,
-                "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
-                "test_full": full_interval("accuracy", preds, labels, n_classes) if preds is not None else NAN3,
-                **scores(preds, labels, n_classes),
-                "seed_list": done.seed.tolist(),
-                "preds": preds,
-                **{k: config.get(k) for k in AXES},
-            }
-        )
+    rows = [
+        config_row(cid, group, labels, weights_labels, reference, n_classes)
+        for cid, group in trials.groupby("config_id", sort=False)
+    ]
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -149,6 +120,41 @@ def config_table(
     return table.sort_values(
         ["complete", "selected", "experiment"], ascending=[False, lowest_first, True], na_position="last"
     )
+
+
+def config_row(
+    cid: str, group: pd.DataFrame, labels: np.ndarray, weights_labels: dict, reference: dict | None, n_classes: int
+) -> dict[str, Any]:
+    """config_table's row of one configuration (its trials in `group`)."""
+    first = group.iloc[0]
+    done = scored(group)
+    config = config_of(first)
+    used = done.precision_used.iloc[0] if len(done) else None
+    trained = done.precision_trained.iloc[0] if len(done) else None
+    seen = group.val_at_best.dropna()
+    preds = np.asarray(list(done.test_pred)) if len(done) else None
+    return {
+        "config_id": cid,
+        "experiment": first.experiment,
+        "name": first["name"],
+        "differs": differs_from(config, reference) if reference else "—",
+        **comparable_settings(config, weights_labels, used, trained),
+        "seeds": len(group),
+        "finished": int((group.status == "finished").sum()),
+        "scored": len(done),
+        "complete": bool((group.status == "finished").all()),
+        "ended": endings(group),
+        "best_epoch": done[reported.best_epoch].mean(),
+        "train_s": done.train_seconds.mean() if len(done) else np.nan,
+        "val": mean_ci(seen) if len(seen) else NAN3,
+        "sel": mean_ci(group.sel.dropna()) if group.sel.notna().any() else NAN3,
+        "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
+        "test_full": full_interval("accuracy", preds, labels, n_classes) if preds is not None else NAN3,
+        **scores(preds, labels, n_classes),
+        "seed_list": done.seed.tolist(),
+        "preds": preds,
+        **{k: config.get(k) for k in AXES},
+    }
 
 
 def summary_table(configs: pd.DataFrame, select: str = DEFAULT_SELECT) -> pd.DataFrame:

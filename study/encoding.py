@@ -18,7 +18,7 @@ import torch
 
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
-from trainable.data import FaceData
+from trainable.data.dataset import FaceData
 from trainable.inputs import Encoding, encode_shard, encodings
 
 MAX_SHARD = 1024  # images per task at most: ~10-20 s of one CPU core, long next to a model load

@@ -16,8 +16,8 @@ from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from study.spec import StudySpec, local_root
 from trainable import storage as store
-from trainable.data import FaceData, load_el7008
-from trainable.data_options import dataset_from_args
+from trainable.data.dataset import FaceData, load_el7008
+from trainable.data.options import dataset_from_args
 from trainable.errors import UserError
 from trainable.files import write_text
 from trainable.model import resolve_weights, weights_id, weights_label

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainable.data.layouts import IMAGE_EXTENSIONS
+from trainable.data.problems import printable
 from trainable.errors import UserError
-from trainable.faces import Faces
 from trainable.files import write_with
-from trainable.inference import Predictor, model_file
-from trainable.layouts import IMAGE_EXTENSIONS
-from trainable.problems import printable
+from trainable.serving.faces import Faces
+from trainable.serving.inference import Predictor, model_file
 
 PROGRESS_FROM = 100  # images; a progress line on stderr past this many
 CHUNK = 256  # crops classified per batch of work
@@ -40,7 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", required=True, help="a study's results directory (its best model) or a model.pt")
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or globs")
     p.add_argument("--out", help="also write the rows to this CSV file")
-    p.add_argument("--export", metavar="FILE", help="write the model as one .onnx or .pt2 file (see trainable.export)")
+    p.add_argument(
+        "--export", metavar="FILE", help="write the model as one .onnx or .pt2 file (see trainable.serving.export)"
+    )
     faces = p.add_mutually_exclusive_group()
     faces.add_argument("--no-detect", action="store_true", help="the images are face crops already")
     faces.add_argument("--all-faces", action="store_true", help="one row per detected face")
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         path = model_file(args.model)
         files = input_files(args.paths)
         if args.export:
-            from trainable.export import export
+            from trainable.serving.export import export
 
             print(f"wrote {export(path, args.export)}")
     except UserError as err:

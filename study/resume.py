@@ -10,7 +10,7 @@ from typing import Any
 from study.grids import get_grid
 from study.spec import StudySpec, absolute, is_runtime
 from trainable import storage as store
-from trainable.data import FaceData
+from trainable.data.dataset import FaceData
 from trainable.errors import UserError
 from trainable.files import read_json
 from trainable.model import weights_id

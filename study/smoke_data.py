@@ -9,7 +9,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from trainable.layouts import CLASS_DIRS
+from trainable.data.layouts import CLASS_DIRS
 
 PER_CLASS = 16
 RANGES = {"train": (0, 8), "val": (8, 12), "test": (12, 16)}  # [start, stop) per class

@@ -15,7 +15,7 @@ from typing import Any
 from study.grids import GRIDS, SEARCHES, is_grid_file
 from trainable import storage as store
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
-from trainable.data_options import DataOptions
+from trainable.data.options import DataOptions
 from trainable.errors import UserError
 from trainable.options import add_options, option, options
 from trainable.results_files import DEFAULT_SELECT, SELECTIONS

@@ -17,7 +17,7 @@ from ray.tune.search.sample import Domain
 from study.space import TrialNames
 from trainable import storage as store
 from trainable.config import TrialConfig, expand_choices
-from trainable.data import FaceData
+from trainable.data.dataset import FaceData
 from trainable.errors import UserError
 from trainable.files import dumps, strict, write_json
 from trainable.records import reported

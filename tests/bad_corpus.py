@@ -66,7 +66,7 @@ def pixel_bomb(path: str) -> None:
 
 def oversized(path: str) -> None:
     """A sparse file one byte over the byte cap: nothing is written, nothing may be read."""
-    from trainable.scan import MAX_BYTES
+    from trainable.data.scan import MAX_BYTES
 
     with open(path, "wb") as f:
         f.truncate(MAX_BYTES + 1)

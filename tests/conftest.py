@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from study.smoke_data import RANGES, make_smoke_data
-from trainable.data import FaceData, load_el7008
+from trainable.data.dataset import FaceData, load_el7008
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The study's real dataset: $FACE_AGE_DATA, else ../shared/data/el7008 beside the project.

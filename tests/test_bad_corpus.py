@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 # the scan's alone. Prints what the load gave, as JSON.
 SCAN = """
 import json, resource, sys
-from trainable.data import load_dataset
+from trainable.data.dataset import load_dataset
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 data = load_dataset(sys.argv[1], layout="folders", on_bad_image="skip", store=sys.argv[2])
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -69,7 +69,7 @@ def test_every_bad_file_gets_its_outcome_without_hanging_raising_or_exhausting_m
 
 def test_the_exif_rotation_is_applied_where_prediction_decodes(tmp_path):
     from tests.bad_corpus import rotated_phone_photo
-    from trainable.faces import Faces
+    from trainable.serving.faces import Faces
 
     rotated_phone_photo(str(tmp_path / "phone.jpg"))
     (crop,), problem = Faces(detect=False, all_faces=False)(str(tmp_path / "phone.jpg"))
@@ -77,7 +77,7 @@ def test_the_exif_rotation_is_applied_where_prediction_decodes(tmp_path):
 
 
 def test_prediction_lists_a_fifo_instead_of_hanging(tmp_path):
-    from trainable.faces import Faces
+    from trainable.serving.faces import Faces
 
     os.mkfifo(tmp_path / "fifo.jpg")
     assert Faces(detect=False, all_faces=False)(str(tmp_path / "fifo.jpg")) == ([], "not a regular file (a FIFO)")

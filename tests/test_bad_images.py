@@ -5,7 +5,7 @@ import pytest
 from study.run import main
 from study.smoke_data import RANGES
 from tests.conftest import BAD_CASES, CONVERTED_CASES, SMOKE_SPLIT
-from trainable.data import load_dataset
+from trainable.data.dataset import load_dataset
 from trainable.errors import UserError
 
 
@@ -93,7 +93,7 @@ def test_fifty_broken_files_print_twenty_grouped_lines_and_name_the_full_list(ca
 def test_problems_are_grouped_by_their_kind_not_their_wording(tmp_path):
     import pickle
 
-    from trainable.problems import Kind, Problem, grouped
+    from trainable.data.problems import Kind, Problem, grouped
 
     reworded = [Problem(Kind.EMPTY, f"/d/{i}.jpg", f"holds no bytes at all ({i})") for i in range(3)]
     mixed = [*reworded, Problem(Kind.MISSING, "/d/x.jpg", "an empty file was expected here")]

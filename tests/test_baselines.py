@@ -63,7 +63,7 @@ def test_hog_svm_reaches_the_2021_level_on_el7008():
     """Target of the baselines' search: HOG + SVM at least 0.80 on el7008's test split (the 2021
     report: 0.84), chosen on validation alone."""
     from tests.conftest import REAL_DATA
-    from trainable.data import load_el7008
+    from trainable.data.dataset import load_el7008
 
     if not os.path.isdir(REAL_DATA):
         pytest.skip(f"real dataset not found at {REAL_DATA}")

@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from study.bench import main, tree_pss
+from study.bench.cli import main
+from study.bench.measure import tree_pss
 from tests.conftest import REAL_DATA, ROOT
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from study.smoke_data import RANGES
-from trainable.data import load_dataset, load_el7008, pixel_sums, stats_of
-from trainable.data_options import parse_ranges
+from trainable.data.dataset import load_dataset, load_el7008, pixel_sums, stats_of
+from trainable.data.layouts import CLASS_NAMES, age_class_names
+from trainable.data.options import parse_ranges
 from trainable.errors import UserError
-from trainable.layouts import CLASS_NAMES, age_class_names
 
 
 def test_tiny_split_sizes_and_labels(tiny_data):

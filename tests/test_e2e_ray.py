@@ -80,8 +80,8 @@ def test_every_trial_has_per_epoch_metrics_and_a_checkpoint(smoke_study):
 RESCORE = """
 import json, sys
 from study.smoke_data import RANGES
-from trainable.data import load_el7008
-from trainable.inference import Predictor
+from trainable.data.dataset import load_el7008
+from trainable.serving.inference import Predictor
 data = load_el7008(sys.argv[1], RANGES)
 print(json.dumps([Predictor(f).probabilities(data.images_of("test")).argmax(1).tolist() for f in sys.argv[2:]]))
 """

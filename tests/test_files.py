@@ -6,6 +6,7 @@ import json
 import math
 import multiprocessing
 import os
+import pathlib
 import subprocess
 import sys
 import time
@@ -159,11 +160,11 @@ def test_every_json_the_project_writes_is_strict():
     """No writer of the project's own files calls json.dump directly (trainable.files does)."""
     offenders = []
     for package in ("study", "trainable", "analysis"):
-        for name in os.listdir(os.path.join(ROOT, package)):
-            if name.endswith(".py") and name != "files.py":
-                text = open(os.path.join(ROOT, package, name)).read()
+        for path in pathlib.Path(ROOT, package).rglob("*.py"):
+            if path.name != "files.py":
+                text = path.read_text()
                 if "json.dump(" in text or "open(" in text and '"w")' in text:
-                    offenders.append(f"{package}/{name}")
+                    offenders.append(path.relative_to(ROOT).as_posix())
     assert not offenders, offenders
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from study.smoke_data import RANGES
-from trainable.data import load_el7008
-from trainable.image_store import ImageWriter
+from trainable.data.dataset import load_el7008
+from trainable.data.image_store import ImageWriter
 
 
 def test_images_round_trip_through_the_store(tmp_path):

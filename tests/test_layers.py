@@ -1,7 +1,9 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
 analysis do not import each other (they share trainable.results_files and .storage), except that
 study.summary chooses the best model with analysis.best; Ray is imported
-by study and the trainable's Ray entry point alone."""
+by study and the trainable's Ray entry point alone. Inside trainable, data flows
+data -> transforms -> model/cache -> loop -> trial -> tune_trial, and serving is used
+from outside only. Every module of every sub-package is walked."""
 
 import ast
 import pathlib
@@ -16,14 +18,14 @@ PACKAGES = ("trainable", "study", "analysis")
 def imports(package: str) -> dict[str, set[str]]:
     """module path -> the top-level names it imports (at any depth of the file)."""
     found = {}
-    for path in sorted(pathlib.Path(ROOT, package).glob("*.py")):
+    for path in sorted(pathlib.Path(ROOT, package).rglob("*.py")):
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names |= {alias.name for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names.add(node.module)
-        found[f"{package}/{path.name}"] = names
+        found[path.relative_to(ROOT).as_posix()] = names
     return found
 
 
@@ -51,3 +53,43 @@ def test_only_study_and_the_tune_entry_point_import_ray():
 def test_study_and_analysis_share_the_results_layout():
     for package in ("study", "analysis"):
         assert any("trainable.results_files" in names for names in imports(package).values()), package
+
+
+def test_the_walk_sees_the_sub_packages():
+    walked = {m for p in PACKAGES for m in imports(p)}
+    assert {"trainable/data/scan.py", "trainable/serving/inference.py", "study/bench/scale.py"} <= walked
+    for folder in {pathlib.Path(ROOT, m).parent for m in walked}:
+        assert (folder / "__init__.py").exists(), folder  # a package, so installs and imports find it
+
+
+# Inside trainable, a module imports only from its own stage or earlier ones. Stage 0 is
+# what every stage shares (errors, files, settings, the results' names and records).
+STAGES = [
+    {"errors", "files", "seeds", "options", "config", "device", "scoring", "records", "results_files", "storage"},
+    {"data"},
+    {"transforms"},
+    {"model", "cache"},
+    {"loop"},
+    {"inputs", "best_scores", "trial"},
+    {"tune_trial"},
+    {"serving"},  # the trained model used: by study and analysis, never by training
+]
+# The scan refuses an image smaller than the crop the transforms take (one constant).
+STAGE_EXCEPTIONS = {("trainable/data/scan.py", "trainable.transforms")}
+
+
+def stage(name: str) -> int:
+    part = name.split(".")[1] if name.startswith("trainable.") else pathlib.PurePath(name).parts[1]
+    part = part.removesuffix(".py")
+    return next(i for i, names in enumerate(STAGES) if part in names)
+
+
+def test_inside_trainable_the_data_flows_one_way():
+    later = {
+        (module, name)
+        for module, names in imports("trainable").items()
+        if not module.endswith("__init__.py")
+        for name in names
+        if name.startswith("trainable.") and stage(name) > stage(module)
+    }
+    assert later - STAGE_EXCEPTIONS == set()

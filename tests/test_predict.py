@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 
 from tests.conftest import REAL_DATA
-from trainable.inference import Predictor
 from trainable.model import build_model, trained_model_record
+from trainable.serving.inference import Predictor
 from trainable.transforms import FACENET_MEAN, FACENET_STD
 
 CLASSES = ["1-4", "5-27", "28+"]
@@ -57,7 +57,7 @@ def cli(module, *args):
 @pytest.mark.numerics
 def test_onnx_export_matches_pytorch(model_file, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="the export extra is not installed (.ci/run installs it)")
-    from trainable.export import export, exportable
+    from trainable.serving.export import export, exportable
 
     export(model_file, str(tmp_path / "model.onnx"))
     assert os.listdir(tmp_path) == ["model.onnx"]  # one self-contained file, weights inside
@@ -107,7 +107,7 @@ def test_all_faces_gives_a_row_per_face(model_file, tmp_path):
 
 @pytest.mark.slow
 def test_pt2_export_runs_without_the_project(model_file, tmp_path):
-    from trainable.export import export, exportable
+    from trainable.serving.export import export, exportable
 
     export(model_file, str(tmp_path / "model.pt2"))
     images = torch.from_numpy(generated(3))

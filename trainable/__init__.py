@@ -1,5 +1,9 @@
-"""Fine-tuning InceptionResnetV1 for three age groups: data, transforms, model,
-trunk cache, training loop and the Ray Tune trial that wraps them.
+"""Fine-tuning InceptionResnetV1 for three age groups. Data flows one way: `data/` (images
+on disk to a checked `FaceData`) -> `transforms` -> `model` (trunk/head split) and `cache`
+(trunk outputs) -> `inputs` (what a trial's network sees) -> `loop` (epochs, stop rules) ->
+`trial` (one trial, scored by `best_scores`) -> `tune_trial` (the Ray Tune trainable).
+`serving/` uses a trained model; `records` and `results_files` are what a trial reports
+and where it lands, shared with study/ and analysis/.
 
 Only `trainable.tune_trial` imports Ray; everything else runs in a plain process.
 """

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainable.data import SPLITS, FaceData
+from trainable.data.dataset import SPLITS, FaceData
 from trainable.inputs import TrialInputs
 from trainable.loop import TrainState, predict
 from trainable.records import reported, split_key

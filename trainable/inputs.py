@@ -14,9 +14,9 @@ import torch
 
 from trainable.cache import MANIFEST, TrunkCache, encode_images
 from trainable.config import TrialConfig
-from trainable.data import SPLITS, FaceData
+from trainable.data.dataset import SPLITS, FaceData
+from trainable.data.image_store import StoredImages
 from trainable.device import pick_device, resolve_precision
-from trainable.image_store import StoredImages
 from trainable.model import FaceAgeNet, build_model, weights_id
 from trainable.seeds import derive_seed
 from trainable.transforms import apply_transform, eval_transform, normalization, train_transform

@@ -19,7 +19,7 @@ import torch
 from trainable.best_scores import score_best
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
-from trainable.data import FaceData
+from trainable.data.dataset import FaceData
 from trainable.device import pick_device, release_memory, resolve_precision
 from trainable.inputs import TrialInputs
 from trainable.loop import EarlyStopping, Examples, Recipe, TrainState, fit

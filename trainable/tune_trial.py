@@ -13,7 +13,7 @@ from ray import tune
 
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig, expand_choices
-from trainable.data import FaceData
+from trainable.data.dataset import FaceData
 from trainable.device import release_memory
 from trainable.files import write_json
 from trainable.records import reported

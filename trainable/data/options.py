@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from trainable.data import BAD_IMAGE_POLICIES, SPLITS, FaceData, load_dataset
+from trainable.data.dataset import BAD_IMAGE_POLICIES, SPLITS, FaceData, load_dataset
+from trainable.data.layouts import DEFAULT_RANGES, LAYOUTS
+from trainable.data.problems import grouped, save_full_list
 from trainable.errors import UserError
-from trainable.layouts import DEFAULT_RANGES, LAYOUTS
 from trainable.options import add_options, option
-from trainable.problems import grouped, save_full_list
 
 
 def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from trainable.scan import Unusable, decode_image, read_file
+from trainable.data.scan import Unusable, decode_image, read_file
 from trainable.transforms import CROP
 
 # How the el7008 training crops frame an MTCNN face box (median over 60 of its images):

@@ -1,8 +1,8 @@
 """Face images on disk -> one in-memory dataset with its split.
 
-The layout (trainable.layouts) says which files and labels there are; the scan
-(trainable.scan) reads each once; here they become a `FaceData` with its split.
-Images are decoded once, into a memory-mapped file per dataset (trainable.image_store)
+The layout (trainable.data.layouts) says which files and labels there are; the scan
+(trainable.data.scan) reads each once; here they become a `FaceData` with its split.
+Images are decoded once, into a memory-mapped file per dataset (trainable.data.image_store)
 that trials map: neither the driver nor Ray's object store holds the pixels. Every
 problem with the data is reported together, before training.
 """
@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from trainable.data.image_store import ImageWriter, StoredImages, default_store
+from trainable.data.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
+from trainable.data.problems import Kind, Problem, grouped, save_full_list
+from trainable.data.scan import Scan, scan_entries
 from trainable.errors import UserError
-from trainable.image_store import ImageWriter, StoredImages, default_store
-from trainable.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
-from trainable.problems import Kind, Problem, grouped, save_full_list
 from trainable.results_files import split_identity
-from trainable.scan import Scan, scan_entries
 
 SPLITS = ("train", "val", "test")
 BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
@@ -126,15 +126,7 @@ def load_dataset(
     skipped += drop_conflicts(root, scan)
     fingerprint = scan.digest.hexdigest()
     labels = np.asarray(scan.labels, dtype=np.int64)
-    if any(s is None for s in scan.splits):
-        split = stratified_split(labels, classes, seed=split_seed, root=root, groups=scan.hashes)
-    else:
-        split = {name: np.flatnonzero([s == name for s in scan.splits]) for name in SPLITS}
-    if len(split["train"]) < 2:
-        raise UserError(
-            f"The training split under {root} holds {len(split['train'])} usable image(s); training needs at "
-            "least 2 (BatchNorm normalises over the images of a batch). Widen --train-range or fix the files listed."
-        )
+    split = split_of(scan, labels, classes, split_seed, root)
     return FaceData(
         root=root,
         paths=scan.paths,
@@ -150,6 +142,21 @@ def load_dataset(
         converted=scan.converted,
         duplicates=scan.duplicates,
     )
+
+
+def split_of(scan: Scan, labels: np.ndarray, classes: tuple[str, ...], seed: int, root: str) -> dict[str, np.ndarray]:
+    """The layout's own split where every file has one, else a stratified split drawn from
+    `seed` (identical images kept on one side); a training split under 2 images is refused."""
+    if any(s is None for s in scan.splits):
+        split = stratified_split(labels, classes, seed=seed, root=root, groups=scan.hashes)
+    else:
+        split = {name: np.flatnonzero([s == name for s in scan.splits]) for name in SPLITS}
+    if len(split["train"]) < 2:
+        raise UserError(
+            f"The training split under {root} holds {len(split['train'])} usable image(s); training needs at "
+            "least 2 (BatchNorm normalises over the images of a batch). Widen --train-range or fix the files listed."
+        )
+    return split
 
 
 def check_dataset_options(root: str, layout: str, on_bad_image: str) -> str:
@@ -172,7 +179,7 @@ def check_dataset_options(root: str, layout: str, on_bad_image: str) -> str:
 
 def problem_list(root: str, problems: list[Problem]) -> str:
     """The error for files that cannot be used: a sentence naming the file with the whole
-    list, then the list grouped by reason (trainable.problems)."""
+    list, then the list grouped by reason (trainable.data.problems)."""
     full = save_full_list(problems, "problems")
     return (
         f"{len(problems)} problem(s) with the images under {root}; nothing was trained "

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from trainable.image_store import ImageWriter
-from trainable.layouts import Entry
-from trainable.problems import Kind, Problem, printable
+from trainable.data.image_store import ImageWriter
+from trainable.data.layouts import Entry
+from trainable.data.problems import Kind, Problem, printable
 from trainable.transforms import CROP
 
 MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)

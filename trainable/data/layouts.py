@@ -16,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from trainable.data.problems import Kind, Problem
 from trainable.errors import UserError
-from trainable.problems import Kind, Problem
 
 CLASS_DIRS = ("1", "5", "28")  # folder names of the original layout
 CLASS_NAMES = ("1-4", "5-27", "28+")  # ages covered by each class

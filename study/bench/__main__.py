@@ -1,0 +1,5 @@
+import sys
+
+from study.bench.cli import main
+
+sys.exit(main())
