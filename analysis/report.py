@@ -35,6 +35,7 @@ from analysis.tables import (
     comparisons,
     config_table,
     explored,
+    fanova_importance,
     importance,
     summary_table,
     with_ci,
@@ -48,6 +49,7 @@ from trainable.results_files import (
     BEST_FILE,
     CONFIRM_DIR,
     MODEL_FILE,
+    OPTUNA_FILE,
     PEER_FILE,
     SELECTIONS,
     STUDY_FILE,
@@ -106,6 +108,7 @@ class Study:
     notes: list[str]  # why something was left out; printed by the CLI too
     best: dict | None = None  # best/best.json (analysis.best), where written
     searched: tuple[pd.DataFrame, pd.DataFrame] | None = None  # a confirmed search's own (trials, epochs)
+    fanova: tuple[pd.DataFrame, int] | None = None  # an Optuna search's fANOVA importances (tables.fanova_importance)
 
     @property
     def classes(self) -> list[str]:
@@ -195,7 +198,9 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     if os.path.exists(best_file):
         with open(best_file) as f:
             best = json.load(f)
-    return Study(name, record, trials, epochs, configs, labels, baselines, notes, best, searched)
+    journal = os.path.join(results_dir, OPTUNA_FILE)
+    fanova = fanova_importance(journal) if os.path.exists(journal) else None
+    return Study(name, record, trials, epochs, configs, labels, baselines, notes, best, searched, fanova)
 
 
 def header(doc: Document, s: Study) -> None:
@@ -325,6 +330,14 @@ def exploration_section(doc: Document, s: Study, save) -> None:
         + (": no better than predicting the mean, so these importances say nothing." if r2 <= 0 else ".")
     )
     doc.table(table)
+    if s.fanova is not None:
+        ranked, n = s.fanova
+        doc.p(
+            f"Optuna's fANOVA importance over the Optuna study's {n} completed trials (the study's optuna.journal; "
+            f"the objective is what Tune told Optuna, the {s.select} value of a trial's last report). In-sample: "
+            "the share of those trials' variance each hyperparameter explains, not a prediction for new trials."
+        )
+        doc.table(ranked)
     save(
         figures.best_so_far(epochs),
         "best_so_far.png",

@@ -284,6 +284,31 @@ def importance(points: pd.DataFrame, target: str = "val acc", seed: int = 0) -> 
     return table, 1 - squared / (variance * len(y)), folds
 
 
+def fanova_importance(journal: str, seed: int = 0) -> tuple[pd.DataFrame, int] | None:
+    """Optuna's fANOVA importance of each searched hyperparameter over the one Optuna study a
+    search keeps in `journal` (its completed trials; the objective is what Tune told Optuna, the
+    --select value of a trial's last report): (the table, the number of trials), or None when
+    optuna is not installed or fewer than 2 trials completed. In-sample: it explains the
+    variance of those trials, it does not predict new ones."""
+    try:
+        import optuna
+        from optuna.importance import FanovaImportanceEvaluator
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(journal))
+    (name,) = optuna.get_all_study_names(storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if len(done) < 2:
+        return None
+    found = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed))
+    table = pd.DataFrame({"hyperparameter": list(found), "fANOVA importance (share of variance)": list(found.values())})
+    return table.round(3), len(done)
+
+
 def comparisons(
     pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int
 ) -> list[tuple[str, str, Comparison]]:

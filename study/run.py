@@ -23,14 +23,14 @@ import pandas as pd
 from study.cluster import largest_node_cpus, start_ray
 from study.grids import expand, get_grid, grid_label, parse_where
 from study.ownership import release_all
-from study.plan import fetch, load_data, plan_study, record_study
+from study.plan import Plan, fetch, load_data, plan_study, record_study
 from study.resume import check_same_study, study_spec
 from study.space import TrialNames
 from study.spec import StudySpec, given_options
 from study.summary import class_count_lines, finish, summarize
 from trainable import storage as store
 from trainable.errors import UserError
-from trainable.results_files import CONFIRM_DIR, SELECTIONS, search_trial_number
+from trainable.results_files import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
 
 DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
 
@@ -45,7 +45,7 @@ class Source:
     scheduler: str  # asha | none
     ranges: dict[str, Any] | None = None  # a search's space: Tune domains and fixed values
     samples: int = 1  # Tune's num_samples: a search's trials (a grid is one sample of its grid_search)
-    searcher: Callable[[], Any] | None = None  # a search's algorithm, made for a new Tuner only
+    searcher: Callable[[str, str], Any] | None = None  # (study folder, name) -> a search's algorithm, new Tuners only
     expansions: dict[str, Any] = field(default_factory=dict)  # a search's named values (study.grids.Grid)
     record: dict[str, Any] = field(default_factory=dict)  # what study.json says about it
 
@@ -92,7 +92,13 @@ def search_source(spec: StudySpec) -> Source:
         spec.scheduler or grid.scheduler,
         ranges=space,
         samples=spec.num_samples,
-        searcher=lambda: search.make_searcher(spec.search, points, spec.max_concurrent or 0, seed=spec.first_seed),
+        searcher=lambda folder, name: search.make_searcher(
+            spec.search,
+            points,
+            spec.max_concurrent or 0,
+            seed=spec.first_seed,
+            journal=(os.path.join(folder, OPTUNA_FILE), name),
+        ),
         expansions=grid.expansions,
         record={
             "search": {"kind": spec.search, "num_samples": spec.num_samples, "searched": searched},
@@ -173,7 +179,7 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     budget = tune_setup.EpochBudget(spec.budget_epochs, plan.directory) if spec.budget_epochs else None
     progress = [] if spec.verbose else [Progress(source.trials)]  # Tune's own output instead with -v
     watchers = progress + tune_setup.mlflow_callbacks(spec.mlflow, plan.name, plan.directory)
-    results = fit(spec, source, trainable, spec.storage, plan.name, budget=budget, callbacks=watchers)
+    results = fit(spec, source, trainable, plan, budget=budget, callbacks=watchers)
     if not spec.confirm_top:
         return finish(plan, results)
     fetch(plan)
@@ -184,17 +190,19 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
         return finish(plan, results)
     print(f"\nConfirming {confirm.label}")
     progress = [] if spec.verbose else [Progress(confirm.trials)]
-    confirmed = fit(spec, confirm, trainable, plan.location, CONFIRM_DIR, callbacks=progress)
+    confirmed = fit(spec, confirm, trainable, plan, CONFIRM_DIR, callbacks=progress)
     return finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR))
 
 
 def fit(
-    spec: StudySpec, source: Source, trainable: Any, storage: str, name: str, *, callbacks: list, budget: Any = None
+    spec: StudySpec, source: Source, trainable: Any, plan: Plan, part: str = "", *, callbacks: list, budget: Any = None
 ) -> Any:
-    """Run `source` under STORAGE/NAME: a new Tuner, or the interrupted one restored
-    (finished trials stay finished); its ResultGrid."""
+    """Run `source` as the study's Tune experiment, or as its `part` inside it (the
+    confirmation): a new Tuner, or the interrupted one restored (finished trials stay
+    finished); its ResultGrid."""
     from study import tune_setup
 
+    storage, name = (plan.location, part) if part else (spec.storage, plan.name)
     location = store.join(storage, name)
     grid_trials = len(source.configs) if source.ranges is None else None
     if spec.resume and tune_setup.can_restore(location):
@@ -211,7 +219,7 @@ def fit(
         max_failures=spec.max_failures,
         names=source.names,
         select=spec.select,
-        search_alg=source.searcher() if source.searcher else None,
+        search_alg=source.searcher(plan.directory, plan.name) if source.searcher else None,
         num_samples=source.samples,
         budget=budget,
         verbose=2 if spec.verbose else 0,

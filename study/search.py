@@ -69,22 +69,23 @@ def paper_points(grid: Grid, space: dict[str, Any], overrides: dict[str, Any]) -
     return points
 
 
-def make_searcher(kind: str, points: list[dict[str, Any]], max_concurrent: int, seed: int = 0) -> Any:
+def make_searcher(
+    kind: str, points: list[dict[str, Any]], max_concurrent: int, seed: int = 0, journal: tuple[str, str] | None = None
+) -> Any:
     """The search algorithm: random sampling or Optuna's TPE, both trying `points` first,
-    at most `max_concurrent` trials at a time (0: as many as the cluster runs)."""
+    at most `max_concurrent` trials at a time (0: as many as the cluster runs). Optuna's study
+    is kept in `journal` = (file, study name) when given (study.optuna_journal)."""
     if kind == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent, random_state=seed)
-    try:
-        from ray.tune.search.optuna import OptunaSearch
-    except ImportError:  # Ray's wrapper imports optuna itself
+    try:  # Ray's wrapper imports optuna itself
+        from study.optuna_journal import optuna_searcher
+    except ImportError:
         raise UserError("--search optuna needs the optuna package: pip install -e '.[search]'.") from None
-    import optuna
     from ray.tune.search import ConcurrencyLimiter
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study or trial
-    searcher = OptunaSearch(points_to_evaluate=points, sampler=optuna.samplers.TPESampler(seed=seed))
+    searcher = optuna_searcher(points, seed, journal)
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
 
 

@@ -13,7 +13,7 @@ from study.search import confirm_configs, paper_points, search_space, searched_k
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
-from trainable.results_files import BUDGET_FILE
+from trainable.results_files import BUDGET_FILE, OPTUNA_FILE
 
 
 def test_the_shipped_search_space_is_the_issues():
@@ -149,6 +149,9 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     assert len(confirmed) == 4 and sorted(confirmed.seed) == [1, 1, 2, 2] and confirmed.config_id.nunique() == 2
     record = json.loads((study / "study.json").read_text())
     assert record["search"]["kind"] == kind and "sgd-m0.9" in record["expansions"]["optimizer"]
+    kept = optuna_trials(study)  # the Optuna study is kept, named as the study, for optuna-dashboard
+    assert [t.number for t in kept] == [0, 1, 2, 3] and {t.state.name for t in kept} == {"COMPLETE"}
+    assert {"lr", "batch_size", "optimizer", "dropout"} <= set(kept[0].params)
     report = subprocess.run(
         [sys.executable, "-m", "analysis.report", str(study)], cwd=ROOT, capture_output=True, text=True, timeout=300
     )
@@ -158,6 +161,7 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     assert "## Search runs (not used for the ranking)" in markdown
     assert "parallel_coordinates.png" in markdown and "best_so_far.png" in markdown
     assert "Hyperparameter importance, out of sample: permutation importance of a random forest" in markdown
+    assert "Optuna's fANOVA importance over the Optuna study's 4 completed trials" in markdown
     summary = markdown.split("## Summary")[1].split("\n## ")[0]
     assert "confirm t" in summary and "search-" not in summary
 
@@ -178,3 +182,61 @@ def test_the_search_benchmark_runs_both_arms_to_the_same_budget(tmp_path):
         assert 8 <= row["trial-epochs"] <= 8 + (os.cpu_count() or 1)
         assert 1 <= row["trial-epochs to within 1 pt"] <= row["trial-epochs"] and 0 <= row["best val acc"] <= 1
         assert json.loads((tmp_path / study / BUDGET_FILE).read_text())["budget_epochs"] == 8
+
+
+def optuna_trials(study):
+    """The trials of the one Optuna study a search keeps in STUDY/optuna.journal, by number."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = JournalStorage(JournalFileBackend(str(study / OPTUNA_FILE)))
+    assert optuna.get_all_study_names(storage) == [study.name]
+    return sorted(optuna.load_study(study_name=study.name, storage=storage).trials, key=lambda t: t.number)
+
+
+@pytest.mark.slow
+def test_a_killed_optuna_search_resumes_the_same_optuna_study(tiny_root, tmp_path):
+    """SIGKILLed after its first trial, then --resume: one Optuna study in the journal, whose
+    trial numbers go on from where the killed run left them, and every Tune trial once."""
+    import signal
+
+    from analysis.results import load_study
+    from tests.conftest import SMOKE_SPLIT, wait_for
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    study = tmp_path / "s" / "search"
+    run = ["--grid", str(space), "--data", tiny_root, *SMOKE_SPLIT, "--search", "optuna", "--num-samples", "4"]
+    run += ["--max-concurrent", "1", "--max-epochs", "2", "--storage", str(tmp_path / "s"), "--name", "search"]
+    log = tmp_path / "driver.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", *run],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        assert wait_for(lambda: "1/4 done" in log.read_text(), 600), log.read_text()[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait()
+    before = optuna_trials(study)
+    assert before and before[0].state.name == "COMPLETE"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "study.run", "--resume", str(study)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    after = optuna_trials(study)
+    assert [t.number for t in after] == list(range(len(after)))  # one study, numbers going on
+    assert [(t.number, t.params) for t in after[: len(before)]] == [(t.number, t.params) for t in before]
+    assert sum(t.state.name == "COMPLETE" for t in after) >= 4
+    trials, _ = load_study(str(study))
+    assert len(trials) == 4 and (trials.status == "finished").all() and trials.trial_id.is_unique

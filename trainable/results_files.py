@@ -14,6 +14,7 @@ library only: the report imports it without torch or Ray.
     STUDY/<trial>/checkpoint_*/trial.pt, model.pt, metrics.json
     STUDY/best/best.json, model.pt   the chosen configuration and its model (analysis.best)
     STUDY/confirm/<trial>/...        a search's confirmation runs (--confirm-top), trials as above
+    STUDY/optuna.journal             --search optuna: the Optuna study (optuna-dashboard, optuna.load_study)
     BASELINES/baselines.json, peer.json
 """
 
@@ -40,6 +41,7 @@ METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
 BEST_DIR = "best"  # the chosen configuration's best.json and model.pt (analysis.best)
 BEST_FILE = "best.json"
 BASELINES_FILE = "baselines.json"
+OPTUNA_FILE = "optuna.journal"  # --search optuna: the Optuna study, named as the study, in a journal file
 
 # --select: the one metric Tune, ASHA, the searcher, --confirm-top, best.json and the report rank
 # trials on. Each is reported every epoch as the best epoch's (lowest val loss so far) value:
