@@ -1,5 +1,6 @@
 """The smoke grid end to end through the CLI and a real Ray Tune run."""
 
+import fnmatch
 import glob
 import importlib.metadata
 import json
@@ -332,3 +333,36 @@ def test_every_json_file_of_a_smoke_study_is_strict(smoke_study, smoke_report):
             strict_load(line)  # raises on NaN / Infinity, naming the constant
     assert not glob.glob(str(storage / "e2e" / "**" / "*.tmp"), recursive=True, include_hidden=True)
     assert not os.path.exists(storage / "e2e" / "study.lock")  # released at the end
+
+
+def readme_results_tree() -> list[tuple[str, str]]:
+    """(entry, description) of each line of the README's results tree, nested entries as
+    'trial/NAME'."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    block = text.split("`STORAGE/NAME/` is a Ray Tune experiment directory")[1].split("\n\n")[1]
+    entries = []
+    for line in block.splitlines():
+        name, _, what = line.strip().partition("  ")
+        if name and what.strip():  # continuation lines are description only
+            entries.append(("trial/" + name if line.startswith("      ") else name, what.strip()))
+    return entries
+
+
+def test_the_readmes_results_tree_is_what_a_study_writes(smoke_study):
+    """Every entry of the README's tree that every grid study writes is in the smoke study's
+    folder, and every file or folder there is in the tree."""
+    storage, _ = smoke_study
+    study = storage / "e2e"
+    tree = readme_results_tree()
+    optional = ("only if", "a search", "--search", "--on-bad-image")
+    trial = sorted(study.glob("e01-*"))[0]
+    for entry, what in tree:
+        for name in entry.replace("trial/", "").split(", "):
+            where = trial if entry.startswith("trial/") else study
+            pattern = name.rstrip("/").replace("NNNNNN", "*").replace("e01-baseline-s0", "e01-*")
+            if not any(o in what for o in optional):
+                assert glob.glob(str(where / pattern)), f"README lists {name}, the study has none"
+    listed = [n.replace("trial/", "") for entry, _ in tree for n in entry.split(", ")]
+    patterns = [n.rstrip("/").replace("NNNNNN", "*").replace("e01-baseline-s0", "e*-*-s*") for n in listed]
+    present = [p.name for p in [*study.iterdir(), *trial.iterdir()] if not p.name.startswith(".")]
+    assert [p for p in present if not any(fnmatch.fnmatch(p, pat) for pat in patterns)] == []
