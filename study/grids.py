@@ -45,6 +45,7 @@ class Grid:
     text: str = ""  # the file it was read from, recorded in study.json
     fixed: dict[str, Any] | None = None  # settings every trial has (search spaces)
     ranges: dict[str, Range] | None = None  # searched settings: --search random | optuna
+    study: dict[str, Any] | None = None  # the file's study options (STUDY_KEYS), below the command line's
 
     @property
     def expansions(self) -> dict[str, dict[str, dict[str, Any]]]:
@@ -59,7 +60,19 @@ class Grid:
 
 
 GRID_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grid_files")
-RESERVED = ("description", "scheduler", "experiments")
+# The study options a grid file may hold too (the command line overrides them): one file, one study.
+STUDY_KEYS = (
+    "search",
+    "num_samples",
+    "max_concurrent",
+    "select",
+    "seeds",
+    "first_seed",
+    "confirm_top",
+    "grace_period",
+    "budget_epochs",
+)
+RESERVED = ("description", "scheduler", "experiments", *STUDY_KEYS)
 RANGE_KINDS = ("loguniform", "uniform", "choice")
 SEARCHES = ("grid", "random", "optuna")  # --search: every trial of a grid, or samples of a space of ranges
 SCHEDULERS = ("none", "asha")
@@ -117,12 +130,14 @@ def read_grid(path: str) -> Grid:
     unknown = sorted(k for k in spec if k not in fields and k not in RESERVED)
     if unknown:
         raise UserError(
-            f"--grid {path}: {', '.join(map(repr, unknown))} is not a trial setting; expected "
-            f"{', '.join(RESERVED)} or one of {sorted(k for k in fields if k not in IDENTITY_KEYS)}."
+            f"--grid {path}: {', '.join(map(repr, unknown))} is not a trial setting; expected a trial setting "
+            f"({', '.join(sorted(k for k in fields if k not in IDENTITY_KEYS))}), a study option "
+            f"({', '.join(STUDY_KEYS)}) or {', '.join(RESERVED[:3])}."
         )
     scheduler = spec.get("scheduler", "none")
     if scheduler not in SCHEDULERS:
         raise UserError(f"--grid {path}: scheduler is {scheduler!r}; expected one of {list(SCHEDULERS)}.")
+    study = {k: spec[k] for k in STUDY_KEYS if k in spec}
     ranges = {k: as_range(path, k, v) for k, v in spec.items() if k not in RESERVED and isinstance(v, dict)}
     fixed = {k: typed(path, k, v) for k, v in spec.items() if k not in RESERVED and not isinstance(v, list | dict)}
     axes = [axis(path, k, v) for k, v in spec.items() if k not in RESERVED and isinstance(v, list)]
@@ -132,7 +147,7 @@ def read_grid(path: str) -> Grid:
                 f"--grid {path}: a search space ({', '.join(ranges)} are ranges) cannot also have lists or "
                 "experiments; write a list as {choice: [...]}."
             )
-        return Grid([], scheduler, str(spec.get("description", "")), text, fixed, ranges)
+        return Grid([], scheduler, str(spec.get("description", "")), text, fixed, ranges, study)
     named = spec.get("experiments", [{"name": ""}])
     if not isinstance(named, list) or not named or not all(isinstance(e, dict) for e in named):
         raise UserError(f"--grid {path}: 'experiments' must be a non-empty list of mappings (name: and settings).")
@@ -146,13 +161,15 @@ def read_grid(path: str) -> Grid:
             TrialConfig.from_dict({**BASELINE, **settings})
         except UserError as err:
             raise UserError(f"--grid {path}, experiment {number} ({name}): {err}") from None
-    return Grid(experiments, scheduler, str(spec.get("description", "")), text)
+    return Grid(experiments, scheduler, str(spec.get("description", "")), text, study=study)
 
 
-def typed(path: str, key: str, value: Any) -> Any:
-    """A setting's value as TrialConfig types it (YAML reads 1e-3 without a dot as text)."""
+def typed(path: str, key: str, value: Any, source: str | None = None) -> Any:
+    """A setting's value as TrialConfig types it (YAML reads 1e-3 without a dot as text);
+    errors name `source` (default: --grid PATH)."""
+    source = source or f"--grid {path}"
     if key not in TrialConfig().to_dict() or key in IDENTITY_KEYS:
-        raise UserError(f"--grid {path}: {key!r} is not a setting a grid can change.")
+        raise UserError(f"{source}: {key!r} is not a setting a grid can change.")
     kind = type(TrialConfig().to_dict()[key])
     if kind is float and isinstance(value, str | int | float) and not isinstance(value, bool):
         try:
@@ -161,11 +178,32 @@ def typed(path: str, key: str, value: Any) -> Any:
             pass
         else:
             if not math.isfinite(value):
-                raise UserError(f"--grid {path}: {key!r} must be a finite number, got {value!r}.")
+                raise UserError(f"{source}: {key!r} must be a finite number, got {value!r}.")
             return value
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise UserError(f"--grid {path}: {key!r} must be {kind.__name__} (or a list of them), got {value!r}.")
+        plural = "" if source.startswith("--set") else " (or a list of them)"
+        raise UserError(f"{source}: {key!r} must be {kind.__name__}{plural}, got {value!r}.")
     return value
+
+
+def parse_settings(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """--set ['dropout=0.3', 'class_weights=balanced'] -> {'dropout': 0.3, ...}: each value read
+    as YAML (as a grid file would), typed like TrialConfig and checked with the others."""
+    settings: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set dropout=0.3.")
+        try:
+            value = yaml.load(text, Loader=GridLoader) if text else ""
+        except yaml.YAMLError:
+            value = text
+        settings[key] = typed("", key, text if value is None else value, source=f"--set {item}")
+    try:
+        TrialConfig.from_dict({**BASELINE, **settings})
+    except UserError as err:
+        raise UserError(f"--set {' '.join(items)}: {err}") from None
+    return settings
 
 
 def axis(path: str, key: str, values: list) -> list[tuple[str, dict[str, Any]]]:
@@ -270,13 +308,20 @@ def parse_where(items: list[str]) -> dict[str, Any]:
 
 
 def expand(
-    grid: str, *, seeds: int, overrides: dict[str, Any], where: dict[str, Any] | None = None, first_seed: int = 0
+    grid: str,
+    *,
+    seeds: int,
+    overrides: dict[str, Any],
+    where: dict[str, Any] | None = None,
+    first_seed: int = 0,
+    settings: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Flat, validated, complete trial configs: every experiment of `grid` x `seeds` seeds
     from `first_seed`.
 
-    `overrides` (weights, max_epochs, ...) apply to every trial, over the grid's
-    own settings; `where` keeps only the trials whose config matches it on every key.
+    `settings` (--set) change every experiment as the grid file's own top-level values
+    would; `overrides` (weights, max_epochs, ...) apply to every trial over both; `where`
+    keeps only the trials whose config matches it on every key.
     """
     experiments = get_grid(grid).experiments
     if seeds < 1:
@@ -284,10 +329,10 @@ def expand(
     where = where or {}
     configs = []
     for number, name, changes in experiments:
-        settings = {**BASELINE, **changes, **overrides}
-        cid = f"{grid_label(grid)}-{number}-{config_id(settings)}"
+        merged = {**BASELINE, **changes, **(settings or {}), **overrides}
+        cid = f"{grid_label(grid)}-{number}-{config_id(merged)}"
         for seed in range(first_seed, first_seed + seeds):
-            config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **settings}
+            config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **merged}
             # Validated before Ray starts (naming a bad key), and whole: every key, resolved.
             config = TrialConfig.from_dict(config).to_dict()
             if all(config[k] == v for k, v in where.items()):  # any key: experiment, seed, lr, ...

@@ -32,7 +32,9 @@ from trainable import storage as store
 from trainable.errors import UserError
 from trainable.results_files import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
 
+# --dry-run shows the paper's axes, then every other setting that varies and every --set one.
 DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
+SAME_IN_NAME = ("experiment", "name", "config_id")  # said by the trial column
 
 
 @dataclass
@@ -65,7 +67,14 @@ class Source:
 
 def grid_source(spec: StudySpec) -> Source:
     where = parse_where(list(spec.where))
-    configs = expand(spec.grid, seeds=spec.seeds, first_seed=spec.first_seed, overrides=spec.overrides(), where=where)
+    configs = expand(
+        spec.grid,
+        seeds=spec.seeds,
+        first_seed=spec.first_seed,
+        overrides=spec.overrides(),
+        where=where,
+        settings=spec.trial_settings(),
+    )
     label = f"{len(configs)} trial(s) of grid {grid_label(spec.grid)!r}"
     return Source(label, configs, TrialNames.of(configs), spec.scheduler or get_grid(spec.grid).scheduler)
 
@@ -82,9 +91,10 @@ def search_source(spec: StudySpec) -> Source:
             f"--search {spec.search} needs a space of ranges: --grid search, or a grid file with "
             f"{{loguniform|uniform|choice: ...}} values; grid {grid_label(spec.grid)!r} has none."
         )
-    space = search.search_space(grid, spec.overrides(), seed=spec.first_seed)
+    fixed = {**spec.trial_settings(), **spec.overrides()}  # a --set key is fixed, not searched
+    space = search.search_space(grid, fixed, seed=spec.first_seed)
     searched = search.searched_keys(space)
-    points = search.paper_points(grid, space, spec.overrides())
+    points = search.paper_points(grid, space, fixed)
     return Source(
         f"{spec.search} search: {spec.num_samples} trial(s) over {', '.join(searched)}",
         [{k: v for k, v in space.items() if not isinstance(v, Domain)}],
@@ -131,12 +141,17 @@ def dry_run(spec: StudySpec, source: Source) -> int:
     from study.space import name_width, trial_name, trials_of
 
     if source.ranges is not None:
-        print("\n".join(f"{key}: {getattr(value, 'domain_str', value)}" for key, value in source.ranges.items()))
+        searched = {k: v for k, v in source.ranges.items() if hasattr(v, "sampler")}
+        print("searched:\n" + "\n".join(f"  {key}: {domain_text(value)}" for key, value in searched.items()))
+        fixed = {k: v for k, v in source.ranges.items() if k not in searched}
+        print("fixed:\n" + "\n".join(f"  {key}: {value}" for key, value in fixed.items()))
         print(f"\n{source.label}.")
         return 0
     trials = trials_of(source.param_space())
     width = name_width(c["experiment"] for c in trials)
-    table = pd.DataFrame(trials).reindex(columns=DRY_RUN_COLUMNS)
+    table = pd.DataFrame(trials)
+    varying = [k for k in table.columns if k not in SAME_IN_NAME and table[k].astype(str).nunique() > 1]
+    table = table.reindex(columns=list(dict.fromkeys([*DRY_RUN_COLUMNS, *varying, *spec.trial_settings()])))
     table.insert(0, "trial", [trial_name(c, width) for c in trials])
     print(table.to_string(index=False))
     n_configs = len({c["config_id"] for c in trials})
@@ -145,6 +160,14 @@ def dry_run(spec: StudySpec, source: Source) -> int:
         f"{len(trials) // n_configs} seed(s) = {len(trials)} trials; scheduler {source.scheduler}."
     )
     return 0
+
+
+def domain_text(domain: Any) -> str:
+    """A Tune domain as a grid file writes it: 'loguniform (0.0001, 0.01)', 'choice [...]'."""
+    if hasattr(domain, "categories"):
+        return f"choice {domain.categories}"
+    kind = "loguniform" if type(domain.sampler).__name__ == "_LogUniform" else "uniform"
+    return f"{kind} {domain.domain_str}"
 
 
 def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:

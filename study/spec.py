@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from study.grids import GRIDS, SEARCHES, is_grid_file
+from study.grids import GRIDS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
 from trainable import storage as store
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
 from trainable.data.options import DataOptions
@@ -77,6 +77,13 @@ class StudySpec:
     )
     augment_views: int | None = option(
         None, "online augmentation from K cached views per image (frozen trunk) instead of fresh draws", type=int
+    )
+    settings: tuple[str, ...] = option(
+        (),
+        "set any trial setting for every trial, as a grid file's top-level value would (repeatable, e.g. "
+        "--set dropout=0.3); shown in --dry-run and in 'differs from #1'",
+        metavar="KEY=VALUE",
+        flags=("--set",),
     )
     # which trials, ranked how
     seeds: int = option(3, "seeds per configuration")
@@ -150,8 +157,10 @@ class StudySpec:
         made absolute so the record means the same from any directory. Keys that are no
         option (an older version's) are ignored; missing ones take their defaults."""
         defaults = {name: f.default for name, f in FIELDS.items()}
-        values = {k: absolute(k, v) for k, v in {**defaults, **values}.items() if k in defaults}
-        values["where"] = tuple(values["where"] or ())
+        from_file = grid_file_options(values.get("grid")) if set(STUDY_KEYS) - set(values) else {}
+        values = {**defaults, **from_file, **values}
+        values = {k: absolute(k, v) for k, v in values.items() if k in defaults}
+        values["where"], values["settings"] = tuple(values["where"] or ()), tuple(values["settings"] or ())
         values["cache_dir"] = values["cache_dir"] or os.path.join(local_root(values["storage"]), "trunk-cache")
         dataset = DataOptions(**{f.name: values.pop(f.name) for f in options(DataOptions)})
         return cls(dataset=dataset, **values)
@@ -165,8 +174,32 @@ class StudySpec:
         }
 
     def overrides(self) -> dict[str, Any]:
-        """The options that set a trial config key for every trial of the grid."""
+        """The options that set a trial config key for every trial of the grid (experiment 1's
+        reference too: they are the study's conditions, not a difference)."""
         return {key: getattr(self, key) for key in OVERRIDES if getattr(self, key) is not None}
+
+    def trial_settings(self) -> dict[str, Any]:
+        """--set KEY=VALUE, typed: settings every trial gets as if the grid file had them
+        (so they differ from experiment 1 where its value differs)."""
+        return parse_settings(self.settings)
+
+
+KIND_NAMES = {int: "a whole number", float: "a number", str: "text"}
+
+
+def grid_file_options(grid: str | None) -> dict[str, Any]:
+    """The study options a grid file holds (study.grids.STUDY_KEYS), each checked as its
+    option would be; {} for a named grid or none."""
+    if not grid or not is_grid_file(str(grid)):
+        return {}  # (a study.json record holds every option: its grid file is not read again here)
+    found = get_grid(str(grid)).study or {}
+    for key, value in found.items():
+        meta = FIELDS[key].metadata
+        kind = meta["type"] or type(FIELDS[key].default)
+        if not isinstance(value, kind) or isinstance(value, bool) or (meta["choices"] and value not in meta["choices"]):
+            expected = f"one of {list(meta['choices'])}" if meta["choices"] else KIND_NAMES.get(kind, kind.__name__)
+            raise UserError(f"--grid {grid}: {key} is {value!r}; expected {expected} (as --{key.replace('_', '-')}).")
+    return found
 
 
 def parser() -> argparse.ArgumentParser:
@@ -220,6 +253,10 @@ def check(spec: StudySpec) -> None:
     for option_name, value in (("--precision", spec.precision), ("--train-precision", spec.train_precision)):
         if value == "fp16" and not spec.gpus_per_trial:
             raise UserError(f"{option_name} fp16 needs GPUs (--gpus-per-trial); CPUs run bf16 or fp32.")
+    given = spec.trial_settings()  # each --set typed and checked, naming it
+    both = sorted(k for k in given if k in OVERRIDES and getattr(spec, k) is not None)
+    if both:
+        raise UserError(f"--set {both[0]} and --{both[0].replace('_', '-')} are both given; keep one.")
     if spec.search != "grid" and spec.num_samples < 1:
         raise UserError(f"--num-samples must be at least 1, got {spec.num_samples}.")
     if spec.confirm_top and spec.search == "grid":

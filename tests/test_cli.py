@@ -50,7 +50,7 @@ def test_unknown_grid_names_the_valid_ones(capsys):
     "text, expected",
     [
         ("lr: [1.0e-4, abc]", "'lr' must be float (or a list of them), got 'abc'"),
-        ("lrr: [1.0e-4]", "'lrr' is not a trial setting; expected description, scheduler, experiments or one of"),
+        ("lrr: [1.0e-4]", "'lrr' is not a trial setting; expected a trial setting (augment_views, augmentation,"),
         ("freeze: [block9]", "Trial config 'freeze' is 'block9'; expected one of"),
         ("batch_size: []", "'batch_size' is an empty list"),
         ("scheduler: hyperband", "scheduler is 'hyperband'; expected one of ['none', 'asha']"),
@@ -235,3 +235,78 @@ def test_a_failure_choosing_the_best_model_is_a_line_and_exit_code_1(tmp_path, c
     assert "Traceback" not in out
     monkeypatch.undo()
     assert finish(plan, []) == 0 and "no best model kept" in capsys.readouterr().out  # the same study, no bug
+
+
+def test_set_changes_every_trial_typed_shown_in_the_dry_run_and_as_a_difference(capsys):
+    from study.grids import expand, reference_config
+    from trainable.config import differs_from
+
+    assert (
+        main(
+            ["--grid", "paper", "--seeds", "1", "--set", "dropout=0.3", "--set", "class_weights=balanced", "--dry-run"]
+        )
+        == 0
+    )
+    header, *rows = capsys.readouterr().out.splitlines()[:8]
+    assert header.split()[-2:] == ["dropout", "class_weights"] and all(
+        r.split()[-2:] == ["0.3", "balanced"] for r in rows
+    )
+    spec = study_spec(given_options(["--grid", "paper", "--set", "dropout=0.3", "--set", "lr=1e-3"]))
+    assert spec.trial_settings() == {"dropout": 0.3, "lr": 0.001}  # YAML's 1e-3 typed as TrialConfig's float
+    configs = expand("paper", seeds=1, overrides=spec.overrides(), settings=spec.trial_settings())
+    assert {c["dropout"] for c in configs} == {0.3} and {c["lr"] for c in configs} == {0.001}
+    reference = reference_config(spec.overrides())  # --set is a change, not a condition of the study
+    assert differs_from(configs[0], reference) == "lr=0.001, dropout=0.3"
+
+
+@pytest.mark.parametrize(
+    "item, expected",
+    [
+        ("dropout", "expected KEY=VALUE"),
+        ("dropout=high", "--set dropout=high: 'dropout' must be float, got 'high'"),
+        ("seed=3", "'seed' is not a setting a grid can change"),
+        ("lr=-1", "--set lr=-1: Trial config 'lr' must be > 0"),
+        ("colour=red", "'colour' is not a setting"),
+    ],
+)
+def test_a_bad_set_is_named(capsys, item, expected):
+    assert expected in " ".join(fails(capsys, "--grid", "paper", "--set", item, "--dry-run").split())
+
+
+def test_set_and_its_own_option_together_are_refused(capsys):
+    assert "--set max_epochs and --max-epochs are both given" in fails(
+        capsys, "--grid", "paper", "--set", "max_epochs=3", "--max-epochs", "4", "--dry-run"
+    )
+
+
+ONE_FILE_STUDY = """\
+description: a whole study in one file
+search: optuna
+num_samples: 6
+seeds: 2
+confirm_top: 1
+select: val_bacc
+max_epochs: 2
+lr: {loguniform: [1.0e-4, 1.0e-2]}
+dropout: {uniform: [0.0, 0.5]}
+"""
+
+
+def test_a_grid_file_holds_the_study_options_and_the_command_line_overrides_them(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_text(ONE_FILE_STUDY)
+    spec = study_spec(given_options(["--grid", str(path)]))
+    assert (spec.search, spec.num_samples, spec.seeds, spec.confirm_top, spec.select) == ("optuna", 6, 2, 1, "val_bacc")
+    spec = study_spec(given_options(["--grid", str(path), "--num-samples", "3", "--search", "random"]))
+    assert (spec.search, spec.num_samples, spec.seeds) == ("random", 3, 2)
+    assert spec.record()["num_samples"] == 3  # study.json records what ran, so a resume needs no file
+    assert main(["--grid", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "  lr: loguniform (0.0001, 0.01)" in out and "  max_epochs: 2" in out
+    assert "optuna search: 6 trial(s) over lr, dropout" in out
+    path.write_text(ONE_FILE_STUDY.replace("num_samples: 6", "num_samples: many"))
+    err = " ".join(fails(capsys, "--grid", str(path)).split())
+    assert "num_samples is 'many'; expected a whole number (as --num-samples)" in err
+    path.write_text(ONE_FILE_STUDY.replace("search: optuna", "search: bayes"))
+    err = " ".join(fails(capsys, "--grid", str(path)).split())
+    assert "search is 'bayes'; expected one of ['grid', 'random', 'optuna']" in err

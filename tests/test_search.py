@@ -240,3 +240,26 @@ def test_a_killed_optuna_search_resumes_the_same_optuna_study(tiny_root, tmp_pat
     assert sum(t.state.name == "COMPLETE" for t in after) >= 4
     trials, _ = load_study(str(study))
     assert len(trials) == 4 and (trials.status == "finished").all() and trials.trial_id.is_unique
+
+
+@pytest.mark.slow
+def test_a_one_file_study_runs_with_only_its_file_and_the_data(tmp_path):
+    """A YAML with search: optuna, num_samples and seeds is the whole study: `--grid FILE
+    --data DIR` and nothing else (results under ./results, named after the file)."""
+    if not os.path.isdir(REAL_DATA):
+        pytest.skip(f"real dataset not found at {REAL_DATA}")
+    study_file = tmp_path / "tiny-search.yaml"
+    study_file.write_text(
+        "search: optuna\nnum_samples: 2\nseeds: 1\nmax_epochs: 1\nweights: none\naugmentation: none\n"
+        "lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
+    )
+    command = [sys.executable, "-m", "study.run", "--grid", str(study_file), "--data", REAL_DATA]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (study,) = (tmp_path / "results").glob("tiny-search-*")
+    record = json.loads((study / "study.json").read_text())
+    assert record["search"] == {"kind": "optuna", "num_samples": 2, "searched": ["lr"]}
+    assert record["args"]["seeds"] == 1 and record["args"]["num_samples"] == 2
+    kept = optuna_trials(study)  # the paper's warm starts are enqueued up front; those not reached wait
+    assert [t.number for t in kept if t.state.name == "COMPLETE"] == [0, 1]
+    assert {t.state.name for t in kept[2:]} <= {"WAITING"}
