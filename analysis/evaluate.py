@@ -40,7 +40,7 @@ def evaluate(data: FaceData, predictor: Any, faces: Faces) -> dict[str, Any]:
     for i, image in enumerate(data.images):
         crops, _ = faces.crops(image)
         if crops:
-            found.append((i, crops[0][1]))
+            found.append((i, crops[0].crop))
     if found:
         probs = predictor.probabilities([crop for _, crop in found])
         pred[[i for i, _ in found]] = probs.argmax(1)

@@ -86,9 +86,9 @@ def predict_files(files: list[str], faces: Faces, predictor: Any) -> pd.DataFram
         crops, problem = faces(path)
         if problem:
             rows.append({"file": printable(path), "face": "", "predicted": "", "problem": problem})
-        for face, crop in crops:
-            rows.append({"file": printable(path), "face": face, "problem": ""})
-            pending.append((rows[-1], crop))
+        for face in crops:
+            rows.append({"file": printable(path), "face": face.label, "problem": ""})
+            pending.append((rows[-1], face.crop))
         if len(pending) >= CHUNK:
             flush()
         if len(files) > PROGRESS_FROM:

@@ -8,31 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REAL_DATA
-from trainable.model import build_model, trained_model_record
+from tests.conftest import REAL_DATA, random_model_file
 from trainable.serving.inference import Predictor
-from trainable.transforms import FACENET_MEAN, FACENET_STD
 
 CLASSES = ["1-4", "5-27", "28+"]
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    """A random-weights model file described the way a trial describes its own."""
-    net = build_model("none", "block8", seed=0)
-    preprocessing = {
-        "normalization": "facenet",
-        "mean": list(FACENET_MEAN),
-        "std": list(FACENET_STD),
-        "crop": 140,
-        "size": 160,
-    }
-    record = trained_model_record(
-        net, weights="none", freeze="block8", classes=CLASSES, preprocessing=preprocessing, precision="fp32"
-    )
-    path = tmp_path_factory.mktemp("model") / "model.pt"
-    torch.save(record, path)
-    return str(path)
+    return random_model_file(tmp_path_factory.mktemp("model") / "model.pt")
 
 
 def generated(n=4, size=(160, 160)):

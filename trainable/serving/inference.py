@@ -31,18 +31,19 @@ def model_file(spec: str) -> str:
 class Predictor:
     """`probabilities(images)` for HxWx3 uint8 RGB face crops; `classes` names the columns."""
 
-    def __init__(self, model_file: str) -> None:
-        model, self.transform, record = read_trained(model_file)
-        self.model = model.to(memory_format=torch.channels_last)
-        self.classes: list[str] = list(record["classes"])
-        self.model.trunk_precision = resolve_precision(record.get("precision", "fp32"), CPU)
+    def __init__(self, model_file: str, device: torch.device = CPU) -> None:
+        model, self.transform, self.record = read_trained(model_file)
+        self.device = device
+        self.model = model.to(device, memory_format=torch.channels_last)
+        self.classes: list[str] = list(self.record["classes"])
+        self.model.trunk_precision = resolve_precision(self.record.get("precision", "fp32"), device)
         # Models from before train_precision was recorded trained a frozen trunk's head in fp32.
-        trained = record.get("train_precision") or ("fp32" if model.frozen else self.model.trunk_precision)
-        self.train_precision = resolve_precision(trained, CPU)
+        trained = self.record.get("train_precision") or ("fp32" if model.frozen else self.model.trunk_precision)
+        self.train_precision = resolve_precision(trained, device)
 
     def logits(self, images: list[np.ndarray]) -> torch.Tensor:
         x = apply_transform(self.transform, images).contiguous(memory_format=torch.channels_last)
-        return predict(self.model, x, device=CPU, precision=self.train_precision)
+        return predict(self.model, x, device=self.device, precision=self.train_precision)
 
     def probabilities(self, images: list[np.ndarray]) -> np.ndarray:
         if not images:
