@@ -152,15 +152,15 @@ def application(
 
 def build(args: dict[str, str]) -> serve.Application:
     """`serve run study.serve:build model=RESULTS_DIR [key=value ...]`: the same application."""
-    flags = {"true": True, "false": False}
+    flags = {"true": True, "false": False}  # as `serve run` passes them, or YAML's booleans
     known = {"model", "detect", "all_faces", "replicas", "cpus", "gpus", "max_batch_size", "batch_wait_ms"}
     unknown = sorted(set(args) - known)
     if unknown or "model" not in args:
         raise UserError(f"serve run study.serve:build takes model=PATH and {sorted(known - {'model'})}; got {args}.")
     return application(
         args["model"],
-        detect=flags[args.get("detect", "true").lower()],
-        all_faces=flags[args.get("all_faces", "false").lower()],
+        detect=flags[str(args.get("detect", "true")).lower()],
+        all_faces=flags[str(args.get("all_faces", "false")).lower()],
         replicas=int(args.get("replicas", 1)),
         cpus=float(args.get("cpus", 1)),
         gpus=float(args.get("gpus", 0)),

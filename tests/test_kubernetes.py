@@ -77,3 +77,26 @@ def test_a_retried_job_resumes_the_study_its_failed_attempt_started(tmp_path, ca
     assert existing_study(args) == str(study) and "exists: resuming it" in capsys.readouterr().out
     resumed = study_spec(given_options(argv))
     assert resumed.resume == str(study) and resumed.grid == "paper" and resumed.gpus_per_trial == 0.25
+
+
+def test_the_rayservice_matches_kuberays_crd_and_serves_the_study_with_a_token(tmp_path):
+    """kubernetes/rayservice.yaml: valid for KubeRay v1.7.0's RayService CRD, token-protected,
+    and its serveConfigV2 a Serve config Ray accepts whose application study.serve builds."""
+    (service,) = manifest("rayservice.yaml")
+    assert (service["apiVersion"], service["kind"]) == ("ray.io/v1", "RayService")
+    jsonschema.validate(service, crd_schema("ray.io_rayservices.yaml"))
+    cluster = service["spec"]["rayClusterConfig"]
+    assert cluster["authOptions"]["mode"] == "token" and cluster["rayVersion"] == "2.60.0"
+    broken = {**service, "spec": {**service["spec"], "serveConfigV2": {"applications": []}}}  # must be a string
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, crd_schema("ray.io_rayservices.yaml"))
+    serve_schema = pytest.importorskip("ray.serve.schema", reason="the serve extra is not installed")
+    config = serve_schema.ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))
+    (app,) = config.applications
+    assert app.import_path == "study.serve:build" and [d.name for d in app.deployments] == ["AgeGroups"]
+    from study.serve import build
+    from tests.conftest import random_model_file
+
+    assert app.args["model"].startswith("/results/")
+    model = random_model_file(tmp_path / "model.pt")
+    assert build({**app.args, "model": model}) is not None  # the builder takes the manifest's args
