@@ -55,7 +55,7 @@ from trainable.results_files import (
     STUDY_FILE,
     split_identity,
 )
-from trainable.storage import download, is_uri
+from trainable.storage import SECRET, download, is_uri
 
 # The 2021 report's figures (shared/DESIGN.md): experiment -> (val acc, test acc).
 REPORTED = {1: (0.73, 0.82), 2: (0.80, 0.84), 3: (0.82, 0.85)}
@@ -615,6 +615,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baselines", help="directory holding baselines.json (python -m analysis.baselines)")
     p.add_argument("--out", help="output directory (default RESULTS_DIR/report)")
     p.add_argument("--external", nargs="+", default=[], metavar="EVAL.json", help="python -m analysis.evaluate outputs")
+    p.add_argument(
+        "--mlflow", metavar="URI", help="also log the report to the study's MLflow run (default: the URI it recorded)"
+    )
     args = p.parse_args(argv)
     missing = [path for path in args.external if not os.path.isfile(path)]
     if missing:
@@ -640,6 +643,33 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {os.path.join(out, 'report.md')}, report.html, figures/ and epochs.csv")
+    uri = args.mlflow or read_study_record(args.results_dir)["args"].get("mlflow")
+    return log_report(uri, os.path.basename(os.path.abspath(args.results_dir)), out) if uri else 0
+
+
+def log_report(uri: str, name: str, out: str) -> int:
+    """The report (Markdown, HTML, figures, epochs.csv) as artifacts of the study's MLflow run."""
+    if SECRET in uri:  # study.json redacts credentials: the URI must be given again
+        print(f"note: {uri} was recorded without its credentials; give --mlflow URI to log the report to it")
+        return 0
+    try:
+        from mlflow.tracking import MlflowClient
+
+        from trainable.serving.mlflow_model import study_run
+
+        client = MlflowClient(tracking_uri=uri)
+        run = study_run(client, name)
+        if run is None:
+            print(f"error: --mlflow {uri}: no MLflow run of study {name} there", file=sys.stderr)
+            return 1
+        client.log_artifacts(run, out, "report")
+    except ImportError:
+        print("error: logging the report to MLflow needs the mlflow extra: pip install -e '.[mlflow]'", file=sys.stderr)
+        return 1
+    except Exception as err:  # MLflow raises its own, requests' and SQLAlchemy's errors
+        print(f"error: logging the report to MLflow at {uri} failed ({type(err).__name__}: {err})", file=sys.stderr)
+        return 1
+    print(f"logged the report to MLflow run {run} at {uri}")
     return 0
 
 

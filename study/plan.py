@@ -61,6 +61,10 @@ def plan_study(spec: StudySpec, configs: list[dict[str, Any]]) -> Plan:
         from study.tracking import check_tracking_uri
 
         check_tracking_uri(spec.mlflow, name)
+    if spec.wandb:
+        from study.tracking import check_wandb
+
+        check_wandb()
     resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
     for config in configs:
         config["weights"] = resolved[config["weights"]]

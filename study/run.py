@@ -201,8 +201,20 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     )
     budget = tune_setup.EpochBudget(spec.budget_epochs, plan.directory) if spec.budget_epochs else None
     progress = [] if spec.verbose else [Progress(source.trials)]  # Tune's own output instead with -v
-    watchers = progress + tune_setup.mlflow_callbacks(spec.mlflow, plan.name, plan.directory)
+    watchers = progress + tune_setup.tracking_callbacks(spec.mlflow, spec.wandb, plan.name, plan.directory)
     results = fit(spec, source, trainable, plan, budget=budget, callbacks=watchers)
+    code = finish_study(spec, source, plan, results, trainable)
+    if spec.mlflow:
+        from study.tracking import log_outcome
+
+        code = max(code, log_outcome(spec.mlflow, plan, data, register=spec.mlflow_register))
+    return code
+
+
+def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trainable: Any) -> int:
+    """The summary and best/; with --confirm-top, the confirmation first (its summary then)."""
+    from study.console import Progress
+
     if not spec.confirm_top:
         return finish(plan, results)
     fetch(plan)

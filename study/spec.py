@@ -126,7 +126,19 @@ class StudySpec:
     cache_dir: str | None = option(None, "trunk-output cache (default STORAGE/trunk-cache)", path=True)
     max_failures: int = option(0, "retries of a failing trial from its checkpoint")
     mlflow: str | None = option(
-        None, "also log trials to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000", metavar="URI"
+        None,
+        "also log the study to this MLflow tracking URI, e.g. sqlite:///mlflow.db or http://HOST:5000: a run per "
+        "trial, the study's run with its summary, best.json and best model (an MLflow model)",
+        metavar="URI",
+    )
+    wandb: str | None = option(
+        None,
+        "also log each trial to this Weights & Biases project (Ray's WandbLoggerCallback; one run per trial, "
+        "grouped by study; WANDB_MODE=offline writes the runs under STUDY/wandb)",
+        metavar="PROJECT",
+    )
+    mlflow_register: str | None = option(
+        None, "with --mlflow: register the best model in MLflow's model registry under NAME", metavar="NAME"
     )
     cpus_per_trial: float | None = option(
         None, "default: 1 for cached trials, up to 4 for full-network ones", type=float
@@ -257,6 +269,8 @@ def check(spec: StudySpec) -> None:
     both = sorted(k for k in given if k in OVERRIDES and getattr(spec, k) is not None)
     if both:
         raise UserError(f"--set {both[0]} and --{both[0].replace('_', '-')} are both given; keep one.")
+    if spec.mlflow_register and not spec.mlflow:
+        raise UserError("--mlflow-register NAME registers the best model in MLflow: give --mlflow URI too.")
     if spec.search != "grid" and spec.num_samples < 1:
         raise UserError(f"--num-samples must be at least 1, got {spec.num_samples}.")
     if spec.confirm_top and spec.search == "grid":
@@ -273,6 +287,8 @@ def check_extras(spec: StudySpec) -> None:
     """The optional packages the settings need are installed."""
     if spec.search == "optuna" and importlib.util.find_spec("optuna") is None:
         raise UserError("--search optuna needs the search extra: pip install -e '.[search]'.")
+    if spec.wandb and importlib.util.find_spec("wandb") is None:
+        raise UserError("--wandb needs the wandb package: pip install -e '.[wandb]'.")
     if spec.mlflow and importlib.util.find_spec("mlflow") is None:
         raise UserError(
             "--mlflow needs the mlflow package: pip install -e '.[mlflow]' (or drop --mlflow; "

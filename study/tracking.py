@@ -1,13 +1,17 @@
 """Optional MLflow tracking (`--mlflow URI`, the `mlflow` extra): the URI checked before
 Ray starts, then one parent run per study (study.json as its artifact) and one child
 run per trial with its hyperparameters as params, experiment/name/seed as tags, and
-per-epoch and final best-epoch metrics, stepped by epoch."""
+per-epoch and final best-epoch metrics, stepped by epoch. When the study ends, its run
+gets the summary, best.json, the best figures and the best model as an MLflow model
+(`log_outcome`; registered with --mlflow-register NAME)."""
 
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -134,3 +138,94 @@ class MLflowStudyLogger(LoggerCallback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.client.set_terminated(self.parent, "FINISHED")
+
+
+def best_metrics(best: dict[str, Any]) -> dict[str, float]:
+    """best.json's figures as MLflow metrics: each mean and interval bound, the kept model's scores."""
+    out = {}
+    for key in ("selected", "val_acc", "test_acc_across_seeds", "test_acc_full_interval"):
+        for part, value in (best.get(key) or {}).items():
+            out[f"best_{key}_{part}"] = value
+    out.update({f"best_{k}": best[k] for k in ("model_selected", "model_val_acc", "model_test_acc") if k in best})
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def log_outcome(uri: str, plan: Any, data: Any, register: str | None = None) -> int:
+    """After the summary: the study's run gets summary.csv (and confirm/'s), best/best.json,
+    the best figures as metrics and the best model as an MLflow model (registered as
+    `register`), with one of the study's test crops as its input example. A failure is one
+    line and exit code 1; the results on disk stay as they are."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    from trainable.files import read_json
+    from trainable.results_files import BEST_DIR, BEST_FILE, CONFIRM_DIR, MODEL_FILE, SUMMARY_FILE
+    from trainable.serving.mlflow_model import log_model, study_run
+
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        parent = study_run(client, plan.name)
+        if parent is None:
+            print(f"MLflow: no run of study {plan.name} at {uri}; nothing more logged.", file=sys.stderr)
+            return 1
+        for folder, under in ((plan.directory, None), (os.path.join(plan.directory, CONFIRM_DIR), CONFIRM_DIR)):
+            if os.path.exists(summary := os.path.join(folder, SUMMARY_FILE)):
+                client.log_artifact(parent, summary, under)
+        best_dir = os.path.join(plan.directory, BEST_DIR)
+        if not os.path.exists(best_file := os.path.join(best_dir, BEST_FILE)):
+            print("MLflow: logged the summary; no best model to log.")
+            return 0
+        client.log_artifact(parent, best_file, BEST_DIR)
+        client.log_batch(parent, metrics=metric_list(best_metrics(read_json(best_file))))
+        crop = io.BytesIO()
+        Image.fromarray(data.images[int(data.split["test"][0])]).save(crop, format="PNG")
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run(run_id=parent):
+            info = log_model(os.path.join(best_dir, MODEL_FILE), crop.getvalue(), register)
+        registered = f", registered as {register}" if register else ""
+        print(f"MLflow: the best model is {info.model_uri}{registered} (load it with mlflow.pyfunc.load_model).")
+        return 0
+    except Exception as err:  # MLflow raises its own, requests' and SQLAlchemy's errors
+        print(f"MLflow: logging the study's outcome failed ({type(err).__name__}: {err}).", file=sys.stderr)
+        return 1
+
+
+def metric_list(metrics: dict[str, float]) -> list[Any]:
+    import time
+
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    return [Metric(key, value, stamp, 0) for key, value in metrics.items()]
+
+
+# Not logged to W&B: each image's prediction (a list per split; the report's paired tests read
+# them from result.json) and Ray's own bookkeeping.
+WANDB_EXCLUDES = ["val_pred", "test_pred", "done", "should_checkpoint"]
+
+
+def check_wandb() -> None:
+    """W&B can log: offline or disabled mode, an API key in the environment, or `wandb login` done."""
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled") or os.environ.get("WANDB_API_KEY"):
+        return
+    import wandb
+
+    try:
+        logged_in = bool(wandb.api.api_key)
+    except Exception:  # no settings file, or a broken one
+        logged_in = False
+    if not logged_in:
+        raise UserError(
+            "--wandb: not logged in to Weights & Biases. Run `wandb login`, set WANDB_API_KEY, or set "
+            "WANDB_MODE=offline to write the runs under the study's folder (`wandb sync` uploads them later)."
+        )
+
+
+def wandb_callback(project: str, name: str, study_dir: str) -> Any:
+    """Ray's WandbLoggerCallback: one W&B run per trial (named as the trial), grouped by the
+    study; the config, every epoch's record and the final one; run files under STUDY/wandb."""
+    from ray.air.integrations.wandb import WandbLoggerCallback
+
+    os.makedirs(study_dir, exist_ok=True)
+    return WandbLoggerCallback(project=project, group=name, excludes=WANDB_EXCLUDES, dir=study_dir)

@@ -178,13 +178,13 @@ def make_tuner(
     )
 
 
-def mlflow_callbacks(uri: str | None, name: str, study_dir: str) -> list[Any]:
-    """Log the study and its trials to MLflow (optional extra; see study.tracking)."""
-    if uri is None:
-        return []
-    from study.tracking import MLflowStudyLogger
+def tracking_callbacks(mlflow: str | None, wandb: str | None, name: str, study_dir: str) -> list[Any]:
+    """Log the study and its trials to MLflow and/or W&B (optional extras; see study.tracking)."""
+    from study import tracking
 
-    return [MLflowStudyLogger(uri, name, study_dir)]
+    return ([tracking.MLflowStudyLogger(mlflow, name, study_dir)] if mlflow else []) + (
+        [tracking.wandb_callback(wandb, name, study_dir)] if wandb else []
+    )
 
 
 def can_restore(location: str) -> bool:

@@ -159,24 +159,3 @@ def final_row(**values) -> dict:
 def without_ray_keys(row: dict) -> dict:
     """node_id and reported_at are the Ray trainable's to add."""
     return {k: v for k, v in row.items() if not (k in ("node_id", "reported_at") and v is None)}
-
-
-def random_model_file(path) -> str:
-    """A random-weights model file (freeze block8) described the way a trial describes its own."""
-    import torch
-
-    from trainable.model import build_model, trained_model_record
-    from trainable.transforms import FACENET_MEAN, FACENET_STD
-
-    net = build_model("none", "block8", seed=0)
-    preprocessing = {"normalization": "facenet", "mean": list(FACENET_MEAN), "std": list(FACENET_STD)}
-    record = trained_model_record(
-        net,
-        weights="none",
-        freeze="block8",
-        classes=["1-4", "5-27", "28+"],
-        preprocessing={**preprocessing, "crop": 140, "size": 160},
-        precision="fp32",
-    )
-    torch.save(record, path)
-    return str(path)

@@ -87,3 +87,19 @@ def test_the_gpu_check_runs_without_ray_on_the_cpu(tiny_root, tmp_path):
     assert rows[0]["freeze"] == "none"  # full-network trials first
     assert all(r["epochs"] == 1 and r["precision"].endswith("trained fp32") for r in rows)
     assert "| trial | epochs |" in (out / "table.md").read_text() and "paper grid x 1 seed(s)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_serve_benchmark_answers_every_request_in_every_cell(tmp_path, capsys):
+    """study.bench --serve, bounded to 8 requests a cell: both modes x 1, 8, 32 clients, every
+    request answered with 200, the table printed."""
+    pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
+    if not os.path.isdir(REAL_DATA):
+        pytest.skip(f"real dataset not found at {REAL_DATA}")
+    assert main(["--serve", "--requests", "8", "--data", REAL_DATA, "--out", str(tmp_path / "s.json")]) == 0
+    assert "| mode | concurrency | sent | answered_200 | errors | rps | p50_ms |" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "s.json").read_text())["serve"]
+    assert [(r["mode"], r["concurrency"]) for r in rows] == [
+        (mode, c) for mode in ("no batching", "batching (8)") for c in (1, 8, 32)
+    ]
+    assert all(r["sent"] == r["answered_200"] == 8 and r["errors"] == 0 and r["rps"] > 0 for r in rows)

@@ -95,7 +95,7 @@ def test_the_rayservice_matches_kuberays_crd_and_serves_the_study_with_a_token(t
     (app,) = config.applications
     assert app.import_path == "study.serve:build" and [d.name for d in app.deployments] == ["AgeGroups"]
     from study.serve import build
-    from tests.conftest import random_model_file
+    from trainable.model import random_model_file
 
     assert app.args["model"].startswith("/results/")
     model = random_model_file(tmp_path / "model.pt")

@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import REAL_DATA, random_model_file
+from tests.conftest import REAL_DATA
+from trainable.model import random_model_file
 from trainable.serving.inference import Predictor
 
 CLASSES = ["1-4", "5-27", "28+"]

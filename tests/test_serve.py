@@ -31,7 +31,7 @@ def served(tmp_path_factory, request):
     from ray import serve
 
     from study.serve import application
-    from tests.conftest import random_model_file
+    from trainable.model import random_model_file
 
     path = random_model_file(tmp_path_factory.mktemp("model") / "model.pt")
     images = sorted(os.path.join(d, n) for d, _, names in os.walk(REAL_DATA) for n in names if n.endswith(".jpg"))

@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from trainable.config import NAMED_WEIGHTS
 from trainable.device import autocast
 from trainable.errors import UserError
-from trainable.transforms import eval_transform
+from trainable.transforms import CROP, FACENET_MEAN, FACENET_STD, SIZE, eval_transform
 
 NUM_CLASSES = 3  # age groups 1-4, 5-27, 28+; other datasets may have other counts
 # InceptionResnetV1's modules in forward order; `flatten` stands for its x.view(N, -1).
@@ -104,6 +104,22 @@ def trained_model_record(model: FaceAgeNet, *, weights: str, freeze: str, **desc
         "trained": trainable_state(model),
         **description,
     }
+
+
+def random_model_file(path: str, classes: tuple[str, ...] = ("1-4", "5-27", "28+")) -> str:
+    """A model file of random weights (freeze block8), described as a trial describes its
+    own: what serving tests and benchmarks load (it runs at the trained model's speed)."""
+    preprocessing = {"normalization": "facenet", "mean": list(FACENET_MEAN), "std": list(FACENET_STD)}
+    record = trained_model_record(
+        build_model("none", "block8", seed=0, num_classes=len(classes)),
+        weights="none",
+        freeze="block8",
+        classes=list(classes),
+        preprocessing={**preprocessing, "crop": CROP, "size": SIZE},
+        precision="fp32",
+    )
+    torch.save(record, path)
+    return str(path)
 
 
 def load_trained(path: str) -> tuple[FaceAgeNet, v2.Compose]:

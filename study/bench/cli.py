@@ -1,6 +1,6 @@
 """Benchmark the study on this machine, in one process, against the naive way.
 
-    python -m study.bench [--quick | --grid-only | --scale] [--seeds N] [--out FILE.json] [--data PATH]
+    python -m study.bench [--quick | --grid-only | --scale | --serve] [--seeds N] [--out FILE.json] [--data PATH]
     python -m study.bench --device cuda --no-ray [--quick] [--seeds 5] [--concurrent K] --out DIR
 
 Prints a table and writes the figures as JSON. Everything compared is measured
@@ -8,6 +8,7 @@ in the same run; absolute times on shared machines vary, ratios much less.
 `--quick` (under a minute) uses a third of the images and skips the paper grid;
 `--grid-only` runs only the paper grid (with `--seeds N`); `--scale` runs one
 cached trial through the CLI on generated datasets of `--sizes` images (see scale()).
+`--serve`: study.serve's deployment under load (see study.bench.serving).
 `--no-ray` (the GPU check, BENCHMARKS.md "GPU"; needs only torch and facenet-pytorch besides
 the scientific stack): the kernel figures, every throughput also as a fraction of the matmul
 peak at its precision, then the paper grid x `--seeds` through the Ray-free trial function,
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--quick", action="store_true", help="a third of the images, no paper grid (< 1 min)")
     what.add_argument("--grid-only", action="store_true", help="only the paper grid, no other measurements")
     what.add_argument("--scale", action="store_true", help="one cached trial on generated datasets of --sizes")
+    what.add_argument("--serve", action="store_true", help="study.serve under load: 1, 8, 32 clients, batching or not")
+    p.add_argument("--requests", type=int, default=192, help="--serve: requests per cell (each cell at most 60 s)")
     p.add_argument("--sizes", default="1000,10000,50000", help="--scale: images per generated dataset")
     p.add_argument("--data", default=os.path.join(ROOT, "..", "shared", "data", "el7008"))
     p.add_argument("--seeds", type=int, help="seeds of the paper-grid run (default 1; --no-ray: 5)")
@@ -81,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"machine": machine(device)}
     if args.no_ray:
         return without_ray(args, device, results)
+    if args.serve:
+        from study.bench.serving import serve_load, serve_table
+
+        results["serve"] = serve_load(args.data, args.requests)
+        print(serve_table(results["serve"]))
+        return finish(results, args.out)
     if args.scale:
         results["scale"] = scale([int(n) for n in args.sizes.split(",")], args.keep)
         print(scale_table(results["scale"]))
