@@ -31,6 +31,8 @@ from starlette.responses import JSONResponse
 
 from trainable.data.scan import MAX_BYTES
 from trainable.errors import UserError
+from trainable.files import read_json
+from trainable.results_files import BEST_DIR, BEST_FILE
 from trainable.serving.faces import Face, Faces, decoded
 from trainable.serving.inference import Predictor, model_file
 
@@ -49,10 +51,16 @@ def answer(faces: list[Face], probs: np.ndarray, classes: list[str]) -> list[dic
 
 
 def metadata(path: str, record: dict[str, Any]) -> dict[str, Any]:
-    """What GET / says about the model: enough to know what answers and how it was made."""
+    """What GET / says about the model: enough to know what answers and how it was made (the
+    study and why this model, from best/best.json beside a study's best model)."""
     config = record.get("config", {})
+    folder = os.path.dirname(path)
+    best_file = os.path.join(folder, BEST_FILE)
+    best = read_json(best_file) if os.path.basename(folder) == BEST_DIR and os.path.exists(best_file) else {}
     return {
         "model_file": path,
+        "study": os.path.basename(os.path.dirname(folder)) if best else None,
+        "chosen_by": best.get("chosen_by"),
         "classes": list(record["classes"]),
         "preprocessing": record.get("preprocessing"),
         "weights": record.get("weights_label") or record.get("weights"),
