@@ -134,3 +134,19 @@ def test_evaluate_a_folders_dataset_and_report_it(model_file, tmp_path):
     markdown, _ = report(study, external=[str(out)])
     assert "## Beyond the training data" in markdown and f"{result['accuracy']:.3f}" in markdown
     assert "### Confusion on" in markdown and "no face found" in markdown
+
+
+def test_the_served_metadata_names_the_study_and_why_its_model(tmp_path):
+    pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
+    from study.serve import metadata
+    from trainable.files import write_json
+    from trainable.model import random_model_file
+
+    best = tmp_path / "my-study" / "best"
+    best.mkdir(parents=True)
+    path = random_model_file(best / "model.pt")
+    write_json(str(best / "best.json"), {"chosen_by": "mean val_acc over seeds"})
+    record = torch.load(path, weights_only=True)
+    meta = metadata(path, record)
+    assert (meta["study"], meta["chosen_by"], meta["classes"]) == ("my-study", "mean val_acc over seeds", CLASSES)
+    assert metadata(random_model_file(tmp_path / "alone.pt"), record)["study"] is None
