@@ -643,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {os.path.join(out, 'report.md')}, report.html, figures/ and epochs.csv")
-    uri = args.mlflow or read_study_record(args.results_dir)["args"].get("mlflow")
+    uri = args.mlflow or read_study_record(args.results_dir).get("args", {}).get("mlflow")
     return log_report(uri, os.path.basename(os.path.abspath(args.results_dir)), out) if uri else 0
 
 

@@ -10,6 +10,7 @@ problem with the data is reported together, before training.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,12 +19,13 @@ from sklearn.model_selection import train_test_split
 
 from trainable.data.image_store import ImageWriter, StoredImages, default_store
 from trainable.data.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
-from trainable.data.problems import Kind, Problem, grouped, save_full_list
+from trainable.data.problems import Kind, Problem, grouped, printable, save_full_list
 from trainable.data.scan import Scan, scan_entries
 from trainable.errors import UserError
 from trainable.results_files import split_identity
 
 SPLITS = ("train", "val", "test")
+GROUP_BY = ("none", "subject")  # --group-by: who is in a photo, from the layout's names
 BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
 TRAIN_FRACTION = 0.6  # of the seeded stratified split; validation and test take half the rest each
 
@@ -44,7 +46,8 @@ class FaceData:
     classes: tuple[str, ...] = CLASS_NAMES
     layout: str = "el7008"
     skipped: list[Problem] = field(default_factory=list)  # files left out ("path: reason" lines)
-    converted: list[str] = field(default_factory=list)  # "path: what" of images converted on load
+    converted: list[Problem] = field(default_factory=list)  # "path: what" of images converted on load
+    groups: list[str] | None = None  # who each image shows (--group-by/--group-regex): one split per group
     duplicates: list[Problem] = field(default_factory=list)  # same bytes twice within one split: kept, noted
     mean: tuple[float, ...] = field(init=False)  # per channel, training images in [0, 1]
     std: tuple[float, ...] = field(init=False)
@@ -68,6 +71,12 @@ class FaceData:
             name: dict(zip(self.classes, np.bincount(self.labels[idx], minlength=n).tolist(), strict=True))
             for name, idx in self.split.items()
         }
+
+    def group_counts(self) -> dict[str, int] | None:
+        """Groups (subjects) per split, where the split was made by group; None otherwise."""
+        if self.groups is None:
+            return None
+        return {name: len({self.groups[i] for i in idx}) for name, idx in self.split.items()}
 
     def split_record(self) -> dict[str, dict]:
         """The split as every results file records it: paths and labels per split, and
@@ -101,6 +110,8 @@ def load_dataset(
     split_seed: int = 0,
     on_bad_image: str = "error",
     store: str | None = None,
+    group_by: str = "none",
+    group_regex: str | None = None,
 ) -> FaceData:
     """Read a dataset in any of LAYOUTS, scanning every file once before any training.
 
@@ -126,7 +137,8 @@ def load_dataset(
     skipped += drop_conflicts(root, scan)
     fingerprint = scan.digest.hexdigest()
     labels = np.asarray(scan.labels, dtype=np.int64)
-    split = split_of(scan, labels, classes, split_seed, root)
+    groups = identities(scan, layout, group_by, group_regex)
+    split = split_of(scan, labels, classes, split_seed, root, groups)
     return FaceData(
         root=root,
         paths=scan.paths,
@@ -141,13 +153,94 @@ def load_dataset(
         skipped=skipped + problems,
         converted=scan.converted,
         duplicates=scan.duplicates,
+        groups=groups,
     )
 
 
-def split_of(scan: Scan, labels: np.ndarray, classes: tuple[str, ...], seed: int, root: str) -> dict[str, np.ndarray]:
+def identities(scan: Scan, layout: str, group_by: str, regex: str | None) -> list[str] | None:
+    """Who each image shows, when the split must keep a person on one side: the layout's
+    subject (--group-by subject: FG-NET's names), or the first group (else the whole match)
+    of --group-regex on the image's relative path; None without either."""
+    if group_by not in GROUP_BY:
+        raise UserError(f"--group-by {group_by!r}; expected one of {list(GROUP_BY)}.")
+    if group_by == "subject" and regex:
+        raise UserError("--group-by subject and --group-regex both say who is in a photo; give one.")
+    if group_by == "subject":
+        if any(g is None for g in scan.groups):
+            raise UserError(
+                f"--group-by subject: the {layout} layout names no subjects (fgnet's file names do); "
+                "say where the subject is in the paths with --group-regex REGEX."
+            )
+        return [str(g) for g in scan.groups]
+    if not regex:
+        return None
+    try:
+        pattern = re.compile(regex)
+    except re.error as err:
+        raise UserError(f"--group-regex {regex!r} is not a regular expression ({err}).") from None
+    found = [pattern.search(path) for path in scan.paths]
+    unmatched = [path for path, m in zip(scan.paths, found, strict=True) if m is None]
+    if unmatched:
+        raise UserError(
+            f"--group-regex {regex!r} matches none of {len(unmatched)} of the {len(scan.paths)} paths, "
+            f"e.g. {printable(unmatched[0])}; every image needs a group."
+        )
+    return [m.group(1) if m.groups() else m.group(0) for m in found]
+
+
+def merged_groups(hashes: list[str], identity: list[str] | None) -> list[str]:
+    """One group per image such that identical bytes and one identity each stay together
+    (union-find over both)."""
+    if identity is None:
+        return hashes
+    parent: dict[tuple, tuple] = {}
+
+    def find(x: tuple) -> tuple:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for h, g in zip(hashes, identity, strict=True):
+        parent[find(("bytes", h))] = find(("who", g))
+    return [repr(find(("bytes", h))) for h in hashes]
+
+
+def group_split(labels: np.ndarray, groups: list[str], n_classes: int, seed: int) -> dict[str, np.ndarray]:
+    """A seeded 60/20/20 split of whole groups, stratified by class as far as the groups
+    allow: the groups in a seeded order, largest first, each to the split that most lacks
+    the classes it holds (its share of each class against 60/20/20 of the class's total)."""
+    fractions = {"train": TRAIN_FRACTION, "val": (1 - TRAIN_FRACTION) / 2, "test": (1 - TRAIN_FRACTION) / 2}
+    members: dict[str, list[int]] = {}
+    for i, group in enumerate(groups):
+        members.setdefault(group, []).append(i)
+    rng = np.random.default_rng(seed)
+    order = [list(members)[i] for i in rng.permutation(len(members))]
+    order.sort(key=lambda g: -len(members[g]))  # stable: the seeded order among equal sizes
+    total = np.bincount(labels, minlength=n_classes).astype(float)
+    have = {name: np.zeros(n_classes) for name in fractions}
+    parts: dict[str, list[int]] = {name: [] for name in fractions}
+    for group in order:
+        counts = np.bincount(labels[members[group]], minlength=n_classes)
+        lack = {name: float(((fractions[name] * total - have[name]) * counts).sum()) for name in fractions}
+        chosen = max(lack, key=lambda name: lack[name])
+        parts[chosen] += members[group]
+        have[chosen] += counts
+    return {name: np.sort(np.asarray(idx, dtype=np.int64)) for name, idx in parts.items()}
+
+
+def split_of(
+    scan: Scan, labels: np.ndarray, classes: tuple[str, ...], seed: int, root: str, identity: list[str] | None = None
+) -> dict[str, np.ndarray]:
     """The layout's own split where every file has one, else a stratified split drawn from
-    `seed` (identical images kept on one side); a training split under 2 images is refused."""
-    if any(s is None for s in scan.splits):
+    `seed` (identical images, and each identity, kept on one side: stratified as far as the
+    groups allow); a training split under 2 images is refused."""
+    if identity is not None and not any(s is None for s in scan.splits):
+        raise UserError("--group-by/--group-regex group a seeded split; this layout's split is fixed by its files.")
+    if any(s is None for s in scan.splits) and identity is not None:
+        split = group_split(labels, merged_groups(scan.hashes, identity), len(classes), seed)
+    elif any(s is None for s in scan.splits):
         split = stratified_split(labels, classes, seed=seed, root=root, groups=scan.hashes)
     else:
         split = {name: np.flatnonzero([s == name for s in scan.splits]) for name in SPLITS}
@@ -172,8 +265,8 @@ def check_dataset_options(root: str, layout: str, on_bad_image: str) -> str:
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise UserError(f"--on-bad-image {on_bad_image!r}; expected one of {list(BAD_IMAGE_POLICIES)}.")
     if layout == "auto":
-        layout = detect_layout(root)
-        print(f"Data layout: {layout} (detected under {root}; --layout sets it)")
+        layout, why = detect_layout(root)
+        print(f"Data layout: {layout} (detected under {root}: {why}; --layout sets it)")
     return layout
 
 
@@ -207,7 +300,7 @@ def drop_conflicts(root: str, scan: Scan) -> list[Problem]:
     dropped_paths = {os.path.join(root, path) for path, _ in dropped}
     scan.duplicates = [d for d in scan.duplicates if d.path not in dropped_paths]
     keep = [i for i, h in enumerate(scan.hashes) if h not in conflicts]
-    for name in ("paths", "hashes", "rows", "sums", "labels", "splits"):
+    for name in ("paths", "hashes", "rows", "sums", "labels", "splits", "groups"):
         setattr(scan, name, [getattr(scan, name)[i] for i in keep])
     return [
         Problem(

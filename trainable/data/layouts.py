@@ -3,9 +3,14 @@
 - `el7008`, the original: `ROOT/1/`, `ROOT/5/`, `ROOT/28/` with files `0.jpg`...,
   split by per-class index ranges (train 0-119, validation 120-159, test 160-199);
 - `folders`: one sub-folder per class, any file names (seeded stratified split);
-- `utkface`: `AGE_GENDER_RACE_DATE.jpg` names, age binned (default 1-4 / 5-27 / 28+).
+- `utkface`: `AGE_GENDER_RACE_DATE.jpg[.chip.jpg]` names, age binned (default 1-4 / 5-27 /
+  28+), in the root or in the folders of a download (`UTKFace/`, `crop_part1/`, ...) read
+  together; the in-the-wild photos (`part1/`...) are refused: they need face detection;
+- `fgnet`: FG-NET's `SSSAaa[x].JPG` names (subject SSS at age aa; a/b suffixes are more
+  photos), age binned the same way, the subject kept as the photo's group.
 
-Each gives `Entry`s (file, label, split or None) without opening any image.
+Each gives `Entry`s (file, label, split or None, group) without opening any image. An age
+below the first class (FG-NET has age-0 photos) is listed with its reason, never binned.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from trainable.errors import UserError
 CLASS_DIRS = ("1", "5", "28")  # folder names of the original layout
 CLASS_NAMES = ("1-4", "5-27", "28+")  # ages covered by each class
 DEFAULT_RANGES = {"train": (0, 120), "val": (120, 160), "test": (160, 200)}  # [start, stop)
-LAYOUTS = ("auto", "el7008", "folders", "utkface")
+LAYOUTS = ("auto", "el7008", "folders", "utkface", "fgnet")
 IMAGE_EXTENSIONS = {
     ".jpg",
     ".jpeg",
@@ -41,6 +46,8 @@ IMAGE_EXTENSIONS = {
     ".avif",
 }
 UTKFACE_NAME = re.compile(r"^(\d+)_(\d)_(\d)_(\d+)\.jpg(\.chip\.jpg)?$", re.IGNORECASE)
+FGNET_NAME = re.compile(r"^(\d{3})A(\d{2})([a-z])?\.jpe?g$", re.IGNORECASE)  # 001A02.JPG, 001A43a.JPG
+UTKFACE_WILD = re.compile(r"^part\d$")  # the in-the-wild download's folders (whole photos)
 
 
 class Entry(NamedTuple):
@@ -48,6 +55,7 @@ class Entry(NamedTuple):
     label: int
     split: str | None  # None: assigned by the seeded stratified split
     need: str = ""  # why the file must exist, for the error when it does not
+    group: str | None = None  # who is in it (FG-NET's subject): --group-by subject keeps a group in one split
 
 
 def layout_entries(
@@ -58,22 +66,50 @@ def layout_entries(
         return el7008_entries(root, ranges), CLASS_NAMES, [], stray_folders(root)
     if layout == "folders":
         return (*folder_entries(root), [])
+    if layout == "fgnet":
+        return (*fgnet_entries(root, age_bins), [])
     return (*utkface_entries(root, age_bins), [])
 
 
-def detect_layout(root: str) -> str:
+def named_files(root: str, pattern: re.Pattern) -> dict[str, int]:
+    """Folder (relative, '.' for the root itself) -> how many files there match `pattern`: the
+    root and its sub-folders, two levels down (a download's archive folder and its parts)."""
+    found = {}
+    for folder, depth in [(".", 0)] + [(n, 1) for n in sorted(os.listdir(root))]:
+        path = os.path.join(root, folder)
+        if folder.startswith(".") and depth or not os.path.isdir(path):
+            continue
+        names = os.listdir(path)
+        if count := sum(bool(pattern.match(n)) for n in names):
+            found[folder] = count
+        if depth == 1:
+            for sub in sorted(n for n in names if os.path.isdir(os.path.join(path, n)) and not n.startswith(".")):
+                if count := sum(bool(pattern.match(n)) for n in os.listdir(os.path.join(path, sub))):
+                    found[f"{folder}/{sub}"] = count
+    return found
+
+
+def detect_layout(root: str) -> tuple[str, str]:
+    """(the layout, why): file names first (el7008's class folders with 0.jpg, UTKFace's and
+    FG-NET's names, in the root or the folders of a download), class folders last."""
     names = [n for n in os.listdir(root) if not n.startswith(".")]
     folders = [n for n in names if os.path.isdir(os.path.join(root, n))]
     if set(CLASS_DIRS) <= set(folders) and os.path.exists(os.path.join(root, "1", "0.jpg")):
-        return "el7008"
-    if any(UTKFACE_NAME.match(n) for n in names):
-        return "utkface"
+        return "el7008", "class folders 1/, 5/, 28/ holding 0.jpg, ..."
+    for layout, pattern, what in (
+        ("utkface", UTKFACE_NAME, "UTKFace names (AGE_GENDER_RACE_DATE.jpg)"),
+        ("fgnet", FGNET_NAME, "FG-NET names (SSSAaa.JPG)"),
+    ):
+        if found := named_files(root, pattern):
+            where = ", ".join(f"{folder}/ ({n} files)" for folder, n in found.items())
+            return layout, f"{what} in {where}"
     if len(folders) >= 2:
-        return "folders"
+        return "folders", f"{len(folders)} sub-folders taken as classes: {', '.join(sorted(folders)[:8])}"
     raise UserError(
         f"Cannot tell the layout of {root}: it has neither the class folders 1/, 5/, 28/ "
-        "(el7008), nor UTKFace file names (AGE_GENDER_RACE_DATE.jpg), nor two or more "
-        "class sub-folders (folders). Pass --layout."
+        "(el7008), nor UTKFace file names (AGE_GENDER_RACE_DATE.jpg) nor FG-NET ones (001A02.JPG) "
+        "in it or its folders, nor two or more class sub-folders (folders); it holds "
+        f"{len(names)} entries ({', '.join(sorted(names)[:8]) or 'none'}). Pass --layout."
     )
 
 
@@ -160,17 +196,60 @@ def age_class_names(bins: tuple[int, ...]) -> tuple[str, ...]:
     return tuple(f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:], strict=False)) + (f"{bins[-1]}+",)
 
 
-def utkface_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[Problem]]:
+def age_class(age: int, bins: tuple[int, ...], path: str, skipped: list[Problem]) -> int | None:
+    """The class of `age`, or None with the reason in `skipped` (an age below the first class)."""
+    if age < 1:
+        first = age_class_names(bins)[0]
+        skipped.append(Problem(Kind.AGE_OUT_OF_RANGE, path, f"age {age} is below the first class ({first})"))
+        return None
+    return int(np.searchsorted(bins, age, side="right"))
+
+
+def check_bins(bins: tuple[int, ...]) -> None:
     if not bins or list(bins) != sorted(set(bins)) or bins[0] < 2:
         raise UserError(f"--age-bins {bins}: expected increasing ages above 1, e.g. 5,28.")
+
+
+def utkface_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[Problem]]:
+    """Every UTKFace-named file in the root and in the folders that hold such names (all
+    parts of one download, read together); the in-the-wild folders are refused."""
+    check_bins(bins)
+    folders = sorted(named_files(root, UTKFACE_NAME)) or ["."]
+    wild = [f for f in folders if UTKFACE_WILD.match(os.path.basename(f))]
+    if wild:
+        raise UserError(
+            f"{root}: {', '.join(f + '/' for f in wild)} hold UTKFace's in-the-wild photos (whole pictures, "
+            "often several people): they need the faces found first, which this version cannot do yet. Use the "
+            "aligned crops (UTKFace/) or crop_part1/, crop_part2/, crop_part3/ of the same download."
+        )
     skipped: list[Problem] = []
     entries = []
-    for name in _image_files(root, skipped):
-        match = UTKFACE_NAME.match(name)
+    for folder in folders:
+        for name in _image_files(os.path.join(root, folder), skipped):
+            rel, path = os.path.normpath(os.path.join(folder, name)), os.path.join(root, folder, name)
+            match = UTKFACE_NAME.match(name)
+            if match is None:
+                skipped.append(Problem(Kind.NAME_UNPARSED, path, "name is not AGE_GENDER_RACE_DATE.jpg"))
+            elif (label := age_class(int(match[1]), bins, path, skipped)) is not None:
+                entries.append(Entry(rel, label, None))
+    return entries, age_class_names(bins), skipped
+
+
+def fgnet_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[Problem]]:
+    """FG-NET's photos (in the root or the folder that holds its names), labelled by the age
+    in the name, grouped by subject."""
+    check_bins(bins)
+    found = named_files(root, FGNET_NAME)
+    folder = max(found, key=found.get) if found else "."
+    skipped: list[Problem] = []
+    entries = []
+    for name in _image_files(os.path.join(root, folder), skipped):
+        path = os.path.join(root, folder, name)
+        match = FGNET_NAME.match(name)
         if match is None:
-            skipped.append(
-                Problem(Kind.NAME_UNPARSED, os.path.join(root, name), "name is not AGE_GENDER_RACE_DATE.jpg")
+            skipped.append(Problem(Kind.NAME_UNPARSED, path, "name is not FG-NET's SSSAaa.JPG (subject, A, age)"))
+        elif (label := age_class(int(match[2]), bins, path, skipped)) is not None:
+            entries.append(
+                Entry(os.path.normpath(os.path.join(folder, name)), label, None, group=f"subject {match[1]}")
             )
-            continue
-        entries.append(Entry(name, int(np.searchsorted(bins, int(match[1]), side="right")), None))
     return entries, age_class_names(bins), skipped

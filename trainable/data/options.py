@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from trainable.data.dataset import BAD_IMAGE_POLICIES, SPLITS, FaceData, load_dataset
+from trainable.data.dataset import BAD_IMAGE_POLICIES, GROUP_BY, SPLITS, FaceData, load_dataset
 from trainable.data.layouts import DEFAULT_RANGES, LAYOUTS
 from trainable.data.problems import grouped, save_full_list
 from trainable.errors import UserError
@@ -47,7 +47,13 @@ class DataOptions:
     data: str | None = option(None, "dataset root (see --layout)", path=True)
     layout: str = option("auto", "how images and classes sit under --data", choices=LAYOUTS)
     age_bins: str = option("5,28", "utkface: ages where a new class starts")
-    split_seed: int = option(0, "folders/utkface: seed of the 60/20/20 split")
+    split_seed: int = option(0, "folders/utkface/fgnet: seed of the 60/20/20 split")
+    group_by: str = option(
+        "none", "subject: every photo of one person in one split (fgnet's names say who)", choices=GROUP_BY
+    )
+    group_regex: str | None = option(
+        None, "the group (person) of each image: the first group, or the match, of REGEX on its path", metavar="REGEX"
+    )
     on_bad_image: str = option(
         "error", "broken images: stop with their list, or leave them out and record them", choices=BAD_IMAGE_POLICIES
     )
@@ -76,12 +82,19 @@ def dataset_from_args(args: DataOptions | argparse.Namespace, store: str | None 
         split_seed=args.split_seed,
         on_bad_image=args.on_bad_image,
         store=store,
+        group_by=getattr(args, "group_by", "none"),
+        group_regex=getattr(args, "group_regex", None),
     )
-    if data.converted:
-        print(f"Converted {len(data.converted)} image(s) on load (grayscale, alpha, CMYK, 16-bit, large).")
-    for line in data.duplicates:
-        print(f"Note: {line}")
-    if data.skipped:
-        full = save_full_list(data.skipped, "left-out")
-        print(f"Left out {len(data.skipped)} file(s) (the whole list: {full}):\n{grouped(data.skipped, full)}")
+    notes = [*data.duplicates, *data.converted]
+    if data.skipped or notes:
+        full = save_full_list([*data.skipped, *notes], "data")
+        if data.skipped:
+            print(f"Left out {len(data.skipped)} file(s) (the whole list: {full}):\n{grouped(data.skipped, full)}")
+        if notes:  # kept files: a few lines per kind, the rest in the same list
+            print(f"Notes on {len(notes)} kept file(s) (all in {full}):\n{grouped(notes, full, per_kind=3)}")
+    if (counts := data.group_counts()) is not None:
+        print(
+            f"Groups per split (each in one split only): {', '.join(f'{k} {v}' for k, v in counts.items())}; "
+            f"{sum(counts.values())} in all"
+        )
     return data

@@ -29,7 +29,9 @@ class Kind(enum.Enum):
     NOT_A_CLASS = "not a class folder"
     NOT_AN_IMAGE_NAME = "not an image file name"
     NAME_UNPARSED = "name does not parse"
-    DUPLICATE = "the same bytes twice in one split"  # a note: both copies are kept
+    AGE_OUT_OF_RANGE = "age outside the classes"
+    DUPLICATE = "the same bytes twice in one split, both kept"  # a note
+    CONVERTED = "converted on load"  # a note: grayscale, alpha, CMYK, 16-bit, large
 
 
 class Problem(str):
@@ -66,16 +68,17 @@ def save_full_list(problems: list[str], what: str) -> str:
         return f.name
 
 
-def grouped(problems: list[str], full_list: str, limit: int = LIMIT) -> str:
+def grouped(problems: list[str], full_list: str, limit: int = LIMIT, per_kind: int | None = None) -> str:
     """The groups, largest first, as 'reason (count):' headings over indented file lines,
-    stopping after `limit` file lines with how many more are in `full_list`."""
+    at most `per_kind` lines a group, stopping after `limit` file lines, with how many more
+    are in `full_list`."""
     groups: dict[str, list[str]] = defaultdict(list)
     for problem in problems:
         groups[problem.kind.value if isinstance(problem, Problem) else "other"].append(problem)
     lines, shown = [], 0
     for title, members in sorted(groups.items(), key=lambda item: -len(item[1])):
         lines.append(f"{title} ({len(members)}):")
-        for problem in members[: max(0, limit - shown)]:
+        for problem in members[: max(0, min(limit - shown, per_kind or limit))]:
             lines.append(f"  {problem}")
             shown += 1
     if shown < len(problems):

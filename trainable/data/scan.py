@@ -45,8 +45,9 @@ class Scan:
     sums: list[np.ndarray] = field(default_factory=list)  # each kept image's trainable.data.pixel_sums
     labels: list[int] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
+    groups: list[str | None] = field(default_factory=list)  # each kept image's Entry.group
     problems: list[Problem] = field(default_factory=list)  # files that cannot be used
-    converted: list[str] = field(default_factory=list)  # "path: what", images converted on load
+    converted: list[Problem] = field(default_factory=list)  # "path: what" (Kind.CONVERTED), images converted on load
     duplicates: list[Problem] = field(default_factory=list)  # same bytes twice within one split: kept
     digest: hashlib._Hash = field(default_factory=hashlib.sha256)  # over every kept path and file hash
     first_with_hash: dict[str, tuple[str, str | None]] = field(default_factory=dict)
@@ -78,7 +79,7 @@ def scan_entries(
             continue
         scan.first_with_hash.setdefault(file_hash, (path, entry.split))
         if note:
-            scan.converted.append(f"{printable(path)}: {note}")
+            scan.converted.append(Problem(Kind.CONVERTED, path, note))
         scan.digest.update(f"{entry.rel}\0{file_hash}\n".encode())
         scan.paths.append(entry.rel)
         scan.hashes.append(file_hash)
@@ -86,6 +87,7 @@ def scan_entries(
         scan.sums.append(summarize(image))
         scan.labels.append(entry.label)
         scan.splits.append(entry.split)
+        scan.groups.append(entry.group)
     return scan
 
 
