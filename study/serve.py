@@ -73,20 +73,27 @@ def metadata(path: str, record: dict[str, Any]) -> dict[str, Any]:
 
 async def image_bytes(request: Request) -> bytes:
     """The posted image: the body itself, or the one file of a multipart form; at most
-    MAX_BYTES (the largest image the study reads)."""
+    MAX_BYTES (the largest image the study reads), read no further than that."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=4)
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except Exception as err:  # starlette's and python-multipart's parse errors
+            raise ValueError(f"not a readable multipart form ({err})") from None
         files = [v for v in form.values() if hasattr(v, "read")]
         if len(files) != 1:
             raise ValueError("a multipart body needs exactly one file")
         data = await files[0].read(MAX_BYTES + 1)
     else:
-        data = await request.body()
+        data = bytearray()
+        async for chunk in request.stream():
+            data += chunk
+            if len(data) > MAX_BYTES:
+                break
     if len(data) > MAX_BYTES:
         raise ValueError(f"over {MAX_BYTES:,} bytes")
     if not data:
         raise ValueError("an empty body; POST the image's bytes")
-    return data
+    return bytes(data)
 
 
 @serve.deployment

@@ -110,6 +110,16 @@ def test_bad_input_gets_a_status_and_a_json_reason(served):
     noise.save(buffer, format="PNG")
     reply = post(url, buffer.getvalue())
     assert reply.status_code == 422 and reply.json() == {"error": "no face found"}
+    import requests
+
+    from trainable.data.scan import MAX_BYTES
+
+    huge = post(url, b"\xff" * (MAX_BYTES + 1))  # read no further than the cap
+    assert huge.status_code == 400 and huge.json() == {"error": f"over {MAX_BYTES:,} bytes"}
+    no_file = requests.post(url + "/predict", data={"note": "no file here"}, files={}, timeout=60)
+    assert no_file.status_code == 400 and "error" in no_file.json()
+    form = requests.post(url + "/predict", files={"a": ("a.txt", b"x"), "b": ("b.txt", b"y")}, timeout=60)
+    assert form.status_code == 400 and "error" in form.json()
 
 
 def test_health_and_metadata(served):

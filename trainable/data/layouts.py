@@ -73,20 +73,29 @@ def layout_entries(
 
 def named_files(root: str, pattern: re.Pattern) -> dict[str, int]:
     """Folder (relative, '.' for the root itself) -> how many files there match `pattern`: the
-    root and its sub-folders, two levels down (a download's archive folder and its parts)."""
+    root and its sub-folders, two levels down (a download's archive folder and its parts).
+    A folder that cannot be listed is passed over (the scan reports what it cannot read)."""
     found = {}
-    for folder, depth in [(".", 0)] + [(n, 1) for n in sorted(os.listdir(root))]:
+    levels = [(".", 0)] + [(n, 1) for n in visible_folders(root)]
+    for folder, depth in levels:
         path = os.path.join(root, folder)
-        if folder.startswith(".") and depth or not os.path.isdir(path):
-            continue
-        names = os.listdir(path)
-        if count := sum(bool(pattern.match(n)) for n in names):
+        if count := sum(bool(pattern.match(n)) for n in listing(path)):
             found[folder] = count
-        if depth == 1:
-            for sub in sorted(n for n in names if os.path.isdir(os.path.join(path, n)) and not n.startswith(".")):
-                if count := sum(bool(pattern.match(n)) for n in os.listdir(os.path.join(path, sub))):
-                    found[f"{folder}/{sub}"] = count
+        for sub in visible_folders(path) if depth == 1 else []:
+            if count := sum(bool(pattern.match(n)) for n in listing(os.path.join(path, sub))):
+                found[f"{folder}/{sub}"] = count
     return found
+
+
+def listing(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except OSError:
+        return []
+
+
+def visible_folders(folder: str) -> list[str]:
+    return sorted(n for n in listing(folder) if not n.startswith(".") and os.path.isdir(os.path.join(folder, n)))
 
 
 def detect_layout(root: str) -> tuple[str, str]:
