@@ -101,12 +101,9 @@ class AgeGroups:
     """One replica: the model and the face detector, loaded once; requests batched."""
 
     def __init__(self, path: str, detect: bool, all_faces: bool, max_batch_size: int, batch_wait_s: float) -> None:
-        import torch
-
         from trainable.device import pick_device
 
-        device = pick_device() if torch.cuda.is_available() else torch.device("cpu")
-        self.predictor = Predictor(path, device)
+        self.predictor = Predictor(path, pick_device())  # the replica's GPU where Ray gave it one
         self.faces = Faces(detect, all_faces)
         self.meta = metadata(path, self.predictor.record)
         self.classify.set_max_batch_size(max_batch_size)
