@@ -1,83 +1,147 @@
-"""A trained model on another labelled dataset: every image is test data.
+"""Trained models on another labelled dataset: every image is test data.
 
     python -m analysis.evaluate --model RESULTS_DIR|model.pt --data DIR [--layout ...]
-                                [--age-bins 5,28] [--no-detect] --out EVAL.json
+                                [--age-bins 5,28] [--detect-faces auto|on|off] --out EVAL.json
 
-Accuracy with its Wilson interval, per-class recall and the confusion matrix, as
-JSON; `python -m analysis.report RESULTS_DIR --external EVAL.json` shows it. Faces
-the detector does not find count as wrong answers, and their number is reported.
+Accuracy, balanced accuracy and per-class recall with their 95% intervals, the confusion
+counts and the dataset's class shares, as JSON; `python -m analysis.report RESULTS_DIR
+--external EVAL.json` shows it. `study.run --evaluate-on DIR[:LAYOUT]` does the same after
+a study for every seed of its best configuration (`evaluate_best`), the intervals then over
+seeds and images. Faces the detector does not find count as wrong answers, and their
+number is reported. Detection (MTCNN, framed as study.predict frames a face) is on by
+default for FG-NET, whose photos are uncropped, and off for the layouts of face crops.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
 import numpy as np
 
-from analysis.stats import accuracy_ci
+from analysis.stats import full_interval
 from trainable.data.dataset import FaceData
-from trainable.data.options import add_data_arguments, dataset_from_args
+from trainable.data.options import DataOptions, add_data_arguments, data_target, dataset_from_args
 from trainable.errors import UserError
-from trainable.files import write_json
-from trainable.scoring import NO_FACE, confusion_counts, recall_per_class, split_scores
+from trainable.files import read_json, write_json
+from trainable.results_files import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
+from trainable.scoring import NO_FACE, confusion_counts, macro_f1
 from trainable.serving.faces import Faces
 from trainable.serving.inference import Predictor, model_file
 
+DETECT = ("auto", "on", "off")
+UNCROPPED = ("fgnet",)  # layouts whose photos are whole pictures: faces are found first by default
 
-def evaluate(data: FaceData, predictor: Any, faces: Faces) -> dict[str, Any]:
-    """The model's answer for every image of `data` (NO_FACE where no face was found)."""
-    if sorted(data.classes) != sorted(predictor.classes):
-        raise UserError(
-            f"The model's classes {predictor.classes} differ from {data.root}'s {list(data.classes)}; "
-            "pass the --age-bins (or name the class folders) the model was trained with."
-        )
-    labels = np.array([predictor.classes.index(data.classes[label]) for label in data.labels])
-    pred = np.full(len(data.images), NO_FACE)
-    found = []
+
+def detects(choice: str, layout: str) -> bool:
+    """Whether faces are found before scoring: --detect-faces, 'auto' by the layout."""
+    return layout in UNCROPPED if choice == "auto" else choice == "on"
+
+
+def face_crops(data: FaceData, faces: Faces) -> tuple[list[int], list[np.ndarray]]:
+    """(the images where a face was found, its crop): detection runs once, for every model."""
+    found, crops = [], []
     for i, image in enumerate(data.images):
-        crops, _ = faces.crops(image)
-        if crops:
-            found.append((i, crops[0].crop))
-    if found:
-        probs = predictor.probabilities([crop for _, crop in found])
-        pred[[i for i, _ in found]] = probs.argmax(1)
-    return scores(data, labels, pred, predictor.classes)
+        got, _ = faces.crops(image)
+        if got:
+            found.append(i)
+            crops.append(got[0].crop)
+    return found, crops
 
 
-def scores(data: FaceData, y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Accuracy with its Wilson interval, balanced accuracy, macro-F1, recall and confusion
-    counts of `pred` against `y` (model class order); NO_FACE is wrong in every one."""
+def evaluate(data: FaceData, predictors: list[Any], faces: Faces) -> dict[str, Any]:
+    """Every model's answer for every image of `data` (NO_FACE where no face was found), scored."""
+    classes = predictors[0].classes
+    for predictor in predictors:
+        if sorted(data.classes) != sorted(predictor.classes) or predictor.classes != classes:
+            raise UserError(
+                f"The model's classes {predictor.classes} differ from {data.root}'s {list(data.classes)}; "
+                "pass the --age-bins (or name the class folders) the model was trained with."
+            )
+    labels = np.array([classes.index(data.classes[label]) for label in data.labels])
+    found, crops = face_crops(data, faces)
+    preds = np.full((len(predictors), len(labels)), NO_FACE)
+    for row, predictor in zip(preds, predictors, strict=True):
+        if found:
+            row[found] = predictor.probabilities(crops).argmax(1)
+    return scores(data, labels, preds, classes)
+
+
+def scores(data: FaceData, y: np.ndarray, preds: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Accuracy, balanced accuracy and per-class recall of `preds` (models, images) against `y`
+    (model class order), each (mean over models, 95% interval over models and images:
+    analysis.stats.full_interval; one model: Wilson's for accuracy); macro-F1, the confusion
+    counts summed over the models, the class shares. NO_FACE is wrong in every one."""
     k = len(classes)
-    correct = int((pred == y).sum())
-    lo, hi = accuracy_ci(correct, len(y))
     per_class = np.bincount(y, minlength=k)
-    split = split_scores(y, pred, k)
+    acc = full_interval("accuracy", preds, y, k)
+    bacc = full_interval("balanced accuracy", preds, y, k)
+    recall = [full_interval("accuracy", preds[:, y == c], y[y == c], k) if per_class[c] else None for c in range(k)]
     return {
         "data_root": data.root,
         "layout": data.layout,
         "classes": list(classes),
         "images": len(y),
+        "models": len(preds),
+        "interval": "95%, over the models (seeds) and the images" if len(preds) > 1 else "95%, over the images",
         "class_counts": per_class.tolist(),
-        "faces_not_found": int((pred == NO_FACE).sum()),
-        "accuracy": correct / len(y),
-        "accuracy_wilson_95": [float(lo), float(hi)],
-        "balanced_accuracy": split["bacc"],
-        "macro_f1": split["f1"],
-        "recall": np.nan_to_num(recall_per_class(pred, y, k)).tolist(),
-        "confusion_counts": confusion_counts(pred, y, k).tolist(),  # rows: true class; last column: no face found
-        "predictions": pred.tolist(),
+        "class_shares": (per_class / max(1, len(y))).tolist(),
+        "faces_not_found": int((preds[0] == NO_FACE).sum()),
+        "accuracy": acc[0],
+        "accuracy_interval_95": list(acc[1:]),
+        "balanced_accuracy": bacc[0],
+        "balanced_accuracy_interval_95": list(bacc[1:]),
+        "macro_f1": float(np.mean(macro_f1(preds, y[None], k))),
+        "recall": [r[0] if r else None for r in recall],
+        "recall_interval_95": [list(r[1:]) if r else None for r in recall],
+        "confusion_counts": confusion_counts(preds, y, k).sum(0).tolist(),  # rows: true; last column: no face
+        "predictions": preds.tolist(),  # one row per model
         "skipped_files": data.skipped,
     }
+
+
+def evaluate_best(results_dir: str, target: str, age_bins: str, store: str | None = None, detect: str = "auto") -> str:
+    """Every seed's model of the study's best configuration on `target` ('DIR[:LAYOUT]');
+    the evaluation is written to RESULTS_DIR/evaluations/NAME.json, whose path is returned."""
+    folder, layout = data_target(target)
+    best = read_json(os.path.join(results_dir, BEST_DIR, BEST_FILE))
+    models = [(m["seed"], os.path.join(results_dir, m["model"])) for m in best.get("seed_models", [])]
+    if not models:
+        raise UserError(f"{results_dir}: the best configuration kept no model of any seed; nothing to evaluate.")
+    data = dataset_from_args(DataOptions(data=folder, layout=layout, age_bins=age_bins, on_bad_image="skip"), store)
+    faces = Faces(detect=detects(detect, data.layout), all_faces=False)
+    result = evaluate(data, [Predictor(path) for _, path in models], faces)
+    result.update(
+        detect_faces=detects(detect, data.layout),
+        configuration=f"#{best['experiment']} {best['name']}",
+        seeds=[seed for seed, _ in models],
+        model=[os.path.relpath(path, results_dir) for _, path in models],
+    )
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(folder.rstrip("/"))) or "data"
+    out = os.path.join(results_dir, EVALUATIONS_DIR, f"{name}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    write_json(out, result, indent=1)
+    return out
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    lo, hi = result["accuracy_interval_95"]
+    return (
+        f"accuracy {result['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] ({result['interval']}) on {result['images']} images "
+        f"of {result['data_root']} ({result['faces_not_found']} without a face found, counted wrong)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a study's results directory (its best model) or a model.pt")
     add_data_arguments(p)
-    p.add_argument("--no-detect", action="store_true", help="the images are face crops already")
+    p.add_argument(
+        "--detect-faces", choices=DETECT, default="auto", help="find faces first (auto: for fgnet's uncropped photos)"
+    )
     p.add_argument("--out", required=True, help="write the evaluation here as JSON")
     args = p.parse_args(argv)
     if args.data is None:
@@ -85,17 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = model_file(args.model)
         data = dataset_from_args(args)
-        result = evaluate(data, Predictor(path), Faces(detect=not args.no_detect, all_faces=False))
+        faces = Faces(detect=detects(args.detect_faces, data.layout), all_faces=False)
+        result = evaluate(data, [Predictor(path)], faces)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    result["model"] = os.path.abspath(path)
+    result["model"] = [os.path.abspath(path)]
+    result["detect_faces"] = faces.detector is not None
     write_json(args.out, result, indent=1)
-    lo, hi = result["accuracy_wilson_95"]
-    print(
-        f"accuracy {result['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] on {result['images']} images "
-        f"({result['faces_not_found']} without a face found, counted wrong); wrote {args.out}"
-    )
+    print(f"{summary_line(result)}; wrote {args.out}")
     return 0
 
 

@@ -27,7 +27,7 @@ from study.plan import Plan, fetch, load_data, plan_study, record_study
 from study.resume import check_same_study, study_spec
 from study.space import TrialNames
 from study.spec import StudySpec, given_options
-from study.summary import class_count_lines, finish, summarize
+from study.summary import class_count_lines, evaluate_elsewhere, finish, summarize
 from trainable import storage as store
 from trainable.errors import UserError
 from trainable.results_files import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
@@ -204,6 +204,9 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     watchers = progress + tune_setup.tracking_callbacks(spec.mlflow, spec.wandb, plan.name, plan.directory)
     results = fit(spec, source, trainable, plan, budget=budget, callbacks=watchers)
     code = finish_study(spec, source, plan, results, trainable)
+    if spec.evaluate_on:
+        images = os.path.join(spec.cache_dir, "images")
+        code = max(code, evaluate_elsewhere(plan, spec.evaluate_on, spec.dataset.age_bins, images))
     if spec.mlflow:
         from study.tracking import log_outcome
 

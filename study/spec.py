@@ -15,7 +15,7 @@ from typing import Any
 from study.grids import GRIDS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
 from trainable import storage as store
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
-from trainable.data.options import DataOptions
+from trainable.data.options import DataOptions, data_target
 from trainable.errors import UserError
 from trainable.options import add_options, option, options
 from trainable.results_files import DEFAULT_SELECT, SELECTIONS
@@ -121,6 +121,13 @@ class StudySpec:
         metavar="N",
     )
     # where results go
+    evaluate_on: tuple[str, ...] = option(
+        (),
+        "after the study, score every seed of the best configuration on this other labelled dataset (repeatable; "
+        "LAYOUT as --layout; faces detected for fgnet): the report's 'Beyond the training data'",
+        metavar="DIR[:LAYOUT]",
+        runtime=True,
+    )
     storage: str = option("results", "directory (or s3://, gs://, file:// URI) that holds results", path=True)
     name: str | None = option(None, "study name (default GRID-DATE-TIME)")
     cache_dir: str | None = option(None, "trunk-output cache (default STORAGE/trunk-cache)", path=True)
@@ -280,6 +287,8 @@ def check(spec: StudySpec) -> None:
     for option_name in ("first_seed", "max_failures"):
         if (value := getattr(spec, option_name)) < 0:
             raise UserError(f"--{option_name.replace('_', '-')} must be >= 0, got {value}.")
+    for target in spec.evaluate_on:
+        data_target(target)
     check_extras(spec)
 
 

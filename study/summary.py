@@ -11,9 +11,10 @@ import pandas as pd
 from study.plan import Plan, fetch
 from trainable import storage as store
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
+from trainable.errors import UserError
 from trainable.files import read_json, write_json, write_with
 from trainable.records import is_final, reported
-from trainable.results_files import BUDGET_FILE, STOPPED_FILE, SUMMARY_FILE, trial_outcome
+from trainable.results_files import BEST_DIR, BEST_FILE, BUDGET_FILE, STOPPED_FILE, SUMMARY_FILE, trial_outcome
 
 SUMMARY_COLUMNS = {  # result key -> column title
     "experiment": "exp",
@@ -119,6 +120,29 @@ def choose_best(directory: str) -> tuple[str, bool]:
     except Exception as err:  # any bug there must not hide the summary printed before it
         where = f"python -m analysis.best {directory}"
         return f"Choosing the best model failed ({type(err).__name__}: {err}); `{where}` retries it.", True
+
+
+def evaluate_elsewhere(plan: Plan, targets: tuple[str, ...], age_bins: str, store_dir: str) -> int:
+    """--evaluate-on: every seed of the best configuration on each other dataset (analysis.evaluate,
+    in this process like choose_best); a line per dataset; 1 if one failed (the study's results stay)."""
+    from analysis.evaluate import evaluate_best, summary_line
+
+    if not os.path.isfile(os.path.join(plan.directory, BEST_DIR, BEST_FILE)):
+        print("No best configuration: --evaluate-on has nothing to score.")
+        return 1 if targets else 0
+    code = 0
+    for target in targets:
+        try:
+            out = evaluate_best(plan.directory, target, age_bins, store_dir)
+        except Exception as err:  # a bug there, too, must not hide the study's results, kept whatever happens
+            why = str(err) if isinstance(err, UserError) else f"failed ({type(err).__name__}: {err})"
+            print(f"--evaluate-on {target}: {why}", file=sys.stderr)
+            code = 1
+            continue
+        print(f"Beyond the training data: {summary_line(read_json(out))}; {out}")
+    if plan.stored:
+        store.upload(plan.directory, plan.location)
+    return code
 
 
 def trial_dir(result: Any, experiment_dir: str) -> str:

@@ -279,6 +279,21 @@ def test_set_and_its_own_option_together_are_refused(capsys):
     )
 
 
+def test_evaluate_on_a_missing_folder_is_refused_before_any_work(capsys, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # starting Ray must not be reached
+    err = fails(
+        capsys, "--grid", "smoke", "--evaluate-on", f"{tmp_path}/nowhere:fgnet", "--storage", str(tmp_path / "r")
+    )
+    assert "--evaluate-on" in err and "nowhere is not a folder" in err and not (tmp_path / "r").exists()
+    from trainable.data.options import data_target
+
+    (tmp_path / "a:b").mkdir()  # a colon that names no layout is part of the path
+    assert data_target(f"{tmp_path}/a:b") == (str(tmp_path / "a:b"), "auto")
+    assert data_target(f"{tmp_path}/a:b:fgnet") == (str(tmp_path / "a:b"), "fgnet")
+
+
 ONE_FILE_STUDY = """\
 description: a whole study in one file
 search: optuna

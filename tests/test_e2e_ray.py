@@ -23,12 +23,15 @@ from trainable.config import RANDOM_INIT_NOTICE
 @pytest.fixture(scope="module")
 def smoke_study(tmp_path_factory):
     storage = tmp_path_factory.mktemp("results")
+    other = tmp_path_factory.mktemp("other")  # another labelled dataset: class folders of generated crops
+    rng = np.random.default_rng(5)
+    for name in ("1-4", "5-27", "28+"):
+        (other / name).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (200, 160, 3), dtype=np.uint8)).save(other / name / f"{i}.png")
+    run = ["--grid", "smoke", "--storage", str(storage), "--name", "e2e", "--evaluate-on", f"{other}:folders"]
     proc = subprocess.run(
-        [sys.executable, "-m", "study.run", "--grid", "smoke", "--storage", str(storage), "--name", "e2e"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        [sys.executable, "-m", "study.run", *run], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return storage, proc.stdout
@@ -40,7 +43,7 @@ def test_summary_is_printed(smoke_study):
     assert f"Results: {storage / 'e2e'}" in stdout
     assert "Ray dashboard: http://127.0.0.1:" in stdout
     assert "Settings per configuration" in stdout and "none (random init)" in stdout
-    assert stdout.rstrip().endswith(RANDOM_INIT_NOTICE)
+    assert RANDOM_INIT_NOTICE in stdout.split("Results:")[1]  # after the summary (then --evaluate-on's lines)
     summary = pd.read_csv(storage / "e2e" / "summary.csv")
     assert {
         "status",
@@ -198,6 +201,21 @@ def smoke_report(smoke_study, tmp_path_factory):
         proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return out
+
+
+def test_evaluate_on_scores_every_seed_of_the_best_configuration_and_fills_the_report(smoke_study, smoke_report):
+    storage, stdout = smoke_study
+    best = json.loads((storage / "e2e" / "best" / "best.json").read_text())
+    result = json.loads(next((storage / "e2e" / "evaluations").glob("*.json")).read_text())
+    assert result["models"] == best["seeds"] == len(result["predictions"]) == len(best["seed_models"])
+    assert result["seeds"] == sorted(m["seed"] for m in best["seed_models"]) and not result["detect_faces"]
+    assert result["images"] == 15 and result["class_shares"] == pytest.approx([1 / 3] * 3)
+    lo, hi = result["accuracy_interval_95"]
+    assert 0 <= lo <= result["accuracy"] <= hi <= 1 and len(result["recall_interval_95"]) == 3
+    assert "Beyond the training data: accuracy" in stdout
+    section = (smoke_report / "report.md").read_text().split("## Beyond the training data")[1].split("\n## ")[0]
+    assert result["data_root"] in section and f"{result['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" in section
+    assert "1-4 33%" in section and f"seeds {result['seeds']}" in section and "no face found" in section
 
 
 def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):

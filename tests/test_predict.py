@@ -126,7 +126,8 @@ def test_evaluate_a_folders_dataset_and_report_it(model_file, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["images"] == 24 and result["classes"] == CLASSES
-    assert 0 <= result["accuracy_wilson_95"][0] <= result["accuracy"] <= result["accuracy_wilson_95"][1] <= 1
+    assert 0 <= result["accuracy_interval_95"][0] <= result["accuracy"] <= result["accuracy_interval_95"][1] <= 1
+    assert result["models"] == 1 and not result["detect_faces"]  # folders of crops: no detection by default
     counts = np.array(result["confusion_counts"])
     assert counts.shape == (3, 4) and counts.sum() == 24 and (counts.sum(1) == 8).all()
     assert counts[:, 3].sum() == result["faces_not_found"]  # the 'no face' column

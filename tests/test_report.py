@@ -306,3 +306,36 @@ def test_select_decides_the_ranking_and_best_json(tmp_path, select, picked):
     summary = markdown.split("## Summary")[1]
     first = next(line for line in summary.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |"))
     assert first.startswith(f"| {picked[1]} |")
+
+
+def test_an_evaluation_over_seeds_gives_intervals_over_seeds_and_images_and_fills_the_report(tmp_path):
+    """Known answers: 3 models on 40 images (20 of class 0, 10 each of 1 and 2); model k is
+    right on all but k images of class 0, and found no face in image 39 (class 2)."""
+    from types import SimpleNamespace
+
+    from analysis.evaluate import scores
+    from analysis.stats import full_interval
+    from trainable.scoring import NO_FACE
+
+    y = np.array([0] * 20 + [1] * 10 + [2] * 10)
+    preds = np.tile(y, (3, 1))
+    for k in range(3):
+        preds[k, :k] = 1  # k wrong answers on class 0
+    preds[:, 39] = NO_FACE
+    data = SimpleNamespace(root=str(tmp_path / "other"), layout="folders", skipped=[])
+    e = scores(data, y, preds, ["1-4", "5-27", "28+"])
+    assert e["accuracy"] == pytest.approx(1 - (0 + 1 + 2 + 3) / 120)  # 3 no-face answers, wrong for each model
+    assert e["faces_not_found"] == 1 and np.array(e["confusion_counts"])[2, 3] == 3  # summed over the models
+    assert e["recall"] == pytest.approx([1 - 3 / 60, 1.0, 0.9])
+    assert e["recall_interval_95"][0] == pytest.approx(list(full_interval("accuracy", preds[:, :20], y[:20], 3)[1:]))
+    lo, hi = e["accuracy_interval_95"]
+    seeds_only = np.array([1 - (k + 1) / 40 for k in range(3)])
+    assert lo < seeds_only.min() and hi > seeds_only.max()  # wider than the seeds' spread alone
+    assert e["class_shares"] == [0.5, 0.25, 0.25] and e["models"] == 3
+    e.update(seeds=[0, 1, 2], configuration="#1 baseline", detect_faces=False)
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8)])
+    (study / "evaluations").mkdir()
+    (study / "evaluations" / "other.json").write_text(json.dumps(e))  # found by the report without --external
+    section = report(study)[0].split("## Beyond the training data")[1].split("\n## ")[0]
+    assert f"{e['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" in section and "1-4 50%, 5-27 25%, 28+ 25%" in section
+    assert "3 (#1 baseline, seeds [0, 1, 2])" in section and "summed over 3 models" in section

@@ -14,6 +14,7 @@ library only: the report imports it without torch or Ray.
     STUDY/<trial>/checkpoint_*/trial.pt, model.pt, metrics.json
     STUDY/best/best.json, model.pt   the chosen configuration and its model (analysis.best)
     STUDY/confirm/<trial>/...        a search's confirmation runs (--confirm-top), trials as above
+    STUDY/evaluations/NAME.json      --evaluate-on: the best configuration's seeds on another dataset
     STUDY/optuna.journal             --search optuna: the Optuna study (optuna-dashboard, optuna.load_study)
     BASELINES/baselines.json, peer.json
 """
@@ -40,6 +41,7 @@ MODEL_FILE = "model.pt"  # final checkpoint: the best model (trainable.model.loa
 METRICS_FILE = "metrics.json"  # final checkpoint: the trial's final metrics
 BEST_DIR = "best"  # the chosen configuration's best.json and model.pt (analysis.best)
 BEST_FILE = "best.json"
+EVALUATIONS_DIR = "evaluations"  # --evaluate-on: the best configuration's seeds on each other dataset, as JSON
 BASELINES_FILE = "baselines.json"
 OPTUNA_FILE = "optuna.journal"  # --search optuna: the Optuna study, named as the study, in a journal file
 

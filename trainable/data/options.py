@@ -5,6 +5,7 @@ same split from the same options."""
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 
 from trainable.data.dataset import BAD_IMAGE_POLICIES, GROUP_BY, SPLITS, FaceData, load_dataset
@@ -65,6 +66,19 @@ class DataOptions:
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """The options of DataOptions, with their defaults (baselines, peer, evaluate)."""
     add_options(p, DataOptions)
+
+
+def data_target(text: str, option: str = "--evaluate-on") -> tuple[str, str]:
+    """'DIR[:LAYOUT]' -> (DIR, LAYOUT or 'auto'), DIR an existing folder."""
+    folder, colon, layout = text.rpartition(":")
+    if not colon or layout not in LAYOUTS:  # a colon that names no layout is part of the path
+        folder, layout = text, "auto"
+    if not os.path.isdir(folder):
+        raise UserError(
+            f"{option} {text!r}: {folder} is not a folder (expected DIR or DIR:LAYOUT, LAYOUT one of "
+            f"{', '.join(LAYOUTS)})."
+        )
+    return os.path.abspath(folder), layout
 
 
 def dataset_from_args(args: DataOptions | argparse.Namespace, store: str | None = None) -> FaceData:
