@@ -288,7 +288,8 @@ def fanova_importance(journal: str, seed: int = 0) -> tuple[pd.DataFrame, int] |
     """Optuna's fANOVA importance of each searched hyperparameter over the one Optuna study a
     search keeps in `journal` (its completed trials; the objective is what Tune told Optuna, the
     --select value of a trial's last report): (the table, the number of trials), or None when
-    optuna is not installed or fewer than 2 trials completed. In-sample: it explains the
+    optuna is not installed, fewer than 2 trials completed, or all gave the same value (no
+    variance to explain: fANOVA raises). In-sample: it explains the
     variance of those trials, it does not predict new ones."""
     try:
         import optuna
@@ -302,7 +303,7 @@ def fanova_importance(journal: str, seed: int = 0) -> tuple[pd.DataFrame, int] |
     (name,) = optuna.get_all_study_names(storage)
     study = optuna.load_study(study_name=name, storage=storage)
     done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(done) < 2:
+    if len({t.value for t in done}) < 2:
         return None
     found = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed))
     table = pd.DataFrame({"hyperparameter": list(found), "fANOVA importance (share of variance)": list(found.values())})

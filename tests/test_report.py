@@ -339,3 +339,20 @@ def test_an_evaluation_over_seeds_gives_intervals_over_seeds_and_images_and_fill
     section = report(study)[0].split("## Beyond the training data")[1].split("\n## ")[0]
     assert f"{e['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" in section and "1-4 50%, 5-27 25%, 28+ 25%" in section
     assert "3 (#1 baseline, seeds [0, 1, 2])" in section and "summed over 3 models" in section
+
+
+def test_fanova_is_left_out_when_every_trial_gave_the_same_value(tmp_path):
+    """fANOVA raises on zero variance; random-weight trials on tiny data often tie."""
+    optuna = pytest.importorskip("optuna", reason="the search extra is not installed")
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from analysis.tables import fanova_importance
+
+    journal = str(tmp_path / "optuna.journal")
+    study = optuna.create_study(study_name="s", storage=JournalStorage(JournalFileBackend(journal)))
+    study.optimize(lambda trial: 0 * trial.suggest_float("lr", 1e-4, 1e-2, log=True) + 0.5, n_trials=3)
+    assert fanova_importance(journal) is None
+    study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=2)
+    table, trials = fanova_importance(journal)
+    assert trials == 5 and list(table.hyperparameter) == ["lr"]
