@@ -33,7 +33,6 @@ def choose(results_dir: str) -> dict[str, Any] | None:
     trials = s.trials.assign(selected=s.trials.trial_id.map(selected(s.epochs, s.select)))
     trials = trials[(trials.config_id == best.config_id) & trials.val_acc_best.notna() & trials.selected.notna()]
     kept = trials.sort_values(["selected", "seed"], ascending=[lowest_first, True]).iloc[0]
-    checkpoints = final_model(results_dir, kept.trial_id)
     return {
         "chosen_by": f"mean {s.select} over seeds (--select), configurations whose seeds all finished (never test)",
         "select": s.select,
@@ -52,7 +51,7 @@ def choose(results_dir: str) -> dict[str, Any] | None:
         "model_selected": float(kept.selected),
         "model_val_acc": float(kept.val_acc_best),
         "model_test_acc": float(kept.test_acc_best),
-        "model_source": checkpoints,
+        "model_source": final_model(results_dir, kept.trial_id),
         "seed_models": [  # every seed's model of this configuration: --evaluate-on scores them all
             {"seed": int(t.seed), "trial": t.trial_id, "model": os.path.relpath(path, results_dir)}
             for t in trials.sort_values("seed").itertuples()

@@ -103,19 +103,21 @@ def scores(data: FaceData, y: np.ndarray, preds: np.ndarray, classes: list[str])
     }
 
 
-def evaluate_best(results_dir: str, target: str, age_bins: str, store: str | None = None, detect: str = "auto") -> str:
-    """Every seed's model of the study's best configuration on `target` ('DIR[:LAYOUT]');
-    the evaluation is written to RESULTS_DIR/evaluations/NAME.json, whose path is returned."""
+def evaluate_best(
+    results_dir: str, target: str, age_bins: str, store: str | None = None, detect: str = "auto"
+) -> tuple[str, dict[str, Any]]:
+    """Every seed's model of the study's best configuration on `target` ('DIR[:LAYOUT]'):
+    (RESULTS_DIR/evaluations/NAME.json, where it is written; the evaluation)."""
     folder, layout = data_target(target)
     best = read_json(os.path.join(results_dir, BEST_DIR, BEST_FILE))
     models = [(m["seed"], os.path.join(results_dir, m["model"])) for m in best.get("seed_models", [])]
     if not models:
         raise UserError(f"{results_dir}: the best configuration kept no model of any seed; nothing to evaluate.")
     data = dataset_from_args(DataOptions(data=folder, layout=layout, age_bins=age_bins, on_bad_image="skip"), store)
-    faces = Faces(detect=detects(detect, data.layout), all_faces=False)
-    result = evaluate(data, [Predictor(path) for _, path in models], faces)
+    detect_faces = detects(detect, data.layout)
+    result = evaluate(data, [Predictor(path) for _, path in models], Faces(detect=detect_faces, all_faces=False))
     result.update(
-        detect_faces=detects(detect, data.layout),
+        detect_faces=detect_faces,
         configuration=f"#{best['experiment']} {best['name']}",
         seeds=[seed for seed, _ in models],
         model=[os.path.relpath(path, results_dir) for _, path in models],
@@ -124,7 +126,7 @@ def evaluate_best(results_dir: str, target: str, age_bins: str, store: str | Non
     out = os.path.join(results_dir, EVALUATIONS_DIR, f"{name}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_json(out, result, indent=1)
-    return out
+    return out, result
 
 
 def summary_line(result: dict[str, Any]) -> str:

@@ -129,17 +129,17 @@ def evaluate_elsewhere(plan: Plan, targets: tuple[str, ...], age_bins: str, stor
 
     if not os.path.isfile(os.path.join(plan.directory, BEST_DIR, BEST_FILE)):
         print("No best configuration: --evaluate-on has nothing to score.")
-        return 1 if targets else 0
+        return 1
     code = 0
     for target in targets:
         try:
-            out = evaluate_best(plan.directory, target, age_bins, store_dir)
+            out, result = evaluate_best(plan.directory, target, age_bins, store_dir)
         except Exception as err:  # a bug there, too, must not hide the study's results, kept whatever happens
             why = str(err) if isinstance(err, UserError) else f"failed ({type(err).__name__}: {err})"
             print(f"--evaluate-on {target}: {why}", file=sys.stderr)
             code = 1
             continue
-        print(f"Beyond the training data: {summary_line(read_json(out))}; {out}")
+        print(f"Beyond the training data: {summary_line(result)}; {out}")
     if plan.stored:
         store.upload(plan.directory, plan.location)
     return code

@@ -68,14 +68,14 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
     add_options(p, DataOptions)
 
 
-def data_target(text: str, option: str = "--evaluate-on") -> tuple[str, str]:
-    """'DIR[:LAYOUT]' -> (DIR, LAYOUT or 'auto'), DIR an existing folder."""
+def data_target(text: str) -> tuple[str, str]:
+    """--evaluate-on's 'DIR[:LAYOUT]' -> (DIR, LAYOUT or 'auto'), DIR an existing folder."""
     folder, colon, layout = text.rpartition(":")
     if not colon or layout not in LAYOUTS:  # a colon that names no layout is part of the path
         folder, layout = text, "auto"
     if not os.path.isdir(folder):
         raise UserError(
-            f"{option} {text!r}: {folder} is not a folder (expected DIR or DIR:LAYOUT, LAYOUT one of "
+            f"--evaluate-on {text!r}: {folder} is not a folder (expected DIR or DIR:LAYOUT, LAYOUT one of "
             f"{', '.join(LAYOUTS)})."
         )
     return os.path.abspath(folder), layout
