@@ -8,8 +8,8 @@ counts and the dataset's class shares, as JSON; `python -m analysis.report RESUL
 --external EVAL.json` shows it. `study.run --evaluate-on DIR[:LAYOUT]` does the same after
 a study for every seed of its best configuration (`evaluate_best`), the intervals then over
 seeds and images. Faces the detector does not find count as wrong answers, and their
-number is reported. Detection (MTCNN, framed as study.predict frames a face) is on by
-default for FG-NET, whose photos are uncropped, and off for the layouts of face crops.
+number is reported. --detect-faces works as in training (trainable.data.faces: on by
+default for FG-NET and UTKFace's in-the-wild photos, off for face crops; the crops stored).
 """
 
 from __future__ import annotations
@@ -24,36 +24,18 @@ import numpy as np
 
 from analysis.stats import full_interval
 from trainable.data.dataset import FaceData
+from trainable.data.faces import Runner
 from trainable.data.options import DataOptions, add_data_arguments, data_target, dataset_from_args
 from trainable.errors import UserError
 from trainable.files import read_json, write_json
 from trainable.results_files import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
 from trainable.scoring import NO_FACE, confusion_counts, macro_f1
-from trainable.serving.faces import Faces
 from trainable.serving.inference import Predictor, model_file
 
-DETECT = ("auto", "on", "off")
-UNCROPPED = ("fgnet",)  # layouts whose photos are whole pictures: faces are found first by default
 
-
-def detects(choice: str, layout: str) -> bool:
-    """Whether faces are found before scoring: --detect-faces, 'auto' by the layout."""
-    return layout in UNCROPPED if choice == "auto" else choice == "on"
-
-
-def face_crops(data: FaceData, faces: Faces) -> tuple[list[int], list[np.ndarray]]:
-    """(the images where a face was found, its crop): detection runs once, for every model."""
-    found, crops = [], []
-    for i, image in enumerate(data.images):
-        got, _ = faces.crops(image)
-        if got:
-            found.append(i)
-            crops.append(got[0].crop)
-    return found, crops
-
-
-def evaluate(data: FaceData, predictors: list[Any], faces: Faces) -> dict[str, Any]:
-    """Every model's answer for every image of `data` (NO_FACE where no face was found), scored."""
+def evaluate(data: FaceData, predictors: list[Any]) -> dict[str, Any]:
+    """Every model's answer for every image of `data`, and NO_FACE for each photo that
+    detection left out (data.faceless_labels), scored."""
     classes = predictors[0].classes
     for predictor in predictors:
         if sorted(data.classes) != sorted(predictor.classes) or predictor.classes != classes:
@@ -61,12 +43,13 @@ def evaluate(data: FaceData, predictors: list[Any], faces: Faces) -> dict[str, A
                 f"The model's classes {predictor.classes} differ from {data.root}'s {list(data.classes)}; "
                 "pass the --age-bins (or name the class folders) the model was trained with."
             )
-    labels = np.array([classes.index(data.classes[label]) for label in data.labels])
-    found, crops = face_crops(data, faces)
+    order = np.array([classes.index(name) for name in data.classes])  # the data's class -> the model's
+    labels = order[np.concatenate([data.labels, data.faceless_labels]).astype(np.int64)]
     preds = np.full((len(predictors), len(labels)), NO_FACE)
+    crops = list(data.images)
     for row, predictor in zip(preds, predictors, strict=True):
-        if found:
-            row[found] = predictor.probabilities(crops).argmax(1)
+        if crops:
+            row[: len(crops)] = predictor.probabilities(crops).argmax(1)
     return scores(data, labels, preds, classes)
 
 
@@ -89,6 +72,7 @@ def scores(data: FaceData, y: np.ndarray, preds: np.ndarray, classes: list[str])
         "interval": "95%, over the models (seeds) and the images" if len(preds) > 1 else "95%, over the images",
         "class_counts": per_class.tolist(),
         "class_shares": (per_class / max(1, len(y))).tolist(),
+        "detect_faces": data.detection is not None,
         "faces_not_found": int((preds[0] == NO_FACE).sum()),
         "accuracy": acc[0],
         "accuracy_interval_95": list(acc[1:]),
@@ -104,7 +88,7 @@ def scores(data: FaceData, y: np.ndarray, preds: np.ndarray, classes: list[str])
 
 
 def evaluate_best(
-    results_dir: str, target: str, age_bins: str, store: str | None = None, detect: str = "auto"
+    results_dir: str, target: str, age_bins: str, store: str | None = None, detect_runner: Runner | None = None
 ) -> tuple[str, dict[str, Any]]:
     """Every seed's model of the study's best configuration on `target` ('DIR[:LAYOUT]'):
     (RESULTS_DIR/evaluations/NAME.json, where it is written; the evaluation)."""
@@ -113,11 +97,10 @@ def evaluate_best(
     models = [(m["seed"], os.path.join(results_dir, m["model"])) for m in best.get("seed_models", [])]
     if not models:
         raise UserError(f"{results_dir}: the best configuration kept no model of any seed; nothing to evaluate.")
-    data = dataset_from_args(DataOptions(data=folder, layout=layout, age_bins=age_bins, on_bad_image="skip"), store)
-    detect_faces = detects(detect, data.layout)
-    result = evaluate(data, [Predictor(path) for _, path in models], Faces(detect=detect_faces, all_faces=False))
+    options = DataOptions(data=folder, layout=layout, age_bins=age_bins, on_bad_image="skip")
+    data = dataset_from_args(options, store, detect_runner)
+    result = evaluate(data, [Predictor(path) for _, path in models])
     result.update(
-        detect_faces=detect_faces,
         configuration=f"#{best['experiment']} {best['name']}",
         seeds=[seed for seed, _ in models],
         model=[os.path.relpath(path, results_dir) for _, path in models],
@@ -141,9 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a study's results directory (its best model) or a model.pt")
     add_data_arguments(p)
-    p.add_argument(
-        "--detect-faces", choices=DETECT, default="auto", help="find faces first (auto: for fgnet's uncropped photos)"
-    )
     p.add_argument("--out", required=True, help="write the evaluation here as JSON")
     args = p.parse_args(argv)
     if args.data is None:
@@ -151,13 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = model_file(args.model)
         data = dataset_from_args(args)
-        faces = Faces(detect=detects(args.detect_faces, data.layout), all_faces=False)
-        result = evaluate(data, [Predictor(path)], faces)
+        result = evaluate(data, [Predictor(path)])
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     result["model"] = [os.path.abspath(path)]
-    result["detect_faces"] = faces.detector is not None
     write_json(args.out, result, indent=1)
     print(f"{summary_line(result)}; wrote {args.out}")
     return 0

@@ -14,9 +14,12 @@ from trainable.errors import UserError
 
 
 def start_ray(spec: StudySpec) -> Any:
-    """Start (or join) Ray with its dashboard and check the cluster can run a trial."""
+    """Start (or join) Ray with its dashboard and check the cluster can run a trial; once
+    (face detection may have started it already: study.detection)."""
     import ray
 
+    if ray.is_initialized():
+        return ray
     logging.getLogger("ray._private.authentication").setLevel(logging.WARNING)  # shown even without -v
     if not spec.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")

@@ -83,7 +83,9 @@ def load_data(spec: StudySpec) -> FaceData:
         root = make_smoke_data(os.path.join(local_root(spec.storage), "smoke-data"))
         print(f"Generated smoke images under {root}")
         return load_el7008(root, SMOKE_RANGES, images)
-    return dataset_from_args(spec.dataset, images)
+    from study.detection import ray_runner
+
+    return dataset_from_args(spec.dataset, images, ray_runner(spec))
 
 
 def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, **extra: Any) -> None:
@@ -108,6 +110,7 @@ def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, *
         skipped_files=data.skipped,
         converted_files=data.converted,
         duplicate_files=data.duplicates,
+        face_detection=data.detection,
         **data.split_record(),
         **extra,
     )

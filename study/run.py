@@ -174,6 +174,7 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     """Plan, record, run and summarize a study; with --confirm-top, its confirmation too."""
     from study import tune_setup
     from study.console import Progress
+    from study.detection import ray_runner
     from study.encoding import encode_for_trials
 
     plan = plan_study(spec, source.configs)
@@ -206,7 +207,7 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     code = finish_study(spec, source, plan, results, trainable)
     if spec.evaluate_on:
         images = os.path.join(spec.cache_dir, "images")
-        code = max(code, evaluate_elsewhere(plan, spec.evaluate_on, spec.dataset.age_bins, images))
+        code = max(code, evaluate_elsewhere(plan, spec.evaluate_on, spec.dataset.age_bins, images, ray_runner(spec)))
     if spec.mlflow:
         from study.tracking import log_outcome
 

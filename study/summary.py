@@ -11,6 +11,7 @@ import pandas as pd
 from study.plan import Plan, fetch
 from trainable import storage as store
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
+from trainable.data.faces import Runner
 from trainable.errors import UserError
 from trainable.files import read_json, write_json, write_with
 from trainable.records import is_final, reported
@@ -122,7 +123,9 @@ def choose_best(directory: str) -> tuple[str, bool]:
         return f"Choosing the best model failed ({type(err).__name__}: {err}); `{where}` retries it.", True
 
 
-def evaluate_elsewhere(plan: Plan, targets: tuple[str, ...], age_bins: str, store_dir: str) -> int:
+def evaluate_elsewhere(
+    plan: Plan, targets: tuple[str, ...], age_bins: str, store_dir: str, detect_runner: Runner
+) -> int:
     """--evaluate-on: every seed of the best configuration on each other dataset (analysis.evaluate,
     in this process like choose_best); a line per dataset; 1 if one failed (the study's results stay)."""
     from analysis.evaluate import evaluate_best, summary_line
@@ -133,7 +136,7 @@ def evaluate_elsewhere(plan: Plan, targets: tuple[str, ...], age_bins: str, stor
     code = 0
     for target in targets:
         try:
-            out, result = evaluate_best(plan.directory, target, age_bins, store_dir)
+            out, result = evaluate_best(plan.directory, target, age_bins, store_dir, detect_runner)
         except Exception as err:  # a bug there, too, must not hide the study's results, kept whatever happens
             why = str(err) if isinstance(err, UserError) else f"failed ({type(err).__name__}: {err})"
             print(f"--evaluate-on {target}: {why}", file=sys.stderr)

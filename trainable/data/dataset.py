@@ -9,16 +9,18 @@ problem with the data is reported together, before training.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from trainable.data.faces import DETECT, SEVERAL_FACES, Runner, crop_faces
 from trainable.data.image_store import ImageWriter, StoredImages, default_store
-from trainable.data.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries
+from trainable.data.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries, uncropped
 from trainable.data.problems import Kind, Problem, grouped, printable, save_full_list
 from trainable.data.scan import Scan, scan_entries
 from trainable.errors import UserError
@@ -49,6 +51,8 @@ class FaceData:
     converted: list[Problem] = field(default_factory=list)  # "path: what" of images converted on load
     groups: list[str] | None = None  # who each image shows (--group-by/--group-regex): one split per group
     duplicates: list[Problem] = field(default_factory=list)  # same bytes twice within one split: kept, noted
+    detection: dict | None = None  # with --detect-faces: trainable.data.faces.Detection, as a dict
+    faceless_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # photos without a face
     mean: tuple[float, ...] = field(init=False)  # per channel, training images in [0, 1]
     std: tuple[float, ...] = field(init=False)
 
@@ -112,6 +116,9 @@ def load_dataset(
     store: str | None = None,
     group_by: str = "none",
     group_regex: str | None = None,
+    detect_faces: str = "auto",
+    several_faces: str = "largest",
+    detect_runner: Runner | None = None,
 ) -> FaceData:
     """Read a dataset in any of LAYOUTS, scanning every file once before any training.
 
@@ -120,11 +127,14 @@ def load_dataset(
     `on_bad_image='error'` raises UserError listing them all, 'skip' leaves those
     files out and lists them in `FaceData.skipped`. The decoded images go to a file named
     by the dataset's fingerprint under `store` (default: image_store.default_store()).
+    With `detect_faces` ('auto': for uncropped layouts) the images are the photos' face
+    crops (trainable.data.faces), found by `detect_runner` where the store lacks them.
     """
     root = os.path.abspath(root)
-    layout = check_dataset_options(root, layout, on_bad_image)
+    layout = check_dataset_options(root, layout, on_bad_image, detect_faces, several_faces)
     entries, classes, skipped, problems = layout_entries(root, layout, ranges, age_bins)
-    writer = ImageWriter(store or default_store())
+    store = store or default_store()
+    writer = ImageWriter(store)
     try:
         scan = scan_entries(root, entries, writer, pixel_sums)
     except BaseException:
@@ -136,6 +146,21 @@ def load_dataset(
         raise UserError(problem_list(root, problems))
     skipped += drop_conflicts(root, scan)
     fingerprint = scan.digest.hexdigest()
+    images = writer.finish(fingerprint, scan.rows)
+    detection, faceless = None, np.zeros(0, dtype=np.int64)
+    if detect_faces == "on" or (detect_faces == "auto" and uncropped(root, layout)):
+        writer = ImageWriter(store)
+        try:
+            found, left_out, notes, faceless = crop_faces(
+                root, scan, images, store, writer, pixel_sums, several_faces, detect_runner
+            )
+        except BaseException:
+            writer.abort()
+            raise
+        skipped += left_out
+        scan.converted += notes
+        fingerprint = hashlib.sha256(f"{fingerprint} faces {found.key} {several_faces}".encode()).hexdigest()
+        images, detection = writer.finish(fingerprint, scan.rows), asdict(found)
     labels = np.asarray(scan.labels, dtype=np.int64)
     groups = identities(scan, layout, group_by, group_regex)
     split = split_of(scan, labels, classes, split_seed, root, groups)
@@ -143,7 +168,7 @@ def load_dataset(
         root=root,
         paths=scan.paths,
         hashes=scan.hashes,
-        images=writer.finish(fingerprint, scan.rows),
+        images=images,
         sums=np.asarray(scan.sums, dtype=np.float64).reshape(-1, 7),
         labels=labels,
         split=split,
@@ -154,6 +179,8 @@ def load_dataset(
         converted=scan.converted,
         duplicates=scan.duplicates,
         groups=groups,
+        detection=detection,
+        faceless_labels=faceless,
     )
 
 
@@ -252,7 +279,7 @@ def split_of(
     return split
 
 
-def check_dataset_options(root: str, layout: str, on_bad_image: str) -> str:
+def check_dataset_options(root: str, layout: str, on_bad_image: str, detect_faces: str, several_faces: str) -> str:
     """Refuse a missing root or unknown option; return the layout ('auto' resolved)."""
     if not os.path.isdir(root):
         raise UserError(
@@ -264,6 +291,10 @@ def check_dataset_options(root: str, layout: str, on_bad_image: str) -> str:
         raise UserError(f"--layout {layout!r}; expected one of {list(LAYOUTS)}.")
     if on_bad_image not in BAD_IMAGE_POLICIES:
         raise UserError(f"--on-bad-image {on_bad_image!r}; expected one of {list(BAD_IMAGE_POLICIES)}.")
+    if detect_faces not in DETECT:
+        raise UserError(f"--detect-faces {detect_faces!r}; expected one of {list(DETECT)}.")
+    if several_faces not in SEVERAL_FACES:
+        raise UserError(f"--several-faces {several_faces!r}; expected one of {list(SEVERAL_FACES)}.")
     if layout == "auto":
         layout, why = detect_layout(root)
         print(f"Data layout: {layout} (detected under {root}: {why}; --layout sets it)")

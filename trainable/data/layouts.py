@@ -5,7 +5,7 @@
 - `folders`: one sub-folder per class, any file names (seeded stratified split);
 - `utkface`: `AGE_GENDER_RACE_DATE.jpg[.chip.jpg]` names, age binned (default 1-4 / 5-27 /
   28+), in the root or in the folders of a download (`UTKFace/`, `crop_part1/`, ...) read
-  together; the in-the-wild photos (`part1/`...) are refused: they need face detection;
+  together; the in-the-wild photos (`part1/`...) go through face detection (trainable.data.faces);
 - `fgnet`: FG-NET's `SSSAaa[x].JPG` names (subject SSS at age aa; a/b suffixes are more
   photos), age binned the same way, the subject kept as the photo's group.
 
@@ -122,6 +122,14 @@ def detect_layout(root: str) -> tuple[str, str]:
     )
 
 
+def uncropped(root: str, layout: str) -> bool:
+    """Whether the layout's photos are whole pictures, not face crops: FG-NET's, and
+    UTKFace's in-the-wild parts (--detect-faces auto finds their faces first)."""
+    if layout == "fgnet":
+        return True
+    return layout == "utkface" and any(UTKFACE_WILD.match(os.path.basename(f)) for f in named_files(root, UTKFACE_NAME))
+
+
 def el7008_entries(root: str, ranges: dict[str, tuple[int, int]]) -> list[Entry]:
     missing_dirs = [d for d in CLASS_DIRS if not os.path.isdir(os.path.join(root, d))]
     if missing_dirs:
@@ -221,15 +229,17 @@ def check_bins(bins: tuple[int, ...]) -> None:
 
 def utkface_entries(root: str, bins: tuple[int, ...]) -> tuple[list[Entry], tuple[str, ...], list[Problem]]:
     """Every UTKFace-named file in the root and in the folders that hold such names (all
-    parts of one download, read together); the in-the-wild folders are refused."""
+    parts of one download, read together). The in-the-wild parts and the crops of the same
+    photos are never read together: one face would be in both."""
     check_bins(bins)
     folders = sorted(named_files(root, UTKFACE_NAME)) or ["."]
     wild = [f for f in folders if UTKFACE_WILD.match(os.path.basename(f))]
-    if wild:
+    if wild and len(wild) < len(folders):
+        crops = [f for f in folders if f not in wild]
         raise UserError(
-            f"{root}: {', '.join(f + '/' for f in wild)} hold UTKFace's in-the-wild photos (whole pictures, "
-            "often several people): they need the faces found first, which this version cannot do yet. Use the "
-            "aligned crops (UTKFace/) or crop_part1/, crop_part2/, crop_part3/ of the same download."
+            f"{root} holds both UTKFace's in-the-wild photos ({', '.join(f + '/' for f in wild)}) and its crops "
+            f"({', '.join(f + '/' for f in crops)}): the same faces twice, which a split would put on both sides. "
+            "Point --data at the folder of one of them."
         )
     skipped: list[Problem] = []
     entries = []

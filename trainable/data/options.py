@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 
 from trainable.data.dataset import BAD_IMAGE_POLICIES, GROUP_BY, SPLITS, FaceData, load_dataset
+from trainable.data.faces import DETECT, SEVERAL_FACES, Detection, Runner
 from trainable.data.layouts import DEFAULT_RANGES, LAYOUTS
 from trainable.data.problems import grouped, save_full_list
 from trainable.errors import UserError
@@ -55,6 +56,12 @@ class DataOptions:
     group_regex: str | None = option(
         None, "the group (person) of each image: the first group, or the match, of REGEX on its path", metavar="REGEX"
     )
+    detect_faces: str = option(
+        "auto", "find and frame faces first (MTCNN; auto: for fgnet and UTKFace's in-the-wild parts)", choices=DETECT
+    )
+    several_faces: str = option(
+        "largest", "a photo with several faces: keep the largest, leave it out, or keep all", choices=SEVERAL_FACES
+    )
     on_bad_image: str = option(
         "error", "broken images: stop with their list, or leave them out and record them", choices=BAD_IMAGE_POLICIES
     )
@@ -81,9 +88,12 @@ def data_target(text: str) -> tuple[str, str]:
     return os.path.abspath(folder), layout
 
 
-def dataset_from_args(args: DataOptions | argparse.Namespace, store: str | None = None) -> FaceData:
+def dataset_from_args(
+    args: DataOptions | argparse.Namespace, store: str | None = None, detect_runner: Runner | None = None
+) -> FaceData:
     """load_dataset with the options of DataOptions (decoded images under `store`,
-    default image_store.default_store()); skipped files are printed."""
+    default image_store.default_store(); faces found by `detect_runner`, default in this
+    process); skipped files are printed."""
     try:
         bins = tuple(int(b) for b in args.age_bins.split(","))
     except ValueError:
@@ -96,9 +106,14 @@ def dataset_from_args(args: DataOptions | argparse.Namespace, store: str | None 
         split_seed=args.split_seed,
         on_bad_image=args.on_bad_image,
         store=store,
-        group_by=getattr(args, "group_by", "none"),
-        group_regex=getattr(args, "group_regex", None),
+        group_by=args.group_by,
+        group_regex=args.group_regex,
+        detect_faces=args.detect_faces,
+        several_faces=args.several_faces,
+        detect_runner=detect_runner,
     )
+    if data.detection is not None:
+        print(Detection(**data.detection).line())
     notes = [*data.duplicates, *data.converted]
     if data.skipped or notes:
         full = save_full_list([*data.skipped, *notes], "data")

@@ -30,6 +30,8 @@ class Kind(enum.Enum):
     NOT_AN_IMAGE_NAME = "not an image file name"
     NAME_UNPARSED = "name does not parse"
     AGE_OUT_OF_RANGE = "age outside the classes"
+    NO_FACE = "no face found"  # --detect-faces
+    SEVERAL_FACES = "several faces in one photo"  # left out (--several-faces skip), else a note
     DUPLICATE = "the same bytes twice in one split, both kept"  # a note
     CONVERTED = "converted on load"  # a note: grayscale, alpha, CMYK, 16-bit, large
 

@@ -1,6 +1,7 @@
 """Face crops for a trained model from any photo: facenet-pytorch's MTCNN finds the
-faces (its weights ship with the package, so this works offline) and each is framed
-the way the el7008 training crops frame a face; or the image is taken as a crop."""
+faces and each is framed the way the el7008 training crops frame a face, by the same
+detector and `frame` as --detect-faces before training (trainable.data.faces); or the
+image is taken as a crop."""
 
 from __future__ import annotations
 
@@ -9,23 +10,9 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+from trainable.data.faces import Detector, frame
 from trainable.data.scan import Unusable, decode_image, read_file
 from trainable.transforms import CROP
-
-# How the el7008 training crops frame an MTCNN face box (median over 60 of its images):
-# the crop is 1.085 box heights tall, 4:5 (160 x 200 px), the box centre 44% down from its top.
-CROP_HEIGHT_PER_BOX, BOX_CENTRE_DOWN, CROP_SIZE = 1.085, 0.442, (160, 200)
-
-
-def frame(image: Image.Image, box: np.ndarray) -> np.ndarray:
-    """The face in `box`, framed like the training crops, as 200 x 160 RGB uint8."""
-    x0, y0, x1, y1 = box
-    height = CROP_HEIGHT_PER_BOX * (y1 - y0)
-    width = height * CROP_SIZE[0] / CROP_SIZE[1]
-    top, left = (y0 + y1) / 2 - BOX_CENTRE_DOWN * height, (x0 + x1) / 2 - width / 2
-    crop = image.crop((round(left), round(top), round(left + width), round(top + height)))  # black outside
-    return np.asarray(crop.resize(CROP_SIZE, Image.Resampling.BILINEAR))
-
 
 NO_FACE_FOUND = "no face found"
 
@@ -56,11 +43,7 @@ class Faces:
 
     def __init__(self, detect: bool, all_faces: bool) -> None:
         self.all_faces = all_faces
-        self.detector = None
-        if detect:
-            from facenet_pytorch import MTCNN
-
-            self.detector = MTCNN(keep_all=True, device="cpu")
+        self.detector = Detector() if detect else None
 
     def __call__(self, path: str) -> tuple[list[Face], str | None]:
         try:
@@ -76,10 +59,9 @@ class Faces:
             if min(image.shape[:2]) < CROP:
                 return [], f"smaller than the {CROP}-px crop (a face crop was expected: --no-detect)"
             return [Face("", image, (0.0, 0.0, float(image.shape[1]), float(image.shape[0])))], None
-        pil = Image.fromarray(image)
-        boxes, probs = self.detector.detect(pil)
-        if boxes is None:
+        found = self.detector(image)  # most confident first
+        if not found:
             return [], NO_FACE_FOUND
-        order = np.argsort(-probs) if self.all_faces else [int(np.argmax(probs))]
-        found = [(str(i) if self.all_faces else "", boxes[i]) for i in order]
-        return [Face(label, frame(pil, box), tuple(float(v) for v in box)) for label, box in found], None
+        pil = Image.fromarray(image)
+        labels = [str(i) for i in range(len(found))] if self.all_faces else [""]
+        return [Face(label, frame(pil, box), box) for label, (box, _) in zip(labels, found, strict=False)], None
