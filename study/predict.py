@@ -5,8 +5,8 @@
 
 PATH: image files, folders (their images, not recursive) or globs. A RESULTS_DIR
 means its best model (RESULTS_DIR/best/model.pt, written by analysis.best). Photos
-go through facenet-pytorch's MTCNN (its weights ship with the package): the most
-confident face (every face with --all-faces) is cropped the way the training crops
+go through facenet-pytorch's MTCNN (its weights ship with the package): the largest
+face (every face with --all-faces) is cropped the way the training crops
 were framed; --no-detect takes images that are already face crops. One row per
 image (or face): the predicted age group and each class's probability. An image
 with no face, or a file that is not an image, gets a row with the reason; the exit

@@ -186,7 +186,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("model", metavar="RESULTS_DIR|model.pt", help="a study (its best/model.pt) or a model file")
     faces = p.add_mutually_exclusive_group()
     faces.add_argument("--no-detect", action="store_true", help="posted images are face crops already")
-    faces.add_argument("--all-faces", action="store_true", help="every detected face, not only the most confident")
+    faces.add_argument("--all-faces", action="store_true", help="every detected face, not only the largest")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every one)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--replicas", type=int, default=1)

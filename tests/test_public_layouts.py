@@ -19,6 +19,7 @@ from trainable.data.dataset import load_dataset
 from trainable.data.layouts import detect_layout
 from trainable.data.problems import Kind
 from trainable.errors import UserError
+from trainable.serving import faces as serving_faces
 
 
 def face(path, group: int, seed: int, faces: int = 1) -> None:
@@ -33,8 +34,8 @@ def face(path, group: int, seed: int, faces: int = 1) -> None:
 
 
 class FakeDetector:
-    """trainable.data.faces.Detector's interface: the faces the photo's marker says, most
-    confident first (the second face is the more confident but the smaller); counts its photos."""
+    """trainable.data.faces.Detector's interface: the faces the photo's marker says, the
+    more confident but smaller one first (the largest is kept); counts its photos."""
 
     photos = 0
 
@@ -144,6 +145,13 @@ def fgnet_tree(root, subjects: int = 20, folder: str = "FGNET/images") -> None:
         for k, age in enumerate((0 if s % 7 == 0 else 2, 3, 8, 15, 30, 41)):
             suffix = "a" if (s + k) % 5 == 0 else ""
             face(root / folder / f"{s:03d}A{age:02d}{suffix}.JPG", 0 if age < 5 else 1 if age < 28 else 2, 10 * s + k)
+
+
+def test_predict_classifies_the_face_training_keeps(tmp_path, monkeypatch):
+    monkeypatch.setattr(serving_faces, "Detector", FakeDetector)
+    face(tmp_path / "two.jpg", 1, 1, faces=2)
+    crops, problem = serving_faces.Faces(detect=True, all_faces=False)(str(tmp_path / "two.jpg"))
+    assert problem is None and [c.box for c in crops] == [(30.0, 40.0, 170.0, 190.0)]  # the larger, as training
 
 
 def test_fgnet_is_detected_grouped_by_subject_and_age_zero_listed(tmp_path):

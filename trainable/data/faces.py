@@ -5,7 +5,7 @@ face; study.predict frames the faces it classifies with the same `frame`.
 The crops are stored like decoded images, under STORE/faces/KEY/, one pair of files per
 shard of photos detected together: SHARD.u8 (the crops, trainable.data.image_store) and
 SHARD.json (for each photo's file hash, its faces' boxes, confidences and rows in the
-.u8; who ran the shard), the JSON written last, so a shard is there whole or not at all.
+.u8, largest first; who ran the shard), the JSON written last, so a shard is there whole or not at all.
 KEY names the detector's settings, the framing and the photos' decoding: a photo seen
 under one KEY is never detected again, whichever dataset holds it or study reads it.
 
@@ -55,7 +55,7 @@ def frame(image: Image.Image, box: Sequence[float]) -> np.ndarray:
 
 class Detector:
     """MTCNN (its weights ship with facenet-pytorch: offline) on the CPU: an HxWx3 uint8
-    image -> its faces as ((x0, y0, x1, y1), confidence), most confident first."""
+    image -> its faces as ((x0, y0, x1, y1), confidence), in MTCNN's order."""
 
     def __init__(self) -> None:
         from facenet_pytorch import MTCNN
@@ -66,17 +66,24 @@ class Detector:
         boxes, probs = self.mtcnn.detect(Image.fromarray(image))
         if boxes is None:
             return []
-        faces = [(tuple(float(v) for v in box), float(p)) for box, p in zip(boxes, probs, strict=True)]
-        return sorted(faces, key=lambda face: -face[1])
+        return [(tuple(float(v) for v in box), float(p)) for box, p in zip(boxes, probs, strict=True)]
+
+
+def largest_first(faces: list[tuple[tuple[float, ...], float]]) -> list[tuple[tuple[float, ...], float]]:
+    """A photo's faces, the largest box first: the face training keeps (--several-faces
+    largest) and the one study.predict classifies. MTCNN's confidence is near 1 for every
+    clear face, so it says little about which face a photo is of."""
+    return sorted(faces, key=lambda face: -(face[0][2] - face[0][0]) * (face[0][3] - face[0][1]))
 
 
 def detector_key() -> str:
     """What a stored face depends on, hashed: the detector and its settings, the framing,
-    and how photos are decoded (their size caps at MAX_SIDE)."""
+    the faces' order, and how photos are decoded (their size caps at MAX_SIDE)."""
     settings = {
         "detector": f"MTCNN, facenet-pytorch {importlib.metadata.version('facenet-pytorch')}",
         **MTCNN_SETTINGS,
         "framing": [CROP_HEIGHT_PER_BOX, BOX_CENTRE_DOWN, list(CROP_SIZE)],
+        "order": "largest first",
         "max_side": MAX_SIDE,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -96,7 +103,8 @@ def detect_shard(images: Sequence[np.ndarray], hashes: Sequence[str], folder: st
         for image, file_hash in zip(images, hashes, strict=True):
             if file_hash not in faces:
                 pil = Image.fromarray(np.asarray(image))
-                faces[file_hash] = [[*box, prob, writer.add(frame(pil, box))] for box, prob in detector(image)]
+                found = largest_first(detector(image))
+                faces[file_hash] = [[*box, prob, writer.add(frame(pil, box))] for box, prob in found]
         name = "shard-" + hashlib.sha256("".join(sorted(faces)).encode()).hexdigest()[:16]
         stored = writer.finish(name, range(len(writer.rows)))
     except BaseException:
@@ -121,11 +129,6 @@ class StoredFace(NamedTuple):
     crops: StoredImages  # the shard's crops
     row: int
 
-    @property
-    def area(self) -> float:
-        x0, y0, x1, y1 = self.box
-        return (x1 - x0) * (y1 - y0)
-
 
 def stored_faces(folder: str) -> tuple[dict[str, list[StoredFace]], list[dict]]:
     """Every photo the store at `folder` has seen (file hash -> its faces, largest first), and its shards' records."""
@@ -138,9 +141,7 @@ def stored_faces(folder: str) -> tuple[dict[str, list[StoredFace]], list[dict]]:
         index = np.asarray(record["index"], dtype=np.int64).reshape(-1, 3)
         crops = StoredImages(os.path.join(folder, name[: -len(".json")] + ".u8"), index)
         for file_hash, faces in record["faces"].items():
-            found[file_hash] = sorted(
-                (StoredFace(tuple(f[:4]), f[4], crops, int(f[5])) for f in faces), key=lambda f: -f.area
-            )
+            found[file_hash] = [StoredFace(tuple(f[:4]), f[4], crops, int(f[5])) for f in faces]
         shards.append({"shard": name, "ran_by": record["ran_by"], "photos": len(record["faces"])})
     return found, shards
 

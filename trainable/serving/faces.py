@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from trainable.data.faces import Detector, frame
+from trainable.data.faces import Detector, frame, largest_first
 from trainable.data.scan import Unusable, decode_image, read_file
 from trainable.transforms import CROP
 
@@ -18,8 +18,8 @@ NO_FACE_FOUND = "no face found"
 
 
 class Face(NamedTuple):
-    """One face of an image: its label ('' for the only one, else its rank by MTCNN's
-    confidence), its crop (HxWx3 uint8, framed like the training crops) and its box in the
+    """One face of an image: its label ('' for the only one, else its rank by size, 0
+    the largest), its crop (HxWx3 uint8, framed like the training crops) and its box in the
     image (x0, y0, x1, y1 px; the whole image with --no-detect)."""
 
     label: str
@@ -59,7 +59,7 @@ class Faces:
             if min(image.shape[:2]) < CROP:
                 return [], f"smaller than the {CROP}-px crop (a face crop was expected: --no-detect)"
             return [Face("", image, (0.0, 0.0, float(image.shape[1]), float(image.shape[0])))], None
-        found = self.detector(image)  # most confident first
+        found = largest_first(self.detector(image))
         if not found:
             return [], NO_FACE_FOUND
         pil = Image.fromarray(image)
