@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import Any
 
@@ -25,7 +24,7 @@ import numpy as np
 from analysis.stats import full_interval
 from trainable.data.dataset import FaceData
 from trainable.data.faces import Runner
-from trainable.data.options import DataOptions, add_data_arguments, data_target, dataset_from_args
+from trainable.data.options import DataOptions, add_data_arguments, data_target, dataset_from_args, evaluation_name
 from trainable.errors import UserError
 from trainable.files import read_json, write_json
 from trainable.results_files import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
@@ -105,8 +104,7 @@ def evaluate_best(
         seeds=[seed for seed, _ in models],
         model=[os.path.relpath(path, results_dir) for _, path in models],
     )
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(folder.rstrip("/"))) or "data"
-    out = os.path.join(results_dir, EVALUATIONS_DIR, f"{name}.json")
+    out = os.path.join(results_dir, EVALUATIONS_DIR, f"{evaluation_name(folder)}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_json(out, result, indent=1)
     return out, result

@@ -15,7 +15,7 @@ from typing import Any
 from study.grids import GRIDS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
 from trainable import storage as store
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
-from trainable.data.options import DataOptions, data_target
+from trainable.data.options import DataOptions, check_targets
 from trainable.errors import UserError
 from trainable.options import add_options, option, options
 from trainable.results_files import DEFAULT_SELECT, SELECTIONS
@@ -287,8 +287,7 @@ def check(spec: StudySpec) -> None:
     for option_name in ("first_seed", "max_failures"):
         if (value := getattr(spec, option_name)) < 0:
             raise UserError(f"--{option_name.replace('_', '-')} must be >= 0, got {value}.")
-    for target in spec.evaluate_on:
-        data_target(target)
+    check_targets(spec.evaluate_on)
     check_extras(spec)
 
 

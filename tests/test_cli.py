@@ -325,3 +325,11 @@ def test_a_grid_file_holds_the_study_options_and_the_command_line_overrides_them
     path.write_text(ONE_FILE_STUDY.replace("search: optuna", "search: bayes"))
     err = " ".join(fails(capsys, "--grid", str(path)).split())
     assert "search is 'bayes'; expected one of ['grid', 'random', 'optuna']" in err
+    for folder in ("x/images", "y/images"):
+        (tmp_path / folder).mkdir(parents=True)
+    err = fails(
+        capsys,
+        *("--grid", "smoke", "--storage", str(tmp_path / "r")),
+        *("--evaluate-on", f"{tmp_path}/x/images:fgnet", "--evaluate-on", f"{tmp_path}/y/images/"),
+    )
+    assert "would both write evaluations/images.json" in err and not (tmp_path / "r").exists()  # one not overwritten

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 
 from trainable.data.dataset import BAD_IMAGE_POLICIES, GROUP_BY, SPLITS, FaceData, load_dataset
@@ -86,6 +87,24 @@ def data_target(text: str) -> tuple[str, str]:
             f"{', '.join(LAYOUTS)})."
         )
     return os.path.abspath(folder), layout
+
+
+def evaluation_name(folder: str) -> str:
+    """The name of a folder's evaluation file (RESULTS_DIR/evaluations/NAME.json): the folder's own name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(folder.rstrip("/"))) or "data"
+
+
+def check_targets(targets: tuple[str, ...] | list[str]) -> None:
+    """The --evaluate-on targets are folders, each with its own evaluation file."""
+    named: dict[str, str] = {}
+    for target in targets:
+        name = evaluation_name(data_target(target)[0])
+        if name in named:
+            raise UserError(
+                f"--evaluate-on {named[name]!r} and {target!r} would both write evaluations/{name}.json: "
+                "evaluate each folder once, under names that differ (a symlink with another name will do)."
+            )
+        named[name] = target
 
 
 def dataset_from_args(
