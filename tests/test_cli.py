@@ -279,7 +279,7 @@ def test_set_and_its_own_option_together_are_refused(capsys):
     )
 
 
-def test_evaluate_on_a_missing_folder_is_refused_before_any_work(capsys, monkeypatch, tmp_path):
+def test_evaluate_on_a_missing_folder_or_two_of_one_name_are_refused_before_any_work(capsys, monkeypatch, tmp_path):
     import sys
 
     monkeypatch.setitem(sys.modules, "ray", None)  # starting Ray must not be reached
@@ -292,6 +292,16 @@ def test_evaluate_on_a_missing_folder_is_refused_before_any_work(capsys, monkeyp
     (tmp_path / "a:b").mkdir()  # a colon that names no layout is part of the path
     assert data_target(f"{tmp_path}/a:b") == (str(tmp_path / "a:b"), "auto")
     assert data_target(f"{tmp_path}/a:b:fgnet") == (str(tmp_path / "a:b"), "fgnet")
+    for folder in ("x/images", "y/images"):
+        (tmp_path / folder).mkdir(parents=True)
+    err = " ".join(
+        fails(
+            capsys,
+            *("--grid", "smoke", "--storage", str(tmp_path / "r")),
+            *("--evaluate-on", f"{tmp_path}/x/images:fgnet", "--evaluate-on", f"{tmp_path}/y/images/"),
+        ).split()
+    )
+    assert "would both write evaluations/images.json" in err and not (tmp_path / "r").exists()  # one not overwritten
 
 
 ONE_FILE_STUDY = """\
@@ -325,11 +335,3 @@ def test_a_grid_file_holds_the_study_options_and_the_command_line_overrides_them
     path.write_text(ONE_FILE_STUDY.replace("search: optuna", "search: bayes"))
     err = " ".join(fails(capsys, "--grid", str(path)).split())
     assert "search is 'bayes'; expected one of ['grid', 'random', 'optuna']" in err
-    for folder in ("x/images", "y/images"):
-        (tmp_path / folder).mkdir(parents=True)
-    err = fails(
-        capsys,
-        *("--grid", "smoke", "--storage", str(tmp_path / "r")),
-        *("--evaluate-on", f"{tmp_path}/x/images:fgnet", "--evaluate-on", f"{tmp_path}/y/images/"),
-    )
-    assert "would both write evaluations/images.json" in err and not (tmp_path / "r").exists()  # one not overwritten
