@@ -5,9 +5,10 @@ face; study.predict frames the faces it classifies with the same `frame`.
 The crops are stored like decoded images, under STORE/faces/KEY/, one pair of files per
 shard of photos detected together: SHARD.u8 (the crops, trainable.data.image_store) and
 SHARD.json (for each photo's file hash, its faces' boxes, confidences and rows in the
-.u8, largest first; who ran the shard), the JSON written last, so a shard is there whole or not at all.
-KEY names the detector's settings, the framing and the photos' decoding: a photo seen
-under one KEY is never detected again, whichever dataset holds it or study reads it.
+.u8, largest first; who ran the shard), the JSON written last, so a shard is there
+whole or not at all. KEY names the detector's settings, the framing, the faces' order
+and the photos' decoding: a photo seen under one KEY is never detected again,
+whichever dataset holds it or study reads it.
 
 A runner detects the photos the store lacks: `detect_here` in this process, or Ray
 tasks over shards (study.detection) so that every CPU of a cluster shares the work.
@@ -169,6 +170,27 @@ class Detection:
         )
 
 
+def detected(
+    scan: Scan, photos: StoredImages, folder: str, runner: Runner, detection: Detection
+) -> dict[str, list[StoredFace]]:
+    """The faces of every photo of `scan` from the store at `folder`, the photos it lacks
+    detected first by `runner`, once per file hash (counted in `detection`)."""
+    known, before = stored_faces(folder)
+    first = {h: i for i, h in reversed(list(enumerate(scan.hashes)))}  # one photo of each file hash
+    todo = sorted(i for h, i in first.items() if h not in known)
+    if todo:
+        runner(photos.subset(todo), [scan.hashes[i] for i in todo], folder)
+        known, after = stored_faces(folder)
+        detection.shards = sorted({s["shard"] for s in after} - {s["shard"] for s in before})
+        if missing := [scan.paths[i] for i in todo if scan.hashes[i] not in known]:
+            raise RuntimeError(
+                f"{len(missing)} photo(s) were detected where this machine cannot read {folder} "
+                f"(e.g. {missing[0]}): every node of a cluster must share --cache-dir."
+            )
+    detection.detected, detection.from_store = len(todo), detection.photos - len(todo)
+    return known
+
+
 def crop_faces(
     root: str,
     scan: Scan,
@@ -183,21 +205,8 @@ def crop_faces(
     detecting only the photos the store lacks: (what was done, photos left out, notes,
     the labels of the photos left out). A face keeps its photo's file hash, so the split
     keeps all the faces of a photo together; with several kept, each is PATH#k (1: the largest)."""
-    folder = store_folder(store)
     detection = Detection(several_faces, detector_key(), photos=len(set(scan.hashes)))
-    known, before = stored_faces(folder)
-    first = {h: i for i, h in reversed(list(enumerate(scan.hashes)))}  # one photo of each file hash
-    todo = sorted(i for h, i in first.items() if h not in known)
-    if todo:
-        (runner or detect_here)(photos.subset(todo), [scan.hashes[i] for i in todo], folder)
-        known, after = stored_faces(folder)
-        detection.shards = sorted({s["shard"] for s in after} - {s["shard"] for s in before})
-        if missing := [scan.paths[i] for i in todo if scan.hashes[i] not in known]:
-            raise RuntimeError(
-                f"{len(missing)} photo(s) were detected where this machine cannot read {folder} "
-                f"(e.g. {missing[0]}): every node of a cluster must share --cache-dir."
-            )
-    detection.detected, detection.from_store = len(todo), detection.photos - len(todo)
+    known = detected(scan, photos, store_folder(store), runner or detect_here, detection)
     skipped, notes, faceless = [], [], []
     kept = {name: [] for name in ("paths", "hashes", "rows", "sums", "labels", "splits", "groups")}
     for i, (rel, file_hash) in enumerate(zip(scan.paths, scan.hashes, strict=True)):
