@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from study.smoke_data import RANGES, make_smoke_data
 from trainable.data.dataset import FaceData, load_el7008
@@ -19,7 +23,8 @@ REAL_DATA = os.environ.get("FACE_AGE_DATA", os.path.join(ROOT, "..", "shared", "
 # The CLI options of the tiny el7008 set's split (RANGES: 8 train / 4 val / 4 test per class).
 SMOKE_SPLIT = ["--train-range", "0-7", "--val-range", "8-11", "--test-range", "12-15"]
 
-torch.set_num_threads(2)
+# Under pytest-xdist (the fast tier runs on two workers) each worker takes one core.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 # Decoded images of datasets the tests load (and the CLIs they start) go to a throwaway store.
 os.environ.setdefault("FACE_AGE_IMAGE_STORE", tempfile.mkdtemp(prefix="face-age-images-"))
 
@@ -46,6 +51,13 @@ def tiny_data(tiny_root) -> FaceData:
 
 
 @pytest.fixture(scope="session")
+def trunk_cache(tmp_path_factory) -> str:
+    """A trunk cache shared by the tests that train on it (each worker's own): the tiny set is
+    encoded once, not once a test. Tests of the cache itself take a folder of their own."""
+    return str(tmp_path_factory.mktemp("trunk-cache"))
+
+
+@pytest.fixture(scope="session")
 def real_data() -> FaceData:
     if not os.path.isdir(REAL_DATA):
         pytest.skip(f"real dataset not found at {REAL_DATA} (set FACE_AGE_DATA)")
@@ -56,9 +68,6 @@ def real_data() -> FaceData:
 def utk_root(tmp_path_factory) -> str:
     """UTKFace-style names (AGE_GENDER_RACE_DATE.jpg.chip.jpg), 20 faces per age group,
     coloured by group so they are learnable, plus two files that must be listed."""
-    import numpy as np
-    from PIL import Image
-
     root = tmp_path_factory.mktemp("utk")
     rng = np.random.default_rng(0)
     ages = [1, 2, 3, 4] * 5 + [5, 10, 20, 27] * 5 + [28, 45, 60, 80] * 5
@@ -80,9 +89,6 @@ def bad_root(tiny_root, tmp_path) -> str:
     Returns the root; BAD_CASES / CONVERTED_CASES name what each planted file must produce.
     """
     import shutil
-
-    import numpy as np
-    from PIL import Image
 
     root = tmp_path / "bad"
     shutil.copytree(tiny_root, root)
@@ -126,6 +132,41 @@ CONVERTED_CASES = {
     "1/6.jpg": "CMYK -> RGB",
     "5/1.jpg": "downscaled from 6000x6000",
 }
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory):
+    """The smoke grid (2 configurations x 3 seeds) run once per session through the CLI on a real
+    Ray Tune, with an --evaluate-on target: (storage folder, what it printed). Slow tier only."""
+    storage = tmp_path_factory.mktemp("results")
+    other = tmp_path_factory.mktemp("other")  # another labelled dataset: class folders of generated crops
+    rng = np.random.default_rng(5)
+    for name in ("1-4", "5-27", "28+"):
+        (other / name).mkdir()
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (200, 160, 3), dtype=np.uint8)).save(other / name / f"{i}.png")
+    run = ["--grid", "smoke", "--storage", str(storage), "--name", "e2e", "--evaluate-on", f"{other}:folders"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.run", *run], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def smoke_report(smoke_study, tmp_path_factory):
+    """The smoke study's baselines (one seed) and report: the report's folder."""
+    storage, _ = smoke_study
+    base = tmp_path_factory.mktemp("baselines")
+    out = tmp_path_factory.mktemp("report")
+    split = SMOKE_SPLIT
+    for module, args in (
+        ("analysis.baselines", ["--data", str(storage / "smoke-data"), *split, "--seeds", "1", "--out", str(base)]),
+        ("analysis.report", [str(storage / "e2e"), "--baselines", str(base), "--out", str(out)]),
+    ):
+        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
 
 
 def epoch_row(**values) -> dict:

@@ -34,6 +34,7 @@ def test_cached_forward_equals_full_network(images):
     assert (cached - full).abs().max() <= 1e-4 * full.abs().max()
 
 
+@pytest.mark.slow  # three epochs of the whole network in float64: 20-35 s
 def test_training_on_cached_features_gives_the_full_networks_losses(tiny_data, images):
     """Training the head on cached trunk outputs is training the whole (frozen-trunk) net.
 
@@ -98,6 +99,7 @@ def _slow_get(directory, log):
     TrunkCache(directory).get({"k": "shared"}, compute)
 
 
+@pytest.mark.slow  # two processes that each import torch
 def test_concurrent_processes_compute_once(tmp_path):
     log = str(tmp_path / "log")
     ctx = multiprocessing.get_context("spawn")
@@ -110,6 +112,7 @@ def test_concurrent_processes_compute_once(tmp_path):
     assert open(log).read().count("computed") == 1
 
 
+@pytest.mark.slow  # encodes every image twice, then trains
 def test_shards_encoded_apart_make_the_entry_a_trial_reads(tiny_data, tmp_path):
     """Two encoding tasks' shards, sealed, are the entry: the trial counts a hit and reads
     what it would have encoded itself. Batches differ (7 + 17 rows vs one of 24), so the

@@ -19,17 +19,20 @@ def grid():
     return {(n, k, s): cell(rng, REPS, k, s, n) for n in IMAGES for k in SEEDS for s in SIGMAS}
 
 
+@pytest.mark.slow  # the grid: 64,000 simulated studies, 15-20 s
 def test_false_positive_rate_is_at_most_alpha(grid):
     too_high = {c: r["rejected"] for c, r in grid.items() if r["rejected"] > ALPHA + margin(REPS)}
     assert not too_high, f"(images, seeds, sigma) -> false-positive rate above {ALPHA} + {margin(REPS):.3f}"
 
 
+@pytest.mark.slow
 def test_full_interval_covers_the_expected_accuracy(grid):
     floor = 0.95 - margin(REPS) - SKEW_ALLOWANCE
     too_low = {c: r["coverage"] for c, r in grid.items() if r["coverage"] < floor}
     assert not too_low, f"(images, seeds, sigma) -> coverage below {floor:.3f}"
 
 
+@pytest.mark.slow
 def test_the_old_image_only_bootstrap_fails_the_same_check(grid):
     """The method the report used before: seeds averaged per image, images resampled. It calls
     one run in four 'different' at sigma 5 on 120 images, as the review found."""

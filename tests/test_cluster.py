@@ -257,7 +257,9 @@ def test_storage_copies_a_study_up_and_down_through_a_uri(tmp_path):
     copy = storage.download(uri, str(tmp_path / "copy"))
     assert (tmp_path / "copy" / "e01-x-s0" / "result.json").read_text() == '{"epoch": 1}\n' and copy.endswith("copy")
     flat = str(tmp_path).strip("/").replace("/", "_")
-    assert os.path.basename(storage.mirror(uri)).startswith(f"{flat}_bucket_studies_s1-")
+    readable, _, digest = os.path.basename(storage.mirror(uri)).rpartition("-")
+    assert f"{flat}_bucket_studies_s1".endswith(readable) and len(readable) == min(80, len(flat) + 18)
+    assert len(digest) == 16
     with pytest.raises(UserError, match="nothing is stored there"):
         storage.download(uri + "-missing", str(tmp_path / "none"))
 

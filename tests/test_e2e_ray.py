@@ -1,4 +1,5 @@
-"""The smoke grid end to end through the CLI and a real Ray Tune run."""
+"""The smoke grid end to end through the CLI and a real Ray Tune run: the slow tier's one shared
+smoke study (tests.conftest.smoke_study) and its report."""
 
 import fnmatch
 import glob
@@ -16,25 +17,10 @@ import torch
 from PIL import Image
 
 from analysis.results import load_study
-from tests.conftest import ROOT, SMOKE_SPLIT
+from tests.conftest import ROOT
 from trainable.config import RANDOM_INIT_NOTICE
 
-
-@pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory):
-    storage = tmp_path_factory.mktemp("results")
-    other = tmp_path_factory.mktemp("other")  # another labelled dataset: class folders of generated crops
-    rng = np.random.default_rng(5)
-    for name in ("1-4", "5-27", "28+"):
-        (other / name).mkdir()
-        for i in range(5):
-            Image.fromarray(rng.integers(0, 255, (200, 160, 3), dtype=np.uint8)).save(other / name / f"{i}.png")
-    run = ["--grid", "smoke", "--storage", str(storage), "--name", "e2e", "--evaluate-on", f"{other}:folders"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.run", *run], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return storage, proc.stdout
+pytestmark = pytest.mark.slow  # Ray end to end: about two minutes for the study, its baselines and report
 
 
 def test_summary_is_printed(smoke_study):
@@ -144,7 +130,6 @@ def test_provenance_is_recorded(smoke_study):
     assert len(record["data_files"]) == 48 and record["args"]["seeds"] == 3
 
 
-@pytest.mark.slow
 def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_study, tmp_path):
     """Each trial raises once at epoch 11 (after the epoch-10 checkpoint); with
     --max-failures 2 it resumes from that checkpoint and ends as if unfaulted."""
@@ -186,21 +171,6 @@ def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_s
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def smoke_report(smoke_study, tmp_path_factory):
-    storage, _ = smoke_study
-    base = tmp_path_factory.mktemp("baselines")
-    out = tmp_path_factory.mktemp("report")
-    split = SMOKE_SPLIT
-    for module, args in (
-        ("analysis.baselines", ["--data", str(storage / "smoke-data"), *split, "--seeds", "1", "--out", str(base)]),
-        ("analysis.report", [str(storage / "e2e"), "--baselines", str(base), "--out", str(out)]),
-    ):
-        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
 
 
 def test_evaluate_on_scores_every_seed_of_the_best_configuration_and_fills_the_report(smoke_study, smoke_report):
@@ -266,7 +236,6 @@ def test_report_html_renders_in_headless_chromium(smoke_report, tmp_path):
     assert pixels.std() > 20
 
 
-@pytest.mark.slow
 def test_baselines_of_another_split_are_left_out_with_the_reason_printed(smoke_study, tmp_path):
     storage, _ = smoke_study
     other = ["--train-range", "0-9", "--val-range", "10-12", "--test-range", "13-15"]
@@ -283,7 +252,6 @@ def test_baselines_of_another_split_are_left_out_with_the_reason_printed(smoke_s
     assert RANDOM_INIT_NOTICE in markdown.split("\n\n")[1]  # smoke runs on random weights
 
 
-@pytest.mark.slow
 def test_a_study_whose_trials_all_errored_ends_with_its_summary(tmp_path):
     """Every trial raises at its first epoch: the study prints its summary and says there is
     no best model; nothing after the trials fails (Ray logs each trial's own injected error),
@@ -299,7 +267,6 @@ def test_a_study_whose_trials_all_errored_ends_with_its_summary(tmp_path):
     assert "2 trial(s) failed" in proc.stderr
 
 
-@pytest.mark.slow
 def test_select_val_bacc_is_what_tune_ranked_and_what_the_study_ranks(tiny_root, tmp_path):
     """An imbalanced folders dataset, --select val_bacc: Tune's metric (which ASHA and a searcher
     read) is best_val_bacc, each trial's last reported value is the one the ranking and

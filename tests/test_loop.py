@@ -29,7 +29,10 @@ def test_early_stopping_on_a_scripted_sequence():
 
 
 def test_derive_seed_is_stable_and_distinct():
-    assert derive_seed(1, "order", 2) == derive_seed(1, "order", 2)
+    # Pinned: a seed that changed between processes or releases (hash(), an unseeded RNG) would break
+    # resume and reproduction; this value is sha256("1:order:2")'s first 8 bytes, little-endian, >> 1.
+    assert derive_seed(1, "order", 2) == 4435401752508574843
+    assert 0 <= derive_seed(2**40, "online", 17) < 2**63
     assert len({derive_seed(1, "order", 2), derive_seed(1, "order", 3), derive_seed(2, "order", 2)}) == 3
 
 

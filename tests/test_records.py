@@ -8,6 +8,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 from trainable.records import FinalRecord, reported
 
@@ -27,6 +29,7 @@ def test_every_reported_key_the_code_names_is_in_the_schema():
     assert vars(reported) == {name: name for name in fields}
 
 
+@pytest.mark.slow  # copies the tree and runs its consumers' tests in a new pytest
 def test_a_metric_renamed_in_the_schema_fails_in_its_consumers_tests(tmp_path):
     """val_acc renamed in a copy of the code: the console's and the report's tests fail."""
     for part in ("trainable", "study", "analysis", "tests"):

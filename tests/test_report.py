@@ -269,14 +269,14 @@ def test_importance_is_scored_on_held_out_trials():
     lr = rng.choice([1e-4, 1e-3, 1e-2], n)
     batch = rng.choice(["8", "32"], n)
     points = pd.DataFrame({"lr": lr, "batch_size": batch, "val acc": 0.5 + 10 * lr + rng.normal(0, 0.01, n)})
-    table, r2, folds = importance(points)
+    table, r2, folds = importance(points, trees=50)  # 50 trees: the same ranking and R² > 0.8 as 200
     assert folds == 5 and r2 > 0.8 and table.iloc[0].hyperparameter == "lr"
     noise = points.assign(**{"val acc": rng.normal(0.7, 0.05, n)})
     from sklearn.ensemble import RandomForestRegressor
 
     X = pd.get_dummies(noise[["lr", "batch_size"]].astype(str), dtype=float)
-    in_sample = RandomForestRegressor(200, random_state=0).fit(X, noise["val acc"]).score(X, noise["val acc"])
-    assert importance(noise)[1] < 0.1 < in_sample
+    in_sample = RandomForestRegressor(50, random_state=0).fit(X, noise["val acc"]).score(X, noise["val acc"])
+    assert importance(noise, trees=50)[1] < 0.1 < in_sample
 
 
 @pytest.mark.parametrize("select, picked", [("val_acc", "c1"), ("val_bacc", "c2"), ("val_loss", "c2")])

@@ -39,8 +39,8 @@ def through_disk(payload):
     return torch.load(buffer, weights_only=True)
 
 
-def test_reports_every_epoch_and_checkpoints(tiny_data, tmp_path):
-    final, reports = run(config(), tiny_data, str(tmp_path))
+def test_reports_every_epoch_and_checkpoints(tiny_data, trunk_cache):
+    final, reports = run(config(), tiny_data, trunk_cache)
     assert [m["epoch"] for m, _ in reports] == [1, 2, 3, 4, 5, 6]
     assert [c is not None for _, c in reports] == [False, True, False, True, False, True]
     last_metrics, last_checkpoint = reports[-1]
@@ -53,23 +53,23 @@ def test_reports_every_epoch_and_checkpoints(tiny_data, tmp_path):
     assert final["val_acc_best"] > 0.5  # the tiny classes are learnable
 
 
-def test_early_stopping_ends_the_trial(tiny_data, tmp_path):
-    final, reports = run(config(patience=2, max_epochs=40, lr=5e-3), tiny_data, str(tmp_path))
+def test_early_stopping_ends_the_trial(tiny_data, trunk_cache):
+    final, reports = run(config(patience=2, max_epochs=40, lr=5e-3), tiny_data, trunk_cache)
     assert final["stopped_by"] == "early_stopping"
     assert final["epoch"] == final["best_epoch"] + 2 == len(reports)
 
 
-def test_same_seed_same_metrics_other_seed_other_metrics(tiny_data, tmp_path):
-    a, _ = run(config(seed=1, max_epochs=3), tiny_data, str(tmp_path))
-    b, _ = run(config(seed=1, max_epochs=3), tiny_data, None)  # cache hit vs fresh encode
-    c, _ = run(config(seed=2, max_epochs=3), tiny_data, str(tmp_path))
+def test_same_seed_same_metrics_other_seed_other_metrics(tiny_data, trunk_cache):
+    a, _ = run(config(seed=1, max_epochs=2), tiny_data, trunk_cache)
+    b, _ = run(config(seed=1, max_epochs=2), tiny_data, None)  # cache hit vs fresh encode
+    c, _ = run(config(seed=2, max_epochs=2), tiny_data, trunk_cache)
     keys = ("train_loss", "val_loss", "val_acc_best", "test_acc_best", "best_epoch")
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert a["train_loss"] != c["train_loss"]
 
 
-def test_resume_from_a_checkpoint_repeats_an_uninterrupted_run(tiny_data, tmp_path):
-    uninterrupted, _ = run(config(), tiny_data, str(tmp_path))
+def test_resume_from_a_checkpoint_repeats_an_uninterrupted_run(tiny_data, trunk_cache):
+    uninterrupted, _ = run(config(), tiny_data, trunk_cache)
 
     class Crash(Exception):
         pass
@@ -83,26 +83,30 @@ def test_resume_from_a_checkpoint_repeats_an_uninterrupted_run(tiny_data, tmp_pa
             raise Crash
 
     with pytest.raises(Crash):
-        run_trial(config(), tiny_data, cache=TrunkCache(str(tmp_path)), report=crash_at_five)
+        run_trial(config(), tiny_data, cache=TrunkCache(trunk_cache), report=crash_at_five)
     assert saved[-1]["state"]["epoch"] == 4
-    resumed, reports = run(config(), tiny_data, str(tmp_path), resume=saved[-1])
+    resumed, reports = run(config(), tiny_data, trunk_cache, resume=saved[-1])
     assert [m["epoch"] for m, _ in reports] == [5, 6]
     for key in ("train_loss", "val_loss", "best_epoch", "val_acc_best", "test_acc_best"):
         assert resumed[key] == uninterrupted[key], key
 
 
-@pytest.mark.parametrize("changes", [{"augmentation": "online"}, {"freeze": "none"}])
+@pytest.mark.parametrize(
+    "changes",
+    [{"augmentation": "online"}, pytest.param({"freeze": "none"}, marks=pytest.mark.slow)],  # whole network: ~10 s
+    ids=["online", "full-network"],
+)
 def test_full_network_paths(tiny_data, tmp_path, changes):
     final, reports = run(config(max_epochs=1, **changes), tiny_data, str(tmp_path))
     assert len(reports) == 1 and np.isfinite(final["train_loss"])
     assert list(tmp_path.iterdir()) == []  # nothing cacheable on these paths
 
 
-def test_resume_from_the_final_checkpoint_only_rescores(tiny_data, tmp_path):
-    final, reports = run(config(max_epochs=3), tiny_data, str(tmp_path))
+def test_resume_from_the_final_checkpoint_only_rescores(tiny_data, trunk_cache):
+    final, reports = run(config(max_epochs=3), tiny_data, trunk_cache)
     payload = through_disk(reports[-1][1])
     assert "optimizer" not in payload and payload["state"]["best_weights"] == {}
-    again, more = run(config(max_epochs=3), tiny_data, str(tmp_path), resume=payload)
+    again, more = run(config(max_epochs=3), tiny_data, trunk_cache, resume=payload)
     assert len(more) == 1  # no epoch is trained again
     same = lambda d: {k: v for k, v in d.items() if k != "inputs_seconds"}  # noqa: E731
     assert same(again) == same(final)
@@ -127,8 +131,8 @@ def test_online_augmentation_from_cached_views(tiny_data, tmp_path):
 
 
 @pytest.mark.parametrize("lr", [1e6, 1e30])
-def test_a_diverging_trial_ends_normally_as_diverged(tiny_data, tmp_path, lr):
-    final, reports = run(config(optimizer="sgd", lr=lr, max_epochs=30), tiny_data, str(tmp_path))
+def test_a_diverging_trial_ends_normally_as_diverged(tiny_data, trunk_cache, lr):
+    final, reports = run(config(optimizer="sgd", lr=lr, max_epochs=30), tiny_data, trunk_cache)
     assert final["stopped_by"] == "diverged" and final["epoch"] == len(reports) < 30
     assert reports[-1][1] is not None and "model" in reports[-1][1]  # the final checkpoint is written
     if final["best_epoch"]:  # scored at the best finite epoch
@@ -153,17 +157,17 @@ def test_facenet_normalization_is_facenet_pytorchs_own():
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
-def test_class_balanced_scores_and_options(tiny_data, tmp_path):
+def test_class_balanced_scores_and_options(tiny_data, trunk_cache):
     """Balanced accuracy and macro-F1 are reported per split (sklearn's definitions);
     class weights and the balanced sampler change training but not what val loss means."""
     from sklearn.metrics import balanced_accuracy_score
 
-    plain, _ = run(config(max_epochs=3), tiny_data, str(tmp_path))
+    plain, _ = run(config(max_epochs=3), tiny_data, trunk_cache)
     for split in ("train", "val", "test"):
         assert 0 <= plain[f"{split}_bacc_best"] <= 1 and 0 <= plain[f"{split}_f1_best"] <= 1
     y = tiny_data.labels_of("test").numpy()
     assert plain["test_bacc_best"] == pytest.approx(balanced_accuracy_score(y, plain["test_pred"]), abs=1e-12)
-    weighted, _ = run(config(max_epochs=3, class_weights="balanced", sampler="balanced"), tiny_data, str(tmp_path))
+    weighted, _ = run(config(max_epochs=3, class_weights="balanced", sampler="balanced"), tiny_data, trunk_cache)
     assert weighted["train_loss"] != plain["train_loss"]  # other draws of the training images
 
 
@@ -181,12 +185,14 @@ def test_imbalance_weights_give_every_class_the_same_total():
 
 
 @pytest.mark.parametrize(
-    "changes", [{}, {"freeze": "none"}, {"sampler": "balanced"}], ids=["cached", "full-network", "sampler"]
+    "changes",
+    [{}, pytest.param({"freeze": "none"}, marks=pytest.mark.slow), {"sampler": "balanced"}],
+    ids=["cached", "full-network", "sampler"],
 )
-def test_a_training_split_one_past_a_whole_batch_trains(tiny_data, tmp_path, changes):
+def test_a_training_split_one_past_a_whole_batch_trains(tiny_data, trunk_cache, changes):
     """24 training images at batch 23 leave a last batch of one: it is merged, not a crash."""
     assert len(tiny_data.split["train"]) % 23 == 1
-    final, reports = run(config(batch_size=23, max_epochs=1, **changes), tiny_data, str(tmp_path))
+    final, reports = run(config(batch_size=23, max_epochs=1, **changes), tiny_data, trunk_cache)
     assert len(reports) == 1 and np.isfinite(final["train_loss"])
 
 
@@ -206,6 +212,7 @@ def test_a_frozen_trunk_runs_at_its_own_precision_inside_any_autocast():
     assert torch.equal(features, encode(model.trunk, x, device=cpu, precision="fp32"))
 
 
+@pytest.mark.slow  # online augmentation through the whole trunk: 10-16 s
 def test_cached_and_uncached_trials_of_a_configuration_train_at_the_same_precision(tiny_data, tmp_path):
     """Online augmentation from cached views and from fresh draws: one trained precision, recorded
     with the trunk's, and the model file says both."""
