@@ -100,10 +100,10 @@ def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
 
 
 def searched_identity(trial_id: str, config: dict) -> dict:
-    """A searched trial (config_id SEARCH_ID, named 't007-...') is its own configuration:
-    experiment 7, config_id 'search-7', named by its values."""
-    number, values = search_trial_number(trial_id), os.path.basename(trial_id).partition("-")[2]
-    return {"experiment": number, "config_id": f"search-{number}", "name": values or trial_id}
+    """A searched trial (config_id SEARCH_ID, named 't007-lr0.0003-...') is its own configuration:
+    experiment 7, config_id 'search-7', named by its number and values ('t007-lr0.0003-...')."""
+    number = search_trial_number(trial_id)
+    return {"experiment": number, "config_id": f"search-{number}", "name": os.path.basename(trial_id)}
 
 
 def time_of(row: dict) -> float | None:

@@ -94,9 +94,10 @@ def search_source(spec: StudySpec) -> Source:
     fixed = {**spec.trial_settings(), **spec.overrides()}  # a --set key is fixed, not searched
     space = search.search_space(grid, fixed, seed=spec.first_seed)
     searched = search.searched_keys(space)
-    points = search.paper_points(grid, space, fixed)
+    points = search.paper_points(grid, space, fixed, spec.num_samples)
     return Source(
-        f"{spec.search} search: {spec.num_samples} trial(s) over {', '.join(searched)}",
+        f"{spec.search} search: {spec.num_samples} trial(s) over {', '.join(searched)}, the first "
+        f"{len(points)} at distinct paper configurations",
         [{k: v for k, v in space.items() if not isinstance(v, Domain)}],
         TrialNames(searched=tuple(searched)),
         spec.scheduler or grid.scheduler,
@@ -111,7 +112,12 @@ def search_source(spec: StudySpec) -> Source:
         ),
         expansions=grid.expansions,
         record={
-            "search": {"kind": spec.search, "num_samples": spec.num_samples, "searched": searched},
+            "search": {
+                "kind": spec.search,
+                "num_samples": spec.num_samples,
+                "searched": searched,
+                "warm_starts": len(points),
+            },
             "expansions": grid.expansions,
         },
     )

@@ -21,6 +21,8 @@ from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
 from trainable.results_files import SEARCH_ID
 
+IDENTITY = ("experiment", "name", "config_id", "seed")  # what is not a setting of a configuration
+
 
 def search_space(grid: Grid, overrides: dict[str, Any], seed: int = 0) -> dict[str, Any]:
     """Tune's param_space: every setting fixed (experiment 1's, the file's, the options')
@@ -45,10 +47,14 @@ def searched_keys(space: dict[str, Any]) -> list[str]:
     return [k for k, v in space.items() if isinstance(v, tune.search.sample.Domain)]
 
 
-def paper_points(grid: Grid, space: dict[str, Any], overrides: dict[str, Any]) -> list[dict[str, Any]]:
+def paper_points(
+    grid: Grid, space: dict[str, Any], overrides: dict[str, Any], num_samples: int | None = None
+) -> list[dict[str, Any]]:
     """The paper grid's experiments as points of the space (searched keys only), those the
-    space can hold: warm starts for the searcher."""
-    points = []
+    space can hold, each point once (experiments that differ only in settings the space does
+    not search are one point there): warm starts for the searcher, at most half of
+    `num_samples` so that the search itself explores the rest."""
+    points: list[dict[str, Any]] = []
     for config in expand("paper", seeds=1, overrides=overrides):
         point = {}
         for key in searched_keys(space):
@@ -65,8 +71,9 @@ def paper_points(grid: Grid, space: dict[str, Any], overrides: dict[str, Any]) -
             else:
                 break
         else:
-            points.append(point)
-    return points
+            if point not in points:
+                points.append(point)
+    return points if num_samples is None else points[: num_samples // 2]
 
 
 def make_searcher(
@@ -92,13 +99,19 @@ def make_searcher(
 def confirm_configs(
     results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict, search_seed: int = 0
 ) -> list:
-    """Grid configs for the `top` searched trials, `seeds` fresh seeds each (search_seed+1..: the
-    search ran `search_seed`). `results`: (trial number, config, score), higher is better (the
-    --select metric, negated for val_loss)."""
-    best = sorted((r for r in results if r[2] == r[2]), key=lambda r: -r[2])[:top]
-    configs = []
-    for number, config, _ in best:
+    """Grid configs for the `top` best distinct searched configurations, `seeds` fresh seeds each
+    (search_seed+1..: the search ran `search_seed`). `results`: (trial number, config, score),
+    higher is better (the --select metric, negated for val_loss). A configuration the search ran
+    twice (a searcher may propose a point again) is confirmed once, as its best-scoring trial."""
+    ranked = sorted((r for r in results if r[2] == r[2]), key=lambda r: -r[2])
+    best, seen = [], []
+    for number, config, _ in ranked:
         settings = expand_choices(config, expansions)
+        if (same := {k: v for k, v in settings.items() if k not in IDENTITY}) not in seen and len(best) < top:
+            seen.append(same)
+            best.append((number, settings))
+    configs = []
+    for number, settings in best:
         for seed in range(search_seed + 1, search_seed + seeds + 1):
             identity = {"experiment": number, "name": f"confirm t{number:03d}", "config_id": f"confirm-{number}"}
             configs.append(TrialConfig.from_dict({**settings, **identity, "seed": seed}).to_dict())

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from analysis.results import searched_identity
 from study.plan import Plan, fetch
 from trainable import storage as store
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
@@ -15,7 +16,15 @@ from trainable.data.faces import Runner
 from trainable.errors import UserError
 from trainable.files import read_json, write_json, write_with
 from trainable.records import is_final, reported
-from trainable.results_files import BEST_DIR, BEST_FILE, BUDGET_FILE, STOPPED_FILE, SUMMARY_FILE, trial_outcome
+from trainable.results_files import (
+    BEST_DIR,
+    BEST_FILE,
+    BUDGET_FILE,
+    SEARCH_ID,
+    STOPPED_FILE,
+    SUMMARY_FILE,
+    trial_outcome,
+)
 
 SUMMARY_COLUMNS = {  # result key -> column title
     "experiment": "exp",
@@ -52,6 +61,8 @@ def summary_row(
     if result.error is not None:
         status, stopped_by = "error", f"error: {type(result.error).__name__}"
     values = {**result.config, **metrics, "status": status, "stopped_by": stopped_by}
+    if result.config.get("config_id") == SEARCH_ID:  # each searched trial is its own configuration
+        values.update(searched_identity(directory, result.config))
     return {
         **{title: values.get(key) for key, title in SUMMARY_COLUMNS.items()},
         # the resolved precisions once finished

@@ -72,6 +72,66 @@ def test_confirmation_takes_the_best_by_val_acc_with_fresh_seeds():
     assert [c["seed"] for c in later] == [6, 7]
 
 
+README_SEARCH = "lr: {loguniform: [1.0e-5, 1.0e-2]}\ndropout: {uniform: [0.0, 0.8]}\n"  # the README's one-file search
+
+
+def test_warm_starts_are_distinct_and_leave_half_the_budget_to_the_search(tmp_path):
+    """The seven paper experiments projected onto lr x dropout are 3 points (lr 1e-4, 1e-3 and
+    1e-5 at dropout 0.6); once each, and at most num_samples // 2 of them."""
+    (tmp_path / "s.yaml").write_text(README_SEARCH)
+    grid = read_grid(str(tmp_path / "s.yaml"))
+    space = search_space(grid, {})
+    every = paper_points(grid, space, {})
+    assert len(every) == len({tuple(sorted(p.items())) for p in every}) == 3
+    assert {p["dropout"] for p in every} == {0.6}
+    assert paper_points(grid, space, {}, num_samples=4) == every[:2]
+    assert paper_points(grid, space, {}, num_samples=1) == []
+    assert len(paper_points(GRIDS["search"], search_space(GRIDS["search"], {}), {}, num_samples=40)) == 7
+
+
+def test_confirmation_never_reruns_one_configuration_twice():
+    """Four searched trials of one configuration (a warm start proposed again) and one other:
+    --confirm-top 2 confirms the two configurations, each once, the first as its best trial."""
+    base = {**TrialConfig().to_dict(), "config_id": "search", "optimizer": "sgd-m0.9"}
+    other = {**base, "lr": 1e-3}
+    scored = [(0, base, 0.8), (1, base, 0.9), (2, other, 0.5), (3, base, 0.7), (4, base, 0.8)]
+    configs = confirm_configs(scored, top=2, seeds=3, expansions=GRIDS["search"].expansions)
+    assert [(c["experiment"], c["seed"]) for c in configs] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert configs[3]["lr"] == 1e-3
+    assert len(confirm_configs(scored[:2], top=3, seeds=1, expansions=GRIDS["search"].expansions)) == 1
+
+
+@pytest.mark.slow
+def test_the_readmes_lr_and_dropout_search_with_4_samples_runs_at_least_3_distinct_points(tmp_path):
+    """Ray Tune itself, with the study's space and searchers (a trainable that only reports):
+    4 samples of the README's search are at least 3 distinct configurations, for both searchers."""
+    pytest.importorskip("optuna", reason="the search extra is not installed")
+    import ray
+    from ray import tune
+
+    from study.search import make_searcher
+
+    (tmp_path / "s.yaml").write_text(README_SEARCH)
+    grid = read_grid(str(tmp_path / "s.yaml"))
+    space = search_space(grid, {})
+    points = paper_points(grid, space, {}, num_samples=4)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for kind in ("random", "optuna"):
+            tuner = tune.Tuner(
+                lambda config: {"val_acc": config["lr"]},
+                param_space=space,
+                tune_config=tune.TuneConfig(
+                    metric="val_acc", mode="max", num_samples=4, search_alg=make_searcher(kind, points, 1, seed=0)
+                ),
+                run_config=tune.RunConfig(storage_path=str(tmp_path / kind), verbose=0),
+            )
+            tried = {(r.config["lr"], r.config["dropout"]) for r in tuner.fit()}
+            assert len(tried) >= 3, (kind, tried)
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.parametrize(
     "text, expected",
     [
@@ -144,6 +204,10 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     searched, _ = load_study(str(study))
     assert len(searched) == 4 and searched.config_id.nunique() == 4
     assert set(searched.trial_id.str[:4]) == {"t001", "t002", "t003", "t004"}
+    assert (searched.name == searched.trial_id).all()  # the trial's number and its searched values
+    with open(study / "summary.csv") as f:  # the search's own summary: one row per trial, each named so
+        names = [line.split(",")[1] for line in f.read().splitlines()[1:]]
+    assert sorted(names) == sorted(searched.trial_id) and "lr" in names[0]
     assert set(searched.optimizer) <= {"adam", "sgd"} and (searched[searched.optimizer == "sgd"].momentum == 0.9).all()
     confirmed, _ = load_study(str(study / "confirm"), "confirm/")
     assert len(confirmed) == 4 and sorted(confirmed.seed) == [1, 1, 2, 2] and confirmed.config_id.nunique() == 2
@@ -258,7 +322,8 @@ def test_a_one_file_study_runs_with_only_its_file_and_the_data(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     (study,) = (tmp_path / "results").glob("tiny-search-*")
     record = json.loads((study / "study.json").read_text())
-    assert record["search"] == {"kind": "optuna", "num_samples": 2, "searched": ["lr"]}
+    # lr 1e-4 and 1e-3 are the paper's points in the space; half of 2 samples: the first alone
+    assert record["search"] == {"kind": "optuna", "num_samples": 2, "searched": ["lr"], "warm_starts": 1}
     assert record["args"]["seeds"] == 1 and record["args"]["num_samples"] == 2
     kept = optuna_trials(study)  # the paper's warm starts are enqueued up front; those not reached wait
     assert [t.number for t in kept if t.state.name == "COMPLETE"] == [0, 1]

@@ -167,21 +167,30 @@ def test_class_balanced_scores_and_options(tiny_data, trunk_cache):
         assert 0 <= plain[f"{split}_bacc_best"] <= 1 and 0 <= plain[f"{split}_f1_best"] <= 1
     y = tiny_data.labels_of("test").numpy()
     assert plain["test_bacc_best"] == pytest.approx(balanced_accuracy_score(y, plain["test_pred"]), abs=1e-12)
-    weighted, _ = run(config(max_epochs=3, class_weights="balanced", sampler="balanced"), tiny_data, trunk_cache)
-    assert weighted["train_loss"] != plain["train_loss"]  # other draws of the training images
+    resampled, _ = run(config(max_epochs=3, sampler="balanced"), tiny_data, trunk_cache)
+    assert resampled["train_loss"] != plain["train_loss"]  # other draws of the training images
 
 
 def test_imbalance_weights_give_every_class_the_same_total():
     from trainable.trial import imbalance_weights
 
     labels = torch.tensor([0] * 10 + [1] * 30 + [2] * 60)
-    class_w, sample_w = imbalance_weights(config(class_weights="balanced", sampler="balanced"), labels, 3)
-    assert class_w.tolist() == pytest.approx([100 / 30, 100 / 90, 100 / 180])
+    class_w, no_sampling = imbalance_weights(config(class_weights="balanced"), labels, 3)
+    no_weights, sample_w = imbalance_weights(config(sampler="balanced"), labels, 3)
+    assert class_w.tolist() == pytest.approx([100 / 30, 100 / 90, 100 / 180]) and no_sampling is no_weights is None
     totals = torch.bincount(labels, weights=sample_w.double())  # each class: n / classes
     assert totals.tolist() == pytest.approx([100 / 3] * 3)
     assert imbalance_weights(config(), labels, 3) == (None, None)
     class_w, _ = imbalance_weights(config(class_weights="balanced"), torch.tensor([0, 0, 2]), 3)
     assert class_w[1] == 0  # a class with no training image: nothing to weight
+
+
+def test_class_weights_and_the_balanced_sampler_together_are_refused():
+    """Both corrections at once learn an inverted prior (counts 100/20/5 -> 0.04/0.20/0.76)."""
+    from trainable.errors import UserError
+
+    with pytest.raises(UserError, match="corrects the class imbalance twice"):
+        config(class_weights="balanced", sampler="balanced")
 
 
 @pytest.mark.parametrize(

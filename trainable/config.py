@@ -109,6 +109,11 @@ class TrialConfig:
             raise UserError("Trial config 'dropout' must be in [0, 1) and 'weight_decay' >= 0.")
         if self.momentum and self.optimizer != "sgd":
             raise UserError("Trial config 'momentum' applies to optimizer 'sgd' only.")
+        if self.class_weights == "balanced" and self.sampler == "balanced":
+            raise UserError(
+                "Trial config 'class_weights' balanced with 'sampler' balanced corrects the class imbalance twice "
+                "(the rare classes end up favoured as much as they were scarce); choose one of the two."
+            )
 
     @property
     def uses_cache(self) -> bool:
