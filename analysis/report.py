@@ -30,6 +30,7 @@ from analysis.document import Document
 from analysis.results import load_study, read_study_record, selection_of
 from analysis.stats import METHOD_NOTE, accuracy_ci
 from analysis.tables import (
+    PRIMARY_METRIC,
     balance_table,
     baseline_table,
     comparison_table,
@@ -40,6 +41,7 @@ from analysis.tables import (
     importance,
     summary_table,
     with_ci,
+    with_range,
 )
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
 from trainable.errors import UserError
@@ -267,7 +269,8 @@ def summary_section(doc: Document, s: Study) -> None:
         doc.p(
             f"Ranking by the mean {s.select} over seeds (--select) uses only the {len(ranked)} configuration(s) "
             f"whose seeds all finished; first: #{best.experiment} {best['name']} ({s.select} {with_ci(*best.sel)}, "
-            f"test acc {with_ci(*best.test)}). Chosen on validation, never on test."
+            f"test acc {with_range(*best.test_full)}, the full 95% interval: training seeds and test images). "
+            "Chosen on validation, never on test."
         )
     if s.best:
         doc.p(
@@ -361,13 +364,14 @@ def balance_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> Non
         )
     )
     largest = shares.loc["test"].max()
+    has_peer = btable is not None and (btable.features == "pretrained").any()  # analysis.peer's record
     doc.p(
         f"Predicting the largest class for every test image scores accuracy {largest:.3f}, balanced accuracy "
         f"{1 / len(s.classes):.3f}. Balanced accuracy is the mean of the per-class recalls; macro-F1 the "
         "unweighted mean of per-class F1. Both are on the test images of the best epoch, with the same two "
-        "intervals as accuracy (the full one with bootstrap image variances). A face the peer did not find counts as "
-        "wrong in every score. Recall per class: the "
-        "share of each class's test images predicted as that class, mean over runs."
+        "intervals as accuracy (the full one with bootstrap image variances). "
+        + ("A face the zero-shot peer did not find counts as wrong in every score. " if has_peer else "")
+        + "Recall per class: the share of each class's test images predicted as that class, mean over runs."
     )
     table = balance_table(s.configs.head(MAX_SHOWN), btable, s.classes)
     if len(table):
@@ -421,7 +425,7 @@ def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
                 "reported val": val,
                 "reported test": test,
                 "ours val": with_ci(*ours.val) if ours is not None else "—",
-                "ours test": with_ci(*ours.test) if ours is not None else "—",
+                "ours test [full 95%]": with_range(*ours.test_full) if ours is not None else "—",
             }
         )
     for feats, course in REPORTED_BASELINES.items():
@@ -433,7 +437,7 @@ def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
                 "reported val": "—",
                 "reported test": f"{course} (§6.8)",
                 "ours val": with_ci(*best.val_acc) if best is not None else "—",
-                "ours test": with_ci(*best.test_acc) if best is not None else "—",
+                "ours test [full 95%]": with_range(*best.test_full) if best is not None else "—",
             }
         )
     doc.table(pd.DataFrame(rows))
@@ -461,21 +465,37 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
     if not sides:
         doc.p("No comparison: it needs finished configurations (and experiment 1, or baselines on the same split).")
         return
-    tests = comparisons(sides, s.labels, len(s.classes))
-    table, adjusted = comparison_table(tests)
+    metric = PRIMARY_METRIC[s.select]
+    tests = comparisons(sides, s.labels, len(s.classes), metric)
+    table, adjusted, levels = comparison_table(tests)
     doc.p(
-        f"{len(tests)} comparisons ({len(sides)} pairs × accuracy, balanced accuracy and macro-F1) on the same "
-        f"{n_images} test images, by the seed-and-image t-test; their p-values are Holm-adjusted over all "
-        f"{len(tests)}, and 'different?' uses the adjusted p. A side with one run (a baseline, or a single "
-        "seed) has no measured training noise: its row says so, and its verdict is about the test images "
-        f"only. With this many images one run's accuracy is uncertain by about ±{100 * (hi - lo) / 2:.0f} "
-        "points."
+        f"{len(tests)} comparison(s), one per pair, on {metric} (the metric --select {s.select} ranks on: one "
+        f"question, one test) on the same {n_images} test images, by the seed-and-image t-test; their p-values "
+        f"are Holm-adjusted over all {len(tests)}, and 'different?' uses the adjusted p. Each interval is at the "
+        "level Holm's step-down tested its comparison, so it excludes 0 exactly when the verdict is 'yes'; "
+        "'detectable' is the smallest true difference the comparison finds with 80% power at that level and "
+        "its own variance. A side with one run (a baseline, or a single seed) has no measured training noise: "
+        "its row says so, and its verdict is about the test images only. With this many images one run's "
+        f"accuracy is uncertain by about ±{100 * (hi - lo) / 2:.0f} points."
     )
+    doc.p(descriptive_note(metric, s.class_counts.get("test")))
     doc.p("Method: " + METHOD_NOTE)
     doc.table(table)
-    for (a, b, test), p_holm in zip(tests, adjusted, strict=True):
-        if test.metric == "accuracy":
-            doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(tests)))
+    for (a, b, test), p_holm, level in zip(tests, adjusted, levels, strict=True):
+        doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(tests), level=level))
+
+
+def descriptive_note(metric: str, test_counts: list[int] | None) -> str:
+    """What the untested scores are: the same number as accuracy on a balanced test split
+    (said, not repeated), else descriptive only."""
+    others = [m for m in ("accuracy", "balanced accuracy", "macro-F1") if m != metric]
+    if test_counts and len(set(test_counts)) == 1:
+        return (
+            f"Every class has {test_counts[0]} test images, so balanced accuracy is accuracy here: one number, "
+            "tested once. Macro-F1 is descriptive (the classes section), not tested."
+        )
+    listed = " and ".join(others)
+    return f"{listed[0].upper()}{listed[1:]} are descriptive (the classes section), not tested."
 
 
 def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_dir: str) -> None:

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from trainable.scoring import (  # noqa: F401 (the scores, re-exported beside the statistics on them)
     METRICS,
@@ -27,6 +27,7 @@ from trainable.scoring import (  # noqa: F401 (the scores, re-exported beside th
 )
 
 CONFIDENCE = 0.95
+POWER = 0.8  # the power at which a comparison's detectable difference is stated
 
 
 def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
@@ -57,6 +58,26 @@ def holm(pvalues) -> list[float]:
         running = max(running, min(1.0, (len(p) - rank) * p[i]))
         adjusted[i] = running
     return adjusted.tolist()
+
+
+def holm_levels(pvalues, alpha: float = 0.05) -> list[float]:
+    """The level at which Holm's step-down procedure tests each hypothesis: alpha / (m - k + 1)
+    at step k (p-values in ascending order) while it rejects; from the first hypothesis it
+    retains on, that step's level for it and every later one. An interval at confidence
+    1 - level excludes 0 exactly when Holm rejects (a later p is never smaller than the retained
+    one), so a verdict and its interval never disagree."""
+    p = np.asarray(pvalues, float)
+    levels = np.empty(len(p))
+    level = None
+    for rank, i in enumerate(np.argsort(p, kind="stable")):
+        if level is None:
+            step = alpha / (len(p) - rank)
+            if p[i] >= step:
+                level = step  # the first retained: it and every later one at this level
+            levels[i] = step
+        else:
+            levels[i] = level
+    return levels.tolist()
 
 
 def format_p(p: float) -> str:
@@ -228,6 +249,27 @@ class Comparison:
     p: float
     df: float
     runs: tuple[int, int]
+    se: float
+
+    def interval(self, level: float = 1 - CONFIDENCE) -> tuple[float, float]:
+        """The (1 - level) interval of the difference (the t of the test: it excludes 0 iff p < level)."""
+        half = stats.t.ppf(1 - level / 2, self.df) * self.se
+        return self.diff - half, self.diff + half
+
+    def detectable(self, level: float = 1 - CONFIDENCE, power: float = POWER) -> float:
+        """The smallest true difference this two-sided t-test finds with `power` at `level`, were
+        its variance what it estimated (se, df): delta with P(|T| > t(1 - level/2)) = power for T
+        noncentral t with the test's df and noncentrality delta / se (Cohen 1988, ch. 2)."""
+        if not self.se > 0:
+            return 0.0
+        crit = stats.t.ppf(1 - level / 2, self.df)
+
+        def shortfall(delta: float) -> float:
+            nc = delta / self.se
+            wrong_side = np.nan_to_num(stats.nct.cdf(-crit, self.df, nc))  # scipy: NaN far in the tail, ~0
+            return stats.nct.sf(crit, self.df, nc) + wrong_side - power
+
+        return float(optimize.brentq(shortfall, 0.0, (crit + 6) * self.se))
 
     @property
     def caveat(self) -> str:
@@ -237,16 +279,21 @@ class Comparison:
         sides = " and ".join(s for s, n in zip(("A", "B"), self.runs, strict=True) if n < 2)
         return f"test-set noise only: training noise of {sides} unmeasured (one run)"
 
-    def sentence(self, a: str, b: str, n_images: int, p_adjusted: float, comparisons: int) -> str:
-        """One sentence for the report; the verdict uses the Holm-adjusted p."""
+    def sentence(self, a: str, b: str, n_images: int, p_adjusted: float, comparisons: int, level: float) -> str:
+        """One sentence for the report; the verdict uses the Holm-adjusted p, the interval and the
+        detectable difference Holm's level for this comparison (holm_levels)."""
         direction = "better" if self.diff > 0 else "worse"
         where = f"{abs(self.diff) * 100:.1f} points {direction} on {self.metric}"
+        lo, hi = self.interval(level)
         detail = (
-            f"95% CI {self.lo * 100:+.1f} to {self.hi * 100:+.1f}, {format_p(self.p)}, "
+            f"{100 * (1 - level):.4g}% CI {lo * 100:+.1f} to {hi * 100:+.1f} (Holm's level), {format_p(self.p)}, "
             f"Holm-adjusted {format_p(p_adjusted)} over {comparisons} comparisons"
         )
         if p_adjusted >= 0.05:
-            return f"{a} is {where} than {b} ({detail}): not distinguishable from noise."
+            return (
+                f"{a} is {where} than {b} ({detail}): not distinguishable from noise; a true difference under "
+                f"{100 * self.detectable(level):.1f} points would be missed more than 1 time in 5 (80% power)."
+            )
         if self.caveat:
             return (
                 f"{a} is {where} than {b} ({detail}): beyond the noise of these {n_images} test images ({self.caveat})."
@@ -258,4 +305,6 @@ def compare(metric: str, preds_a, preds_b, labels, n_classes: int, confidence: f
     """A minus B (each averaged over its runs) on the same test images: the seed-and-image t-test."""
     e = metric_estimate(metric, labels, preds_a, preds_b, n_classes=n_classes)
     lo, hi = e.interval(confidence)
-    return Comparison(metric, float(e.value), float(lo), float(hi), float(e.p_value()), float(e.df), e.runs)
+    return Comparison(
+        metric, float(e.value), float(lo), float(hi), float(e.p_value()), float(e.df), e.runs, float(e.se)
+    )

@@ -11,7 +11,17 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import config_of
-from analysis.stats import METRICS, Comparison, compare, format_p, full_interval, holm, mean_ci, recall_per_class
+from analysis.stats import (
+    METRICS,
+    Comparison,
+    compare,
+    format_p,
+    full_interval,
+    holm,
+    holm_levels,
+    mean_ci,
+    recall_per_class,
+)
 from trainable.config import comparable_settings, differs_from
 from trainable.records import reported
 from trainable.results_files import DEFAULT_SELECT, SELECTIONS
@@ -175,8 +185,8 @@ def summary_table(configs: pd.DataFrame, select: str = DEFAULT_SELECT) -> pd.Dat
             "best epoch": configs.best_epoch.round(1),
             "train s": configs.train_s.round(1),
             "val acc (± across seeds)": [with_ci(*v) for v in configs.val],
-            "test acc (± across seeds)": [with_ci(*t) for t in configs.test],
             "test acc [full 95% interval]": [with_range(*t) for t in configs.test_full],
+            "test acc ± seeds, on these test images": [with_ci(*t) for t in configs.test],
         }
     )
     if select != "val_acc":
@@ -316,31 +326,43 @@ def fanova_importance(journal: str, seed: int = 0) -> tuple[pd.DataFrame, int] |
     return table.round(3), len(done)
 
 
+PRIMARY_METRIC = {"val_acc": "accuracy", "val_loss": "accuracy", "val_bacc": "balanced accuracy"}  # --select's
+
+
 def comparisons(
-    pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int
+    pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int, metric: str = "accuracy"
 ) -> list[tuple[str, str, Comparison]]:
-    """Every pair of config_table / baseline_table rows on every metric (accuracy first)."""
-    return [(a, b, compare(m, ra.preds, rb.preds, labels, n_classes)) for m in METRICS for a, b, ra, rb in pairs]
+    """Every pair of config_table / baseline_table rows on the one tested `metric` (one question,
+    one test: the metric --select names, PRIMARY_METRIC)."""
+    return [(a, b, compare(metric, ra.preds, rb.preds, labels, n_classes)) for a, b, ra, rb in pairs]
 
 
-def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataFrame, list[float]]:
-    """The comparisons with their p-values Holm-adjusted over all of them (every metric)."""
+def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataFrame, list[float], list[float]]:
+    """The comparisons with their p-values Holm-adjusted over all of them; each interval and
+    detectable difference at the level Holm tested it (stats.holm_levels), so that an interval
+    excludes 0 exactly when the verdict is 'yes'. Returns the table, the adjusted p-values and
+    the levels."""
     adjusted = holm([c.p for _, _, c in tests])
-    rows = [
-        {
-            "metric": c.metric,
-            "A": a,
-            "B": b,
-            "seeds A / B": f"{c.runs[0]} / {c.runs[1]}",
-            "A - B (points)": round(100 * c.diff, 1),
-            "95% CI": f"{100 * c.lo:+.1f} to {100 * c.hi:+.1f}",
-            "p": format_p(c.p),
-            f"p (Holm, {len(tests)})": format_p(p_holm).removeprefix("p = "),
-            "different? (Holm p < 0.05)": ("yes" if p_holm < 0.05 else "no") + (f"; {c.caveat}" if c.caveat else ""),
-        }
-        for (a, b, c), p_holm in zip(tests, adjusted, strict=True)
-    ]
-    return pd.DataFrame(rows), adjusted
+    levels = holm_levels([c.p for _, _, c in tests])
+    rows = []
+    for (a, b, c), p_holm, level in zip(tests, adjusted, levels, strict=True):
+        lo, hi = c.interval(level)
+        rows.append(
+            {
+                "metric": c.metric,
+                "A": a,
+                "B": b,
+                "seeds A / B": f"{c.runs[0]} / {c.runs[1]}",
+                "A - B (points)": round(100 * c.diff, 1),
+                "CI at Holm's level": f"{100 * lo:+.1f} to {100 * hi:+.1f} ({100 * (1 - level):.4g}%)",
+                "detectable (80% power)": f"{100 * c.detectable(level):.1f}",
+                "p": format_p(c.p),
+                f"p (Holm, {len(tests)})": format_p(p_holm).removeprefix("p = "),
+                "different? (Holm p < 0.05)": ("yes" if p_holm < 0.05 else "no")
+                + (f"; {c.caveat}" if c.caveat else ""),
+            }
+        )
+    return pd.DataFrame(rows), adjusted, levels
 
 
 def budget_curve(epochs: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
