@@ -38,7 +38,7 @@ from trainable.results_files import (
     RESULT_FILE,
     SEARCH_ID,
     STUDY_FILE,
-    search_trial_number,
+    searched_identity,
     trial_outcome,
 )
 
@@ -97,13 +97,6 @@ def read_trial(trial_dir: str) -> tuple[dict, list[dict]]:
                 with contextlib.suppress(json.JSONDecodeError):  # a line cut short by a killed driver:
                     rows.append(json.loads(line))  # the resumed trial reports that epoch again
     return config, rows
-
-
-def searched_identity(trial_id: str, config: dict) -> dict:
-    """A searched trial (config_id SEARCH_ID, named 't007-lr0.0003-...') is its own configuration:
-    experiment 7, config_id 'search-7', named by its number and values ('t007-lr0.0003-...')."""
-    number = search_trial_number(trial_id)
-    return {"experiment": number, "config_id": f"search-{number}", "name": os.path.basename(trial_id)}
 
 
 def time_of(row: dict) -> float | None:

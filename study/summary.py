@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.results import searched_identity
 from study.plan import Plan, fetch
 from trainable import storage as store
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
@@ -23,6 +22,7 @@ from trainable.results_files import (
     SEARCH_ID,
     STOPPED_FILE,
     SUMMARY_FILE,
+    searched_identity,
     trial_outcome,
 )
 

@@ -64,6 +64,13 @@ def search_trial_number(trial_dir: str) -> int:
     return int(os.path.basename(trial_dir).split("-")[0][1:])
 
 
+def searched_identity(trial_id: str, config: dict) -> dict:
+    """A searched trial (config_id SEARCH_ID, named 't007-lr0.0003-...') is its own configuration:
+    experiment 7, config_id 'search-7', named by its number and values ('t007-lr0.0003-...')."""
+    number = search_trial_number(trial_id)
+    return {"experiment": number, "config_id": f"search-{number}", "name": os.path.basename(trial_id)}
+
+
 def split_identity(paths: Mapping[str, Sequence[str]], labels: Mapping[str, Sequence[int]]) -> dict[str, str]:
     """Per split, the sha256 of its ordered (file, label) list: two results are on the
     same split only when all three match (baselines train on train and tune on val)."""
