@@ -60,6 +60,12 @@ def choose(results_dir: str) -> dict[str, Any] | None:
     }
 
 
+def ranked(results_dir: str, top: int) -> list[str]:
+    """The config_ids of the `top` best configurations, by the ranking best.json takes its first
+    from (what study.run's confirmation stage reruns on fresh seeds)."""
+    return load_inputs(results_dir, None).ranked.config_id.head(top).tolist()
+
+
 def final_model(results_dir: str, trial_id: str) -> str | None:
     """The trial's model.pt in its last checkpoint, or None."""
     checkpoints = sorted(glob.glob(os.path.join(results_dir, trial_id, "checkpoint_*", MODEL_FILE)))

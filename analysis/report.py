@@ -113,6 +113,8 @@ class Study:
     best: dict | None = None  # best/best.json (analysis.best), where written
     searched: tuple[pd.DataFrame, pd.DataFrame] | None = None  # a confirmed search's own (trials, epochs)
     fanova: tuple[pd.DataFrame, int] | None = None  # an Optuna search's fANOVA importances (tables.fanova_importance)
+    groups: np.ndarray | None = None  # each test image's person, when the split was grouped (--group-by)
+    confirmed: pd.DataFrame | None = None  # a grid's confirmation runs (confirm/), as config_table rows
 
     @property
     def classes(self) -> list[str]:
@@ -133,6 +135,20 @@ class Study:
         """Configurations whose seeds all finished and were scored, best mean --select value first."""
         c = self.configs
         return c[c.complete & (c.scored > 0)] if len(c) else c
+
+    @property
+    def claimed(self) -> pd.Series | None:
+        """The best configuration's row on runs that did not choose it: a confirmed search's
+        ranking (its confirmation runs), or a grid's confirmation of its best; else None."""
+        if not len(self.ranked):
+            return None
+        if self.searched is not None:
+            return self.ranked.iloc[0]
+        if self.confirmed is None or not len(self.confirmed):
+            return None
+        again = self.confirmed[self.confirmed.complete & (self.confirmed.scored > 0)]
+        again = again[again.config_id == f"confirm-{self.ranked.iloc[0].config_id}"]
+        return again.iloc[0] if len(again) else None
 
     @property
     def pretrained(self) -> bool:
@@ -180,21 +196,31 @@ def load_baselines(directory: str | None, study_split: dict | None) -> tuple[lis
 def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     record = read_study_record(results_dir)
     trials, epochs = load_study(results_dir)
-    searched = None
-    if record.get("search") and os.path.isdir(os.path.join(results_dir, CONFIRM_DIR)):
-        searched = trials, epochs  # shown apart: the ranking uses the confirmation runs alone
-        trials, epochs = load_study(os.path.join(results_dir, CONFIRM_DIR), CONFIRM_DIR + "/")
+    searched, confirmation = None, None
+    if os.path.isdir(os.path.join(results_dir, CONFIRM_DIR)):
+        confirmation = load_study(os.path.join(results_dir, CONFIRM_DIR), CONFIRM_DIR + "/")
+        if record.get("search"):  # the ranking uses the confirmation runs alone; the search's are shown apart
+            searched = trials, epochs
+            trials, epochs = confirmation
+            confirmation = None
     labels = np.asarray(record["split_labels"]["test"])
+    groups = record.get("split_groups", {}).get("test")
+    groups = np.asarray(groups, str) if groups is not None else None
     reference = record.get("reference_config")
     if reference is None and len(trials) and (trials.experiment == 1).any():
         reference = trials[trials.experiment == 1].iloc[0].to_dict()  # an older study.json
     weights_labels = record.get("weights_labels", {})
     n_classes = len(record.get("classes", [])) or 3
     configs = (
-        config_table(trials, epochs, labels, weights_labels, reference, n_classes, selection_of(record))
+        config_table(trials, epochs, labels, weights_labels, reference, n_classes, selection_of(record), groups)
         if len(trials)
         else pd.DataFrame()
     )
+    confirmed = None
+    if confirmation is not None and len(confirmation[0]):
+        confirmed = config_table(
+            *confirmation, labels, weights_labels, reference, n_classes, selection_of(record), groups
+        )
     baselines, notes = load_baselines(baselines_dir, split_id_of(record))
     name = os.path.basename(os.path.abspath(results_dir))
     best_file = os.path.join(results_dir, BEST_DIR, BEST_FILE)
@@ -204,7 +230,9 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
             best = json.load(f)
     journal = os.path.join(results_dir, OPTUNA_FILE)
     fanova = fanova_importance(journal) if os.path.exists(journal) else None
-    return Study(name, record, trials, epochs, configs, labels, baselines, notes, best, searched, fanova)
+    return Study(
+        name, record, trials, epochs, configs, labels, baselines, notes, best, searched, fanova, groups, confirmed
+    )
 
 
 def header(doc: Document, s: Study) -> None:
@@ -213,6 +241,8 @@ def header(doc: Document, s: Study) -> None:
         doc.notice(RANDOM_INIT_NOTICE)
     counts = s.trials.status.value_counts() if len(s.trials) else pd.Series(dtype=int)
     sizes = ", ".join(f"{k} {v}" for k, v in s.record["split_sizes"].items())
+    if s.groups is not None:
+        sizes += f"; the test images show {len(np.unique(s.groups))} people, the unit of every interval"
     search = s.record.get("search")
     if search:  # the number of trials is the search's, or the confirmation's
         planned = "" if s.searched is not None else f" of {search['num_samples']} planned"
@@ -271,6 +301,17 @@ def summary_section(doc: Document, s: Study) -> None:
             f"whose seeds all finished; first: #{best.experiment} {best['name']} ({s.select} {with_ci(*best.sel)}, "
             f"test acc {with_range(*best.test_full)}, the full 95% interval: training seeds and test images). "
             "Chosen on validation, never on test."
+        )
+    if s.confirmed is not None:
+        doc.h("Confirmation: the best again, on fresh seeds", 3)
+        doc.table(summary_table(s.confirmed, s.select))
+        again = s.claimed
+        doc.p(
+            f"The best configuration rerun with seeds it was not chosen on (--confirm-top): #{again.experiment} "
+            f"{again['name']}, test acc {with_range(*again.test_full)} (full 95% interval). Its comparisons with "
+            "the baselines use these runs: the seeds that chose it score it too high (the winner's curse)."
+            if again is not None
+            else "The confirmation runs did not all finish: the best is not claimed against the baselines."
         )
     if s.best:
         doc.p(
@@ -457,16 +498,19 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
         for c in ranked.head(MAX_SHOWN).itertuples():
             if c.config_id != ref.config_id:
                 sides.append((f"#{c.experiment} {c.name}", f"#{ref.experiment} {ref['name']}", c, ref))
-    if len(ranked) and btable is not None:
-        best = ranked.iloc[0]
+    best = s.claimed
+    if best is not None and btable is not None:
+        again = "" if s.searched is not None else f", fresh seeds {', '.join(map(str, best.seed_list))}"
         for _, group in btable.groupby("features", sort=False):
             b = group.loc[group.val_acc.str[0].idxmax()]
-            sides.append((f"best CNN #{best.experiment}", b["name"], best, b))
+            sides.append((f"best CNN #{best.experiment}{again}", b["name"], best, b))
+    if len(ranked) and best is None:
+        doc.p(unconfirmed_note(s))
     if not sides:
         doc.p("No comparison: it needs finished configurations (and experiment 1, or baselines on the same split).")
         return
     metric = PRIMARY_METRIC[s.select]
-    tests = comparisons(sides, s.labels, len(s.classes), metric)
+    tests = comparisons(sides, s.labels, len(s.classes), metric, s.groups)
     table, adjusted, levels = comparison_table(tests)
     doc.p(
         f"{len(tests)} comparison(s), one per pair, on {metric} (the metric --select {s.select} ranks on: one "
@@ -479,10 +523,35 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
         f"accuracy is uncertain by about ±{100 * (hi - lo) / 2:.0f} points."
     )
     doc.p(descriptive_note(metric, s.class_counts.get("test")))
+    if s.groups is not None:
+        doc.p(people_note(s.groups))
     doc.p("Method: " + METHOD_NOTE)
     doc.table(table)
     for (a, b, test), p_holm, level in zip(tests, adjusted, levels, strict=True):
         doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(tests), level=level))
+
+
+def unconfirmed_note(s: Study) -> str:
+    """Why the best configuration is not tested against the baselines."""
+    rerun = "--confirm-top K --seeds S" if s.record.get("search") else "--confirm-top 1 (the default for a grid)"
+    return (
+        "No test of the best configuration against the baselines: it was chosen on validation with the same "
+        "seeds that would test it, which favours it (the winner's curse: among 7 identical configurations "
+        "picked this way it beats an equal one 'significantly' in 0.17 of studies at a seed spread of 10 "
+        "points, among 216 in 0.6; python -m analysis.calibration). Its numbers above are descriptive. "
+        f"Rerun the study with {rerun} to claim it on fresh seeds."
+    )
+
+
+def people_note(groups: np.ndarray) -> str:
+    """What a grouped test set's intervals count: people, not photos."""
+    people = len(np.unique(groups))
+    return (
+        f"The test set holds {len(groups)} photos of {people} people (the split was grouped). Photos of one "
+        f"person are not independent, so every interval and test in this report counts people as the unit: "
+        f"cluster-robust image variances over the {people} people with {people - 1} degrees of freedom for "
+        "the images (Liang & Zeger 1986; CR1, Cameron & Miller 2015), and bootstraps that resample whole people."
+    )
 
 
 def descriptive_note(metric: str, test_counts: list[int] | None) -> str:
@@ -609,7 +678,7 @@ def build_report(
     """Write report.md, report.html, figures/ and epochs.csv to `out_dir`; return the
     document and the notes on what was left out."""
     s = load_inputs(results_dir, baselines_dir)
-    btable = baseline_table(s.baselines, s.labels, len(s.classes)) if s.baselines else None
+    btable = baseline_table(s.baselines, s.labels, len(s.classes), s.groups) if s.baselines else None
     os.makedirs(out_dir, exist_ok=True)
     doc = Document()
     header(doc, s)

@@ -18,6 +18,7 @@ from scipy import optimize, stats
 from trainable.scoring import (  # noqa: F401 (the scores, re-exported beside the statistics on them)
     METRICS,
     NO_FACE,
+    OF_CONFUSION,
     accuracy,
     balanced_accuracy,
     class_counts,
@@ -103,6 +104,14 @@ def format_p(p: float) -> str:
 # Biometrics Bulletin 2:110-114) from n_A - 1, n_B - 1 and N - 1. For balanced accuracy and
 # macro-F1, not means over images, B and W are bootstrap variances over the images. A side
 # with one run has no s^2: its training noise is unmeasured and the result says so.
+#
+# People, not photos: when the test images come in groups (several photos of one person:
+# --group-by, --group-regex, FG-NET's subjects), photos of one person are not independent
+# draws. Every image variance above is then cluster-robust over the G groups (Liang & Zeger
+# 1986, Biometrika 73:13-22; the CR1 small-sample factor G/(G - 1) and G - 1 degrees of
+# freedom of Cameron & Miller 2015, J. Human Resources 50:317-372), and the bootstraps
+# resample whole groups (Field & Welsh 2007, JRSS B 69:369-390). With one image per group
+# both are the formulas above.
 
 METHOD_NOTE = (
     "The seed-and-image t-test counts both sources of noise: which training seeds ran and which test "
@@ -149,74 +158,117 @@ class Estimate:
         return self.value - half, self.value + half
 
 
-def _estimate(value, per_run, within, between, image_total, n_images: int) -> Estimate:
+def units_of(groups, n_images: int) -> np.ndarray:
+    """Each test image's sampling unit as 0..G-1: its group (a person), or itself without groups."""
+    if groups is None:
+        return np.arange(n_images)
+    if len(groups) != n_images:
+        raise ValueError(f"{len(groups)} groups for {n_images} test images")
+    units = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1].ravel()
+    if units.max() < 1:
+        raise ValueError("every test image is in one group: no variance between groups to estimate")
+    return units
+
+
+def image_var(x: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """The variance of x.mean(-1) over draws of the test images' units (last axis: images):
+    G/(G - 1) * sum over units of (the unit's summed deviations)^2 / N^2, which is
+    x.var(ddof=1) / N when every image is its own unit (CR1, Cameron & Miller 2015)."""
+    n, g = x.shape[-1], int(units.max()) + 1
+    if g == n:
+        return x.var(-1, ddof=1) / n
+    sums = (x - x.mean(-1, keepdims=True)) @ np.eye(g)[units]  # (..., units)
+    return g / (g - 1) * (sums**2).sum(-1) / n**2
+
+
+def _estimate(value, per_run, within, between, image_total, n_units: int) -> Estimate:
     """Combine per-side pieces: per_run (..., n) scores of each side, within (W/N) and between
-    (B/N) image variances of each side, image_total the image variance of the signed sum."""
-    terms, image_var = [], image_total
+    (B/N) image variances of each side, image_total the image variance of the signed sum;
+    n_units the test images' independent units (images, or groups of them)."""
+    terms, image_var_ = [], image_total
     for scores, w, b in zip(per_run, within, between, strict=True):
         n = scores.shape[-1]
         if n >= 2:
             terms.append((scores.var(-1, ddof=1) / n, n - 1))
-            image_var = image_var - (w - b) / (n - 1)
-    image_var = np.maximum(image_var, 0.0)
-    terms.append((image_var, n_images - 1))
+            image_var_ = image_var_ - (w - b) / (n - 1)
+    image_var_ = np.maximum(image_var_, 0.0)
+    terms.append((image_var_, n_units - 1))
     total = sum(v for v, _ in terms)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = total**2 / sum(v**2 / d for v, d in terms)
-    df = np.where(total > 0, df, n_images - 1)
-    seed_var = sum(v for v, _ in terms[:-1]) if len(terms) > 1 else np.zeros_like(image_var)
-    return Estimate(value, seed_var, image_var, df, tuple(s.shape[-1] for s in per_run))
+    df = np.where(total > 0, df, n_units - 1)
+    runs = [s.shape[-1] for s in per_run]
+    if len(runs) == 2 and min(runs) == 1 and max(runs) >= 2:
+        # One side a single (e.g. deterministic) run: the test rests on the other side's few seed
+        # scores, skewed near a ceiling, and Satterthwaite's df lets a run of good seeds through
+        # (false-positive rate 0.08-0.10 at 3 seeds, sigma 10 points); the seeds' own n - 1 df
+        # hold it (analysis.calibration's one-run cells).
+        df = np.minimum(df, max(runs) - 1)
+    seed_var = sum(v for v, _ in terms[:-1]) if len(terms) > 1 else np.zeros_like(image_var_)
+    return Estimate(value, seed_var, image_var_, df, tuple(s.shape[-1] for s in per_run))
 
 
-def accuracy_estimate(*correct) -> Estimate:
+def accuracy_estimate(*correct, groups=None) -> Estimate:
     """Accuracy of one side, or A minus B for two: `correct` (..., runs, images) 0/1 arrays on
-    the same images; leading axes are independent replicates (simulations)."""
+    the same images; leading axes are independent replicates (simulations). `groups`: each
+    image's group (person), when photos come in groups."""
     sides = [np.asarray(c, float) for c in correct]
     sides = [c[..., None, :] if c.ndim == 1 else c for c in sides]
     signs = (1.0, -1.0)[: len(sides)]
-    n_images = sides[0].shape[-1]
+    units = units_of(groups, sides[0].shape[-1])
     per_image = sum(sign * c.mean(-2) for sign, c in zip(signs, sides, strict=True))
     return _estimate(
         sum(sign * c.mean((-2, -1)) for sign, c in zip(signs, sides, strict=True)),
         [c.mean(-1) for c in sides],
-        [c.var(-1, ddof=1).mean(-1) / n_images for c in sides],
-        [c.mean(-2).var(-1, ddof=1) / n_images for c in sides],
-        per_image.var(-1, ddof=1) / n_images,
-        n_images,
+        [image_var(c, units).mean(-1) for c in sides],
+        [image_var(c.mean(-2), units) for c in sides],
+        image_var(per_image, units),
+        int(units.max()) + 1,
     )
 
 
-def metric_estimate(metric: str, labels, *preds, n_classes: int, n_boot: int = 2000, seed: int = 0) -> Estimate:
+def metric_estimate(
+    metric: str, labels, *preds, n_classes: int, groups=None, n_boot: int = 2000, seed: int = 0
+) -> Estimate:
     """`metric` of one side, or A minus B for two: `preds` (runs, images) on the same images.
-    Accuracy exactly (accuracy_estimate); the others with bootstrap image variances."""
+    Accuracy exactly (accuracy_estimate); the others with bootstrap image variances, whole
+    groups resampled when `groups` are given (multinomial unit counts weigh each image's
+    confusion counts: one matrix product per side)."""
     labels = np.asarray(labels)
     sides = [np.atleast_2d(np.asarray(p)) for p in preds]
     if metric == "accuracy":
-        return accuracy_estimate(*[(p == labels[None]).astype(float) for p in sides])
-    score = METRICS[metric]
-    signs = (1.0, -1.0)[: len(sides)]
-    idx = np.random.default_rng(seed).integers(0, len(labels), (n_boot, len(labels)))
-    boot = [score(p[:, idx], labels[idx][None], n_classes) for p in sides]  # (runs, n_boot) per side
-    per_run = [score(p, labels[None], n_classes) for p in sides]
+        return accuracy_estimate(*[(p == labels[None]).astype(float) for p in sides], groups=groups)
+    score, signs = OF_CONFUSION[metric], (1.0, -1.0)[: len(sides)]
+    units = units_of(groups, len(labels))
+    g = int(units.max()) + 1
+    weights = np.random.default_rng(seed).multinomial(g, np.full(g, 1 / g), n_boot)[:, units].astype(float)
+    boot = []  # (runs, n_boot) per side
+    for p in sides:
+        each = confusion_counts(p[..., None], labels[:, None], n_classes)  # (runs, images, classes, classes + 1)
+        boot.append(score((weights @ each.reshape(*each.shape[:2], -1)).reshape(len(p), n_boot, *each.shape[2:])))
+    per_run = [METRICS[metric](p, labels[None], n_classes) for p in sides]
     return _estimate(
         sum(sign * r.mean() for sign, r in zip(signs, per_run, strict=True)),
         per_run,
         [b.var(-1, ddof=1).mean() for b in boot],
         [b.mean(0).var(ddof=1) for b in boot],
         sum(sign * b.mean(0) for sign, b in zip(signs, boot, strict=True)).var(ddof=1),
-        len(labels),
+        g,
     )
 
 
-def full_interval(metric: str, preds, labels, n_classes: int, confidence: float = CONFIDENCE) -> tuple[float, ...]:
+def full_interval(
+    metric: str, preds, labels, n_classes: int, confidence: float = CONFIDENCE, groups=None
+) -> tuple[float, ...]:
     """(mean, lo, hi) of a configuration's `metric` over its runs: an interval for its expected
     score over training seeds on the population of test images (seed-and-image variance, t with
-    Satterthwaite df), never narrower than the seeds-only t interval, clipped to [0, 1]. One run:
-    the test images' noise only (Wilson for accuracy)."""
+    Satterthwaite df; over groups of images when `groups` are given), never narrower than the
+    seeds-only t interval, clipped to [0, 1]. One run: the test images' noise only (Wilson for
+    accuracy on ungrouped images)."""
     preds = np.atleast_2d(np.asarray(preds))
-    e = metric_estimate(metric, labels, preds, n_classes=n_classes)
+    e = metric_estimate(metric, labels, preds, n_classes=n_classes, groups=groups)
     mean = float(e.value)
-    if len(preds) == 1 and metric == "accuracy":
+    if len(preds) == 1 and metric == "accuracy" and groups is None:
         return (mean, *accuracy_ci(mean * preds.shape[1], preds.shape[1], confidence))
     lo, hi = widest(e, confidence, wilson_images=preds.shape[1] if metric == "accuracy" else None)
     return mean, float(lo), float(hi)
@@ -269,7 +321,10 @@ class Comparison:
             wrong_side = np.nan_to_num(stats.nct.cdf(-crit, self.df, nc))  # scipy: NaN far in the tail, ~0
             return stats.nct.sf(crit, self.df, nc) + wrong_side - power
 
-        return float(optimize.brentq(shortfall, 0.0, (crit + 6) * self.se))
+        high = (crit + 6) * self.se
+        while shortfall(high) < 0:  # few degrees of freedom: heavy tails need a wider bracket
+            high *= 2
+        return float(optimize.brentq(shortfall, 0.0, high))
 
     @property
     def caveat(self) -> str:
@@ -301,9 +356,12 @@ class Comparison:
         return f"{a} is {where} than {b} ({detail}): a real difference, counting seed and test-image noise."
 
 
-def compare(metric: str, preds_a, preds_b, labels, n_classes: int, confidence: float = CONFIDENCE) -> Comparison:
-    """A minus B (each averaged over its runs) on the same test images: the seed-and-image t-test."""
-    e = metric_estimate(metric, labels, preds_a, preds_b, n_classes=n_classes)
+def compare(
+    metric: str, preds_a, preds_b, labels, n_classes: int, confidence: float = CONFIDENCE, groups=None
+) -> Comparison:
+    """A minus B (each averaged over its runs) on the same test images: the seed-and-image t-test
+    (over groups of images when `groups` are given)."""
+    e = metric_estimate(metric, labels, preds_a, preds_b, n_classes=n_classes, groups=groups)
     lo, hi = e.interval(confidence)
     return Comparison(
         metric, float(e.value), float(lo), float(hi), float(e.p_value()), float(e.df), e.runs, float(e.se)

@@ -48,16 +48,16 @@ def with_range(mean: float, lo: float, hi: float) -> str:
     return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def scores(preds: np.ndarray | None, labels: np.ndarray, n_classes: int) -> dict[str, Any]:
+def scores(preds: np.ndarray | None, labels: np.ndarray, n_classes: int, groups=None) -> dict[str, Any]:
     """The class-balanced scores of a (runs, images) prediction matrix: per metric in BALANCED
-    its mean with the across-runs t interval and with the full interval (stats.full_interval),
-    and the recall of each class averaged over runs."""
+    its mean with the across-runs t interval and with the full interval (stats.full_interval,
+    over the images' groups where they have them), and the recall of each class averaged over runs."""
     if preds is None:
         return {**{m: NAN3 for m in BALANCED}, **{f"{m} full": NAN3 for m in BALANCED}, "recall": None}
     out: dict[str, Any] = {"recall": np.nanmean(recall_per_class(preds, labels, n_classes), 0)}
     for metric in BALANCED:
         out[metric] = mean_ci(METRICS[metric](preds, labels[None], n_classes))
-        out[f"{metric} full"] = full_interval(metric, preds, labels, n_classes)
+        out[f"{metric} full"] = full_interval(metric, preds, labels, n_classes, groups=groups)
     return out
 
 
@@ -107,17 +107,18 @@ def config_table(
     reference: dict | None,
     n_classes: int = 3,
     select: str = DEFAULT_SELECT,
+    groups=None,
 ) -> pd.DataFrame:
     """One row per configuration. Val accuracy counts every trial with a finite epoch (ASHA-
     stopped ones at their best epoch so far); test accuracy only finished ones. `complete`:
     every seed finished, the condition for being ranked. `sel`: the mean and t interval of the
     --select metric over its trials (`selected`). Sorted: complete configurations by it (best
-    first), then the rest."""
+    first), then the rest. `groups`: each test image's person, where the split has them."""
     trials = trials.assign(
         val_at_best=trials.trial_id.map(val_acc_at_best(epochs)), sel=trials.trial_id.map(selected(epochs, select))
     )
     rows = [
-        config_row(cid, group, labels, weights_labels, reference, n_classes)
+        config_row(cid, group, labels, weights_labels, reference, n_classes, groups)
         for cid, group in trials.groupby("config_id", sort=False)
     ]
     table = pd.DataFrame(rows)
@@ -133,7 +134,13 @@ def config_table(
 
 
 def config_row(
-    cid: str, group: pd.DataFrame, labels: np.ndarray, weights_labels: dict, reference: dict | None, n_classes: int
+    cid: str,
+    group: pd.DataFrame,
+    labels: np.ndarray,
+    weights_labels: dict,
+    reference: dict | None,
+    n_classes: int,
+    groups=None,
 ) -> dict[str, Any]:
     """config_table's row of one configuration (its trials in `group`)."""
     first = group.iloc[0]
@@ -159,8 +166,8 @@ def config_row(
         "val": mean_ci(seen) if len(seen) else NAN3,
         "sel": mean_ci(group.sel.dropna()) if group.sel.notna().any() else NAN3,
         "test": mean_ci(done.test_acc_best) if len(done) else NAN3,
-        "test_full": full_interval("accuracy", preds, labels, n_classes) if preds is not None else NAN3,
-        **scores(preds, labels, n_classes),
+        "test_full": full_interval("accuracy", preds, labels, n_classes, groups=groups) if preds is not None else NAN3,
+        **scores(preds, labels, n_classes, groups),
         "seed_list": done.seed.tolist(),
         "preds": preds,
         **{k: config.get(k) for k in AXES},
@@ -198,7 +205,7 @@ def summary_table(configs: pd.DataFrame, select: str = DEFAULT_SELECT) -> pd.Dat
     return table
 
 
-def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3) -> pd.DataFrame:
+def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3, groups=None) -> pd.DataFrame:
     """One row per baseline method: val/test mean over its seeds, and the full test interval
     (Wilson for a method without seeds, the seed-and-image interval otherwise)."""
     frame = pd.DataFrame(records)
@@ -214,8 +221,8 @@ def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3) 
                 "val_acc": mean_ci(group.val_acc),
                 "test_acc": mean_ci(group.test_acc),
                 "preds": preds,
-                "test_full": full_interval("accuracy", preds, labels, n_classes),
-                **scores(preds, labels, n_classes),
+                "test_full": full_interval("accuracy", preds, labels, n_classes, groups=groups),
+                **scores(preds, labels, n_classes, groups),
             }
         )
     return pd.DataFrame(rows)
@@ -330,11 +337,11 @@ PRIMARY_METRIC = {"val_acc": "accuracy", "val_loss": "accuracy", "val_bacc": "ba
 
 
 def comparisons(
-    pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int, metric: str = "accuracy"
+    pairs: list[tuple[str, str, Any, Any]], labels: np.ndarray, n_classes: int, metric: str = "accuracy", groups=None
 ) -> list[tuple[str, str, Comparison]]:
     """Every pair of config_table / baseline_table rows on the one tested `metric` (one question,
     one test: the metric --select names, PRIMARY_METRIC)."""
-    return [(a, b, compare(metric, ra.preds, rb.preds, labels, n_classes)) for a, b, ra, rb in pairs]
+    return [(a, b, compare(metric, ra.preds, rb.preds, labels, n_classes, groups=groups)) for a, b, ra, rb in pairs]
 
 
 def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataFrame, list[float], list[float]]:

@@ -135,7 +135,7 @@ def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -
         value = (result.metrics or {}).get(key)
         if value is not None and value == value:
             scored.append((search_trial_number(result.path), result.config, -value if mode == "min" else value))
-    configs = search.confirm_configs(scored, spec.confirm_top, spec.seeds, expansions, spec.first_seed)
+    configs = search.confirm_configs(scored, spec.confirmations, spec.seeds, expansions, spec.first_seed)
     if not configs:
         return None
     label = f"the {len(configs) // spec.seeds} best searched configuration(s), {spec.seeds} fresh seed(s)"
@@ -165,6 +165,12 @@ def dry_run(spec: StudySpec, source: Source) -> int:
         f"\nGrid {grid_label(spec.grid)!r}: {n_configs} configurations x "
         f"{len(trials) // n_configs} seed(s) = {len(trials)} trials; scheduler {source.scheduler}."
     )
+    if spec.confirmations:
+        print(
+            f"Then the {spec.confirmations} best by {spec.select} again, seeds {spec.first_seed + spec.seeds}.."
+            f"{spec.first_seed + 2 * spec.seeds - 1} (a confirmation: {spec.confirmations * spec.seeds} more "
+            "trials; --confirm-top 0 leaves it out)."
+        )
     return 0
 
 
@@ -221,22 +227,46 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     return code
 
 
+def grid_confirm_source(spec: StudySpec, plan: Plan) -> Source | None:
+    """The grid's --confirm-top best configurations (analysis.best's ranking: mean --select
+    over seeds, every seed finished) rerun with --seeds fresh seeds (F+S..F+2S-1); None when
+    no configuration is ranked."""
+    from analysis.best import ranked
+
+    top = ranked(plan.directory, spec.confirmations)
+    configs = [
+        {**c, "seed": c["seed"] + spec.seeds, "config_id": f"confirm-{c['config_id']}", "name": f"confirm {c['name']}"}
+        for cid in top
+        for c in plan.configs
+        if c["config_id"] == cid
+    ]
+    if not configs:
+        return None
+    label = f"the {len(top)} best configuration(s) of the grid, {spec.seeds} fresh seed(s)"
+    return Source(label, configs, TrialNames.of(configs), "none")
+
+
 def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trainable: Any) -> int:
-    """The summary and best/; with --confirm-top, the confirmation first (its summary then)."""
+    """The summary and best/; then the confirmation (--confirm-top) and its summary. A grid's
+    is summarized first (its best is chosen there), a search's only as the search's own runs."""
     from study.console import Progress
 
-    if not spec.confirm_top:
+    if not spec.confirmations:
         return finish(plan, results)
-    fetch(plan)
-    summarize(results, plan.directory, plan.weights_labels, plan.reference)  # the search's own summary.csv
-    confirm = confirm_source(spec, results, source.expansions)
+    if source.ranges is None:
+        code = finish(plan, results)
+        confirm = grid_confirm_source(spec, plan)
+    else:
+        fetch(plan)
+        summarize(results, plan.directory, plan.weights_labels, plan.reference)  # the search's own summary.csv
+        code, confirm = 0, confirm_source(spec, results, source.expansions)
     if confirm is None:
-        print("\nNothing to confirm: no searched trial has a finite validation loss.")
-        return finish(plan, results)
+        print("\nNothing to confirm: no configuration has a score on every seed.")
+        return code if source.ranges is None else finish(plan, results)
     print(f"\nConfirming {confirm.label}")
     progress = [] if spec.verbose else [Progress(confirm.trials)]
     confirmed = fit(spec, confirm, trainable, plan, CONFIRM_DIR, callbacks=progress)
-    return finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR))
+    return max(code, finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR)))
 
 
 def fit(

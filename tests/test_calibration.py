@@ -45,3 +45,40 @@ def test_power_grows_with_the_true_difference():
     rng = np.random.default_rng(1)
     power = [cell(rng, 400, 5, 2, 1000, diff)["rejected"] for diff in (3, 10)]
     assert power[0] < power[1] and power[1] > 0.9
+
+
+# The claims a user quotes, each beside the method used before (which must fail it somewhere).
+CLAIM_REPS = 2000
+
+
+@pytest.fixture(scope="module")
+def claims():
+    from analysis.calibration import claims
+
+    return claims(CLAIM_REPS, seed=20261206)
+
+
+@pytest.mark.slow  # about 40 s
+def test_the_chosen_configuration_is_claimed_on_fresh_seeds(claims):
+    cells = claims["selection"]
+    assert max(c["confirmed"] for c in cells.values()) <= ALPHA + margin(CLAIM_REPS), cells
+    assert cells[(216, 10)]["same seeds"] > 0.1 and cells[(7, 10)]["same seeds"] > ALPHA + margin(CLAIM_REPS)
+
+
+@pytest.mark.slow
+def test_people_not_photos_are_the_unit_of_a_grouped_test_set(claims):
+    cells = claims["grouped"]
+    floor = 0.95 - margin(CLAIM_REPS) - SKEW_ALLOWANCE
+    assert max(c["people fpr"] for c in cells.values()) <= ALPHA + margin(CLAIM_REPS), cells
+    assert min(c["people coverage"] for c in cells.values()) >= floor, cells
+    assert max(c["photos fpr"] for c in cells.values()) > ALPHA + margin(CLAIM_REPS)
+    assert min(c["photos coverage"] for c in cells.values()) < floor
+    # with nothing shared within a subject the photos are independent, and both ways agree
+    assert all(abs(c["people fpr"] - c["photos fpr"]) < 0.03 for k, c in cells.items() if k[2] == 0 and k[0] > 8)
+
+
+@pytest.mark.slow
+def test_one_run_as_b_keeps_its_false_positive_rate(claims):
+    cells = claims["one run"]
+    assert max(c["seeds df"] for c in cells.values()) <= ALPHA + margin(CLAIM_REPS), cells
+    assert max(c["satterthwaite"] for c in cells.values()) > ALPHA + margin(CLAIM_REPS)

@@ -26,15 +26,9 @@ def split(test_labels=LABELS):
 
 
 def config(experiment, seed, weights, **changes):
-    return TrialConfig(
-        experiment=experiment,
-        name=f"exp{experiment}",
-        config_id=f"c{experiment}",
-        seed=seed,
-        weights=weights,
-        max_epochs=5,
-        **{**PAPER.get(experiment, {}), **changes},
-    ).to_dict()
+    identity = {"name": f"exp{experiment}", "config_id": f"c{experiment}"}
+    settings = {**identity, **PAPER.get(experiment, {}), **changes}
+    return TrialConfig(experiment=experiment, seed=seed, weights=weights, max_epochs=5, **settings).to_dict()
 
 
 def preds(accuracy, seed):
@@ -359,3 +353,44 @@ def test_fanova_is_left_out_when_every_trial_gave_the_same_value(tmp_path):
     study.optimize(lambda trial: trial.suggest_float("lr", 1e-4, 1e-2, log=True), n_trials=2)
     table, trials = fanova_importance(journal)
     assert trials == 5 and list(table.hyperparameter) == ["lr"]
+
+
+def hog_baseline(accuracy=0.7):
+    return {"name": "HOG + SVM", "features": "HOG", "method": "SVM", "seed": None, "val_acc": 0.7,
+            "test_acc": accuracy, "test_pred": preds(accuracy, 0)}  # fmt: skip
+
+
+def test_the_best_is_claimed_against_baselines_on_its_confirmation_runs_only(tmp_path):
+    study = make_study(tmp_path, [(e, s, "max_epochs", 0.8) for e in (1, 2) for s in (0, 1)])
+    base = tmp_path / "baselines"
+    base.mkdir()
+    (base / "baselines.json").write_text(json.dumps({**split(), "baselines": [hog_baseline()]}))
+    markdown, _ = report(study, str(base))
+    section = markdown.split("## Is the difference real?")[1].split("\n## ")[0]
+    assert "No test of the best configuration against the baselines" in section and "best CNN" not in section
+    assert "#2 exp2" in section  # comparisons with #1, chosen in advance, stay
+    (study / "confirm").mkdir()
+    ranked_first = 1  # equal val accuracy: the lower experiment number ranks first
+    for seed in (2, 3):
+        again = config(
+            ranked_first, seed, "none", config_id=f"confirm-c{ranked_first}", name=f"confirm exp{ranked_first}"
+        )
+        write_trial(study / "confirm", again, accuracy=0.9)
+    markdown, _ = report(study, str(base))
+    section = markdown.split("## Is the difference real?")[1].split("\n## ")[0]
+    assert "No test of the best configuration" not in section
+    assert f"best CNN #{ranked_first}, fresh seeds 2, 3" in section
+    assert "Confirmation: the best again, on fresh seeds" in markdown and "0.900" in markdown
+
+
+def test_a_grouped_test_set_counts_people_and_says_how_many(tmp_path):
+    study = make_study(tmp_path, [(e, s, "max_epochs", 0.9 - e / 10) for e in (1, 2) for s in (0, 1)])
+    plain, _ = report(study)
+    record = json.loads((study / "study.json").read_text())
+    record["split_groups"] = {"test": [f"person{i // 6}" for i in range(N_TEST)]}  # 5 people, 6 photos each
+    (study / "study.json").write_text(json.dumps(record))
+    grouped, _ = report(study)
+    assert "30 photos of 5 people" in grouped and "the test images show 5 people" in grouped
+    assert "people" not in plain.split("## Is the difference real?")[1].split("\n## ")[0]
+    interval = lambda md: next(line for line in md.splitlines() if line.startswith("| accuracy | #"))  # noqa: E731
+    assert interval(plain) != interval(grouped)  # four degrees of freedom for the images, not 29

@@ -33,7 +33,13 @@ def confusion_counts(preds, labels, n_classes: int) -> np.ndarray:
 def class_counts(preds: np.ndarray, labels: np.ndarray, n_classes: int) -> tuple[np.ndarray, ...]:
     """(true positives, false positives, false negatives) per class, shape (..., classes). A
     NO_FACE prediction is a false negative of its true class and a false positive of none."""
-    confusion = confusion_counts(preds, labels, n_classes)
+    return counts_of(confusion_counts(preds, labels, n_classes))
+
+
+def counts_of(confusion: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(true positives, false positives, false negatives) per class of confusion counts
+    (..., classes, classes + 1), which may be weighted (a bootstrap's)."""
+    n_classes = confusion.shape[-2]
     tp = np.diagonal(confusion[..., :n_classes], axis1=-2, axis2=-1)
     return tp, confusion[..., :n_classes].sum(-2) - tp, confusion.sum(-1) - tp
 
@@ -49,25 +55,40 @@ def _mean_over_classes(values: np.ndarray, present: np.ndarray) -> np.ndarray:
     return np.where(present, values, 0).sum(-1) / np.maximum(present.sum(-1), 1)
 
 
-def balanced_accuracy(preds, labels, n_classes: int) -> np.ndarray:
+def accuracy_of(confusion: np.ndarray) -> np.ndarray:
+    tp, _, fn = counts_of(confusion)
+    return tp.sum(-1) / np.maximum((tp + fn).sum(-1), 1e-300)
+
+
+def balanced_accuracy_of(confusion: np.ndarray) -> np.ndarray:
     """Mean per-class recall over the classes that have images (sklearn's balanced accuracy)."""
-    tp, _, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
+    tp, _, fn = counts_of(confusion)
     support = tp + fn
-    return _mean_over_classes(tp / np.maximum(support, 1), support > 0)
+    return _mean_over_classes(tp / np.where(support > 0, support, 1), support > 0)
+
+
+def macro_f1_of(confusion: np.ndarray) -> np.ndarray:
+    """Unweighted mean of per-class F1 over the classes that have images or predictions
+    (sklearn's macro-F1 with zero_division=0 when every class has images)."""
+    tp, fp, fn = counts_of(confusion)
+    seen = 2 * tp + fp + fn
+    return _mean_over_classes(2 * tp / np.where(seen > 0, seen, 1), seen > 0)
+
+
+def balanced_accuracy(preds, labels, n_classes: int) -> np.ndarray:
+    return balanced_accuracy_of(confusion_counts(preds, labels, n_classes))
 
 
 def macro_f1(preds, labels, n_classes: int) -> np.ndarray:
-    """Unweighted mean of per-class F1 over the classes that have images or predictions
-    (sklearn's macro-F1 with zero_division=0 when every class has images)."""
-    tp, fp, fn = class_counts(np.asarray(preds), np.asarray(labels), n_classes)
-    seen = 2 * tp + fp + fn
-    return _mean_over_classes(2 * tp / np.maximum(seen, 1), seen > 0)
+    return macro_f1_of(confusion_counts(preds, labels, n_classes))
 
 
 def accuracy(preds, labels, n_classes: int) -> np.ndarray:
     return (np.asarray(preds) == np.asarray(labels)).mean(-1)
 
 
+# name in the report -> f(confusion counts (..., classes, classes + 1)) -> (...)
+OF_CONFUSION = {"accuracy": accuracy_of, "balanced accuracy": balanced_accuracy_of, "macro-F1": macro_f1_of}
 # name in the report -> f(preds (..., images), labels, classes) -> (...)
 METRICS = {"accuracy": accuracy, "balanced accuracy": balanced_accuracy, "macro-F1": macro_f1}
 

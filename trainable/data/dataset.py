@@ -84,10 +84,14 @@ class FaceData:
 
     def split_record(self) -> dict[str, dict]:
         """The split as every results file records it: paths and labels per split, and
-        their identity (trainable.results_files.split_identity) to tell splits apart."""
+        their identity (trainable.results_files.split_identity) to tell splits apart; with
+        groups, who each image shows (the analysis counts people, not photos)."""
         paths = {s: [self.paths[i] for i in idx] for s, idx in self.split.items()}
         labels = {s: self.labels[idx].tolist() for s, idx in self.split.items()}
-        return {"split_paths": paths, "split_labels": labels, "split_id": split_identity(paths, labels)}
+        record = {"split_paths": paths, "split_labels": labels, "split_id": split_identity(paths, labels)}
+        if self.groups is not None:
+            record["split_groups"] = {s: [self.groups[i] for i in idx] for s, idx in self.split.items()}
+        return record
 
 
 def pixel_sums(image: np.ndarray) -> np.ndarray:
