@@ -31,7 +31,7 @@ def start_ray(spec: StudySpec) -> Any:
         logging_level="INFO" if spec.verbose else "ERROR",  # Ray's chatter only with -v
     )
     if context.dashboard_url:
-        print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; see README)")
+        print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; docs: Watching a study)")
     private_token_file()
     check_resources(*node_shapes(ray, spec.cluster_config), spec)
     return ray

@@ -61,7 +61,8 @@ class StudySpec:
     )
     stop_rule: str | None = option(
         None,
-        "patience: no val-loss improvement for --patience epochs (default); paper: the 2021 report's rule, see README",
+        "patience: no val-loss improvement for --patience epochs (default); paper: the 2021 report's rule "
+        "(the user guide's 'Running a study')",
         choices=STOP_RULES,
     )
     es_rounds: int | None = option(None, "paper stop rule: epochs allowed in a row (default 10)", type=int)

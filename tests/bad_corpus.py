@@ -3,7 +3,7 @@
 `CASES` is (kind, file name, maker, outcome): `maker(path)` plants the file; the outcome is
 "kept" (read as it is), "converted: NOTE" (kept, the load note holds NOTE) or
 "listed: REASON" (left out, its problem line holds REASON). `python -m tests.bad_corpus`
-prints the README's "Bad input" table from it, so the two cannot drift apart.
+prints the documentation's "Bad input" table (docs/guide/bad-input.md) from it, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def plant(folder: str) -> list[tuple[str, str, str]]:
 
 
 def table() -> str:
-    """The README's table: kind -> outcome."""
+    """The documentation's table: kind -> outcome."""
     rows = ["| file | outcome |", "|---|---|"]
     rows += [f"| {kind} | {outcome.replace(': ', ' — ', 1)} |" for kind, _, _, outcome in CASES]
     return "\n".join(rows)

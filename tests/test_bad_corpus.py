@@ -1,5 +1,5 @@
 """The bad-input corpus (tests/bad_corpus.py): every file gets its outcome, nothing hangs,
-nothing raises, memory stays bounded, and the README's table is the corpus's."""
+nothing raises, memory stays bounded, and the documentation's table is the corpus's."""
 
 from __future__ import annotations
 
@@ -84,6 +84,6 @@ def test_prediction_lists_a_fifo_instead_of_hanging(tmp_path):
 
 
 def test_the_readme_shows_the_corpus_table():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        assert table() in f.read(), "README's Bad input table differs from `python -m tests.bad_corpus`"
+    with open(os.path.join(ROOT, "docs", "guide", "bad-input.md")) as f:
+        assert table() in f.read(), "docs/guide/bad-input.md's table differs from `python -m tests.bad_corpus`"
     assert len(CASES) >= 25 and np.unique([kind for kind, *_ in CASES]).size == len(CASES)

@@ -34,7 +34,21 @@ def test_skip_leaves_them_out_and_converts_the_rest(bad_root):
 
 def test_cli_error_exits_non_zero_naming_each_file(bad_root, capsys, tmp_path):
     storage = tmp_path / "results"
-    code = main(["--grid", "smoke", "--data", bad_root, "--layout", "el7008", "--storage", str(storage), *SMOKE_SPLIT])
+    code = main(
+        [
+            "--grid",
+            "smoke",
+            "--confirm-top",
+            "0",
+            "--data",
+            bad_root,
+            "--layout",
+            "el7008",
+            "--storage",
+            str(storage),
+            *SMOKE_SPLIT,
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     for path in BAD_CASES:
@@ -78,7 +92,20 @@ def test_fifty_broken_files_print_twenty_grouped_lines_and_name_the_full_list(ca
             Image.fromarray(rng.integers(0, 255, (160, 160, 3), dtype=np.uint8)).save(tmp_path / label / f"ok{i}.png")
         for i in range(25):
             (tmp_path / label / f"broken{i}.jpg").write_text(f"not an image {label} {i}")
-    code = main(["--grid", "smoke", "--data", str(tmp_path), "--layout", "folders", "--storage", str(tmp_path / "r")])
+    code = main(
+        [
+            "--grid",
+            "smoke",
+            "--confirm-top",
+            "0",
+            "--data",
+            str(tmp_path),
+            "--layout",
+            "folders",
+            "--storage",
+            str(tmp_path / "r"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
     file_lines = [line for line in err.splitlines() if line.startswith("  ")]

@@ -1,6 +1,7 @@
 """User mistakes end in one clear paragraph and exit code 2, before Ray starts."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from study.resume import study_spec
 from study.run import main
 from study.spec import StudySpec, given_options
-from tests.conftest import SMOKE_SPLIT
+from tests.conftest import ROOT, SMOKE_SPLIT
 
 
 def fails(capsys, *argv):
@@ -335,3 +336,20 @@ def test_a_grid_file_holds_the_study_options_and_the_command_line_overrides_them
     path.write_text(ONE_FILE_STUDY.replace("search: optuna", "search: bayes"))
     err = " ".join(fails(capsys, "--grid", str(path)).split())
     assert "search is 'bayes'; expected one of ['grid', 'random', 'optuna']" in err
+
+
+def test_the_options_page_lists_every_option_the_parser_takes():
+    """docs/options.md's table is generated (docs/hooks.py) from the dataclasses the parser is
+    built from: every flag of study.run's parser has its row, with its help."""
+    from study.spec import parser
+    from trainable.data.options import DataOptions
+    from trainable.options import markdown_table
+
+    table = markdown_table(DataOptions, StudySpec)
+    flags = [s for action in parser()._actions for s in action.option_strings if s not in ("-h", "--help")]
+    rows = table.splitlines()[2:]
+    assert len(rows) == len(parser()._actions) - 1
+    assert all(any(f"`{flag}" in row or f", {flag}" in row for row in rows) for flag in flags)
+    assert "| `--confirm-top K` | then rerun the K best configurations" in table
+    with open(os.path.join(ROOT, "docs", "options.md")) as f:
+        assert "<!-- options -->" in f.read()

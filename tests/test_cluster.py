@@ -123,7 +123,19 @@ def test_a_gpu_study_starts_with_no_gpu_node_and_the_autoscaler_adds_one(tiny_ro
     gpu_worker = {"resources": GPU_TYPE, "node_config": {}, "min_workers": 0, "max_workers": 1}
     config = str(tmp_path / "cluster.yaml")
     with FakeAutoscalingCluster({"CPU": 2}, {"gpu-worker": gpu_worker}, config):
-        common = ["--grid", "smoke", "--data", tiny_root, *SMOKE_SPLIT, "--address", "auto", "--storage", str(tmp_path)]
+        common = [
+            "--grid",
+            "smoke",
+            "--confirm-top",
+            "0",
+            "--data",
+            tiny_root,
+            *SMOKE_SPLIT,
+            "--address",
+            "auto",
+            "--storage",
+            str(tmp_path),
+        ]
         common += ["--cluster-config", config]
         too_big = cli(*common, "--gpus-per-trial", "2", "--name", "too-big", timeout=120)
         assert too_big.returncode == 2, too_big.stdout[-2000:] + too_big.stderr[-2000:]
@@ -166,7 +178,20 @@ def test_a_token_protected_two_node_cluster_runs_the_study_and_refuses_other_cli
     try:
         address = host.stdout.readline().strip()
         assert address, "the two-node cluster did not start"
-        proc = cli("--grid", "smoke", "--seeds", "2", "--address", address, "--storage", str(tmp_path), "--name", "two")
+        proc = cli(
+            "--grid",
+            "smoke",
+            "--confirm-top",
+            "0",
+            "--seeds",
+            "2",
+            "--address",
+            address,
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "two",
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         others = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
         home = str(tmp_path / "home")  # no ~/.ray/auth_token either
@@ -207,7 +232,7 @@ def test_a_study_in_s3_is_killed_resumed_and_reported(tmp_path, monkeypatch):
         boto3.client("s3").create_bucket(Bucket="bucket")
         log = tmp_path / "driver.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "study.run", "--grid", "smoke", "--seeds", "2"]
+            [sys.executable, "-m", "study.run", "--grid", "smoke", "--confirm-top", "0", "--seeds", "2"]
             + ["--storage", "s3://bucket/studies", "--name", "k"],
             cwd=ROOT,
             start_new_session=True,

@@ -142,6 +142,8 @@ def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_s
             "tests.faults",
             "--grid",
             "smoke",
+            "--confirm-top",
+            "0",
             "--seeds",
             "1",
             "--storage",
@@ -281,7 +283,20 @@ def test_select_val_bacc_is_what_tune_ranked_and_what_the_study_ranks(tiny_root,
         (data / label).mkdir(parents=True)
         for i in range(keep):
             shutil.copy(os.path.join(tiny_root, label, f"{i}.jpg"), data / label / f"{i}.jpg")
-    argv = ["--grid", "smoke", "--seeds", "2", "--data", str(data), "--layout", "folders", "--max-epochs", "3"]
+    argv = [
+        "--grid",
+        "smoke",
+        "--confirm-top",
+        "0",
+        "--seeds",
+        "2",
+        "--data",
+        str(data),
+        "--layout",
+        "folders",
+        "--max-epochs",
+        "3",
+    ]
     argv += ["--select", "val_bacc", "--storage", str(tmp_path / "results"), "--name", "bacc"]
     proc = subprocess.run(
         [sys.executable, "-m", "study.run", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600
@@ -321,9 +336,9 @@ def test_every_json_file_of_a_smoke_study_is_strict(smoke_study, smoke_report):
 
 
 def readme_results_tree() -> list[tuple[str, str]]:
-    """(entry, description) of each line of the README's results tree, nested entries as
-    'trial/NAME'."""
-    text = open(os.path.join(ROOT, "README.md")).read()
+    """(entry, description) of each line of the documentation's results tree, nested entries
+    as 'trial/NAME'."""
+    text = open(os.path.join(ROOT, "docs", "guide", "results.md")).read()
     block = text.split("`STORAGE/NAME/` is a Ray Tune experiment directory")[1].split("\n\n")[1]
     entries = []
     for line in block.splitlines():
@@ -333,8 +348,8 @@ def readme_results_tree() -> list[tuple[str, str]]:
     return entries
 
 
-def test_the_readmes_results_tree_is_what_a_study_writes(smoke_study):
-    """Every entry of the README's tree that every grid study writes is in the smoke study's
+def test_the_documented_results_tree_is_what_a_study_writes(smoke_study):
+    """Every entry of the documented tree that every grid study writes is in the smoke study's
     folder, and every file or folder there is in the tree."""
     storage, _ = smoke_study
     study = storage / "e2e"
@@ -346,7 +361,7 @@ def test_the_readmes_results_tree_is_what_a_study_writes(smoke_study):
             where = trial if entry.startswith("trial/") else study
             pattern = name.rstrip("/").replace("NNNNNN", "*").replace("e01-baseline-s0", "e01-*")
             if not any(o in what for o in optional):
-                assert glob.glob(str(where / pattern)), f"README lists {name}, the study has none"
+                assert glob.glob(str(where / pattern)), f"docs/guide/results.md lists {name}, the study has none"
     listed = [n.replace("trial/", "") for entry, _ in tree for n in entry.split(", ")]
     patterns = [n.rstrip("/").replace("NNNNNN", "*").replace("e01-baseline-s0", "e*-*-s*") for n in listed]
     present = [p.name for p in [*study.iterdir(), *trial.iterdir()] if not p.name.startswith(".")]

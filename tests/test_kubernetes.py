@@ -1,5 +1,5 @@
 """kubernetes/rayjob.yaml is a RayJob that KubeRay v1.7.0's CRD accepts (its OpenAPI v3
-schema, ../shared/schemas/kuberay-v1.7.0) and that runs the study the way the README says."""
+schema, ../shared/schemas/kuberay-v1.7.0) and that runs the study the way the documentation says."""
 
 import functools
 import os

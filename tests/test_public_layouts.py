@@ -248,7 +248,18 @@ def test_a_study_on_uncropped_photos_finds_the_faces_as_ray_tasks_once(tmp_path)
     cache = tmp_path / "cache"
     runs = []
     for name in ("first", "second"):
-        args = ["--grid", "smoke", "--data", str(tmp_path / "FGNET"), "--group-by", "subject", "--seeds", "1"]
+        args = [
+            "--grid",
+            "smoke",
+            "--confirm-top",
+            "0",
+            "--data",
+            str(tmp_path / "FGNET"),
+            "--group-by",
+            "subject",
+            "--seeds",
+            "1",
+        ]
         args += ["--storage", str(tmp_path / "studies"), "--cache-dir", str(cache), "--name", name]
         run = subprocess.run([sys.executable, "-m", "study.run", *args], cwd=ROOT, capture_output=True, text=True)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

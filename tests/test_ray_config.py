@@ -44,13 +44,13 @@ def test_every_node_starts_with_the_shared_token_in_the_image_behind_a_given_sec
         assert node["node_config"]["SecurityGroupIds"]  # else the launcher opens SSH to everyone
 
 
-def test_every_cluster_command_the_readme_shows_uses_the_token_and_a_private_token_file():
+def test_every_cluster_command_the_docs_show_uses_the_token_and_a_private_token_file():
     import re
 
-    with open(os.path.join(ROOT, "README.md")) as f:
+    with open(os.path.join(ROOT, "docs", "clusters.md")) as f:
         blocks = re.findall(r"```bash\n(.*?)```", f.read(), re.DOTALL)
     starts = [block for block in blocks if "ray start" in block]
     assert starts and all("RAY_AUTH_MODE=token" in block.split("ray start")[0] for block in starts)
-    with open(os.path.join(ROOT, "README.md")) as f, open(os.path.join(ROOT, "ray_config.yaml")) as g:
+    with open(os.path.join(ROOT, "docs", "clusters.md")) as f, open(os.path.join(ROOT, "ray_config.yaml")) as g:
         tokens = [line for line in f.read().splitlines() + g.read().splitlines() if "openssl rand" in line]
     assert tokens and all("umask 077" in line for line in tokens)

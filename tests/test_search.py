@@ -72,7 +72,8 @@ def test_confirmation_takes_the_best_by_val_acc_with_fresh_seeds():
     assert [c["seed"] for c in later] == [6, 7]
 
 
-README_SEARCH = "lr: {loguniform: [1.0e-5, 1.0e-2]}\ndropout: {uniform: [0.0, 0.8]}\n"  # the README's one-file search
+# the documentation's one-file search (Grids in files)
+README_SEARCH = "lr: {loguniform: [1.0e-5, 1.0e-2]}\ndropout: {uniform: [0.0, 0.8]}\n"
 
 
 def test_warm_starts_are_distinct_and_leave_half_the_budget_to_the_search(tmp_path):
@@ -104,7 +105,7 @@ def test_confirmation_never_reruns_one_configuration_twice():
 @pytest.mark.slow
 def test_the_readmes_lr_and_dropout_search_with_4_samples_runs_at_least_3_distinct_points(tmp_path):
     """Ray Tune itself, with the study's space and searchers (a trainable that only reports):
-    4 samples of the README's search are at least 3 distinct configurations, for both searchers."""
+    4 samples of the documented search are at least 3 distinct configurations, for both searchers."""
     pytest.importorskip("optuna", reason="the search extra is not installed")
     import ray
     from ray import tune

@@ -18,7 +18,7 @@ def cached_slice(root):
     """The extended grid's 12 cached configurations (freeze block8, no augmentation, batch 32)
     on the tiny set, random weights."""
     where = ["--where", "freeze=block8", "--where", "augmentation=none", "--where", "batch_size=32"]
-    return ["--grid", "extended", "--data", root, *SMOKE_SPLIT, "--weights", "none", *where]
+    return ["--grid", "extended", "--confirm-top", "0", "--data", root, *SMOKE_SPLIT, "--weights", "none", *where]
 
 
 def cli(*args, timeout=600, **kwargs):
@@ -125,7 +125,19 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     if extra == "stall":
         env["FACE_AGE_TEST_STALL_CHECKPOINT"] = str(marks)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.faults", "--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
+        [
+            sys.executable,
+            "-m",
+            "tests.faults",
+            "--grid",
+            "smoke",
+            "--confirm-top",
+            "0",
+            "--storage",
+            str(tmp_path),
+            "--name",
+            "killed",
+        ],
         cwd=ROOT,
         start_new_session=True,
         stdout=open(tmp_path / "driver.log", "w"),
@@ -136,7 +148,7 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
         assert wait_for(lambda: when(study, marks), 300), f"never reached: {point}"
         if point == "before the first trial finishes":  # one owner: a second run and a resume both refused
             for second in (
-                ["--grid", "smoke", "--storage", str(tmp_path), "--name", "killed"],
+                ["--grid", "smoke", "--confirm-top", "0", "--storage", str(tmp_path), "--name", "killed"],
                 ["--resume", str(study)],
             ):
                 refused = cli(*second, timeout=120)

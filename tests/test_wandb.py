@@ -47,7 +47,20 @@ def test_not_logged_in_is_one_clear_error_before_any_work(capsys, tmp_path, monk
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, no settings: never logged in
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
-    code = main(["--grid", "smoke", "--wandb", "face-age", "--storage", str(tmp_path / "r"), "--name", "x"])
+    code = main(
+        [
+            "--grid",
+            "smoke",
+            "--confirm-top",
+            "0",
+            "--wandb",
+            "face-age",
+            "--storage",
+            str(tmp_path / "r"),
+            "--name",
+            "x",
+        ]
+    )
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "--wandb: not logged in to Weights & Biases" in err and "WANDB_MODE=offline" in err
     assert not (tmp_path / "r" / "x" / "summary.csv").exists()
@@ -55,7 +68,19 @@ def test_not_logged_in_is_one_clear_error_before_any_work(capsys, tmp_path, monk
 
 @pytest.mark.slow
 def test_each_trial_is_a_run_of_the_study_group_with_its_config_epochs_and_final_record(tmp_path):
-    command = [sys.executable, "-m", "study.run", "--grid", "smoke", "--seeds", "1", "--wandb", "face-age"]
+    command = [
+        sys.executable,
+        "-m",
+        "study.run",
+        "--grid",
+        "smoke",
+        "--confirm-top",
+        "0",
+        "--seeds",
+        "1",
+        "--wandb",
+        "face-age",
+    ]
     command += ["--storage", str(tmp_path), "--name", "tracked"]
     env = {"WANDB_MODE": "offline", "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)

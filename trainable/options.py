@@ -57,3 +57,23 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, defaults: bool = 
             (list(default) if isinstance(default, tuple) else default) if defaults else argparse.SUPPRESS
         )
         parser.add_argument(*(meta["flags"] or (flag(field),)), dest=field.name, **kwargs)
+
+
+def markdown_table(*classes: type) -> str:
+    """The options of `classes` as a Markdown table (option, meaning, default): the
+    documentation's options page, generated so that it says what the parser does."""
+    rows = ["| option | meaning | default |", "|---|---|---|"]
+    for cls in classes:
+        for field in options(cls):
+            meta, default = field.metadata, field.default
+            name = ", ".join(meta["flags"] or (flag(field),))
+            if meta["choices"]:
+                name += " {" + ",".join(map(str, meta["choices"])) + "}"
+            elif meta["metavar"] and not isinstance(default, bool):
+                name += f" {meta['metavar']}"
+            shown = "" if default is None or default is False or default == () else f"`{default}`"
+            meaning = meta["help"].replace("|", "\\|")
+            if isinstance(default, tuple) and "repeatable" not in meaning:
+                meaning += " (repeatable)"
+            rows.append(f"| `{name}` | {meaning} | {shown} |")
+    return "\n".join(rows)

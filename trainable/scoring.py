@@ -95,7 +95,7 @@ METRICS = {"accuracy": accuracy, "balanced accuracy": balanced_accuracy, "macro-
 
 def split_scores(y, pred, n_classes: int) -> dict[str, Any]:
     """One split's scores: acc, bacc (balanced accuracy), f1 (macro), and confusion, the
-    matrix [true][predicted] normalised by each true class's count (sklearn's
+    matrix `[true][predicted]` normalised by each true class's count (sklearn's
     normalize='true'), with a last 'no face' column when some prediction is NO_FACE."""
     y, pred = np.asarray(y), np.asarray(pred)
     counts = confusion_counts(pred, y, n_classes)
