@@ -1,1 +1,2 @@
-"""Turns a results directory into tables (and, later, a report). Reads only files."""
+"""Results directories to tables, statistics, figures and a report; the baselines, the peer and
+evaluations on other data on the same split; the statistics' calibration. Reads only files."""

@@ -27,7 +27,7 @@ import pandas as pd
 
 from analysis import figures
 from analysis.document import Document
-from analysis.results import load_study, read_study_record, selection_of
+from analysis.results import epochs_with_settings, load_study, read_study_record, selection_of
 from analysis.stats import METHOD_NOTE, accuracy_ci
 from analysis.tables import (
     PRIMARY_METRIC,
@@ -700,8 +700,7 @@ def build_report(
         external_section(doc, external)
     provenance_section(doc, s)
     if len(s.trials):
-        columns = [c for c in s.trials.columns if not c.endswith(("_confusion", "_pred"))]
-        epochs = s.epochs.merge(s.trials[columns], on="trial_id")
+        epochs = epochs_with_settings(s.trials, s.epochs)
         write_with(os.path.join(out_dir, "epochs.csv"), lambda tmp: epochs.to_csv(tmp, index=False))
     write_text(os.path.join(out_dir, "report.md"), doc.markdown())
     write_text(os.path.join(out_dir, "report.html"), doc.html(out_dir))

@@ -214,11 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     shown = pd.concat([trials.reindex(columns=columns), settings_columns(trials, labels)], axis=1)
     print(shown.sort_values(["experiment", "seed"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:
-        config_columns = [c for c in trials.columns if not c.endswith(("_confusion", "_pred"))]
-        table = epochs.merge(trials[config_columns], on="trial_id")
+        table = epochs_with_settings(trials, epochs)
         write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False))
         print(f"wrote {args.csv}")
     return 0
+
+
+def epochs_with_settings(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial-epoch with its trial's settings and final scores beside it: one column
+    per quantity (a trial column the epochs already have is not added twice, as merge's _x/_y
+    would), no per-image predictions or confusion matrices."""
+    columns = [c for c in trials.columns if c not in epochs.columns and not c.endswith(("_confusion", "_pred"))]
+    return epochs.merge(trials[["trial_id", *columns]], on="trial_id")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from study.plan import Plan, fetch, load_data, plan_study, record_study
 from study.resume import check_same_study, study_spec
 from study.space import TrialNames
 from study.spec import StudySpec, given_options
-from study.summary import class_count_lines, evaluate_elsewhere, finish, summarize
+from study.summary import class_count_lines, evaluate_elsewhere, finish, ranked_configurations, summarize
 from trainable import storage as store
 from trainable.errors import UserError
 from trainable.results_files import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
@@ -231,9 +231,7 @@ def grid_confirm_source(spec: StudySpec, plan: Plan) -> Source | None:
     """The grid's --confirm-top best configurations (analysis.best's ranking: mean --select
     over seeds, every seed finished) rerun with --seeds fresh seeds (F+S..F+2S-1); None when
     no configuration is ranked."""
-    from analysis.best import ranked
-
-    top = ranked(plan.directory, spec.confirmations)
+    top = ranked_configurations(plan.directory, spec.confirmations)
     configs = [
         {**c, "seed": c["seed"] + spec.seeds, "config_id": f"confirm-{c['config_id']}", "name": f"confirm {c['name']}"}
         for cid in top

@@ -134,6 +134,14 @@ def choose_best(directory: str) -> tuple[str, bool]:
         return f"Choosing the best model failed ({type(err).__name__}: {err}); `{where}` retries it.", True
 
 
+def ranked_configurations(directory: str, top: int) -> list[str]:
+    """The `top` best configurations' ids by the ranking best.json takes its first from
+    (analysis.best, in this process like choose_best): what a grid's confirmation reruns."""
+    from analysis.best import ranked
+
+    return ranked(directory, top)
+
+
 def evaluate_elsewhere(
     plan: Plan, targets: tuple[str, ...], age_bins: str, store_dir: str, detect_runner: Runner
 ) -> int:

@@ -46,6 +46,7 @@ def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path, caps
     assert all(seconds > 0 for seconds in epochs.values())
     assert results["cached_speedup_vs_original"] > 5  # ~30x on 2 cores; loose for busy machines
     assert 0 < results["head_training"]["batch 32"]["fraction_of_fp32_peak"] < 1.5
+    assert len(results["head_batch8_img_per_s"]) == 3 and all(r > 0 for r in results["head_batch8_img_per_s"].values())
     assert results["ray"]["per_epoch_share_of_a_cached_epoch"] < 0.5
     assert "paper_grid" not in results
 

@@ -204,7 +204,9 @@ def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):
     assert any(f"HOG cell {c};" in searched for c in (8, 10, 16))  # what was chosen
     assert "not distinguishable from noise" in markdown or "beyond the noise of" in markdown
     assert "Method: The seed-and-image t-test" in markdown
-    assert len(pd.read_csv(smoke_report / "epochs.csv")) == len(epochs)
+    exported = pd.read_csv(smoke_report / "epochs.csv")
+    assert len(exported) == len(epochs) and not [c for c in exported.columns if c.endswith(("_x", "_y"))]
+    assert {"val_bacc", "best_val_loss", "experiment", "seed", "test_acc_best"} <= set(exported.columns)
     html_text = (smoke_report / "report.html").read_text()
     assert html_text.count("data:image/png;base64,") == 3 and "figures/" not in html_text
 

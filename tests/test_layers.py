@@ -1,6 +1,6 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
 analysis do not import each other (they share trainable.results_files and .storage), except that
-study.summary chooses the best model with analysis.best; Ray is imported
+study.summary chooses the best model (and the configurations a grid confirms) with analysis.best; Ray is imported
 by study and the trainable's Ray entry point alone. Inside trainable, data flows
 data -> transforms -> model/cache -> loop -> trial -> tune_trial, and serving is used
 from outside only. Every module of every sub-package is walked."""

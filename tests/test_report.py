@@ -394,3 +394,12 @@ def test_a_grouped_test_set_counts_people_and_says_how_many(tmp_path):
     assert "people" not in plain.split("## Is the difference real?")[1].split("\n## ")[0]
     interval = lambda md: next(line for line in md.splitlines() if line.startswith("| accuracy | #"))  # noqa: E731
     assert interval(plain) != interval(grouped)  # four degrees of freedom for the images, not 29
+
+
+def test_epochs_csv_has_one_column_per_quantity(tmp_path):
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, "max_epochs", 0.6)])
+    report(study)
+    exported = pd.read_csv(study / "report" / "epochs.csv")
+    assert not [c for c in exported.columns if c.endswith(("_x", "_y"))], list(exported.columns)
+    assert {"val_bacc", "best_val_loss", "experiment", "seed", "test_acc_best"} <= set(exported.columns)
+    assert len(exported) == 10  # 5 epochs x 2 trials

@@ -1,9 +1,11 @@
 """The kernel figures, each against the naive way in the same run: matmul peak, trunk encoding,
 frozen-trunk epochs cached vs naive, full fine-tuning and head training (each also as a
-fraction of the matmul peak), and what Ray adds per trial and per epoch."""
+fraction of the matmul peak), head training with each layout choice undone, and what Ray adds
+per trial and per epoch."""
 
 from __future__ import annotations
 
+import copy
 import math
 import tempfile
 import time
@@ -70,10 +72,16 @@ def frozen_epoch(model, images, features, labels, split, *, cached: bool, precis
     return timed(one_epoch, repeat=1 if not cached else 3)
 
 
-def train_step_rate(net, inputs, labels, batch: int, precision: str, device) -> tuple[float, float]:
-    """(images/s, FLOP per image) of training steps of `net` at `batch`."""
-    optimizer = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-4, fused=True)
-    x, y = inputs[:batch].contiguous(memory_format=torch.channels_last), labels[:batch].to(device)
+def train_step_rate(
+    net, inputs, labels, batch: int, precision: str, device, *, channels_last: bool = True, fused: bool = True
+) -> tuple[float, float]:
+    """(images/s, FLOP per image) of training steps of `net` at `batch`; `channels_last` and
+    `fused` (Adam's fused kernel, else its foreach one) as the trials run, unless turned off."""
+    optimizer = torch.optim.Adam(
+        [p for p in net.parameters() if p.requires_grad], lr=1e-4, fused=fused, foreach=None if fused else True
+    )
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x, y = inputs[:batch].contiguous(memory_format=layout), labels[:batch].to(device)
     ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else torch.enable_grad
 
     def step():
@@ -134,7 +142,20 @@ def kernel_figures(
             "gflops": rate * flop / 1e9,
             "fraction_of_fp32_peak": rate * flop / peak["fp32"],
         }
+    results["head_batch8_img_per_s"] = layout_choices(model.head, features[best], labels, device)
     return results
+
+
+def layout_choices(head, features, labels, device) -> dict[str, float]:
+    """Head training at batch 8 (the cached trials' smallest paper batch), images/s, as the
+    trials run it (channels-last, fused Adam) and with each choice undone, in one run."""
+    contiguous = copy.deepcopy(head).to(memory_format=torch.contiguous_format)
+    rate = lambda net, **way: train_step_rate(net, features, labels, 8, "fp32", device, **way)[0]  # noqa: E731
+    return {
+        "channels-last, fused Adam (as trials run)": rate(head),
+        "contiguous memory format": rate(contiguous, channels_last=False),
+        "foreach Adam instead of fused": rate(head, fused=False),
+    }
 
 
 def ray_overhead(epochs: int, epoch_seconds: float, reports: int = 200) -> dict[str, float]:
