@@ -59,16 +59,20 @@ def scores(data: FaceData, y: np.ndarray, preds: np.ndarray, classes: list[str])
     counts summed over the models, the class shares. NO_FACE is wrong in every one."""
     k = len(classes)
     per_class = np.bincount(y, minlength=k)
-    acc = full_interval("accuracy", preds, y, k)
-    bacc = full_interval("balanced accuracy", preds, y, k)
-    recall = [full_interval("accuracy", preds[:, y == c], y[y == c], k) if per_class[c] else None for c in range(k)]
+    groups = people_of(data)
+    people = None if groups is None else len(set(groups))
+    unit = "the images" if people is None else f"the {people} people (photos of one person counted together)"
+    acc = full_interval("accuracy", preds, y, k, groups=groups)
+    bacc = full_interval("balanced accuracy", preds, y, k, groups=groups)
+    recall = [class_recall(preds, y, c, k, groups) if per_class[c] else None for c in range(k)]
     return {
         "data_root": data.root,
         "layout": data.layout,
         "classes": list(classes),
         "images": len(y),
+        "people": people,
         "models": len(preds),
-        "interval": "95%, over the models (seeds) and the images" if len(preds) > 1 else "95%, over the images",
+        "interval": f"95%, over the models (seeds) and {unit}" if len(preds) > 1 else f"95%, over {unit}",
         "class_counts": per_class.tolist(),
         "class_shares": (per_class / max(1, len(y))).tolist(),
         "detect_faces": data.detection is not None,
@@ -79,11 +83,32 @@ def scores(data: FaceData, y: np.ndarray, preds: np.ndarray, classes: list[str])
         "balanced_accuracy_interval_95": list(bacc[1:]),
         "macro_f1": float(np.mean(macro_f1(preds, y[None], k))),
         "recall": [r[0] if r else None for r in recall],
-        "recall_interval_95": [list(r[1:]) if r else None for r in recall],
+        "recall_interval_95": [list(r[1:]) if r and r[1] is not None else None for r in recall],
         "confusion_counts": confusion_counts(preds, y, k).sum(0).tolist(),  # rows: true; last column: no face
         "predictions": preds.tolist(),  # one row per model
         "skipped_files": data.skipped,
     }
+
+
+def people_of(data: FaceData) -> np.ndarray | None:
+    """Who each evaluated photo shows (the layout's subjects, FG-NET's names), the unit of every
+    interval; None for a layout that names no one (each photo its own unit)."""
+    if data.subjects is None:
+        return None
+    if len(set(data.subjects)) < 2:
+        raise UserError(
+            f"{data.root} holds photos of {len(set(data.subjects))} person; an interval over people needs at least 2."
+        )
+    return np.asarray(data.subjects, str)
+
+
+def class_recall(preds: np.ndarray, y: np.ndarray, c: int, k: int, groups: np.ndarray | None) -> tuple:
+    """(recall of class c, lo, hi); the interval None where the class's photos show one person
+    (nothing to estimate a variance over people from)."""
+    mask = y == c
+    if groups is not None and len(set(groups[mask])) < 2:
+        return float((preds[:, mask] == c).mean()), None, None
+    return full_interval("accuracy", preds[:, mask], y[mask], k, groups=None if groups is None else groups[mask])
 
 
 def evaluate_best(

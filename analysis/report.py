@@ -616,7 +616,8 @@ def external_section(doc: Document, evaluations: list[str]) -> None:
         "The best configuration's models (every seed, from study.run --evaluate-on; or one model, from "
         "python -m analysis.evaluate) scored on every image of other labelled datasets: all of it is test data, "
         "none of it was seen in training or model selection. Intervals are 95%: over the seeds and the images "
-        "with several models, over the images alone with one. A face the detector did not find counts as a "
+        "with several models, over the images alone with one; over people, not photos, where the dataset names "
+        "who each photo shows (FG-NET: the images column says how many). A face the detector did not find counts as a "
         "wrong answer. The class shares differ from the training data's: compare balanced accuracy and recall, "
         "not accuracy alone, across datasets."
     )
@@ -631,13 +632,19 @@ def external_section(doc: Document, evaluations: list[str]) -> None:
 
 def external_row(e: dict) -> dict:
     def interval(value: float | None, bounds: list | None) -> str:
-        return "n/a (no image)" if value is None else f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+        if value is None:
+            return "n/a (no image)"
+        return (
+            f"{value:.3f} [one person: no interval]"
+            if bounds is None
+            else f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+        )
 
     recall = zip(e["classes"], e["recall"], e["recall_interval_95"], strict=True)
     return {
         "data": e["data_root"],
         "layout": e["layout"] + (", faces detected" if e.get("detect_faces") else ""),
-        "images": e["images"],
+        "images": e["images"] if e.get("people") is None else f"{e['images']} of {e['people']} people",
         "class shares": ", ".join(f"{c} {p:.0%}" for c, p in zip(e["classes"], e["class_shares"], strict=True)),
         "faces not found (wrong)": e["faces_not_found"],
         "models": f"{e['models']} ({e['configuration']}, seeds {e['seeds']})" if "seeds" in e else e["models"],

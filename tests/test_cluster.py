@@ -116,6 +116,7 @@ def cli(*args, timeout=600):
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_a_gpu_study_starts_with_no_gpu_node_and_the_autoscaler_adds_one(tiny_root, tmp_path, monkeypatch):
     """AutoscalingCluster runs `ray start` and `ray stop --force` (every Ray on this machine)."""
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
@@ -167,6 +168,7 @@ def connects(address: str, env: dict) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_a_token_protected_two_node_cluster_runs_the_study_and_refuses_other_clients(tmp_path, monkeypatch):
     """Every node and the study's driver share one token (as ray_config.yaml ships it);
     a client with no token, or another one, is refused. The nodes run in a process of their
@@ -214,6 +216,7 @@ def token_env(token: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 def test_a_study_in_s3_is_killed_resumed_and_reported(tmp_path, monkeypatch):
     """Against moto's S3 server on 127.0.0.1: Ray writes the trials to the bucket, the study's
     own files go up from its local mirror, --resume and analysis.report take the URI."""

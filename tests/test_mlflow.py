@@ -33,6 +33,8 @@ def test_a_smoke_study_logs_its_trials_to_sqlite(tmp_path):
             "study.run",
             "--grid",
             "smoke",
+            "--confirm-top",
+            "0",
             "--seeds",
             "2",
             "--mlflow",

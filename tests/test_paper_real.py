@@ -1,5 +1,6 @@
-"""The paper grid on the real dataset, 3 seeds of 3 epochs, through the CLI, with its baselines and
-report: the report's verdicts hold where a user looks (slow: several minutes)."""
+"""The paper grid's six cached experiments on the real dataset (all but #4, the whole network: 9
+minutes a trial on an AVX2-only CPU; tests/test_trial.py trains it on tiny images), 3 seeds of 3 epochs,
+through the CLI, with its baselines and report: the verdicts hold where a user looks (slow)."""
 
 import os
 import subprocess
@@ -24,12 +25,12 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
             "study.run",
             "--grid",
             "paper",
+            "--where",
+            "freeze=block8",
             "--data",
             REAL_DATA,
             "--weights",
             "none",
-            "--train-precision",
-            "auto",  # bf16 where native, as the full-network trial ran before --train-precision: the same time
             "--max-epochs",
             "3",
             "--seeds",
@@ -46,7 +47,7 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials, epochs = load_study(str(tmp_path / "paper"))
-    assert sorted(trials.experiment) == sorted(list(range(1, 8)) * 3)
+    assert sorted(trials.experiment) == sorted([1, 2, 3, 5, 6, 7] * 3)
     assert (trials.status == "finished").all()
     assert ((trials.epochs == 3) | (trials.stopped_by == "early_stopping")).all()
     assert epochs.groupby("trial_id").epoch.max().le(3).all()
@@ -73,7 +74,7 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
     assert "the full 95% interval: training seeds and test images" in summary.split("Ranking by")[1].split("\n")[0]
     section = markdown.split("## Is the difference real?")[1].split("\n## ")[0]
     rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| accuracy | ")]
-    assert len(rows) == 6 + 2  # each configuration against #1, and the best against HOG and against LBP
+    assert len(rows) == 5 + 2  # each configuration against #1, and the best against HOG and against LBP
     assert len({(r[1], r[2]) for r in rows}) == len(rows)  # one metric, each pair once: no hypothesis twice
     for r in rows:
         lo, hi = (float(x) for x in r[5].split(" (")[0].split(" to "))

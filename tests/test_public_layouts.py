@@ -118,7 +118,7 @@ def test_faces_are_detected_once_whatever_the_dataset_and_the_store_is_keyed_by_
 
 @pytest.mark.parametrize("policy", ["largest", "skip", "all"])
 def test_several_faces_and_no_face_are_listed_with_their_reason(tmp_path, policy):
-    fgnet_tree(tmp_path, subjects=6)
+    fgnet_tree(tmp_path, subjects=9)  # the fewest whose grouped test split holds two people
     images = tmp_path / "FGNET" / "images"
     face(images / "001A15.JPG", 1, 1, faces=0)
     face(images / "003A15.JPG", 1, 2, faces=2)
@@ -196,6 +196,15 @@ def test_group_regex_groups_any_layout_and_names_a_path_it_misses(tmp_path):
         load_dataset(str(tmp_path), group_by="subject")
 
 
+def test_a_grouped_test_split_of_one_person_is_refused_before_training(tmp_path):
+    fgnet_tree(tmp_path, subjects=8)  # 60/20/20 of 8 people: one in the test split, no interval over people
+    with pytest.raises(UserError, match=r"the test split under .* holds photos of 1 person\(s\) \(8 in the data\)"):
+        load_dataset(str(tmp_path), group_by="subject", on_bad_image="skip")
+    fgnet_tree(tmp_path, subjects=9)
+    data = load_dataset(str(tmp_path), group_by="subject", on_bad_image="skip")
+    assert len({os.path.basename(data.paths[i])[:3] for i in data.split["test"]}) == 2
+
+
 def test_notes_are_grouped_by_kind_a_few_lines_each(tmp_path, capsys):
     from trainable.data.options import DataOptions, dataset_from_args
 
@@ -211,6 +220,7 @@ def test_notes_are_grouped_by_kind_a_few_lines_each(tmp_path, capsys):
 
 def test_an_evaluation_counts_a_photo_without_a_face_as_a_wrong_answer(tmp_path):
     from analysis.evaluate import evaluate
+    from analysis.stats import accuracy_ci
 
     class Always:  # a model that answers 5-27 for every crop
         classes = ["1-4", "5-27", "28+"]
@@ -224,13 +234,20 @@ def test_an_evaluation_counts_a_photo_without_a_face_as_a_wrong_answer(tmp_path)
     assert result["images"] == 36 and result["faces_not_found"] == 1 and result["detect_faces"]
     assert result["accuracy"] == pytest.approx(11 / 36)  # 12 photos aged 5-27, one without a face
     assert result["recall"] == pytest.approx([0, 11 / 12, 0])
+    # FG-NET names who each photo shows: the intervals are over the 6 people, the faceless photo's included
+    assert (
+        result["people"] == 6 and result["interval"] == "95%, over the 6 people (photos of one person counted together)"
+    )
+    lo, hi = result["accuracy_interval_95"]
+    w_lo, w_hi = accuracy_ci(11, 36)  # photos as independent
+    assert hi - lo < (w_hi - w_lo) / 2  # every person is right on 2 of 6 (one on 1): little varies between people
 
 
 def pasted_fgnet(root, real: str) -> None:
     """FG-NET-named photos of real faces: el7008 crops pasted at seeded places into larger
-    noisy pictures, 6 subjects x 6 ages (two per class)."""
+    noisy pictures, 9 subjects (the fewest whose grouped test split holds two) x 6 ages (two per class)."""
     rng = np.random.default_rng(0)
-    for s in range(1, 7):
+    for s in range(1, 10):
         for k, (folder, age) in enumerate([("1", 2), ("1", 3), ("5", 8), ("5", 15), ("28", 30), ("28", 41)]):
             canvas = Image.fromarray(rng.integers(60, 200, (420, 360, 3)).astype(np.uint8))
             canvas.paste(Image.open(os.path.join(real, folder, f"{6 * s + k}.jpg")), tuple(rng.integers(0, 200, 2)))
@@ -265,12 +282,12 @@ def test_a_study_on_uncropped_photos_finds_the_faces_as_ray_tasks_once(tmp_path)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         runs.append(run.stdout)
     assert "Data layout: fgnet" in runs[0] and "Ray task(s)" in runs[0]
-    assert "36 from the store, 0 detected now" in runs[1] and "Ray task(s)" not in runs[1]
+    assert "54 from the store, 0 detected now" in runs[1] and "Ray task(s)" not in runs[1]
     with open(tmp_path / "studies" / "second" / "study.json") as f:
         record = json.load(f)
-    assert record["face_detection"]["from_store"] == 36 and record["data_layout"] == "fgnet"
+    assert record["face_detection"]["from_store"] == 54 and record["data_layout"] == "fgnet"
     found = record["face_detection"]["faces"]
-    assert found >= 30, "MTCNN should find most pasted el7008 faces"
+    assert found >= 45, "MTCNN should find most pasted el7008 faces"
     assert sum(record["split_sizes"].values()) == found
     shards = list((cache / "images" / "faces").glob("*/shard-*.json"))
     assert shards and all(json.loads(p.read_text())["ran_by"].startswith("Ray task ") for p in shards)

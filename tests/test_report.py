@@ -319,7 +319,7 @@ def test_an_evaluation_over_seeds_gives_intervals_over_seeds_and_images_and_fill
     for k in range(3):
         preds[k, :k] = 1  # k wrong answers on class 0
     preds[:, 39] = NO_FACE
-    data = SimpleNamespace(root=str(tmp_path / "other"), layout="folders", skipped=[], detection=None)
+    data = SimpleNamespace(root=str(tmp_path / "other"), layout="folders", skipped=[], detection=None, subjects=None)
     e = scores(data, y, preds, ["1-4", "5-27", "28+"])
     assert e["accuracy"] == pytest.approx(1 - (0 + 1 + 2 + 3) / 120)  # 3 no-face answers, wrong for each model
     assert e["faces_not_found"] == 1 and np.array(e["confusion_counts"])[2, 3] == 3  # summed over the models

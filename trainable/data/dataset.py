@@ -53,6 +53,9 @@ class FaceData:
     duplicates: list[Problem] = field(default_factory=list)  # same bytes twice within one split: kept, noted
     detection: dict | None = None  # with --detect-faces: trainable.data.faces.Detection, as a dict
     faceless_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # photos without a face
+    # The layout's subject (FG-NET's names) of each image, then of each photo without a face; None
+    # where the layout names none. The unit of an evaluation's intervals (analysis.evaluate).
+    subjects: list[str] | None = None
     mean: tuple[float, ...] = field(init=False)  # per channel, training images in [0, 1]
     std: tuple[float, ...] = field(init=False)
 
@@ -151,7 +154,7 @@ def load_dataset(
     skipped += drop_conflicts(root, scan)
     fingerprint = scan.digest.hexdigest()
     images = writer.finish(fingerprint, scan.rows)
-    detection, faceless = None, np.zeros(0, dtype=np.int64)
+    detection, faceless = None, []
     if detect_faces == "on" or (detect_faces == "auto" and uncropped(root, layout)):
         writer = ImageWriter(store)
         try:
@@ -184,7 +187,8 @@ def load_dataset(
         duplicates=scan.duplicates,
         groups=groups,
         detection=detection,
-        faceless_labels=faceless,
+        faceless_labels=np.asarray([label for label, _ in faceless], dtype=np.int64),
+        subjects=None if None in (who := [*scan.groups, *(w for _, w in faceless)]) else who,
     )
 
 
@@ -266,11 +270,19 @@ def split_of(
 ) -> dict[str, np.ndarray]:
     """The layout's own split where every file has one, else a stratified split drawn from
     `seed` (identical images, and each identity, kept on one side: stratified as far as the
-    groups allow); a training split under 2 images is refused."""
+    groups allow); a training split under 2 images, or a grouped test split of one person, is refused."""
     if identity is not None and not any(s is None for s in scan.splits):
         raise UserError("--group-by/--group-regex group a seeded split; this layout's split is fixed by its files.")
     if any(s is None for s in scan.splits) and identity is not None:
-        split = group_split(labels, merged_groups(scan.hashes, identity), len(classes), seed)
+        groups = merged_groups(scan.hashes, identity)
+        split = group_split(labels, groups, len(classes), seed)
+        people = len({groups[i] for i in split["test"]})
+        if people < 2:
+            raise UserError(
+                f"--group-by/--group-regex: the test split under {root} holds photos of {people} person(s) "
+                f"({len(set(groups))} in the data); every interval is over people, and that needs at least 2 "
+                "in the test split. Add people (the split gives the test part about 20% of them)."
+            )
     elif any(s is None for s in scan.splits):
         split = stratified_split(labels, classes, seed=seed, root=root, groups=scan.hashes)
     else:

@@ -200,10 +200,10 @@ def crop_faces(
     summarize: Callable[[np.ndarray], np.ndarray],
     several_faces: str,
     runner: Runner | None = None,
-) -> tuple[Detection, list[Problem], list[Problem], np.ndarray]:
+) -> tuple[Detection, list[Problem], list[Problem], list[tuple[int, str | None]]]:
     """Replace the scan's photos by their face crops (written to `writer`, `summarize`d),
     detecting only the photos the store lacks: (what was done, photos left out, notes,
-    the labels of the photos left out). A face keeps its photo's file hash, so the split
+    the (label, subject) of each photo left out). A face keeps its photo's file hash, so the split
     keeps all the faces of a photo together; with several kept, each is PATH#k (1: the largest)."""
     detection = Detection(several_faces, detector_key(), photos=len(set(scan.hashes)))
     known = detected(scan, photos, store_folder(store), runner or detect_here, detection)
@@ -217,7 +217,7 @@ def crop_faces(
             reason = "no face found" if not faces else f"{len(faces)} faces found (--several-faces skip)"
             skipped.append(Problem(Kind.NO_FACE if not faces else Kind.SEVERAL_FACES, path, reason))
             detection.no_face += not faces
-            faceless.append(scan.labels[i])
+            faceless.append((scan.labels[i], scan.groups[i]))
             continue
         chosen = faces if several_faces == "all" else faces[:1]
         if len(faces) > 1:
@@ -234,4 +234,4 @@ def crop_faces(
     for name, values in kept.items():
         setattr(scan, name, values)
     detection.faces = len(scan.paths)
-    return detection, skipped, notes, np.asarray(faceless, dtype=np.int64)
+    return detection, skipped, notes, faceless
