@@ -81,6 +81,8 @@ LABELS = {"optimizer": "{}", "lr": "lr{:g}", "batch_size": "b{}", "freeze": "fre
 
 
 MAX_GRID_BYTES = 256 * 1024  # the largest grid file read (the extended grid's is 1 KB)
+MAX_EXPERIMENTS = 10_000  # the most a grid file's lists may cross to (extended: 216); beyond, search it
+MAX_TRIALS = 5_000  # --max-trials' default: the most trials a grid study expands to
 
 
 class GridLoader(yaml.SafeLoader):
@@ -151,6 +153,12 @@ def read_grid(path: str) -> Grid:
     named = spec.get("experiments", [{"name": ""}])
     if not isinstance(named, list) or not named or not all(isinstance(e, dict) for e in named):
         raise UserError(f"--grid {path}: 'experiments' must be a non-empty list of mappings (name: and settings).")
+    count = len(named) * math.prod(len(a) for a in axes)  # counted, not expanded
+    if count > MAX_EXPERIMENTS:
+        raise UserError(
+            f"--grid {path}: its lists cross to {count:,} experiments, over {MAX_EXPERIMENTS:,}; a space that large "
+            "is searched, not gridded: write each list as {choice: [...]} and run --search random or optuna."
+        )
     experiments = []
     for number, choice in enumerate(itertools.product([experiment(path, e) for e in named], *axes), start=1):
         name = " ".join(label for label, _ in choice if label) or f"experiment {number}"
@@ -315,9 +323,11 @@ def expand(
     where: dict[str, Any] | None = None,
     first_seed: int = 0,
     settings: dict[str, Any] | None = None,
+    max_trials: int = MAX_TRIALS,
 ) -> list[dict[str, Any]]:
     """Flat, validated, complete trial configs: every experiment of `grid` x `seeds` seeds
-    from `first_seed`.
+    from `first_seed`; refused once more than `max_trials` match (--max-trials), before
+    any more are built.
 
     `settings` (--set) change every experiment as the grid file's own top-level values
     would; `overrides` (weights, max_epochs, ...) apply to every trial over both; `where`
@@ -337,6 +347,11 @@ def expand(
             config = TrialConfig.from_dict(config).to_dict()
             if all(config[k] == v for k, v in where.items()):  # any key: experiment, seed, lr, ...
                 configs.append(config)
+            if len(configs) > max_trials:
+                raise UserError(
+                    f"--grid {grid} with --seeds {seeds} expands to more than {max_trials:,} trials (up to "
+                    f"{len(experiments) * seeds:,}); --max-trials N runs more, --where runs fewer."
+                )
     if not configs:
         raise UserError(f"No experiment of grid {grid!r} matches --where {where}.")
     return configs

@@ -74,6 +74,7 @@ def grid_source(spec: StudySpec) -> Source:
         overrides=spec.overrides(),
         where=where,
         settings=spec.trial_settings(),
+        max_trials=spec.max_trials,
     )
     label = f"{len(configs)} trial(s) of grid {grid_label(spec.grid)!r}"
     return Source(label, configs, TrialNames.of(configs), spec.scheduler or get_grid(spec.grid).scheduler)

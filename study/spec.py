@@ -12,13 +12,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from study.grids import GRIDS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
+from study.grids import GRIDS, MAX_TRIALS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
 from trainable import storage as store
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
 from trainable.data.options import DataOptions, check_targets
 from trainable.errors import UserError
 from trainable.options import add_options, option, options
 from trainable.results_files import DEFAULT_SELECT, SELECTIONS
+from trainable.seeds import MAX_SEED
 
 STUDY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
 # The options that set one trial config key for every trial (None: the grid's own value).
@@ -96,6 +97,7 @@ class StudySpec:
     where: tuple[str, ...] = option(
         (), "keep only the grid's experiments with this setting (repeatable)", metavar="KEY=VALUE"
     )
+    max_trials: int = option(MAX_TRIALS, "refuse a grid study of more trials (experiments x seeds, after --where)")
     scheduler: str | None = option(None, "default: the grid file's (asha for extended)", choices=("asha", "none"))
     search: str = option(
         "grid",
@@ -294,9 +296,15 @@ def check(spec: StudySpec) -> None:
         raise UserError(f"--num-samples must be at least 1, got {spec.num_samples}.")
     if spec.confirmations < 0 or (spec.max_concurrent is not None and spec.max_concurrent < 1):
         raise UserError("--confirm-top must be >= 0 and --max-concurrent >= 1.")
-    for option_name in ("first_seed", "max_failures"):
+    for option_name in ("first_seed", "max_failures", "max_trials"):
         if (value := getattr(spec, option_name)) < 0:
             raise UserError(f"--{option_name.replace('_', '-')} must be >= 0, got {value}.")
+    last = spec.first_seed + spec.seeds * (1 + spec.confirmations)  # the confirmation's fresh seeds follow
+    if last > MAX_SEED:
+        raise UserError(
+            f"--first-seed {spec.first_seed} with --seeds {spec.seeds}: seeds run to {last - 1}; every seed must be "
+            f"below {MAX_SEED:,} (Optuna's samplers take 32 bits)."
+        )
     check_targets(spec.evaluate_on)
     check_extras(spec)
 

@@ -157,6 +157,44 @@ def test_a_huge_grid_file_is_refused_unread(capsys, tmp_path):
     assert "a grid file is a few lines" in " ".join(fails(capsys, "--grid", str(grid), "--dry-run").split())
 
 
+def test_a_grid_that_crosses_to_too_many_trials_is_refused_counted_not_expanded(capsys, tmp_path):
+    import resource
+    import time
+
+    grid = tmp_path / "g.yaml"  # 9 lists of 12 values: 12^9 = 5.2 billion experiments in under 1 KB
+    grid.write_text(
+        "\n".join(
+            f"{key}: [{', '.join(str(v) for v in values)}]"
+            for key, values in {
+                "lr": [10.0**-k for k in range(1, 13)],
+                "dropout": [k / 20 for k in range(12)],
+                "weight_decay": [10.0**-k for k in range(1, 13)],
+                "batch_size": list(range(2, 14)),
+                "es_rounds": list(range(1, 13)),
+                "momentum": [k / 20 for k in range(12)],
+                "max_epochs": list(range(1, 13)),
+                "patience": list(range(1, 13)),
+                "min_delta": [k / 1000 for k in range(12)],
+            }.items()
+        )
+    )
+    before, start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.perf_counter()
+    said = " ".join(fails(capsys, "--grid", str(grid), "--dry-run").split())
+    assert "its lists cross to 5,159,780,352 experiments, over 10,000" in said and "--search random" in said
+    assert time.perf_counter() - start < 5 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000
+    grid.write_text("lr: [1.0e-4, 1.0e-3, 1.0e-2]\ndropout: [0.1, 0.3, 0.5, 0.6]\n")  # 12 experiments
+    said = " ".join(fails(capsys, "--grid", str(grid), "--seeds", "3", "--max-trials", "30", "--dry-run").split())
+    assert "expands to more than 30 trials (up to 36); --max-trials N runs more, --where runs fewer" in said
+    assert main(["--grid", str(grid), "--seeds", "3", "--max-trials", "36", "--dry-run"]) == 0
+    assert main(["--grid", str(grid), "--seeds", "3", "--max-trials", "30", "--where", "lr=0.01", "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("first, seeds", [("99999999999999999999", "3"), ("4294967294", "3")])
+def test_seeds_out_of_range_are_refused_with_the_options(capsys, first, seeds):
+    said = " ".join(fails(capsys, "--grid", "smoke", "--first-seed", first, "--seeds", seeds, "--dry-run").split())
+    assert f"--first-seed {first} with --seeds {seeds}: seeds run to" in said and "below 4,294,967,296" in said
+
+
 def test_a_non_finite_trial_setting_is_refused_wherever_it_comes_from():
     from trainable.config import TrialConfig
     from trainable.errors import UserError

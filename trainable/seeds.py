@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+MAX_SEED = 2**32  # seeds run below it: numpy's RandomState (Optuna's samplers) takes 32 bits
+
 
 def derive_seed(seed: int, *purpose: object) -> int:
     """An independent 63-bit seed for (seed, purpose...), e.g. (3, 'online', 17)."""
