@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from trainable.config import IDENTITY_KEYS, TrialConfig
-from trainable.errors import UserError
+from trainable.errors import UserError, did_you_mean
 
 # Experiment 1 of the 2021 report: freeze before block8, batch 32, static
 # augmentation, Adam lr 1e-4, at most 400 epochs.
@@ -132,7 +132,8 @@ def read_grid(path: str) -> Grid:
     unknown = sorted(k for k in spec if k not in fields and k not in RESERVED)
     if unknown:
         raise UserError(
-            f"--grid {path}: {', '.join(map(repr, unknown))} is not a trial setting; expected a trial setting "
+            f"--grid {path}: {', '.join(map(repr, unknown))} is not a trial setting{did_you_mean(unknown[0], fields)}; "
+            "expected a trial setting "
             f"({', '.join(sorted(k for k in fields if k not in IDENTITY_KEYS))}), a study option "
             f"({', '.join(STUDY_KEYS)}) or {', '.join(RESERVED[:3])}."
         )
@@ -177,7 +178,11 @@ def typed(path: str, key: str, value: Any, source: str | None = None) -> Any:
     errors name `source` (default: --grid PATH)."""
     source = source or f"--grid {path}"
     if key not in TrialConfig().to_dict() or key in IDENTITY_KEYS:
-        raise UserError(f"{source}: {key!r} is not a setting a grid can change.")
+        valid = sorted(k for k in TrialConfig().to_dict() if k not in IDENTITY_KEYS)
+        raise UserError(
+            f"{source}: {key!r} is not a setting a grid can change{did_you_mean(key, valid)}; the settings are "
+            f"{', '.join(valid)}."
+        )
     kind = type(TrialConfig().to_dict()[key])
     if kind is float and isinstance(value, str | int | float) and not isinstance(value, bool):
         try:
@@ -290,7 +295,10 @@ def get_grid(name: str) -> Grid:
     if is_grid_file(name):
         return read_grid(name)
     if name not in GRIDS:
-        raise UserError(f"Unknown grid {name!r}; valid grids are {sorted(GRIDS)}, or a .yaml/.json grid file.")
+        raise UserError(
+            f"Unknown grid {name!r}{did_you_mean(name, GRIDS)}; valid grids are {sorted(GRIDS)}, or a .yaml/.json "
+            "grid file."
+        )
     return GRIDS[name]
 
 
@@ -307,7 +315,9 @@ def parse_where(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or key not in fields:
-            raise UserError(f"--where {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}.")
+            raise UserError(
+                f"--where {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}{did_you_mean(key, fields)}."
+            )
         try:
             where[key] = type(fields[key])(text)
         except ValueError:

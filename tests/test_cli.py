@@ -45,13 +45,22 @@ def test_bad_options(capsys, tmp_path):
 def test_unknown_grid_names_the_valid_ones(capsys):
     err = fails(capsys, "--grid", "nope")
     assert "Unknown grid 'nope'" in err and "'extended', 'paper', 'search', 'smoke'" in err
+    assert "Unknown grid 'papr' (did you mean 'paper'?)" in fails(capsys, "--grid", "papr")
+    said = " ".join(fails(capsys, "--grid", "smoke", "--set", "droput=0.3").split())
+    assert (
+        "'droput' is not a setting a grid can change (did you mean 'dropout'?); the settings are augment_views," in said
+    )
+    assert "(did you mean 'lr'?)" in fails(capsys, "--grid", "smoke", "--where", "lrr=1e-3")
 
 
 @pytest.mark.parametrize(
     "text, expected",
     [
         ("lr: [1.0e-4, abc]", "'lr' must be float (or a list of them), got 'abc'"),
-        ("lrr: [1.0e-4]", "'lrr' is not a trial setting; expected a trial setting (augment_views, augmentation,"),
+        (
+            "lrr: [1.0e-4]",
+            "'lrr' is not a trial setting (did you mean 'lr'?); expected a trial setting (augment_views,",
+        ),
         ("freeze: [block9]", "Trial config 'freeze' is 'block9'; expected one of"),
         ("batch_size: []", "'batch_size' is an empty list"),
         ("scheduler: hyperband", "scheduler is 'hyperband'; expected one of ['none', 'asha']"),
