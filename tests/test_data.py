@@ -202,8 +202,11 @@ def test_seeded_split_keeps_identical_files_together_and_leaves_conflicts_out(ut
         shutil.copy(root / young[0], root / f"{2 + i}_0_0_2099010100000{i}.jpg.chip.jpg")
     # The same bytes under an adult age: a conflict, both copies out.
     shutil.copy(root / young[1], root / "40_1_0_20990101000009.jpg.chip.jpg")
+    with pytest.raises(UserError, match="under another label") as refused:  # bad input under --on-bad-image error
+        load_dataset(str(root), layout="utkface")
+    assert "40_1_0_20990101000009.jpg.chip.jpg" in str(refused.value)
     for seed in range(5):  # whatever the seed, the group shares one split
-        data = load_dataset(str(root), layout="utkface", split_seed=seed)
+        data = load_dataset(str(root), layout="utkface", split_seed=seed, on_bad_image="skip")
         where = {data.paths[i]: s for s, idx in data.split.items() for i in idx}
         group = [p for p in data.paths if data.hashes[data.paths.index(p)] == data.hashes[data.paths.index(young[0])]]
         assert len(group) == 4 and len({where[p] for p in group}) == 1
@@ -212,3 +215,20 @@ def test_seeded_split_keeps_identical_files_together_and_leaves_conflicts_out(ut
         [young[1], "40_1_0_20990101000009.jpg.chip.jpg"]
     )
     assert young[1] not in data.paths and len(data.duplicates) == 3
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_class_folder_that_links_to_another_is_refused_in_either_mode(tiny_root, tmp_path, policy):
+    """28 -> 5: every image of both classes is a conflict. Under error, the conflicts are named;
+    under skip, the classes left empty are: never a study of the one class left."""
+    root = tmp_path / "linked"
+    shutil.copytree(tiny_root, root)
+    shutil.rmtree(root / "28")
+    os.symlink(root / "5", root / "28")
+    with pytest.raises(UserError) as refused:
+        load_dataset(str(root), layout="el7008", ranges=RANGES, on_bad_image=policy)
+    said = " ".join(str(refused.value).split())
+    if policy == "error":
+        assert "under another label" in said
+    else:
+        assert "class(es) 5-27, 28+ hold no usable image" in said and "1-4: 16, 5-27: 0, 28+: 0" in said

@@ -147,11 +147,11 @@ def load_dataset(
     except BaseException:
         writer.abort()
         raise
-    problems += scan.problems
-    if problems and on_bad_image == "error":
+    problems += scan.problems + drop_conflicts(root, scan)  # a conflict is bad input too: which label is right?
+    refusal = problem_list(root, problems) if problems and on_bad_image == "error" else None
+    if refusal or (refusal := unfilled_classes(root, scan.labels, classes, len(skipped + problems))):
         writer.abort()
-        raise UserError(problem_list(root, problems))
-    skipped += drop_conflicts(root, scan)
+        raise UserError(refusal)
     fingerprint = scan.digest.hexdigest()
     images = writer.finish(fingerprint, scan.rows)
     detection, faceless = None, []
@@ -330,6 +330,21 @@ def problem_list(root: str, problems: list[Problem]) -> str:
 def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES, store: str | None = None) -> FaceData:
     """The original layout ROOT/{1,5,28}/{i}.jpg, split by per-class index ranges."""
     return load_dataset(root, layout="el7008", ranges=ranges, store=store)
+
+
+def unfilled_classes(root: str, labels: list[int], classes: tuple[str, ...], left_out: int) -> str | None:
+    """Why a class left with no image (its files all bad, in conflict or out of range) stops the
+    study, or None: it would train on the other classes and report them as the dataset."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if not empty:
+        return None
+    return (
+        f"Under {root}, class(es) {', '.join(empty)} hold no usable image ({left_out} file(s) left out: "
+        "--on-bad-image skip lists them); every class needs images. Images per class: "
+        + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts, strict=True))
+        + "."
+    )
 
 
 def drop_conflicts(root: str, scan: Scan) -> list[Problem]:
