@@ -48,3 +48,17 @@ def test_a_node_without_the_store_gets_a_clear_error(tiny_root, tmp_path):
     os.rename(tmp_path / "s", tmp_path / "elsewhere")
     with pytest.raises(FileNotFoundError, match="--cache-dir"):
         moved.images[0]
+
+
+def test_a_stored_file_changed_at_its_size_is_rebuilt_not_reused(tiny_root, tmp_path):
+    """A shared store whose file was altered in place (same size: image 0 inverted) is checked by
+    its content's hash when the dataset loads again, and replaced by what the scan decoded."""
+    first = load_el7008(tiny_root, RANGES, store=str(tmp_path))
+    original = np.array(first.images[0])
+    path = tmp_path / f"{first.fingerprint}.u8"
+    pixels = np.memmap(path, dtype=np.uint8, mode="r+")
+    pixels[: original.size] = 255 - pixels[: original.size]
+    pixels.flush()
+    del pixels
+    again = load_el7008(tiny_root, RANGES, store=str(tmp_path))
+    assert np.array_equal(again.images[0], original) and os.listdir(tmp_path) == [path.name]

@@ -10,6 +10,7 @@ and its (offset, height, width) rows, a few bytes per image.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,8 @@ def default_store() -> str:
 
 class ImageWriter:
     """Appends decoded images to a temporary file in `directory`; `finish(name)` renames it
-    into place (keeping an existing file of that name: the same dataset decodes the same)."""
+    into place, keeping an existing file of that name only where its bytes hash the same (the
+    same dataset decodes the same; a file changed in a shared store, even at its size, is replaced)."""
 
     def __init__(self, directory: str) -> None:
         self.created = []  # the folders this writer makes, deepest first: abort removes them
@@ -43,11 +45,13 @@ class ImageWriter:
         self.file = open(self.tmp, "xb")
         self.rows: list[tuple[int, int, int]] = []  # (byte offset, height, width)
         self.size = 0
+        self.digest = hashlib.sha256()  # of the bytes written: what a stored file must hold
 
     def add(self, image: np.ndarray) -> int:
         """Write one HxWx3 uint8 image; return its row number."""
         data = np.ascontiguousarray(image, dtype=np.uint8)
         self.file.write(data.tobytes())
+        self.digest.update(data.tobytes())
         self.rows.append((self.size, data.shape[0], data.shape[1]))
         self.size += data.nbytes
         return len(self.rows) - 1
@@ -58,7 +62,7 @@ class ImageWriter:
         os.fsync(self.file.fileno())
         self.file.close()
         path = os.path.join(self.directory, f"{name}.u8")
-        if os.path.exists(path) and os.path.getsize(path) == self.size:
+        if os.path.exists(path) and os.path.getsize(path) == self.size and file_digest(path) == self.digest.digest():
             os.remove(self.tmp)
         else:
             os.replace(self.tmp, path)
@@ -75,6 +79,11 @@ class ImageWriter:
                 os.rmdir(folder)
             except OSError:  # something else was put there meanwhile
                 break
+
+
+def file_digest(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").digest()
 
 
 class StoredImages(Sequence):
