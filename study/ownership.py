@@ -4,7 +4,8 @@ A new study's folder is made with one `mkdir` (atomic: of two runs of one name, 
 it and the other finds it there), and `study.lock` (host, pid, start time, command) is
 linked into place whole (refused where one exists) and held until the run ends. A second run or resume exits 2
 naming the holder. A lock left by a process that no longer runs on this host is taken
-over, and the run says so. A run refreshes its lock's time while it holds it; a lock of
+over, and the run says so; of two runs taking one stale lock over at once, one owns it (the
+lock moved aside is checked to be the one judged stale). A run refreshes its lock's time while it holds it; a lock of
 another host (a shared file system; a retried Kubernetes job on a new pod) is taken over
 once it has not been refreshed for STALE_AFTER_S. A study whose run ends before anything is recorded
 (bad data, say) leaves no folder behind.
@@ -70,8 +71,7 @@ class StudyLock:
             try:
                 os.link(written, self.path)  # atomic, and refused where the lock exists: never seen half-written
             except FileExistsError:
-                self.refuse_if_held()
-                self.take_over()
+                self.take_over(self.refuse_if_held())
                 continue
             finally:
                 os.remove(written)
@@ -92,40 +92,55 @@ class StudyLock:
         except FileNotFoundError:
             return None
 
-    def refuse_if_held(self) -> None:
+    def refuse_if_held(self) -> dict | None:
+        """Refuse while a live run holds the lock; else return the stale lock's record (None: no lock)."""
         holder = self.holder()
         if holder is None:
-            return
+            return None
         if holder.get("host") != host():
             try:
                 silent = time.time() - os.stat(self.path).st_mtime
             except FileNotFoundError:
-                return
+                return None
             if silent < STALE_AFTER_S:
                 raise UserError(
                     f"{self.directory} is in use by process {holder.get('pid')} on host {holder.get('host')} (since "
                     f"{holder.get('since')}; its lock was refreshed {silent:.0f} s ago). Wait for it to end; a lock "
                     f"not refreshed for {STALE_AFTER_S} s is taken over."
                 )
-            return
+            return holder
         if alive(int(holder.get("pid", 0))):
             raise UserError(
                 f"{self.directory} is in use by process {holder['pid']} on this host (since {holder.get('since')}: "
                 f"{' '.join(holder.get('argv', []))}); wait for it to end, or stop it."
             )
+        return holder
 
-    def take_over(self) -> None:
-        """Move a stale lock away (a rename: of two takers only one succeeds) and say so."""
-        holder = self.holder() or {}
-        stale = f"{self.path}.stale.{os.getpid()}"
+    def take_over(self, judged: dict | None) -> None:
+        """Move the lock judged stale away and say so. The move is a rename to a name of this
+        process's own, and what was moved is then checked to be the lock judged: another taker
+        may have replaced it by its own live lock meanwhile, which is put back (and then refused)."""
+        if judged is None:
+            return
+        moved = f"{self.path}.stale.{os.getpid()}.{threading.get_ident()}"
         try:
-            os.rename(self.path, stale)
+            os.rename(self.path, moved)
         except FileNotFoundError:
             return
-        os.remove(stale)
+        try:
+            with open(moved) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            record = None
+        if record != judged:  # not the lock judged stale: another run's, taken meanwhile
+            with contextlib.suppress(FileExistsError):
+                os.link(moved, self.path)
+            os.remove(moved)
+            return
+        os.remove(moved)
         print(
-            f"Took over {self.path}: its process {holder.get('pid')} on {holder.get('host')} (since "
-            f"{holder.get('since')}) no longer runs.",
+            f"Took over {self.path}: its process {judged.get('pid')} on {judged.get('host')} (since "
+            f"{judged.get('since')}) no longer runs.",
             file=sys.stderr,
         )
 

@@ -168,6 +168,33 @@ def test_every_json_the_project_writes_is_strict():
     assert not offenders, offenders
 
 
+def test_two_takers_of_one_stale_lock_leave_one_owner(tmp_path, monkeypatch):
+    """The race: A judges the lock stale and pauses; B takes the stale lock over and holds it live;
+    A goes on. A moves B's live lock aside, sees it is not the lock it judged, puts it back and
+    is refused: one owner, B."""
+    directory = tmp_path / "study"
+    directory.mkdir()
+    lock = directory / LOCK_FILE
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    write_json(str(lock), {"host": host(), "pid": dead.pid, "since": "then", "argv": []})
+    b = {"host": host(), "pid": os.getppid(), "since": "now", "argv": ["B"]}  # a live process: the test's parent
+    judge = StudyLock.refuse_if_held
+
+    def judge_then_b_takes_over(self):
+        judged = judge(self)
+        if judged is not None and judged["pid"] == dead.pid:  # A's pause: B moves the stale lock, links its own
+            os.remove(lock)
+            (directory / "b").write_text(json.dumps(b))
+            os.rename(directory / "b", lock)
+        return judged
+
+    monkeypatch.setattr(StudyLock, "refuse_if_held", judge_then_b_takes_over)
+    with pytest.raises(UserError, match=f"in use by process {os.getppid()}"):
+        StudyLock(str(directory)).take()
+    assert json.loads(lock.read_text()) == b and os.listdir(directory) == [LOCK_FILE]
+
+
 def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
     from study import ownership
 
