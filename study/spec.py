@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -275,8 +276,10 @@ def check(spec: StudySpec) -> None:
             f"--name {spec.name!r}: a study's name is one folder name: letters, digits, '.', '_', '-', '+', "
             "'=' or ',', not starting with '.' (no '/', no '..')."
         )
-    if spec.cpus_per_trial is not None and spec.cpus_per_trial <= 0:
-        raise UserError(f"--cpus-per-trial must be > 0, got {spec.cpus_per_trial}.")
+    if spec.cpus_per_trial is not None and not 0 < spec.cpus_per_trial < math.inf:  # NaN fails too
+        raise UserError(f"--cpus-per-trial must be a finite number > 0, got {spec.cpus_per_trial}.")
+    if not math.isfinite(spec.gpus_per_trial):
+        raise UserError(f"--gpus-per-trial must be a finite number, got {spec.gpus_per_trial}.")
     if spec.gpus_per_trial < 0 or (spec.gpus_per_trial > 1 and spec.gpus_per_trial % 1):
         raise UserError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {spec.gpus_per_trial}.")
     for option_name in ("max_epochs", "grace_period", "es_rounds", "budget_epochs"):

@@ -37,7 +37,7 @@ def test_corrupt_jpeg_is_named(capsys, tiny_root, tmp_path):
 
 
 def test_bad_options(capsys, tmp_path):
-    assert "--cpus-per-trial must be > 0" in fails(capsys, "--grid", "smoke", "--cpus-per-trial", "0")
+    assert "--cpus-per-trial must be a finite number > 0" in fails(capsys, "--grid", "smoke", "--cpus-per-trial", "0")
     assert "--weights" in fails(capsys, "--grid", "smoke", "--weights", str(tmp_path / "w.pt"))
     assert "--train-range" in fails(capsys, "--grid", "smoke", "--data", ".", "--train-range", "x")
 
@@ -196,6 +196,18 @@ def test_a_grid_that_crosses_to_too_many_trials_is_refused_counted_not_expanded(
     assert "expands to more than 30 trials (up to 36); --max-trials N runs more, --where runs fewer" in said
     assert main(["--grid", str(grid), "--seeds", "3", "--max-trials", "36", "--dry-run"]) == 0
     assert main(["--grid", str(grid), "--seeds", "3", "--max-trials", "30", "--where", "lr=0.01", "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--gpus-per-trial", "nan", "--gpus-per-trial must be a finite number, got nan."),
+        ("--cpus-per-trial", "inf", "--cpus-per-trial must be a finite number > 0, got inf."),
+        ("--cpus-per-trial", "nan", "--cpus-per-trial must be a finite number > 0, got nan."),
+    ],
+)
+def test_non_finite_resources_are_refused_with_the_options(capsys, option, value, expected):
+    assert expected in fails(capsys, "--grid", "smoke", option, value, "--dry-run")
 
 
 @pytest.mark.parametrize("first, seeds", [("99999999999999999999", "3"), ("4294967294", "3")])
