@@ -66,14 +66,15 @@ def test_predict_names_every_image_and_says_why_some_have_no_prediction(model_fi
     gradient = np.linspace(40, 220, 300 * 400 * 3).reshape(300, 400, 3).astype(np.uint8)
     Image.fromarray(gradient).save(folder / "landscape.jpg")
     (folder / "notes.jpg").write_text("this is text")
+    Image.new("RGB", (1, 1)).save(folder / "dot.png")  # nothing MTCNN can search: a row, not a traceback
     proc = cli("study.predict", "--model", model_file, str(folder), "--out", str(tmp_path / "rows.csv"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip().startswith(str(folder))}
-    assert len(rows) == 3
+    assert len(rows) == 4 and "1x1 px is smaller than the smallest face searched for" in rows[str(folder / "dot.png")]
     assert any(c in rows[str(folder / "face.jpg")] for c in CLASSES)
     assert "no face found" in rows[str(folder / "landscape.jpg")]
     assert "cannot be decoded as an image" in rows[str(folder / "notes.jpg")]
-    assert len(open(tmp_path / "rows.csv").read().splitlines()) == 4
+    assert len(open(tmp_path / "rows.csv").read().splitlines()) == 5
 
 
 @pytest.mark.slow
@@ -151,3 +152,16 @@ def test_the_served_metadata_names_the_study_and_why_its_model(tmp_path):
     meta = metadata(path, record)
     assert (meta["study"], meta["chosen_by"], meta["classes"]) == ("my-study", "mean val_acc over seeds", CLASSES)
     assert metadata(random_model_file(tmp_path / "alone.pt"), record)["study"] is None
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2000, 20), (19, 400)])
+def test_an_image_too_small_or_too_thin_to_search_gets_its_reason_not_a_crash(size):
+    """MTCNN builds no pyramid for a side under its smallest face (torch.cat of nothing): such
+    images, and strips past 20:1, are not searched; the server answers 422 with the reason."""
+    from trainable.data.faces import Detector
+    from trainable.serving.faces import Faces
+
+    image = np.full((*size, 3), 128, np.uint8)
+    assert Detector()(image) == []
+    crops, problem = Faces(detect=True, all_faces=False).crops(image)
+    assert crops == [] and (f"{size[1]}x{size[0]} px is" in problem) and ("smaller" in problem or "thin" in problem)

@@ -64,10 +64,26 @@ class Detector:
         self.mtcnn = MTCNN(keep_all=True, device="cpu", **MTCNN_SETTINGS)
 
     def __call__(self, image: np.ndarray) -> list[tuple[tuple[float, ...], float]]:
+        if unsearchable(image.shape):  # MTCNN's pyramid would be empty (or one endless strip)
+            return []
         boxes, probs = self.mtcnn.detect(Image.fromarray(image))
         if boxes is None:
             return []
         return [(tuple(float(v) for v in box), float(p)) for box, p in zip(boxes, probs, strict=True)]
+
+
+MAX_ASPECT = 20  # a photo's longer side over its shorter beyond which no face is searched for
+
+
+def unsearchable(shape: Sequence[int]) -> str | None:
+    """Why MTCNN cannot search an HxW image for a face, or None: a side under the smallest face
+    it looks for, or sides so unequal that it would scan a strip of millions of windows."""
+    h, w, smallest = shape[0], shape[1], MTCNN_SETTINGS["min_face_size"]
+    if min(h, w) < smallest:
+        return f"{w}x{h} px is smaller than the smallest face searched for ({smallest} px)"
+    if max(h, w) > MAX_ASPECT * min(h, w):
+        return f"{w}x{h} px is too thin to search for a face (sides over {MAX_ASPECT}:1)"
+    return None
 
 
 def largest_first(faces: list[tuple[tuple[float, ...], float]]) -> list[tuple[tuple[float, ...], float]]:

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from trainable.data.faces import Detector, frame, largest_first
+from trainable.data.faces import Detector, frame, largest_first, unsearchable
 from trainable.data.scan import Unusable, decode_image, read_file
 from trainable.transforms import CROP
 
@@ -59,6 +59,8 @@ class Faces:
             if min(image.shape[:2]) < CROP:
                 return [], f"smaller than the {CROP}-px crop (a face crop was expected: --no-detect)"
             return [Face("", image, (0.0, 0.0, float(image.shape[1]), float(image.shape[0])))], None
+        if why := unsearchable(image.shape):
+            return [], why
         found = largest_first(self.detector(image))
         if not found:
             return [], NO_FACE_FOUND
