@@ -45,7 +45,7 @@ from analysis.tables import (
 )
 from trainable.config import RANDOM_INIT_NOTICE, is_pretrained
 from trainable.errors import UserError
-from trainable.files import write_text, write_with
+from trainable.files import write_csv, write_text, write_with
 from trainable.results_files import (
     BASELINES_FILE,
     BEST_DIR,
@@ -708,7 +708,7 @@ def build_report(
     provenance_section(doc, s)
     if len(s.trials):
         epochs = epochs_with_settings(s.trials, s.epochs)
-        write_with(os.path.join(out_dir, "epochs.csv"), lambda tmp: epochs.to_csv(tmp, index=False))
+        write_csv(os.path.join(out_dir, "epochs.csv"), epochs)
     write_text(os.path.join(out_dir, "report.md"), doc.markdown())
     write_text(os.path.join(out_dir, "report.html"), doc.html(out_dir))
     return doc, s.notes

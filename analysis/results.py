@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from trainable.config import TrialConfig, comparable_settings, expand_choices
-from trainable.files import read_json, write_with
+from trainable.files import read_json, write_csv
 from trainable.records import is_final, reported
 from trainable.results_files import (
     DEFAULT_SELECT,
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     print(shown.sort_values(["experiment", "seed"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:
         table = epochs_with_settings(trials, epochs)
-        write_with(args.csv, lambda tmp: table.to_csv(tmp, index=False))
+        write_csv(args.csv, table)
         print(f"wrote {args.csv}")
     return 0
 

@@ -27,7 +27,7 @@ import pandas as pd
 from trainable.data.layouts import IMAGE_EXTENSIONS
 from trainable.data.problems import printable
 from trainable.errors import UserError
-from trainable.files import write_with
+from trainable.files import write_csv
 from trainable.serving.faces import Faces
 from trainable.serving.inference import Predictor, model_file
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     table = predict_files(files, Faces(not args.no_detect, args.all_faces), Predictor(path))
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     if args.out:
-        write_with(args.out, lambda tmp: table.to_csv(tmp, index=False))
+        write_csv(args.out, table)
         print(f"wrote {args.out}")
     failed = int((table.problem != "").sum())
     if failed:

@@ -13,7 +13,7 @@ from trainable import storage as store
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
 from trainable.data.faces import Runner
 from trainable.errors import UserError
-from trainable.files import read_json, write_json, write_with
+from trainable.files import read_json, write_csv, write_json
 from trainable.records import is_final, reported
 from trainable.results_files import (
     BEST_DIR,
@@ -82,7 +82,7 @@ def summarize(
     if not rows:
         return "No trial started.", 0
     table = pd.DataFrame(rows).sort_values(["exp", "seed"])
-    write_with(os.path.join(experiment_dir, SUMMARY_FILE), lambda tmp: table.to_csv(tmp, index=False))
+    write_csv(os.path.join(experiment_dir, SUMMARY_FILE), table)
     settings = table[["exp", "name", *SETTINGS_COLUMNS]].drop_duplicates()
     text = "\n\n".join(
         [

@@ -204,3 +204,15 @@ def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
     os.utime(lock.path, (0, 0))
     assert wait_for(lambda: os.stat(lock.path).st_mtime > 0, 5)
     release_all()
+
+
+def test_a_csv_cell_a_spreadsheet_would_run_is_written_as_text(tmp_path):
+    import pandas as pd
+
+    from trainable.files import write_csv
+
+    names = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "plain", "-0.5"]
+    write_csv(str(tmp_path / "t.csv"), pd.DataFrame({"path": names, "p": [0.1] * 6}))
+    read = pd.read_csv(tmp_path / "t.csv")
+    assert read.path.tolist() == ['\'=HYPERLINK("http://x")', "'+1+1", "'-2+3", "'@SUM(A1)", "plain", "-0.5"]
+    assert read.p.tolist() == [0.1] * 6

@@ -59,6 +59,28 @@ def write_with(path: str, save: Callable[[str], Any]) -> None:
             os.remove(tmp)
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula
+
+
+def write_csv(path: str, table) -> None:
+    """A pandas table as CSV, atomically; a text cell a spreadsheet would run as a formula (a
+    file or experiment name starting with = + - @) written as text, with a leading apostrophe."""
+
+    def as_text(value):
+        if not isinstance(value, str) or not value.startswith(FORMULA_START):
+            return value
+        try:
+            float(value)  # a number written as text ("-0.5") runs nothing
+        except ValueError:
+            return f"'{value}"
+        return value
+
+    safe = table.copy()
+    for column in safe.select_dtypes(include=["object", "string"]).columns:
+        safe[column] = safe[column].map(as_text)
+    write_with(path, lambda tmp: safe.to_csv(tmp, index=False))
+
+
 def write_text(path: str, text: str) -> None:
     with atomic(path) as f:
         f.write(text)
