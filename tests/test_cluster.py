@@ -309,6 +309,17 @@ def test_mirrors_are_named_by_the_whole_uri_and_never_by_its_credentials():
         ("gs://lab/x?X-Goog-Signature=hunter2&b=1", "gs://lab/x?X-Goog-Signature=REDACTED&b=1"),
         ("s3://lab/x?region=eu", "s3://lab/x?region=eu"),
         ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
+        # userinfo holding what ends a URL's authority ('/', '#'), or percent-escaped
+        ("s3://KEY:abc/def@bucket/x", "s3://REDACTED@bucket/x"),
+        ("http://me:hun#ter2@mlflow", "http://REDACTED@mlflow"),
+        ("s3://a:b%2Fc@bucket", "s3://REDACTED@bucket"),
+        ("https://TOKEN@github.com/a", "https://REDACTED@github.com/a"),
+        ("s3://bucket/path@v1/x", "s3://bucket/path@v1/x"),  # an '@' in a path holds no secret
+        # query keys matched in any case, over the wider list
+        (
+            "http://h/p?pwd=1&Pass=2&SIG=3&apiKey=4&x=5",
+            "http://h/p?pwd=REDACTED&Pass=REDACTED&SIG=REDACTED&apiKey=REDACTED&x=5",
+        ),
     ],
 )
 def test_credentials_in_uris_are_redacted(uri, shown):

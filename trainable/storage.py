@@ -38,7 +38,7 @@ def mirror(uri: str) -> str:
 
 
 SECRET = "REDACTED"
-SECRET_QUERY = re.compile(r"key|secret|token|passw|signature|sig$|credential|auth", re.IGNORECASE)
+SECRET_QUERY = re.compile(r"key|secret|token|pass|pwd|sig|credential|auth", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
@@ -49,18 +49,18 @@ def redact(text: str) -> str:
 
 
 def _redact_uri(uri: str) -> str:
+    scheme, rest = uri.split("://", 1)
+    at = rest.rfind("@")
+    # Userinfo: before the host's '@', even where the secret holds '/', '#' or '?' (which end
+    # the authority for a URL parser) as a user:password pair; an '@' in a path without ':'
+    # before it is not one.
+    if at > 0 and (":" in rest[:at] or not re.search(r"[/?#]", rest[:at])):
+        uri = f"{scheme}://{SECRET}@{rest[at + 1 :]}"
     parts = urllib.parse.urlsplit(uri)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{SECRET}@{netloc.rsplit('@', 1)[1]}"
     pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     hidden = [(k, SECRET if SECRET_QUERY.search(k) else v) for k, v in pairs]
     query = urllib.parse.urlencode(hidden, safe="/:") if hidden != pairs else parts.query
-    return (
-        urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
-        if (netloc, query) != (parts.netloc, parts.query)
-        else uri
-    )
+    return urllib.parse.urlunsplit(parts._replace(query=query)) if query != parts.query else uri
 
 
 def _filesystem(location: str):
