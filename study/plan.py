@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.grids import get_grid, grid_label, reference_config
 from study.ownership import StudyLock
@@ -16,12 +16,13 @@ from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from study.spec import StudySpec, local_root
 from trainable import storage as store
-from trainable.data.dataset import FaceData, load_el7008
 from trainable.data.options import dataset_from_args
 from trainable.errors import UserError
 from trainable.files import write_text
-from trainable.model import resolve_weights, weights_id, weights_label
 from trainable.results_files import SKIPPED_FILE
+
+if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
+    from trainable.data.dataset import FaceData
 
 
 @dataclass
@@ -65,6 +66,8 @@ def plan_study(spec: StudySpec, configs: list[dict[str, Any]]) -> Plan:
         from study.tracking import check_wandb
 
         check_wandb()
+    from trainable.model import resolve_weights, weights_label
+
     resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
     for config in configs:
         config["weights"] = resolved[config["weights"]]
@@ -76,6 +79,8 @@ def plan_study(spec: StudySpec, configs: list[dict[str, Any]]) -> Plan:
 
 def load_data(spec: StudySpec) -> FaceData:
     """The dataset, its decoded images stored beside the trunk cache (CACHE_DIR/images)."""
+    from trainable.data.dataset import load_el7008
+
     images = os.path.join(spec.cache_dir, "images")
     if spec.dataset.data is None:
         if spec.grid != "smoke":
@@ -90,6 +95,8 @@ def load_data(spec: StudySpec) -> FaceData:
 
 def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, **extra: Any) -> None:
     """study.json (and the list of skipped files) before the first trial starts."""
+    from trainable.model import weights_id
+
     write_provenance(
         plan.directory,
         argv,

@@ -5,16 +5,17 @@ it still runs on the images, grid file and weights it started with."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from study.grids import get_grid
 from study.spec import StudySpec, absolute, is_runtime
 from trainable import storage as store
-from trainable.data.dataset import FaceData
 from trainable.errors import UserError
 from trainable.files import read_json
-from trainable.model import weights_id
 from trainable.results_files import STUDY_FILE
+
+if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
+    from trainable.data.dataset import FaceData
 
 
 def study_spec(given: dict[str, Any]) -> StudySpec:
@@ -96,6 +97,8 @@ def same(given: Any, recorded: Any) -> bool:
 def check_same_study(directory: str, data: FaceData, grid: str, weights: list[str]) -> None:
     """A resumed study runs on the images, the grid file and the weights files it started with."""
     recorded = read_json(os.path.join(directory, STUDY_FILE))
+    from trainable.model import weights_id
+
     for spec in weights:  # (a study recorded before weights_ids is not checked)
         before, now = recorded.get("weights_ids", {}).get(spec), weights_id(spec)
         if before is not None and before != now:

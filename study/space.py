@@ -15,9 +15,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ray import tune
-from ray.tune.search.variant_generator import generate_variants
-
 from trainable.config import TrialConfig
 from trainable.results_files import SEARCH_ID
 
@@ -35,6 +32,8 @@ class ByExperiment:
 
 def param_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
     """The Tune param_space whose grid is exactly `configs` (experiments x seeds)."""
+    from ray import tune  # here, not at the top: the CLI parses its arguments before Ray loads
+
     experiments: dict[int, dict[str, Any]] = {}
     for config in sorted(configs, key=lambda c: TrialConfig.from_dict(c).uses_cache):  # full network first
         experiments.setdefault(config["experiment"], {k: v for k, v in config.items() if k != "seed"})
@@ -54,6 +53,8 @@ def param_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def trials_of(space: dict[str, Any]) -> list[dict[str, Any]]:
     """The trial configs Tune generates from `space`, in the order it starts them."""
+    from ray.tune.search.variant_generator import generate_variants
+
     return [config for _, config in generate_variants(space)]
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from study.plan import Plan, fetch
 from trainable import storage as store
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
-from trainable.data.faces import Runner
 from trainable.errors import UserError
 from trainable.files import read_json, write_csv, write_json
 from trainable.records import is_final, reported
@@ -25,6 +24,9 @@ from trainable.results_files import (
     searched_identity,
     trial_outcome,
 )
+
+if TYPE_CHECKING:
+    from trainable.data.faces import Runner
 
 SUMMARY_COLUMNS = {  # result key -> column title
     "experiment": "exp",

@@ -3,6 +3,8 @@
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -412,3 +414,14 @@ def test_the_options_page_lists_every_option_the_parser_takes():
     assert "| `--confirm-top K` | then rerun the K best configurations" in table
     with open(os.path.join(ROOT, "docs", "options.md")) as f:
         assert "<!-- options -->" in f.read()
+
+
+def test_the_cli_parses_before_torch_or_ray_load():
+    """`--help` and every argument error answer at once: study.run imports neither torch nor Ray
+    (they load after parsing, where a study runs); its time is in BENCHMARKS.md."""
+    code = (
+        "import sys, study.run; from study.run import main; code = main(['--grid', 'papr']); "
+        "print(code, [m for m in ('torch', 'ray', 'cv2', 'sklearn') if m in sys.modules])"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.strip().splitlines()[-1] == "2 []", proc.stdout + proc.stderr

@@ -18,17 +18,26 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from trainable.data.faces import DETECT, SEVERAL_FACES, Runner, crop_faces
+from trainable.data.faces import Runner, crop_faces
 from trainable.data.image_store import ImageWriter, StoredImages, default_store
-from trainable.data.layouts import CLASS_NAMES, DEFAULT_RANGES, LAYOUTS, detect_layout, layout_entries, uncropped
+from trainable.data.layouts import (
+    BAD_IMAGE_POLICIES,
+    CLASS_NAMES,
+    DEFAULT_RANGES,
+    DETECT,
+    GROUP_BY,
+    LAYOUTS,
+    SEVERAL_FACES,
+    SPLITS,
+    detect_layout,
+    layout_entries,
+    uncropped,
+)
 from trainable.data.problems import Kind, Problem, grouped, printable, save_full_list
 from trainable.data.scan import Scan, scan_entries
 from trainable.errors import UserError
 from trainable.results_files import split_identity
 
-SPLITS = ("train", "val", "test")
-GROUP_BY = ("none", "subject")  # --group-by: who is in a photo, from the layout's names
-BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
 TRAIN_FRACTION = 0.6  # of the seeded stratified split; validation and test take half the rest each
 
 

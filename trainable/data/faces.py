@@ -37,8 +37,6 @@ from trainable.files import host, read_json, write_json
 # the crop is 1.085 box heights tall, 4:5 (160 x 200 px), the box centre 44% down from its top.
 CROP_HEIGHT_PER_BOX, BOX_CENTRE_DOWN, CROP_SIZE = 1.085, 0.442, (160, 200)
 MTCNN_SETTINGS = {"min_face_size": 20, "thresholds": [0.6, 0.7, 0.7], "factor": 0.709}  # facenet-pytorch's defaults
-DETECT = ("auto", "on", "off")  # --detect-faces; auto: on for the layouts of uncropped photos
-SEVERAL_FACES = ("largest", "skip", "all")  # --several-faces: what a photo with more than one face gives
 LOCAL_SHARD = 256  # photos per shard when detecting in this process: an interrupted run keeps the rest
 
 Runner = Callable[[StoredImages, list[str], str], None]  # (photos, their file hashes, the store's folder)

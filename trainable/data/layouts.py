@@ -24,6 +24,14 @@ import numpy as np
 from trainable.data.problems import Kind, Problem
 from trainable.errors import UserError
 
+# The data options' choices (trainable.data.options), kept where no torch is imported: a CLI
+# parses its arguments before the heavy modules load.
+SPLITS = ("train", "val", "test")
+GROUP_BY = ("none", "subject")  # --group-by: who is in a photo, from the layout's names
+BAD_IMAGE_POLICIES = ("error", "skip")  # stop with the list of broken files, or leave them out
+DETECT = ("auto", "on", "off")  # --detect-faces; auto: on for the layouts of uncropped photos
+SEVERAL_FACES = ("largest", "skip", "all")  # --several-faces: what a photo with more than one face gives
+
 CLASS_DIRS = ("1", "5", "28")  # folder names of the original layout
 CLASS_NAMES = ("1-4", "5-27", "28+")  # ages covered by each class
 DEFAULT_RANGES = {"train": (0, 120), "val": (120, 160), "test": (160, 200)}  # [start, stop)

@@ -8,13 +8,16 @@ import argparse
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from trainable.data.dataset import BAD_IMAGE_POLICIES, GROUP_BY, SPLITS, FaceData, load_dataset
-from trainable.data.faces import DETECT, SEVERAL_FACES, Detection, Runner
-from trainable.data.layouts import DEFAULT_RANGES, LAYOUTS
+from trainable.data.layouts import BAD_IMAGE_POLICIES, DEFAULT_RANGES, DETECT, GROUP_BY, LAYOUTS, SEVERAL_FACES, SPLITS
 from trainable.data.problems import grouped, save_full_list
 from trainable.errors import UserError
 from trainable.options import add_options, option
+
+if TYPE_CHECKING:  # the dataset's modules load torch: imported where a dataset is loaded, after parsing
+    from trainable.data.dataset import FaceData
+    from trainable.data.faces import Runner
 
 
 def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:
@@ -113,6 +116,9 @@ def dataset_from_args(
     """load_dataset with the options of DataOptions (decoded images under `store`,
     default image_store.default_store(); faces found by `detect_runner`, default in this
     process); skipped files are printed."""
+    from trainable.data.dataset import load_dataset
+    from trainable.data.faces import Detection
+
     try:
         bins = tuple(int(b) for b in args.age_bins.split(","))
     except ValueError:
