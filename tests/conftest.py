@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import pathlib
 import subprocess
 import sys
 import tempfile
@@ -134,39 +137,65 @@ CONVERTED_CASES = {
 }
 
 
+def once_per_session(tmp_path_factory, name: str, make):
+    """make(folder) -> a JSON-able result, made once per test session however many pytest-xdist
+    workers ask: the first makes it in the session's temp folder (above each worker's own), the
+    others wait for it and reuse it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return make(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / f"{name}.json"
+        if not done.exists():
+            (shared / name).mkdir()
+            done.write_text(json.dumps(make(shared / name)))
+        return json.loads(done.read_text())
+
+
 @pytest.fixture(scope="session")
 def smoke_study(tmp_path_factory):
-    """The smoke grid (2 configurations x 3 seeds) run once per session through the CLI on a real
-    Ray Tune, with an --evaluate-on target: (storage folder, what it printed). Slow tier only."""
-    storage = tmp_path_factory.mktemp("results")
-    other = tmp_path_factory.mktemp("other")  # another labelled dataset: class folders of generated crops
-    rng = np.random.default_rng(5)
-    for name in ("1-4", "5-27", "28+"):
-        (other / name).mkdir()
-        for i in range(5):
-            Image.fromarray(rng.integers(0, 255, (200, 160, 3), dtype=np.uint8)).save(other / name / f"{i}.png")
-    run = ["--grid", "smoke", "--storage", str(storage), "--name", "e2e", "--evaluate-on", f"{other}:folders"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "study.run", *run], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return storage, proc.stdout
+    """The smoke grid (2 configurations x 3 seeds, and its confirmation) run once per session
+    through the CLI on a real Ray Tune, with an --evaluate-on target: (storage folder, what it
+    printed). Slow tier only."""
+
+    def make(folder):
+        storage, other = folder / "results", folder / "other"  # other: class folders of generated crops
+        rng = np.random.default_rng(5)
+        for name in ("1-4", "5-27", "28+"):
+            (other / name).mkdir(parents=True)
+            for i in range(5):
+                Image.fromarray(rng.integers(0, 255, (200, 160, 3), dtype=np.uint8)).save(other / name / f"{i}.png")
+        run = ["--grid", "smoke", "--storage", str(storage), "--name", "e2e", "--evaluate-on", f"{other}:folders"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "study.run", *run], cwd=ROOT, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return str(storage), proc.stdout
+
+    storage, stdout = once_per_session(tmp_path_factory, "smoke-study", make)
+    return pathlib.Path(storage), stdout
 
 
 @pytest.fixture(scope="session")
 def smoke_report(smoke_study, tmp_path_factory):
     """The smoke study's baselines (one seed) and report: the report's folder."""
     storage, _ = smoke_study
-    base = tmp_path_factory.mktemp("baselines")
-    out = tmp_path_factory.mktemp("report")
-    split = SMOKE_SPLIT
-    for module, args in (
-        ("analysis.baselines", ["--data", str(storage / "smoke-data"), *split, "--seeds", "1", "--out", str(base)]),
-        ("analysis.report", [str(storage / "e2e"), "--baselines", str(base), "--out", str(out)]),
-    ):
-        proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+
+    def make(folder):
+        base, out = folder / "baselines", folder / "report"
+        for module, args in (
+            (
+                "analysis.baselines",
+                ["--data", str(storage / "smoke-data"), *SMOKE_SPLIT, "--seeds", "1", "--out", str(base)],
+            ),
+            ("analysis.report", [str(storage / "e2e"), "--baselines", str(base), "--out", str(out)]),
+        ):
+            proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        return str(out)
+
+    return pathlib.Path(once_per_session(tmp_path_factory, "smoke-report", make))
 
 
 def epoch_row(**values) -> dict:

@@ -20,9 +20,9 @@ from analysis.results import load_study
 from tests.conftest import ROOT
 from trainable.config import RANDOM_INIT_NOTICE
 
-# Ray end to end: about two minutes for the study, its baselines and report; its tests on one
-# pytest-xdist worker (.ci/run's --dist loadgroup), so the session's smoke study runs once.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke-study")]
+# Ray end to end: about two minutes for the study, its baselines and report (once a session,
+# however many pytest-xdist workers run these tests: conftest.once_per_session).
+pytestmark = pytest.mark.slow
 
 
 def test_summary_is_printed(smoke_study):
