@@ -63,7 +63,8 @@ class StudySpec:
     )
     stop_rule: str | None = option(
         None,
-        "patience: no val-loss improvement for --patience epochs (default); paper: the 2021 report's rule "
+        "patience: no val-loss improvement for `patience` epochs (default 10; --set patience=N); paper: the "
+        "2021 report's rule "
         "(the user guide's 'Running a study')",
         choices=STOP_RULES,
     )

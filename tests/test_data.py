@@ -232,3 +232,21 @@ def test_a_class_folder_that_links_to_another_is_refused_in_either_mode(tiny_roo
         assert "under another label" in said
     else:
         assert "class(es) 5-27, 28+ hold no usable image" in said and "1-4: 16, 5-27: 0, 28+: 0" in said
+
+
+def test_an_el7008_folder_with_fewer_files_gets_a_layout_hint_and_ten_lines(tiny_root, tmp_path):
+    """16 files a class where the default ranges name 200: the refusal says what the layout
+    expects and how to proceed, and lists 10 of the missing files, not hundreds."""
+    with pytest.raises(UserError) as refused:
+        load_dataset(tiny_root, layout="el7008")
+    said = str(refused.value)
+    assert "552 are files the el7008 layout's index ranges name" in said and "--layout folders" in said
+    assert len([line for line in said.splitlines() if line.startswith("  ")]) == 10
+
+
+def test_a_folder_without_images_says_so(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text("not a face")
+    with pytest.raises(UserError, match=r"class\(es\) a, b hold no usable image .*notes.txt: not an image file name"):
+        load_dataset(str(tmp_path), layout="folders")

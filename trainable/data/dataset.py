@@ -158,7 +158,7 @@ def load_dataset(
         raise
     problems += scan.problems + drop_conflicts(root, scan)  # a conflict is bad input too: which label is right?
     refusal = problem_list(root, problems) if problems and on_bad_image == "error" else None
-    if refusal or (refusal := unfilled_classes(root, scan.labels, classes, len(skipped + problems))):
+    if refusal or (refusal := unfilled_classes(root, scan.labels, classes, skipped + problems)):
         writer.abort()
         raise UserError(refusal)
     fingerprint = scan.digest.hexdigest()
@@ -330,9 +330,18 @@ def problem_list(root: str, problems: list[Problem]) -> str:
     """The error for files that cannot be used: a sentence naming the file with the whole
     list, then the list grouped by reason (trainable.data.problems)."""
     full = save_full_list(problems, "problems")
+    missing = sum(p.kind is Kind.MISSING for p in problems)
+    hint = (
+        f" {missing} are files the el7008 layout's index ranges name (0-119 train, 120-159 validation, 160-199 "
+        "test in each class folder) and this folder lacks: give its own ranges (--train-range, --val-range, "
+        "--test-range), or --layout folders for a seeded split of whatever files are there."
+        if missing > len(problems) / 2
+        else ""
+    )
     return (
         f"{len(problems)} problem(s) with the images under {root}; nothing was trained "
-        f"(--on-bad-image skip leaves these files out). The whole list: {full}\n{grouped(problems, full)}"
+        f"(--on-bad-image skip leaves these files out).{hint} The whole list: {full}\n"
+        f"{grouped(problems, full, per_kind=10)}"
     )
 
 
@@ -341,7 +350,7 @@ def load_el7008(root: str, ranges: dict[str, tuple[int, int]] = DEFAULT_RANGES, 
     return load_dataset(root, layout="el7008", ranges=ranges, store=store)
 
 
-def unfilled_classes(root: str, labels: list[int], classes: tuple[str, ...], left_out: int) -> str | None:
+def unfilled_classes(root: str, labels: list[int], classes: tuple[str, ...], left_out: list[Problem]) -> str | None:
     """Why a class left with no image (its files all bad, in conflict or out of range) stops the
     study, or None: it would train on the other classes and report them as the dataset."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(classes))
@@ -349,8 +358,9 @@ def unfilled_classes(root: str, labels: list[int], classes: tuple[str, ...], lef
     if not empty:
         return None
     return (
-        f"Under {root}, class(es) {', '.join(empty)} hold no usable image ({left_out} file(s) left out: "
-        "--on-bad-image skip lists them); every class needs images. Images per class: "
+        f"Under {root}, class(es) {', '.join(empty)} hold no usable image"
+        + (f" ({len(left_out)} file(s) left out, e.g. {left_out[0]})" if left_out else "")
+        + "; every class needs images. Images per class: "
         + ", ".join(f"{c}: {n}" for c, n in zip(classes, counts, strict=True))
         + "."
     )
