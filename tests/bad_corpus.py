@@ -138,6 +138,7 @@ CASES = [
     ("animated GIF", "animated.gif", animated, "converted: first of 3 frames"),
     ("WebP", "photo.webp", save(face(11), "WEBP"), "kept"),
     ("HEIC (no decoder in Pillow)", "iphone.heic", write(HEIC), "listed: cannot be decoded"),
+    ("ICO named .png (not a listed format)", "icon.png", save(face(15), "ICO"), "listed: cannot be decoded"),
     ("float TIFF in 0-1", "float.tif", float_tiff(RAMP), "converted: F scaled from 0-1"),
     ("float TIFF with NaN", "nan.tif", float_tiff(np.where(RAMP > 0.5, np.nan, RAMP)), "listed: non-finite"),
     ("32-bit TIFF with negative values", "signed.tif", signed_tiff, "converted: I scaled from its range -30000"),

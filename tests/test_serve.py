@@ -102,7 +102,8 @@ def test_bad_input_gets_a_status_and_a_json_reason(served):
     url, _, _ = served
     reply = post(url, b"this is not an image")
     assert reply.status_code == 400 and reply.json() == {
-        "error": "cannot be decoded as an image (not a format Pillow reads)"
+        "error": "cannot be decoded as an image (not one of the formats read: AVIF, BMP, GIF, HEIF, JPEG, JPEG2000, "
+        "MPO, PNG, PPM, TIFF, WEBP)"
     }
     assert post(url, b"").status_code == 400 and "empty body" in post(url, b"").json()["error"]
     noise = Image.fromarray(np.full((300, 300, 3), 128, dtype=np.uint8))  # an image, but no face in it

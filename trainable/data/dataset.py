@@ -341,7 +341,7 @@ def problem_list(root: str, problems: list[Problem]) -> str:
     return (
         f"{len(problems)} problem(s) with the images under {root}; nothing was trained "
         f"(--on-bad-image skip leaves these files out).{hint} The whole list: {full}\n"
-        f"{grouped(problems, full, per_kind=10)}"
+        f"{grouped(problems, full, per_kind=10 if hint else None)}"
     )
 
 

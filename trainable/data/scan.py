@@ -159,6 +159,17 @@ def leaks(path: str, entry: Entry, file_hash: str, scan: Scan) -> bool:
     return False
 
 
+# The formats the documented extensions name: Pillow opens no other (an ICO or a PSD decodes
+# inside Image.open, before any size check).
+LISTED_FORMATS = ("AVIF", "BMP", "GIF", "HEIF", "JPEG", "JPEG2000", "MPO", "PNG", "PPM", "TIFF", "WEBP")
+
+
+def readable_formats() -> list[str]:
+    """LISTED_FORMATS that this Pillow has a plugin for (HEIF and AVIF need extra packages)."""
+    Image.init()
+    return [name for name in LISTED_FORMATS if name in Image.OPEN]
+
+
 def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None]:
     """Decode any format PIL reads into an HxWx3 uint8 RGB array, upright by its EXIF
     orientation, and say what was converted (rotated, grayscale, alpha, CMYK, 16-bit, float,
@@ -169,9 +180,12 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below is lower
         try:
-            img = Image.open(io.BytesIO(data))  # reads the header only
+            img = Image.open(io.BytesIO(data), formats=readable_formats())  # reads the header only
         except UnidentifiedImageError:
-            raise Unusable(Kind.UNDECODABLE, "cannot be decoded as an image (not a format Pillow reads)") from None
+            raise Unusable(
+                Kind.UNDECODABLE,
+                "cannot be decoded as an image (not one of the formats read: " + ", ".join(LISTED_FORMATS) + ")",
+            ) from None
         except Image.DecompressionBombError:
             size = f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header"
             raise Unusable(Kind.TOO_LARGE, too_large(size, f"{MAX_PIXELS:,} pixels")) from None
