@@ -177,13 +177,14 @@ def typed(path: str, key: str, value: Any, source: str | None = None) -> Any:
     """A setting's value as TrialConfig types it (YAML reads 1e-3 without a dot as text);
     errors name `source` (default: --grid PATH)."""
     source = source or f"--grid {path}"
-    if key not in TrialConfig().to_dict() or key in IDENTITY_KEYS:
-        valid = sorted(k for k in TrialConfig().to_dict() if k not in IDENTITY_KEYS)
+    fields = TrialConfig().to_dict()
+    if key not in fields or key in IDENTITY_KEYS:
+        valid = sorted(k for k in fields if k not in IDENTITY_KEYS)
         raise UserError(
             f"{source}: {key!r} is not a setting a grid can change{did_you_mean(key, valid)}; the settings are "
             f"{', '.join(valid)}."
         )
-    kind = type(TrialConfig().to_dict()[key])
+    kind = type(fields[key])
     if kind is float and isinstance(value, str | int | float) and not isinstance(value, bool):
         try:
             value = float(value)

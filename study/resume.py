@@ -96,9 +96,9 @@ def same(given: Any, recorded: Any) -> bool:
 
 def check_same_study(directory: str, data: FaceData, grid: str, weights: list[str]) -> None:
     """A resumed study runs on the images, the grid file and the weights files it started with."""
-    recorded = read_json(os.path.join(directory, STUDY_FILE))
     from trainable.model import weights_id
 
+    recorded = read_json(os.path.join(directory, STUDY_FILE))
     for spec in weights:  # (a study recorded before weights_ids is not checked)
         before, now = recorded.get("weights_ids", {}).get(spec), weights_id(spec)
         if before is not None and before != now:

@@ -124,22 +124,10 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if extra == "stall":
         env["FACE_AGE_TEST_STALL_CHECKPOINT"] = str(marks)
+    # 4 trials: both configurations, two at a time, each kill point still between trials
+    argv = ["--grid", "smoke", "--confirm-top", "0", "--seeds", "2", "--storage", str(tmp_path), "--name", "killed"]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.faults",
-            "--grid",
-            "smoke",
-            "--confirm-top",
-            "0",
-            "--seeds",
-            "2",  # 4 trials: both configurations, two at a time, each kill point still between trials
-            "--storage",
-            str(tmp_path),
-            "--name",
-            "killed",
-        ],
+        [sys.executable, "-m", "tests.faults", *argv],
         cwd=ROOT,
         start_new_session=True,
         stdout=open(tmp_path / "driver.log", "w"),
@@ -149,21 +137,7 @@ def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     try:
         assert wait_for(lambda: when(study, marks), 300), f"never reached: {point}"
         if point == "before the first trial finishes":  # one owner: a second run and a resume both refused
-            for second in (
-                [
-                    "--grid",
-                    "smoke",
-                    "--confirm-top",
-                    "0",
-                    "--seeds",
-                    "2",
-                    "--storage",
-                    str(tmp_path),
-                    "--name",
-                    "killed",
-                ],
-                ["--resume", str(study)],
-            ):
+            for second in (argv, ["--resume", str(study)]):
                 refused = cli(*second, timeout=120)
                 text = " ".join(refused.stderr.split())
                 assert refused.returncode == 2 and f"in use by process {proc.pid} on this host" in text, text

@@ -24,7 +24,7 @@ from torch import nn
 from torchvision.transforms import v2
 
 from trainable.device import autocast
-from trainable.files import atomic, remove_stale_temps, write_json
+from trainable.files import atomic, remove_stale_temps, sha256, write_json
 from trainable.transforms import apply_transform
 
 MANIFEST = "manifest.json"  # written last: an entry without it is incomplete
@@ -188,11 +188,3 @@ def verify(path: str, size: int, digest: str) -> None:
         if sha256(path) != digest:
             raise Damaged(f"trunk cache part {path} does not match its checksum")
         VERIFIED.add(seen)
-
-
-def sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,6 +10,7 @@ JSON is strict: NaN and infinities are written as null (jq and JavaScript reject
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -46,6 +47,15 @@ def atomic(path: str, mode: str = "w") -> Iterator[IO]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+def sha256(path: str) -> str:
+    """The file's sha256, hex, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_with(path: str, save: Callable[[str], Any]) -> None:

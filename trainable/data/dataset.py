@@ -157,8 +157,11 @@ def load_dataset(
         writer.abort()
         raise
     problems += scan.problems + drop_conflicts(root, scan)  # a conflict is bad input too: which label is right?
-    refusal = problem_list(root, problems) if problems and on_bad_image == "error" else None
-    if refusal or (refusal := unfilled_classes(root, scan.labels, classes, skipped + problems)):
+    if problems and on_bad_image == "error":
+        refusal = problem_list(root, problems)
+    else:
+        refusal = unfilled_classes(root, scan.labels, classes, skipped + problems)
+    if refusal:
         writer.abort()
         raise UserError(refusal)
     fingerprint = scan.digest.hexdigest()

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from trainable.files import remove_stale_temps, temp_path
+from trainable.files import remove_stale_temps, sha256, temp_path
 
 STORE_ENV = "FACE_AGE_IMAGE_STORE"  # where datasets' decoded images go when no directory is given
 
@@ -50,8 +50,8 @@ class ImageWriter:
     def add(self, image: np.ndarray) -> int:
         """Write one HxWx3 uint8 image; return its row number."""
         data = np.ascontiguousarray(image, dtype=np.uint8)
-        self.file.write(data.tobytes())
-        self.digest.update(data.tobytes())
+        self.file.write(data)
+        self.digest.update(data)
         self.rows.append((self.size, data.shape[0], data.shape[1]))
         self.size += data.nbytes
         return len(self.rows) - 1
@@ -62,7 +62,7 @@ class ImageWriter:
         os.fsync(self.file.fileno())
         self.file.close()
         path = os.path.join(self.directory, f"{name}.u8")
-        if os.path.exists(path) and os.path.getsize(path) == self.size and file_digest(path) == self.digest.digest():
+        if os.path.exists(path) and os.path.getsize(path) == self.size and sha256(path) == self.digest.hexdigest():
             os.remove(self.tmp)
         else:
             os.replace(self.tmp, path)
@@ -79,11 +79,6 @@ class ImageWriter:
                 os.rmdir(folder)
             except OSError:  # something else was put there meanwhile
                 break
-
-
-def file_digest(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").digest()
 
 
 class StoredImages(Sequence):
