@@ -12,6 +12,13 @@ import yaml
 from study.spec import StudySpec
 from trainable.errors import UserError
 
+# Tune reuses a trial's worker for the next trial (study.tune_setup, reuse_actors) once the last
+# trial's thread has ended; it waits TUNE_FUNCTION_THREAD_TIMEOUT_S for that (2 s by default),
+# then fails the next trial, and Ray 2.60 may then leave a pending trial waiting forever. A
+# stopped trial's thread still unwinds and frees its memory (trainable.tune_trial): on a busy
+# node that takes more than 2 s. Set on every worker of the study, whatever the driver's value.
+WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
+
 
 def start_ray(spec: StudySpec) -> Any:
     """Start (or join) Ray with its dashboard and check the cluster can run a trial; once
@@ -29,6 +36,7 @@ def start_ray(spec: StudySpec) -> Any:
         include_dashboard=True,
         dashboard_host=spec.dashboard_host,
         logging_level="INFO" if spec.verbose else "ERROR",  # Ray's chatter only with -v
+        runtime_env={"env_vars": WORKER_ENV},
     )
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; docs: Watching a study)")
