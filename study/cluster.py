@@ -3,7 +3,6 @@ live or addable by the autoscaler, can hold one trial (else Ray would wait forev
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -25,9 +24,11 @@ def start_ray(spec: StudySpec) -> Any:
     (face detection may have started it already: study.detection)."""
     import ray
 
+    from study import ray_internals
+
     if ray.is_initialized():
         return ray
-    logging.getLogger("ray._private.authentication").setLevel(logging.WARNING)  # shown even without -v
+    ray_internals.quiet_authentication_log()  # shown even without -v
     if not spec.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     context = ray.init(
@@ -69,13 +70,9 @@ def node_shapes(ray: Any, cluster_config: str | None) -> tuple[list[Shape], dict
         with open(path) as f:
             types = (yaml.safe_load(f) or {}).get("available_node_types", {})
         return live, {name: t.get("resources") or None for name, t in types.items() if t.get("max_workers", 1) > 0}
-    try:
-        from ray._private.state import state
+    from study import ray_internals
 
-        groups = state.get_cluster_config().node_group_configs
-    except Exception:  # no autoscaler (a local Ray), or a Ray without this call
-        groups = []
-    return live, {group.name: dict(group.resources) for group in groups if group.max_count != 0}
+    return live, ray_internals.autoscaler_node_groups()
 
 
 def check_resources(live: list[Shape], addable: dict[str, Shape | None], spec: StudySpec) -> None:

@@ -14,6 +14,8 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray.tune.search.optuna import OptunaSearch
 
+from study import ray_internals
+
 
 class JournaledOptunaSearch(OptunaSearch):
     """Tune's OptunaSearch, for a journal that can be ahead of the searcher state Tune
@@ -24,7 +26,7 @@ class JournaledOptunaSearch(OptunaSearch):
         try:
             super().on_trial_result(trial_id, result)
         except UpdateFinishedTrialError:
-            self._completed_trials.add(trial_id)
+            ray_internals.mark_completed(self, trial_id)
 
 
 def optuna_searcher(points: list[dict[str, Any]], seed: int, journal: tuple[str, str] | None) -> OptunaSearch:

@@ -179,7 +179,9 @@ def domain_text(domain: Any) -> str:
     """A Tune domain as a grid file writes it: 'loguniform (0.0001, 0.01)', 'choice [...]'."""
     if hasattr(domain, "categories"):
         return f"choice {domain.categories}"
-    kind = "loguniform" if type(domain.sampler).__name__ == "_LogUniform" else "uniform"
+    from ray.tune.search.sample import LogUniform
+
+    kind = "loguniform" if isinstance(domain.sampler, LogUniform) else "uniform"
     return f"{kind} {domain.domain_str}"
 
 

@@ -9,11 +9,11 @@ import tempfile
 from typing import Any
 
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback, TBXLoggerCallback
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.sample import Domain
 
+from study import ray_internals
 from study.space import TrialNames
 from trainable import storage as store
 from trainable.config import TrialConfig, expand_choices
@@ -23,8 +23,6 @@ from trainable.files import dumps, strict, write_json
 from trainable.records import reported
 from trainable.results_files import BUDGET_FILE, SELECTIONS, STOPPED_FILE
 from trainable.tune_trial import train_face_age
-
-GRID_STATE = BasicVariantGenerator.CKPT_FILE_TMPL  # the grid's trial generator, saved beside the experiment state
 
 
 class RecordedASHA(ASHAScheduler):
@@ -80,24 +78,6 @@ def make_trainable(
     return tune.with_resources(
         tune.with_parameters(train_face_age, data=data, cache_dir=cache_dir, expansions=expansions), resources
     )
-
-
-class HParamsLogger(TBXLoggerCallback):
-    """Tune's TensorBoard logger, with every searched or varying setting in the HParams tab:
-    Tune's own lists a trial's `evaluated_params`, which leave out sample_from values (a
-    grid's settings per experiment), so they are added from the trial's config."""
-
-    def __init__(self, keys: list[str]) -> None:
-        super().__init__()
-        self.keys = keys
-
-    def _try_log_hparams(self, trial: Any, result: dict) -> None:
-        recorded = trial.evaluated_params
-        trial.evaluated_params = {**recorded, **{k: trial.config[k] for k in self.keys if k in trial.config}}
-        try:
-            super()._try_log_hparams(trial, result)
-        finally:
-            trial.evaluated_params = recorded
 
 
 class EpochBudget(tune.Stopper):
@@ -172,7 +152,7 @@ def make_tuner(
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             stop=budget,
-            callbacks=[*callbacks, StrictJsonLogger(), HParamsLogger(searched)],
+            callbacks=[*callbacks, StrictJsonLogger(), ray_internals.HParamsLogger(searched)],
             verbose=verbose,
         ),
     )
@@ -203,7 +183,7 @@ def restore_tuner(location: str, trainable: Any, grid_trials: int | None = None)
     200 pending), so when the experiment state holds all of them an exhausted generator
     stands in for the missing one; otherwise the study cannot resume, and says so."""
     names = store.listdir(location)
-    if grid_trials is not None and not fnmatch.filter(names, GRID_STATE.format("*")):
+    if grid_trials is not None and not fnmatch.filter(names, ray_internals.GRID_STATE.format("*")):
         recorded = max(fnmatch.filter(names, "experiment_state-*.json"))
         count = len(json.loads(store.read_bytes(store.join(location, recorded)))["trial_data"])
         if count < grid_trials:
@@ -211,10 +191,8 @@ def restore_tuner(location: str, trainable: Any, grid_trials: int | None = None)
                 f"--resume {location}: Ray recorded {count} of the study's {grid_trials} trials and not which "
                 "remain, so it cannot resume; the finished trials' results stay there (analysis.report reads them)."
             )
-        exhausted = BasicVariantGenerator()
-        exhausted.set_finished()
+        session = recorded[len("experiment_state-") : -len(".json")]
         with tempfile.TemporaryDirectory() as staging:
-            exhausted.save_to_dir(staging, session_str=recorded[len("experiment_state-") : -len(".json")])
-            (state,) = os.listdir(staging)
+            state = ray_internals.write_exhausted_grid_state(staging, session)
             store.upload(os.path.join(staging, state), store.join(location, state))
     return tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=True)

@@ -7,6 +7,7 @@ from outside only. Every module of every sub-package is walked."""
 
 import ast
 import pathlib
+import re
 
 import pytest
 
@@ -49,6 +50,23 @@ ALLOWED = {("study/summary.py", "analysis.best"), ("study/summary.py", "analysis
 def test_only_study_and_the_tune_entry_point_import_ray():
     users = {m for p in PACKAGES for m, names in imports(p).items() if any(n.split(".")[0] == "ray" for n in names)}
     assert {m for m in users if not m.startswith("study/")} == {"trainable/tune_trial.py"}
+
+
+# Ray internals: underscored names under ray, and the private attributes, methods and file
+# name template the project relies on. study/ray_internals.py holds them, each with its test.
+RAY_INTERNALS = re.compile(
+    r"ray(\.\w+)*\._[a-z]|_try_log_hparams|_completed_trials|CKPT_FILE_TMPL|\.evaluated_params|\.experiment_tag"
+)
+
+
+def test_ray_internals_are_used_in_one_module():
+    users = {
+        path.relative_to(ROOT).as_posix()
+        for package in PACKAGES
+        for path in pathlib.Path(ROOT, package).rglob("*.py")
+        if RAY_INTERNALS.search(path.read_text())
+    }
+    assert users == {"study/ray_internals.py"}
 
 
 def test_study_and_analysis_share_the_results_layout():

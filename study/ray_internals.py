@@ -1,0 +1,76 @@
+"""Every use the project makes of Ray internals: names Ray does not offer as its public or
+developer API (`ray._private`, underscored attributes, undocumented file names and formats).
+Nothing else touches them (tests/test_layers.py checks), and each has a test in
+tests/test_ray_internals.py that fails, naming the use, when a Ray release changes it.
+The Ray versions these were checked against are pyproject.toml's range for `ray`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from typing import Any
+
+from ray.tune.logger import TBXLoggerCallback
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+# Ray logs a line about token authentication on every ray.init, at INFO, whatever its level.
+AUTH_LOGGER = "ray._private.authentication"
+
+# The file a grid's trial generator (BasicVariantGenerator) saves beside Tune's experiment
+# state, with the run's session string in place of {}.
+GRID_STATE = BasicVariantGenerator.CKPT_FILE_TMPL
+
+
+def quiet_authentication_log() -> None:
+    logging.getLogger(AUTH_LOGGER).setLevel(logging.WARNING)
+
+
+def autoscaler_node_groups() -> dict[str, dict[str, float]]:
+    """The node groups (name -> resources) the cluster's autoscaler may add, as Ray's state
+    holds them (KubeRay reports its worker groups there); {} without an autoscaler."""
+    from ray._private.state import state
+
+    config = state.get_cluster_config()  # None on a Ray started without an autoscaler
+    groups = config.node_group_configs if config is not None else []
+    return {group.name: dict(group.resources) for group in groups if group.max_count != 0}
+
+
+def write_exhausted_grid_state(directory: str, session: str) -> str:
+    """Save, in `directory`, the state of a grid generator with no trial left to make, as
+    Tune would have for the run `session`; return the file's name (a GRID_STATE)."""
+    exhausted = BasicVariantGenerator()
+    exhausted.set_finished()
+    with tempfile.TemporaryDirectory() as staging:
+        exhausted.save_to_dir(staging, session_str=session)
+        (name,) = os.listdir(staging)
+        os.replace(os.path.join(staging, name), os.path.join(directory, name))
+    return name
+
+
+def search_counter(trial: Any) -> int:
+    """The counter Tune heads a trial's experiment tag with ('7_lr=...')."""
+    return int(trial.experiment_tag.split("_")[0])
+
+
+def mark_completed(searcher: Any, trial_id: str) -> None:
+    """Tell Tune's OptunaSearch a trial is complete without telling Optuna again."""
+    searcher._completed_trials.add(trial_id)
+
+
+class HParamsLogger(TBXLoggerCallback):
+    """Tune's TensorBoard logger, with every searched or varying setting in the HParams tab:
+    Tune's own lists a trial's `evaluated_params`, which leave out sample_from values (a
+    grid's settings per experiment), so they are added from the trial's config."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__()
+        self.keys = keys
+
+    def _try_log_hparams(self, trial: Any, result: dict) -> None:
+        recorded = trial.evaluated_params
+        trial.evaluated_params = {**recorded, **{k: trial.config[k] for k in self.keys if k in trial.config}}
+        try:
+            super()._try_log_hparams(trial, result)
+        finally:
+            trial.evaluated_params = recorded

@@ -1,0 +1,96 @@
+"""Each Ray internal the project uses (study.ray_internals) still works as it assumes: on a
+Ray release that changes one, its test fails and says which use and where it comes from."""
+
+import importlib.util
+import os
+
+import pytest
+from ray import tune
+from ray.tune.experiment import Experiment
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from study import ray_internals
+
+
+def trainable(config):  # never run: trials are only generated
+    pass
+
+
+def test_the_authentication_logger_is_a_ray_module():
+    assert importlib.util.find_spec(ray_internals.AUTH_LOGGER) is not None, (
+        f"Ray has no module {ray_internals.AUTH_LOGGER} any more: study.cluster quiets its logger at ray.init; "
+        "find where Ray now logs its token line"
+    )
+
+
+def test_the_autoscaler_node_groups_are_read_from_rays_state(monkeypatch):
+    from ray._private import state as ray_state
+    from ray.core.generated.autoscaler_pb2 import ClusterConfig
+
+    assert hasattr(ray_state.state, "get_cluster_config"), "ray._private.state.state.get_cluster_config is gone"
+    config = ClusterConfig()
+    group = config.node_group_configs.add(name="gpu-workers", max_count=4)
+    group.resources["GPU"] = 1
+    config.node_group_configs.add(name="fixed", max_count=0).resources["CPU"] = 8
+    monkeypatch.setattr(ray_state.state, "get_cluster_config", lambda: config)
+    assert ray_internals.autoscaler_node_groups() == {"gpu-workers": {"GPU": 1.0}}
+    monkeypatch.setattr(ray_state.state, "get_cluster_config", lambda: None)  # a Ray without an autoscaler
+    assert ray_internals.autoscaler_node_groups() == {}
+
+
+def test_an_exhausted_grid_state_restores_as_finished(tmp_path):
+    name = ray_internals.write_exhausted_grid_state(str(tmp_path), "2026-12-06_21-00-00")
+    assert name == ray_internals.GRID_STATE.format("2026-12-06_21-00-00"), "Ray renamed the grid generator's file"
+    generator = BasicVariantGenerator()
+    generator.restore_from_dir(str(tmp_path))
+    assert generator.is_finished(), "Ray's grid generator no longer restores as finished from the state we write"
+    saved = BasicVariantGenerator()  # Tune's own: a live generator saves to the same file name
+    saved.add_configurations([Experiment("x", trainable, config={"lr": tune.grid_search([1, 2])})])
+    (own := tmp_path / "own").mkdir()
+    saved.save_to_dir(str(own), session_str="s")
+    assert os.listdir(own) == [ray_internals.GRID_STATE.format("s")]
+
+
+def test_a_trials_counter_heads_its_experiment_tag():
+    grid = BasicVariantGenerator()
+    grid.add_configurations([Experiment("x", trainable, config={"lr": tune.grid_search([1, 2])})])
+    first, second = grid.next_trial(), grid.next_trial()
+    assert [ray_internals.search_counter(first), ray_internals.search_counter(second)] == [0, 1], (
+        f"Tune's experiment tags are now {first.experiment_tag!r}, {second.experiment_tag!r}: "
+        "study.space.search_number numbers searched trials from them"
+    )
+    assert first.trial_id.endswith("00000") and second.trial_id.endswith("00001")
+
+
+def test_a_completed_optuna_trial_is_not_told_to_optuna_again():
+    optuna = pytest.importorskip("optuna")
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.InMemoryStorage()
+    searcher = OptunaSearch({"lr": tune.uniform(0, 1)}, metric="acc", mode="max", storage=storage, study_name="s")
+    searcher.suggest("a")
+    ray_internals.mark_completed(searcher, "a")
+    searcher.on_trial_complete("a", {"acc": 0.5})
+    (trial,) = optuna.load_study(study_name="s", storage=storage).trials
+    assert trial.state.name == "RUNNING", "OptunaSearch no longer skips the trials in its _completed_trials"
+
+
+def test_the_hparams_logger_adds_the_configs_settings():
+    class Writer:
+        summaries = []
+
+        def add_summary(self, summary):
+            self.summaries.append(summary.SerializeToString())
+
+    class Trial:
+        evaluated_params = {"seed": 0}
+        config = {"seed": 0, "lr": 0.001, "name": "smoke cached"}
+
+    logger, trial = ray_internals.HParamsLogger(["lr", "name"]), Trial()
+    logger._trial_writer[trial] = type("SummaryWriter", (), {"file_writer": Writer()})()
+    logger._try_log_hparams(trial, {"val_acc": 0.5})
+    written = b"".join(Writer.summaries)
+    assert b"lr" in written and b"smoke cached" in written, (
+        "Tune's TBXLoggerCallback._try_log_hparams no longer logs the trial's evaluated_params"
+    )
+    assert trial.evaluated_params == {"seed": 0}
