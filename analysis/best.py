@@ -17,7 +17,7 @@ import shutil
 import sys
 from typing import Any
 
-from analysis.report import load_inputs
+from analysis.study_inputs import load_inputs
 from analysis.tables import selected
 from trainable.files import write_json, write_with
 from trainable.results_files import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE

@@ -425,3 +425,23 @@ def test_the_cli_parses_before_torch_or_ray_load():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.strip().splitlines()[-1] == "2 []", proc.stdout + proc.stderr
+
+
+def test_every_console_script_names_a_main_and_the_study_command_is_installed():
+    """pyproject's [project.scripts]: each names a module's main(argv=None) -> int (read from
+    the source, nothing imported), and `pip install -e .` put them beside this Python."""
+    import ast
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        scripts = tomllib.load(f)["project"]["scripts"]
+    assert "face-age-study" in scripts and "face-age-report" in scripts
+    for name, target in scripts.items():
+        module, function = target.split(":")
+        source = os.path.join(ROOT, *module.split(".")) + ".py"
+        tree = ast.parse(open(source).read())
+        mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
+        assert mains and [a.arg for a in mains[0].args.args] == ["argv"], f"{name}: {target}"
+    command = os.path.join(os.path.dirname(sys.executable), "face-age-study")
+    proc = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--grid" in proc.stdout, proc.stderr

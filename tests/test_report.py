@@ -206,6 +206,15 @@ def test_the_report_imports_no_torch_opencv_skimage_or_ray(tmp_path):
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_choosing_the_best_at_the_end_of_a_study_imports_no_matplotlib(tmp_path):
+    """study.summary chooses the best with analysis.best: the report's figures stay out of it."""
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, "max_epochs", 0.7)])
+    code = "import sys; from analysis.best import main; main([sys.argv[1]]); print('matplotlib' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code, str(study)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
 @pytest.mark.parametrize("outcome", ["asha", "unfinished"])
 def test_analysis_results_lists_a_study_in_progress(tmp_path, outcome):
     study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, outcome, None)])
