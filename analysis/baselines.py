@@ -38,11 +38,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from torch import nn
 
+from trainable.atomic_io import write_json
 from trainable.data.dataset import SPLITS, FaceData
-from trainable.data.options import add_data_arguments, dataset_from_args
+from trainable.data.dataset_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
-from trainable.files import write_json
-from trainable.results_files import BASELINES_FILE
+from trainable.results_layout import BASELINES_FILE
 from trainable.scoring import split_scores
 
 HOG_WIDTH = 80  # pixels; the height follows the crops' aspect ratio (hog_window)

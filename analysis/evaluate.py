@@ -8,7 +8,7 @@ counts and the dataset's class shares, as JSON; `python -m analysis.report RESUL
 --external EVAL.json` shows it. `study.run --evaluate-on DIR[:LAYOUT]` does the same after
 a study for every seed of its best configuration (`evaluate_best`), the intervals then over
 seeds and images. Faces the detector does not find count as wrong answers, and their
-number is reported. --detect-faces works as in training (trainable.data.faces: on by
+number is reported. --detect-faces works as in training (trainable.data.face_detection: on by
 default for FG-NET and UTKFace's in-the-wild photos, off for face crops; the crops stored).
 """
 
@@ -22,12 +22,18 @@ from typing import Any
 import numpy as np
 
 from analysis.stats import full_interval
+from trainable.atomic_io import read_json, write_json
 from trainable.data.dataset import FaceData
-from trainable.data.faces import Runner
-from trainable.data.options import DataOptions, add_data_arguments, data_target, dataset_from_args, evaluation_name
+from trainable.data.dataset_options import (
+    DataOptions,
+    add_data_arguments,
+    data_target,
+    dataset_from_args,
+    evaluation_name,
+)
+from trainable.data.face_detection import Runner
 from trainable.errors import UserError
-from trainable.files import read_json, write_json
-from trainable.results_files import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
+from trainable.results_layout import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
 from trainable.scoring import NO_FACE, confusion_counts, macro_f1
 from trainable.serving.inference import Predictor, model_file
 

@@ -20,11 +20,11 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from trainable.atomic_io import write_json
 from trainable.data.dataset import SPLITS, FaceData
-from trainable.data.options import add_data_arguments, dataset_from_args
+from trainable.data.dataset_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
-from trainable.files import write_json
-from trainable.results_files import PEER_FILE
+from trainable.results_layout import PEER_FILE
 from trainable.scoring import NO_FACE, split_scores
 
 

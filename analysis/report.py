@@ -37,9 +37,9 @@ from analysis.sections import (
 )
 from analysis.study_inputs import load_inputs
 from analysis.tables import baseline_table
+from trainable.atomic_io import write_csv, write_text
 from trainable.errors import UserError
-from trainable.files import write_csv, write_text
-from trainable.results_files import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
+from trainable.results_layout import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
 from trainable.storage import download, is_uri
 
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import pandas as pd
 
+from trainable.atomic_io import read_json, write_csv
 from trainable.config import TrialConfig, comparable_settings, expand_choices
-from trainable.files import read_json, write_csv
 from trainable.records import is_final, reported
-from trainable.results_files import (
+from trainable.results_layout import (
     DEFAULT_SELECT,
     PARAMS_FILE,
     RESULT_FILE,

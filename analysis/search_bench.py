@@ -32,8 +32,8 @@ import yaml
 
 from analysis.results import load_study
 from analysis.tables import budget_curve
+from trainable.atomic_io import write_json, write_text
 from trainable.device import describe_cpu
-from trainable.files import write_json, write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID_FILES = os.path.join(ROOT, "study", "grid_files")

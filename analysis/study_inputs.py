@@ -14,7 +14,7 @@ import pandas as pd
 from analysis.results import load_study, read_study_record, selection_of
 from analysis.tables import config_table, fanova_importance
 from trainable.config import is_pretrained
-from trainable.results_files import (
+from trainable.results_layout import (
     BASELINES_FILE,
     BEST_DIR,
     BEST_FILE,

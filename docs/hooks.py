@@ -7,7 +7,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER not in markdown:
         return markdown
     from study.spec import StudySpec
-    from trainable.data.options import DataOptions
-    from trainable.options import markdown_table
+    from trainable.cli_options import markdown_table
+    from trainable.data.dataset_options import DataOptions
 
     return markdown.replace(MARKER, markdown_table(DataOptions, StudySpec))

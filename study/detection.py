@@ -1,6 +1,6 @@
 """Faces found before training (--detect-faces) as Ray tasks over shards of the photos,
 like the trunk encoding (study.encoding): each task runs MTCNN on its shard and writes
-it to the face store under --cache-dir (trainable.data.faces), so every CPU of a cluster
+it to the face store under --cache-dir (trainable.data.face_detection), so every CPU of a cluster
 shares the work and a shard a task finished is kept if the study stops. Ray is started
 here, on first need: the data is checked before it, and only a dataset whose faces are
 missing from the store needs it this early."""
@@ -15,9 +15,9 @@ import torch
 from study.cluster import start_ray
 from study.encoding import shards
 from study.spec import StudySpec
-from trainable.data.faces import Runner, detect_shard
+from trainable.atomic_io import host
+from trainable.data.face_detection import Runner, detect_shard
 from trainable.data.image_store import StoredImages
-from trainable.files import host
 
 
 @ray.remote
@@ -27,7 +27,7 @@ def _detect_shard(images: StoredImages, hashes: list[str], folder: str) -> str:
 
 
 def ray_runner(spec: StudySpec) -> Runner:
-    """A trainable.data.faces runner that detects on the study's Ray cluster."""
+    """A trainable.data.face_detection runner that detects on the study's Ray cluster."""
 
     def run(images: StoredImages, hashes: list[str], folder: str) -> None:
         if not ray.is_initialized():

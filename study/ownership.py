@@ -20,9 +20,9 @@ import sys
 import threading
 import time
 
+from trainable.atomic_io import alive, host, remove_stale_temps, temp_path, write_json
 from trainable.errors import UserError
-from trainable.files import alive, host, remove_stale_temps, temp_path, write_json
-from trainable.results_files import STUDY_FILE
+from trainable.results_layout import STUDY_FILE
 from trainable.storage import redact
 
 LOCK_FILE = "study.lock"

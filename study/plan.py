@@ -16,10 +16,10 @@ from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from study.spec import StudySpec, local_root
 from trainable import storage as store
-from trainable.data.options import dataset_from_args
+from trainable.atomic_io import write_text
+from trainable.data.dataset_options import dataset_from_args
 from trainable.errors import UserError
-from trainable.files import write_text
-from trainable.results_files import SKIPPED_FILE
+from trainable.results_layout import SKIPPED_FILE
 
 if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
     from trainable.data.dataset import FaceData

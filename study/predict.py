@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainable.atomic_io import write_csv
 from trainable.data.layouts import IMAGE_EXTENSIONS
 from trainable.data.problems import printable
 from trainable.errors import UserError
-from trainable.files import write_csv
-from trainable.serving.faces import Faces
+from trainable.serving.face_crops import Faces
 from trainable.serving.inference import Predictor, model_file
 
 PROGRESS_FROM = 100  # images; a progress line on stderr past this many

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from typing import Any
 
-from trainable.files import write_json
-from trainable.results_files import STUDY_FILE
+from trainable.atomic_io import write_json
+from trainable.results_layout import STUDY_FILE
 from trainable.storage import redact
 
 PACKAGES = (

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from study.grids import get_grid
 from study.spec import StudySpec, absolute, is_runtime
 from trainable import storage as store
+from trainable.atomic_io import read_json
 from trainable.errors import UserError
-from trainable.files import read_json
-from trainable.results_files import STUDY_FILE
+from trainable.results_layout import STUDY_FILE
 
 if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
     from trainable.data.dataset import FaceData

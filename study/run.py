@@ -30,7 +30,7 @@ from study.spec import StudySpec, given_options
 from study.summary import class_count_lines, evaluate_elsewhere, finish, ranked_configurations, summarize
 from trainable import storage as store
 from trainable.errors import UserError
-from trainable.results_files import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
+from trainable.results_layout import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
 
 # --dry-run shows the paper's axes, then every other setting that varies and every --set one.
 DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]

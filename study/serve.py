@@ -6,7 +6,7 @@
 
     POST /predict   an image (the raw bytes, or one file of a multipart form): each face's box
                     and the age groups' probabilities, framed as study.predict frames them
-                    (trainable.serving.faces); 400 for a body that is not an image, 422 for an
+                    (trainable.serving.face_crops); 400 for a body that is not an image, 422 for an
                     image with no usable face, each with a JSON reason
     GET  /healthz   {"status": "ok"} once the model is loaded
     GET  /          the model's metadata: classes, preprocessing, weights, the trial it came from
@@ -29,11 +29,11 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from trainable.atomic_io import read_json
 from trainable.data.scan import MAX_BYTES
 from trainable.errors import UserError
-from trainable.files import read_json
-from trainable.results_files import BEST_DIR, BEST_FILE
-from trainable.serving.faces import Face, Faces, decoded
+from trainable.results_layout import BEST_DIR, BEST_FILE
+from trainable.serving.face_crops import Face, Faces, decoded
 from trainable.serving.inference import Predictor, model_file
 
 

@@ -1,5 +1,5 @@
 """A study's settings: `StudySpec`, the study-level twin of `TrialConfig`, frozen and
-validated once. Its fields are the command-line options (trainable.options), study.json
+validated once. Its fields are the command-line options (trainable.cli_options), study.json
 records it (`record`) and a resumed study is rebuilt from that record (study.resume)."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 
 from study.grids import GRIDS, MAX_TRIALS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
 from trainable import storage as store
+from trainable.cli_options import add_options, option, options
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
-from trainable.data.options import DataOptions, check_targets
+from trainable.data.dataset_options import DataOptions, check_targets
 from trainable.errors import UserError
-from trainable.options import add_options, option, options
-from trainable.results_files import DEFAULT_SELECT, SELECTIONS
+from trainable.results_layout import DEFAULT_SELECT, SELECTIONS
 from trainable.seeds import MAX_SEED
 
 STUDY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")

@@ -10,11 +10,11 @@ import pandas as pd
 
 from study.plan import Plan, fetch
 from trainable import storage as store
+from trainable.atomic_io import read_json, write_csv, write_json
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
 from trainable.errors import UserError
-from trainable.files import read_json, write_csv, write_json
 from trainable.records import is_final, reported
-from trainable.results_files import (
+from trainable.results_layout import (
     BEST_DIR,
     BEST_FILE,
     BUDGET_FILE,
@@ -26,7 +26,7 @@ from trainable.results_files import (
 )
 
 if TYPE_CHECKING:
-    from trainable.data.faces import Runner
+    from trainable.data.face_detection import Runner
 
 SUMMARY_COLUMNS = {  # result key -> column title
     "experiment": "exp",

@@ -16,12 +16,12 @@ from ray.tune.search.sample import Domain
 from study import ray_internals
 from study.space import TrialNames
 from trainable import storage as store
+from trainable.atomic_io import dumps, strict, write_json
 from trainable.config import TrialConfig, expand_choices
 from trainable.data.dataset import FaceData
 from trainable.errors import UserError
-from trainable.files import dumps, strict, write_json
 from trainable.records import reported
-from trainable.results_files import BUDGET_FILE, SELECTIONS, STOPPED_FILE
+from trainable.results_layout import BUDGET_FILE, SELECTIONS, STOPPED_FILE
 from trainable.tune_trial import train_face_age
 
 
@@ -129,7 +129,7 @@ def make_tuner(
 ) -> tune.Tuner:
     """A Tuner over `space`: a grid (study.space.param_space, one trial per point) or, with
     `search_alg`, `num_samples` trials of a search (study.search). Tune, the scheduler and the
-    searcher rank on `select` (trainable.results_files.SELECTIONS), the metric the report ranks on."""
+    searcher rank on `select` (trainable.results_layout.SELECTIONS), the metric the report ranks on."""
     metric, mode = SELECTIONS[select]
     searched = [k for k, v in space.items() if isinstance(v, Domain)]
     return tune.Tuner(

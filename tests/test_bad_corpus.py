@@ -69,7 +69,7 @@ def test_every_bad_file_gets_its_outcome_without_hanging_raising_or_exhausting_m
 
 def test_the_exif_rotation_is_applied_where_prediction_decodes(tmp_path):
     from tests.bad_corpus import rotated_phone_photo
-    from trainable.serving.faces import Faces
+    from trainable.serving.face_crops import Faces
 
     rotated_phone_photo(str(tmp_path / "phone.jpg"))
     (crop,), problem = Faces(detect=False, all_faces=False)(str(tmp_path / "phone.jpg"))
@@ -77,7 +77,7 @@ def test_the_exif_rotation_is_applied_where_prediction_decodes(tmp_path):
 
 
 def test_prediction_lists_a_fifo_instead_of_hanging(tmp_path):
-    from trainable.serving.faces import Faces
+    from trainable.serving.face_crops import Faces
 
     os.mkfifo(tmp_path / "fifo.jpg")
     assert Faces(detect=False, all_faces=False)(str(tmp_path / "fifo.jpg")) == ([], "not a regular file (a FIFO)")

@@ -349,7 +349,7 @@ def test_evaluate_on_a_missing_folder_or_two_of_one_name_are_refused_before_any_
         capsys, "--grid", "smoke", "--evaluate-on", f"{tmp_path}/nowhere:fgnet", "--storage", str(tmp_path / "r")
     )
     assert "--evaluate-on" in err and "nowhere is not a folder" in err and not (tmp_path / "r").exists()
-    from trainable.data.options import data_target
+    from trainable.data.dataset_options import data_target
 
     (tmp_path / "a:b").mkdir()  # a colon that names no layout is part of the path
     assert data_target(f"{tmp_path}/a:b") == (str(tmp_path / "a:b"), "auto")
@@ -403,8 +403,8 @@ def test_the_options_page_lists_every_option_the_parser_takes():
     """docs/options.md's table is generated (docs/hooks.py) from the dataclasses the parser is
     built from: every flag of study.run's parser has its row, with its help."""
     from study.spec import parser
-    from trainable.data.options import DataOptions
-    from trainable.options import markdown_table
+    from trainable.cli_options import markdown_table
+    from trainable.data.dataset_options import DataOptions
 
     table = markdown_table(DataOptions, StudySpec)
     flags = [s for action in parser()._actions for s in action.option_strings if s not in ("-h", "--help")]

@@ -8,8 +8,8 @@ import pytest
 
 from study.smoke_data import RANGES
 from trainable.data.dataset import load_dataset, load_el7008, pixel_sums, stats_of
+from trainable.data.dataset_options import parse_ranges
 from trainable.data.layouts import CLASS_NAMES, age_class_names
-from trainable.data.options import parse_ranges
 from trainable.errors import UserError
 
 

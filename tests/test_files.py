@@ -19,9 +19,9 @@ from study.ownership import LOCK_FILE, STALE_AFTER_S, StudyLock, release_all
 from study.run import main
 from tests.conftest import ROOT, wait_for
 from tests.lock_race import take_and_hold
+from trainable.atomic_io import atomic, dumps, host, remove_stale_temps, temp_path, write_json
 from trainable.cache import MANIFEST, TrunkCache
 from trainable.errors import UserError
-from trainable.files import atomic, dumps, host, remove_stale_temps, temp_path, write_json
 
 
 def reject_constant(name):
@@ -157,11 +157,11 @@ def test_a_damaged_cache_entry_is_recomputed(tmp_path, capsys, damage):
 
 
 def test_every_json_the_project_writes_is_strict():
-    """No writer of the project's own files calls json.dump directly (trainable.files does)."""
+    """No writer of the project's own files calls json.dump directly (trainable.atomic_io does)."""
     offenders = []
     for package in ("study", "trainable", "analysis"):
         for path in pathlib.Path(ROOT, package).rglob("*.py"):
-            if path.name != "files.py":
+            if path.name != "atomic_io.py":
                 text = path.read_text()
                 if "json.dump(" in text or "open(" in text and '"w")' in text:
                     offenders.append(path.relative_to(ROOT).as_posix())
@@ -209,7 +209,7 @@ def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
 def test_a_csv_cell_a_spreadsheet_would_run_is_written_as_text(tmp_path):
     import pandas as pd
 
-    from trainable.files import write_csv
+    from trainable.atomic_io import write_csv
 
     names = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "plain", "-0.5"]
     write_csv(str(tmp_path / "t.csv"), pd.DataFrame({"path": names, "p": [0.1] * 6}))

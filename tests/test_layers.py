@@ -1,5 +1,5 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
-analysis do not import each other (they share trainable.results_files and .storage), except that
+analysis do not import each other (they share trainable.results_layout and .storage), except that
 study.summary chooses the best model (and the configurations a grid confirms) with analysis.best; Ray is imported
 by study and the trainable's Ray entry point alone. Inside trainable, data flows
 data -> transforms -> model/cache -> loop -> trial -> tune_trial, and serving is used
@@ -71,7 +71,7 @@ def test_ray_internals_are_used_in_one_module():
 
 def test_study_and_analysis_share_the_results_layout():
     for package in ("study", "analysis"):
-        assert any("trainable.results_files" in names for names in imports(package).values()), package
+        assert any("trainable.results_layout" in names for names in imports(package).values()), package
 
 
 def test_the_walk_sees_the_sub_packages():
@@ -84,12 +84,13 @@ def test_the_walk_sees_the_sub_packages():
 # Inside trainable, a module imports only from its own stage or earlier ones. Stage 0 is
 # what every stage shares (errors, files, settings, the results' names and records).
 STAGES = [
-    {"errors", "files", "seeds", "options", "config", "device", "scoring", "records", "results_files", "storage"},
+    {"errors", "atomic_io", "seeds", "cli_options", "config", "device", "scoring", "records", "results_layout"}
+    | {"storage"},
     {"data"},
     {"transforms"},
     {"model", "cache"},
     {"loop"},
-    {"inputs", "best_scores", "trial"},
+    {"inputs", "trial"},
     {"tune_trial"},
     {"serving"},  # the trained model used: by study and analysis, never by training
 ]
@@ -112,3 +113,8 @@ def test_inside_trainable_the_data_flows_one_way():
         if name.startswith("trainable.") and stage(name) > stage(module)
     }
     assert later - STAGE_EXCEPTIONS == set()
+
+
+def test_no_two_modules_share_a_name():
+    names = [path.name for package in PACKAGES for path in pathlib.Path(ROOT, package).rglob("*.py")]
+    assert sorted({n for n in names if names.count(n) > 1} - {"__init__.py", "__main__.py"}) == []

@@ -141,7 +141,7 @@ def test_evaluate_a_folders_dataset_and_report_it(model_file, tmp_path):
 def test_the_served_metadata_names_the_study_and_why_its_model(tmp_path):
     pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
     from study.serve import metadata
-    from trainable.files import write_json
+    from trainable.atomic_io import write_json
     from trainable.model import random_model_file
 
     best = tmp_path / "my-study" / "best"
@@ -158,8 +158,8 @@ def test_the_served_metadata_names_the_study_and_why_its_model(tmp_path):
 def test_an_image_too_small_or_too_thin_to_search_gets_its_reason_not_a_crash(size):
     """MTCNN builds no pyramid for a side under its smallest face (torch.cat of nothing): such
     images, and strips past 20:1, are not searched; the server answers 422 with the reason."""
-    from trainable.data.faces import Detector
-    from trainable.serving.faces import Faces
+    from trainable.data.face_detection import Detector
+    from trainable.serving.face_crops import Faces
 
     image = np.full((*size, 3), 128, np.uint8)
     assert Detector()(image) == []

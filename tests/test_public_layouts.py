@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainable.data import faces
+from trainable.data import face_detection
 from trainable.data.dataset import load_dataset
 from trainable.data.layouts import detect_layout
 from trainable.data.problems import Kind
 from trainable.errors import UserError
-from trainable.serving import faces as serving_faces
+from trainable.serving import face_crops
 
 
 def face(path, group: int, seed: int, faces: int = 1) -> None:
@@ -34,7 +34,7 @@ def face(path, group: int, seed: int, faces: int = 1) -> None:
 
 
 class FakeDetector:
-    """trainable.data.faces.Detector's interface: the faces the photo's marker says, the
+    """trainable.data.face_detection.Detector's interface: the faces the photo's marker says, the
     more confident but smaller one first (the largest is kept); counts its photos."""
 
     photos = 0
@@ -49,7 +49,7 @@ class FakeDetector:
 @pytest.fixture(autouse=True)
 def fake_detector(monkeypatch, request):
     if "slow" not in request.keywords:
-        monkeypatch.setattr("trainable.data.faces.Detector", FakeDetector)
+        monkeypatch.setattr("trainable.data.face_detection.Detector", FakeDetector)
     FakeDetector.photos = 0
 
 
@@ -107,12 +107,12 @@ def test_faces_are_detected_once_whatever_the_dataset_and_the_store_is_keyed_by_
     assert again.fingerprint == first.fingerprint and np.array_equal(again.images[5], first.images[5])
     fgnet_tree(tmp_path / "b", subjects=7)  # subjects 1-6 again (the same bytes), and subject 7
     seen = []
-    runner = lambda photos, hashes, folder: (seen.extend(hashes), faces.detect_here(photos, hashes, folder))  # noqa: E731
+    runner = lambda photos, hashes, folder: (seen.extend(hashes), face_detection.detect_here(photos, hashes, folder))  # noqa: E731
     load_dataset(str(tmp_path / "b"), store=store, on_bad_image="skip", detect_runner=runner)
     assert len(seen) == 5  # subject 7's photos only (its age-0 one is left out before)
     off = load_dataset(str(tmp_path / "a"), store=store, on_bad_image="skip", detect_faces="off")
     assert off.detection is None and off.fingerprint != first.fingerprint  # whole photos: another dataset
-    monkeypatch.setitem(faces.MTCNN_SETTINGS, "min_face_size", 40)
+    monkeypatch.setitem(face_detection.MTCNN_SETTINGS, "min_face_size", 40)
     assert load_dataset(str(tmp_path / "a"), store=store, on_bad_image="skip").detection["detected"] == 36
 
 
@@ -130,7 +130,7 @@ def test_several_faces_and_no_face_are_listed_with_their_reason(tmp_path, policy
         assert reasons[Kind.SEVERAL_FACES] == "2 faces found (--several-faces skip)"
         assert not any(p.endswith(several) for p in data.paths)
     elif policy == "largest":
-        big = faces.frame(Image.open(tmp_path / several).convert("RGB"), (30.0, 40.0, 170.0, 190.0))
+        big = face_detection.frame(Image.open(tmp_path / several).convert("RGB"), (30.0, 40.0, 170.0, 190.0))
         assert np.array_equal(data.images[data.paths.index(several)], big)  # not the more confident small face
     else:
         rows = [data.paths.index(f"{several}#{k}") for k in (1, 2)]
@@ -148,9 +148,9 @@ def fgnet_tree(root, subjects: int = 20, folder: str = "FGNET/images") -> None:
 
 
 def test_predict_classifies_the_face_training_keeps(tmp_path, monkeypatch):
-    monkeypatch.setattr(serving_faces, "Detector", FakeDetector)
+    monkeypatch.setattr(face_crops, "Detector", FakeDetector)
     face(tmp_path / "two.jpg", 1, 1, faces=2)
-    crops, problem = serving_faces.Faces(detect=True, all_faces=False)(str(tmp_path / "two.jpg"))
+    crops, problem = face_crops.Faces(detect=True, all_faces=False)(str(tmp_path / "two.jpg"))
     assert problem is None and [c.box for c in crops] == [(30.0, 40.0, 170.0, 190.0)]  # the larger, as training
 
 
@@ -206,7 +206,7 @@ def test_a_grouped_test_split_of_one_person_is_refused_before_training(tmp_path)
 
 
 def test_notes_are_grouped_by_kind_a_few_lines_each(tmp_path, capsys):
-    from trainable.data.options import DataOptions, dataset_from_args
+    from trainable.data.dataset_options import DataOptions, dataset_from_args
 
     utkface_tree(tmp_path, ["UTKFace"])
     original = next((tmp_path / "UTKFace").glob("45_*"))

@@ -12,7 +12,7 @@ import pytest
 from analysis.report import build_report
 from tests.conftest import ROOT, epoch_row, final_row
 from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
-from trainable.results_files import ERROR_FILE, STOPPED_FILE, split_identity
+from trainable.results_layout import ERROR_FILE, STOPPED_FILE, split_identity
 
 N_TEST = 30
 LABELS = [i % 3 for i in range(N_TEST)]

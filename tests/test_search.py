@@ -13,7 +13,7 @@ from study.search import confirm_configs, paper_points, search_space, searched_k
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
-from trainable.results_files import BUDGET_FILE, OPTUNA_FILE
+from trainable.results_layout import BUDGET_FILE, OPTUNA_FILE
 
 
 def test_the_shipped_search_space_is_the_issues():

@@ -18,7 +18,7 @@ SPLITS = ("train", "val", "test")
 @dataclass(frozen=True, kw_only=True)
 class EpochRecord:
     """One epoch: its own values, and the best epoch's so far (the lowest val loss: the
-    weights kept), which Tune, ASHA and the searcher rank on (results_files.SELECTIONS);
+    weights kept), which Tune, ASHA and the searcher rank on (results_layout.SELECTIONS);
     NaN while no epoch had a finite loss."""
 
     epoch: int

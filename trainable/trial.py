@@ -1,5 +1,5 @@
 """One trial, start to finish, without Ray: inputs (trainable.inputs) -> fit (trainable.loop)
--> the best model's scores (trainable.best_scores).
+-> the best model's scores on every split (score_best).
 
 The Ray Tune entry point (`trainable.tune_trial`) only adapts `report` and
 `resume` to `tune.report` and `tune.get_checkpoint`.
@@ -14,15 +14,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from trainable.best_scores import score_best
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
-from trainable.data.dataset import FaceData
+from trainable.data.dataset import SPLITS, FaceData
 from trainable.device import pick_device, release_memory, resolve_precision
 from trainable.inputs import TrialInputs
-from trainable.loop import EarlyStopping, Examples, Recipe, TrainState, fit
+from trainable.loop import EarlyStopping, Examples, Recipe, TrainState, fit, predict
 from trainable.model import (
     FaceAgeNet,
     build_model,
@@ -32,7 +32,8 @@ from trainable.model import (
     weights_id,
     weights_label,
 )
-from trainable.records import EpochRecord, FinalRecord
+from trainable.records import EpochRecord, FinalRecord, reported, split_key
+from trainable.scoring import split_scores
 from trainable.transforms import CROP, SIZE
 
 Report = Callable[[dict[str, Any], dict[str, Any] | None], None]  # (metrics, checkpoint or None)
@@ -205,3 +206,31 @@ def model_description(
         "weights_label": weights_label(cfg.weights),
         "packages": {name: importlib.metadata.version(name) for name in ("torch", "torchvision", "facenet-pytorch")},
     }
+
+
+def score_best(
+    net: torch.nn.Module, inputs: TrialInputs, data: FaceData, state: TrainState, device: torch.device, precision: str
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy (mean per-class recall), macro-F1 and the normalized
+    confusion matrix of the restored best model on each split; None for the scores when no
+    epoch had a finite loss (the trial diverged at once)."""
+    seconds = np.cumsum([h.seconds for h in state.history])
+    best = state.stopper.best_epoch
+    scores: dict[str, Any] = {
+        reported.best_epoch: best,
+        reported.seconds_to_best: float(seconds[best - 1]) if best else None,
+        reported.train_seconds: float(seconds[-1]),
+    }
+    for split in SPLITS:
+        if not best:
+            scores.update({split_key(split, f"{m}_best"): None for m in ("acc", "bacc", "f1")})
+            continue
+        y = data.labels_of(split).numpy()
+        logits = predict(net, inputs.eval[split], device=device, precision=precision)
+        pred = logits.argmax(1).numpy()
+        split_score = split_scores(y, pred, len(data.classes))
+        scores.update({split_key(split, f"{m}_best"): split_score[m] for m in ("acc", "bacc", "f1")})
+        if split != "train":  # per image, in split order: paired tests against other models
+            scores[split_key(split, "pred")] = pred.tolist()
+        scores[split_key(split, "confusion")] = split_score["confusion"]
+    return scores

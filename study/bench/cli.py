@@ -31,9 +31,9 @@ from study.bench.kernels import kernel_figures, ray_overhead
 from study.bench.measure import ROOT
 from study.bench.paper import QUICK_RANGES, grid_table, grid_without_ray, paper_grid
 from study.bench.scale import scale, scale_table
+from trainable.atomic_io import write_json, write_text
 from trainable.data.dataset import DEFAULT_RANGES
 from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
-from trainable.files import write_json, write_text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

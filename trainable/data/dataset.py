@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from trainable.data.faces import Runner, crop_faces
+from trainable.data.face_detection import Runner, crop_faces
 from trainable.data.image_store import ImageWriter, StoredImages, default_store
 from trainable.data.layouts import (
     BAD_IMAGE_POLICIES,
@@ -36,7 +36,7 @@ from trainable.data.layouts import (
 from trainable.data.problems import Kind, Problem, grouped, printable, save_full_list
 from trainable.data.scan import Scan, scan_entries
 from trainable.errors import UserError
-from trainable.results_files import split_identity
+from trainable.results_layout import split_identity
 
 TRAIN_FRACTION = 0.6  # of the seeded stratified split; validation and test take half the rest each
 
@@ -60,7 +60,7 @@ class FaceData:
     converted: list[Problem] = field(default_factory=list)  # "path: what" of images converted on load
     groups: list[str] | None = None  # who each image shows (--group-by/--group-regex): one split per group
     duplicates: list[Problem] = field(default_factory=list)  # same bytes twice within one split: kept, noted
-    detection: dict | None = None  # with --detect-faces: trainable.data.faces.Detection, as a dict
+    detection: dict | None = None  # with --detect-faces: trainable.data.face_detection.Detection, as a dict
     faceless_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # photos without a face
     # The layout's subject (FG-NET's names) of each image, then of each photo without a face; None
     # where the layout names none. The unit of an evaluation's intervals (analysis.evaluate).
@@ -96,7 +96,7 @@ class FaceData:
 
     def split_record(self) -> dict[str, dict]:
         """The split as every results file records it: paths and labels per split, and
-        their identity (trainable.results_files.split_identity) to tell splits apart; with
+        their identity (trainable.results_layout.split_identity) to tell splits apart; with
         groups, who each image shows (the analysis counts people, not photos)."""
         paths = {s: [self.paths[i] for i in idx] for s, idx in self.split.items()}
         labels = {s: self.labels[idx].tolist() for s, idx in self.split.items()}
@@ -144,7 +144,7 @@ def load_dataset(
     files out and lists them in `FaceData.skipped`. The decoded images go to a file named
     by the dataset's fingerprint under `store` (default: image_store.default_store()).
     With `detect_faces` ('auto': for uncropped layouts) the images are the photos' face
-    crops (trainable.data.faces), found by `detect_runner` where the store lacks them.
+    crops (trainable.data.face_detection), found by `detect_runner` where the store lacks them.
     """
     root = os.path.abspath(root)
     layout = check_dataset_options(root, layout, on_bad_image, detect_faces, several_faces)

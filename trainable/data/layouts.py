@@ -5,7 +5,7 @@
 - `folders`: one sub-folder per class, any file names (seeded stratified split);
 - `utkface`: `AGE_GENDER_RACE_DATE.jpg[.chip.jpg]` names, age binned (default 1-4 / 5-27 /
   28+), in the root or in the folders of a download (`UTKFace/`, `crop_part1/`, ...) read
-  together; the in-the-wild photos (`part1/`...) go through face detection (trainable.data.faces);
+  together; the in-the-wild photos (`part1/`...) go through face detection (trainable.data.face_detection);
 - `fgnet`: FG-NET's `SSSAaa[x].JPG` names (subject SSS at age aa; a/b suffixes are more
   photos), age binned the same way, the subject kept as the photo's group.
 
@@ -24,7 +24,7 @@ import numpy as np
 from trainable.data.problems import Kind, Problem
 from trainable.errors import UserError
 
-# The data options' choices (trainable.data.options), kept where no torch is imported: a CLI
+# The data options' choices (trainable.data.dataset_options), kept where no torch is imported: a CLI
 # parses its arguments before the heavy modules load.
 SPLITS = ("train", "val", "test")
 GROUP_BY = ("none", "subject")  # --group-by: who is in a photo, from the layout's names

@@ -13,8 +13,8 @@ import importlib.util
 import torch
 from torch import nn
 
+from trainable.atomic_io import write_with
 from trainable.errors import UserError
-from trainable.files import write_with
 from trainable.model import FaceAgeNet, read_trained
 from trainable.transforms import SIZE
 

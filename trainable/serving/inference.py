@@ -14,7 +14,7 @@ from trainable.device import resolve_precision
 from trainable.errors import UserError
 from trainable.loop import predict
 from trainable.model import read_trained
-from trainable.results_files import BEST_DIR, MODEL_FILE
+from trainable.results_layout import BEST_DIR, MODEL_FILE
 from trainable.transforms import apply_transform
 
 CPU = torch.device("cpu")

@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from trainable.serving.faces import decoded
+from trainable.serving.face_crops import decoded
 from trainable.serving.inference import Predictor
 
 

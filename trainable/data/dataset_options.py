@@ -10,14 +10,14 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from trainable.cli_options import add_options, option
 from trainable.data.layouts import BAD_IMAGE_POLICIES, DEFAULT_RANGES, DETECT, GROUP_BY, LAYOUTS, SEVERAL_FACES, SPLITS
 from trainable.data.problems import grouped, save_full_list
 from trainable.errors import UserError
-from trainable.options import add_options, option
 
 if TYPE_CHECKING:  # the dataset's modules load torch: imported where a dataset is loaded, after parsing
     from trainable.data.dataset import FaceData
-    from trainable.data.faces import Runner
+    from trainable.data.face_detection import Runner
 
 
 def parse_ranges(train: str, val: str, test: str) -> dict[str, tuple[int, int]]:
@@ -117,7 +117,7 @@ def dataset_from_args(
     default image_store.default_store(); faces found by `detect_runner`, default in this
     process); skipped files are printed."""
     from trainable.data.dataset import load_dataset
-    from trainable.data.faces import Detection
+    from trainable.data.face_detection import Detection
 
     try:
         bins = tuple(int(b) for b in args.age_bins.split(","))

@@ -1,6 +1,6 @@
 """Face crops for a trained model from any photo: facenet-pytorch's MTCNN finds the
 faces and each is framed the way the el7008 training crops frame a face, by the same
-detector and `frame` as --detect-faces before training (trainable.data.faces); or the
+detector and `frame` as --detect-faces before training (trainable.data.face_detection); or the
 image is taken as a crop."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from trainable.data.faces import Detector, frame, largest_first, unsearchable
+from trainable.data.face_detection import Detector, frame, largest_first, unsearchable
 from trainable.data.scan import Unusable, decode_image, read_file
 from trainable.transforms import CROP
 
