@@ -1,18 +1,29 @@
 """What a running study prints: one line per trial event (start, end, error) with its
-name, state, epoch and validation scores, and where the study stands (trials done /
+name, state, epoch k/max and validation scores, and where the study stands (trials done /
 running / pending, elapsed, an estimate of what is left). On a terminal, a compact table
 of the running trials is also redrawn in place, at most once a second, as epochs come
-in. Tune's own output (status tables, per-trial result boxes) is off unless `-v`."""
+in; anywhere else (a log file, a batch job) each running trial gets a plain line at least
+every `every` seconds (--progress-every), never an escape code. Tune's own output (status
+tables, per-trial result boxes) is off unless `-v`.
+
+The time left is counted in epochs: each trial not ended has its max_epochs left, times
+the share of max_epochs the ended trials ran (early stopping and ASHA end most trials
+early), minus the epochs it has run; each epoch takes what its configuration's epochs
+took so far (all trials' mean for a configuration not yet seen), and the trials share
+the most slots seen running at once."""
 
 from __future__ import annotations
 
 import sys
 import time
+from statistics import fmean
 from typing import Any, TextIO
 
 from ray import tune
 
 from trainable.records import is_final, reported
+
+now = time.monotonic  # the clock, one name for tests to set
 
 
 def clock(seconds: float) -> str:
@@ -23,12 +34,18 @@ def clock(seconds: float) -> str:
 class Progress(tune.Callback):
     """Tune callback that prints the study's progress (see the module docstring)."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.started = time.monotonic()
+    def __init__(self, total: int, every: float = 30.0) -> None:
+        self.total, self.every = total, every
+        self.started = now()
+        self.said_at: dict[str, float] = {}  # running trial's name -> when its last line was printed
         self.last: dict[str, dict[str, Any]] = {}  # trial name -> its latest result
         self.ended: dict[str, str] = {}  # trial name -> how it ended
         self.running: set[str] = set()
+        self.max_epochs: dict[str, int] = {}  # trial name -> its max_epochs, for every trial Tune has made
+        self.kind: dict[str, str] = {}  # trial name -> its configuration
+        self.paces: dict[str, list[float]] = {}  # configuration -> its epochs' seconds
+        self.shares: list[float] = []  # ended trials: epochs run / max_epochs
+        self.slots = 1  # the most trials seen running at once
         self.drawn = 0  # table lines on screen below the event lines (terminal only)
         self.redrawn_at = 0.0
         self.counted = False
@@ -42,22 +59,36 @@ class Progress(tune.Callback):
         return self.stream.isatty()
 
     def setup(self, **info: Any) -> None:
-        self.started = time.monotonic()
+        self.started = now()
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
-        """Once, on the first step: trials a resumed study had already finished count as done."""
+        """Trials Tune has made, each with its max_epochs; on the first step, trials a resumed
+        study had already finished count as done. Off a terminal, the running trials' lines."""
         if not self.counted:
             self.counted = True
             self.ended.update({str(t): "earlier" for t in trials if t.status in ("TERMINATED", "ERROR")})
+        if len(trials) != len(self.max_epochs):
+            for t in trials:
+                config = getattr(t, "config", None) or {}
+                self.max_epochs.setdefault(str(t), int(config.get("max_epochs") or 0))
+                self.kind.setdefault(str(t), str(config.get("config_id", config.get("experiment", ""))))
+        self.heartbeat()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(str(trial))
+        self.slots = max(self.slots, len(self.running))
         self.event(trial, "started")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.last[str(trial)] = result
-        if self.live and time.monotonic() - self.redrawn_at > 1:
+        name = str(trial)
+        if reported.epoch_seconds in result and result.get(reported.epoch) != self.last.get(name, {}).get(
+            reported.epoch
+        ):  # a trial's final report repeats its last epoch
+            self.paces.setdefault(self.kind.get(name, ""), []).append(float(result[reported.epoch_seconds]))
+        self.last[name] = result
+        if self.live and now() - self.redrawn_at > 1:
             self.redraw()
+        self.heartbeat()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         result = self.last.get(str(trial), {})
@@ -68,27 +99,66 @@ class Progress(tune.Callback):
         self.end(trial, "error")
 
     def end(self, trial: Any, ended: str) -> None:
-        self.running.discard(str(trial))
-        self.ended[str(trial)] = ended
+        name = str(trial)
+        self.running.discard(name)
+        self.said_at.pop(name, None)
+        self.ended[name] = ended
+        if self.max_epochs.get(name):
+            self.shares.append(min(1.0, self.epochs_of(name) / self.max_epochs[name]))
         self.event(trial, ended)
+
+    def epochs_of(self, name: str) -> int:
+        return int(self.last.get(name, {}).get(reported.epoch) or 0)
 
     def event(self, trial: Any, what: str) -> None:
         self.clear()
-        result = self.last.get(str(trial), {})
-        scores = ""
-        if reported.epoch in result:
-            scores = epoch_line(result)
-        print(f"[{clock(time.monotonic() - self.started)}] {str(trial):<44} {what:<14} {scores}", file=self.stream)
-        print(f"    {self.summary()}", file=self.stream, flush=True)
+        self.say([str(trial)], what)
         if self.live:
             self.redraw()
+
+    def heartbeat(self) -> None:
+        """Off a terminal: a plain line for each running trial not heard of for `every` seconds."""
+        if not self.live:
+            quiet = sorted(n for n in self.running if now() - self.said_at.get(n, self.started) >= self.every)
+            if quiet:
+                self.say(quiet, "running")
+
+    def say(self, names: list[str], what: str) -> None:
+        """A line per trial, then where the study stands."""
+        for name in names:
+            print(f"[{clock(now() - self.started)}] {self.line(name, what)}", file=self.stream)
+            if name in self.running:
+                self.said_at[name] = now()
+        print(f"    {self.summary()}", file=self.stream, flush=True)
+
+    def line(self, name: str, what: str) -> str:
+        return f"{name:<44} {what:<14} {epoch_line(self.last.get(name, {}), self.max_epochs.get(name))}".rstrip()
+
+    def seconds_left(self) -> float | None:
+        """The estimate of the module docstring; None before any epoch was timed."""
+        timed = [s for paces in self.paces.values() for s in paces]
+        if not timed:
+            return None
+        overall, share = fmean(timed), fmean(self.shares) if self.shares else 1.0
+        known_max = [m for m in self.max_epochs.values() if m]
+        typical = fmean(known_max) if known_max else 0.0
+        seconds = 0.0
+        for name, most in self.max_epochs.items():
+            if name in self.ended:
+                continue
+            left = most * share - self.epochs_of(name)
+            left = max(left, 1.0 if name in self.running else 0.0)
+            seconds += left * fmean(self.paces.get(self.kind.get(name, ""), [overall]))
+        unmade = max(0, self.total - len(self.max_epochs))  # trials Tune has not made yet
+        seconds += unmade * typical * share * overall
+        return seconds / self.slots
 
     def summary(self) -> str:
         done, running = len(self.ended), len(self.running)
         pending = self.total - done - running
-        elapsed = time.monotonic() - self.started
-        left = f", about {clock(elapsed / done * (self.total - done))} left" if done else ""
-        return f"{done}/{self.total} done, {running} running, {pending} pending; {clock(elapsed)} elapsed{left}"
+        left = self.seconds_left() if done < self.total else 0.0
+        elapsed = clock(now() - self.started) + " elapsed" + (f", about {clock(left)} left" if left is not None else "")
+        return f"{done}/{self.total} done, {running} running, {pending} pending; {elapsed}"
 
     def clear(self) -> None:
         if self.live and self.drawn:
@@ -98,17 +168,20 @@ class Progress(tune.Callback):
     def redraw(self) -> None:
         """The running trials' latest epoch, below the event lines (terminal only)."""
         self.clear()
-        lines = []
-        for name in sorted(self.running):
-            r = self.last.get(name, {})
-            scores = epoch_line(r) if r else ""
-            lines.append(f"  running {name:<44} {scores}")
+        lines = [
+            f"  running {name:<44} {epoch_line(self.last.get(name, {}), self.max_epochs.get(name))}"
+            for name in sorted(self.running)
+        ]
         self.stream.write("".join(line + "\n" for line in lines))
         self.stream.flush()
         self.drawn = len(lines)
-        self.redrawn_at = time.monotonic()
+        self.redrawn_at = now()
 
 
-def epoch_line(record: dict) -> str:
+def epoch_line(record: dict, max_epochs: int | None = None) -> str:
+    """'epoch  6/40  val loss 0.812  val acc 0.700', or '' before the first epoch's report."""
+    if reported.epoch not in record:
+        return ""
     epoch, loss, acc = (record[k] for k in (reported.epoch, reported.val_loss, reported.val_acc))
-    return f"epoch {epoch:>3}  val loss {loss:.3f}  val acc {acc:.3f}"
+    of = f"/{max_epochs}" if max_epochs else ""
+    return f"epoch {epoch:>3}{of}  val loss {loss:.3f}  val acc {acc:.3f}"

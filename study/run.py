@@ -216,7 +216,7 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
         expansions=source.expansions,
     )
     budget = tune_setup.EpochBudget(spec.budget_epochs, plan.directory) if spec.budget_epochs else None
-    progress = [] if spec.verbose else [Progress(source.trials)]  # Tune's own output instead with -v
+    progress = [] if spec.verbose else [Progress(source.trials, spec.progress_every)]  # Tune's own with -v
     watchers = progress + tune_setup.tracking_callbacks(spec.mlflow, spec.wandb, plan.name, plan.directory)
     results = fit(spec, source, trainable, plan, budget=budget, callbacks=watchers)
     code = finish_study(spec, source, plan, results, trainable)
@@ -265,7 +265,7 @@ def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trai
         print("\nNothing to confirm: no configuration has a score on every seed.")
         return code if source.ranges is None else finish(plan, results)
     print(f"\nConfirming {confirm.label}")
-    progress = [] if spec.verbose else [Progress(confirm.trials)]
+    progress = [] if spec.verbose else [Progress(confirm.trials, spec.progress_every)]
     confirmed = fit(spec, confirm, trainable, plan, CONFIRM_DIR, callbacks=progress)
     return max(code, finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR)))
 

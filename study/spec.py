@@ -175,6 +175,12 @@ class StudySpec:
     dashboard_host: str = option("127.0.0.1", "interface the dashboard listens on", runtime=True)
     dry_run: bool = option(False, "print the trials and exit without Ray", runtime=True)
     verbose: bool = option(False, "Tune's full output and Ray's log messages", flags=("-v", "--verbose"), runtime=True)
+    progress_every: float = option(
+        30.0,
+        "off a terminal (a log file, a batch job), a line per running trial at least every S seconds",
+        metavar="S",
+        runtime=True,
+    )
 
     def __post_init__(self) -> None:
         check(self)
@@ -277,6 +283,8 @@ def check(spec: StudySpec) -> None:
             f"--name {spec.name!r}: a study's name is one folder name: letters, digits, '.', '_', '-', '+', "
             "'=' or ',', not starting with '.' (no '/', no '..')."
         )
+    if not 0 < spec.progress_every < math.inf:  # NaN fails too
+        raise UserError(f"--progress-every must be a finite number of seconds > 0, got {spec.progress_every}.")
     if spec.cpus_per_trial is not None and not 0 < spec.cpus_per_trial < math.inf:  # NaN fails too
         raise UserError(f"--cpus-per-trial must be a finite number > 0, got {spec.cpus_per_trial}.")
     if not math.isfinite(spec.gpus_per_trial):

@@ -42,6 +42,9 @@ def test_bad_options(capsys, tmp_path):
     assert "--cpus-per-trial must be a finite number > 0" in fails(capsys, "--grid", "smoke", "--cpus-per-trial", "0")
     assert "--weights" in fails(capsys, "--grid", "smoke", "--weights", str(tmp_path / "w.pt"))
     assert "--train-range" in fails(capsys, "--grid", "smoke", "--data", ".", "--train-range", "x")
+    assert "--progress-every must be a finite number of seconds > 0, got nan" in fails(
+        capsys, "--grid", "smoke", "--progress-every", "nan"
+    )
 
 
 def test_unknown_grid_names_the_valid_ones(capsys):

@@ -65,6 +65,73 @@ def test_the_console_prints_one_line_per_event_and_where_the_study_stands(monkey
     assert clock(3725) == "1:02:05"
 
 
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def made(name, max_epochs, config_id, status="PENDING"):
+    trial = FakeTrial(name, status)
+    trial.config = {"max_epochs": max_epochs, "config_id": config_id}
+    return trial
+
+
+def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_every_seconds(monkeypatch):
+    out, clock_ = io.StringIO(), Clock()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("study.console.now", clock_)
+    progress = Progress(total=2, every=30)
+    a, b = made("e01-a-s0", 40, "1"), made("e02-b-s0", 40, "2")
+    progress.on_step_begin(0, [a, b])
+    progress.on_trial_start(0, [], a)
+    progress.on_trial_start(0, [], b)
+    clock_.t = 12
+    progress.on_trial_result(0, [], a, epoch_row(epoch=6, val_loss=0.8125, val_acc=0.7, epoch_seconds=2.0))
+    before = len(out.getvalue().splitlines())
+    clock_.t = 29
+    progress.on_step_begin(0, [a, b])
+    assert len(out.getvalue().splitlines()) == before  # not yet 30 s
+    clock_.t = 31
+    progress.on_step_begin(0, [a, b])
+    lines = out.getvalue().splitlines()[before:]
+    assert lines[0].startswith("[0:00:31] e01-a-s0") and "running" in lines[0]
+    assert "epoch   6/40  val loss 0.812  val acc 0.700" in lines[0]
+    assert lines[1].startswith("[0:00:31] e02-b-s0") and "epoch" not in lines[1]  # its first epoch under way
+    assert lines[2].strip().startswith("0/2 done, 2 running, 0 pending; 0:00:31 elapsed, about")
+    assert "\x1b" not in out.getvalue()
+    clock_.t = 50
+    progress.on_step_begin(0, [a, b])
+    assert len(out.getvalue().splitlines()) == before + 3
+    clock_.t = 61
+    progress.on_trial_result(0, [], b, epoch_row(epoch=1, epoch_seconds=30.0))
+    assert len(out.getvalue().splitlines()) == before + 6
+
+
+def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
+    """Four trials of 10 epochs, two at a time; configuration 1's epochs take 1 s, 2's take
+    3 s. Halfway through the first two, what is left is known exactly: (5 + 5x3 + 10 + 10x3) / 2."""
+    out, clock_ = io.StringIO(), Clock()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("study.console.now", clock_)
+    progress = Progress(total=4)
+    trials = [made("e01-s0", 10, "1"), made("e02-s0", 10, "2"), made("e01-s1", 10, "1"), made("e02-s1", 10, "2")]
+    progress.on_step_begin(0, trials)
+    for trial in trials[:2]:
+        progress.on_trial_start(0, trials, trial)
+    for epoch in range(1, 6):
+        progress.on_trial_result(0, trials, trials[0], epoch_row(epoch=epoch, epoch_seconds=1.0))
+        progress.on_trial_result(0, trials, trials[1], epoch_row(epoch=epoch, epoch_seconds=3.0))
+    assert progress.seconds_left() == (5 * 1 + 5 * 3 + 10 * 1 + 10 * 3) / 2
+    # The first ends by early stopping at epoch 5: the others are expected to run half their epochs too.
+    progress.on_trial_result(0, trials, trials[0], final_row(epoch=5, stopped_by="early_stopping"))
+    progress.on_trial_complete(0, trials, trials[0])
+    assert progress.seconds_left() == (1 * 3 + 5 * 1 + 5 * 3) / 2  # the running one: at least one more epoch
+    assert "about 0:00:11 left" in out.getvalue().splitlines()[-1]
+
+
 def test_trial_directories_are_named_before_tune_resolves_sample_from():
     """Tune names a trial while its sample_from values are still placeholders: the name
     comes from the experiment number, which a grid_search resolves first."""
