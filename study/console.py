@@ -8,9 +8,9 @@ tables, per-trial result boxes) is off unless `-v`.
 
 The time left is counted in epochs: each trial not ended has its max_epochs left, times
 the share of max_epochs the ended trials ran (early stopping and ASHA end most trials
-early), minus the epochs it has run; each epoch takes what its configuration's epochs
-took so far (all trials' mean for a configuration not yet seen), and the trials share
-the most slots seen running at once."""
+early), minus the epochs it has run; each epoch takes what the epochs of its kind took so
+far (the same freezing, augmentation, batch size and precisions; all trials' mean for a kind not yet
+seen), and the trials share the most slots seen running at once."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ray import tune
 from trainable.records import is_final, reported
 
 now = time.monotonic  # the clock, one name for tests to set
+PACE_KEYS = ("freeze", "augmentation", "augment_views", "batch_size", "precision", "train_precision")  # a kind
 
 
 def clock(seconds: float) -> str:
@@ -42,8 +43,8 @@ class Progress(tune.Callback):
         self.ended: dict[str, str] = {}  # trial name -> how it ended
         self.running: set[str] = set()
         self.max_epochs: dict[str, int] = {}  # trial name -> its max_epochs, for every trial Tune has made
-        self.kind: dict[str, str] = {}  # trial name -> its configuration
-        self.paces: dict[str, list[float]] = {}  # configuration -> its epochs' seconds
+        self.kind: dict[str, str] = {}  # trial name -> its kind (PACE_KEYS)
+        self.paces: dict[str, list[float]] = {}  # kind -> its epochs' seconds
         self.shares: list[float] = []  # ended trials: epochs run / max_epochs
         self.slots = 1  # the most trials seen running at once
         self.drawn = 0  # table lines on screen below the event lines (terminal only)
@@ -71,7 +72,7 @@ class Progress(tune.Callback):
             for t in trials:
                 config = getattr(t, "config", None) or {}
                 self.max_epochs.setdefault(str(t), int(config.get("max_epochs") or 0))
-                self.kind.setdefault(str(t), str(config.get("config_id", config.get("experiment", ""))))
+                self.kind.setdefault(str(t), "/".join(str(config.get(k)) for k in PACE_KEYS))
         self.heartbeat()
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -176,6 +177,19 @@ class Progress(tune.Callback):
         self.stream.flush()
         self.drawn = len(lines)
         self.redrawn_at = now()
+
+
+def wait_for(refs: list, every: float, what: str) -> list[tuple[Any, Any]]:
+    """(ref, result) of Ray tasks in the order they finish, with a line as each finishes
+    or after `every` seconds without one: '  3/8 shards encoded, 41 s'."""
+    import ray
+
+    started, pending, finished = now(), list(refs), []
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1, timeout=every)
+        finished += [(ref, ray.get(ref)) for ref in done]
+        print(f"  {len(refs) - len(pending)}/{len(refs)} {what}, {now() - started:.0f} s", flush=True)
+    return finished
 
 
 def epoch_line(record: dict, max_epochs: int | None = None) -> str:

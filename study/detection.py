@@ -13,6 +13,7 @@ import ray
 import torch
 
 from study.cluster import start_ray
+from study.console import wait_for
 from study.encoding import shards
 from study.spec import StudySpec
 from trainable.atomic_io import host
@@ -35,7 +36,8 @@ def ray_runner(spec: StudySpec) -> Runner:
         parts = shards(len(hashes), int(ray.cluster_resources().get("CPU", 1)))
         print(f"Finding faces in {len(hashes)} photo(s) the store lacks: {len(parts)} Ray task(s)")
         started = time.perf_counter()
-        ray.get([_detect_shard.remote(images.subset(range(a, b)), hashes[a:b], folder) for a, b in parts])
+        tasks = [_detect_shard.remote(images.subset(range(a, b)), hashes[a:b], folder) for a, b in parts]
+        wait_for(tasks, spec.progress_every, "face-finding tasks done")
         print(f"Found in {time.perf_counter() - started:.1f} s, task start-up included")
 
     return run

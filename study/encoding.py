@@ -16,6 +16,7 @@ from typing import Any
 import ray
 import torch
 
+from study.console import wait_for
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.data.dataset import FaceData
@@ -49,9 +50,10 @@ def _encode_shard(config: dict, data: FaceData, encoding: Encoding, start: int, 
 
 
 def encode_for_trials(
-    configs: list[dict[str, Any]], data: FaceData, cache_dir: str, *, cpus: float, gpus: float
+    configs: list[dict[str, Any]], data: FaceData, cache_dir: str, *, cpus: float, gpus: float, every: float = 30.0
 ) -> None:
-    """Encode, seal and report what the trials of `configs` will read from the cache."""
+    """Encode, seal and report what the trials of `configs` will read from the cache: a
+    line when a shard is done, or after `every` seconds without one (--progress-every)."""
     todo = wanted(configs)
     if not todo:
         return
@@ -69,12 +71,9 @@ def encode_for_trials(
     started = time.perf_counter()
     print(f"Encoding {len(todo)} trunk output set(s) for the cached trials: {len(tasks)} shard task(s)")
     keys: dict[str, tuple[dict, int]] = {}
-    pending = list(tasks)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        key = ray.get(done[0])
+    for ref, key in wait_for(list(tasks), every, "shards encoded"):
         if key is not None:
-            keys[repr(sorted(key.items()))] = (key, tasks[done[0]])
+            keys[repr(sorted(key.items()))] = (key, tasks[ref])
     cache = TrunkCache(cache_dir)
     for key, rows in keys.values():
         try:

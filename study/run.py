@@ -206,7 +206,14 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     if not spec.resume:
         record_study(plan, spec, argv, data, **source.record)
     if source.ranges is None:  # a grid's trunk outputs, encoded once for all its trials
-        encode_for_trials(plan.configs, data, spec.cache_dir, cpus=spec.cpus_per_trial or 1, gpus=spec.gpus_per_trial)
+        encode_for_trials(
+            plan.configs,
+            data,
+            spec.cache_dir,
+            cpus=spec.cpus_per_trial or 1,
+            gpus=spec.gpus_per_trial,
+            every=spec.progress_every,
+        )
     trainable = tune_setup.make_trainable(
         data,
         cache_dir=spec.cache_dir,

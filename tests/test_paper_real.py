@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from analysis.results import load_study
+from study.bench.progress_log import read_log, table
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import RANDOM_INIT_NOTICE
 
@@ -39,6 +40,8 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
             str(tmp_path),
             "--name",
             "paper",
+            "--progress-every",
+            "5",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -57,6 +60,12 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
         assert any(d.startswith("checkpoint_") for d in os.listdir(tmp_path / "paper" / trial))
     assert "Settings per configuration" in proc.stdout and "none (random init)" in proc.stdout
     assert proc.stdout.rstrip().endswith(RANDOM_INIT_NOTICE)
+    # Its log, read back as study.bench.progress_log reads one: no running trial went more than
+    # --progress-every (plus Tune's step and a checkpoint's write) without a line; encoding said how far it was.
+    assert "shards encoded" in proc.stdout
+    progress = read_log(proc.stdout)
+    assert progress["max_gap_s"] <= 5 + 10, table(progress)
+    print(table(progress))
     confirmed, _ = load_study(str(tmp_path / "paper" / "confirm"), "confirm/")
     assert sorted(confirmed.seed) == [3, 4, 5] and confirmed.config_id.nunique() == 1  # the best, fresh seeds
     for module, args in (

@@ -73,9 +73,9 @@ class Clock:
         return self.t
 
 
-def made(name, max_epochs, config_id, status="PENDING"):
+def made(name, max_epochs, kind, status="PENDING"):
     trial = FakeTrial(name, status)
-    trial.config = {"max_epochs": max_epochs, "config_id": config_id}
+    trial.config = {"max_epochs": max_epochs, "freeze": "block8", "augmentation": kind, "batch_size": 8}
     return trial
 
 
@@ -84,7 +84,7 @@ def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_ever
     monkeypatch.setattr("sys.stdout", out)
     monkeypatch.setattr("study.console.now", clock_)
     progress = Progress(total=2, every=30)
-    a, b = made("e01-a-s0", 40, "1"), made("e02-b-s0", 40, "2")
+    a, b = made("e01-a-s0", 40, "none"), made("e02-b-s0", 40, "online")
     progress.on_step_begin(0, [a, b])
     progress.on_trial_start(0, [], a)
     progress.on_trial_start(0, [], b)
@@ -111,13 +111,15 @@ def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_ever
 
 
 def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
-    """Four trials of 10 epochs, two at a time; configuration 1's epochs take 1 s, 2's take
-    3 s. Halfway through the first two, what is left is known exactly: (5 + 5x3 + 10 + 10x3) / 2."""
+    """Four trials of 10 epochs, two at a time; one kind's epochs take 1 s, the other's 3 s
+    (augmentation none and online). Halfway through the first two, what is left is known
+    exactly: (5 + 5x3 + 10 + 10x3) / 2."""
     out, clock_ = io.StringIO(), Clock()
     monkeypatch.setattr("sys.stdout", out)
     monkeypatch.setattr("study.console.now", clock_)
     progress = Progress(total=4)
-    trials = [made("e01-s0", 10, "1"), made("e02-s0", 10, "2"), made("e01-s1", 10, "1"), made("e02-s1", 10, "2")]
+    kinds = ("none", "online", "none", "online")
+    trials = [made(f"e0{i % 2 + 1}-s{i // 2}", 10, kind) for i, kind in enumerate(kinds)]
     progress.on_step_begin(0, trials)
     for trial in trials[:2]:
         progress.on_trial_start(0, trials, trial)
@@ -155,3 +157,32 @@ def test_searched_trials_are_numbered_from_tunes_counter_and_named_by_their_valu
     random_trial = FakeTrial("y")  # BasicVariantGenerator: counts from 0, its ids end in the count
     random_trial.trial_id, random_trial.experiment_tag, random_trial.config = "3f1c2_00006", "6_lr=0.0003", config
     assert names(random_trial) == "t007-lr0.00032-sgd-m0.9-b16"
+
+
+def test_a_log_read_back_gives_the_longest_silence_and_the_estimates_error():
+    from study.bench.progress_log import read_log, table
+
+    log = """Images per class ...
+[0:00:00] e01-a-s0                                     started
+    0/2 done, 1 running, 1 pending; 0:00:00 elapsed
+[0:00:30] e01-a-s0                                     running        epoch   3/10  val loss 0.900  val acc 0.500
+    0/2 done, 1 running, 1 pending; 0:00:30 elapsed, about 0:02:00 left
+[0:01:00] e01-a-s0                                     max_epochs     epoch  10/10  val loss 0.700  val acc 0.600
+    1/2 done, 0 running, 1 pending; 0:01:00 elapsed, about 0:01:00 left
+[0:01:00] e01-a-s1                                     started
+    1/2 done, 1 running, 0 pending; 0:01:00 elapsed, about 0:01:00 left
+[0:01:40] e01-a-s1                                     max_epochs     epoch  10/10  val loss 0.700  val acc 0.600
+    2/2 done, 0 running, 0 pending; 0:01:40 elapsed, about 0:00:00 left
+Confirming ...
+    1/1 done, 0 running, 0 pending; 0:09:00 elapsed
+"""
+    read = read_log(log)
+    assert read["duration_s"] == 100 and (read["max_gap_s"], read["max_gap_trial"]) == (40, "e01-a-s1")
+    assert [(r["elapsed_s"], r["estimate_s"], r["truth_s"], r["error_s"]) for r in read["estimates"]] == [
+        (None, None, None, None),
+        (30, 120, 70, 50),
+        (60, 60, 40, 20),
+    ]
+    assert "| 50% | 30 | 120 | 70 | +50 |" in table(read)
+    with pytest.raises(ValueError, match="no study that ended"):
+        read_log(log.split("[0:01:40]")[0])
