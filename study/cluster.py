@@ -28,7 +28,7 @@ def start_ray(spec: StudySpec) -> Any:
 
     if ray.is_initialized():
         return ray
-    ray_internals.quiet_authentication_log()  # shown even without -v
+    ray_internals.quiet_authentication_log(spec.verbose)
     if not spec.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     context = ray.init(

@@ -8,9 +8,10 @@ tables, per-trial result boxes) is off unless `-v`.
 
 The time left is counted in epochs: each trial not ended has its max_epochs left, times
 the share of max_epochs the ended trials ran (early stopping and ASHA end most trials
-early), minus the epochs it has run; each epoch takes what the epochs of its kind took so
-far (the same freezing, augmentation, batch size and precisions; all trials' mean for a kind not yet
-seen), and the trials share the most slots seen running at once."""
+early; until a trial ends, all of them, and the line says "up to"), minus the epochs it
+has run; each epoch takes what the epochs of its kind took so far (the same freezing,
+augmentation, batch size and precisions; all trials' mean for a kind not yet seen), and
+the trials share the most slots seen running at once."""
 
 from __future__ import annotations
 
@@ -158,8 +159,14 @@ class Progress(tune.Callback):
         done, running = len(self.ended), len(self.running)
         pending = self.total - done - running
         left = self.seconds_left() if done < self.total else 0.0
-        elapsed = clock(now() - self.started) + " elapsed" + (f", about {clock(left)} left" if left is not None else "")
-        return f"{done}/{self.total} done, {running} running, {pending} pending; {elapsed}"
+        if left is None:
+            estimate = ""
+        elif self.shares or done == self.total:
+            estimate = f", about {clock(left)} left"
+        else:  # nothing yet says how early trials stop
+            estimate = f", up to {clock(left)} left (each trial at its max_epochs until one ends)"
+        where = f"{done}/{self.total} done, {running} running, {pending} pending"
+        return f"{where}; {clock(now() - self.started)} elapsed{estimate}"
 
     def clear(self) -> None:
         if self.live and self.drawn:

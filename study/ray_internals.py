@@ -14,7 +14,8 @@ from typing import Any
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-# Ray logs a line about token authentication on every ray.init, at INFO, whatever its level.
+# Ray logs lines about token authentication on every ray.init (INFO, and a WARNING that it
+# is on by default), whatever ray.init's logging_level.
 AUTH_LOGGER = "ray._private.authentication"
 
 # The file a grid's trial generator (BasicVariantGenerator) saves beside Tune's experiment
@@ -22,8 +23,9 @@ AUTH_LOGGER = "ray._private.authentication"
 GRID_STATE = BasicVariantGenerator.CKPT_FILE_TMPL
 
 
-def quiet_authentication_log() -> None:
-    logging.getLogger(AUTH_LOGGER).setLevel(logging.WARNING)
+def quiet_authentication_log(verbose: bool) -> None:
+    """Ray's token lines only with -v: the study prints how to get the token itself."""
+    logging.getLogger(AUTH_LOGGER).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 def autoscaler_node_groups() -> dict[str, dict[str, float]]:

@@ -16,10 +16,15 @@ def trainable(config):  # never run: trials are only generated
     pass
 
 
-def test_the_authentication_logger_is_a_ray_module():
+def test_the_authentication_logger_is_a_ray_module_and_its_token_warning_under_it():
     assert importlib.util.find_spec(ray_internals.AUTH_LOGGER) is not None, (
         f"Ray has no module {ray_internals.AUTH_LOGGER} any more: study.cluster quiets its logger at ray.init; "
-        "find where Ray now logs its token line"
+        "find where Ray now logs its token lines"
+    )
+    from ray._private.authentication import authentication_token_setup
+
+    assert authentication_token_setup.logger.name.startswith(ray_internals.AUTH_LOGGER + "."), (
+        "Ray's 'Token authentication is enabled' warning moved out of the logger study.cluster quiets"
     )
 
 
