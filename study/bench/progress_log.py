@@ -15,7 +15,9 @@ import sys
 from typing import Any
 
 TRIAL_LINE = re.compile(r"^\[(\d+):(\d\d):(\d\d)\] (\S+)\s+(\S+)")
-SUMMARY = re.compile(r"^\s+(\d+)/(\d+) done, .*; (\d+):(\d\d):(\d\d) elapsed(?:, (?:about|up to) (\d+):(\d\d):(\d\d) left)?")
+SUMMARY = re.compile(
+    r"^\s+(\d+)/(\d+) done, .*; (\d+):(\d\d):(\d\d) elapsed(?:, (?:about|up to) (\d+):(\d\d):(\d\d) left)?"
+)
 AT = (0.25, 0.5, 0.75)
 
 
