@@ -67,14 +67,18 @@ def test_predict_names_every_image_and_says_why_some_have_no_prediction(model_fi
     Image.fromarray(gradient).save(folder / "landscape.jpg")
     (folder / "notes.jpg").write_text("this is text")
     Image.new("RGB", (1, 1)).save(folder / "dot.png")  # nothing MTCNN can search: a row, not a traceback
+    (folder / "clear\x1b[2J\u2028\u202eit.jpg").write_text("a name that would drive a terminal")
     proc = cli("study.predict", "--model", model_file, str(folder), "--out", str(tmp_path / "rows.csv"))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip().startswith(str(folder))}
-    assert len(rows) == 4 and "1x1 px is smaller than the smallest face searched for" in rows[str(folder / "dot.png")]
+    assert len(rows) == 5 and "1x1 px is smaller than the smallest face searched for" in rows[str(folder / "dot.png")]
+    written = proc.stdout + open(tmp_path / "rows.csv").read()
+    assert not any(c in written for c in "\x1b\u2028\u202e")  # escaped, in the lines and the CSV
+    assert str(folder / "clear\\x1b[2J\\u2028\\u202eit.jpg") in rows
     assert any(c in rows[str(folder / "face.jpg")] for c in CLASSES)
     assert "no face found" in rows[str(folder / "landscape.jpg")]
     assert "cannot be decoded as an image" in rows[str(folder / "notes.jpg")]
-    assert len(open(tmp_path / "rows.csv").read().splitlines()) == 5
+    assert len(open(tmp_path / "rows.csv").read().splitlines()) == 6
 
 
 @pytest.mark.slow
