@@ -126,6 +126,8 @@ def read_grid(path: str) -> Grid:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise UserError(f"--grid {path} is not valid YAML: {where}{getattr(err, 'problem', err)}.") from None
+    except RecursionError:
+        raise UserError(f"--grid {path}: nested too deeply to read (a grid file is a few levels deep).") from None
     if not isinstance(spec, dict):
         raise UserError(f"--grid {path}: expected a mapping of settings at the top, got {type(spec).__name__}.")
     fields = TrialConfig().to_dict()
@@ -210,7 +212,7 @@ def parse_settings(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
             raise UserError(f"--set {item!r}: expected KEY=VALUE, e.g. --set dropout=0.3.")
         try:
             value = yaml.load(text, Loader=GridLoader) if text else ""
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             value = text
         settings[key] = typed("", key, text if value is None else value, source=f"--set {item}")
     try:

@@ -23,6 +23,7 @@ from trainable.results_layout import DEFAULT_SELECT, SELECTIONS
 from trainable.seeds import MAX_SEED
 
 STUDY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")
+MAX_NAME = 200  # a folder name: file systems allow 255 bytes, and Ray's files inside add to paths
 # The options that set one trial config key for every trial (None: the grid's own value).
 OVERRIDES = (
     "weights",
@@ -278,6 +279,8 @@ def check(spec: StudySpec) -> None:
     """Every setting that can be checked without reading a file, each error naming its option."""
     if spec.grid is None:
         raise UserError("--grid is required (one of " + ", ".join(sorted(GRIDS)) + ") unless --resume.")
+    if spec.name is not None and len(spec.name) > MAX_NAME:
+        raise UserError(f"--name: at most {MAX_NAME} characters (it names a folder), got {len(spec.name)}.")
     if spec.name is not None and not STUDY_NAME.fullmatch(spec.name):
         raise UserError(
             f"--name {spec.name!r}: a study's name is one folder name: letters, digits, '.', '_', '-', '+', "

@@ -45,6 +45,12 @@ def test_bad_options(capsys, tmp_path):
     assert "--progress-every must be a finite number of seconds > 0, got nan" in fails(
         capsys, "--grid", "smoke", "--progress-every", "nan"
     )
+    assert "--name: at most 200 characters (it names a folder), got 300." in fails(
+        capsys, "--grid", "smoke", "--name", "x" * 300
+    )
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("lr: " + "[" * 50_000 + "]" * 50_000 + "\n")  # PyYAML recurses per level
+    assert "nested too deeply to read" in fails(capsys, "--grid", str(deep))
 
 
 def test_unknown_grid_names_the_valid_ones(capsys):
