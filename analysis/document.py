@@ -1,11 +1,14 @@
 """The report's document model: headings, paragraphs, tables and figures, written as
-Markdown and as one self-contained HTML file (figures inlined, text escaped)."""
+Markdown and as one self-contained HTML file (figures inlined, text escaped); every table
+also as CSV and as a LaTeX booktabs tabular (tables/NN-heading.csv, .tex) for a paper's
+appendix, each linked under its table."""
 
 from __future__ import annotations
 
 import base64
 import html
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +39,25 @@ class Document:
         self.blocks.append(("notice", text))
 
     def table(self, frame: pd.DataFrame) -> None:
-        self.blocks.append(("table", frame))
+        """A table, named after its section and its number: tables/03-summary.csv and .tex."""
+        heading = next((block[2] for block in reversed(self.blocks) if block[0] == "h"), "table")
+        number = 1 + sum(block[0] == "table" for block in self.blocks)
+        words = re.sub(r"[^a-z0-9]+", " ", heading.lower()).split()
+        slug = "-".join(w for i, w in enumerate(words) if len("-".join(words[: i + 1])) <= 32) or "table"
+        self.blocks.append(("table", frame, f"tables/{number:02d}-{slug}"))
+
+    def write_tables(self, out_dir: str) -> None:
+        """Each table as CSV and as LaTeX, under out_dir/tables/ (emptied first)."""
+        from trainable.atomic_io import write_csv, write_text
+
+        folder = os.path.join(out_dir, "tables")
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            os.remove(os.path.join(folder, name))
+        for block in self.blocks:
+            if block[0] == "table":
+                write_csv(os.path.join(out_dir, block[2] + ".csv"), block[1])
+                write_text(os.path.join(out_dir, block[2] + ".tex"), latex_table(block[1]))
 
     def figure(self, name: str, caption: str) -> None:
         self.blocks.append(("img", name, caption))
@@ -52,7 +73,9 @@ class Document:
             elif kind == "notice":
                 out.append(f"> **{block[1]}**")
             elif kind == "table":
-                out.append(markdown_table(block[1]))
+                out.append(
+                    markdown_table(block[1]) + f"\n\nThis table as [CSV]({block[2]}.csv), [LaTeX]({block[2]}.tex)."
+                )
             else:
                 out.append(f"![{block[2]}]({block[1]})")
         return "\n\n".join(out) + "\n"
@@ -74,7 +97,9 @@ class Document:
         if kind == "notice":
             return f"<p class='notice'><strong>{html.escape(block[1])}</strong></p>"
         if kind == "table":
-            return block[1].to_html(index=False, escape=True, na_rep="—", border=0)
+            csv, tex = (f"<a href='{block[2]}.{ext}'>{what}</a>" for ext, what in (("csv", "CSV"), ("tex", "LaTeX")))
+            links = f"<p><small>This table as {csv}, {tex}.</small></p>"
+            return block[1].to_html(index=False, escape=True, na_rep="—", border=0) + links
         with open(os.path.join(figures_dir, block[1]), "rb") as f:
             data = base64.b64encode(f.read()).decode()
         caption = html.escape(block[2])
@@ -82,11 +107,44 @@ class Document:
         return f"<figure>{image}<figcaption>{caption}</figcaption></figure>"
 
 
+def number_text(v: Any) -> str | None:
+    """A float as the tables show it (4 significant digits, "—" for none); None if not a float."""
+    if isinstance(v, float):
+        return "—" if np.isnan(v) else f"{v:.4g}"
+    return None
+
+
+LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {
+    "\\": r"\textbackslash{}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_table(frame: pd.DataFrame) -> str:
+    """A booktabs tabular (\\usepackage{booktabs}): numbers right-aligned, text escaped."""
+
+    def cell(v: Any) -> str:
+        text = number_text(v)
+        return "--" if text == "—" else text if text is not None else "".join(LATEX_SPECIAL.get(c, c) for c in str(v))
+
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    lines = [
+        "\\begin{tabular}{" + "".join("r" if n else "l" for n in numeric) + "}",
+        "\\toprule",
+        " & ".join(cell(str(c)) for c in frame.columns) + " \\\\",
+        "\\midrule",
+        *(" & ".join(cell(v) for v in row) + " \\\\" for row in frame.itertuples(index=False)),
+        "\\bottomrule",
+        "\\end{tabular}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     def cell(v: Any) -> str:
-        if isinstance(v, float):
-            return "—" if np.isnan(v) else f"{v:.4g}"
-        return str(v).replace("|", "\\|")
+        text = number_text(v)
+        return text if text is not None else str(v).replace("|", "\\|")
 
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]

@@ -73,6 +73,7 @@ def build_report(
         epochs = epochs_with_settings(s.trials, s.epochs)
         write_csv(os.path.join(out_dir, "epochs.csv"), epochs)
     write_text(os.path.join(out_dir, "report.md"), doc.markdown())
+    doc.write_tables(out_dir)
     write_text(os.path.join(out_dir, "report.html"), doc.html(out_dir))
     return doc, s.notes
 

@@ -405,9 +405,12 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
     os.makedirs(directory, exist_ok=True)
 
     def save(fig, name: str, caption: str) -> None:
-        write_with(os.path.join(directory, name), lambda tmp: fig.savefig(tmp, dpi=110, format=name.rsplit(".")[-1]))
+        """The figure as PNG for the page and as SVG (vector, for a paper) beside it."""
+        stem = name.removesuffix(".png")
+        write_with(os.path.join(directory, name), lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
+        write_with(os.path.join(directory, stem + ".svg"), lambda tmp: fig.savefig(tmp, format="svg"))
         plt.close(fig)
-        doc.figure(f"figures/{name}", caption)
+        doc.figure(f"figures/{name}", f"{caption} (also figures/{stem}.svg)")
 
     shown = s.configs.head(MAX_SHOWN)
     if (shown.scored > 0).any() or btable is not None:

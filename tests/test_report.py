@@ -2,6 +2,8 @@
 for random weights, other splits, single seeds, unfinished and diverged trials."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -262,6 +264,27 @@ def test_any_study_with_two_varying_settings_gets_the_exploration_figures(tmp_pa
     assert "| hyperparameter | importance (drop in held-out R²) | ± sd |" in section
     rows = {line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")}
     assert {"batch_size", "augmentation"} <= rows
+
+
+def test_every_table_is_also_csv_and_latex_and_every_figure_also_svg(tmp_path):
+    """For a paper's appendix: tables/NN-section.csv and .tex, linked under each table, and
+    an SVG beside each PNG; a second report leaves no table of the first behind."""
+    study = make_study(tmp_path, [(e, s, "max_epochs", 0.8) for e in (1, 2, 3) for s in (0, 1)])
+    markdown, _ = report(study)
+    out = study / "report"
+    links = re.findall(r"This table as \[CSV\]\((tables/[^)]+)\.csv\), \[LaTeX\]\(\1\.tex\)", markdown)
+    assert len(links) == markdown.count("\n|---") >= 5 and len(set(links)) == len(links)
+    assert sorted(os.listdir(out / "tables")) == sorted(f"{link[7:]}.{ext}" for link in links for ext in ("csv", "tex"))
+    summary = next(link for link in links if "summary" in link)
+    frame = pd.read_csv(out / f"{summary}.csv")
+    tex = (out / f"{summary}.tex").read_text()
+    assert tex.startswith("\\begin{tabular}{") and "\\toprule" in tex and tex.rstrip().endswith("\\end{tabular}")
+    assert tex.count(" \\\\\n") == len(frame) + 1  # the header and one line per row
+    pngs = [n for n in os.listdir(out / "figures") if n.endswith(".png")]
+    assert pngs and all((out / "figures" / n.replace(".png", ".svg")).exists() for n in pngs)
+    (out / "tables" / "99-old.csv").write_text("stale")
+    report(study)
+    assert "99-old.csv" not in os.listdir(out / "tables")
 
 
 def test_importance_is_scored_on_held_out_trials():
