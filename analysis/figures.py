@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.tables import AXES, budget_curve  # noqa: E402
 from trainable.records import reported, split_key
@@ -34,6 +35,7 @@ def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFram
                 ax.axvline(best, color="tab:red", ls=":", lw=1)
         ax.set_title(f"#{config.experiment} {config.name}", fontsize=9)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 1.5
         ax.set_ylabel("loss")
     for ax in axes.flat[n:]:
         ax.axis("off")
@@ -174,6 +176,7 @@ def best_so_far(epochs: pd.DataFrame) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.step(spent, best, where="post")
     ax.set_xlabel("trial-epochs spent (all trials, in the order they ran)", fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("best val acc so far", fontsize=8)
     ax.set_title("Best validation accuracy against the budget spent", fontsize=9)
     fig.tight_layout()

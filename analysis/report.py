@@ -46,7 +46,7 @@ from trainable.storage import download, is_uri
 def build_report(
     results_dir: str, out_dir: str, baselines_dir: str | None = None, external: list[str] = ()
 ) -> tuple[Document, list[str]]:
-    """Write report.md, report.html, figures/ and epochs.csv to `out_dir`; return the
+    """Write report.md, report.html, figures/, tables/ and epochs.csv to `out_dir`; return the
     document and the notes on what was left out."""
     s = load_inputs(results_dir, baselines_dir)
     btable = baseline_table(s.baselines, s.labels, len(s.classes), s.groups) if s.baselines else None
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     _, notes = build_report(args.results_dir, out, args.baselines, args.external)
     for note in notes:
         print(f"note: {note}")
-    print(f"wrote {os.path.join(out, 'report.md')}, report.html, figures/ and epochs.csv")
+    print(f"wrote {os.path.join(out, 'report.md')}, report.html, figures/, tables/ and epochs.csv")
     uri = args.mlflow or read_study_record(args.results_dir).get("args", {}).get("mlflow")
     return log_report(uri, os.path.basename(os.path.abspath(args.results_dir)), out) if uri else 0
 
