@@ -45,25 +45,32 @@ def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFram
     return fig
 
 
-def confusion_matrices(trials: pd.DataFrame, configs: pd.DataFrame, classes: list[str]) -> Figure:
-    """Normalized confusion matrices (train/val/test) of each configuration's best scored
-    trial by val acc."""
-    fig, axes = plt.subplots(len(configs), 3, figsize=(9, 2.8 * len(configs)), squeeze=False)
-    for row, config in zip(axes, configs.itertuples(), strict=True):
+def confusion_matrices(
+    trials: pd.DataFrame, configs: pd.DataFrame, classes: list[str], test_counts: list[int]
+) -> Figure:
+    """One test confusion matrix per configuration over all its scored seeds (not its best
+    seed's): each cell the share of the true class's test images (rows sum to 1) and, in
+    brackets, the images summed over seeds. Every seed scores the same test images, so the
+    mean of the seeds' row-normalized matrices is the summed counts' row shares."""
+    n = len(configs)
+    cols = min(n, 4)
+    fig, axes = plt.subplots(-(-n // cols), cols, figsize=(3.3 * cols, 3.1 * -(-n // cols)), squeeze=False)
+    for ax, config in zip(axes.flat, configs.itertuples(), strict=False):
         group = trials[(trials.config_id == config.config_id) & trials.test_acc_best.notna()]
-        best = group.sort_values(reported.val_acc_best, ascending=False).iloc[0]
-        for ax, split in zip(row, ("train", "val", "test"), strict=True):
-            matrix = np.asarray(best[split_key(split, "confusion")], dtype=float)
-            ax.imshow(matrix, vmin=0, vmax=1, cmap="Blues")
-            for (i, j), v in np.ndenumerate(matrix):
-                colour = "white" if v > 0.5 else "black"
-                ax.text(j, i, f"{v:.2f}", ha="center", va="center", color=colour, fontsize=8)
-            ax.set_xticks(range(len(classes)), classes, fontsize=8)
-            ax.set_yticks(range(len(classes)), classes, fontsize=8)
-            title = f"#{config.experiment} seed {best.seed} · {split} ({best[split_key(split, 'acc_best')]:.2f})"
-            ax.set_title(title, fontsize=8)
-            ax.set_xlabel("predicted", fontsize=8)
-            ax.set_ylabel("true", fontsize=8)
+        shares = np.mean([np.asarray(m, dtype=float) for m in group[split_key("test", "confusion")]], axis=0)
+        counts = np.rint(shares * np.asarray(test_counts, dtype=float)[:, None] * len(group)).astype(int)
+        ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+        for (i, j), v in np.ndenumerate(shares):
+            colour = "white" if v > 0.5 else "black"
+            ax.text(j, i, f"{v:.2f}\n({counts[i, j]})", ha="center", va="center", color=colour, fontsize=8)
+        ax.set_xticks(range(len(classes)), classes, fontsize=8)
+        ax.set_yticks(range(len(classes)), classes, fontsize=8)
+        name = config.name if len(config.name) <= 24 else config.name[:23] + "…"
+        ax.set_title(f"#{config.experiment} {name}\n{len(group)} seed(s), test", fontsize=8)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
     fig.tight_layout()
     return fig
 

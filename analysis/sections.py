@@ -423,9 +423,10 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
         save(figures.loss_curves(s.epochs, s.trials, shown), "loss_curves.png", "Loss curves per configuration")
     if (shown.scored > 0).any():
         save(
-            figures.confusion_matrices(s.trials, shown[shown.scored > 0], s.classes),
+            figures.confusion_matrices(s.trials, shown[shown.scored > 0], s.classes, s.class_counts["test"]),
             "confusion.png",
-            "Normalized confusion matrices (rows: true class) of each configuration's best trial",
+            "Test confusion matrix of each configuration over all its seeds: the share of each true class's "
+            "images (rows sum to 1), the images summed over seeds in brackets",
         )
     if len(s.configs) >= 12:
         doc.h("Effect of each axis")

@@ -435,3 +435,21 @@ def test_epochs_csv_has_one_column_per_quantity(tmp_path):
     assert not [c for c in exported.columns if c.endswith(("_x", "_y"))], list(exported.columns)
     assert {"val_bacc", "best_val_loss", "experiment", "seed", "test_acc_best"} <= set(exported.columns)
     assert len(exported) == 10  # 5 epochs x 2 trials
+
+
+def test_confusion_matrices_count_every_seed_not_the_best_one():
+    """Two seeds of one configuration on 10 test images per class: the figure's cell is the
+    seeds' mean share and the images summed over both, whichever seed scored higher."""
+    from analysis import figures
+
+    good = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    poor = [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.2, 0.8]]
+    trials = pd.DataFrame(
+        {"config_id": ["c1", "c1"], "test_acc_best": [1.0, 0.77], "val_acc_best": [0.9, 0.4], "seed": [0, 1]}
+    )
+    trials["test_confusion"] = [good, poor]
+    configs = pd.DataFrame({"config_id": ["c1"], "experiment": [1], "name": ["baseline"]})
+    fig = figures.confusion_matrices(trials, configs, ["1-4", "5-27", "28+"], [10, 10, 10])
+    cells = [t.get_text() for t in fig.axes[0].texts]
+    assert cells[:3] == ["0.75\n(15)", "0.25\n(5)", "0.00\n(0)"] and cells[-1] == "0.90\n(18)"
+    assert "2 seed(s)" in fig.axes[0].get_title()
