@@ -20,6 +20,7 @@ from analysis.tables import (
     comparisons,
     explored,
     importance,
+    settings_table,
     summary_table,
     with_ci,
     with_range,
@@ -123,6 +124,8 @@ def header(doc: Document, s: Study) -> None:
 def summary_section(doc: Document, s: Study) -> None:
     doc.h("Summary")
     doc.table(summary_table(s.configs, s.select))
+    doc.p("Each configuration's other settings, which its numbers depend on, and how its trials ran:")
+    doc.table(settings_table(s.configs))
     ranked = s.ranked
     if len(ranked):
         best = ranked.iloc[0]

@@ -174,23 +174,37 @@ def config_row(
     }
 
 
-def summary_table(configs: pd.DataFrame, select: str = DEFAULT_SELECT) -> pd.DataFrame:
-    """The report's Summary: every configuration with its settings, endings and both intervals,
-    and the --select metric it is ranked on where that is not val acc."""
-    table = pd.DataFrame(
+def settings_table(configs: pd.DataFrame) -> pd.DataFrame:
+    """Beside the Summary: each configuration's settings its numbers depend on, and how its
+    trials ran (how they ended, best epoch, train seconds)."""
+    return pd.DataFrame(
         {
             "#": configs.experiment,
-            "name": configs["name"],
-            "differs from #1": configs.differs,
             "weights": configs.weights,
             "max epochs": configs["max epochs"],
             "stop rule": configs["stop rule"],
             "precision": configs.precision,
             "normalization": configs.normalization,
-            "finished": [f"{r.finished}/{r.seeds}" for r in configs.itertuples()],
             "how trials ended": configs.ended,
             "best epoch": configs.best_epoch.round(1),
             "train s": configs.train_s.round(1),
+        }
+    )
+
+
+def summary_table(configs: pd.DataFrame, select: str = DEFAULT_SELECT) -> pd.DataFrame:
+    """The report's Summary, at most 8 columns: every configuration, what differs from #1, how
+    many seeds finished (and how the others ended), both intervals, and the --select metric it is ranked on where that is
+    not val acc. Its other settings are in settings_table, right below it."""
+    table = pd.DataFrame(
+        {
+            "#": configs.experiment,
+            "name": configs["name"],
+            "differs from #1": configs.differs,
+            "finished": [
+                f"{r.finished}/{r.seeds}" + ("" if r.finished == r.seeds else f": {r.ended}")
+                for r in configs.itertuples()
+            ],
             "val acc (± across seeds)": [with_ci(*v) for v in configs.val],
             "test acc [full 95% interval]": [with_range(*t) for t in configs.test_full],
             "test acc ± seeds, on these test images": [with_ci(*t) for t in configs.test],
