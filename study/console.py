@@ -10,8 +10,9 @@ The time left is counted in epochs: each trial not ended has its max_epochs left
 the share of max_epochs the ended trials ran (early stopping and ASHA end most trials
 early; until a trial ends, all of them, and the line says "up to"), minus the epochs it
 has run; each epoch takes what the epochs of its kind took so far (the same freezing,
-augmentation, batch size and precisions; all trials' mean for a kind not yet seen), and
-the trials share the most slots seen running at once."""
+augmentation, batch size and precisions; all trials' mean for a kind not yet seen); each
+trial not started adds the ended trials' mean time outside epochs (start-up, loading its
+inputs, scoring); and the trials share the most slots seen running at once."""
 
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ class Progress(tune.Callback):
         self.kind: dict[str, str] = {}  # trial name -> its kind (PACE_KEYS)
         self.paces: dict[str, list[float]] = {}  # kind -> its epochs' seconds
         self.shares: list[float] = []  # ended trials: epochs run / max_epochs
+        self.began: dict[str, float] = {}  # running trial -> when it started
+        self.trained: dict[str, float] = {}  # trial -> its epochs' seconds so far
+        self.overheads: list[float] = []  # ended trials: wall time not spent in epochs (start-up, scoring)
         self.slots = 1  # the most trials seen running at once
         self.drawn = 0  # table lines on screen below the event lines (terminal only)
         self.redrawn_at = 0.0
@@ -78,6 +82,7 @@ class Progress(tune.Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.running.add(str(trial))
+        self.began[str(trial)] = now()
         self.slots = max(self.slots, len(self.running))
         self.event(trial, "started")
 
@@ -87,6 +92,7 @@ class Progress(tune.Callback):
             reported.epoch
         ):  # a trial's final report repeats its last epoch
             self.paces.setdefault(self.kind.get(name, ""), []).append(float(result[reported.epoch_seconds]))
+            self.trained[name] = self.trained.get(name, 0.0) + float(result[reported.epoch_seconds])
         self.last[name] = result
         if self.live and now() - self.redrawn_at > 1:
             self.redraw()
@@ -107,6 +113,8 @@ class Progress(tune.Callback):
         self.ended[name] = ended
         if self.max_epochs.get(name):
             self.shares.append(min(1.0, self.epochs_of(name) / self.max_epochs[name]))
+        if name in self.began:
+            self.overheads.append(max(0.0, now() - self.began.pop(name) - self.trained.get(name, 0.0)))
         self.event(trial, ended)
 
     def epochs_of(self, name: str) -> int:
@@ -144,6 +152,7 @@ class Progress(tune.Callback):
         overall, share = fmean(timed), fmean(self.shares) if self.shares else 1.0
         known_max = [m for m in self.max_epochs.values() if m]
         typical = fmean(known_max) if known_max else 0.0
+        overhead = fmean(self.overheads) if self.overheads else 0.0
         seconds = 0.0
         for name, most in self.max_epochs.items():
             if name in self.ended:
@@ -151,8 +160,9 @@ class Progress(tune.Callback):
             left = most * share - self.epochs_of(name)
             left = max(left, 1.0 if name in self.running else 0.0)
             seconds += left * fmean(self.paces.get(self.kind.get(name, ""), [overall]))
+            seconds += 0.0 if name in self.running else overhead
         unmade = max(0, self.total - len(self.max_epochs))  # trials Tune has not made yet
-        seconds += unmade * typical * share * overall
+        seconds += unmade * (typical * share * overall + overhead)
         return seconds / self.slots
 
     def summary(self) -> str:

@@ -128,11 +128,13 @@ def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
         progress.on_trial_result(0, trials, trials[0], epoch_row(epoch=epoch, epoch_seconds=1.0))
         progress.on_trial_result(0, trials, trials[1], epoch_row(epoch=epoch, epoch_seconds=3.0))
     assert progress.seconds_left() == (5 * 1 + 5 * 3 + 10 * 1 + 10 * 3) / 2
-    # The first ends by early stopping at epoch 5: the others are expected to run half their epochs too.
+    # The first ends by early stopping at epoch 5, 8 s after it started (3 s outside its 5 one-second
+    # epochs): the others are expected to run half their epochs too, those not started 3 s more.
+    clock_.t = 8
     progress.on_trial_result(0, trials, trials[0], final_row(epoch=5, stopped_by="early_stopping"))
     progress.on_trial_complete(0, trials, trials[0])
-    assert progress.seconds_left() == (1 * 3 + 5 * 1 + 5 * 3) / 2  # the running one: at least one more epoch
-    assert "about 0:00:11 left" in out.getvalue().splitlines()[-1]
+    assert progress.seconds_left() == (1 * 3 + (5 * 1 + 3) + (5 * 3 + 3)) / 2  # the running one: one more epoch
+    assert "about 0:00:14 left" in out.getvalue().splitlines()[-1]
 
 
 def test_trial_directories_are_named_before_tune_resolves_sample_from():
