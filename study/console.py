@@ -75,12 +75,19 @@ class Progress(tune.Callback):
             self.ended.update({str(t): "earlier" for t in trials if t.status in ("TERMINATED", "ERROR")})
         if len(trials) != len(self.max_epochs):
             for t in trials:
-                config = getattr(t, "config", None) or {}
-                self.max_epochs.setdefault(str(t), int(config.get("max_epochs") or 0))
-                self.kind.setdefault(str(t), "/".join(str(config.get(k)) for k in PACE_KEYS))
+                if str(t) not in self.max_epochs:
+                    self.learn(t)
         self.heartbeat()
 
+    def learn(self, trial: Any) -> None:
+        """A trial's max_epochs and kind, from its config (0 and a guess while unresolved)."""
+        config = getattr(trial, "config", None) or {}
+        most = config.get("max_epochs")  # an int once Tune has resolved the trial's config
+        self.max_epochs[str(trial)] = most if isinstance(most, int) else 0
+        self.kind[str(trial)] = "/".join(str(config.get(k)) for k in PACE_KEYS)
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.learn(trial)  # resolved by now
         self.running.add(str(trial))
         self.began[str(trial)] = now()
         self.slots = max(self.slots, len(self.running))
