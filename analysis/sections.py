@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -260,7 +261,12 @@ def baselines_section(doc: Document, s: Study) -> None:
         "chosen on the validation split alone, then the model was refit on the training images (with their "
         "mirrors) and scored once on test (python -m analysis.baselines)."
     )
-    show = lambda d: "; ".join(f"{k} {v}" for k, v in d.items()) if isinstance(d, dict) else "—"  # noqa: E731
+
+    def show(settings: Any) -> str:  # floats to 4 significant digits: 'gamma 4.409e-05', not all 16
+        if not isinstance(settings, dict):
+            return "—"
+        return "; ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items())
+
     rows = [
         {
             "baseline": r["name"],

@@ -194,8 +194,8 @@ def settings_table(configs: pd.DataFrame) -> pd.DataFrame:
 
 def summary_table(configs: pd.DataFrame, select: str = DEFAULT_SELECT) -> pd.DataFrame:
     """The report's Summary, at most 8 columns: every configuration, what differs from #1, how
-    many seeds finished (and how the others ended), both intervals, and the --select metric it is ranked on where that is
-    not val acc. Its other settings are in settings_table, right below it."""
+    many seeds finished (and how the others ended), both intervals, and the --select metric
+    it is ranked on where that is not val acc. Its other settings: settings_table, below it."""
     table = pd.DataFrame(
         {
             "#": configs.experiment,
