@@ -210,7 +210,7 @@ def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):
     assert len(exported) == len(epochs) and not [c for c in exported.columns if c.endswith(("_x", "_y"))]
     assert {"val_bacc", "best_val_loss", "experiment", "seed", "test_acc_best"} <= set(exported.columns)
     html_text = (smoke_report / "report.html").read_text()
-    assert html_text.count("data:image/png;base64,") == 3 and "figures/" not in html_text
+    assert html_text.count("data:image/png;base64,") == 3 and 'src="figures/' not in html_text  # inlined
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
