@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trainable.atomic_io import write_csv, write_text
+
 STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;font-size:13px;margin:1em 0}"
@@ -48,8 +50,6 @@ class Document:
 
     def write_tables(self, out_dir: str) -> None:
         """Each table as CSV and as LaTeX, under out_dir/tables/ (emptied first)."""
-        from trainable.atomic_io import write_csv, write_text
-
         folder = os.path.join(out_dir, "tables")
         os.makedirs(folder, exist_ok=True)
         for name in os.listdir(folder):

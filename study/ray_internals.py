@@ -7,8 +7,6 @@ The Ray versions these were checked against are pyproject.toml's range for `ray`
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
@@ -43,11 +41,8 @@ def write_exhausted_grid_state(directory: str, session: str) -> str:
     Tune would have for the run `session`; return the file's name (a GRID_STATE)."""
     exhausted = BasicVariantGenerator()
     exhausted.set_finished()
-    with tempfile.TemporaryDirectory() as staging:
-        exhausted.save_to_dir(staging, session_str=session)
-        (name,) = os.listdir(staging)
-        os.replace(os.path.join(staging, name), os.path.join(directory, name))
-    return name
+    exhausted.save_to_dir(directory, session_str=session)
+    return GRID_STATE.format(session)
 
 
 def search_counter(trial: Any) -> int:
