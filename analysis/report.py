@@ -22,7 +22,7 @@ import sys
 
 from analysis.document import Document
 from analysis.report_mlflow import log_report
-from analysis.results import epochs_with_settings, read_study_record
+from analysis.results import epochs_with_settings
 from analysis.sections import (
     balance_section,
     baselines_section,
@@ -41,6 +41,7 @@ from trainable.atomic_io import write_csv, write_text
 from trainable.errors import UserError
 from trainable.results_layout import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
 from trainable.storage import download, is_uri
+from trainable.study_record import read_study_record
 
 
 def build_report(
@@ -111,11 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         if path and not os.path.isfile(path):
             print(f"error: {path} not found; is {os.path.dirname(path)} {what}?", file=sys.stderr)
             return 2
-    _, notes = build_report(args.results_dir, out, args.baselines, args.external)
+    try:
+        record = read_study_record(args.results_dir)  # checked against its schema before any work
+        _, notes = build_report(args.results_dir, out, args.baselines, args.external)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for note in notes:
         print(f"note: {note}")
     print(f"wrote {os.path.join(out, 'report.md')}, report.html, figures/, tables/ and epochs.csv")
-    uri = args.mlflow or read_study_record(args.results_dir).get("args", {}).get("mlflow")
+    uri = args.mlflow or record.args.get("mlflow")
     return log_report(uri, os.path.basename(os.path.abspath(args.results_dir)), out) if uri else 0
 
 

@@ -29,18 +29,11 @@ from typing import Any
 
 import pandas as pd
 
-from trainable.atomic_io import read_json, write_csv
+from trainable.atomic_io import write_csv
 from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.records import is_final, reported
-from trainable.results_layout import (
-    DEFAULT_SELECT,
-    PARAMS_FILE,
-    RESULT_FILE,
-    SEARCH_ID,
-    STUDY_FILE,
-    searched_identity,
-    trial_outcome,
-)
+from trainable.results_layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, searched_identity, trial_outcome
+from trainable.study_record import read_study_record
 
 EPOCH_COLUMNS = [reported.epoch, reported.train_loss, reported.val_loss, reported.val_acc, reported.epoch_seconds]
 # Reported since --select: NaN in the epochs of older studies.
@@ -108,7 +101,8 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
     """(trials, epochs) tables of one study's results directory; trial ids are the trial
     directories' names under `prefix` (e.g. 'confirm/'). A searched trial's choice labels
     become their settings (study.json's expansions) and it gets its own identity."""
-    expansions = read_study_record(directory).get("expansions", {})
+    record = read_study_record(directory)
+    expansions = record.expansions if record else {}
     trial_dirs = sorted(
         entry.path
         for entry in os.scandir(directory)
@@ -151,19 +145,6 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
     return table, pd.DataFrame(epochs)
 
 
-def selection_of(record: dict) -> str:
-    """The study's --select (older studies ranked on val acc, the default)."""
-    return record.get("args", {}).get("select") or DEFAULT_SELECT
-
-
-def read_study_record(directory: str) -> dict:
-    """study.json, or {} where there is none (a directory of Ray trials alone)."""
-    path = os.path.join(directory, STUDY_FILE)
-    if not os.path.exists(path):
-        return {}
-    return read_json(path)
-
-
 def config_of(trial: Mapping[str, Any]) -> dict[str, Any]:
     """A trials-table row's config keys as recorded (no NaN from other trials' columns)."""
     return {
@@ -196,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if trials.empty:
         print(f"{args.results_dir} holds no trial yet (nothing has started or been recorded).")
         return 0
-    labels = read_study_record(args.results_dir).get("weights_labels", {})
+    record = read_study_record(args.results_dir)
+    labels = record.weights_labels if record else {}
     columns = [
         "experiment",
         "name",

@@ -13,7 +13,7 @@ import pandas as pd
 from analysis import figures
 from analysis.document import Document
 from analysis.stats import METHOD_NOTE, accuracy_ci
-from analysis.study_inputs import Study, split_id_of
+from analysis.study_inputs import Study
 from analysis.tables import (
     PRIMARY_METRIC,
     balance_table,
@@ -72,20 +72,20 @@ def header(doc: Document, s: Study) -> None:
     if len(s.trials) and not s.pretrained:
         doc.notice(RANDOM_INIT_NOTICE)
     counts = s.trials.status.value_counts() if len(s.trials) else pd.Series(dtype=int)
-    sizes = ", ".join(f"{k} {v}" for k, v in s.record["split_sizes"].items())
+    sizes = ", ".join(f"{k} {v}" for k, v in s.record.split_sizes.items())
     if s.groups is not None:
         sizes += f"; the test images show {len(np.unique(s.groups))} people, the unit of every interval"
-    search = s.record.get("search")
+    search = s.record.search
     if search:  # the number of trials is the search's, or the confirmation's
         planned = "" if s.searched is not None else f" of {search['num_samples']} planned"
         kind = "confirmation " if s.searched is not None else "searched "
     else:
-        planned, kind = f" of {len(s.record.get('trials', [])) or len(s.trials)} planned", ""
+        planned, kind = f" of {len(s.record.trials) or len(s.trials)} planned", ""
     doc.p(
-        f"Grid {s.record['grid']!r}: {len(s.configs)} configuration(s), {len(s.trials)} {kind}trial(s) recorded"
+        f"Grid {s.record.grid!r}: {len(s.configs)} configuration(s), {len(s.trials)} {kind}trial(s) recorded"
         f"{planned}; "
         + (", ".join(f"{n} {status}" for status, n in counts.items()) or "none started")
-        + f". Data: {s.record['data_root']} ({sizes}). Accuracies are each trial's best epoch's (lowest "
+        + f". Data: {s.record.data_root} ({sizes}). Accuracies are each trial's best epoch's (lowest "
         "validation loss). '±' is the half-width of a 95% Student-t interval across seeds (training noise "
         "only); the full interval counts the test images' noise too (seed-and-image variance with "
         "Satterthwaite degrees of freedom, never narrower than the seeds-only one, clipped to [0, 1]; for "
@@ -193,7 +193,7 @@ def exploration_section(doc: Document, s: Study, save) -> None:
     points = explored(trials, epochs)
     if len(points) < 3 or len(points.columns) < 3:  # at least 3 trials and 2 varying hyperparameters
         return
-    which = "searched trials" if s.record.get("search") else "trials"
+    which = "searched trials" if s.record.search else "trials"
     doc.h("Exploring the hyperparameters")
     save(
         figures.parallel_coordinates(points),
@@ -284,10 +284,8 @@ def baselines_section(doc: Document, s: Study) -> None:
 def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
     doc.h("Against the 2021 report")
     weights = set(s.trials.weights.dropna()) if len(s.trials) else set()
-    if s.record["grid"] != "paper":
-        doc.p(
-            f"Left out: the 2021 figures are for the paper grid's seven experiments; this is grid {s.record['grid']!r}."
-        )
+    if s.record.grid != "paper":
+        doc.p(f"Left out: the 2021 figures are for the paper grid's seven experiments; this is grid {s.record.grid!r}.")
         return
     if weights != {"vggface2"}:
         doc.p(
@@ -372,7 +370,7 @@ def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) ->
 
 def unconfirmed_note(s: Study) -> str:
     """Why the best configuration is not tested against the baselines."""
-    rerun = "--confirm-top K --seeds S" if s.record.get("search") else "--confirm-top 1 (the default for a grid)"
+    rerun = "--confirm-top K --seeds S" if s.record.search else "--confirm-top 1 (the default for a grid)"
     return (
         "No test of the best configuration against the baselines: it was chosen on validation with the same "
         "seeds that would test it, which favours it (the winner's curse: among 7 identical configurations "
@@ -504,12 +502,12 @@ def provenance_section(doc: Document, s: Study) -> None:
     doc.table(
         pd.DataFrame(
             [
-                {"item": "command", "value": " ".join(r.get("command", []))},
-                {"item": "git revision", "value": r.get("git_revision")},
-                {"item": "data fingerprint", "value": r.get("data_fingerprint")},
-                {"item": "split identity (test)", "value": (split_id_of(r) or {}).get("test")},
-                {"item": "packages", "value": ", ".join(f"{k} {v}" for k, v in r.get("packages", {}).items())},
-                {"item": "python / platform", "value": f"{r.get('python')} / {r.get('platform')}"},
+                {"item": "command", "value": " ".join(r.command)},
+                {"item": "git revision", "value": r.git_revision},
+                {"item": "data fingerprint", "value": r.data_fingerprint},
+                {"item": "split identity (test)", "value": r.split_id["test"]},
+                {"item": "packages", "value": ", ".join(f"{k} {v}" for k, v in r.packages.items())},
+                {"item": "python / platform", "value": f"{r.python} / {r.platform}"},
             ]
         )
     )
@@ -518,6 +516,6 @@ def provenance_section(doc: Document, s: Study) -> None:
         ("converted_files", "Images converted on load"),
         ("duplicate_files", "Duplicates within a split (kept)"),
     ):
-        if r.get(key):
+        if getattr(r, key):
             doc.h(title, 3)
-            doc.table(pd.DataFrame({"file: reason": r[key]}))
+            doc.table(pd.DataFrame({"file: reason": getattr(r, key)}))

@@ -11,18 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.results import load_study, read_study_record, selection_of
+from analysis.results import load_study
 from analysis.tables import config_table, fanova_importance
 from trainable.config import is_pretrained
-from trainable.results_layout import (
-    BASELINES_FILE,
-    BEST_DIR,
-    BEST_FILE,
-    CONFIRM_DIR,
-    OPTUNA_FILE,
-    PEER_FILE,
-    split_identity,
-)
+from trainable.errors import UserError
+from trainable.results_layout import BASELINES_FILE, BEST_DIR, BEST_FILE, CONFIRM_DIR, OPTUNA_FILE, PEER_FILE
+from trainable.study_record import StudyRecord, read_study_record
 
 
 @dataclass
@@ -30,7 +24,7 @@ class Study:
     """Everything the report reads from one results directory (and a baselines directory)."""
 
     name: str
-    record: dict  # study.json
+    record: StudyRecord  # study.json
     trials: pd.DataFrame
     epochs: pd.DataFrame
     configs: pd.DataFrame  # analysis.tables.config_table
@@ -45,17 +39,17 @@ class Study:
 
     @property
     def classes(self) -> list[str]:
-        return list(self.record.get("classes", ["1-4", "5-27", "28+"]))
+        return self.record.classes
 
     @property
     def class_counts(self) -> dict[str, list[int]]:
-        """Images per class in each split (from the recorded split labels, so older studies too)."""
+        """Images per class in each split, in the order of `classes` (from the split's labels)."""
         n = len(self.classes)
-        return {split: np.bincount(y, minlength=n).tolist() for split, y in self.record["split_labels"].items()}
+        return {split: np.bincount(y, minlength=n).tolist() for split, y in self.record.split_labels.items()}
 
     @property
     def select(self) -> str:
-        return selection_of(self.record)
+        return self.record.select
 
     @property
     def ranked(self) -> pd.DataFrame:
@@ -82,15 +76,6 @@ class Study:
         return len(self.trials) > 0 and all(is_pretrained(w) for w in self.trials.weights.dropna())
 
 
-def split_id_of(record: dict) -> dict | None:
-    """A results file's split identity: recorded, or computed from its paths and labels."""
-    if "split_id" in record:
-        return record["split_id"]
-    if "split_paths" in record and "split_labels" in record:
-        return split_identity(record["split_paths"], record["split_labels"])
-    return None
-
-
 def load_baselines(directory: str | None, study_split: dict | None) -> tuple[list[dict] | None, list[str]]:
     """baselines.json's records (and the zero-shot peer's from peer.json beside it), each
     only if computed on the study's split; the notes say what was left out and why."""
@@ -103,7 +88,7 @@ def load_baselines(directory: str | None, study_split: dict | None) -> tuple[lis
             continue
         with open(path) as f:
             record = json.load(f)
-        theirs = split_id_of(record)
+        theirs = record.get("split_id")  # analysis.baselines and analysis.peer write it
         if theirs is None or theirs != study_split:
             which = (
                 "records no split"
@@ -122,33 +107,28 @@ def load_baselines(directory: str | None, study_split: dict | None) -> tuple[lis
 
 def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     record = read_study_record(results_dir)
+    if record is None:
+        raise UserError(f"{results_dir} holds no study.json; is it a study's results directory?")
     trials, epochs = load_study(results_dir)
     searched, confirmation = None, None
     if os.path.isdir(os.path.join(results_dir, CONFIRM_DIR)):
         confirmation = load_study(os.path.join(results_dir, CONFIRM_DIR), CONFIRM_DIR + "/")
-        if record.get("search"):  # the ranking uses the confirmation runs alone; the search's are shown apart
+        if record.search:  # the ranking uses the confirmation runs alone; the search's are shown apart
             searched = trials, epochs
             trials, epochs = confirmation
             confirmation = None
-    labels = np.asarray(record["split_labels"]["test"])
-    groups = record.get("split_groups", {}).get("test")
-    groups = np.asarray(groups, str) if groups is not None else None
-    reference = record.get("reference_config")
-    if reference is None and len(trials) and (trials.experiment == 1).any():
-        reference = trials[trials.experiment == 1].iloc[0].to_dict()  # an older study.json
-    weights_labels = record.get("weights_labels", {})
-    n_classes = len(record.get("classes", [])) or 3
+    labels = np.asarray(record.split_labels["test"])
+    groups = np.asarray(record.split_groups["test"], str) if record.split_groups else None
+    reference, weights_labels, n_classes = record.reference_config, record.weights_labels, len(record.classes)
     configs = (
-        config_table(trials, epochs, labels, weights_labels, reference, n_classes, selection_of(record), groups)
+        config_table(trials, epochs, labels, weights_labels, reference, n_classes, record.select, groups)
         if len(trials)
         else pd.DataFrame()
     )
     confirmed = None
     if confirmation is not None and len(confirmation[0]):
-        confirmed = config_table(
-            *confirmation, labels, weights_labels, reference, n_classes, selection_of(record), groups
-        )
-    baselines, notes = load_baselines(baselines_dir, split_id_of(record))
+        confirmed = config_table(*confirmation, labels, weights_labels, reference, n_classes, record.select, groups)
+    baselines, notes = load_baselines(baselines_dir, record.split_id)
     name = os.path.basename(os.path.abspath(results_dir))
     best_file = os.path.join(results_dir, BEST_DIR, BEST_FILE)
     best = None

@@ -10,9 +10,8 @@ import subprocess
 import sys
 from typing import Any
 
-from trainable.atomic_io import write_json
-from trainable.results_layout import STUDY_FILE
 from trainable.storage import redact
+from trainable.study_record import VERSION, study_record, write_study_record
 
 PACKAGES = (
     "torch",
@@ -54,10 +53,11 @@ def git_revision() -> str | None:
 
 
 def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
-    """Write STUDY_FILE (the command with the arguments `study.run.main` received,
-    versions, git revision and `facts`); return its path."""
+    """Write study.json (trainable.study_record): the command with the arguments `study.run.main`
+    received, versions, git revision and `facts`, checked against its schema; return its path."""
     os.makedirs(directory, exist_ok=True)
     record = {
+        "version": VERSION,
         "command": [sys.executable, "-m", "study.run", *map(redact, argv)],
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -65,6 +65,4 @@ def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
         "git_revision": git_revision(),
         **facts,
     }
-    path = os.path.join(directory, STUDY_FILE)
-    write_json(path, json.loads(json.dumps(record, default=str)), indent=1)
-    return path
+    return write_study_record(directory, study_record(json.loads(json.dumps(record, default=str))))

@@ -13,6 +13,7 @@ from trainable import storage as store
 from trainable.atomic_io import read_json
 from trainable.errors import UserError
 from trainable.results_layout import STUDY_FILE
+from trainable.study_record import read_study_record, study_record
 
 if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
     from trainable.data.dataset import FaceData
@@ -51,7 +52,7 @@ def recorded_options(resume: str) -> tuple[str, dict[str, Any]]:
         path = os.path.join(directory, STUDY_FILE)
     if not os.path.isfile(path):
         raise UserError(f"--resume {resume}: no {STUDY_FILE} there; is it a study's results directory?")
-    recorded = dict(read_json(path)["args"])
+    recorded = dict(study_record(read_json(path), path).args)
     parent, _, name = directory.rpartition("/")  # a URI's parent, or the path's
     recorded.update(storage=parent if store.is_uri(directory) else os.path.dirname(directory), name=name)
     return directory, recorded
@@ -59,8 +60,7 @@ def recorded_options(resume: str) -> tuple[str, dict[str, Any]]:
 
 def resumed_spec(given: dict[str, Any]) -> StudySpec:
     """The recorded study's spec with this run's runtime options. An option given that differs
-    from the recorded one is refused; one the record lacks (an older version) takes its default;
-    credentials, never recorded, must be given again."""
+    from the recorded one is refused; credentials, never recorded, must be given again."""
     directory, recorded = recorded_options(given["resume"])
     for key, value in recorded.items():
         if isinstance(value, str) and store.SECRET in value:
@@ -71,7 +71,7 @@ def resumed_spec(given: dict[str, Any]) -> StudySpec:
                     f"not recorded; pass {option} again (or give them by environment: AWS_*, MLFLOW_TRACKING_*)."
                 )
     fixed = {k: v for k, v in recorded.items() if not is_runtime(k)}
-    study = StudySpec.from_options(fixed).record()  # defaults for what an older record lacks
+    study = StudySpec.from_options(fixed).record()
     differ = [
         f"--{key.replace('_', '-')} {value!r} (the study has {study[key]!r})"
         for key, value in given.items()
@@ -98,21 +98,20 @@ def check_same_study(directory: str, data: FaceData, grid: str, weights: list[st
     """A resumed study runs on the images, the grid file and the weights files it started with."""
     from trainable.model import weights_id
 
-    recorded = read_json(os.path.join(directory, STUDY_FILE))
-    for spec in weights:  # (a study recorded before weights_ids is not checked)
-        before, now = recorded.get("weights_ids", {}).get(spec), weights_id(spec)
-        if before is not None and before != now:
+    recorded = read_study_record(directory)
+    for spec in weights:
+        before, now = recorded.weights_ids[spec], weights_id(spec)
+        if before != now:
             raise UserError(
                 f"--weights {spec} changed since the study in {directory} started ({now[:19]}..., recorded "
                 f"{before[:19]}...); resuming would mix two trunks. Restore the file, or start a new study with --name."
             )
-    if recorded["data_fingerprint"] != data.fingerprint:
+    if recorded.data_fingerprint != data.fingerprint:
         raise UserError(
             f"The images under {data.root} changed since the study in {directory} started "
-            f"(fingerprint {data.fingerprint[:12]} vs {recorded['data_fingerprint'][:12]}); resuming would mix results."
+            f"(fingerprint {data.fingerprint[:12]} vs {recorded.data_fingerprint[:12]}); resuming would mix results."
         )
-    text = recorded.get("grid_file", {}).get("text")
-    if text is not None and text != get_grid(grid).text:
+    if recorded.grid_file["text"] != get_grid(grid).text:
         raise UserError(
             f"The grid file {grid} changed since the study in {directory} started (its text is recorded in "
             f"{STUDY_FILE}); resuming would mix grids. Restore the file, or start a new study with --name."

@@ -11,6 +11,7 @@ import pytest
 from study.resume import study_spec
 from study.run import main
 from study.spec import StudySpec, given_options
+from tests import study_json
 from tests.conftest import ROOT, SMOKE_SPLIT
 
 
@@ -113,11 +114,10 @@ def test_fp16_needs_a_gpu(capsys):
 
 
 def recorded_study(tmp_path, **args):
-    """A results directory whose study.json records `args` (as an older version may have)."""
+    """A results directory whose study.json records `args`."""
     study = tmp_path / "old-study"
     study.mkdir()
-    recorded = {"grid": "smoke", "seeds": 2, "max_epochs": None, "data": None, "storage": str(tmp_path), **args}
-    (study / "study.json").write_text(json.dumps({"args": recorded}))
+    study_json.write(study, {"seeds": 2, "storage": str(tmp_path), "name": "old-study", **args})
     return study
 
 
@@ -132,11 +132,38 @@ def test_resume_refuses_options_that_differ_from_the_recorded_ones(capsys, tmp_p
     assert "--storage" in err and "start a new study with --name" in err
 
 
-def test_resume_of_an_older_study_takes_the_defaults_of_newer_options(tmp_path):
-    study = recorded_study(tmp_path)  # no normalization, stop_rule, es_rounds, mlflow, ...
+def test_resume_takes_the_recorded_options_at_the_studys_location(tmp_path):
+    study = recorded_study(tmp_path, max_epochs=3)
     args = study_spec(given_options(["--resume", str(study)]))
-    assert (args.normalization, args.stop_rule, args.es_rounds, args.seeds) == (None, None, None, 2)
+    assert (args.max_epochs, args.seeds, args.grid) == (3, 2, "smoke")
     assert args.storage == str(tmp_path) and args.name == "old-study"
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"version": 0}, "study record of version 0; this version of the project reads version 1"),
+        ({"classes": "1-4"}, "wrong type: classes (str, expected list[str])"),
+        ({"split_id": None}, "wrong type: split_id"),
+        ({"colour": "red"}, "unknown colour"),
+        ({"data_fingerprint": ...}, "missing data_fingerprint"),
+    ],
+)
+def test_a_study_json_not_of_the_schema_is_refused_naming_the_key(capsys, tmp_path, change, expected):
+    study = tmp_path / "s"
+    study.mkdir()
+    value = {**study_json.record(), **change}
+    value = {k: v for k, v in value.items() if v is not ...}
+    (study / "study.json").write_text(json.dumps(value))
+    for refused in (fails(capsys, "--resume", str(study)), reported_error(capsys, str(study))):
+        assert f"{study / 'study.json'} " in refused and expected in " ".join(refused.split())
+
+
+def reported_error(capsys, study):
+    from analysis.report import main as report
+
+    assert report([study]) == 2
+    return capsys.readouterr().err
 
 
 def test_paths_are_recorded_absolute(tmp_path, monkeypatch):
@@ -150,7 +177,9 @@ def test_paths_are_recorded_absolute(tmp_path, monkeypatch):
 def test_provenance_records_the_arguments_main_received(tmp_path):
     from study.provenance import write_provenance
 
-    write_provenance(str(tmp_path), ["--grid", "smoke", "--seeds", "1"], grid="smoke")
+    made = ("version", "command", "python", "platform", "packages", "git_revision")  # what it adds
+    facts = {k: v for k, v in study_json.record().items() if k not in made}
+    write_provenance(str(tmp_path), ["--grid", "smoke", "--seeds", "1"], **facts)
     command = json.loads((tmp_path / "study.json").read_text())["command"]
     assert command[1:] == ["-m", "study.run", "--grid", "smoke", "--seeds", "1"]
 
@@ -283,8 +312,8 @@ def test_resume_refuses_a_replaced_weights_file(tmp_path, tiny_data):
     torch.save({"a": torch.zeros(2)}, weights)
     study = tmp_path / "study"
     study.mkdir()
-    record = {"data_fingerprint": tiny_data.fingerprint, "weights_ids": {str(weights): weights_id(str(weights))}}
-    (study / "study.json").write_text(json.dumps(record))
+    ids = {str(weights): weights_id(str(weights))}
+    study_json.write(study, data_fingerprint=tiny_data.fingerprint, weights_ids=ids)
     check_same_study(str(study), tiny_data, "smoke", [str(weights)])  # the same file: resumes
     torch.save({"a": torch.ones(2)}, weights)
     with pytest.raises(UserError, match="changed since the study .* would mix two trunks"):

@@ -19,6 +19,7 @@ from study.cluster import check_resources
 from study.spec import StudySpec
 from tests.conftest import ROOT, SMOKE_SPLIT, wait_for
 from trainable.errors import UserError
+from trainable.study_record import read_study_record
 
 HEAD = {"CPU": 2.0, "memory": 1e9}
 GPU_TYPE = {"CPU": 2.0, "GPU": 1.0}
@@ -207,8 +208,7 @@ def test_a_token_protected_two_node_cluster_runs_the_study_and_refuses_other_cli
     trials, _ = load_study(str(tmp_path / "two"))
     assert len(trials) == 4 and (trials.status == "finished").all()
     assert trials.node_id.nunique() == 2
-    with open(tmp_path / "two" / "study.json") as f:
-        assert json.load(f)["args"]["address"] == address
+    assert read_study_record(str(tmp_path / "two")).args["address"] == address
 
 
 def token_env(token: str) -> dict:

@@ -19,6 +19,7 @@ from PIL import Image
 from analysis.results import load_study
 from tests.conftest import ROOT
 from trainable.config import RANDOM_INIT_NOTICE
+from trainable.study_record import read_study_record
 
 # Ray end to end: about two minutes for the study, its baselines and report (once a session,
 # however many pytest-xdist workers run these tests: conftest.once_per_session).
@@ -125,11 +126,10 @@ def test_predict_with_a_studys_best_model_gives_one_row_per_image(smoke_study):
 
 def test_provenance_is_recorded(smoke_study):
     storage, _ = smoke_study
-    with open(storage / "e2e" / "study.json") as f:
-        record = json.load(f)
-    assert record["grid"] == "smoke" and len(record["trials"]) == 6
-    assert record["packages"]["ray"] and len(record["data_fingerprint"]) == 64
-    assert len(record["data_files"]) == 48 and record["args"]["seeds"] == 3
+    record = read_study_record(str(storage / "e2e"))
+    assert record.grid == "smoke" and len(record.trials) == 6
+    assert record.packages["ray"] and len(record.data_fingerprint) == 64
+    assert len(record.data_files) == 48 and record.args["seeds"] == 3
 
 
 def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_study, tmp_path):

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests import study_json
 from tests.conftest import ROOT
 
 SCHEMAS = os.path.join(ROOT, "..", "shared", "schemas", "kuberay-v1.7.0")
@@ -59,7 +60,6 @@ def test_the_job_runs_the_paper_grid_on_autoscaled_gpu_workers_with_a_token():
 def test_a_retried_job_resumes_the_study_its_failed_attempt_started(tmp_path, capsys):
     """The entrypoint's --resume-existing: a fresh name starts, an existing study is resumed
     with the job's own options (any that differ from the recorded ones are refused)."""
-    import json
     import shlex
 
     from study.resume import existing_study, study_spec
@@ -73,7 +73,7 @@ def test_a_retried_job_resumes_the_study_its_failed_attempt_started(tmp_path, ca
     assert args.resume_existing and existing_study(args) is None  # the first attempt starts the study
     study = tmp_path / "paper"
     study.mkdir()
-    (study / "study.json").write_text(json.dumps({"args": args.record()}))
+    study_json.write(study, args.record())
     assert existing_study(args) == str(study) and "exists: resuming it" in capsys.readouterr().out
     resumed = study_spec(given_options(argv))
     assert resumed.resume == str(study) and resumed.grid == "paper" and resumed.gpus_per_trial == 0.25

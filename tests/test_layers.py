@@ -85,7 +85,7 @@ def test_the_walk_sees_the_sub_packages():
 # what every stage shares (errors, files, settings, the results' names and records).
 STAGES = [
     {"errors", "atomic_io", "seeds", "cli_options", "config", "device", "scoring", "records", "results_layout"}
-    | {"storage"},
+    | {"storage", "study_record"},
     {"data"},
     {"transforms"},
     {"model", "cache"},
@@ -118,3 +118,15 @@ def test_inside_trainable_the_data_flows_one_way():
 def test_no_two_modules_share_a_name():
     names = [path.name for package in PACKAGES for path in pathlib.Path(ROOT, package).rglob("*.py")]
     assert sorted({n for n in names if names.count(n) > 1} - {"__init__.py", "__main__.py"}) == []
+
+
+def test_study_json_is_read_through_its_schema():
+    """Only trainable.study_record opens study.json; everything else reads a StudyRecord."""
+    direct = re.compile(r"(read_json|json\.load|open)\([^)]*(STUDY_FILE|study\.json)")
+    users = {
+        path.relative_to(ROOT).as_posix()
+        for package in PACKAGES
+        for path in pathlib.Path(ROOT, package).rglob("*.py")
+        if direct.search(path.read_text())
+    }
+    assert users == set(), users

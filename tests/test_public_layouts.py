@@ -20,6 +20,7 @@ from trainable.data.layouts import detect_layout
 from trainable.data.problems import Kind
 from trainable.errors import UserError
 from trainable.serving import face_crops
+from trainable.study_record import read_study_record
 
 
 def face(path, group: int, seed: int, faces: int = 1) -> None:
@@ -283,10 +284,9 @@ def test_a_study_on_uncropped_photos_finds_the_faces_as_ray_tasks_once(tmp_path)
         runs.append(run.stdout)
     assert "Data layout: fgnet" in runs[0] and "Ray task(s)" in runs[0]
     assert "54 from the store, 0 detected now" in runs[1] and "Ray task(s)" not in runs[1]
-    with open(tmp_path / "studies" / "second" / "study.json") as f:
-        record = json.load(f)
-    assert record["face_detection"]["from_store"] == 54 and record["data_layout"] == "fgnet"
-    found = record["face_detection"]["faces"]
+    record = read_study_record(str(tmp_path / "studies" / "second"))
+    assert record.face_detection["from_store"] == 54 and record.data_layout == "fgnet"
+    found = record.face_detection["faces"]
     assert found >= 45, "MTCNN should find most pasted el7008 faces"
     assert sum(record["split_sizes"].values()) == found
     shards = list((cache / "images" / "faces").glob("*/shard-*.json"))

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from analysis.report import build_report
+from tests import study_json
 from tests.conftest import ROOT, epoch_row, final_row
 from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
 from trainable.results_layout import ERROR_FILE, STOPPED_FILE, split_identity
@@ -81,17 +82,15 @@ def make_study(tmp_path, trials, *, grid="paper", weights="none", name="study"):
     study = tmp_path / name
     study.mkdir()
     configs = [config(e, s, weights) for e, s, *_ in trials]
-    record = {
-        "grid": grid,
-        "data_root": "/data",
-        "split_sizes": {"train": 60, "val": 30, "test": N_TEST},
-        "trials": configs,
-        "reference_config": config(1, 0, weights),
-        "weights_labels": {weights: weights},
-        "classes": ["1-4", "5-27", "28+"],
+    study_json.write(
+        study,
+        grid=grid,
+        split_sizes={"train": 60, "val": 30, "test": N_TEST},
+        trials=configs,
+        reference_config=config(1, 0, weights),
+        weights_labels={weights: weights},
         **split(),
-    }
-    (study / "study.json").write_text(json.dumps(record))
+    )
     for cfg, (_, _, outcome, accuracy) in zip(configs, trials, strict=True):
         write_trial(study, cfg, outcome, accuracy)
     return study
