@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import sys
 from collections.abc import Mapping
@@ -36,7 +35,7 @@ from trainable.results_layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, search
 from trainable.study_record import read_study_record
 
 EPOCH_COLUMNS = [reported.epoch, reported.train_loss, reported.val_loss, reported.val_acc, reported.epoch_seconds]
-# Reported since --select: NaN in the epochs of older studies.
+# What Tune and --select rank on (the best epoch's so far), and the epoch's balanced accuracy.
 SELECTION_COLUMNS = [reported.val_bacc, reported.best_val_loss, reported.best_val_acc, reported.best_val_bacc]
 EMPTY_EPOCHS = {c: pd.Series(dtype=float) for c in [*EPOCH_COLUMNS, *SELECTION_COLUMNS, "time"]}
 TRIAL_COLUMNS = ["trial_id", "experiment", "name", "config_id", "seed", "epochs", "status", "stopped_by"]
@@ -118,7 +117,7 @@ def load_study(directory: str, prefix: str = "") -> tuple[pd.DataFrame, pd.DataF
         by_epoch = {row[reported.epoch]: row for row in rows}  # a resumed trial may repeat epochs
         for epoch in sorted(by_epoch):
             row = by_epoch[epoch]
-            values = {k: row[k] for k in EPOCH_COLUMNS} | {k: row.get(k, math.nan) for k in SELECTION_COLUMNS}
+            values = {k: row[k] for k in (*EPOCH_COLUMNS, *SELECTION_COLUMNS)}
             epochs.append({"trial_id": trial_id, **values, "time": time_of(row)})
         final = next((row for row in reversed(rows) if is_final(row)), None)
         skip = RAY_BOOKKEEPING.union(EPOCH_COLUMNS)
