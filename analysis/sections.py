@@ -375,7 +375,7 @@ def unconfirmed_note(s: Study) -> str:
         "No test of the best configuration against the baselines: it was chosen on validation with the same "
         "seeds that would test it, which favours it (the winner's curse: among 7 identical configurations "
         "picked this way it beats an equal one 'significantly' in 6% of studies at a seed spread of 10 "
-        "points, among 216 in 17%, against at most 5% on fresh seeds; python -m analysis.calibration). Its "
+        "points, among 216 in 17%, against at most 5% on fresh seeds; python -m study.bench.calibration). Its "
         "numbers above are descriptive. "
         f"Rerun the study with {rerun} to claim it on fresh seeds."
     )

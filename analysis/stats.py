@@ -123,7 +123,7 @@ METHOD_NOTE = (
     "with Welch–Satterthwaite degrees of freedom (Satterthwaite 1946; crossed random effects as in "
     "Searle, Casella & McCulloch 1992, and the two sources of benchmark variance of Bouthillier et "
     "al. 2021). Its false-positive rate and its intervals' coverage are checked by simulation "
-    "(tests/test_calibration.py, python -m analysis.calibration)."
+    "(tests/test_calibration.py, python -m study.bench.calibration)."
 )
 
 
@@ -202,7 +202,7 @@ def _estimate(value, per_run, within, between, image_total, n_units: int) -> Est
         # One side a single (e.g. deterministic) run: the test rests on the other side's few seed
         # scores, skewed near a ceiling, and Satterthwaite's df lets a run of good seeds through
         # (false-positive rate 0.08-0.10 at 3 seeds, sigma 10 points); the seeds' own n - 1 df
-        # hold it (analysis.calibration's one-run cells).
+        # hold it (study.bench.calibration's one-run cells).
         df = np.minimum(df, max(runs) - 1)
     seed_var = sum(v for v, _ in terms[:-1]) if len(terms) > 1 else np.zeros_like(image_var_)
     return Estimate(value, seed_var, image_var_, df, tuple(s.shape[-1] for s in per_run))

@@ -5,7 +5,7 @@ python -m study.run --grid extended --data ../shared/data/el7008 --dry-run
 python -m study.run --grid smoke                 # offline, generated images
 python -m study.run --resume results/NAME        # continue an interrupted study
 
-The command line becomes a StudySpec (study.spec, study.resume); the spec a Source (what
+The command line becomes a StudySpec (study.cli.spec, study.bookkeeping.resume); the spec a Source (what
 Tune runs); `run_study` plans, records, runs and summarizes any source the same way.
 """
 
@@ -20,14 +20,14 @@ from typing import Any
 
 import pandas as pd
 
-from study.cluster import largest_node_cpus, start_ray
+from study.bookkeeping.ownership import release_all
+from study.bookkeeping.plan import Plan, fetch, load_data, plan_study, record_study
+from study.bookkeeping.resume import check_same_study, study_spec
+from study.bookkeeping.summary import class_count_lines, evaluate_elsewhere, finish, ranked_configurations, summarize
+from study.cli.spec import StudySpec, given_options
 from study.grids import expand, get_grid, grid_label, parse_where
-from study.ownership import release_all
-from study.plan import Plan, fetch, load_data, plan_study, record_study
-from study.resume import check_same_study, study_spec
-from study.space import TrialNames
-from study.spec import StudySpec, given_options
-from study.summary import class_count_lines, evaluate_elsewhere, finish, ranked_configurations, summarize
+from study.tuning.cluster import largest_node_cpus, start_ray
+from study.tuning.space import TrialNames
 from trainable import storage as store
 from trainable.errors import UserError
 from trainable.results_layout import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
@@ -56,7 +56,7 @@ class Source:
         return len(self.configs) if self.ranges is None else self.samples
 
     def param_space(self) -> dict[str, Any]:
-        from study.space import param_space
+        from study.tuning.space import param_space
 
         if self.ranges is None:
             # A grid over experiments x seeds; long full-network trials first: started last, they
@@ -81,10 +81,10 @@ def grid_source(spec: StudySpec) -> Source:
 
 
 def search_source(spec: StudySpec) -> Source:
-    """--search random | optuna: --num-samples trials of a space of ranges (study.search)."""
+    """--search random | optuna: --num-samples trials of a space of ranges (study.tuning.search)."""
     from ray.tune.search.sample import Domain
 
-    from study import search
+    from study.tuning import search
 
     grid = get_grid(spec.grid)
     if not grid.ranges:
@@ -128,7 +128,7 @@ def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -
     """The --confirm-top best searched configurations (by the best epoch's --select value so
     far: what Tune and the searcher saw) with --seeds fresh seeds, as a grid; None when no
     searched trial has a score."""
-    from study import search
+    from study.tuning import search
 
     key, mode = SELECTIONS[spec.select]
     scored = []
@@ -145,7 +145,7 @@ def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -
 
 def dry_run(spec: StudySpec, source: Source) -> int:
     """Every trial Tune would run, in its order, from the same search space; or a search's space."""
-    from study.space import name_width, trial_name, trials_of
+    from study.tuning.space import name_width, trial_name, trials_of
 
     if source.ranges is not None:
         searched = {k: v for k, v in source.ranges.items() if hasattr(v, "sampler")}
@@ -187,10 +187,10 @@ def domain_text(domain: Any) -> str:
 
 def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     """Plan, record, run and summarize a study; with --confirm-top, its confirmation too."""
-    from study import tune_setup
-    from study.console import Progress
-    from study.detection import ray_runner
-    from study.encoding import encode_for_trials
+    from study.cli.console import Progress
+    from study.tuning import tune_setup
+    from study.tuning.detection import ray_runner
+    from study.tuning.encoding import encode_for_trials
 
     plan = plan_study(spec, source.configs)
     data = load_data(spec)
@@ -231,7 +231,7 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
         images = os.path.join(spec.cache_dir, "images")
         code = max(code, evaluate_elsewhere(plan, spec.evaluate_on, spec.dataset.age_bins, images, ray_runner(spec)))
     if spec.mlflow:
-        from study.tracking import log_outcome
+        from study.tuning.tracking import log_outcome
 
         code = max(code, log_outcome(spec.mlflow, plan, data, register=spec.mlflow_register))
     return code
@@ -257,7 +257,7 @@ def grid_confirm_source(spec: StudySpec, plan: Plan) -> Source | None:
 def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trainable: Any) -> int:
     """The summary and best/; then the confirmation (--confirm-top) and its summary. A grid's
     is summarized first (its best is chosen there), a search's only as the search's own runs."""
-    from study.console import Progress
+    from study.cli.console import Progress
 
     if not spec.confirmations:
         return finish(plan, results)
@@ -283,7 +283,7 @@ def fit(
     """Run `source` as the study's Tune experiment, or as its `part` inside it (the
     confirmation): a new Tuner, or the interrupted one restored (finished trials stay
     finished); its ResultGrid."""
-    from study import tune_setup
+    from study.tuning import tune_setup
 
     storage, name = (plan.location, part) if part else (spec.storage, plan.name)
     location = store.join(storage, name)

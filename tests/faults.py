@@ -7,7 +7,7 @@
         a worker's first checkpoint stalls half-written (files saved, not yet reported)
         after leaving a marker in DIR, so a test can kill the study there.
 
-The wrapper replaces `study.tune_setup.train_face_age` in the driver and is shipped
+The wrapper replaces `study.tuning.tune_setup.train_face_age` in the driver and is shipped
 to Ray's workers by value, so nothing of it lives in the product.
 """
 
@@ -51,12 +51,12 @@ def with_faults(train, fault: str | None, stall_dir: str | None):
 
 
 def main() -> int:
-    import study.tune_setup
+    import study.tuning.tune_setup
     from study.run import main as study_main
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    study.tune_setup.train_face_age = with_faults(
-        study.tune_setup.train_face_age, os.environ.get(FAULT_ENV), os.environ.get(STALL_ENV)
+    study.tuning.tune_setup.train_face_age = with_faults(
+        study.tuning.tune_setup.train_face_age, os.environ.get(FAULT_ENV), os.environ.get(STALL_ENV)
     )
     return study_main(sys.argv[1:])
 

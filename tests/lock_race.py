@@ -3,7 +3,7 @@ from the test module so the child imports the lock alone (not torch), and starts
 
 import time
 
-from study.ownership import StudyLock
+from study.bookkeeping.ownership import StudyLock
 from trainable.errors import UserError
 
 

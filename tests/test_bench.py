@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from study.bench.cli import main
+from study.bench.main import main
 from study.bench.measure import tree_pss
 from tests.conftest import REAL_DATA, ROOT
 

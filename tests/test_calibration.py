@@ -1,10 +1,10 @@
 """The comparison's false-positive rate and the full interval's coverage, by simulation on
-studies whose answer is known (analysis.calibration): numpy and scipy only, no model."""
+studies whose answer is known (study.bench.calibration): numpy and scipy only, no model."""
 
 import numpy as np
 import pytest
 
-from analysis.calibration import ALPHA, IMAGES, SEEDS, SIGMAS, cell, margin
+from study.bench.calibration import ALPHA, IMAGES, SEEDS, SIGMAS, cell, margin
 
 REPS = 2000  # per cell: a rate of 0.05 has a Monte-Carlo sd of 0.0049, so margin(REPS) = 0.0146
 # The t interval assumes normal per-seed scores; clipped to [0, 1] they are skewed, and with 5-10
@@ -53,7 +53,7 @@ CLAIM_REPS = 2000
 
 @pytest.fixture(scope="module")
 def claims():
-    from analysis.calibration import claims
+    from study.bench.calibration import claims
 
     return claims(CLAIM_REPS, seed=20261206)
 

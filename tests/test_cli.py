@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from study.resume import study_spec
+from study.bookkeeping.resume import study_spec
+from study.cli.spec import StudySpec, given_options
 from study.run import main
-from study.spec import StudySpec, given_options
 from tests import study_json
 from tests.conftest import ROOT, SMOKE_SPLIT
 
@@ -175,7 +175,7 @@ def test_paths_are_recorded_absolute(tmp_path, monkeypatch):
 
 
 def test_provenance_records_the_arguments_main_received(tmp_path):
-    from study.provenance import write_provenance
+    from study.bookkeeping.provenance import write_provenance
 
     made = ("version", "command", "python", "platform", "packages", "git_revision")  # what it adds
     facts = {k: v for k, v in study_json.record().items() if k not in made}
@@ -284,7 +284,7 @@ def test_search_optuna_without_the_extra_exits_2_before_ray_starts_and_writes_no
 
 
 def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path, tiny_data, capsys):
-    from study.plan import Plan, record_study
+    from study.bookkeeping.plan import Plan, record_study
 
     args = StudySpec.from_options(
         {"grid": "smoke", "storage": str(tmp_path), "mlflow": "http://me:hunter2@mlflow:5000"}
@@ -304,7 +304,7 @@ def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path,
 def test_resume_refuses_a_replaced_weights_file(tmp_path, tiny_data):
     import torch
 
-    from study.resume import check_same_study
+    from study.bookkeeping.resume import check_same_study
     from trainable.errors import UserError
     from trainable.model import weights_id
 
@@ -322,8 +322,8 @@ def test_resume_refuses_a_replaced_weights_file(tmp_path, tiny_data):
 
 def test_a_failure_choosing_the_best_model_is_a_line_and_exit_code_1(tmp_path, capsys, monkeypatch, tiny_data):
     from analysis import best
-    from study.plan import Plan, record_study
-    from study.summary import finish
+    from study.bookkeeping.plan import Plan, record_study
+    from study.bookkeeping.summary import finish
 
     def broken(directory):
         raise KeyError("best_val_acc")  # an injected bug in the selection
@@ -442,7 +442,7 @@ def test_a_grid_file_holds_the_study_options_and_the_command_line_overrides_them
 def test_the_options_page_lists_every_option_the_parser_takes():
     """docs/options.md's table is generated (docs/hooks.py) from the dataclasses the parser is
     built from: every flag of study.run's parser has its row, with its help."""
-    from study.spec import parser
+    from study.cli.spec import parser
     from trainable.cli_options import markdown_table
     from trainable.data.dataset_options import DataOptions
 

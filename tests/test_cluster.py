@@ -15,8 +15,8 @@ import sys
 import pytest
 
 from analysis.results import load_study
-from study.cluster import check_resources
-from study.spec import StudySpec
+from study.cli.spec import StudySpec
+from study.tuning.cluster import check_resources
 from tests.conftest import ROOT, SMOKE_SPLIT, wait_for
 from trainable.errors import UserError
 from trainable.study_record import read_study_record

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.ownership import LOCK_FILE, STALE_AFTER_S, StudyLock, release_all
+from study.bookkeeping.ownership import LOCK_FILE, STALE_AFTER_S, StudyLock, release_all
 from study.run import main
 from tests.conftest import ROOT, wait_for
 from tests.lock_race import take_and_hold
@@ -196,7 +196,7 @@ def test_two_takers_of_one_stale_lock_leave_one_owner(tmp_path, monkeypatch):
 
 
 def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
-    from study import ownership
+    from study.bookkeeping import ownership
 
     monkeypatch.setattr(ownership, "HEARTBEAT_S", 0.1)
     (tmp_path / "s").mkdir()

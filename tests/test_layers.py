@@ -1,7 +1,9 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
 analysis do not import each other (they share trainable.results_layout and .storage), except that
-study.summary chooses the best model (and the configurations a grid confirms) with analysis.best; Ray is imported
-by study and the trainable's Ray entry point alone. Inside trainable, data flows
+study.bookkeeping.summary chooses the best model (and the configurations a grid confirms) with
+analysis.best, and the benchmarks (study.bench) sit above every layer. Ray is imported by study and
+the trainable's Ray entry point alone. Inside study, the rooms point one way too: cli -> tuning ->
+bookkeeping -> the entry points (run, predict, serve). Inside trainable, data flows
 data -> transforms -> model/cache -> loop -> trial -> tune_trial, and serving is used
 from outside only. Every module of every sub-package is walked."""
 
@@ -35,7 +37,11 @@ def imports(package: str) -> dict[str, set[str]]:
 )
 def test_no_import_against_the_data_flow(package, forbidden):
     wrong = {
-        module: sorted(n for n in names if n.split(".")[0] in forbidden and (module, n) not in ALLOWED)
+        module: sorted(
+            n
+            for n in names
+            if n.split(".")[0] in forbidden and (module, n) not in ALLOWED and not module.startswith("study/bench/")
+        )
         for module, names in imports(package).items()
     }
     assert {module: names for module, names in wrong.items() if names} == {}
@@ -44,7 +50,7 @@ def test_no_import_against_the_data_flow(package, forbidden):
 # The exceptions: the study chooses its best model (analysis.best) and scores it on other
 # data (analysis.evaluate, --evaluate-on) in its own process, so that a failure there is seen
 # and sets the exit code.
-ALLOWED = {("study/summary.py", "analysis.best"), ("study/summary.py", "analysis.evaluate")}
+ALLOWED = {("study/bookkeeping/summary.py", "analysis.best"), ("study/bookkeeping/summary.py", "analysis.evaluate")}
 
 
 def test_only_study_and_the_tune_entry_point_import_ray():
@@ -53,7 +59,7 @@ def test_only_study_and_the_tune_entry_point_import_ray():
 
 
 # Ray internals: underscored names under ray, and the private attributes, methods and file
-# name template the project relies on. study/ray_internals.py holds them, each with its test.
+# name template the project relies on. study/tuning/ray_internals.py holds them, each with its test.
 RAY_INTERNALS = re.compile(
     r"ray(\.\w+)*\._[a-z]|_try_log_hparams|_completed_trials|CKPT_FILE_TMPL|\.evaluated_params|\.experiment_tag"
 )
@@ -66,7 +72,7 @@ def test_ray_internals_are_used_in_one_module():
         for path in pathlib.Path(ROOT, package).rglob("*.py")
         if RAY_INTERNALS.search(path.read_text())
     }
-    assert users == {"study/ray_internals.py"}
+    assert users == {"study/tuning/ray_internals.py"}
 
 
 def test_study_and_analysis_share_the_results_layout():
@@ -130,3 +136,23 @@ def test_study_json_is_read_through_its_schema():
         if direct.search(path.read_text())
     }
     assert users == set(), users
+
+
+# Inside study, a room imports only from its own or earlier ones; the grids (grids.py, the smoke
+# images) are shared by all, and the entry points and benchmarks come last.
+ROOMS = ["grids", "smoke_data", "cli", "tuning", "bookkeeping", "run", "predict", "serve", "bench"]
+
+
+def test_inside_study_the_rooms_point_one_way():
+    def room(name: str) -> int:
+        return ROOMS.index(pathlib.PurePath(name.replace(".", "/")).parts[1].removesuffix(".py"))
+
+    wrong = {
+        (module, name)
+        for module, names in imports("study").items()
+        if module != "study/__init__.py"
+        for name in names
+        if name.startswith("study.") and room(name) > room(module)
+    }
+    assert wrong == set()
+    assert {pathlib.PurePath(m).parts[1].removesuffix(".py") for m in imports("study")} == {*ROOMS, "__init__"}

@@ -1,4 +1,4 @@
-"""Each Ray internal the project uses (study.ray_internals) still works as it assumes: on a
+"""Each Ray internal the project uses (study.tuning.ray_internals) still works as it assumes: on a
 Ray release that changes one, its test fails and says which use and where it comes from."""
 
 import importlib.util
@@ -9,7 +9,7 @@ from ray import tune
 from ray.tune.experiment import Experiment
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from study import ray_internals
+from study.tuning import ray_internals
 
 
 def trainable(config):  # never run: trials are only generated
@@ -18,13 +18,13 @@ def trainable(config):  # never run: trials are only generated
 
 def test_the_authentication_logger_is_a_ray_module_and_its_token_warning_under_it():
     assert importlib.util.find_spec(ray_internals.AUTH_LOGGER) is not None, (
-        f"Ray has no module {ray_internals.AUTH_LOGGER} any more: study.cluster quiets its logger at ray.init; "
+        f"Ray has no module {ray_internals.AUTH_LOGGER} any more: study.tuning.cluster quiets its logger at ray.init; "
         "find where Ray now logs its token lines"
     )
     from ray._private.authentication import authentication_token_setup
 
     assert authentication_token_setup.logger.name.startswith(ray_internals.AUTH_LOGGER + "."), (
-        "Ray's 'Token authentication is enabled' warning moved out of the logger study.cluster quiets"
+        "Ray's 'Token authentication is enabled' warning moved out of the logger study.tuning.cluster quiets"
     )
 
 
@@ -62,7 +62,7 @@ def test_a_trials_counter_heads_its_experiment_tag():
     first, second = grid.next_trial(), grid.next_trial()
     assert [ray_internals.search_counter(first), ray_internals.search_counter(second)] == [0, 1], (
         f"Tune's experiment tags are now {first.experiment_tag!r}, {second.experiment_tag!r}: "
-        "study.space.search_number numbers searched trials from them"
+        "study.tuning.space.search_number numbers searched trials from them"
     )
     assert first.trial_id.endswith("00000") and second.trial_id.endswith("00001")
 

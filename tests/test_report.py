@@ -208,7 +208,7 @@ def test_the_report_imports_no_torch_opencv_skimage_or_ray(tmp_path):
 
 
 def test_choosing_the_best_at_the_end_of_a_study_imports_no_matplotlib(tmp_path):
-    """study.summary chooses the best with analysis.best: the report's figures stay out of it."""
+    """study.bookkeeping.summary chooses the best with analysis.best: the report's figures stay out of it."""
     study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (2, 0, "max_epochs", 0.7)])
     code = "import sys; from analysis.best import main; main([sys.argv[1]]); print('matplotlib' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code, str(study)], cwd=ROOT, capture_output=True, text=True)

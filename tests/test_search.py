@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from study.grids import GRIDS, read_grid
-from study.search import confirm_configs, paper_points, search_space, searched_keys
+from study.tuning.search import confirm_configs, paper_points, search_space, searched_keys
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
@@ -111,7 +111,7 @@ def test_the_readmes_lr_and_dropout_search_with_4_samples_runs_at_least_3_distin
     import ray
     from ray import tune
 
-    from study.search import make_searcher
+    from study.tuning.search import make_searcher
 
     (tmp_path / "s.yaml").write_text(README_SEARCH)
     grid = read_grid(str(tmp_path / "s.yaml"))
@@ -233,14 +233,23 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
 
 @pytest.mark.slow
 def test_the_search_benchmark_runs_both_arms_to_the_same_budget(tmp_path):
-    """analysis.search_bench --quick on the real data: the extended grid and Optuna, each
+    """study.bench.search_vs_grid --quick on the real data: the extended grid and Optuna, each
     stopped by --budget-epochs 8 (at most one epoch more per trial running then). ASHA and the
     budget stop trials whose workers Tune then reuses: with Ray's thread timeout at 0 in the
     driver, each reuse would fail its next trial unless the study sets it on the workers
-    (study.cluster.WORKER_ENV; CI saw it fail at Ray's default of 2 s)."""
+    (study.tuning.cluster.WORKER_ENV; CI saw it fail at Ray's default of 2 s)."""
     if not os.path.isdir(REAL_DATA):
         pytest.skip(f"real dataset not found at {REAL_DATA}")
-    command = [sys.executable, "-m", "analysis.search_bench", "--data", REAL_DATA, "--out", str(tmp_path), "--quick"]
+    command = [
+        sys.executable,
+        "-m",
+        "study.bench.search_vs_grid",
+        "--data",
+        REAL_DATA,
+        "--out",
+        str(tmp_path),
+        "--quick",
+    ]
     env = {**os.environ, "TUNE_FUNCTION_THREAD_TIMEOUT_S": "0"}
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

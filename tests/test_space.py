@@ -5,9 +5,9 @@ import io
 
 import pytest
 
-from study.console import Progress, clock
+from study.cli.console import Progress, clock
 from study.grids import expand
-from study.space import param_space, trial_name, trials_of
+from study.tuning.space import param_space, trial_name, trials_of
 from tests.conftest import epoch_row, final_row
 
 
@@ -82,7 +82,7 @@ def made(name, max_epochs, kind, status="PENDING"):
 def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_every_seconds(monkeypatch):
     out, clock_ = io.StringIO(), Clock()
     monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("study.console.now", clock_)
+    monkeypatch.setattr("study.cli.console.now", clock_)
     progress = Progress(total=2, every=30)
     a, b = made("e01-a-s0", 40, "none"), made("e02-b-s0", 40, "online")
     progress.on_step_begin(0, [a, b])
@@ -117,7 +117,7 @@ def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
     exactly: (5 + 5x3 + 10 + 10x3) / 2."""
     out, clock_ = io.StringIO(), Clock()
     monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("study.console.now", clock_)
+    monkeypatch.setattr("study.cli.console.now", clock_)
     progress = Progress(total=4)
     kinds = ("none", "online", "none", "online")
     trials = [made(f"e0{i % 2 + 1}-s{i // 2}", 10, kind) for i, kind in enumerate(kinds)]
@@ -140,7 +140,7 @@ def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
 def test_trial_directories_are_named_before_tune_resolves_sample_from():
     """Tune names a trial while its sample_from values are still placeholders: the name
     comes from the experiment number, which a grid_search resolves first."""
-    from study.space import TrialNames
+    from study.tuning.space import TrialNames
 
     configs = expand("paper", seeds=2, overrides={})
     names = TrialNames.of(configs)
@@ -150,7 +150,7 @@ def test_trial_directories_are_named_before_tune_resolves_sample_from():
 
 
 def test_searched_trials_are_numbered_from_tunes_counter_and_named_by_their_values():
-    from study.space import TrialNames
+    from study.tuning.space import TrialNames
 
     names = TrialNames(searched=("lr", "optimizer", "batch_size"))
     config = {"config_id": "search", "lr": 3.2e-4, "optimizer": "sgd-m0.9", "batch_size": 16}

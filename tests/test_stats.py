@@ -184,14 +184,14 @@ def test_an_interval_at_holms_level_excludes_zero_exactly_when_holm_rejects(seed
 
 
 def test_the_detectable_difference_is_found_80_percent_of_the_time():
-    """Simulated studies (analysis.calibration's model: 5 seeds a side, seed sd 5 points, 120
+    """Simulated studies (study.bench.calibration's model: 5 seeds a side, seed sd 5 points, 120
     shared test images): a comparison with the null's true standard error states a detectable
     difference; planted as the true difference, the t-test finds it in at most 0.8 of 4,000
     studies (Monte-Carlo sd 0.006; about 0.72: the test is conservative, its false-positive rate
     0.025-0.045), so 'a smaller difference would be missed more than 1 time in 5' holds, and it
     is no vacuous bound: 1.5 times as large is found at least 95% of the time."""
-    from analysis.calibration import simulate
     from analysis.stats import Comparison, accuracy_estimate
+    from study.bench.calibration import simulate
 
     rng = np.random.default_rng(7)
     null = accuracy_estimate(*simulate(rng, 4000, 5, 0.05, 120))

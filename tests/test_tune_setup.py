@@ -2,7 +2,7 @@
 
 import json
 
-from study.tune_setup import EpochBudget, make_scheduler, trial_cpus
+from study.tuning.tune_setup import EpochBudget, make_scheduler, trial_cpus
 from tests.conftest import epoch_row, final_row
 from trainable.results_layout import BUDGET_FILE
 
@@ -26,7 +26,7 @@ def test_asha_accepts_a_grace_period_longer_than_the_trials():
 
 
 def test_encoding_shards_cover_the_images_once_and_use_every_slot():
-    from study.encoding import MAX_SHARD, shards
+    from study.tuning.encoding import MAX_SHARD, shards
 
     for n, slots in ((48, 2), (300, 2), (5000, 2), (100_000, 64), (10, 8)):
         parts = shards(n, slots)

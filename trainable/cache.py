@@ -3,7 +3,7 @@
 With the trunk frozen (eval mode, no gradients), its output for one image under
 one fixed transform never changes. Entries are keyed by everything the output
 depends on and written atomically: either by encoding tasks before the trials
-start (study.encoding, one shard each), or by the first trial that needs one,
+start (study.tuning.encoding, one shard each), or by the first trial that needs one,
 under a lock, while concurrent trials on the node wait and read it.
 """
 
@@ -75,7 +75,7 @@ class TrunkCache:
     """Trunk outputs on disk under `directory`, one folder per key holding .npy parts (rows
     start..stop of the entry, memory-mapped when read) and, once every row is there, a
     manifest; None keeps nothing. A part may come from a trial or from an encoding task
-    (study.encoding) that wrote one shard of many."""
+    (study.tuning.encoding) that wrote one shard of many."""
 
     def __init__(self, directory: str | None) -> None:
         self.directory = directory

@@ -1,6 +1,6 @@
 """What the network sees in a trial: each image's transforms, and the frozen trunk's outputs
 when the trial can use the cache (`Encoding`, `TrialInputs`); `encode_shard` is one worker's
-part of an encoding, for the study's parallel trunk encoding (study.encoding)."""
+part of an encoding, for the study's parallel trunk encoding (study.tuning.encoding)."""
 
 from __future__ import annotations
 

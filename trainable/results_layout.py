@@ -4,7 +4,7 @@ study/ writes, trainable/ checkpoints, analysis/ reads; all three import these
 names from here, so no layer needs another's module to find a file. Standard
 library only: the report imports it without torch or Ray.
 
-    STUDY/study.json                 provenance, trials, split (study.provenance)
+    STUDY/study.json                 provenance, trials, split (study.bookkeeping.provenance)
     STUDY/summary.csv                the summary the CLI printed
     STUDY/skipped_files.txt          files left out by --on-bad-image skip
     STUDY/<trial>/params.json        Ray Tune: the trial's flat config

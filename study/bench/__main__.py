@@ -1,5 +1,5 @@
 import sys
 
-from study.bench.cli import main
+from study.bench.main import main
 
 sys.exit(main())

@@ -11,7 +11,7 @@ and the photos' decoding: a photo seen under one KEY is never detected again,
 whichever dataset holds it or study reads it.
 
 A runner detects the photos the store lacks: `detect_here` in this process, or Ray
-tasks over shards (study.detection) so that every CPU of a cluster shares the work.
+tasks over shards (study.tuning.detection) so that every CPU of a cluster shares the work.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def log_model(model_file: str, example: bytes, register: str | None = None) -> A
 
 
 def study_run(client: Any, name: str) -> str | None:
-    """The study's own MLflow run (study.tracking's parent run, tagged study=NAME and
+    """The study's own MLflow run (study.tuning.tracking's parent run, tagged study=NAME and
     role=study in experiment NAME), or None if it was never made."""
     found = client.get_experiment_by_name(name)
     if found is None:

@@ -1,6 +1,6 @@
 """The report's verdicts checked on simulated studies whose answer is known.
 
-    python -m analysis.calibration [--reps 4000] [--seed 0]
+    python -m study.bench.calibration [--reps 4000] [--seed 0]
 
 Each simulated study has two configurations A and B evaluated on one shared test set: image
 j has a probability q_j of being classified right (Beta(1.4, 0.6): mean 0.70, many easy
@@ -242,7 +242,7 @@ def table(reps: int, seed: int = 0, power_reps: int | None = None) -> list[dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.calibration", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m study.bench.calibration", description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=4000, help="simulated studies per cell (default 4000)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

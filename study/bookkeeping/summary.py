@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from study.plan import Plan, fetch
+from study.bookkeeping.plan import Plan, fetch
 from trainable import storage as store
 from trainable.atomic_io import read_json, write_csv, write_json
 from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained

@@ -1,6 +1,6 @@
 """A study's settings: `StudySpec`, the study-level twin of `TrialConfig`, frozen and
 validated once. Its fields are the command-line options (trainable.cli_options), study.json
-records it (`record`) and a resumed study is rebuilt from that record (study.resume)."""
+records it (`record`) and a resumed study is rebuilt from that record (study.bookkeeping.resume)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 named as the study: optuna-dashboard and optuna.load_study read it, and a resumed search
 adds its trials to the same study (Tune restores the searcher, journal path included).
 
-Imports Ray and Optuna: only a search that uses Optuna imports it (study.search)."""
+Imports Ray and Optuna: only a search that uses Optuna imports it (study.tuning.search)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from ray.tune.search.optuna import OptunaSearch
 
-from study import ray_internals
+from study.tuning import ray_internals
 
 
 class JournaledOptunaSearch(OptunaSearch):

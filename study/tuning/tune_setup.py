@@ -13,8 +13,8 @@ from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.sample import Domain
 
-from study import ray_internals
-from study.space import TrialNames
+from study.tuning import ray_internals
+from study.tuning.space import TrialNames
 from trainable import storage as store
 from trainable.atomic_io import dumps, strict, write_json
 from trainable.config import TrialConfig, expand_choices
@@ -127,8 +127,8 @@ def make_tuner(
     callbacks: list[Any] = (),
     budget: EpochBudget | None = None,
 ) -> tune.Tuner:
-    """A Tuner over `space`: a grid (study.space.param_space, one trial per point) or, with
-    `search_alg`, `num_samples` trials of a search (study.search). Tune, the scheduler and the
+    """A Tuner over `space`: a grid (study.tuning.space.param_space, one trial per point) or, with
+    `search_alg`, `num_samples` trials of a search (study.tuning.search). Tune, the scheduler and the
     searcher rank on `select` (trainable.results_layout.SELECTIONS), the metric the report ranks on."""
     metric, mode = SELECTIONS[select]
     searched = [k for k, v in space.items() if isinstance(v, Domain)]
@@ -159,8 +159,8 @@ def make_tuner(
 
 
 def tracking_callbacks(mlflow: str | None, wandb: str | None, name: str, study_dir: str) -> list[Any]:
-    """Log the study and its trials to MLflow and/or W&B (optional extras; see study.tracking)."""
-    from study import tracking
+    """Log the study and its trials to MLflow and/or W&B (optional extras; see study.tuning.tracking)."""
+    from study.tuning import tracking
 
     return ([tracking.MLflowStudyLogger(mlflow, name, study_dir)] if mlflow else []) + (
         [tracking.wandb_callback(wandb, name, study_dir)] if wandb else []

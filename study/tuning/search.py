@@ -81,13 +81,13 @@ def make_searcher(
 ) -> Any:
     """The search algorithm: random sampling or Optuna's TPE, both trying `points` first,
     at most `max_concurrent` trials at a time (0: as many as the cluster runs). Optuna's study
-    is kept in `journal` = (file, study name) when given (study.optuna_journal)."""
+    is kept in `journal` = (file, study name) when given (study.tuning.optuna_journal)."""
     if kind == "random":
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         return BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent, random_state=seed)
     try:  # Ray's wrapper imports optuna itself
-        from study.optuna_journal import optuna_searcher
+        from study.tuning.optuna_journal import optuna_searcher
     except ImportError:
         raise UserError("--search optuna needs the optuna package: pip install -e '.[search]'.") from None
     from ray.tune.search import ConcurrencyLimiter

@@ -75,7 +75,7 @@ def search_number(trial: Any) -> int:
     and ends its trial ids with the same number, its SearchGenerator from 1), kept with the
     searcher's state when a study resumes. (The name creator itself is copied per trial, so
     it cannot count.)"""
-    from study.ray_internals import search_counter
+    from study.tuning.ray_internals import search_counter
 
     counter = search_counter(trial)
     return counter + 1 if trial.trial_id.endswith(f"{counter:05d}") else counter

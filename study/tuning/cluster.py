@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from study.spec import StudySpec
+from study.cli.spec import StudySpec
 from trainable.errors import UserError
 
-# Tune reuses a trial's worker for the next trial (study.tune_setup, reuse_actors) once the last
+# Tune reuses a trial's worker for the next trial (study.tuning.tune_setup, reuse_actors) once the last
 # trial's thread has ended; it waits TUNE_FUNCTION_THREAD_TIMEOUT_S for that (2 s by default),
 # then fails the next trial, and Ray 2.60 may then leave a pending trial waiting forever. A
 # stopped trial's thread still unwinds and frees its memory (trainable.tune_trial): on a busy
@@ -21,10 +21,10 @@ WORKER_ENV = {"TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
 
 def start_ray(spec: StudySpec) -> Any:
     """Start (or join) Ray with its dashboard and check the cluster can run a trial; once
-    (face detection may have started it already: study.detection)."""
+    (face detection may have started it already: study.tuning.detection)."""
     import ray
 
-    from study import ray_internals
+    from study.tuning import ray_internals
 
     if ray.is_initialized():
         return ray
@@ -70,7 +70,7 @@ def node_shapes(ray: Any, cluster_config: str | None) -> tuple[list[Shape], dict
         with open(path) as f:
             types = (yaml.safe_load(f) or {}).get("available_node_types", {})
         return live, {name: t.get("resources") or None for name, t in types.items() if t.get("max_workers", 1) > 0}
-    from study import ray_internals
+    from study.tuning import ray_internals
 
     return live, ray_internals.autoscaler_node_groups()
 

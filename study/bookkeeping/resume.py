@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from study.cli.spec import StudySpec, absolute, is_runtime
 from study.grids import get_grid
-from study.spec import StudySpec, absolute, is_runtime
 from trainable import storage as store
 from trainable.atomic_io import read_json
 from trainable.errors import UserError

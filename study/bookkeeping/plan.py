@@ -1,4 +1,4 @@
-"""A study before its first trial: named, its folder taken (study.ownership), its weights
+"""A study before its first trial: named, its folder taken (study.bookkeeping.ownership), its weights
 resolved, its dataset loaded and study.json written."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from study.bookkeeping.ownership import StudyLock
+from study.bookkeeping.provenance import write_provenance
+from study.cli.spec import StudySpec, local_root
 from study.grids import get_grid, grid_label, reference_config
-from study.ownership import StudyLock
-from study.provenance import write_provenance
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
-from study.spec import StudySpec, local_root
 from trainable import storage as store
 from trainable.atomic_io import write_text
 from trainable.data.dataset_options import dataset_from_args
@@ -59,11 +59,11 @@ def plan_study(spec: StudySpec, configs: list[dict[str, Any]]) -> Plan:
             shutil.rmtree(directory, ignore_errors=True)  # the mirror of an older study of that URI
         lock.create(f"--resume {location}")
     if spec.mlflow:
-        from study.tracking import check_tracking_uri
+        from study.tuning.tracking import check_tracking_uri
 
         check_tracking_uri(spec.mlflow, name)
     if spec.wandb:
-        from study.tracking import check_wandb
+        from study.tuning.tracking import check_wandb
 
         check_wandb()
     from trainable.model import resolve_weights, weights_label
@@ -88,7 +88,7 @@ def load_data(spec: StudySpec) -> FaceData:
         root = make_smoke_data(os.path.join(local_root(spec.storage), "smoke-data"))
         print(f"Generated smoke images under {root}")
         return load_el7008(root, SMOKE_RANGES, images)
-    from study.detection import ray_runner
+    from study.tuning.detection import ray_runner
 
     return dataset_from_args(spec.dataset, images, ray_runner(spec))
 

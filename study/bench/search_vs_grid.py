@@ -1,6 +1,6 @@
 """A fixed grid against adaptive search at the same budget of trial-epochs, side by side.
 
-    python -m analysis.search_bench --data ../shared/data/el7008 --out search-bench
+    python -m study.bench.search_vs_grid --data ../shared/data/el7008 --out search-bench
 
 runs, for each repetition r, two studies through `python -m study.run` with `--weights
 none` and `--budget-epochs B` (the study stops once its trials have trained B epochs):
@@ -119,7 +119,7 @@ def table(rows: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.search_bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m study.bench.search_vs_grid", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="el7008 dataset root")
     p.add_argument("--out", required=True, help="folder for the studies and search_bench.json")
     p.add_argument("--budget", type=int, default=120, help="trial-epochs per study")

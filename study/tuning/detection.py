@@ -1,5 +1,5 @@
 """Faces found before training (--detect-faces) as Ray tasks over shards of the photos,
-like the trunk encoding (study.encoding): each task runs MTCNN on its shard and writes
+like the trunk encoding (study.tuning.encoding): each task runs MTCNN on its shard and writes
 it to the face store under --cache-dir (trainable.data.face_detection), so every CPU of a cluster
 shares the work and a shard a task finished is kept if the study stops. Ray is started
 here, on first need: the data is checked before it, and only a dataset whose faces are
@@ -12,10 +12,10 @@ import time
 import ray
 import torch
 
-from study.cluster import start_ray
-from study.console import wait_for
-from study.encoding import shards
-from study.spec import StudySpec
+from study.cli.console import wait_for
+from study.cli.spec import StudySpec
+from study.tuning.cluster import start_ray
+from study.tuning.encoding import shards
 from trainable.atomic_io import host
 from trainable.data.face_detection import Runner, detect_shard
 from trainable.data.image_store import StoredImages
