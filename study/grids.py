@@ -278,10 +278,10 @@ GRIDS: dict[str, Grid] = {
 }
 
 
-def reference_config(overrides: dict[str, Any]) -> dict[str, Any]:
+def reference_config(overrides: dict[str, Any]) -> TrialConfig:
     """Experiment 1 of the 2021 report under this study's overrides (weights, epochs, ...),
     whole and resolved: what every configuration's "differs from #1" is measured against."""
-    return TrialConfig.from_dict({"experiment": 1, "name": "baseline", **BASELINE, **overrides}).to_dict()
+    return TrialConfig.from_dict({"experiment": 1, "name": "baseline", **BASELINE, **overrides})
 
 
 def grid_label(grid: str) -> str:
@@ -337,8 +337,8 @@ def expand(
     first_seed: int = 0,
     settings: dict[str, Any] | None = None,
     max_trials: int = MAX_TRIALS,
-) -> list[dict[str, Any]]:
-    """Flat, validated, complete trial configs: every experiment of `grid` x `seeds` seeds
+) -> list[TrialConfig]:
+    """Validated, complete trial configs: every experiment of `grid` x `seeds` seeds
     from `first_seed`; refused once more than `max_trials` match (--max-trials), before
     any more are built.
 
@@ -355,10 +355,10 @@ def expand(
         merged = {**BASELINE, **changes, **(settings or {}), **overrides}
         cid = f"{grid_label(grid)}-{number}-{config_id(merged)}"
         for seed in range(first_seed, first_seed + seeds):
-            config = {"experiment": number, "name": name, "config_id": cid, "seed": seed, **merged}
             # Validated before Ray starts (naming a bad key), and whole: every key, resolved.
-            config = TrialConfig.from_dict(config).to_dict()
-            if all(config[k] == v for k, v in where.items()):  # any key: experiment, seed, lr, ...
+            identity = {"experiment": number, "name": name, "config_id": cid, "seed": seed}
+            config = TrialConfig.from_dict({**identity, **merged})
+            if all(getattr(config, k) == v for k, v in where.items()):  # any key: experiment, seed, lr, ...
                 configs.append(config)
             if len(configs) > max_trials:
                 raise UserError(

@@ -5,18 +5,21 @@ python -m study.run --grid extended --data ../shared/data/el7008 --dry-run
 python -m study.run --grid smoke                 # offline, generated images
 python -m study.run --resume results/NAME        # continue an interrupted study
 
-The command line becomes a StudySpec (study.cli.spec, study.bookkeeping.resume); the spec a Source (what
-Tune runs); `run_study` plans, records, runs and summarizes any source the same way.
+The command line becomes a StudySpec (study.cli.spec, study.bookkeeping.resume); the spec a
+source of trials, a GridSource (a grid's TrialConfigs, expanded once) or a SearchSource (a space
+of ranges and a searcher); `run_study` plans, records, runs and summarizes either the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import pandas as pd
 
@@ -29,6 +32,7 @@ from study.grids import expand, get_grid, grid_label, parse_where
 from study.tuning.cluster import largest_node_cpus, start_ray
 from study.tuning.space import TrialNames
 from trainable import storage as store
+from trainable.config import TrialConfig
 from trainable.errors import UserError
 from trainable.results_layout import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
 
@@ -37,32 +41,85 @@ DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze"
 SAME_IN_NAME = ("experiment", "name", "config_id")  # said by the trial column
 
 
-@dataclass
-class Source:
-    """What a study runs: a grid's trials, or a search's space and searcher."""
+@dataclass(frozen=True)
+class GridSource:
+    """A grid's trials (or a confirmation's), each a TrialConfig, expanded once (study.grids.expand)."""
 
     label: str  # what it is, said before it runs
-    configs: list[dict[str, Any]]  # a grid's trials, or a search's fixed settings (plan_study resolves weights)
-    names: TrialNames
+    configs: tuple[TrialConfig, ...]
     scheduler: str  # asha | none
-    ranges: dict[str, Any] | None = None  # a search's space: Tune domains and fixed values
-    samples: int = 1  # Tune's num_samples: a search's trials (a grid is one sample of its grid_search)
-    searcher: Callable[[str, str], Any] | None = None  # (study folder, name) -> a search's algorithm, new Tuners only
-    expansions: dict[str, Any] = field(default_factory=dict)  # a search's named values (study.grids.Grid)
-    record: dict[str, Any] = field(default_factory=dict)  # what study.json says about it
+    samples = 1  # Tune's num_samples: a grid is one sample of its grid_search
+    searcher = None
+    expansions: ClassVar[Mapping[str, Any]] = MappingProxyType({})  # its configs are whole: nothing to expand
 
     @property
     def trials(self) -> int:
-        return len(self.configs) if self.ranges is None else self.samples
+        return len(self.configs)
 
-    def param_space(self) -> dict[str, Any]:
+    @property
+    def names(self) -> TrialNames:
+        return TrialNames.of(list(self.configs))
+
+    @property
+    def weights(self) -> set[str]:
+        return {c.weights for c in self.configs}
+
+    @property
+    def max_epochs(self) -> int:
+        return max(c.max_epochs for c in self.configs)
+
+    def recorded(self, plan: Plan) -> dict[str, Any]:
+        """What study.json says of it: each trial's config, its weights resolved."""
+        return {"trials": [c.to_dict() for c in plan.resolved(list(self.configs))]}
+
+    def param_space(self, plan: Plan | None) -> dict[str, Any]:
+        """A grid over experiments x seeds (weights resolved by `plan`; as given for a dry run)."""
         from study.tuning.space import param_space
 
-        if self.ranges is None:
-            # A grid over experiments x seeds; long full-network trials first: started last, they
-            # would wait for a whole node while short cached trials keep taking single cores.
-            return param_space(self.configs)
-        return {**self.ranges, "weights": self.configs[0]["weights"]}  # the resolved weights
+        return param_space(plan.resolved(list(self.configs)) if plan else list(self.configs))
+
+
+@dataclass(frozen=True)
+class SearchSource:
+    """A search: its space (Tune domains and fixed values), `samples` trials, its searcher."""
+
+    label: str
+    space: dict[str, Any]
+    names: TrialNames
+    scheduler: str
+    samples: int
+    searcher: Callable[[str, str], Any]  # (study folder, name) -> the search algorithm, new Tuners only
+    expansions: dict[str, Any]  # the named values its choices stand for (study.grids.Grid)
+    search: dict[str, Any]  # what it is, as study.json records it
+
+    @property
+    def trials(self) -> int:
+        return self.samples
+
+    @property
+    def weights(self) -> set[str]:
+        return {self.space["weights"]}
+
+    @property
+    def max_epochs(self) -> int:
+        return self.space["max_epochs"]
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        from ray.tune.search.sample import Domain
+
+        return {k: v for k, v in self.space.items() if not isinstance(v, Domain)}
+
+    def recorded(self, plan: Plan) -> dict[str, Any]:
+        """What study.json says of it: its fixed settings (weights resolved), the search, its named values."""
+        trials = [{**self.fixed, "weights": plan.weights[self.space["weights"]]}]
+        return {"trials": trials, "search": self.search, "expansions": self.expansions}
+
+    def param_space(self, plan: Plan | None) -> dict[str, Any]:
+        return {**self.space, "weights": plan.weights[self.space["weights"]]} if plan else self.space
+
+
+Source = GridSource | SearchSource
 
 
 def grid_source(spec: StudySpec) -> Source:
@@ -77,13 +134,11 @@ def grid_source(spec: StudySpec) -> Source:
         max_trials=spec.max_trials,
     )
     label = f"{len(configs)} trial(s) of grid {grid_label(spec.grid)!r}"
-    return Source(label, configs, TrialNames.of(configs), spec.scheduler or get_grid(spec.grid).scheduler)
+    return GridSource(label, tuple(configs), spec.scheduler or get_grid(spec.grid).scheduler)
 
 
-def search_source(spec: StudySpec) -> Source:
+def search_source(spec: StudySpec) -> SearchSource:
     """--search random | optuna: --num-samples trials of a space of ranges (study.tuning.search)."""
-    from ray.tune.search.sample import Domain
-
     from study.tuning import search
 
     grid = get_grid(spec.grid)
@@ -96,13 +151,12 @@ def search_source(spec: StudySpec) -> Source:
     space = search.search_space(grid, fixed, seed=spec.first_seed)
     searched = search.searched_keys(space)
     points = search.paper_points(grid, space, fixed, spec.num_samples)
-    return Source(
+    return SearchSource(
         f"{spec.search} search: {spec.num_samples} trial(s) over {', '.join(searched)}, the first "
         f"{len(points)} at distinct paper configurations",
-        [{k: v for k, v in space.items() if not isinstance(v, Domain)}],
+        space,
         TrialNames(searched=tuple(searched)),
         spec.scheduler or grid.scheduler,
-        ranges=space,
         samples=spec.num_samples,
         searcher=lambda folder, name: search.make_searcher(
             spec.search,
@@ -112,19 +166,11 @@ def search_source(spec: StudySpec) -> Source:
             journal=(os.path.join(folder, OPTUNA_FILE), name),
         ),
         expansions=grid.expansions,
-        record={
-            "search": {
-                "kind": spec.search,
-                "num_samples": spec.num_samples,
-                "searched": searched,
-                "warm_starts": len(points),
-            },
-            "expansions": grid.expansions,
-        },
+        search={"kind": spec.search, "num_samples": spec.num_samples, "searched": searched, "warm_starts": len(points)},
     )
 
 
-def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -> Source | None:
+def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -> GridSource | None:
     """The --confirm-top best searched configurations (by the best epoch's --select value so
     far: what Tune and the searcher saw) with --seeds fresh seeds, as a grid; None when no
     searched trial has a score."""
@@ -140,21 +186,20 @@ def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -
     if not configs:
         return None
     label = f"the {len(configs) // spec.seeds} best searched configuration(s), {spec.seeds} fresh seed(s)"
-    return Source(label, configs, TrialNames.of(configs), "none", expansions=expansions)
+    return GridSource(label, tuple(configs), "none")
 
 
 def dry_run(spec: StudySpec, source: Source) -> int:
     """Every trial Tune would run, in its order, from the same search space; or a search's space."""
     from study.tuning.space import name_width, trial_name, trials_of
 
-    if source.ranges is not None:
-        searched = {k: v for k, v in source.ranges.items() if hasattr(v, "sampler")}
+    if isinstance(source, SearchSource):
+        searched = {k: v for k, v in source.space.items() if k not in source.fixed}
         print("searched:\n" + "\n".join(f"  {key}: {domain_text(value)}" for key, value in searched.items()))
-        fixed = {k: v for k, v in source.ranges.items() if k not in searched}
-        print("fixed:\n" + "\n".join(f"  {key}: {value}" for key, value in fixed.items()))
+        print("fixed:\n" + "\n".join(f"  {key}: {value}" for key, value in source.fixed.items()))
         print(f"\n{source.label}.")
         return 0
-    trials = trials_of(source.param_space())
+    trials = trials_of(source.param_space(None))
     width = name_width(c["experiment"] for c in trials)
     table = pd.DataFrame(trials)
     varying = [k for k in table.columns if k not in SAME_IN_NAME and table[k].astype(str).nunique() > 1]
@@ -192,7 +237,7 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     from study.tuning.detection import ray_runner
     from study.tuning.encoding import encode_for_trials
 
-    plan = plan_study(spec, source.configs)
+    plan = plan_study(spec, source.weights)
     data = load_data(spec)
     if spec.resume:
         check_same_study(plan.directory, data, spec.grid, list(plan.weights_labels))
@@ -204,10 +249,10 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     print(class_count_lines(data.class_counts()))
     ray = start_ray(spec)
     if not spec.resume:
-        record_study(plan, spec, argv, data, **source.record)
-    if source.ranges is None:  # a grid's trunk outputs, encoded once for all its trials
+        record_study(plan, spec, argv, data, **source.recorded(plan))
+    if isinstance(source, GridSource):  # a grid's trunk outputs, encoded once for all its trials
         encode_for_trials(
-            plan.configs,
+            plan.resolved(list(source.configs)),
             data,
             spec.cache_dir,
             cpus=spec.cpus_per_trial or 1,
@@ -237,21 +282,21 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     return code
 
 
-def grid_confirm_source(spec: StudySpec, plan: Plan) -> Source | None:
+def grid_confirm_source(spec: StudySpec, source: GridSource, plan: Plan) -> GridSource | None:
     """The grid's --confirm-top best configurations (analysis.best's ranking: mean --select
     over seeds, every seed finished) rerun with --seeds fresh seeds (F+S..F+2S-1); None when
     no configuration is ranked."""
     top = ranked_configurations(plan.directory, spec.confirmations)
-    configs = [
-        {**c, "seed": c["seed"] + spec.seeds, "config_id": f"confirm-{c['config_id']}", "name": f"confirm {c['name']}"}
+    configs = tuple(
+        dataclasses.replace(c, seed=c.seed + spec.seeds, config_id=f"confirm-{c.config_id}", name=f"confirm {c.name}")
         for cid in top
-        for c in plan.configs
-        if c["config_id"] == cid
-    ]
+        for c in source.configs
+        if c.config_id == cid
+    )
     if not configs:
         return None
     label = f"the {len(top)} best configuration(s) of the grid, {spec.seeds} fresh seed(s)"
-    return Source(label, configs, TrialNames.of(configs), "none")
+    return GridSource(label, configs, "none")
 
 
 def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trainable: Any) -> int:
@@ -261,16 +306,16 @@ def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trai
 
     if not spec.confirmations:
         return finish(plan, results)
-    if source.ranges is None:
+    if isinstance(source, GridSource):
         code = finish(plan, results)
-        confirm = grid_confirm_source(spec, plan)
+        confirm = grid_confirm_source(spec, source, plan)
     else:
         fetch(plan)
         summarize(results, plan.directory, plan.weights_labels, plan.reference)  # the search's own summary.csv
         code, confirm = 0, confirm_source(spec, results, source.expansions)
     if confirm is None:
         print("\nNothing to confirm: no configuration has a score on every seed.")
-        return code if source.ranges is None else finish(plan, results)
+        return code if isinstance(source, GridSource) else finish(plan, results)
     print(f"\nConfirming {confirm.label}")
     progress = [] if spec.verbose else [Progress(confirm.trials, spec.progress_every)]
     confirmed = fit(spec, confirm, trainable, plan, CONFIRM_DIR, callbacks=progress)
@@ -287,18 +332,19 @@ def fit(
 
     storage, name = (plan.location, part) if part else (spec.storage, plan.name)
     location = store.join(storage, name)
-    grid_trials = len(source.configs) if source.ranges is None else None
+    grid_trials = source.trials if isinstance(source, GridSource) else None
     if spec.resume and tune_setup.can_restore(location):
         return tune_setup.restore_tuner(location, trainable, grid_trials=grid_trials).fit()
     if spec.resume:
         print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
-    max_epochs = max(c["max_epochs"] for c in source.configs)
     return tune_setup.make_tuner(
         trainable,
-        source.param_space(),
+        source.param_space(plan),
         name=name,
         storage=storage,
-        scheduler=tune_setup.make_scheduler(source.scheduler, max_epochs=max_epochs, grace_period=spec.grace_period),
+        scheduler=tune_setup.make_scheduler(
+            source.scheduler, max_epochs=source.max_epochs, grace_period=spec.grace_period
+        ),
         max_failures=spec.max_failures,
         names=source.names,
         select=spec.select,

@@ -13,6 +13,7 @@ from study.cli.spec import StudySpec, given_options
 from study.run import main
 from tests import study_json
 from tests.conftest import ROOT, SMOKE_SPLIT
+from trainable.config import TrialConfig
 
 
 def fails(capsys, *argv):
@@ -289,8 +290,8 @@ def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path,
     args = StudySpec.from_options(
         {"grid": "smoke", "storage": str(tmp_path), "mlflow": "http://me:hunter2@mlflow:5000"}
     )
-    plan = Plan("s", str(tmp_path / "s"), [], {}, {}, str(tmp_path / "s"))
-    record_study(plan, args, ["--grid", "smoke", "--mlflow", "http://me:hunter2@mlflow:5000"], tiny_data)
+    plan = Plan("s", str(tmp_path / "s"), {}, TrialConfig(), {}, str(tmp_path / "s"))
+    record_study(plan, args, ["--grid", "smoke", "--mlflow", "http://me:hunter2@mlflow:5000"], tiny_data, trials=[])
     text = (tmp_path / "s" / "study.json").read_text()
     assert "hunter2" not in text and "http://REDACTED@mlflow:5000" in text
     argv = ["--resume", str(tmp_path / "s")]
@@ -329,8 +330,8 @@ def test_a_failure_choosing_the_best_model_is_a_line_and_exit_code_1(tmp_path, c
         raise KeyError("best_val_acc")  # an injected bug in the selection
 
     monkeypatch.setattr(best, "write_best", broken)
-    plan = Plan("s", str(tmp_path), [{"weights": "none"}], {}, {}, str(tmp_path))
-    record_study(plan, StudySpec(grid="smoke"), ["--grid", "smoke"], tiny_data)  # a study, no trial yet
+    plan = Plan("s", str(tmp_path), {"none": "none"}, TrialConfig(), {"none": "none (random init)"}, str(tmp_path))
+    record_study(plan, StudySpec(grid="smoke"), ["--grid", "smoke"], tiny_data, trials=[])  # a study, no trial yet
     assert finish(plan, []) == 1
     out = capsys.readouterr().out
     assert "Choosing the best model failed (KeyError: 'best_val_acc'); `python -m analysis.best" in out
@@ -356,9 +357,9 @@ def test_set_changes_every_trial_typed_shown_in_the_dry_run_and_as_a_difference(
     spec = study_spec(given_options(["--grid", "paper", "--set", "dropout=0.3", "--set", "lr=1e-3"]))
     assert spec.trial_settings() == {"dropout": 0.3, "lr": 0.001}  # YAML's 1e-3 typed as TrialConfig's float
     configs = expand("paper", seeds=1, overrides=spec.overrides(), settings=spec.trial_settings())
-    assert {c["dropout"] for c in configs} == {0.3} and {c["lr"] for c in configs} == {0.001}
+    assert {c.dropout for c in configs} == {0.3} and {c.lr for c in configs} == {0.001}
     reference = reference_config(spec.overrides())  # --set is a change, not a condition of the study
-    assert differs_from(configs[0], reference) == "lr=0.001, dropout=0.3"
+    assert differs_from(configs[0].to_dict(), reference.to_dict()) == "lr=0.001, dropout=0.3"
 
 
 @pytest.mark.parametrize(

@@ -67,10 +67,10 @@ def test_confirmation_takes_the_best_by_val_acc_with_fresh_seeds():
     scored = [(1, base, 0.5), (2, {**base, "lr": 1e-3}, 0.9), (3, base, float("nan")), (4, base, 0.7)]
     expansions = GRIDS["search"].expansions
     configs = confirm_configs(scored, top=2, seeds=2, expansions=expansions)
-    assert [(c["experiment"], c["seed"]) for c in configs] == [(2, 1), (2, 2), (4, 1), (4, 2)]
-    assert configs[0]["config_id"] == "confirm-2" and configs[0]["momentum"] == 0.9 and configs[0]["lr"] == 1e-3
+    assert [(c.experiment, c.seed) for c in configs] == [(2, 1), (2, 2), (4, 1), (4, 2)]
+    assert configs[0].config_id == "confirm-2" and configs[0].momentum == 0.9 and configs[0].lr == 1e-3
     later = confirm_configs(scored, top=1, seeds=2, expansions=expansions, search_seed=5)  # --first-seed 5
-    assert [c["seed"] for c in later] == [6, 7]
+    assert [c.seed for c in later] == [6, 7]
 
 
 # the documentation's one-file search (Grids in files)
@@ -98,8 +98,8 @@ def test_confirmation_never_reruns_one_configuration_twice():
     other = {**base, "lr": 1e-3}
     scored = [(0, base, 0.8), (1, base, 0.9), (2, other, 0.5), (3, base, 0.7), (4, base, 0.8)]
     configs = confirm_configs(scored, top=2, seeds=3, expansions=GRIDS["search"].expansions)
-    assert [(c["experiment"], c["seed"]) for c in configs] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
-    assert configs[3]["lr"] == 1e-3
+    assert [(c.experiment, c.seed) for c in configs] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert configs[3].lr == 1e-3
     assert len(confirm_configs(scored[:2], top=3, seeds=1, expansions=GRIDS["search"].expansions)) == 1
 
 

@@ -17,7 +17,7 @@ def test_the_search_space_generates_exactly_the_expanded_trials(grid, seeds):
     space = param_space(configs)
     trials = trials_of(space)
     key = lambda c: (c["experiment"], c["seed"])  # noqa: E731
-    assert sorted(trials, key=key) == sorted(configs, key=key)
+    assert sorted(trials, key=key) == sorted((c.to_dict() for c in configs), key=key)
     assert space["weights"] == "none"  # the same in every trial: a constant, not a column
 
 

@@ -14,6 +14,7 @@ import torch
 
 from study.bench.measure import final_rows, run_study_cli
 from trainable.cache import TrunkCache
+from trainable.config import TrialConfig
 from trainable.data.dataset import load_el7008
 from trainable.records import reported
 
@@ -53,19 +54,18 @@ def _start_worker(data_root: str, ranges: dict, threads: int) -> None:
     _WORKER["data"] = load_el7008(data_root, ranges)
 
 
-def _grid_trial(config: dict[str, Any], cache_dir: str) -> dict[str, Any]:
+def _grid_trial(config: TrialConfig, cache_dir: str) -> dict[str, Any]:
     """One trial through trainable.trial.run_trial in this worker process; its own peak GPU memory."""
-    from trainable.config import TrialConfig
     from trainable.trial import run_trial
 
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    final = run_trial(TrialConfig.from_dict(config), _WORKER["data"], cache=TrunkCache(cache_dir))
+    final = run_trial(config, _WORKER["data"], cache=TrunkCache(cache_dir))
     return {
-        "trial": f"e{config['experiment']:02d} {config['name']} s{config['seed']}",
-        "freeze": config["freeze"],
+        "trial": f"e{config.experiment:02d} {config.name} s{config.seed}",
+        "freeze": config.freeze,
         "epochs": final[reported.epoch],
         "stopped_by": final[reported.stopped_by],
         "wall_s": time.perf_counter() - start,
@@ -87,7 +87,7 @@ def grid_without_ray(
     from study.grids import expand
 
     overrides = {"weights": "none", **({"max_epochs": max_epochs} if max_epochs else {})}
-    configs = sorted(expand("paper", seeds=seeds, overrides=overrides), key=lambda c: c["freeze"] != "none")
+    configs = sorted(expand("paper", seeds=seeds, overrides=overrides), key=lambda c: c.freeze != "none")
     threads = max(1, (os.cpu_count() or 1) // concurrent)
     context = multiprocessing.get_context("spawn")
     start = time.perf_counter()

@@ -3,6 +3,7 @@ resolved, its dataset loaded and study.json written."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -17,6 +18,7 @@ from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from trainable import storage as store
 from trainable.atomic_io import write_text
+from trainable.config import TrialConfig
 from trainable.data.dataset_options import dataset_from_args
 from trainable.errors import UserError
 from trainable.results_layout import SKIPPED_FILE
@@ -27,14 +29,18 @@ if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are p
 
 @dataclass
 class Plan:
-    """A study about to run: where it goes, its trials, and what its summary compares with."""
+    """A study about to run: where it goes, its weights resolved, and what its summary compares with."""
 
     name: str
     directory: str  # on this machine: the study itself, or the local mirror of a stored one
-    configs: list[dict[str, Any]]
-    reference: dict[str, Any]  # experiment 1's resolved config, for "differs from #1"
-    weights_labels: dict[str, str]
+    weights: dict[str, str]  # --weights (or a grid's) as given -> resolved (trainable.model.resolve_weights)
+    reference: TrialConfig  # experiment 1, its weights resolved, for "differs from #1"
+    weights_labels: dict[str, str]  # resolved weights -> what the summary and report call them
     location: str  # where Ray writes the trials: `directory`, or a URI (trainable.storage)
+
+    def resolved(self, trials: list[TrialConfig]) -> list[TrialConfig]:
+        """`trials` with their weights resolved (new values: the source's own are left as given)."""
+        return [dataclasses.replace(t, weights=self.weights.get(t.weights, t.weights)) for t in trials]
 
     @property
     def stored(self) -> bool:
@@ -42,9 +48,9 @@ class Plan:
         return self.location != self.directory
 
 
-def plan_study(spec: StudySpec, configs: list[dict[str, Any]]) -> Plan:
+def plan_study(spec: StudySpec, weights: set[str]) -> Plan:
     """Name the study and check what can be checked before any work: the directory, the
-    MLflow URI and the weights (downloaded or read once here)."""
+    MLflow URI and the `weights` its trials name (downloaded or read once here)."""
     name = spec.name or f"{grid_label(spec.grid)}-{time.strftime('%Y%m%d-%H%M%S')}"
     location = store.join(spec.storage, name)
     directory = store.mirror(location) if store.is_uri(location) else location
@@ -68,13 +74,10 @@ def plan_study(spec: StudySpec, configs: list[dict[str, Any]]) -> Plan:
         check_wandb()
     from trainable.model import resolve_weights, weights_label
 
-    resolved = {w: resolve_weights(w) for w in {c["weights"] for c in configs}}
-    for config in configs:
-        config["weights"] = resolved[config["weights"]]
-    reference = reference_config(spec.overrides())
-    reference["weights"] = resolved.get(reference["weights"], reference["weights"])
-    labels = {spec: weights_label(spec) for spec in resolved.values()}
-    return Plan(name, directory, configs, reference, labels, location)
+    resolved = {w: resolve_weights(w) for w in weights}
+    labels = {path: weights_label(path) for path in resolved.values()}
+    plan = Plan(name, directory, resolved, reference_config(spec.overrides()), labels, location)
+    return dataclasses.replace(plan, reference=plan.resolved([plan.reference])[0])
 
 
 def load_data(spec: StudySpec) -> FaceData:
@@ -93,8 +96,9 @@ def load_data(spec: StudySpec) -> FaceData:
     return dataset_from_args(spec.dataset, images, ray_runner(spec))
 
 
-def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, **extra: Any) -> None:
-    """study.json (and the list of skipped files) before the first trial starts."""
+def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, **source: Any) -> None:
+    """study.json (and the list of skipped files) before the first trial starts; `source`:
+    what the study's source records of itself (study.run's GridSource or SearchSource.recorded)."""
     from trainable.model import weights_id
 
     write_provenance(
@@ -103,8 +107,7 @@ def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, *
         args=spec.record(),
         grid=grid_label(spec.grid),
         grid_file={"path": spec.grid, "text": get_grid(spec.grid).text},
-        trials=plan.configs,
-        reference_config=plan.reference,
+        reference_config=plan.reference.to_dict(),
         weights_labels=plan.weights_labels,
         weights_ids={spec: weights_id(spec) for spec in plan.weights_labels},
         data_root=data.root,
@@ -119,7 +122,7 @@ def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, *
         duplicate_files=data.duplicates,
         face_detection=data.detection,
         **data.split_record(),
-        **extra,
+        **source,  # its trials (and a search's record): the source's own `recorded`
     )
     if data.skipped:
         write_text(os.path.join(plan.directory, SKIPPED_FILE), "\n".join(data.skipped) + "\n")

@@ -11,7 +11,7 @@ import pandas as pd
 from study.bookkeeping.plan import Plan, fetch
 from trainable import storage as store
 from trainable.atomic_io import read_json, write_csv, write_json
-from trainable.config import RANDOM_INIT_NOTICE, comparable_settings, differs_from, is_pretrained
+from trainable.config import RANDOM_INIT_NOTICE, TrialConfig, comparable_settings, differs_from, is_pretrained
 from trainable.errors import UserError
 from trainable.records import is_final, reported
 from trainable.results_layout import (
@@ -54,9 +54,7 @@ def class_count_lines(counts: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def summary_row(
-    result: Any, directory: str, weights_labels: dict[str, str], reference: dict[str, Any]
-) -> dict[str, Any]:
+def summary_row(result: Any, directory: str, weights_labels: dict[str, str], reference: TrialConfig) -> dict[str, Any]:
     """One trial: how it ended, its best epoch's scores, and the settings that make them comparable."""
     metrics = result.metrics or {}
     status, stopped_by = trial_outcome(directory, final_metrics(result))
@@ -71,12 +69,12 @@ def summary_row(
         **comparable_settings(
             result.config, weights_labels, values.get(reported.precision), values.get(reported.precision_trained)
         ),
-        "differs from #1": differs_from(result.config, reference),
+        "differs from #1": differs_from(result.config, reference.to_dict()),
     }
 
 
 def summarize(
-    results: Any, experiment_dir: str, weights_labels: dict[str, str], reference: dict[str, Any]
+    results: Any, experiment_dir: str, weights_labels: dict[str, str], reference: TrialConfig
 ) -> tuple[str, int]:
     """The trials (sorted by experiment and seed) and, per configuration, their settings;
     summary.csv holds both, one row per trial. Returns the text and how many trials failed."""
@@ -116,7 +114,7 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
     where = f"{store.redact(plan.location)} (local copy: {plan.directory})" if plan.stored else plan.location
     print(f"\n{table}\n\nResults: {where}")
     print(best_line)
-    if not all(is_pretrained(c["weights"]) for c in plan.configs):
+    if not all(is_pretrained(w) for w in plan.weights_labels):
         print(f"\nNote: {RANDOM_INIT_NOTICE}")
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)

@@ -26,11 +26,10 @@ MAX_SHARD = 1024  # images per task at most: ~10-20 s of one CPU core, long next
 MIN_SHARD = 64  # one encoding batch
 
 
-def wanted(configs: list[dict[str, Any]]) -> list[tuple[TrialConfig, Encoding]]:
+def wanted(configs: list[TrialConfig]) -> list[tuple[TrialConfig, Encoding]]:
     """One (config, encoding) per distinct trunk output the configs' trials will read."""
     seen: dict[tuple, tuple[TrialConfig, Encoding]] = {}
-    for config in configs:
-        cfg = TrialConfig.from_dict(config)
+    for cfg in configs:
         for encoding in encodings(cfg) if cfg.uses_cache else []:
             seen.setdefault((encoding, cfg.weights, cfg.freeze, cfg.normalization, cfg.precision), (cfg, encoding))
     return list(seen.values())
@@ -44,13 +43,13 @@ def shards(n: int, slots: int) -> list[tuple[int, int]]:
 
 
 @ray.remote
-def _encode_shard(config: dict, data: FaceData, encoding: Encoding, start: int, stop: int, cache_dir: str) -> Any:
+def _encode_shard(cfg: TrialConfig, data: FaceData, encoding: Encoding, start: int, stop: int, cache_dir: str) -> Any:
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    return encode_shard(TrialConfig.from_dict(config), data, encoding, start, stop, TrunkCache(cache_dir))
+    return encode_shard(cfg, data, encoding, start, stop, TrunkCache(cache_dir))
 
 
 def encode_for_trials(
-    configs: list[dict[str, Any]], data: FaceData, cache_dir: str, *, cpus: float, gpus: float, every: float = 30.0
+    configs: list[TrialConfig], data: FaceData, cache_dir: str, *, cpus: float, gpus: float, every: float = 30.0
 ) -> None:
     """Encode, seal and report what the trials of `configs` will read from the cache: a
     line when a shard is done, or after `every` seconds without one (--progress-every)."""
@@ -65,7 +64,7 @@ def encode_for_trials(
         n = len(data.images) if encoding.subset == "all" else len(data.split[encoding.subset])
         for start, stop in shards(n, slots):
             ref = _encode_shard.options(num_cpus=cpus, num_gpus=gpus).remote(
-                cfg.to_dict(), data_ref, encoding, start, stop, cache_dir
+                cfg, data_ref, encoding, start, stop, cache_dir
             )
             tasks[ref] = n
     started = time.perf_counter()

@@ -60,14 +60,13 @@ def paper_points(
         for key in searched_keys(space):
             r = grid.ranges[key]
             if r.kind == "choice":
-                label = next(
-                    (lab for lab, settings in r.values if all(config[k] == v for k, v in settings.items())), None
-                )
+                sets = (lab for lab, settings in r.values if all(getattr(config, k) == v for k, v in settings.items()))
+                label = next(sets, None)
                 if label is None:
                     break
                 point[key] = label
-            elif r.low <= config[key] <= r.high:
-                point[key] = config[key]
+            elif r.low <= getattr(config, key) <= r.high:
+                point[key] = getattr(config, key)
             else:
                 break
         else:
@@ -98,8 +97,8 @@ def make_searcher(
 
 def confirm_configs(
     results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict, search_seed: int = 0
-) -> list:
-    """Grid configs for the `top` best distinct searched configurations, `seeds` fresh seeds each
+) -> list[TrialConfig]:
+    """Grid trials for the `top` best distinct searched configurations, `seeds` fresh seeds each
     (search_seed+1..: the search ran `search_seed`). `results`: (trial number, config, score),
     higher is better (the --select metric, negated for val_loss). A configuration the search ran
     twice (a searcher may propose a point again) is confirmed once, as its best-scoring trial."""
@@ -114,5 +113,5 @@ def confirm_configs(
     for number, settings in best:
         for seed in range(search_seed + 1, search_seed + seeds + 1):
             identity = {"experiment": number, "name": f"confirm t{number:03d}", "config_id": f"confirm-{number}"}
-            configs.append(TrialConfig.from_dict({**settings, **identity, "seed": seed}).to_dict())
+            configs.append(TrialConfig.from_dict({**settings, **identity, "seed": seed}))
     return configs

@@ -30,14 +30,15 @@ class ByExperiment:
         return self.values[config["experiment"]]
 
 
-def param_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The Tune param_space whose grid is exactly `configs` (experiments x seeds)."""
+def param_space(configs: list[TrialConfig]) -> dict[str, Any]:
+    """The Tune param_space whose grid is exactly `configs` (experiments x seeds): Tune's
+    config, a flat dict, is where a TrialConfig becomes one (trainable.tune_trial reads it)."""
     from ray import tune  # here, not at the top: the CLI parses its arguments before Ray loads
 
     experiments: dict[int, dict[str, Any]] = {}
-    for config in sorted(configs, key=lambda c: TrialConfig.from_dict(c).uses_cache):  # full network first
-        experiments.setdefault(config["experiment"], {k: v for k, v in config.items() if k != "seed"})
-    seeds = sorted({config["seed"] for config in configs})
+    for config in sorted(configs, key=lambda c: c.uses_cache):  # full network first
+        experiments.setdefault(config.experiment, {k: v for k, v in config.to_dict().items() if k != "seed"})
+    seeds = sorted({config.seed for config in configs})
     if len(experiments) * len(seeds) != len(configs):
         raise ValueError("the trial configs are not a grid of experiments x seeds")
     space: dict[str, Any] = {"experiment": tune.grid_search(list(experiments)), "seed": tune.grid_search(seeds)}
@@ -100,8 +101,8 @@ class TrialNames:
     searched: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, configs: list[dict[str, Any]]) -> TrialNames:
-        return cls(tuple(sorted({(c["experiment"], c["name"]) for c in configs})))
+    def of(cls, configs: list[TrialConfig]) -> TrialNames:
+        return cls(tuple(sorted({(c.experiment, c.name) for c in configs})))
 
     def __call__(self, trial: Any) -> str:
         if trial.config.get("config_id") == SEARCH_ID:
