@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from analysis.stats import full_interval
 from trainable.atomic_io import read_json, write_json
-from trainable.data.dataset import FaceData
 from trainable.data.dataset_options import (
     DataOptions,
     add_data_arguments,
@@ -31,11 +30,13 @@ from trainable.data.dataset_options import (
     dataset_from_args,
     evaluation_name,
 )
-from trainable.data.face_detection import Runner
 from trainable.errors import UserError
 from trainable.results_layout import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
 from trainable.scoring import NO_FACE, confusion_counts, macro_f1
-from trainable.serving.inference import Predictor, model_file
+
+if TYPE_CHECKING:  # torch loads with a model, after the arguments are parsed
+    from trainable.data.dataset import FaceData
+    from trainable.data.face_detection import Runner
 
 
 def evaluate(data: FaceData, predictors: list[Any]) -> dict[str, Any]:
@@ -122,6 +123,8 @@ def evaluate_best(
 ) -> tuple[str, dict[str, Any]]:
     """Every seed's model of the study's best configuration on `target` ('DIR[:LAYOUT]'):
     (RESULTS_DIR/evaluations/NAME.json, where it is written; the evaluation)."""
+    from trainable.serving.inference import Predictor
+
     folder, layout = data_target(target)
     best = read_json(os.path.join(results_dir, BEST_DIR, BEST_FILE))
     models = [(m["seed"], os.path.join(results_dir, m["model"])) for m in best.get("seed_models", [])]
@@ -157,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.data is None:
         p.error("--data is required")
+    from trainable.serving.inference import Predictor, model_file
+
     try:
         path = model_file(args.model)
         data = dataset_from_args(args)

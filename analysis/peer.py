@@ -15,17 +15,20 @@ import argparse
 import os
 import re
 import sys
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from trainable.atomic_io import write_json
-from trainable.data.dataset import SPLITS, FaceData
 from trainable.data.dataset_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError
+from trainable.records import SPLITS
 from trainable.results_layout import PEER_FILE
 from trainable.scoring import NO_FACE, split_scores
+
+if TYPE_CHECKING:  # torch loads with the data, after the arguments are parsed
+    from trainable.data.dataset import FaceData
 
 
 class AgePredictor(Protocol):

@@ -19,29 +19,16 @@ import argparse
 import glob
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from analysis.document import Document
 from analysis.report_mlflow import log_report
-from analysis.results import epochs_with_settings
-from analysis.sections import (
-    balance_section,
-    baselines_section,
-    comparisons_section,
-    external_section,
-    figures_section,
-    header,
-    paper_section,
-    provenance_section,
-    search_section,
-    summary_section,
-)
-from analysis.study_inputs import load_inputs
-from analysis.tables import baseline_table
-from trainable.atomic_io import write_csv, write_text
 from trainable.errors import UserError
 from trainable.results_layout import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
 from trainable.storage import download, is_uri
 from trainable.study_record import read_study_record
+
+if TYPE_CHECKING:  # matplotlib, pandas and scipy load after the arguments are parsed (build_report)
+    from analysis.document import Document
 
 
 def build_report(
@@ -49,6 +36,24 @@ def build_report(
 ) -> tuple[Document, list[str]]:
     """Write report.md, report.html, figures/, tables/ and epochs.csv to `out_dir`; return the
     document and the notes on what was left out."""
+    from analysis.document import Document
+    from analysis.results import epochs_with_settings
+    from analysis.sections import (
+        balance_section,
+        baselines_section,
+        comparisons_section,
+        external_section,
+        figures_section,
+        header,
+        paper_section,
+        provenance_section,
+        search_section,
+        summary_section,
+    )
+    from analysis.study_inputs import load_inputs
+    from analysis.tables import baseline_table
+    from trainable.atomic_io import write_csv, write_text
+
     s = load_inputs(results_dir, baselines_dir)
     btable = baseline_table(s.baselines, s.labels, len(s.classes), s.groups) if s.baselines else None
     os.makedirs(out_dir, exist_ok=True)

@@ -19,17 +19,17 @@ import argparse
 import glob
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-
-from trainable.atomic_io import write_csv
 from trainable.data.layouts import IMAGE_EXTENSIONS
 from trainable.data.problems import printable
 from trainable.errors import UserError
-from trainable.serving.face_crops import Faces
-from trainable.serving.inference import Predictor, model_file
+
+if TYPE_CHECKING:  # torch, OpenCV, MTCNN and pandas load after the arguments are parsed (main)
+    import numpy as np
+    import pandas as pd
+
+    from trainable.serving.face_crops import Faces
 
 PROGRESS_FROM = 100  # images; a progress line on stderr past this many
 CHUNK = 256  # crops classified per batch of work
@@ -70,6 +70,8 @@ def input_files(paths: list[str]) -> list[str]:
 
 
 def predict_files(files: list[str], faces: Faces, predictor: Any) -> pd.DataFrame:
+    import pandas as pd
+
     rows: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], np.ndarray]] = []
 
@@ -101,6 +103,10 @@ def predict_files(files: list[str], faces: Faces, predictor: Any) -> pd.DataFram
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from trainable.atomic_io import write_csv
+    from trainable.serving.face_crops import Faces
+    from trainable.serving.inference import Predictor, model_file
+
     try:
         path = model_file(args.model)
         files = input_files(args.paths)

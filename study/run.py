@@ -16,10 +16,10 @@ import dataclasses
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any
 
 import pandas as pd
 
@@ -50,7 +50,7 @@ class GridSource:
     scheduler: str  # asha | none
     samples = 1  # Tune's num_samples: a grid is one sample of its grid_search
     searcher = None
-    expansions: ClassVar[Mapping[str, Any]] = MappingProxyType({})  # its configs are whole: nothing to expand
+    expansions = MappingProxyType({})  # its configs are whole: no named values to expand
 
     @property
     def trials(self) -> int:

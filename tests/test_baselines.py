@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.baselines import HOG_CELLS, MLPClassifier, hog_features, hog_window, lbp_features, run_baselines
+from analysis.baseline_models import HOG_CELLS, MLPClassifier, hog_features, hog_window, lbp_features, run_baselines
 
 
 def faces(n=3, size=(200, 160)):

@@ -140,7 +140,7 @@ def test_study_json_is_read_through_its_schema():
 
 # Inside study, a room imports only from its own or earlier ones; the grids (grids.py, the smoke
 # images) are shared by all, and the entry points and benchmarks come last.
-ROOMS = ["grids", "smoke_data", "cli", "tuning", "bookkeeping", "run", "predict", "serve", "bench"]
+ROOMS = ["grids", "smoke_data", "cli", "tuning", "bookkeeping", "run", "predict", "http_app", "serve", "bench"]
 
 
 def test_inside_study_the_rooms_point_one_way():

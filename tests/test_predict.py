@@ -144,7 +144,7 @@ def test_evaluate_a_folders_dataset_and_report_it(model_file, tmp_path):
 
 def test_the_served_metadata_names_the_study_and_why_its_model(tmp_path):
     pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
-    from study.serve import metadata
+    from study.http_app import metadata
     from trainable.atomic_io import write_json
     from trainable.model import random_model_file
 
