@@ -51,6 +51,13 @@ def rotated_phone_photo(path: str) -> None:
     face(1, (160, 200)).save(path, format="JPEG", exif=exif)
 
 
+def invalid_orientation(path: str) -> None:
+    """A JPEG whose EXIF orientation is 9 (valid values are 1-8): nothing to turn."""
+    exif = Image.Exif()
+    exif[0x0112] = 9
+    face(16).save(path, format="JPEG", exif=exif)
+
+
 def pixel_bomb(path: str) -> None:
     """A real, fully decodable 13000 x 13000 grey PNG, written row by row (never in memory)."""
 
@@ -143,6 +150,7 @@ CASES = [
     ("float TIFF with NaN", "nan.tif", float_tiff(np.where(RAMP > 0.5, np.nan, RAMP)), "listed: non-finite"),
     ("32-bit TIFF with negative values", "signed.tif", signed_tiff, "converted: I scaled from its range -30000"),
     ("phone photo tagged rotate 90", "phone.jpg", rotated_phone_photo, "converted: EXIF orientation (6)"),
+    ("EXIF orientation 9 (invalid)", "nine.jpg", invalid_orientation, "converted: an invalid EXIF orientation (9)"),
     ("200x2000 strip", "strip.png", save(face(12, (2000, 200)), "PNG"), "converted: downscaled from 200x2000"),
     ("13000x13000 PNG of 170 KB", "bomb.png", pixel_bomb, "listed: too large (13000x13000 px in its header"),
     ("file over the byte cap (sparse)", "huge.jpg", oversized, "listed: too large (67,108,865 bytes"),

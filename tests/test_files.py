@@ -216,3 +216,29 @@ def test_a_csv_cell_a_spreadsheet_would_run_is_written_as_text(tmp_path):
     read = pd.read_csv(tmp_path / "t.csv")
     assert read.path.tolist() == ['\'=HYPERLINK("http://x")', "'+1+1", "'-2+3", "'@SUM(A1)", "plain", "-0.5"]
     assert read.p.tolist() == [0.1] * 6
+
+
+def test_every_writer_fsyncs_the_file_and_then_its_folder(tmp_path, monkeypatch):
+    """A rename survives a power cut only once the folder holding it is on disk too."""
+    import pandas as pd
+
+    from trainable.atomic_io import write_csv, write_json, write_text, write_with
+
+    synced = []
+    real = os.fsync
+
+    def record(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    writers = {
+        "a.txt": lambda p: write_text(p, "text"),
+        "b.json": lambda p: write_json(p, {"a": 1}),
+        "c.csv": lambda p: write_csv(p, pd.DataFrame({"a": [1]})),
+        "d.bin": lambda p: write_with(p, lambda tmp: open(tmp, "wb").write(b"bytes")),
+    }
+    for name, write in writers.items():
+        synced.clear()
+        write(str(tmp_path / name))
+        assert len(synced) == 2 and f".{name}." in synced[0] and synced[1] == str(tmp_path), (name, synced)

@@ -1,8 +1,9 @@
 """Files written whole or not at all, and JSON any parser reads.
 
 Every file the project writes goes to a temporary file in the same folder, is flushed to
-disk and renamed over the target (`os.replace` is atomic on one file system), so a killed
-writer leaves the old file or the new one, never half of either. Temporary files are
+disk (fsync) and renamed over the target (`os.replace` is atomic on one file system), and the
+folder is fsynced so that the rename itself survives a power cut: a killed writer leaves the
+old file or the new one, never half of either. Temporary files are
 named `.NAME.HOST.PID.tmp`: `remove_stale_temps` deletes those of dead writers on this host.
 JSON is strict: NaN and infinities are written as null (jq and JavaScript reject them).
 """
@@ -44,6 +45,7 @@ def atomic(path: str, mode: str = "w") -> Iterator[IO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        sync_folder(path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
@@ -58,12 +60,24 @@ def sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def sync_folder(path: str) -> None:
+    """fsync the folder holding `path`: its entries (a rename into it) reach the disk."""
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_with(path: str, save: Callable[[str], Any]) -> None:
-    """`save(temporary path)` (torch.save, savefig, to_csv, ...), then the rename."""
+    """`save(temporary path)` (torch.save, savefig, to_csv, ...), fsynced, then the rename."""
     tmp = temp_path(path)
     try:
         save(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        sync_folder(path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)

@@ -201,9 +201,11 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
         img.load()  # decodes fully: a truncated file fails here, not later in a trial
         notes = [f"first of {frames} frames"] if frames > 1 else []
         orientation = img.getexif().get(ORIENTATION, 1)
-        if orientation != 1:
+        if orientation in range(2, 9):  # 1 is upright; 2-8 mirror and turn it
             img = ImageOps.exif_transpose(img)
             notes.append(f"turned upright by its EXIF orientation ({orientation})")
+        elif orientation != 1:
+            notes.append(f"left as stored: an invalid EXIF orientation ({orientation})")
         if img.mode in WIDE_MODES:
             img, note = to_eight_bits(img)
             notes.append(note)
