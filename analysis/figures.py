@@ -138,6 +138,18 @@ def axis_effects(configs: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
     return fig, pd.DataFrame(best_rows)
 
 
+def axis_marks(values: pd.Series, lo: float, hi: float, logged: bool) -> tuple[list[float], list[str]]:
+    """A numeric axis's labels: each value where it takes at most 6, else 5 evenly spaced (in
+    log10 where the axis is logged); (positions in 0..1, labels to 3 significant digits)."""
+    distinct = np.unique(values.dropna().to_numpy())
+    if len(distinct) <= 6:
+        marks = np.log10(distinct) if logged else distinct
+    else:
+        marks = np.linspace(lo, hi, 5)
+    positions = [(m - lo) / (hi - lo) if hi > lo else 0.5 for m in marks]
+    return positions, [f"{10**m if logged else m:.3g}" for m in marks]
+
+
 def parallel_coordinates(points: pd.DataFrame, target: str = "val acc") -> Figure:
     """One line per trial through one vertical axis per hyperparameter (numbers scaled to
     their range, log-scaled where they span more than 20x; categories evenly spaced), to
@@ -152,8 +164,7 @@ def parallel_coordinates(points: pd.DataFrame, target: str = "val acc") -> Figur
             v = np.log10(v) if logged else v
             lo, hi = float(v.min()), float(v.max())
             columns[key] = (v - lo) / (hi - lo) if hi > lo else v * 0 + 0.5
-            shown = (10**lo, 10**hi) if logged else (lo, hi)
-            ticks[key] = ([0, 1], [f"{shown[0]:.3g}", f"{shown[1]:.3g}"])
+            ticks[key] = axis_marks(values.astype(float), lo, hi, logged)
         else:
             levels = sorted(values.astype(str).unique())
             position = {level: i / max(1, len(levels) - 1) for i, level in enumerate(levels)}
@@ -168,7 +179,8 @@ def parallel_coordinates(points: pd.DataFrame, target: str = "val acc") -> Figur
     for i, key in enumerate(frame.columns):
         ax.axvline(i, color="black", lw=0.5)
         for position, label in zip(*ticks[key], strict=True):
-            ax.text(i + 0.03, position, label, fontsize=6, va="center")
+            box = {"boxstyle": "round,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
+            ax.text(i + 0.03, position, label, fontsize=7, va="center", bbox=box)
     ax.set_xticks(x, list(frame.columns), fontsize=8, rotation=20)
     ax.set_yticks([])
     ax.set_title(f"{len(frame)} trials: hyperparameters -> {target} (colour = {target})", fontsize=9)

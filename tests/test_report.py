@@ -453,3 +453,12 @@ def test_confusion_matrices_count_every_seed_not_the_best_one():
     cells = [t.get_text() for t in fig.axes[0].texts]
     assert cells[:3] == ["0.75\n(15)", "0.25\n(5)", "0.00\n(0)"] and cells[-1] == "0.90\n(18)"
     assert "2 seed(s)" in fig.axes[0].get_title()
+
+
+def test_parallel_coordinates_label_every_value_or_five_marks_not_only_the_ends():
+    from analysis.figures import axis_marks
+
+    assert axis_marks(pd.Series([8.0, 16.0, 32.0, 8.0]), 8, 32, False) == ([0.0, 1 / 3, 1.0], ["8", "16", "32"])
+    lr = pd.Series(10 ** np.linspace(-5, -2, 20))
+    positions, labels = axis_marks(lr, -5, -2, True)  # a logged axis: marks evenly spaced in log10
+    assert positions == [0.0, 0.25, 0.5, 0.75, 1.0] and labels == ["1e-05", "5.62e-05", "0.000316", "0.00178", "0.01"]
