@@ -216,8 +216,25 @@ def run_baselines(data: FaceData, *, seeds: int = 3) -> list[dict[str, Any]]:
     labels = {s: data.labels[data.split[s]] for s in SPLITS}
     y = {**labels, "train": np.r_[labels["train"], labels["train"]]}  # fitted on the mirrors too
     window = hog_window(data.images_of("train"))
-    hog_sets = {f"cell {c}": with_mirrors(data, lambda ims, c=c: hog_features(ims, window, c)) for c in HOG_CELLS}
-    lbp_sets = {label: with_mirrors(data, lambda ims, s=s: lbp_features(ims, s)) for label, s in LBP_CHOICES.items()}
+    began = time.perf_counter()
+    fits = 1 + 2 * seeds
+    print(
+        f"Baselines: {len(HOG_CELLS)} HOG and {len(LBP_CHOICES)} LBP feature sets of {len(data.images)} images "
+        f"(training images mirrored too), then {fits} searches (HOG + SVM; HOG + RF and LBP + MLP x {seeds} seeds)",
+        flush=True,
+    )
+
+    def features(kind: str, label: str, extract) -> Features:
+        made = with_mirrors(data, extract)
+        print(f"  {kind} features, {label}: {time.perf_counter() - began:.0f} s", flush=True)
+        return made
+
+    hog_sets = {
+        f"cell {c}": features("HOG", f"cell {c}", lambda ims, c=c: hog_features(ims, window, c)) for c in HOG_CELLS
+    }
+    lbp_sets = {
+        label: features("LBP", label, lambda ims, s=s: lbp_features(ims, s)) for label, s in LBP_CHOICES.items()
+    }
     n_classes = len(data.classes)
     cells = {"HOG cell": list(HOG_CELLS), "HOG window": f"{window[0]}x{window[1]}"}
     searched = {
@@ -252,7 +269,11 @@ def run_baselines(data: FaceData, *, seeds: int = 3) -> list[dict[str, Any]]:
                 **scores(model, {s: sets[key][s][: len(labels[s])] for s in SPLITS}, labels, n_classes),
             }
         )
-        print(f"{feats} + {method} (seed {seed}): test acc {records[-1]['test_acc']:.3f} {params}")
+        print(
+            f"{feats} + {method} (seed {seed}): test acc {records[-1]['test_acc']:.3f} {params} "
+            f"[{len(records)}/{fits} searches, {time.perf_counter() - began:.0f} s]",
+            flush=True,
+        )
 
     svm = Pipeline([("scale", StandardScaler()), ("svm", SVC())])
     record("SVM", "HOG", None, hog_sets, lambda: tune_sklearn(svm, svm_grid, hog_sets, y))

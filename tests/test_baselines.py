@@ -43,8 +43,10 @@ def test_mlp_learns_and_keeps_its_best_epoch():
 
 
 @pytest.mark.slow
-def test_run_baselines_on_tiny_data(tiny_data):
+def test_run_baselines_on_tiny_data(tiny_data, capsys):
     records = run_baselines(tiny_data, seeds=2)
+    said = capsys.readouterr().out  # progress: each feature set and each search as it ends, with the time
+    assert said.count("  HOG features, cell ") == len(HOG_CELLS) and "[5/5 searches, " in said
     names = [r["name"] for r in records]
     assert names.count("HOG + SVM") == 1 and names.count("HOG + Random Forest") == 2
     assert names.count("LBP + MLP") == 2
