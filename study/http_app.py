@@ -1,18 +1,22 @@
-"""The HTTP application study.serve runs: one Ray Serve deployment (AgeGroups) that loads a
-model and the face detector once per replica and answers POST /predict, GET /healthz and GET /
-(the routes and answers study.serve's docstring lists). Ray, torch and OpenCV load with it, so
-study.serve imports it only after its arguments are parsed."""
+"""The HTTP application study.serve runs: one Ray Serve deployment (AgeGroups) with a FastAPI
+ingress, which loads a model and the face detector once per replica and answers in FastAPI's
+conventions: POST /predict, GET /healthz, GET / (the model's metadata), the OpenAPI schema at
+/openapi.json and its pages at /docs; `{"detail": ...}` errors, 405 for a wrong method, 415 for
+a body of another type. Ray, torch and OpenCV load with it, so study.serve imports it only after
+its arguments are parsed."""
 
-from __future__ import annotations
-
-import asyncio
+import asyncio  # no `from __future__ import annotations`: FastAPI reads the handlers' types
+import base64
+import binascii
+import json
 import os
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from pydantic import BaseModel, Field
 from ray import serve
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.formparsers import MultiPartParser
 
 from trainable.atomic_io import read_json
 from trainable.data.scan import MAX_BYTES
@@ -20,18 +24,76 @@ from trainable.results_layout import BEST_DIR, BEST_FILE
 from trainable.serving.face_crops import Face, Faces, decoded
 from trainable.serving.inference import Predictor
 
+RAW_TYPES = ("image/", "application/octet-stream")  # a body that is the image itself
+JSON_BYTES = MAX_BYTES * 4 // 3 + 1024  # the largest image in base64, and its key
 
-def answer(faces: list[Face], probs: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
-    """The JSON of one image's faces: label, box, predicted group and each group's probability."""
-    return [
-        {
-            "face": face.label,
-            "box": [round(v, 1) for v in face.box],
-            "predicted": classes[int(p.argmax())],
-            "probabilities": {c: float(v) for c, v in zip(classes, p, strict=True)},
-        }
-        for face, p in zip(faces, probs, strict=True)
-    ]
+
+class FaceAnswer(BaseModel):
+    index: int = Field(description="the face's rank by size, 0 the largest (the only one without all_faces)")
+    box: tuple[float, float, float, float] = Field(
+        description="x0, y0, x1, y1 in pixels of the image as decoded (EXIF rotation applied), clipped to the "
+        "image: the detector's box may reach past its edges; the whole image with detection off"
+    )
+    predicted: str = Field(description="the age group with the highest probability")
+    probabilities: dict[str, float] = Field(description="each age group's probability (softmax), summing to 1")
+
+
+class Prediction(BaseModel):
+    faces: list[FaceAnswer]
+
+
+class Base64Image(BaseModel):
+    image_base64: str = Field(description="the image file's bytes in base64 (RFC 4648)")
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+ERRORS = {
+    400: {"model": Problem, "description": "not an image, an empty body, or a malformed form or JSON"},
+    413: {"model": Problem, "description": f"a body over {MAX_BYTES:,} bytes (the largest image a study reads)"},
+    415: {"model": Problem, "description": "a body of another content type"},
+    422: {"model": Problem, "description": "an image with no usable face"},
+}
+BODY = {  # the request body, which the handler reads itself (streamed, capped)
+    "requestBody": {
+        "required": True,
+        "content": {
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}}
+            },
+            "application/json": {"schema": Base64Image.model_json_schema()},
+        },
+    }
+}
+
+api = FastAPI(
+    title="Face age groups",
+    summary="A face-age study's model: each face's age group (1-4, 5-27, 28+ by default) from a photo",
+    version="1",
+)
+
+
+def answer(faces: list[Face], probs: np.ndarray, classes: list[str], size: tuple[int, int]) -> Prediction:
+    """One image's faces: index, box clipped to the image (`size`: width, height), predicted
+    group and each group's probability."""
+    width, height = size
+    return Prediction(
+        faces=[
+            FaceAnswer(
+                index=i,
+                box=tuple(
+                    round(min(max(v, 0.0), limit), 1) for v, limit in zip(face.box, (width, height) * 2, strict=True)
+                ),
+                predicted=classes[int(p.argmax())],
+                probabilities={c: float(v) for c, v in zip(classes, p, strict=True)},
+            )
+            for i, (face, p) in enumerate(zip(faces, probs, strict=True))
+        ]
+    )
 
 
 def metadata(path: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -42,7 +104,7 @@ def metadata(path: str, record: dict[str, Any]) -> dict[str, Any]:
     best_file = os.path.join(folder, BEST_FILE)
     best = read_json(best_file) if os.path.basename(folder) == BEST_DIR and os.path.exists(best_file) else {}
     return {
-        "model_file": path,
+        "model_file": os.path.basename(path),  # no server path in an answer
         "study": os.path.basename(os.path.dirname(folder)) if best else None,
         "chosen_by": best.get("chosen_by"),
         "classes": list(record["classes"]),
@@ -55,32 +117,57 @@ def metadata(path: str, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def image_bytes(request: Request) -> bytes:
-    """The posted image: the body itself, or the one file of a multipart form; at most
-    MAX_BYTES (the largest image the study reads), read no further than that."""
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        try:
-            form = await request.form(max_files=1, max_fields=4)
-        except Exception as err:  # starlette's and python-multipart's parse errors
-            raise ValueError(f"not a readable multipart form ({err})") from None
-        files = [v for v in form.values() if hasattr(v, "read")]
-        if len(files) != 1:
-            raise ValueError("a multipart body needs exactly one file")
-        data = await files[0].read(MAX_BYTES + 1)
-    else:
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_BYTES:
-                break
-    if len(data) > MAX_BYTES:
-        raise ValueError(f"over {MAX_BYTES:,} bytes")
-    if not data:
-        raise ValueError("an empty body; POST the image's bytes")
+async def capped(stream: Any, limit: int) -> bytes:
+    """A body read chunk by chunk; 413 as soon as it passes `limit` bytes."""
+    data = bytearray()
+    async for chunk in stream:
+        data += chunk
+        if len(data) > limit:
+            raise HTTPException(413, f"over {MAX_BYTES:,} bytes")
     return bytes(data)
 
 
+async def image_bytes(request: Request) -> bytes:
+    """The posted image: the body itself (image/*, application/octet-stream, or no type), the one
+    file of a multipart form, or a JSON object's base64 `image_base64`; never more than
+    MAX_BYTES read (a multipart form is parsed from the capped stream, not spooled whole first)."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        body = await capped(request.stream(), MAX_BYTES + 64 * 1024)  # the file, and the form's framing
+
+        async def replay():
+            yield body
+            yield b""
+
+        try:
+            form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=4).parse()
+        except Exception as err:  # starlette's and python-multipart's parse errors
+            raise HTTPException(400, f"not a readable multipart form ({err})") from None
+        files = [v for v in form.values() if hasattr(v, "read")]
+        if len(files) != 1:
+            raise HTTPException(400, "a multipart body needs exactly one file")
+        data = await files[0].read(MAX_BYTES + 1)
+    elif kind == "application/json":
+        try:
+            posted = Base64Image.model_validate(json.loads(await capped(request.stream(), JSON_BYTES)))
+            data = base64.b64decode(posted.image_base64, validate=True)
+        except (ValueError, binascii.Error) as err:
+            raise HTTPException(400, f'a JSON body is {{"image_base64": "<the file in base64>"}} ({err})') from None
+    elif kind == "" or kind.startswith(RAW_TYPES):
+        data = await capped(request.stream(), MAX_BYTES)
+    else:
+        raise HTTPException(
+            415, f"{kind}: post the image's bytes (image/*), a multipart form with one file, or JSON with image_base64"
+        )
+    if len(data) > MAX_BYTES:
+        raise HTTPException(413, f"over {MAX_BYTES:,} bytes")
+    if not data:
+        raise HTTPException(400, "an empty body; POST the image's bytes")
+    return data
+
+
 @serve.deployment
+@serve.ingress(api)
 class AgeGroups:
     """One replica: the model and the face detector, loaded once; requests batched."""
 
@@ -101,23 +188,29 @@ class AgeGroups:
         ends = np.cumsum([len(crops) for crops in requests])[:-1]
         return np.split(probs, ends)
 
-    async def __call__(self, request: Request) -> JSONResponse:
-        path = request.url.path.rstrip("/")
-        if request.method == "GET" and path.endswith("/healthz"):
-            return JSONResponse({"status": "ok"})
-        if request.method == "GET" and path == "":
-            return JSONResponse(self.meta)
-        if request.method != "POST" or not path.endswith("/predict"):
-            return JSONResponse({"error": "POST /predict an image; GET / or /healthz"}, status_code=404)
-        try:
-            data = await image_bytes(request)
-        except ValueError as err:
-            return JSONResponse({"error": str(err)}, status_code=400)
-        image, problem = decoded(data)
+    @api.get("/healthz", summary="200 once the model is loaded")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/", summary="the model: classes, preprocessing, weights, the trial it came from")
+    async def model(self) -> dict[str, Any]:
+        return self.meta
+
+    @api.post(
+        "/predict",
+        response_model=Prediction,
+        responses=ERRORS,
+        openapi_extra=BODY,
+        summary="each face's age group",
+        description="Faces are found and framed as study.predict frames them (trainable.serving.face_crops).",
+    )
+    async def predict(self, request: Request) -> Prediction:
+        data = await image_bytes(request)
+        image, problem = await asyncio.to_thread(decoded, data)  # off the event loop: /healthz stays fast
         if image is None:
-            return JSONResponse({"error": problem}, status_code=400)
+            raise HTTPException(400, problem)
         faces, problem = await asyncio.to_thread(self.faces.crops, image)
         if problem:
-            return JSONResponse({"error": problem}, status_code=422)
+            raise HTTPException(422, problem)
         probs = await self.classify([face.crop for face in faces])
-        return JSONResponse({"faces": answer(faces, probs, self.predictor.classes)})
+        return answer(faces, probs, self.predictor.classes, (image.shape[1], image.shape[0]))

@@ -4,12 +4,17 @@
         [--replicas N] [--cpus-per-replica C] [--gpus-per-replica G] [--max-batch-size B]
     serve run study.serve:build model=RESULTS_DIR [detect=false] [max_batch_size=8]
 
-    POST /predict   an image (the raw bytes, or one file of a multipart form): each face's box
-                    and the age groups' probabilities, framed as study.predict frames them
-                    (trainable.serving.face_crops); 400 for a body that is not an image, 422 for an
-                    image with no usable face, each with a JSON reason
+    POST /predict   an image (its bytes as image/* or application/octet-stream, one file of a
+                    multipart form, or JSON {"image_base64": ...}): each face's index, box and the age
+                    groups' probabilities, framed as study.predict frames them
+                    (trainable.serving.face_crops); {"detail": reason} with 400 for a body that is not
+                    an image, 413 past the byte cap, 415 for another content type, 422 for an image
+                    with no usable face
     GET  /healthz   {"status": "ok"} once the model is loaded
     GET  /          the model's metadata: classes, preprocessing, weights, the trial it came from
+    GET  /docs      the API's pages (FastAPI); /openapi.json its schema, answers and errors included
+
+The deployment is study.http_app's; SIGTERM stops the server as Ctrl-C does.
 
 Requests are batched across clients (@serve.batch: up to --max-batch-size faces' requests,
 waiting at most --batch-wait-ms for more); --max-batch-size 1 turns batching off.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -107,21 +113,28 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")  # SIGTERM stops it: no stack dump
     import ray
     from ray import serve
 
     from trainable.serving.inference import model_file
 
-    ray.init(address=args.address, include_dashboard=False, logging_level="ERROR")
+    # default: a Ray of its own here (as --help says), not a stale one a crashed run left recorded
+    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR")
     serve.start(http_options={"host": args.host, "port": args.port})
     serve.run(app, name="face-age", route_prefix="/")
     where = f"http://{args.host}:{args.port}"
-    print(f"Serving {model_file(args.model)} at {where}: POST /predict, GET /healthz, GET /", flush=True)
+    print(f"Serving {model_file(args.model)} at {where}: POST /predict, GET /healthz, GET /; API at /docs", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean stop (Kubernetes, systemd), as Ctrl-C
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:
         serve.shutdown()
+        print("Stopped.", flush=True)
     return 0
 
 

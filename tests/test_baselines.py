@@ -60,6 +60,7 @@ def test_run_baselines_on_tiny_data(tiny_data, capsys):
     assert {"LBP", "hidden", "lr"} <= set(mlp["params"]) and "LBP" in mlp["searched"]
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_hog_svm_reaches_the_2021_level_on_el7008():
     """Target of the baselines' search: HOG + SVM at least 0.80 on el7008's test split (the 2021

@@ -33,6 +33,7 @@ def test_tree_pss_counts_child_processes():
         child.wait()
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path, capsys):
     if not os.path.isdir(REAL_DATA):
@@ -51,6 +52,7 @@ def test_quick_benchmark_measures_the_cache_against_the_naive_way(tmp_path, caps
     assert "paper_grid" not in results
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_scale_benchmark_runs_the_cli_on_generated_datasets(tmp_path, capsys):
     """study.bench --scale at two tiny sizes: every figure measured, the table printed."""
@@ -64,6 +66,7 @@ def test_scale_benchmark_runs_the_cli_on_generated_datasets(tmp_path, capsys):
         assert 0 < row["driver_peak_pss_gb"] < row["all_processes_peak_pss_gb"]
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_the_gpu_check_runs_without_ray_on_the_cpu(tiny_root, tmp_path):
     """`--no-ray --quick` on CPU: the kernel figures with their fractions of the matmul peak,
@@ -90,6 +93,7 @@ def test_the_gpu_check_runs_without_ray_on_the_cpu(tiny_root, tmp_path):
     assert "| trial | epochs |" in (out / "table.md").read_text() and "paper grid x 1 seed(s)" in proc.stdout
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_serve_benchmark_answers_every_request_in_every_cell(tmp_path, capsys):
     """study.bench --serve, bounded to 8 requests a cell: both modes x 1, 8, 32 clients, every

@@ -23,6 +23,7 @@ def test_a_uri_mlflow_refuses_ends_at_once_with_exit_code_2(tmp_path, uri, capsy
     assert list(tmp_path.iterdir()) == []  # nothing generated, nothing trained
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_smoke_study_logs_its_trials_to_sqlite(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -13,7 +13,7 @@ from study.bench.progress_log import read_log, table
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import RANDOM_INIT_NOTICE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 
 def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):

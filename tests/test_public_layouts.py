@@ -256,6 +256,7 @@ def pasted_fgnet(root, real: str) -> None:
             canvas.save(root / f"{s:03d}A{age:02d}.JPG")
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_study_on_uncropped_photos_finds_the_faces_as_ray_tasks_once(tmp_path):
     from tests.conftest import REAL_DATA, ROOT

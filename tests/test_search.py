@@ -231,6 +231,7 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     assert "confirm t" in summary and "search-" not in summary
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_the_search_benchmark_runs_both_arms_to_the_same_budget(tmp_path):
     """study.bench.search_vs_grid --quick on the real data: the extended grid and Optuna, each
@@ -273,6 +274,7 @@ def optuna_trials(study):
     return sorted(optuna.load_study(study_name=study.name, storage=storage).trials, key=lambda t: t.number)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_killed_optuna_search_resumes_the_same_optuna_study(tiny_root, tmp_path):
     """SIGKILLed after its first trial, then --resume: one Optuna study in the journal, whose
@@ -320,6 +322,7 @@ def test_a_killed_optuna_search_resumes_the_same_optuna_study(tiny_root, tmp_pat
     assert len(trials) == 4 and (trials.status == "finished").all() and trials.trial_id.is_unique
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_one_file_study_runs_with_only_its_file_and_the_data(tmp_path):
     """A YAML with search: optuna, num_samples and seeds is the whole study: `--grid FILE

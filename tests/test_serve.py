@@ -1,6 +1,7 @@
 """The best model served with Ray Serve, tested as a client would: real faces and bad input
 posted over HTTP to a local deployment, the answers compared with study.predict's."""
 
+import base64
 import io
 import json
 import os
@@ -70,18 +71,18 @@ def test_served_answers_equal_predicts_for_the_same_files(served, tmp_path):
     found = 0
     for image, row in zip(images, rows.itertuples(index=False), strict=True):
         answer = answers[image]
-        if "error" in answer:  # no face: predict says so too
-            assert answer["error"] == row.problem == "no face found"
+        if "detail" in answer:  # no face: predict says so too
+            assert answer["detail"] == row.problem == "no face found"
             continue
         (face,) = answer["faces"]
-        assert face["predicted"] == row.predicted and row.problem == ""
+        assert face["index"] == 0 and face["predicted"] == row.predicted and row.problem == ""
         # Same kernels on the same crops; only the batch they ran in differs (oneDNN may block
         # a batch of 4 otherwise than one of 6): fp32 sums reordered, ~1e-7 relative in the
         # logits; 1e-5 on probabilities is 100x that and far below any difference of models.
         assert np.allclose(list(face["probabilities"].values()), list(row)[3:6], atol=1e-5)
-        x0, y0, x1, y1 = face["box"]  # MTCNN's box, which may reach past the image's edge
+        x0, y0, x1, y1 = face["box"]  # MTCNN's box, clipped to the image
         width, height = Image.open(image).size
-        assert x0 < x1 and y0 < y1 and x0 < width and y0 < height and x1 > 0 and y1 > 0
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
         found += 1
     assert found >= 3, "MTCNN should find most el7008 faces"
 
@@ -96,31 +97,42 @@ def test_a_multipart_upload_gets_the_raw_bodys_answer(served):
     form = requests.post(url + "/predict", files={"image": ("face.jpg", data, "image/jpeg")}, timeout=60)
     assert form.status_code == 200 or form.status_code == 422
     assert form.json() == raw
+    encoded = requests.post(url + "/predict", json={"image_base64": base64.b64encode(data).decode()}, timeout=60)
+    assert encoded.json() == raw
 
 
 def test_bad_input_gets_a_status_and_a_json_reason(served):
     url, _, _ = served
     reply = post(url, b"this is not an image")
     assert reply.status_code == 400 and reply.json() == {
-        "error": "cannot be decoded as an image (not one of the formats read: AVIF, BMP, GIF, HEIF, JPEG, JPEG2000, "
+        "detail": "cannot be decoded as an image (not one of the formats read: AVIF, BMP, GIF, HEIF, JPEG, JPEG2000, "
         "MPO, PNG, PPM, TIFF, WEBP)"
     }
-    assert post(url, b"").status_code == 400 and "empty body" in post(url, b"").json()["error"]
+    assert post(url, b"").status_code == 400 and "empty body" in post(url, b"").json()["detail"]
     noise = Image.fromarray(np.full((300, 300, 3), 128, dtype=np.uint8))  # an image, but no face in it
     buffer = io.BytesIO()
     noise.save(buffer, format="PNG")
     reply = post(url, buffer.getvalue())
-    assert reply.status_code == 422 and reply.json() == {"error": "no face found"}
+    assert reply.status_code == 422 and reply.json() == {"detail": "no face found"}
     import requests
 
     from trainable.data.scan import MAX_BYTES
 
     huge = post(url, b"\xff" * (MAX_BYTES + 1))  # read no further than the cap
-    assert huge.status_code == 400 and huge.json() == {"error": f"over {MAX_BYTES:,} bytes"}
+    assert huge.status_code == 413 and huge.json() == {"detail": f"over {MAX_BYTES:,} bytes"}
+    big_form = requests.post(url + "/predict", files={"image": ("a.jpg", b"\xff" * (MAX_BYTES + 1))}, timeout=60)
+    assert big_form.status_code == 413 and big_form.json() == {"detail": f"over {MAX_BYTES:,} bytes"}
     no_file = requests.post(url + "/predict", data={"note": "no file here"}, files={}, timeout=60)
-    assert no_file.status_code == 400 and "error" in no_file.json()
+    assert no_file.status_code == 415 and "detail" in no_file.json()  # a urlencoded form: no file in it
+    no_file = requests.post(url + "/predict", files={"note": (None, "no file here")}, timeout=60)
+    assert no_file.status_code == 400 and no_file.json() == {"detail": "a multipart body needs exactly one file"}
     form = requests.post(url + "/predict", files={"a": ("a.txt", b"x"), "b": ("b.txt", b"y")}, timeout=60)
-    assert form.status_code == 400 and "error" in form.json()
+    assert form.status_code == 400 and "detail" in form.json()
+    bad_json = requests.post(url + "/predict", json={"image_base64": "not base64!"}, timeout=60)
+    assert bad_json.status_code == 400 and "image_base64" in bad_json.json()["detail"]
+    text = post(url, b"hello", headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415 and "text/plain" in text.json()["detail"]
+    assert requests.get(url + "/predict", timeout=30).status_code == 405
 
 
 def test_health_and_metadata(served):
@@ -129,6 +141,44 @@ def test_health_and_metadata(served):
     url, path, _ = served
     assert requests.get(url + "/healthz", timeout=30).json() == {"status": "ok"}
     meta = requests.get(url + "/", timeout=30).json()
-    assert meta["classes"] == ["1-4", "5-27", "28+"] and meta["model_file"] == path
-    assert meta["preprocessing"]["crop"] == 140 and json.dumps(meta)
-    assert requests.get(url + "/nowhere", timeout=30).status_code == 404
+    assert meta["classes"] == ["1-4", "5-27", "28+"] and meta["model_file"] == os.path.basename(path)
+    assert os.path.dirname(path) not in json.dumps(meta)  # no server path in an answer
+    assert meta["preprocessing"]["crop"] == 140
+    assert requests.get(url + "/nowhere", timeout=30).json() == {"detail": "Not Found"}
+    schema = requests.get(url + "/openapi.json", timeout=30).json()
+    predict = schema["paths"]["/predict"]["post"]
+    assert set(predict["requestBody"]["content"]) >= {"image/*", "multipart/form-data", "application/json"}
+    assert {"200", "400", "413", "415", "422"} <= set(predict["responses"])
+    face = schema["components"]["schemas"]["FaceAnswer"]["properties"]
+    assert "clipped to the image" in face["box"]["description"] and "index" in face
+    assert "swagger" in requests.get(url + "/docs", timeout=30).text.lower()
+
+
+@pytest.mark.exclusive  # its own Ray, started by the command: nothing beside it
+def test_the_command_serves_and_stops_cleanly_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import requests
+
+    from tests.conftest import ROOT, wait_for
+    from trainable.model import random_model_file
+
+    pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
+    path, port = random_model_file(tmp_path / "model.pt"), free_port()
+    command = [sys.executable, "-m", "study.serve", str(path), "--no-detect", "--port", str(port)]
+    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        except requests.RequestException:  # not up yet: refused, or accepted and not answered yet
+            return False
+
+    try:
+        assert wait_for(healthy, 240), "the server never answered /healthz"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Stopped." in out and "Traceback" not in out, out[-3000:]

@@ -116,7 +116,10 @@ KILL_POINTS = {  # name -> (when to kill, extra environment)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", list(KILL_POINTS))
+# .ci/run kills at the point that once failed in CI (the generator's state lost); -m long adds the others.
+@pytest.mark.parametrize(
+    "point", [pytest.param(p, marks=() if "state lost" in p else pytest.mark.long) for p in KILL_POINTS]
+)
 def test_sigkilled_study_resumes_with_every_trial_once(point, tmp_path):
     when, extra = KILL_POINTS[point]
     study, marks = tmp_path / "killed", tmp_path / "marks"
@@ -181,6 +184,7 @@ def test_resume_refuses_a_directory_that_is_not_a_study(tmp_path, capsys):
     assert code == 2 and "study.json" in err
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
     """With class-weighted loss: the class counts are printed and recorded, and the summary has
@@ -279,6 +283,7 @@ def driver_rss(pid):
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_sixty_trials_keep_disk_and_driver_memory_bounded(tiny_root, tmp_path):
     log = open(tmp_path / "driver.log", "w")  # a pipe nobody reads would fill and stall the driver
@@ -327,6 +332,7 @@ def test_sixty_trials_keep_disk_and_driver_memory_bounded(tiny_root, tmp_path):
     assert late < early * 1.25 + 100 * 2**20
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_diverging_trial_ends_as_diverged_and_the_study_and_report_go_on(tiny_root, tmp_path):
     """A two-configuration grid registered for this test: one sane, one at SGD lr 1e6."""

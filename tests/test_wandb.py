@@ -66,6 +66,7 @@ def test_not_logged_in_is_one_clear_error_before_any_work(capsys, tmp_path, monk
     assert not (tmp_path / "r" / "x" / "summary.csv").exists()
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_each_trial_is_a_run_of_the_study_group_with_its_config_epochs_and_final_record(tmp_path):
     command = [

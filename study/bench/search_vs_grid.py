@@ -32,11 +32,11 @@ import yaml
 
 from analysis.results import load_study
 from analysis.tables import budget_curve
+from study.bench.measure import ROOT
+from study.grids import GRID_FILES
 from trainable.atomic_io import write_json, write_text
 from trainable.device import describe_cpu
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID_FILES = os.path.join(ROOT, "study", "grid_files")
 CHEAP = {"freeze": ["block8", "repeat_3"], "augmentation": ["none", "static"]}  # kept in both spaces
 WITHIN = 0.01  # "within 1 point" of the best validation accuracy
 
