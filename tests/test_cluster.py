@@ -216,6 +216,7 @@ def token_env(token: str) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.exclusive  # moto's server shares this process: beside other studies it ran 4x slower
 def test_a_study_in_s3_is_killed_resumed_and_reported(tmp_path, monkeypatch):
     """Against moto's S3 server on 127.0.0.1: Ray writes the trials to the bucket, the study's

@@ -221,6 +221,7 @@ def test_utkface_layout_trains_and_reports(utk_root, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 @pytest.mark.exclusive
 def test_losing_a_worker_node_reschedules_its_trials(tmp_path):
     from ray.cluster_utils import Cluster
