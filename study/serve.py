@@ -99,6 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Before Ray loads (it reads this once): SIGTERM stops the server cleanly, with no stack dump.
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         app = application(
             args.model,
@@ -113,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")  # SIGTERM stops it: no stack dump
     import ray
     from ray import serve
 
@@ -122,12 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     # default: a Ray of its own here (as --help says), not a stale one a crashed run left recorded
     address = args.address or os.environ.get("RAY_ADDRESS") or "local"
     ray.init(address=address, include_dashboard=False, logging_level="ERROR")
-    serve.start(http_options={"host": args.host, "port": args.port})
-    serve.run(app, name="face-age", route_prefix="/")
-    where = f"http://{args.host}:{args.port}"
-    print(f"Serving {model_file(args.model)} at {where}: POST /predict, GET /healthz, GET /; API at /docs", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a clean stop (Kubernetes, systemd), as Ctrl-C
+    # A clean stop on SIGTERM (Kubernetes, systemd), as on Ctrl-C, from here on: ray.init set its own.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(app, name="face-age", route_prefix="/")
+        where = f"http://{args.host}:{args.port}: POST /predict, GET /healthz, GET /; API at /docs"
+        print(f"Serving {model_file(args.model)} at {where}", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
