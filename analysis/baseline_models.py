@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -210,23 +211,30 @@ def tune_mlp(features: dict[str, Features], y, seed: int) -> tuple[Pipeline, dic
     return model, {**params, "epochs": model["mlp"].epochs_}, key
 
 
-def run_baselines(data: FaceData, *, seeds: int = 3) -> list[dict[str, Any]]:
+def printed(line: str, done: int, steps: int) -> None:
+    print(line, flush=True)
+
+
+def run_baselines(data: FaceData, *, seeds: int = 3, step: Callable[[str, int, int], None] = printed) -> list[dict]:
     """Every baseline (x seeds where it is random) -> one record each, with what was searched
-    and what was chosen."""
+    and what was chosen. `step(line, steps done, steps)` is told of each feature set and search
+    as it ends."""
     labels = {s: data.labels[data.split[s]] for s in SPLITS}
     y = {**labels, "train": np.r_[labels["train"], labels["train"]]}  # fitted on the mirrors too
     window = hog_window(data.images_of("train"))
     began = time.perf_counter()
     fits = 1 + 2 * seeds
-    print(
+    steps, done = len(HOG_CELLS) + len(LBP_CHOICES) + fits, itertools.count(1)
+    step(
         f"Baselines: {len(HOG_CELLS)} HOG and {len(LBP_CHOICES)} LBP feature sets of {len(data.images)} images "
         f"(training images mirrored too), then {fits} searches (HOG + SVM; HOG + RF and LBP + MLP x {seeds} seeds)",
-        flush=True,
+        0,
+        steps,
     )
 
     def features(kind: str, label: str, extract) -> Features:
         made = with_mirrors(data, extract)
-        print(f"  {kind} features, {label}: {time.perf_counter() - began:.0f} s", flush=True)
+        step(f"  {kind} features, {label}: {time.perf_counter() - began:.0f} s", next(done), steps)
         return made
 
     hog_sets = {
@@ -269,10 +277,11 @@ def run_baselines(data: FaceData, *, seeds: int = 3) -> list[dict[str, Any]]:
                 **scores(model, {s: sets[key][s][: len(labels[s])] for s in SPLITS}, labels, n_classes),
             }
         )
-        print(
+        step(
             f"{feats} + {method} (seed {seed}): test acc {records[-1]['test_acc']:.3f} {params} "
             f"[{len(records)}/{fits} searches, {time.perf_counter() - began:.0f} s]",
-            flush=True,
+            next(done),
+            steps,
         )
 
     svm = Pipeline([("scale", StandardScaler()), ("svm", SVC())])

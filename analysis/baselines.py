@@ -34,7 +34,19 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    records = run_baselines(data, seeds=args.seeds)
+    if sys.stdout.isatty():  # each line, and rich's bar of the steps done below them
+        from rich.progress import MofNCompleteColumn, Progress
+
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), transient=True) as bars:
+            task = bars.add_task("baselines", total=None)
+
+            def step(line: str, done: int, steps: int) -> None:
+                bars.console.print(line, markup=False, highlight=False)
+                bars.update(task, completed=done, total=steps)
+
+            records = run_baselines(data, seeds=args.seeds, step=step)
+    else:
+        records = run_baselines(data, seeds=args.seeds)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, BASELINES_FILE)
     record = {

@@ -27,6 +27,7 @@ from study.bookkeeping.ownership import release_all
 from study.bookkeeping.plan import Plan, fetch, load_data, plan_study, record_study
 from study.bookkeeping.resume import check_same_study, study_spec
 from study.bookkeeping.summary import class_count_lines, evaluate_elsewhere, finish, ranked_configurations, summarize
+from study.cli.quiet import quiet_tools
 from study.cli.spec import StudySpec, given_options
 from study.grids import expand, get_grid, grid_label, parse_where
 from study.tuning.cluster import largest_node_cpus, start_ray
@@ -357,6 +358,7 @@ def fit(
 
 
 def run(spec: StudySpec, argv: list[str]) -> int:
+    quiet_tools(spec.verbose)
     source = grid_source(spec) if spec.search == "grid" else search_source(spec)
     return dry_run(spec, source) if spec.dry_run else run_study(spec, source, argv)
 

@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.baseline_models import HOG_CELLS, MLPClassifier, hog_features, hog_window, lbp_features, run_baselines
+from analysis.baseline_models import (
+    HOG_CELLS,
+    LBP_CHOICES,
+    MLPClassifier,
+    hog_features,
+    hog_window,
+    lbp_features,
+    run_baselines,
+)
 
 
 def faces(n=3, size=(200, 160)):
@@ -43,10 +51,14 @@ def test_mlp_learns_and_keeps_its_best_epoch():
 
 
 @pytest.mark.slow
-def test_run_baselines_on_tiny_data(tiny_data, capsys):
-    records = run_baselines(tiny_data, seeds=2)
-    said = capsys.readouterr().out  # progress: each feature set and each search as it ends, with the time
+def test_run_baselines_on_tiny_data(tiny_data):
+    steps = []  # progress: each feature set and each search as it ends, with the time and steps done
+    records = run_baselines(tiny_data, seeds=2, step=lambda line, done, total: steps.append((line, done, total)))
+    said = "\n".join(line for line, _, _ in steps)
     assert said.count("  HOG features, cell ") == len(HOG_CELLS) and "[5/5 searches, " in said
+    assert [done for _, done, _ in steps] == list(range(len(steps))) and {total for *_, total in steps} == {
+        len(HOG_CELLS) + len(LBP_CHOICES) + 5
+    }
     names = [r["name"] for r in records]
     assert names.count("HOG + SVM") == 1 and names.count("HOG + Random Forest") == 2
     assert names.count("LBP + MLP") == 2

@@ -505,3 +505,37 @@ def test_every_console_script_names_a_main_and_the_study_command_is_installed():
     command = os.path.join(os.path.dirname(sys.executable), "face-age-study")
     proc = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "--grid" in proc.stdout, proc.stderr
+
+
+QUIET = """
+import os, sys, logging
+from study.cli.quiet import filter_stderr, quiet_tools
+quiet_tools(verbose=VERBOSE)
+filter_stderr(verbose=VERBOSE)
+os.write(2, b"[2026-12-07 03:43:17,039 E 16226 16226] core_worker.cc:2465: Actor with class name: "
+         b"'_WandbLoggingActor' and ID: '1b91' has constructor arguments in the object store and max_restarts > 0.\\n")
+print("Successfully registered model 'face-age'.", file=sys.stderr)
+print("Created version '1' of model 'face-age'.", file=sys.stderr)
+os.write(2, b"[2026-12-07 03:43:18,000 E 1 1] core_worker.cc:99: a real error\\n")
+logging.basicConfig()
+logging.getLogger("mlflow.pyfunc").warning("Passing a Python object ... serialized using CloudPickle, ...")
+logging.getLogger("mlflow.pyfunc").warning("a warning to act on")
+print(os.environ.get("MLFLOW_LOGGING_LEVEL"), os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"))
+"""
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_other_tools_noise_is_left_out_unless_verbose_and_everything_else_shown(verbose):
+    """Ray core's line about W&B's logging actor (written to fd 2 from C++), MLflow's registry
+    lines and CloudPickle warning are dropped; another error and another warning are kept, in
+    order; -v keeps everything."""
+    proc = subprocess.run(
+        [sys.executable, "-c", QUIET.replace("VERBOSE", str(verbose))], capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    kept = [line for line in proc.stderr.splitlines() if line]
+    if verbose:
+        assert len(kept) == 6 and proc.stdout.split() == ["None", "None"]
+    else:
+        assert kept[0].endswith("core_worker.cc:99: a real error") and kept[1].endswith("a warning to act on")
+        assert len(kept) == 2 and proc.stdout.split() == ["WARNING", "false"]

@@ -189,3 +189,41 @@ Confirming ...
     assert "| 50% | 30 | 120 | 70 | +50 |" in table(read)
     with pytest.raises(ValueError, match="no study that ended"):
         read_log(log.split("[0:01:40]")[0])
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_rich_draws_the_study_and_each_running_trials_epoch_k_of_max(monkeypatch):
+    """rich's display: the trials done, the epochs done of the known maximum and the time left,
+    and a bar per running trial with its epoch k/max and last scores, gone when the trial ends;
+    the event lines print above it."""
+    import re
+
+    out, clock_ = Terminal(), Clock()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("study.cli.console.now", clock_)
+    monkeypatch.setenv("COLUMNS", "120")
+    progress = Progress(total=2)
+    a, b = made("e01-a-s0", 40, "none"), made("e02-b-s0", 10, "online")
+    progress.on_step_begin(0, [a, b])
+    progress.on_trial_start(0, [], a)
+    clock_.t = 12
+    progress.on_trial_result(0, [], a, epoch_row(epoch=6, val_loss=0.8125, val_acc=0.7, epoch_seconds=2.0))
+    progress.display.bars.refresh()
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    assert "[0:00:00] e01-a-s0" in screen and "started" in screen  # the event line
+    assert "0/2 done, 1 running, 1 pending; 0:00:12 elapsed, up to" in screen
+    assert re.search(r"trials\s.*0/2", screen)
+    assert re.search(r"epochs\s.*6/50", screen)  # 40 + 10 epochs at most
+    assert re.search(r"e01-a-s0\s.*6/40\s.*val loss 0\.812  val acc 0\.700", screen)
+    progress.on_trial_result(0, [], a, final_row(epoch=6, stopped_by="early_stopping"))
+    progress.on_trial_complete(0, [], a)
+    assert list(progress.display.rows) == []  # its bar is gone
+    progress.on_experiment_end([a, b])
+    assert progress.display is None
+    import pickle
+
+    assert pickle.loads(pickle.dumps(progress)).total == 2  # pickled with the Tuner, without rich

@@ -1,10 +1,11 @@
 """What a running study prints: one line per trial event (start, end, error) with its
 name, state, epoch k/max and validation scores, and where the study stands (trials done /
 running / pending, elapsed, an estimate of what is left). On a terminal, a compact table
-of the running trials is also redrawn in place, at most once a second, as epochs come
-in; anywhere else (a log file, a batch job) each running trial gets a plain line at least
-every `every` seconds (--progress-every), never an escape code. Tune's own output (status
-tables, per-trial result boxes) is off unless `-v`.
+On a terminal, rich draws below those lines the study's trials and epochs done of the known
+maximum with the time left, and a bar per running trial (epoch k/max, its last validation
+scores); anywhere else (a log file, a batch job) each running trial gets a plain line at
+least every `every` seconds (--progress-every), never an escape code. Tune's own output
+(status tables, per-trial result boxes) is off unless `-v`.
 
 The time left is counted in epochs: each trial not ended has its max_epochs left, times
 the share of max_epochs the ended trials ran (early stopping and ASHA end most trials
@@ -16,6 +17,7 @@ inputs, scoring); and the trials share the most slots seen running at once."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from statistics import fmean
@@ -52,9 +54,11 @@ class Progress(tune.Callback):
         self.trained: dict[str, float] = {}  # trial -> its epochs' seconds so far
         self.overheads: list[float] = []  # ended trials: wall time not spent in epochs (start-up, scoring)
         self.slots = 1  # the most trials seen running at once
-        self.drawn = 0  # table lines on screen below the event lines (terminal only)
-        self.redrawn_at = 0.0
+        self.display: Display | None = None  # on a terminal, from the first event on
         self.counted = False
+
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: rich's display stays here
+        return {**self.__dict__, "display": None}
 
     @property
     def stream(self) -> TextIO:  # looked up each time: the callback is pickled with the Tuner
@@ -101,8 +105,6 @@ class Progress(tune.Callback):
             self.paces.setdefault(self.kind.get(name, ""), []).append(float(result[reported.epoch_seconds]))
             self.trained[name] = self.trained.get(name, 0.0) + float(result[reported.epoch_seconds])
         self.last[name] = result
-        if self.live and now() - self.redrawn_at > 1:
-            self.redraw()
         self.heartbeat()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -112,6 +114,11 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.end(trial, "error")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self.display:
+            self.display.stop()
+            self.display = None
 
     def end(self, trial: Any, ended: str) -> None:
         name = str(trial)
@@ -128,25 +135,39 @@ class Progress(tune.Callback):
         return int(self.last.get(name, {}).get(reported.epoch) or 0)
 
     def event(self, trial: Any, what: str) -> None:
-        self.clear()
         self.say([str(trial)], what)
-        if self.live:
-            self.redraw()
 
     def heartbeat(self) -> None:
-        """Off a terminal: a plain line for each running trial not heard of for `every` seconds."""
-        if not self.live:
+        """Off a terminal: a plain line for each running trial not heard of for `every` seconds;
+        on one, the display brought up to date."""
+        if self.live:
+            self.show()
+        else:
             quiet = sorted(n for n in self.running if now() - self.said_at.get(n, self.started) >= self.every)
             if quiet:
                 self.say(quiet, "running")
 
     def say(self, names: list[str], what: str) -> None:
         """A line per trial, then where the study stands."""
-        for name in names:
-            print(f"[{clock(now() - self.started)}] {self.line(name, what)}", file=self.stream)
-            if name in self.running:
-                self.said_at[name] = now()
-        print(f"    {self.summary()}", file=self.stream, flush=True)
+        lines = [f"[{clock(now() - self.started)}] {self.line(name, what)}" for name in names]
+        self.said_at.update({name: now() for name in names if name in self.running})
+        if self.live:
+            self.show(lines)
+        else:
+            print("\n".join(lines), file=self.stream)
+            print(f"    {self.summary()}", file=self.stream, flush=True)
+
+    def show(self, lines: list[str] = ()) -> None:
+        """On a terminal: the lines printed above rich's display, the display brought up to date."""
+        if self.display is None:
+            self.display = Display(self.stream)
+        epochs = sum(self.epochs_of(name) for name in self.last)
+        known = sum(self.max_epochs.values()) + max(0, self.total - len(self.max_epochs)) * self.typical_max()
+        running = {
+            name: (self.epochs_of(name), self.max_epochs.get(name) or None, scores(self.last.get(name, {})))
+            for name in sorted(self.running)
+        }
+        self.display.update(lines, (len(self.ended), self.total), (epochs, known), self.summary(), running)
 
     def line(self, name: str, what: str) -> str:
         return f"{name:<44} {what:<14} {epoch_line(self.last.get(name, {}), self.max_epochs.get(name))}".rstrip()
@@ -157,8 +178,7 @@ class Progress(tune.Callback):
         if not timed:
             return None
         overall, share = fmean(timed), fmean(self.shares) if self.shares else 1.0
-        known_max = [m for m in self.max_epochs.values() if m]
-        typical = fmean(known_max) if known_max else 0.0
+        typical = self.typical_max()
         overhead = fmean(self.overheads) if self.overheads else 0.0
         seconds = 0.0
         for name, most in self.max_epochs.items():
@@ -171,6 +191,11 @@ class Progress(tune.Callback):
         unmade = max(0, self.total - len(self.max_epochs))  # trials Tune has not made yet
         seconds += unmade * (typical * share * overall + overhead)
         return seconds / self.slots
+
+    def typical_max(self) -> float:
+        """The mean max_epochs of the trials Tune has made (0 before any)."""
+        known = [m for m in self.max_epochs.values() if m]
+        return fmean(known) if known else 0.0
 
     def summary(self) -> str:
         done, running = len(self.ended), len(self.running)
@@ -185,34 +210,76 @@ class Progress(tune.Callback):
         where = f"{done}/{self.total} done, {running} running, {pending} pending"
         return f"{where}; {clock(now() - self.started)} elapsed{estimate}"
 
-    def clear(self) -> None:
-        if self.live and self.drawn:
-            self.stream.write(f"\x1b[{self.drawn}F\x1b[J")  # up to the table's first line, erase below
-            self.drawn = 0
 
-    def redraw(self) -> None:
-        """The running trials' latest epoch, below the event lines (terminal only)."""
-        self.clear()
-        lines = [
-            f"  running {name:<44} {epoch_line(self.last.get(name, {}), self.max_epochs.get(name))}"
-            for name in sorted(self.running)
-        ]
-        self.stream.write("".join(line + "\n" for line in lines))
-        self.stream.flush()
-        self.drawn = len(lines)
-        self.redrawn_at = now()
+class Display:
+    """A study on a terminal, drawn by rich below the lines printed: where it stands (the line
+    printed off a terminal after each event), its trials done, its epochs done of the known
+    maximum (every trial at its max_epochs), and a bar per running trial, epoch k/max with its
+    last validation scores. Redrawn twice a second."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.bars = bars(stream)
+        self.bars.start()
+        self.trials = self.bars.add_task("trials", total=None, note="")
+        self.epochs = self.bars.add_task("epochs", total=None, note="of the most the trials may run")
+        self.rows: dict[str, Any] = {}  # running trial -> its task
+
+    def update(self, lines: list[str], trials: tuple, epochs: tuple, summary: str, running: dict) -> None:
+        for line in lines:
+            self.bars.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self.bars.header = summary
+        self.bars.update(self.trials, completed=trials[0], total=trials[1])
+        self.bars.update(self.epochs, completed=epochs[0], total=max(epochs[1], epochs[0]) or None)
+        for name in set(self.rows) - set(running):
+            self.bars.remove_task(self.rows.pop(name))
+        for name, (epoch, most, note) in running.items():
+            if name not in self.rows:
+                self.rows[name] = self.bars.add_task(name, total=most, note=note)
+            self.bars.update(self.rows[name], completed=epoch, total=most, note=note)
+
+    def stop(self) -> None:
+        self.bars.stop()
+
+
+def bars(stream: TextIO) -> Any:
+    """rich's progress bars on `stream` (a terminal): a header line, then per task what, the bar,
+    k/n, the time since it began and a note."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class Bars(Progress):
+        header = ""
+
+        def get_renderables(self):  # rich's documented way to add lines to its display
+            if self.header:
+                yield Text(self.header, no_wrap=True, overflow="ellipsis")
+            yield self.make_tasks_table(self.tasks)
+
+    columns = [TextColumn("{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn()]
+    columns += [TimeElapsedColumn(), TextColumn("{task.fields[note]}")]
+    return Bars(*columns, console=Console(file=stream), refresh_per_second=2, transient=True)
 
 
 def wait_for(refs: list, every: float, what: str) -> list[tuple[Any, Any]]:
-    """(ref, result) of Ray tasks in the order they finish, with a line as each finishes
-    or after `every` seconds without one: '  3/8 shards encoded, 41 s'."""
+    """(ref, result) of Ray tasks in the order they finish: on a terminal, a bar of those done;
+    anywhere else a line as each finishes or after `every` seconds without one:
+    '  3/8 shards encoded, 41 s'."""
     import ray
 
     started, pending, finished = now(), list(refs), []
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1, timeout=every)
-        finished += [(ref, ray.get(ref)) for ref in done]
-        print(f"  {len(refs) - len(pending)}/{len(refs)} {what}, {now() - started:.0f} s", flush=True)
+    shown = bars(sys.stdout) if sys.stdout.isatty() else None
+    with shown or contextlib.nullcontext():
+        task = shown.add_task(what, total=len(refs), note="") if shown else None
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.5 if shown else every)
+            finished += [(ref, ray.get(ref)) for ref in done]
+            if shown:
+                shown.update(task, completed=len(finished))
+            else:
+                print(f"  {len(finished)}/{len(refs)} {what}, {now() - started:.0f} s", flush=True)
+    if shown:  # what the bar said, kept in the scrollback
+        print(f"  {len(finished)}/{len(refs)} {what}, {now() - started:.0f} s", flush=True)
     return finished
 
 
@@ -220,6 +287,12 @@ def epoch_line(record: dict, max_epochs: int | None = None) -> str:
     """'epoch  6/40  val loss 0.812  val acc 0.700', or '' before the first epoch's report."""
     if reported.epoch not in record:
         return ""
-    epoch, loss, acc = (record[k] for k in (reported.epoch, reported.val_loss, reported.val_acc))
     of = f"/{max_epochs}" if max_epochs else ""
-    return f"epoch {epoch:>3}{of}  val loss {loss:.3f}  val acc {acc:.3f}"
+    return f"epoch {record[reported.epoch]:>3}{of}  {scores(record)}"
+
+
+def scores(record: dict) -> str:
+    """'val loss 0.812  val acc 0.700', or '' before the first epoch's report."""
+    if reported.epoch not in record:
+        return ""
+    return f"val loss {record[reported.val_loss]:.3f}  val acc {record[reported.val_acc]:.3f}"

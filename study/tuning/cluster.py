@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from study.cli.quiet import filter_stderr
 from study.cli.spec import StudySpec
 from trainable.errors import UserError
 
@@ -39,6 +40,7 @@ def start_ray(spec: StudySpec) -> Any:
         logging_level="INFO" if spec.verbose else "ERROR",  # Ray's chatter only with -v
         runtime_env={"env_vars": WORKER_ENV},
     )
+    filter_stderr(spec.verbose)  # after Ray's local processes started: none of them inherits the filter
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; docs: Watching a study)")
     private_token_file()
