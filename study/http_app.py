@@ -19,12 +19,13 @@ from ray import serve
 from starlette.formparsers import MultiPartParser
 
 from trainable.atomic_io import read_json
-from trainable.data.scan import MAX_BYTES
+from trainable.data.limits import image_limits
 from trainable.results_layout import BEST_DIR, BEST_FILE
 from trainable.serving.face_crops import Face, Faces, decoded
 from trainable.serving.inference import Predictor
 
 RAW_TYPES = ("image/", "application/octet-stream")  # a body that is the image itself
+MAX_BYTES = image_limits().bytes  # the largest image a study reads (FACE_AGE_MAX_IMAGE_BYTES)
 JSON_BYTES = MAX_BYTES * 4 // 3 + 1024  # the largest image in base64, and its key
 
 

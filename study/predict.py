@@ -104,10 +104,12 @@ def predict_files(files: list[str], faces: Faces, predictor: Any) -> pd.DataFram
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from trainable.atomic_io import write_csv
+    from trainable.data.limits import image_limits
     from trainable.serving.face_crops import Faces
     from trainable.serving.inference import Predictor, model_file
 
     try:
+        image_limits()  # FACE_AGE_MAX_* checked before any file is read
         path = model_file(args.model)
         files = input_files(args.paths)
         if args.export:

@@ -29,6 +29,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from trainable.data.limits import image_limits
 from trainable.errors import UserError
 
 if TYPE_CHECKING:  # Ray Serve, torch and OpenCV load after the arguments are parsed
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     # Before Ray loads (it reads this once): SIGTERM stops the server cleanly, with no stack dump.
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
+        image_limits()  # FACE_AGE_MAX_* checked here, not first in a replica
         app = application(
             args.model,
             detect=not args.no_detect,

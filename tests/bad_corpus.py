@@ -58,25 +58,47 @@ def invalid_orientation(path: str) -> None:
     face(16).save(path, format="JPEG", exif=exif)
 
 
-def pixel_bomb(path: str) -> None:
-    """A real, fully decodable 13000 x 13000 grey PNG, written row by row (never in memory)."""
+def grey_png(width: int, height: int) -> bytes:
+    """A real, fully decodable grey PNG of one shade, its rows compressed one by one (never
+    in memory whole): 13000 x 13000 is about 170 KB."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    packer, row = zlib.compressobj(9), b"\0" + b"\x80" * BOMB_SIDE
-    idat = b"".join(packer.compress(row) for _ in range(BOMB_SIDE)) + packer.flush()
-    header = struct.pack(">IIBBBBB", BOMB_SIDE, BOMB_SIDE, 8, 0, 0, 0, 0)  # 8-bit grey
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    packer, row = zlib.compressobj(9), b"\0" + b"\x80" * width
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def pixel_bomb(path: str) -> None:
+    write(grey_png(BOMB_SIDE, BOMB_SIDE))(path)
+
+
+def icon_bomb(path: str) -> None:
+    """An ICO whose directory says 256 x 256 px (0 in its one entry) but holds a 13000 x 13000
+    PNG: Pillow's ICO plugin decodes the PNG inside Image.open, before any size check."""
+    png = grey_png(BOMB_SIDE, BOMB_SIDE)
+    entry = struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, len(png), 6 + 16)
+    write(struct.pack("<HHH", 0, 1, 1) + entry + png)(path)
+
+
+def flipped_entropy_bytes(path: str) -> None:
+    """A JPEG with 40 bytes of its entropy-coded data inverted: Pillow decodes it with no error."""
+    data = bytearray(jpeg_bytes(face(17), quality=90))
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    for i in np.random.default_rng(0).choice(np.arange(start + 100, len(data) - 10), 40, replace=False):
+        data[i] ^= 0xFF
+    write(bytes(data))(path)
 
 
 def oversized(path: str) -> None:
     """A sparse file one byte over the byte cap: nothing is written, nothing may be read."""
-    from trainable.data.scan import MAX_BYTES
+    from trainable.data.limits import image_limits
 
     with open(path, "wb") as f:
-        f.truncate(MAX_BYTES + 1)
+        f.truncate(image_limits().bytes + 1)
 
 
 def fifo(path: str) -> None:
@@ -153,6 +175,9 @@ CASES = [
     ("EXIF orientation 9 (invalid)", "nine.jpg", invalid_orientation, "converted: an invalid EXIF orientation (9)"),
     ("200x2000 strip", "strip.png", save(face(12, (2000, 200)), "PNG"), "converted: downscaled from 200x2000"),
     ("13000x13000 PNG of 170 KB", "bomb.png", pixel_bomb, "listed: too large (13000x13000 px in its header"),
+    ("ICO holding a 13000x13000 PNG", "icon-bomb.png", icon_bomb, "listed: cannot be decoded"),
+    ("199999x200 PNG of 117 KB", "thin.png", write(grey_png(199_999, 200)), "listed: 199999x200 px in its header"),
+    ("JPEG with 40 entropy bytes flipped", "flipped.jpg", flipped_entropy_bytes, "listed: corrupt JPEG data"),
     ("file over the byte cap (sparse)", "huge.jpg", oversized, "listed: too large (67,108,865 bytes"),
     ("FIFO named .jpg", "fifo.jpg", fifo, "listed: not a regular file (a FIFO)"),
     ("socket named .jpg", "socket.jpg", unix_socket, "listed: not a regular file (a socket)"),

@@ -128,3 +128,46 @@ def test_problems_are_grouped_by_their_kind_not_their_wording(tmp_path):
     assert text.splitlines()[0] == "empty file (3):" and "missing (1):" in text  # "empty" in a reason moves nothing
     again = pickle.loads(pickle.dumps(mixed[-1]))  # as Ray sends FaceData to trials
     assert (again, again.kind, again.path) == ("/d/x.jpg: an empty file was expected here", Kind.MISSING, "/d/x.jpg")
+
+
+@pytest.fixture
+def limits_from(monkeypatch):
+    """Set FACE_AGE_MAX_* for one test (image_limits reads them once per process)."""
+    from trainable.data.limits import image_limits
+
+    def set_env(**values):
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        image_limits.cache_clear()
+
+    yield set_env
+    monkeypatch.undo()
+    image_limits.cache_clear()
+
+
+def test_the_image_limits_are_raised_and_lowered_by_the_environment(limits_from):
+    import io
+
+    from PIL import Image
+
+    from trainable.data.scan import Unusable, decode_image
+
+    png = io.BytesIO()
+    Image.new("RGB", (300, 20)).save(png, format="PNG")  # 15:1
+    assert decode_image(png.getvalue())[0].shape == (20, 300, 3)
+    limits_from(FACE_AGE_MAX_ASPECT="10")
+    with pytest.raises(Unusable, match=r"300x20 px in its header: sides over 10:1 \(FACE_AGE_MAX_ASPECT\)"):
+        decode_image(png.getvalue())
+    limits_from(FACE_AGE_MAX_ASPECT="20", FACE_AGE_MAX_PIXELS="5_000")
+    with pytest.raises(Unusable, match=r"too large \(300x20 px in its header; at most 5,000 pixels"):
+        decode_image(png.getvalue())
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5"])
+def test_a_limit_that_is_not_a_positive_whole_number_is_refused_naming_it(limits_from, value, capsys, tmp_path):
+    from study.predict import main as predict
+
+    limits_from(FACE_AGE_MAX_PIXELS=value)
+    assert predict(["--model", str(tmp_path), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"FACE_AGE_MAX_PIXELS='{value}': expected a positive whole number (the default is 40,000,000)" in err

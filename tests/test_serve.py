@@ -116,8 +116,9 @@ def test_bad_input_gets_a_status_and_a_json_reason(served):
     assert reply.status_code == 422 and reply.json() == {"detail": "no face found"}
     import requests
 
-    from trainable.data.scan import MAX_BYTES
+    from trainable.data.limits import image_limits
 
+    MAX_BYTES = image_limits().bytes
     huge = post(url, b"\xff" * (MAX_BYTES + 1))  # read no further than the cap
     assert huge.status_code == 413 and huge.json() == {"detail": f"over {MAX_BYTES:,} bytes"}
     big_form = requests.post(url + "/predict", files={"image": ("a.jpg", b"\xff" * (MAX_BYTES + 1))}, timeout=60)

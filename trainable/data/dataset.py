@@ -33,6 +33,7 @@ from trainable.data.layouts import (
     layout_entries,
     uncropped,
 )
+from trainable.data.limits import image_limits
 from trainable.data.problems import Kind, Problem, grouped, printable, save_full_list
 from trainable.data.scan import Scan, scan_entries
 from trainable.errors import UserError
@@ -147,6 +148,7 @@ def load_dataset(
     crops (trainable.data.face_detection), found by `detect_runner` where the store lacks them.
     """
     root = os.path.abspath(root)
+    image_limits()  # FACE_AGE_MAX_* checked before any file is read
     layout = check_dataset_options(root, layout, on_bad_image, detect_faces, several_faces)
     entries, classes, skipped, problems = layout_entries(root, layout, ranges, age_bins)
     store = store or default_store()

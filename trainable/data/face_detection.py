@@ -30,6 +30,7 @@ from PIL import Image
 
 from trainable.atomic_io import host, read_json, write_json
 from trainable.data.image_store import ImageWriter, StoredImages
+from trainable.data.limits import image_limits
 from trainable.data.problems import Kind, Problem
 from trainable.data.scan import MAX_SIDE, Scan
 
@@ -70,17 +71,14 @@ class Detector:
         return [(tuple(float(v) for v in box), float(p)) for box, p in zip(boxes, probs, strict=True)]
 
 
-MAX_ASPECT = 20  # a photo's longer side over its shorter beyond which no face is searched for
-
-
 def unsearchable(shape: Sequence[int]) -> str | None:
     """Why MTCNN cannot search an HxW image for a face, or None: a side under the smallest face
     it looks for, or sides so unequal that it would scan a strip of millions of windows."""
-    h, w, smallest = shape[0], shape[1], MTCNN_SETTINGS["min_face_size"]
+    h, w, smallest, aspect = shape[0], shape[1], MTCNN_SETTINGS["min_face_size"], image_limits().aspect
     if min(h, w) < smallest:
         return f"{w}x{h} px is smaller than the smallest face searched for ({smallest} px)"
-    if max(h, w) > MAX_ASPECT * min(h, w):
-        return f"{w}x{h} px is too thin to search for a face (sides over {MAX_ASPECT}:1)"
+    if max(h, w) > aspect * min(h, w):
+        return f"{w}x{h} px is too thin to search for a face (sides over {aspect}:1)"
     return None
 
 

@@ -25,6 +25,7 @@ class Kind(enum.Enum):
     EMPTY = "empty file"
     UNDECODABLE = "cannot be decoded"
     TOO_SMALL = "smaller than the crop"
+    TOO_THIN = "sides too unequal"
     MISSING = "missing"
     UNREADABLE = "unreadable"
     NOT_A_CLASS = "not a class folder"

@@ -17,12 +17,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from trainable.data.image_store import ImageWriter
 from trainable.data.layouts import Entry
+from trainable.data.libjpeg import corrupt_data
+from trainable.data.limits import image_limits
 from trainable.data.problems import Kind, Problem, printable
 from trainable.transforms import CROP
 
 MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)
-MAX_BYTES = 64 * 2**20  # a larger file is listed as too large, never read (a face photo is far smaller)
-MAX_PIXELS = 40_000_000  # read from the header before decoding: 120 MB decoded (PIL's own guard is 89 M)
 ORIENTATION = 0x0112  # the EXIF tag
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per pixel, one channel
 
@@ -103,8 +103,9 @@ def read_bytes(path: str, entry: Entry, problems: list[Problem]) -> bytes | None
 
 def read_file(path: str) -> bytes:
     """A regular file's bytes (symbolic links followed only to regular files), at most
-    MAX_BYTES; raises Unusable naming why not. A FIFO, device, socket or directory is
+    image_limits().bytes; raises Unusable naming why not. A FIFO, device, socket or directory is
     never opened for reading: opening a FIFO blocks, and /dev/zero never ends."""
+    cap = image_limits().bytes
     try:
         what = file_kind(os.stat(path).st_mode)  # follows links: the target's kind
         if what is None:  # opened without blocking, and checked again on the open file
@@ -113,11 +114,11 @@ def read_file(path: str) -> bytes:
                 info = os.fstat(f.fileno())
                 what = file_kind(info.st_mode)
                 if what is None:
-                    if info.st_size > MAX_BYTES:
-                        raise Unusable(Kind.TOO_LARGE, too_large(f"{info.st_size:,} bytes", f"{MAX_BYTES:,} bytes"))
-                    data = f.read(MAX_BYTES + 1)
-                    if len(data) > MAX_BYTES:  # grew while read
-                        raise Unusable(Kind.TOO_LARGE, too_large(f"over {MAX_BYTES:,} bytes", f"{MAX_BYTES:,} bytes"))
+                    if info.st_size > cap:
+                        raise Unusable(Kind.TOO_LARGE, too_large(f"{info.st_size:,} bytes", f"{cap:,} bytes"))
+                    data = f.read(cap + 1)
+                    if len(data) > cap:  # grew while read
+                        raise Unusable(Kind.TOO_LARGE, too_large(f"over {cap:,} bytes", f"{cap:,} bytes"))
                     return data
     except FileNotFoundError:
         if os.path.islink(path):
@@ -140,7 +141,7 @@ def file_kind(mode: int) -> str | None:
 
 
 def too_large(size: str, cap: str) -> str:
-    return f"too large ({size}; at most {cap} are read)"
+    return f"too large ({size}; at most {cap} are read: FACE_AGE_MAX_IMAGE_BYTES, FACE_AGE_MAX_PIXELS)"
 
 
 def leaks(path: str, entry: Entry, file_hash: str, scan: Scan) -> bool:
@@ -173,8 +174,10 @@ def readable_formats() -> list[str]:
 def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None]:
     """Decode any format PIL reads into an HxWx3 uint8 RGB array, upright by its EXIF
     orientation, and say what was converted (rotated, grayscale, alpha, CMYK, 16-bit, float,
-    frames, very large), or None. The header is checked before decoding: more than
-    MAX_PIXELS, or a side under `min_side`, raises Unusable; a broken file raises."""
+    frames, very large), or None. The header is checked before decoding: more pixels or a
+    larger ratio of the sides than image_limits() allows, or a side under `min_side`, raises
+    Unusable; a broken file raises, and so does a JPEG libjpeg finds corrupt data in."""
+    limits = image_limits()
     if not data:
         raise Unusable(Kind.EMPTY, "empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -188,17 +191,25 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
             ) from None
         except Image.DecompressionBombError:
             size = f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header"
-            raise Unusable(Kind.TOO_LARGE, too_large(size, f"{MAX_PIXELS:,} pixels")) from None
+            raise Unusable(Kind.TOO_LARGE, too_large(size, f"{limits.pixels:,} pixels")) from None
     with img:
         width, height = img.size
-        if width * height > MAX_PIXELS:
-            raise Unusable(Kind.TOO_LARGE, too_large(f"{width}x{height} px in its header", f"{MAX_PIXELS:,} pixels"))
+        if width * height > limits.pixels:
+            raise Unusable(Kind.TOO_LARGE, too_large(f"{width}x{height} px in its header", f"{limits.pixels:,} pixels"))
+        if max(width, height) > limits.aspect * max(1, min(width, height)):
+            raise Unusable(
+                Kind.TOO_THIN,
+                f"{width}x{height} px in its header: sides over {limits.aspect}:1 (FACE_AGE_MAX_ASPECT), "
+                "not a photo of a face",
+            )
         if min(width, height) < min_side:
             raise Unusable(
                 Kind.TOO_SMALL, f"{width}x{height} px is smaller than the {min_side}-px crop the transforms take"
             )
         frames = getattr(img, "n_frames", 1)
         img.load()  # decodes fully: a truncated file fails here, not later in a trial
+        if img.format in ("JPEG", "MPO") and (said := corrupt_data(data)):
+            raise Unusable(Kind.UNDECODABLE, f"corrupt JPEG data (libjpeg: {printable(said)})")
         notes = [f"first of {frames} frames"] if frames > 1 else []
         orientation = img.getexif().get(ORIENTATION, 1)
         if orientation in range(2, 9):  # 1 is upright; 2-8 mirror and turn it
