@@ -11,7 +11,7 @@ import os
 import sys
 
 from trainable.data.dataset_options import add_data_arguments, dataset_from_args
-from trainable.errors import UserError
+from trainable.errors import UserError, parse_printable
 from trainable.results_layout import BASELINES_FILE
 
 
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     add_data_arguments(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds of the random methods (RF, MLP)")
     p.add_argument("--out", required=True, help="directory for baselines.json")
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv)
     import torch  # with OpenCV, scikit-image and scikit-learn: after the arguments are parsed
 
     from analysis.baseline_models import run_baselines

@@ -20,6 +20,7 @@ from typing import Any
 from analysis.study_inputs import load_inputs
 from analysis.tables import selected
 from trainable.atomic_io import write_json, write_with
+from trainable.errors import parse_printable
 from trainable.results_layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
 
 
@@ -95,7 +96,7 @@ def write_best(results_dir: str) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.best", description=__doc__.split("\n")[0])
     p.add_argument("results_dir")
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv)
     if not os.path.isfile(os.path.join(args.results_dir, STUDY_FILE)):
         print(f"error: {args.results_dir} holds no {STUDY_FILE}; is it a study's results directory?", file=sys.stderr)
         return 2

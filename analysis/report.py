@@ -22,7 +22,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from analysis.report_mlflow import log_report
-from trainable.errors import UserError
+from trainable.errors import UserError, parse_printable
 from trainable.results_layout import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
 from trainable.storage import download, is_uri
 from trainable.study_record import read_study_record
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--mlflow", metavar="URI", help="also log the report to the study's MLflow run (default: the URI it recorded)"
     )
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv)
     missing = [path for path in args.external if not os.path.isfile(path)]
     if missing:
         print(f"error: --external {missing[0]} not found (write it with python -m analysis.evaluate)", file=sys.stderr)

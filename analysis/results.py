@@ -30,6 +30,7 @@ import pandas as pd
 
 from trainable.atomic_io import write_csv
 from trainable.config import TrialConfig, comparable_settings, expand_choices
+from trainable.errors import parse_printable
 from trainable.records import is_final, reported
 from trainable.results_layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, searched_identity, trial_outcome
 from trainable.study_record import read_study_record
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m analysis.results", description=__doc__.split("\n")[0])
     p.add_argument("results_dir")
     p.add_argument("--csv", help="write the tidy per-epoch table (with each trial's config) here")
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv)
     if not os.path.isdir(args.results_dir):
         print(f"error: {args.results_dir} is not a directory", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from trainable.data.layouts import IMAGE_EXTENSIONS
 from trainable.data.problems import printable
-from trainable.errors import UserError
+from trainable.errors import UserError, parse_printable
 
 if TYPE_CHECKING:  # torch, OpenCV, MTCNN and pandas load after the arguments are parsed (main)
     import numpy as np
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     faces = p.add_mutually_exclusive_group()
     faces.add_argument("--no-detect", action="store_true", help="the images are face crops already")
     faces.add_argument("--all-faces", action="store_true", help="one row per detected face")
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv, skip=("paths",))
     if not args.paths and not args.export:
         p.error("give images to classify (PATH...), or --export FILE")
     return args

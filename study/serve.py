@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING
 
 from trainable.data.limits import image_limits
-from trainable.errors import UserError
+from trainable.errors import UserError, parse_printable
 
 if TYPE_CHECKING:  # Ray Serve, torch and OpenCV load after the arguments are parsed
     from ray import serve
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-batch-size", type=int, default=8, help="requests batched together (1: no batching)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
     p.add_argument("--address", help="a running Ray cluster (auto or HOST:PORT); default: start one here")
-    return p.parse_args(argv)
+    return parse_printable(p, argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -539,3 +539,19 @@ def test_other_tools_noise_is_left_out_unless_verbose_and_everything_else_shown(
     else:
         assert kept[0].endswith("core_worker.cc:99: a real error") and kept[1].endswith("a warning to act on")
         assert len(kept) == 2 and proc.stdout.split() == ["WARNING", "false"]
+
+
+@pytest.mark.parametrize(
+    "command, option",
+    [
+        ("study.run", ["--grid", "smoke", "--storage", "r\x1b[2J"]),
+        ("study.run", ["--grid", "smoke", "--name", "a\u2028Results: /etc"]),
+        ("analysis.report", ["results", "--out", "x\x9b31m"]),
+        ("study.predict", ["--model", "m\x07.pt", "a.jpg"]),
+        ("analysis.results", ["r\u202egpj.exe"]),
+    ],
+)
+def test_an_option_that_could_drive_a_terminal_is_refused_shown_escaped(command, option):
+    proc = subprocess.run([sys.executable, "-m", command, *option], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "holds a control character or a line or direction separator" in proc.stderr
+    assert not any(c in proc.stderr for c in "\x1b\u2028\x9b\x07\u202e"), proc.stderr  # escaped, never raw

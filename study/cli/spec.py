@@ -18,7 +18,7 @@ from trainable import storage as store
 from trainable.cli_options import add_options, option, options
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
 from trainable.data.dataset_options import DataOptions, check_targets
-from trainable.errors import UserError
+from trainable.errors import UserError, parse_printable
 from trainable.results_layout import DEFAULT_SELECT, SELECTIONS
 from trainable.seeds import MAX_SEED
 
@@ -255,7 +255,7 @@ def parser() -> argparse.ArgumentParser:
 
 def given_options(argv: list[str]) -> dict[str, Any]:
     """The options `argv` sets (argparse exits 2 with its usage on a malformed command line)."""
-    return vars(parser().parse_args(argv))
+    return vars(parse_printable(parser(), argv))
 
 
 def is_runtime(key: str) -> bool:
