@@ -328,3 +328,58 @@ def test_credentials_in_uris_are_redacted(uri, shown):
     from trainable.storage import redact
 
     assert redact(uri) == shown and redact(f"error: --storage {uri} refused") == f"error: --storage {shown} refused"
+
+
+@pytest.mark.parametrize(
+    "option, uri, clean, env",
+    [
+        (
+            "storage",
+            "s3://AKIA%3Ax:hun%2Fter%232@lab/studies",
+            "s3://lab/studies",
+            {"AWS_ACCESS_KEY_ID": "AKIA:x", "AWS_SECRET_ACCESS_KEY": "hun/ter#2"},
+        ),
+        ("storage", "s3://AKIA:hun/ter#2@lab/studies", "s3://lab/studies", {"AWS_SECRET_ACCESS_KEY": "hun/ter#2"}),
+        (
+            "mlflow",
+            "http://me:hun#ter2@mlflow:5000",
+            "http://mlflow:5000",
+            {"MLFLOW_TRACKING_USERNAME": "me", "MLFLOW_TRACKING_PASSWORD": "hun#ter2"},
+        ),
+    ],
+)
+def test_credentials_in_a_uri_move_to_the_environment_before_anything_records_them(
+    option, uri, clean, env, monkeypatch, tmp_path
+):
+    """A study's spec holds the URI without its credentials (so do Tune's tuner.pkl, its
+    callbacks, study.json and every line printed); the libraries read them from the environment."""
+    import pickle
+
+    from study.cli.spec import StudySpec
+    from study.tuning.tracking import MLflowStudyLogger
+
+    for name in (*env, "AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    spec = StudySpec.from_options({"grid": "smoke", "data": str(tmp_path), option: uri})
+    assert getattr(spec, option) == clean
+    assert all(os.environ[name] == value for name, value in env.items())
+    logger = MLflowStudyLogger(spec.mlflow, "x", str(tmp_path)) if spec.mlflow else None
+    pickled = pickle.dumps((spec, spec.record(), logger))
+    assert not [s for s in ("hun/ter#2", "hun#ter2", "hun%2Fter") if s.encode() in pickled]
+
+
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("http://mlflow:5000/?token=s3cr3t", "set MLFLOW_TRACKING_USERNAME or MLFLOW_TRACKING_PASSWORD"),
+        ("s3://lab/x?Secret_Key=s3cr3t&region=eu", "a secret in the query (Secret_Key)"),
+        ("gs://me:s3cr3t@lab/x", "credentials in a gs:// URI would be recorded by Ray"),
+    ],
+)
+def test_a_secret_that_cannot_move_to_the_environment_is_refused_unprinted(uri, expected, capsys):
+    from study.run import main
+
+    option = "--mlflow" if uri.startswith("http") else "--storage"
+    assert main(["--grid", "smoke", option, uri, "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert expected in err and "s3cr3t" not in err

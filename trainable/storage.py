@@ -63,6 +63,49 @@ def _redact_uri(uri: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(query=query)) if query != parts.query else uri
 
 
+# Where each library reads a URI's credentials from the environment instead.
+CREDENTIAL_VARIABLES = {
+    "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"),
+    "http": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+    "https": ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"),
+}
+
+
+def credentials_to_environment(uri: str | None, option: str) -> str | None:
+    """`uri` without its credentials, which move into this process's environment, where
+    pyarrow (s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and MLflow (http(s):
+    MLFLOW_TRACKING_USERNAME, _PASSWORD) read them: nothing after this (Tune's tuner.pkl and
+    experiment state, Ray's files, MLflow's and pyarrow's error texts) can hold them. Ray
+    processes started here inherit the environment; the nodes of a cluster joined with
+    --address need their own. The userinfo may hold '/', '#', ':' and percent-escapes. A
+    secret in the query, or userinfo on another scheme, is refused, naming what to set."""
+    if not is_uri(uri):
+        return uri
+    scheme, rest = uri.split("://", 1)
+    parts = urllib.parse.urlsplit(redact(uri))
+    secret_keys = [k for k, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if SECRET_QUERY.search(k)]
+    variables = CREDENTIAL_VARIABLES.get(scheme.lower())
+    if secret_keys:
+        where = " or ".join(variables) if variables else "the environment variables its library reads"
+        raise UserError(
+            f"{option} {redact(uri)}: a secret in the query ({', '.join(secret_keys)}) would be recorded by Ray and "
+            f"printed in errors; set {where} (or MLFLOW_TRACKING_TOKEN for a token) instead."
+        )
+    at = rest.rfind("@")
+    if at <= 0 or not (":" in rest[:at] or not re.search(r"[/?#]", rest[:at])):
+        return uri
+    if variables is None:
+        raise UserError(
+            f"{option} {redact(uri)}: credentials in a {scheme}:// URI would be recorded by Ray; give them "
+            "through the environment variables its library reads instead."
+        )
+    user, _, password = rest[:at].partition(":")
+    for name, value in zip(variables, (user, password), strict=True):
+        if value:
+            os.environ[name] = urllib.parse.unquote(value)
+    return f"{scheme}://{rest[at + 1 :]}"
+
+
 def _filesystem(location: str):
     """(filesystem, path) of a URI or a local path."""
     import pyarrow.fs as pafs

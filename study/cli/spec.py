@@ -195,6 +195,9 @@ class StudySpec:
         from_file = grid_file_options(values.get("grid")) if set(STUDY_KEYS) - set(values) else {}
         values = {**defaults, **from_file, **values}
         values = {k: absolute(k, v) for k, v in values.items() if k in defaults}
+        # Credentials in a URI move to the environment here, before anything records or prints it.
+        for key in ("storage", "mlflow", "resume"):
+            values[key] = store.credentials_to_environment(values[key], f"--{key}")
         values["where"], values["settings"] = tuple(values["where"] or ()), tuple(values["settings"] or ())
         values["cache_dir"] = values["cache_dir"] or os.path.join(local_root(values["storage"]), "trunk-cache")
         dataset = DataOptions(**{f.name: values.pop(f.name) for f in options(DataOptions)})
