@@ -22,8 +22,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from trainable.data.layouts import IMAGE_EXTENSIONS
-from trainable.data.problems import printable
-from trainable.errors import UserError, parse_printable
+from trainable.errors import UserError, parse_printable, printable
 
 if TYPE_CHECKING:  # torch, OpenCV, MTCNN and pandas load after the arguments are parsed (main)
     import numpy as np

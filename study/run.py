@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from study.bookkeeping.disk import disk_full_error
 from study.bookkeeping.ownership import release_all
 from study.bookkeeping.plan import Plan, fetch, load_data, plan_study, record_study
 from study.bookkeeping.resume import check_same_study, study_spec
@@ -232,13 +233,24 @@ def domain_text(domain: Any) -> str:
 
 
 def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
-    """Plan, record, run and summarize a study; with --confirm-top, its confirmation too."""
+    """Plan, record, run and summarize a study; with --confirm-top, its confirmation too. A
+    full disk stops it with one paragraph (study.bookkeeping.disk)."""
+    plan = plan_study(spec, source.weights)
+    try:
+        return run_planned(spec, source, argv, plan)
+    except Exception as err:
+        if (stopped := disk_full_error(err, plan, spec.cache_dir)) is None:
+            raise
+        raise stopped from None
+
+
+def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) -> int:
+    """Load the data, check or record the study, start Ray, encode, run and summarize."""
     from study.cli.console import Progress
     from study.tuning import tune_setup
     from study.tuning.detection import ray_runner
     from study.tuning.encoding import encode_for_trials
 
-    plan = plan_study(spec, source.weights)
     data = load_data(spec)
     if spec.resume:
         check_same_study(plan.directory, data, spec.grid, list(plan.weights_labels))
@@ -334,6 +346,9 @@ def fit(
     storage, name = (plan.location, part) if part else (spec.storage, plan.name)
     location = store.join(storage, name)
     grid_trials = source.trials if isinstance(source, GridSource) else None
+    if spec.resume:
+        for line in tune_setup.repair_torn_state(location):
+            print(line)
     if spec.resume and tune_setup.can_restore(location):
         return tune_setup.restore_tuner(location, trainable, grid_trials=grid_trials).fit()
     if spec.resume:

@@ -1,4 +1,7 @@
-"""The one exception type for mistakes a user can fix (bad paths, options, data)."""
+"""The one exception type for mistakes a user can fix (bad paths, options, data), and the
+escaping that keeps what a user gave (a path, a name) from driving a terminal."""
+
+import re
 
 
 class UserError(Exception):
@@ -7,6 +10,23 @@ class UserError(Exception):
     Raised before any training starts; the CLI prints the message and exits
     non-zero instead of a traceback.
     """
+
+
+# C0 and C1 controls (ESC drives a terminal), DEL, the Unicode line and paragraph
+# separators and the bidirectional overrides (they reorder what a reader sees).
+UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` safe to print, write and record on one line, and unable to drive a terminal:
+    bytes that are not UTF-8 (a file name's, kept by Python as surrogates) escaped as \\xNN,
+    line breaks as \\n, other controls and separators (UNSAFE) as \\xNN or \\uNNNN."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that no byte made
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return UNSAFE.sub(lambda m: NAMED.get(m[0]) or ascii(m[0])[1:-1], text)
 
 
 def did_you_mean(given: str, valid) -> str:
@@ -21,8 +41,6 @@ def refuse_unprintable(options: dict, skip: tuple[str, ...] = ()) -> None:
     """Refuse an option whose text holds a control character or a line or direction separator
     (trainable.data.problems.UNSAFE): paths and names are printed to terminals and written to
     logs and records, where an escape sequence would drive the terminal or forge a line."""
-    from trainable.data.problems import UNSAFE, printable
-
     for key, value in options.items():
         texts = value if isinstance(value, list | tuple) else [value]
         for text in texts:

@@ -153,6 +153,12 @@ def listdir(location: str) -> list[str]:
     return [os.path.basename(info.path) for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))]
 
 
+def move(location: str, to: str) -> None:
+    """Rename a file or folder within one storage location (a local path or a URI)."""
+    fs, path = _filesystem(location)
+    fs.move(path, _filesystem(to)[1])
+
+
 def read_bytes(location: str) -> bytes:
     fs, path = _filesystem(location)
     with fs.open_input_stream(path) as f:

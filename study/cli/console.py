@@ -114,6 +114,8 @@ class Progress(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.end(trial, "error")
+        if why := error_reason(trial):
+            self.say_plain(f"    {trial} failed: {why} (its error.txt holds the traceback)")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self.display:
@@ -156,6 +158,12 @@ class Progress(tune.Callback):
         else:
             print("\n".join(lines), file=self.stream)
             print(f"    {self.summary()}", file=self.stream, flush=True)
+
+    def say_plain(self, line: str) -> None:
+        if self.display:
+            self.display.bars.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def show(self, lines: list[str] = ()) -> None:
         """On a terminal: the lines printed above rich's display, the display brought up to date."""
@@ -259,6 +267,19 @@ def bars(stream: TextIO) -> Any:
     columns = [TextColumn("{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn()]
     columns += [TimeElapsedColumn(), TextColumn("{task.fields[note]}")]
     return Bars(*columns, console=Console(file=stream), refresh_per_second=2, transient=True)
+
+
+def error_reason(trial: Any) -> str:
+    """The last line of a failed trial's error (its exception), credentials redacted and escaped, or ''."""
+    from trainable.errors import printable
+    from trainable.storage import redact
+
+    try:  # Tune's error file for the trial, on the driver's side
+        with open(trial.error_file) as f:
+            text = f.read().strip().splitlines()
+    except (OSError, TypeError, AttributeError):  # none, or lost to a full disk
+        return ""
+    return printable(redact(text[-1]))[:300] if text else ""
 
 
 def wait_for(refs: list, every: float, what: str) -> list[tuple[Any, Any]]:

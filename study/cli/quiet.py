@@ -8,7 +8,9 @@ output; `-v` shows every one. What is left out, and why:
 - MLflow's "Successfully registered model" and "Created version" lines: the study's own line
   names the registered model;
 - Ray core's error line that W&B's logging actor has constructor arguments in the object store
-  (ray-project/ray#53727): Ray's WandbLoggerCallback makes the actor so, and nothing is lost.
+  (ray-project/ray#53727): Ray's WandbLoggerCallback makes the actor so, and nothing is lost;
+- the tracebacks of Ray Tune's error lines: each stays one line, with its exception's last line
+  (a failed trial's traceback is in its error.txt, and its progress line says why it failed).
 
 Ray core writes its lines to file descriptor 2 from C++, below Python's logging: those are
 filtered by line, through a pipe read by a thread, for the rest of the process. A warning or an
@@ -76,3 +78,24 @@ def filter_stderr(verbose: bool) -> None:
     """Ray core's noise (NOISE) off standard error for the rest of the process, unless -v."""
     if not verbose and StderrFilter.installed is None:
         StderrFilter.installed = StderrFilter()
+
+
+class OneLine(logging.Filter):
+    """A Ray Tune error as its message and its exception's last line, without the traceback
+    (a failed trial's is in its error.txt; the progress line says why it failed)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("ray.tune") and record.exc_info:
+            error = record.exc_info[1]
+            text = str(error).strip().splitlines()[-1:] if error is not None else []
+            why = f"{type(error).__name__}: {text[0]}" if text else ""
+            record.msg, record.args = f"{record.getMessage().rstrip(': ')}: {why}".rstrip(": "), None
+            record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+def short_tracebacks(verbose: bool) -> None:
+    """After Ray loads, unless -v: Ray Tune's errors a line each (OneLine)."""
+    if not verbose:
+        for handler in logging.getLogger("ray").handlers:
+            handler.addFilter(OneLine())

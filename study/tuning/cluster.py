@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from study.cli.quiet import filter_stderr
+from study.cli.quiet import filter_stderr, short_tracebacks
 from study.cli.spec import StudySpec
 from trainable.errors import UserError
 
@@ -41,6 +41,7 @@ def start_ray(spec: StudySpec) -> Any:
         runtime_env={"env_vars": WORKER_ENV},
     )
     filter_stderr(spec.verbose)  # after Ray's local processes started: none of them inherits the filter
+    short_tracebacks(spec.verbose)
     if context.dashboard_url:
         print(f"Ray dashboard: http://{context.dashboard_url} (token: `ray get-auth-token`; docs: Watching a study)")
     private_token_file()

@@ -26,6 +26,34 @@ def quiet_authentication_log(verbose: bool) -> None:
     logging.getLogger(AUTH_LOGGER).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+def staged_experiment_state(experiment: str, file_name: str) -> bytes | None:
+    """Ray's local copy of a study's experiment state: the driver writes it in its session's
+    folder (Ray's temporary folder, RAY_TMPDIR or /tmp/ray, session_*/artifacts/STAMP/NAME/
+    driver_artifacts/) before copying it to the storage, where a full disk can tear the copy.
+    The newest copy of `file_name` on this machine that is whole JSON, or None."""
+    import glob
+    import os
+
+    root = os.environ.get("RAY_TMPDIR") or os.path.join(os.environ.get("TMPDIR", "/tmp"), "ray")
+    pattern = os.path.join(root, "session_*", "artifacts", "*", experiment, "driver_artifacts", file_name)
+    for path in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
+        with open(path, "rb") as f:
+            data = f.read()
+        if whole_json(data):
+            return data
+    return None
+
+
+def whole_json(data: bytes) -> bool:
+    import json
+
+    try:
+        json.loads(data)
+    except ValueError:
+        return False
+    return True
+
+
 def autoscaler_node_groups() -> dict[str, dict[str, float]]:
     """The node groups (name -> resources) the cluster's autoscaler may add, as Ray's state
     holds them (KubeRay reports its worker groups there); {} without an autoscaler."""

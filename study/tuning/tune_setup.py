@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import pickletools
 import tempfile
 from typing import Any
 
@@ -171,6 +172,41 @@ def can_restore(location: str) -> bool:
     """Whether Ray recorded enough of the study at `location` (a path or URI) to restore it:
     a driver killed in its first seconds may leave the Tuner's file but no experiment state."""
     return tune.Tuner.can_restore(location) and any(n.startswith("experiment_state") for n in store.listdir(location))
+
+
+def repair_torn_state(location: str) -> list[str]:
+    """Ray's files at `location` that a full disk tore (Ray copies them to the storage
+    without a temporary name): an experiment state that is not whole JSON is replaced by
+    Ray's intact local copy where this machine has one (study.tuning.ray_internals), else
+    set aside as NAME.torn, and so is a grid generator's state that does not unpickle (a
+    missing one is handled by restore_tuner). What was done, a line each."""
+    said = []
+    experiment = location.rstrip("/").rsplit("/", 1)[-1]
+    for name in store.listdir(location):
+        path = store.join(location, name)
+        if fnmatch.fnmatch(name, "experiment_state-*.json"):
+            if ray_internals.whole_json(store.read_bytes(path)):
+                continue
+            staged = ray_internals.staged_experiment_state(experiment, name)
+            if staged is not None:
+                with tempfile.TemporaryDirectory() as staging:
+                    with open(os.path.join(staging, name), "wb") as f:
+                        f.write(staged)
+                    store.upload(os.path.join(staging, name), path)
+                said.append(f"{name} was torn (a full disk?): replaced by Ray's intact copy on this machine.")
+                continue
+        elif fnmatch.fnmatch(name, ray_internals.GRID_STATE.format("*")):
+            try:  # read through, never loaded: a torn pickle ends before its STOP
+                for _ in pickletools.genops(store.read_bytes(path)):
+                    pass
+                continue
+            except ValueError:
+                pass
+        else:
+            continue
+        store.move(path, path + ".torn")
+        said.append(f"{name} was torn (a full disk?) and is set aside as {name}.torn.")
+    return said
 
 
 def restore_tuner(location: str, trainable: Any, grid_trials: int | None = None) -> tune.Tuner:

@@ -34,9 +34,9 @@ from trainable.data.layouts import (
     uncropped,
 )
 from trainable.data.limits import image_limits
-from trainable.data.problems import Kind, Problem, grouped, printable, save_full_list
+from trainable.data.problems import Kind, Problem, grouped, save_full_list
 from trainable.data.scan import Scan, scan_entries
-from trainable.errors import UserError
+from trainable.errors import UserError, printable
 from trainable.results_layout import split_identity
 
 TRAIN_FRACTION = 0.6  # of the seeded stratified split; validation and test take half the rest each

@@ -6,9 +6,10 @@ console, and the whole list in a file whose path is printed."""
 from __future__ import annotations
 
 import enum
-import re
 import tempfile
 from collections import defaultdict
+
+from trainable.errors import printable
 
 LIMIT = 20  # file lines shown on the console
 
@@ -53,23 +54,6 @@ class Problem(str):
 
     def __getnewargs__(self) -> tuple[Kind, str, str]:  # pickles (to Ray's workers) with its kind
         return self.kind, self.path, self.reason
-
-
-# C0 and C1 controls (ESC drives a terminal), DEL, the Unicode line and paragraph
-# separators and the bidirectional overrides (they reorder what a reader sees).
-UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def printable(text: str) -> str:
-    """`text` safe to print, write and record on one line, and unable to drive a terminal:
-    bytes that are not UTF-8 (a file name's, kept by Python as surrogates) escaped as \\xNN,
-    line breaks as \\n, other controls and separators (UNSAFE) as \\xNN or \\uNNNN."""
-    try:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that no byte made
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return UNSAFE.sub(lambda m: NAMED.get(m[0]) or ascii(m[0])[1:-1], text)
 
 
 def save_full_list(problems: list[str], what: str) -> str:

@@ -19,7 +19,8 @@ from trainable.data.image_store import ImageWriter
 from trainable.data.layouts import Entry
 from trainable.data.libjpeg import corrupt_data
 from trainable.data.limits import image_limits
-from trainable.data.problems import Kind, Problem, printable
+from trainable.data.problems import Kind, Problem
+from trainable.errors import printable
 from trainable.transforms import CROP
 
 MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)
