@@ -555,3 +555,27 @@ def test_an_option_that_could_drive_a_terminal_is_refused_shown_escaped(command,
     proc = subprocess.run([sys.executable, "-m", command, *option], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "holds a control character or a line or direction separator" in proc.stderr
     assert not any(c in proc.stderr for c in "\x1b\u2028\x9b\x07\u202e"), proc.stderr  # escaped, never raw
+
+
+def test_a_full_disk_is_found_in_the_errors_chain_or_by_the_space_left(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from study.bookkeeping import disk
+
+    plan = type("Plan", (), {"directory": str(tmp_path), "location": str(tmp_path)})()
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise EOFError("Ran out of input")  # noqa: B904 (implicitly chained, as in Ray)
+    except EOFError as err:
+        chained = err
+    assert disk.no_space(chained) and not disk.no_space(EOFError("Ran out of input"))
+    paragraph = str(disk.disk_full_error(chained, plan, str(tmp_path)))
+    assert paragraph.endswith(f"Free some space, then run: python -m study.run --resume {tmp_path}")
+    assert disk.disk_full_error(ValueError("x"), plan, str(tmp_path)) is None  # space left: not ours
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100, 100, 4096))
+    assert f"the disk holding {tmp_path} (4,096 bytes free)" in str(disk.disk_full_error(ValueError("x"), plan, ""))

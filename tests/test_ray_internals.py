@@ -99,3 +99,59 @@ def test_the_hparams_logger_adds_the_configs_settings():
         "Tune's TBXLoggerCallback._try_log_hparams no longer logs the trial's evaluated_params"
     )
     assert trial.evaluated_params == {"seed": 0}
+
+
+def test_a_torn_experiment_state_is_replaced_by_rays_local_copy_or_set_aside(tmp_path, monkeypatch):
+    """study.tuning.tune_setup.repair_torn_state on a study a full disk tore: the experiment
+    state from Ray's intact staged copy, a torn generator state set aside; without a staged
+    copy, the torn state set aside too."""
+    import json
+    import pickle
+
+    from study.tuning.tune_setup import repair_torn_state
+
+    state, generator = "experiment_state-S.json", ray_internals.GRID_STATE.format("S")
+    whole = json.dumps({"trial_data": [1, 2], "runner_data": {}}).encode()
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
+    staged = tmp_path / "ray" / "session_1" / "artifacts" / "stamp" / "full" / "driver_artifacts"
+    staged.mkdir(parents=True)
+    (staged / state).write_bytes(whole)
+    for study in (tmp_path / "full", tmp_path / "other" / "full"):
+        study.mkdir(parents=True)
+        (study / state).write_bytes(whole[:20])  # torn at 20 bytes
+        (study / generator).write_bytes(pickle.dumps({"_iterators": list(range(100))})[:30])
+        (study / "study.json").write_text("{}")
+    said = repair_torn_state(str(tmp_path / "full"))
+    assert (tmp_path / "full" / state).read_bytes() == whole
+    assert sorted(os.listdir(tmp_path / "full")) == sorted([state, generator + ".torn", "study.json"])
+    assert len(said) == 2 and "replaced by Ray's intact copy" in said[0] + said[1]
+    (staged / state).write_bytes(whole[:20])  # the local copy torn too: nothing intact
+    repair_torn_state(str(tmp_path / "other" / "full"))
+    assert sorted(os.listdir(tmp_path / "other" / "full")) == sorted(
+        [state + ".torn", generator + ".torn", "study.json"]
+    )
+    assert repair_torn_state(str(tmp_path / "full")) == []  # whole files are left alone
+
+
+@pytest.mark.slow
+def test_the_driver_stages_its_experiment_state_where_a_repair_looks(tmp_path):
+    """Ray's driver writes the experiment state under its session's artifacts before copying it to
+    the storage: study.tuning.ray_internals.staged_experiment_state finds that copy."""
+    import json
+
+    import ray
+
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    try:
+        tune.Tuner(
+            lambda config: tune.report({"x": 1}),
+            run_config=tune.RunConfig(name="staged", storage_path=str(tmp_path), verbose=0),
+        ).fit()
+    finally:
+        ray.shutdown()
+    (name,) = [n for n in os.listdir(tmp_path / "staged") if n.startswith("experiment_state-")]
+    staged = ray_internals.staged_experiment_state("staged", name)
+    assert staged is not None, (
+        "Ray no longer stages its experiment state in session_*/artifacts/*/NAME/driver_artifacts"
+    )
+    assert len(json.loads(staged)["trial_data"]) == 1

@@ -378,3 +378,64 @@ def test_a_diverging_trial_ends_as_diverged_and_the_study_and_report_go_on(tiny_
     )
     assert report.returncode == 0, report.stderr[-3000:]
     assert "diverged x1" in (tmp_path / "div" / "report" / "report.md").read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 200 MB tmpfs (root only: skipped elsewhere), unmounted after the test."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root only): {made.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+SUMMARY_KEYS = ["exp", "seed", "status", "stopped_by", "epochs", "best_epoch", "val_acc", "test_acc", "test_f1"]
+
+
+@pytest.mark.long
+@pytest.mark.slow
+def test_a_disk_filled_mid_trial_stops_in_a_paragraph_and_the_resumed_study_is_the_uninterrupted_one(
+    small_disk, tmp_path
+):
+    """The study's disk fills while its first trial runs and stays full until the driver
+    ends: one paragraph names the disk and the resume command, no traceback; once space is
+    freed, --resume mends what the full disk tore (Ray's experiment state) and ends with the
+    summary of the same study run on a disk that never filled."""
+    argv = ["--grid", "smoke", "--confirm-top", "0", "--seeds", "2", "--name", "full"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", *argv, "--storage", str(small_disk)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    filler = small_disk / "filler"
+    try:
+        assert wait_for(lambda: any(small_disk.glob("full/e0*")), 300), "no trial ever started"
+        with open(filler, "wb") as f:  # every byte left, until the write fails
+            try:
+                while True:
+                    f.write(b"\0" * 2**20)
+                    f.flush()
+            except OSError:
+                pass
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    filler.unlink()
+    assert proc.returncode == 2 and "Traceback" not in out, out[-4000:]
+    paragraph = " ".join(out[out.index("error: the study stopped") :].split())
+    assert f"no space left on the disk holding {small_disk / 'full'}" in paragraph
+    assert f"python -m study.run --resume {small_disk / 'full'}" in paragraph
+    resumed = cli("--resume", str(small_disk / "full"))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    uninterrupted = cli(*argv, "--storage", str(tmp_path / "whole"))
+    assert uninterrupted.returncode == 0, uninterrupted.stdout[-3000:] + uninterrupted.stderr[-3000:]
+    got, want = (
+        pd.read_csv(folder / "full" / "summary.csv")[SUMMARY_KEYS].sort_values(["exp", "seed"], ignore_index=True)
+        for folder in (small_disk, tmp_path / "whole")
+    )
+    pd.testing.assert_frame_equal(got, want, check_exact=False, rtol=1e-9)
