@@ -11,9 +11,12 @@ The time left is counted in epochs: each trial not ended has its max_epochs left
 the share of max_epochs the ended trials ran (early stopping and ASHA end most trials
 early; until a trial ends, all of them, and the line says "up to"), minus the epochs it
 has run; each epoch takes what the epochs of its kind took so far (the same freezing,
-augmentation, batch size and precisions; all trials' mean for a kind not yet seen); each
-trial not started adds the ended trials' mean time outside epochs (start-up, loading its
-inputs, scoring); and the trials share the most slots seen running at once."""
+augmentation, batch size and precisions); each trial not started adds the ended trials' mean
+time outside epochs (start-up, loading its inputs, scoring); and the trials share the most
+slots seen running at once. A trial of a kind no epoch has timed yet is not counted, and the
+line says how many there are: kinds differ a hundredfold (a cached trunk against the whole
+network), so no other kind's pace stands in for theirs. Trials Tune has not made yet (a
+search's) take all trials' mean pace."""
 
 from __future__ import annotations
 
@@ -190,15 +193,19 @@ class Progress(tune.Callback):
         overhead = fmean(self.overheads) if self.overheads else 0.0
         seconds = 0.0
         for name, most in self.max_epochs.items():
-            if name in self.ended:
+            if name in self.ended or self.kind.get(name, "") not in self.paces:
                 continue
             left = most * share - self.epochs_of(name)
             left = max(left, 1.0 if name in self.running else 0.0)
-            seconds += left * fmean(self.paces.get(self.kind.get(name, ""), [overall]))
+            seconds += left * fmean(self.paces[self.kind.get(name, "")])
             seconds += 0.0 if name in self.running else overhead
         unmade = max(0, self.total - len(self.max_epochs))  # trials Tune has not made yet
         seconds += unmade * (typical * share * overall + overhead)
         return seconds / self.slots
+
+    def untimed(self) -> int:
+        """Trials not ended whose kind no epoch has timed yet (not counted in seconds_left)."""
+        return sum(n not in self.ended and self.kind.get(n, "") not in self.paces for n in self.max_epochs)
 
     def typical_max(self) -> float:
         """The mean max_epochs of the trials Tune has made (0 before any)."""
@@ -215,6 +222,8 @@ class Progress(tune.Callback):
             estimate = f", about {clock(left)} left"
         else:  # nothing yet says how early trials stop
             estimate = f", up to {clock(left)} left (each trial at its max_epochs until one ends)"
+        if estimate and (untimed := self.untimed()):
+            estimate += f", and {untimed} trial(s) of a kind not yet timed"
         where = f"{done}/{self.total} done, {running} running, {pending} pending"
         return f"{where}; {clock(now() - self.started)} elapsed{estimate}"
 
