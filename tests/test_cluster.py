@@ -383,3 +383,20 @@ def test_a_secret_that_cannot_move_to_the_environment_is_refused_unprinted(uri, 
     assert main(["--grid", "smoke", option, uri, "--dry-run"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert expected in err and "s3cr3t" not in err
+
+
+def test_an_unreachable_endpoint_is_one_paragraph_and_no_secret_is_printed_or_written(tmp_path):
+    """A failed run with credentials in --storage and --mlflow and an endpoint that does not
+    answer: exit 2, one paragraph, and the secrets in no printed line and no file it wrote."""
+    home = tmp_path / "home"
+    env = {**os.environ, "HOME": str(home), "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_DEFAULT_REGION": "us-east-1"}
+    argv = ["--grid", "smoke", "--name", "y", "--storage", "s3://AKIA:hun/ter#2@bucket/x"]
+    argv += ["--mlflow", "http://me:pa%24%24word@127.0.0.1:9"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.run", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "error: s3://bucket/x/y: cannot reach this storage location" in " ".join(proc.stderr.split())
+    written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    for secret in ("hun/ter#2", "pa$$word", "pa%24%24word"):
+        assert secret not in proc.stdout + proc.stderr and secret.encode() not in written, secret

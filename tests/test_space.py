@@ -102,7 +102,9 @@ def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_ever
     assert lines[1].startswith("[0:00:31] e02-b-s0") and "epoch" not in lines[1]  # its first epoch under way
     assert lines[2].strip().startswith("0/2 done, 2 running, 0 pending; 0:00:31 elapsed, up to")
     # no trial ended yet; b's kind has no timed epoch: not counted, and said so
-    assert lines[2].endswith("left (each trial at its max_epochs until one ends), and 1 trial(s) of a kind not yet timed")
+    assert lines[2].endswith(
+        "left (each trial at its max_epochs until one ends), and 1 trial(s) of a kind not yet timed"
+    )
     assert progress.seconds_left() == (40 - 6) * 2.0 / 2  # a's epochs left at its pace, over two slots
     assert "\x1b" not in out.getvalue()
     clock_.t = 50

@@ -9,10 +9,12 @@ AWS_ENDPOINT_URL for an S3-compatible server; GOOGLE_APPLICATION_CREDENTIALS).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import urllib.parse
+from collections.abc import Iterator
 
 from trainable.errors import UserError
 
@@ -114,14 +116,27 @@ def _filesystem(location: str):
     try:
         return pafs.FileSystem.from_uri(uri)
     except Exception as err:  # unknown scheme, no credentials, a bucket that is not there
-        raise UserError(f"{location}: cannot open this storage location ({err}).") from None
+        raise UserError(f"{redact(location)}: cannot open this storage location ({redact(str(err))}).") from None
+
+
+@contextlib.contextmanager
+def reaching(location: str) -> Iterator[None]:
+    """A stored location's failure (an endpoint that does not answer, access refused) as one
+    paragraph, its text redacted; a local path's OSError (a full disk) as it is."""
+    try:
+        yield
+    except OSError as err:
+        if not is_uri(location):
+            raise
+        raise UserError(f"{redact(location)}: cannot reach this storage location ({redact(str(err))}).") from None
 
 
 def exists(location: str) -> bool:
     import pyarrow.fs as pafs
 
     fs, path = _filesystem(location)
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
+    with reaching(location):
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
 def download(uri: str, local: str) -> str:
@@ -129,11 +144,13 @@ def download(uri: str, local: str) -> str:
     import pyarrow.fs as pafs
 
     fs, path = _filesystem(uri)
-    if fs.get_file_info(path).type == pafs.FileType.NotFound:
-        raise UserError(f"{uri}: nothing is stored there.")
-    if fs.get_file_info(path).type == pafs.FileType.File:
-        os.makedirs(os.path.dirname(local), exist_ok=True)
-    pafs.copy_files(path, local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    with reaching(uri):
+        kind = fs.get_file_info(path).type
+        if kind == pafs.FileType.NotFound:
+            raise UserError(f"{redact(uri)}: nothing is stored there.")
+        if kind == pafs.FileType.File:
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+        pafs.copy_files(path, local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
     return local
 
 
@@ -142,7 +159,8 @@ def upload(local: str, uri: str) -> None:
     import pyarrow.fs as pafs
 
     fs, path = _filesystem(uri)
-    pafs.copy_files(local, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
+    with reaching(uri):
+        pafs.copy_files(local, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def listdir(location: str) -> list[str]:
@@ -150,16 +168,19 @@ def listdir(location: str) -> list[str]:
     import pyarrow.fs as pafs
 
     fs, path = _filesystem(location)
-    return [os.path.basename(info.path) for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))]
+    with reaching(location):
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    return [os.path.basename(info.path) for info in infos]
 
 
 def move(location: str, to: str) -> None:
     """Rename a file or folder within one storage location (a local path or a URI)."""
     fs, path = _filesystem(location)
-    fs.move(path, _filesystem(to)[1])
+    with reaching(location):
+        fs.move(path, _filesystem(to)[1])
 
 
 def read_bytes(location: str) -> bytes:
     fs, path = _filesystem(location)
-    with fs.open_input_stream(path) as f:
+    with reaching(location), fs.open_input_stream(path) as f:
         return f.readall()
