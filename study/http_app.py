@@ -20,8 +20,10 @@ from starlette.formparsers import MultiPartParser
 
 from trainable.atomic_io import read_json
 from trainable.data.limits import image_limits
+from trainable.data.problems import Kind
+from trainable.data.scan import Unusable, decode_image
 from trainable.results_layout import BEST_DIR, BEST_FILE
-from trainable.serving.face_crops import Face, Faces, decoded
+from trainable.serving.face_crops import Face, Faces
 from trainable.serving.inference import Predictor
 
 RAW_TYPES = ("image/", "application/octet-stream")  # a body that is the image itself
@@ -55,7 +57,7 @@ ERRORS = {
     400: {"model": Problem, "description": "not an image, an empty body, or a malformed form or JSON"},
     413: {"model": Problem, "description": f"a body over {MAX_BYTES:,} bytes (the largest image a study reads)"},
     415: {"model": Problem, "description": "a body of another content type"},
-    422: {"model": Problem, "description": "an image with no usable face"},
+    422: {"model": Problem, "description": "an image with no usable face, or past the limits (pixels, sides' ratio)"},
 }
 BODY = {  # the request body, which the handler reads itself (streamed, capped)
     "requestBody": {
@@ -76,6 +78,17 @@ api = FastAPI(
     summary="A face-age study's model: each face's age group (1-4, 5-27, 28+ by default) from a photo",
     version="1",
 )
+
+
+def decode(data: bytes) -> np.ndarray:
+    """The posted image, decoded as study.predict decodes it: 400 for what is not an image,
+    422 for an image past the limits (pixels, ratio of the sides: FACE_AGE_MAX_*)."""
+    try:
+        return decode_image(data)[0]
+    except Unusable as err:
+        raise HTTPException(400 if err.kind is Kind.UNDECODABLE else 422, str(err)) from None
+    except Exception:  # PIL raises many types for broken files
+        raise HTTPException(400, "not an image") from None
 
 
 def answer(faces: list[Face], probs: np.ndarray, classes: list[str], size: tuple[int, int]) -> Prediction:
@@ -207,9 +220,7 @@ class AgeGroups:
     )
     async def predict(self, request: Request) -> Prediction:
         data = await image_bytes(request)
-        image, problem = await asyncio.to_thread(decoded, data)  # off the event loop: /healthz stays fast
-        if image is None:
-            raise HTTPException(400, problem)
+        image = await asyncio.to_thread(decode, data)  # off the event loop: /healthz stays fast
         faces, problem = await asyncio.to_thread(self.faces.crops, image)
         if problem:
             raise HTTPException(422, problem)

@@ -114,6 +114,11 @@ def test_bad_input_gets_a_status_and_a_json_reason(served):
     noise.save(buffer, format="PNG")
     reply = post(url, buffer.getvalue())
     assert reply.status_code == 422 and reply.json() == {"detail": "no face found"}
+    for size, why in (((2000, 20), "sides over 20:1"), ((1, 1), "smaller than the smallest face")):
+        buffer = io.BytesIO()
+        Image.new("RGB", size).save(buffer, format="PNG")
+        reply = post(url, buffer.getvalue())  # an image, too thin or too small to search: never a 500
+        assert reply.status_code == 422 and why in reply.json()["detail"], reply.text
     import requests
 
     from trainable.data.limits import image_limits
