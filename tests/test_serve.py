@@ -141,6 +141,65 @@ def test_bad_input_gets_a_status_and_a_json_reason(served):
     assert requests.get(url + "/predict", timeout=30).status_code == 405
 
 
+def replica_rss() -> dict[int, int]:
+    """pid -> resident bytes of each Ray Serve replica process on this machine (from /proc)."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"ServeReplica" not in f.read():
+                    continue
+            with open(f"/proc/{pid}/status") as f:
+                found[int(pid)] = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            continue
+    return found
+
+
+def test_a_2_gib_multipart_upload_is_refused_while_read_with_the_replicas_memory_bounded(served):
+    """A 2 GiB multipart form, streamed: refused with 413 once past the cap, the replica's
+    resident memory at most 100 MB above its level before, at its peak (sampled every 20 ms)."""
+    import threading
+    import time
+
+    import requests
+
+    url, _, _ = served
+    before = replica_rss()
+    assert before, "no replica process found"
+    peak, done = dict(before), threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid, rss in replica_rss().items():
+                peak[pid] = max(peak.get(pid, 0), rss)
+            time.sleep(0.02)
+
+    def form():
+        yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+        chunk = b"\xff" * 2**20
+        for _ in range(2048):  # 2 GiB
+            yield chunk
+        yield b"\r\n--b--\r\n"
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    began = time.monotonic()
+    try:
+        reply = requests.post(
+            url + "/predict", data=form(), headers={"Content-Type": "multipart/form-data; boundary=b"}, timeout=120
+        )
+        status = reply.status_code
+    except requests.ConnectionError:  # the server answered 413 and closed while the client still sent
+        status = 413
+    finally:
+        done.set()
+        sampler.join()
+    grew = max(peak[pid] - rss for pid, rss in before.items())
+    print(f"2 GiB multipart: {status} after {time.monotonic() - began:.1f} s; replica RSS grew {grew / 2**20:.0f} MiB")
+    assert status == 413 and grew < 100 * 2**20
+
+
 def test_health_and_metadata(served):
     import requests
 

@@ -1,7 +1,7 @@
 """What a running study prints: one line per trial event (start, end, error) with its
 name, state, epoch k/max and validation scores, and where the study stands (trials done /
-running / pending, elapsed, an estimate of what is left). On a terminal, a compact table
-On a terminal, rich draws below those lines the study's trials and epochs done of the known
+running / pending, elapsed, an estimate of what is left), and why a trial failed. On a
+terminal, rich draws below those lines the study's trials and epochs done of the known
 maximum with the time left, and a bar per running trial (epoch k/max, its last validation
 scores); anywhere else (a log file, a batch job) each running trial gets a plain line at
 least every `every` seconds (--progress-every), never an escape code. Tune's own output
@@ -164,7 +164,7 @@ class Progress(tune.Callback):
 
     def say_plain(self, line: str) -> None:
         if self.display:
-            self.display.bars.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self.display.print(line)
         else:
             print(line, file=self.stream, flush=True)
 
@@ -241,9 +241,13 @@ class Display:
         self.epochs = self.bars.add_task("epochs", total=None, note="of the most the trials may run")
         self.rows: dict[str, Any] = {}  # running trial -> its task
 
+    def print(self, line: str) -> None:
+        """A line above the display, as it is (no markup, no highlighting)."""
+        self.bars.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     def update(self, lines: list[str], trials: tuple, epochs: tuple, summary: str, running: dict) -> None:
         for line in lines:
-            self.bars.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self.print(line)
         self.bars.header = summary
         self.bars.update(self.trials, completed=trials[0], total=trials[1])
         self.bars.update(self.epochs, completed=epochs[0], total=max(epochs[1], epochs[0]) or None)
