@@ -231,3 +231,23 @@ def test_on_a_terminal_rich_draws_the_study_and_each_running_trials_epoch_k_of_m
     import pickle
 
     assert pickle.loads(pickle.dumps(progress)).total == 2  # pickled with the Tuner, without rich
+
+
+def test_a_failed_trials_line_says_why_in_one_line_redacted(monkeypatch, tmp_path):
+    out = io.StringIO()
+    monkeypatch.setattr("sys.stdout", out)
+    progress = Progress(total=1)
+    trial = made("e01-a-s0", 4, "none")
+    (error := tmp_path / "error.txt").write_text(
+        "Traceback (most recent call last):\n  File ...\n"
+        "OSError: [Errno 28] cannot write s3://KEY:hun/ter2@lab/x: No space left on device\n"
+    )
+    trial.error_file = str(error)
+    progress.on_trial_start(0, [], trial)
+    progress.on_trial_error(0, [], trial)
+    last = out.getvalue().splitlines()[-1]
+    assert last == (
+        "    e01-a-s0 failed: OSError: [Errno 28] cannot write s3://REDACTED@lab/x: No space left on device "
+        "(its error.txt holds the traceback)"
+    )
+    assert "Traceback" not in out.getvalue()
