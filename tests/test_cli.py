@@ -579,3 +579,28 @@ def test_a_full_disk_is_found_in_the_errors_chain_or_by_the_space_left(tmp_path,
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100, 100, 4096))
     assert f"the disk holding {tmp_path} (4,096 bytes free)" in str(disk.disk_full_error(ValueError("x"), plan, ""))
+
+
+def test_ray_tunes_error_lines_keep_their_exceptions_last_line_and_lose_the_traceback():
+    import logging
+
+    from study.cli.quiet import OneLine
+
+    try:
+        raise OSError(28, "Error writing bytes to file")
+    except OSError:
+        import sys as _sys
+
+        record = logging.LogRecord(
+            "ray.tune.execution.experiment_state",
+            logging.ERROR,
+            "f",
+            1,
+            "Saving to %s failed: ",
+            ("/x",),
+            _sys.exc_info(),
+        )
+    assert OneLine().filter(record) and record.exc_info is None
+    assert logging.Formatter().format(record) == "Saving to /x failed: OSError: [Errno 28] Error writing bytes to file"
+    other = logging.LogRecord("ray.serve", logging.ERROR, "f", 1, "kept whole", (), None)
+    assert OneLine().filter(other) and other.getMessage() == "kept whole"
