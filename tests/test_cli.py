@@ -18,11 +18,15 @@ from trainable.config import TrialConfig
 
 def fails(capsys, *argv):
     """study.run's exit 2 and its message, re-flowed onto one line (it wraps at the terminal's
-    width, so where a long path breaks it depends on the temporary folder's name)."""
-    code = main(list(argv))
+    width, so where a long path breaks it depends on the temporary folder's name). Refused while
+    parsing (as argparse refuses), the message follows the usage."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exit:
+        code = exit.code
     err = capsys.readouterr().err
     assert code == 2, err
-    assert "Traceback" not in err and err.startswith("error: ")
+    assert "Traceback" not in err and (err.startswith("error: ") or "study.run: error: " in err)
     return " ".join(err.split())
 
 
@@ -284,7 +288,9 @@ def test_search_optuna_without_the_extra_exits_2_before_ray_starts_and_writes_no
     assert not (tmp_path / "r").exists()
 
 
-def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path, tiny_data, capsys):
+def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path, tiny_data, capsys, monkeypatch):
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)  # restored after the test
     from study.bookkeeping.plan import Plan, record_study
 
     args = StudySpec.from_options(
@@ -294,10 +300,14 @@ def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path,
     record_study(plan, args, ["--grid", "smoke", "--mlflow", "http://me:hunter2@mlflow:5000"], tiny_data, trials=[])
     text = (tmp_path / "s" / "study.json").read_text()
     assert "hunter2" not in text and "http://REDACTED@mlflow:5000" in text
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name)  # set by from_options above: a new process would not have them
     argv = ["--resume", str(tmp_path / "s")]
     assert "held credentials, which are not recorded; pass --mlflow again" in " ".join(fails(capsys, *argv).split())
     argv += ["--mlflow", "http://me:hunter2@mlflow:5000"]
-    assert study_spec(given_options(argv)).mlflow == "http://me:hunter2@mlflow:5000"
+    assert study_spec(given_options(argv)).mlflow == "http://mlflow:5000"  # the credentials to the environment
+    assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "hunter2"
+    assert study_spec(given_options(argv[:2])).mlflow == "http://mlflow:5000"  # or by environment alone
     argv[-1] = "http://me:hunter2@elsewhere:5000"
     assert "--mlflow" in fails(capsys, *argv)  # another server: refused as any changed option
 
@@ -529,8 +539,13 @@ def test_other_tools_noise_is_left_out_unless_verbose_and_everything_else_shown(
     """Ray core's line about W&B's logging actor (written to fd 2 from C++), MLflow's registry
     lines and CloudPickle warning are dropped; another error and another warning are kept, in
     order; -v keeps everything."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # as a new shell has them
     proc = subprocess.run(
-        [sys.executable, "-c", QUIET.replace("VERBOSE", str(verbose))], capture_output=True, text=True, cwd=ROOT
+        [sys.executable, "-c", QUIET.replace("VERBOSE", str(verbose))],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
     )
     assert proc.returncode == 0, proc.stderr
     kept = [line for line in proc.stderr.splitlines() if line]

@@ -73,6 +73,11 @@ CREDENTIAL_VARIABLES = {
 }
 
 
+def credentials_for(uri: str) -> tuple[str, ...]:
+    """The environment variables that hold a URI's credentials for its library (() if none)."""
+    return CREDENTIAL_VARIABLES.get(uri.split("://", 1)[0].lower(), ()) if is_uri(uri) else ()
+
+
 def credentials_to_environment(uri: str | None, option: str) -> str | None:
     """`uri` without its credentials, which move into this process's environment, where
     pyarrow (s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and MLflow (http(s):
@@ -86,7 +91,7 @@ def credentials_to_environment(uri: str | None, option: str) -> str | None:
     scheme, rest = uri.split("://", 1)
     parts = urllib.parse.urlsplit(redact(uri))
     secret_keys = [k for k, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if SECRET_QUERY.search(k)]
-    variables = CREDENTIAL_VARIABLES.get(scheme.lower())
+    variables = credentials_for(uri) or None
     if secret_keys:
         where = " or ".join(variables) if variables else "the environment variables its library reads"
         raise UserError(

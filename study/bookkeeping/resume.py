@@ -63,13 +63,15 @@ def resumed_spec(given: dict[str, Any]) -> StudySpec:
     from the recorded one is refused; credentials, never recorded, must be given again."""
     directory, recorded = recorded_options(given["resume"])
     for key, value in recorded.items():
-        if isinstance(value, str) and store.SECRET in value:
-            option = f"--{key.replace('_', '-')}"
-            if key not in given:
-                raise UserError(
-                    f"--resume {store.redact(directory)}: the study's {option} {value} held credentials, which are "
-                    f"not recorded; pass {option} again (or give them by environment: AWS_*, MLFLOW_TRACKING_*)."
-                )
+        if isinstance(value, str) and f"://{store.SECRET}@" in value and key not in given:
+            option, variables = f"--{key.replace('_', '-')}", store.credentials_for(value)
+            if variables and all(os.environ.get(v) for v in variables):  # given by environment this time
+                recorded[key] = value.replace(f"{store.SECRET}@", "", 1)
+                continue
+            raise UserError(
+                f"--resume {store.redact(directory)}: the study's {option} {value} held credentials, which are "
+                f"not recorded; pass {option} again, or set {' and '.join(variables) or 'them in the environment'}."
+            )
     fixed = {k: v for k, v in recorded.items() if not is_runtime(k)}
     study = StudySpec.from_options(fixed).record()
     differ = [

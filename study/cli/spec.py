@@ -182,6 +182,9 @@ class StudySpec:
         metavar="S",
         runtime=True,
     )
+    # Not an option: the URI options whose credentials moved to the environment (from_options);
+    # study.json marks them REDACTED, so that --resume asks for them again.
+    with_credentials: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check(self)
@@ -196,16 +199,23 @@ class StudySpec:
         values = {**defaults, **from_file, **values}
         values = {k: absolute(k, v) for k, v in values.items() if k in defaults}
         # Credentials in a URI move to the environment here, before anything records or prints it.
-        for key in ("storage", "mlflow", "resume"):
-            values[key] = store.credentials_to_environment(values[key], f"--{key}")
+        moved = {
+            key: store.credentials_to_environment(values[key], f"--{key}") for key in ("storage", "mlflow", "resume")
+        }
+        values["with_credentials"] = tuple(key for key, clean in moved.items() if clean != values[key])
+        values.update(moved)
         values["where"], values["settings"] = tuple(values["where"] or ()), tuple(values["settings"] or ())
         values["cache_dir"] = values["cache_dir"] or os.path.join(local_root(values["storage"]), "trunk-cache")
         dataset = DataOptions(**{f.name: values.pop(f.name) for f in options(DataOptions)})
         return cls(dataset=dataset, **values)
 
     def record(self) -> dict[str, Any]:
-        """The options as study.json records them: flat (as on the command line), credentials redacted."""
+        """The options as study.json records them: flat (as on the command line), credentials redacted
+        (an option whose URI held them as scheme://REDACTED@...)."""
         flat = {**dataclasses.asdict(self.dataset), **{f.name: getattr(self, f.name) for f in options(StudySpec)}}
+        for key in self.with_credentials:
+            scheme, rest = flat[key].split("://", 1)
+            flat[key] = f"{scheme}://{store.SECRET}@{rest}"
         return {
             k: store.redact(v) if isinstance(v, str) else list(v) if isinstance(v, tuple) else v
             for k, v in flat.items()
