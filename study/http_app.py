@@ -55,6 +55,7 @@ class Problem(BaseModel):
 
 ERRORS = {
     400: {"model": Problem, "description": "not an image, an empty body, or a malformed form or JSON"},
+    411: {"model": Problem, "description": "a body without its Content-Length (a chunked upload)"},
     413: {"model": Problem, "description": f"a body over {MAX_BYTES:,} bytes (the largest image a study reads)"},
     415: {"model": Problem, "description": "a body of another content type"},
     422: {"model": Problem, "description": "an image with no usable face, or past the limits (pixels, sides' ratio)"},
@@ -131,30 +132,40 @@ def metadata(path: str, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def capped(stream: Any, limit: int) -> bytes:
-    """A body read chunk by chunk; 413 as soon as it passes `limit` bytes."""
-    data = bytearray()
+async def capped_stream(stream: Any, limit: int) -> Any:
+    """The body's chunks as they come; 413 as soon as they pass `limit` bytes."""
+    seen = 0
     async for chunk in stream:
-        data += chunk
-        if len(data) > limit:
+        seen += len(chunk)
+        if seen > limit:
             raise HTTPException(413, f"over {MAX_BYTES:,} bytes")
-    return bytes(data)
+        yield chunk
+
+
+async def capped(stream: Any, limit: int) -> bytes:
+    """A body read whole, but never past `limit` bytes (413)."""
+    return b"".join([chunk async for chunk in capped_stream(stream, limit)])
 
 
 async def image_bytes(request: Request) -> bytes:
     """The posted image: the body itself (image/*, application/octet-stream, or no type), the one
     file of a multipart form, or a JSON object's base64 `image_base64`; never more than
-    MAX_BYTES read (a multipart form is parsed from the capped stream, not spooled whole first)."""
+    MAX_BYTES read (a multipart form is parsed as its capped stream comes: its file part is spooled
+    to a temporary file past 1 MiB, never held whole in memory before the cap is checked)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    declared = request.headers.get("content-length")  # checked before a byte is read
+    if declared is None:
+        raise HTTPException(411, "a body needs its Content-Length (a chunked upload is not read)")
+    if not declared.strip().isdigit():
+        raise HTTPException(400, f"Content-Length {declared!r} is not a number of bytes")
+    if int(declared) > (JSON_BYTES if kind == "application/json" else MAX_BYTES + 64 * 1024):
+        raise HTTPException(413, f"over {MAX_BYTES:,} bytes")
     if kind == "multipart/form-data":
-        body = await capped(request.stream(), MAX_BYTES + 64 * 1024)  # the file, and the form's framing
-
-        async def replay():
-            yield body
-            yield b""
-
+        body = capped_stream(request.stream(), MAX_BYTES + 64 * 1024)  # the file, and the form's framing
         try:
-            form = await MultiPartParser(request.headers, replay(), max_files=1, max_fields=4).parse()
+            form = await MultiPartParser(request.headers, body, max_files=1, max_fields=4).parse()
+        except HTTPException:
+            raise
         except Exception as err:  # starlette's and python-multipart's parse errors
             raise HTTPException(400, f"not a readable multipart form ({err})") from None
         files = [v for v in form.values() if hasattr(v, "read")]
