@@ -25,6 +25,8 @@ import re
 import sys
 import threading
 
+from trainable.storage import redact
+
 NOISE = (
     re.compile(r"'_WandbLoggingActor' .* has constructor arguments in the object store"),
     re.compile(r"^Successfully registered model '"),
@@ -89,7 +91,8 @@ class OneLine(logging.Filter):
             error = record.exc_info[1]
             text = str(error).strip().splitlines()[-1:] if error is not None else []
             why = f"{type(error).__name__}: {text[0]}" if text else ""
-            record.msg, record.args = f"{record.getMessage().rstrip(': ')}: {why}".rstrip(": "), None
+            said = f"{record.getMessage().rstrip(': ')}: {why}".rstrip(": ")
+            record.msg, record.args = redact(said), None  # a URI's credentials, should one hold any
             record.exc_info = record.exc_text = record.stack_info = None
         return True
 
