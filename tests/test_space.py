@@ -251,3 +251,18 @@ def test_a_failed_trials_line_says_why_in_one_line_redacted(monkeypatch, tmp_pat
         "(its error.txt holds the traceback)"
     )
     assert "Traceback" not in out.getvalue()
+
+
+def test_with_only_untimed_kinds_left_the_time_left_is_not_known_yet(monkeypatch):
+    out, clock_ = io.StringIO(), Clock()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("study.cli.console.now", clock_)
+    progress = Progress(total=2)
+    a, b = made("e04-a-s0", 2, "online"), made("e01-b-s0", 2, "none")
+    progress.on_step_begin(0, [a, b])
+    progress.on_trial_start(0, [], a)
+    for epoch in (1, 2):
+        progress.on_trial_result(0, [], a, epoch_row(epoch=epoch, epoch_seconds=40.0))
+    progress.on_trial_result(0, [], a, final_row(epoch=2, stopped_by="max_epochs"))
+    progress.on_trial_complete(0, [], a)
+    assert out.getvalue().splitlines()[-1].endswith("1 trial(s) of a kind not yet timed: time left not known yet")

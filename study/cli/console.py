@@ -223,7 +223,8 @@ class Progress(tune.Callback):
         else:  # nothing yet says how early trials stop
             estimate = f", up to {clock(left)} left (each trial at its max_epochs until one ends)"
         if estimate and (untimed := self.untimed()):
-            estimate += f", and {untimed} trial(s) of a kind not yet timed"
+            kinds = f"{untimed} trial(s) of a kind not yet timed"
+            estimate = f", {kinds}: time left not known yet" if left < 1 else f"{estimate}, and {kinds}"
         where = f"{done}/{self.total} done, {running} running, {pending} pending"
         return f"{where}; {clock(now() - self.started)} elapsed{estimate}"
 
