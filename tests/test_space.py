@@ -175,7 +175,7 @@ def test_a_log_read_back_gives_the_longest_silence_and_the_estimates_error():
 [0:00:30] e01-a-s0                                     running        epoch   3/10  val loss 0.900  val acc 0.500
     0/2 done, 1 running, 1 pending; 0:00:30 elapsed, about 0:02:00 left
 [0:01:00] e01-a-s0                                     max_epochs     epoch  10/10  val loss 0.700  val acc 0.600
-    1/2 done, 0 running, 1 pending; 0:01:00 elapsed, about 0:01:00 left
+    1/2 done, 0 running, 1 pending; 0:01:00 elapsed, about 0:01:00 left, and 1 trial(s) of a kind not yet timed
 [0:01:00] e01-a-s1                                     started
     1/2 done, 1 running, 0 pending; 0:01:00 elapsed, about 0:01:00 left
 [0:01:40] e01-a-s1                                     max_epochs     epoch  10/10  val loss 0.700  val acc 0.600
@@ -190,7 +190,7 @@ Confirming ...
         (30, 120, 70, 50),
         (60, 60, 40, 20),
     ]
-    assert "| 50% | 30 | 120 | 70 | +50 |" in table(read)
+    assert "| 50% | 30 | 120 | 70 | +50 | 0 |" in table(read) and "| 75% | 60 | 60 | 40 | +20 | 1 |" in table(read)
     with pytest.raises(ValueError, match="no study that ended"):
         read_log(log.split("[0:01:40]")[0])
 

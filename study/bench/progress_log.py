@@ -16,7 +16,8 @@ from typing import Any
 
 TRIAL_LINE = re.compile(r"^\[(\d+):(\d\d):(\d\d)\] (\S+)\s+(\S+)")
 SUMMARY = re.compile(
-    r"^\s+(\d+)/(\d+) done, .*; (\d+):(\d\d):(\d\d) elapsed(?:, (?:about|up to) (\d+):(\d\d):(\d\d) left)?"
+    r"^\s+(\d+)/(\d+) done, .*; (\d+):(\d\d):(\d\d) elapsed(?:, (?:about|up to) (\d+):(\d\d):(\d\d) left[^,]*)?"
+    r"(?:,? (?:and )?(\d+) trial\(s\) of a kind not yet timed)?"
 )
 AT = (0.25, 0.5, 0.75)
 
@@ -29,7 +30,7 @@ def read_log(text: str) -> dict[str, Any]:
     """{'duration_s', 'max_gap_s' (with 'max_gap_trial'), 'estimates': one per AT fraction:
     the last estimate printed by then, the truth (duration minus elapsed) and the error}."""
     said: dict[str, list[int]] = {}  # trial -> the times of its lines, from its start to its end
-    estimates: list[tuple[int, int]] = []  # (elapsed, estimated seconds left)
+    estimates: list[tuple[int, int, int]] = []  # (elapsed, estimated seconds left, trials it leaves out)
     duration = None
     for line in text.splitlines():
         if m := TRIAL_LINE.match(line):
@@ -37,7 +38,7 @@ def read_log(text: str) -> dict[str, Any]:
         elif m := SUMMARY.match(line):
             elapsed = seconds(m[3], m[4], m[5])
             if m[6] is not None:
-                estimates.append((elapsed, seconds(m[6], m[7], m[8])))
+                estimates.append((elapsed, seconds(m[6], m[7], m[8]), int(m[9] or 0)))
             if m[1] == m[2]:
                 duration = elapsed
                 break
@@ -49,14 +50,21 @@ def read_log(text: str) -> dict[str, Any]:
     worst = max(gaps, key=gaps.get) if gaps else None
     rows = []
     for fraction in AT:
-        by = [(e, left) for e, left in estimates if e <= fraction * duration]
+        by = [row for row in estimates if row[0] <= fraction * duration]
         if not by:
             rows.append({"at": fraction, "elapsed_s": None, "estimate_s": None, "truth_s": None, "error_s": None})
         else:
-            elapsed, left = by[-1]
+            elapsed, left, untimed = by[-1]
             truth = duration - elapsed
             rows.append(
-                {"at": fraction, "elapsed_s": elapsed, "estimate_s": left, "truth_s": truth, "error_s": left - truth}
+                {
+                    "at": fraction,
+                    "elapsed_s": elapsed,
+                    "estimate_s": left,
+                    "truth_s": truth,
+                    "error_s": left - truth,
+                    "untimed": untimed,
+                }
             )
     return {"duration_s": duration, "max_gap_s": gaps.get(worst, 0), "max_gap_trial": worst, "estimates": rows}
 
@@ -65,15 +73,16 @@ def table(read: dict[str, Any]) -> str:
     lines = [
         f"study: {read['duration_s']} s; longest a running trial went without a line: {read['max_gap_s']} s "
         f"({read['max_gap_trial']})",
-        "| at | elapsed s | estimated left s | true left s | error s |",
-        "|---:|---:|---:|---:|---:|",
+        "| at | elapsed s | estimated left s | true left s | error s | trials left out (kind not yet timed) |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for r in read["estimates"]:
         if r["estimate_s"] is None:
-            lines.append(f"| {r['at']:.0%} | no estimate printed yet (none before the first timed epoch) | | | |")
+            lines.append(f"| {r['at']:.0%} | no estimate printed yet (none before the first timed epoch) | | | | |")
         else:
             lines.append(
-                f"| {r['at']:.0%} | {r['elapsed_s']} | {r['estimate_s']} | {r['truth_s']} | {r['error_s']:+d} |"
+                f"| {r['at']:.0%} | {r['elapsed_s']} | {r['estimate_s']} | {r['truth_s']} | {r['error_s']:+d} "
+                f"| {r['untimed']} |"
             )
     return "\n".join(lines)
 
