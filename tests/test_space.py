@@ -177,7 +177,7 @@ def test_a_log_read_back_gives_the_longest_silence_and_the_estimates_error():
 [0:01:00] e01-a-s0                                     max_epochs     epoch  10/10  val loss 0.700  val acc 0.600
     1/2 done, 0 running, 1 pending; 0:01:00 elapsed, about 0:01:00 left, and 1 trial(s) of a kind not yet timed
 [0:01:00] e01-a-s1                                     started
-    1/2 done, 1 running, 0 pending; 0:01:00 elapsed, about 0:01:00 left
+    1/2 done, 1 running, 0 pending; 0:01:00 elapsed, about 0:01:00 left, and 1 trial(s) of a kind not yet timed
 [0:01:40] e01-a-s1                                     max_epochs     epoch  10/10  val loss 0.700  val acc 0.600
     2/2 done, 0 running, 0 pending; 0:01:40 elapsed, about 0:00:00 left
 Confirming ...
