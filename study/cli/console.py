@@ -148,7 +148,8 @@ class Progress(tune.Callback):
         if self.live:
             self.show()
         else:
-            quiet = sorted(n for n in self.running if now() - self.said_at.get(n, self.started) >= self.every)
+            due = self.every - min(1.0, self.every / 10)  # Tune's loop steps about once a second
+            quiet = sorted(n for n in self.running if now() - self.said_at.get(n, self.started) >= due)
             if quiet:
                 self.say(quiet, "running")
 
