@@ -400,3 +400,17 @@ def test_an_unreachable_endpoint_is_one_paragraph_and_no_secret_is_printed_or_wr
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
     for secret in ("hun/ter#2", "pa$$word", "pa%24%24word"):
         assert secret not in proc.stdout + proc.stderr and secret.encode() not in written, secret
+
+
+def test_a_study_name_joins_a_uris_path_before_its_query():
+    from trainable import storage
+
+    location = storage.join("s3://bucket/x?region=eu-west-1&endpoint_override=h:9000", "paper")
+    assert location == "s3://bucket/x/paper?region=eu-west-1&endpoint_override=h:9000"
+    assert (
+        storage.join(location, "study.json")
+        == "s3://bucket/x/paper/study.json?region=eu-west-1&endpoint_override=h:9000"
+    )
+    assert storage.split(location) == ("s3://bucket/x?region=eu-west-1&endpoint_override=h:9000", "paper")
+    assert storage.split("s3://bucket/x/paper/") == ("s3://bucket/x", "paper")
+    assert storage.join("/r", "paper") == "/r/paper" and storage.split("/r/paper") == ("/r", "paper")

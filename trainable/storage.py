@@ -26,8 +26,19 @@ def is_uri(path: str | None) -> bool:
 
 
 def join(root: str, name: str) -> str:
-    """A study's location under --storage: a path, or a URI."""
-    return f"{root.rstrip('/')}/{name}" if is_uri(root) else os.path.join(root, name)
+    """A study's location under --storage: a path, or a URI (`name` joins its path, before a
+    query such as ?region=... or ?endpoint_override=...)."""
+    if not is_uri(root):
+        return os.path.join(root, name)
+    base, mark, query = root.partition("?")
+    return f"{base.rstrip('/')}/{name}{mark}{query}"
+
+
+def split(location: str) -> tuple[str, str]:
+    """(parent, name) of a study's location, join's inverse (a URI's query stays with the parent)."""
+    base, mark, query = location.partition("?") if is_uri(location) else (location, "", "")
+    parent, _, name = base.rstrip("/").rpartition("/")
+    return parent + mark + query, name
 
 
 def mirror(uri: str) -> str:

@@ -53,7 +53,7 @@ def recorded_options(resume: str) -> tuple[str, dict[str, Any]]:
     if not os.path.isfile(path):
         raise UserError(f"--resume {resume}: no {STUDY_FILE} there; is it a study's results directory?")
     recorded = dict(study_record(read_json(path), path).args)
-    parent, _, name = directory.rpartition("/")  # a URI's parent, or the path's
+    parent, name = store.split(directory)  # a URI's parent (with its query), or the path's
     recorded.update(storage=parent if store.is_uri(directory) else os.path.dirname(directory), name=name)
     return directory, recorded
 

@@ -181,7 +181,7 @@ def repair_torn_state(location: str) -> list[str]:
     set aside as NAME.torn, and so is a grid generator's state that does not unpickle (a
     missing one is handled by restore_tuner). What was done, a line each."""
     said = []
-    experiment = location.rstrip("/").rsplit("/", 1)[-1]
+    experiment = store.split(location)[1]
     for name in store.listdir(location):
         path = store.join(location, name)
         if fnmatch.fnmatch(name, "experiment_state-*.json"):
