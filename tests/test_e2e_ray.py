@@ -273,7 +273,7 @@ def test_a_study_whose_trials_all_errored_ends_with_its_summary(tmp_path):
     assert "2 trial(s) failed" in proc.stderr
 
 
-@pytest.mark.long  # a study of its own, 3 minutes: --select's ranking is also checked without Ray (test_report, test_cli)
+@pytest.mark.long  # a study of its own, 3 min; --select's ranking is also checked without Ray (test_report)
 def test_select_val_bacc_is_what_tune_ranked_and_what_the_study_ranks(tiny_root, tmp_path):
     """An imbalanced folders dataset, --select val_bacc: Tune's metric (which ASHA and a searcher
     read) is best_val_bacc, each trial's last reported value is the one the ranking and
