@@ -61,13 +61,18 @@ def redact(text: str) -> str:
     return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", lambda m: _redact_uri(m.group(0)), text)
 
 
+def userinfo_end(rest: str) -> int:
+    """Where a URI's userinfo ends in `rest` (the URI after '://'): the host's '@', or -1 for
+    none. The userinfo may hold '/', '#' or '?' (which end the authority for a URL parser) as a
+    user:password pair; an '@' in a path without ':' before it is not one."""
+    at = rest.rfind("@")
+    return at if at > 0 and (":" in rest[:at] or not re.search(r"[/?#]", rest[:at])) else -1
+
+
 def _redact_uri(uri: str) -> str:
     scheme, rest = uri.split("://", 1)
-    at = rest.rfind("@")
-    # Userinfo: before the host's '@', even where the secret holds '/', '#' or '?' (which end
-    # the authority for a URL parser) as a user:password pair; an '@' in a path without ':'
-    # before it is not one.
-    if at > 0 and (":" in rest[:at] or not re.search(r"[/?#]", rest[:at])):
+    at = userinfo_end(rest)
+    if at > 0:
         uri = f"{scheme}://{SECRET}@{rest[at + 1 :]}"
     parts = urllib.parse.urlsplit(uri)
     pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
@@ -109,8 +114,8 @@ def credentials_to_environment(uri: str | None, option: str) -> str | None:
             f"{option} {redact(uri)}: a secret in the query ({', '.join(secret_keys)}) would be recorded by Ray and "
             f"printed in errors; set {where} (or MLFLOW_TRACKING_TOKEN for a token) instead."
         )
-    at = rest.rfind("@")
-    if at <= 0 or not (":" in rest[:at] or not re.search(r"[/?#]", rest[:at])):
+    at = userinfo_end(rest)
+    if at <= 0:
         return uri
     if variables is None:
         raise UserError(
