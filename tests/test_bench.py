@@ -95,10 +95,10 @@ def test_the_gpu_check_runs_without_ray_on_the_cpu(tiny_root, tmp_path):
 
 @pytest.mark.long
 @pytest.mark.slow
+@pytest.mark.extra("serve")
 def test_serve_benchmark_answers_every_request_in_every_cell(tmp_path, capsys):
     """study.bench --serve, bounded to 8 requests a cell: both modes x 1, 8, 32 clients, every
     request answered with 200, the table printed."""
-    pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
     if not os.path.isdir(REAL_DATA):
         pytest.skip(f"real dataset not found at {REAL_DATA}")
     assert main(["--serve", "--requests", "8", "--data", REAL_DATA, "--out", str(tmp_path / "s.json")]) == 0

@@ -288,6 +288,7 @@ def test_search_optuna_without_the_extra_exits_2_before_ray_starts_and_writes_no
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.extra("mlflow")
 def test_credentials_are_never_recorded_and_resume_asks_for_them_again(tmp_path, tiny_data, capsys, monkeypatch):
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.delenv(name, raising=False)  # restored after the test
@@ -430,6 +431,7 @@ dropout: {uniform: [0.0, 0.5]}
 """
 
 
+@pytest.mark.extra("search")
 def test_a_grid_file_holds_the_study_options_and_the_command_line_overrides_them(tmp_path, capsys):
     path = tmp_path / "study.yaml"
     path.write_text(ONE_FILE_STUDY)

@@ -340,11 +340,12 @@ def test_credentials_in_uris_are_redacted(uri, shown):
             {"AWS_ACCESS_KEY_ID": "AKIA:x", "AWS_SECRET_ACCESS_KEY": "hun/ter#2"},
         ),
         ("storage", "s3://AKIA:hun/ter#2@lab/studies", "s3://lab/studies", {"AWS_SECRET_ACCESS_KEY": "hun/ter#2"}),
-        (
+        pytest.param(
             "mlflow",
             "http://me:hun#ter2@mlflow:5000",
             "http://mlflow:5000",
             {"MLFLOW_TRACKING_USERNAME": "me", "MLFLOW_TRACKING_PASSWORD": "hun#ter2"},
+            marks=pytest.mark.extra("mlflow"),
         ),
     ],
 )
@@ -385,6 +386,7 @@ def test_a_secret_that_cannot_move_to_the_environment_is_refused_unprinted(uri, 
     assert expected in err and "s3cr3t" not in err
 
 
+@pytest.mark.extra("mlflow")
 def test_an_unreachable_endpoint_is_one_paragraph_and_no_secret_is_printed_or_written(tmp_path):
     """A failed run with credentials in --storage and --mlflow and an endpoint that does not
     answer: exit 2, one paragraph, and the secrets in no printed line and no file it wrote."""

@@ -79,6 +79,7 @@ def test_a_retried_job_resumes_the_study_its_failed_attempt_started(tmp_path, ca
     assert resumed.resume == str(study) and resumed.grid == "paper" and resumed.gpus_per_trial == 0.25
 
 
+@pytest.mark.extra("serve")
 def test_the_rayservice_matches_kuberays_crd_and_serves_the_study_with_a_token(tmp_path):
     """kubernetes/rayservice.yaml: valid for KubeRay v1.7.0's RayService CRD, token-protected,
     and its serveConfigV2 a Serve config Ray accepts whose application study.serve builds."""
@@ -90,7 +91,8 @@ def test_the_rayservice_matches_kuberays_crd_and_serves_the_study_with_a_token(t
     broken = {**service, "spec": {**service["spec"], "serveConfigV2": {"applications": []}}}  # must be a string
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(broken, crd_schema("ray.io_rayservices.yaml"))
-    serve_schema = pytest.importorskip("ray.serve.schema", reason="the serve extra is not installed")
+    from ray.serve import schema as serve_schema
+
     config = serve_schema.ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"]))
     (app,) = config.applications
     assert app.import_path == "study.serve:build" and [d.name for d in app.deployments] == ["AgeGroups"]

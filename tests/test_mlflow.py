@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.extra("mlflow")
 
 
 @pytest.mark.parametrize("uri", ["file:///tmp/face-age-mlruns", "plain-folder"])
@@ -26,6 +26,8 @@ def test_a_uri_mlflow_refuses_ends_at_once_with_exit_code_2(tmp_path, uri, capsy
 @pytest.mark.long
 @pytest.mark.slow
 def test_a_smoke_study_logs_its_trials_to_sqlite(tmp_path):
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run(
         [

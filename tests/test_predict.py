@@ -40,8 +40,10 @@ def cli(module, *args):
 
 @pytest.mark.slow
 @pytest.mark.numerics
+@pytest.mark.extra("export")
 def test_onnx_export_matches_pytorch(model_file, tmp_path):
-    ort = pytest.importorskip("onnxruntime", reason="the export extra is not installed (.ci/run installs it)")
+    import onnxruntime as ort
+
     from trainable.serving.export import export, exportable
 
     export(model_file, str(tmp_path / "model.onnx"))
@@ -142,8 +144,8 @@ def test_evaluate_a_folders_dataset_and_report_it(model_file, tmp_path):
     assert "### Confusion on" in markdown and "no face found" in markdown
 
 
+@pytest.mark.extra("serve")
 def test_the_served_metadata_names_the_study_and_why_its_model(tmp_path):
-    pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
     from study.http_app import metadata
     from trainable.atomic_io import write_json
     from trainable.model import random_model_file

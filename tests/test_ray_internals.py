@@ -67,8 +67,9 @@ def test_a_trials_counter_heads_its_experiment_tag():
     assert first.trial_id.endswith("00000") and second.trial_id.endswith("00001")
 
 
+@pytest.mark.extra("search")
 def test_a_completed_optuna_trial_is_not_told_to_optuna_again():
-    optuna = pytest.importorskip("optuna")
+    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     storage = optuna.storages.InMemoryStorage()

@@ -370,9 +370,10 @@ def test_an_evaluation_over_seeds_gives_intervals_over_seeds_and_images_and_fill
     assert "3 (#1 baseline, seeds [0, 1, 2])" in section and "summed over 3 models" in section
 
 
+@pytest.mark.extra("search")
 def test_fanova_is_left_out_when_every_trial_gave_the_same_value(tmp_path):
     """fANOVA raises on zero variance; random-weight trials on tiny data often tie."""
-    optuna = pytest.importorskip("optuna", reason="the search extra is not installed")
+    import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 

@@ -104,10 +104,10 @@ def test_confirmation_never_reruns_one_configuration_twice():
 
 
 @pytest.mark.slow
+@pytest.mark.extra("search")
 def test_the_readmes_lr_and_dropout_search_with_4_samples_runs_at_least_3_distinct_points(tmp_path):
     """Ray Tune itself, with the study's space and searchers (a trainable that only reports):
     4 samples of the documented search are at least 3 distinct configurations, for both searchers."""
-    pytest.importorskip("optuna", reason="the search extra is not installed")
     import ray
     from ray import tune
 
@@ -163,6 +163,7 @@ dropout: {uniform: [0.0, 0.8]}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["optuna"])
+@pytest.mark.extra("search")
 def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     """--search optuna: its trials, the two best again with two fresh seeds in confirm/, and
     a report that ranks on the confirmation alone with the search apart and its figures."""
@@ -233,6 +234,7 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
 
 @pytest.mark.long
 @pytest.mark.slow
+@pytest.mark.extra("search")
 def test_the_search_benchmark_runs_both_arms_to_the_same_budget(tmp_path):
     """study.bench.search_vs_grid --quick on the real data: the extended grid and Optuna, each
     stopped by --budget-epochs 8 (at most one epoch more per trial running then). ASHA and the
@@ -276,6 +278,7 @@ def optuna_trials(study):
 
 @pytest.mark.long
 @pytest.mark.slow
+@pytest.mark.extra("search")
 def test_a_killed_optuna_search_resumes_the_same_optuna_study(tiny_root, tmp_path):
     """SIGKILLed after its first trial, then --resume: one Optuna study in the journal, whose
     trial numbers go on from where the killed run left them, and every Tune trial once."""
@@ -324,6 +327,7 @@ def test_a_killed_optuna_search_resumes_the_same_optuna_study(tiny_root, tmp_pat
 
 @pytest.mark.long
 @pytest.mark.slow
+@pytest.mark.extra("search")
 def test_a_one_file_study_runs_with_only_its_file_and_the_data(tmp_path):
     """A YAML with search: optuna, num_samples and seeds is the whole study: `--grid FILE
     --data DIR` and nothing else (results under ./results, named after the file)."""

@@ -13,7 +13,7 @@ from PIL import Image
 
 from tests.conftest import REAL_DATA
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extra("serve")]
 
 
 def free_port() -> int:
@@ -25,7 +25,6 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, request):
     """(base URL, model file, the image files posted): the deployment on a local Ray."""
-    pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
     if not os.path.isdir(REAL_DATA):
         pytest.skip(f"real dataset not found at {REAL_DATA}")
     import ray
@@ -245,7 +244,6 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(tmp_path):
     from tests.conftest import ROOT, wait_for
     from trainable.model import random_model_file
 
-    pytest.importorskip("ray.serve", reason="the serve extra is not installed (.ci/run installs it)")
     path, port = random_model_file(tmp_path / "model.pt"), free_port()
     command = [sys.executable, "-m", "study.serve", str(path), "--no-detect", "--port", str(port)]
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -10,7 +10,7 @@ import pytest
 
 from study.run import main
 
-wandb = pytest.importorskip("wandb", reason="the wandb extra is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.extra("wandb")
 
 
 def run_records(path) -> list:
