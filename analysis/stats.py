@@ -270,15 +270,18 @@ def full_interval(
     mean = float(e.value)
     if len(preds) == 1 and metric == "accuracy" and groups is None:
         return (mean, *accuracy_ci(mean * preds.shape[1], preds.shape[1], confidence))
-    lo, hi = widest(e, confidence, wilson_images=preds.shape[1] if metric == "accuracy" else None)
+    units = int(units_of(groups, preds.shape[1]).max()) + 1
+    lo, hi = widest(e, confidence, wilson_images=units)
     return mean, float(lo), float(hi)
 
 
 def widest(e: Estimate, confidence: float = CONFIDENCE, wilson_images: int | None = None) -> tuple:
     """The seed-and-image interval of `e`, widened to the seeds-only t interval where that is
-    wider (fewer degrees of freedom), clipped to [0, 1]; arrays in, arrays out. For an accuracy
-    on `wilson_images` images whose runs show no variation at all (every run right, or wrong,
-    on every image alike: a point interval), Wilson's interval on one test set instead."""
+    wider (fewer degrees of freedom), clipped to [0, 1]; arrays in, arrays out. For a score on
+    `wilson_images` independent units (images, or people) whose runs show no variation at all
+    (every run right, or wrong, on every image alike: a point interval), Wilson's interval on one
+    test set instead, whichever the score: accuracy and balanced accuracy are then one number,
+    and get one interval."""
     lo, hi = e.interval(confidence)
     if e.training_noise_counted:
         n = e.runs[0]
@@ -304,16 +307,20 @@ class Comparison:
     se: float
 
     def interval(self, level: float = 1 - CONFIDENCE) -> tuple[float, float]:
-        """The (1 - level) interval of the difference (the t of the test: it excludes 0 iff p < level)."""
+        """The (1 - level) interval of the difference (the t of the test: it excludes 0 iff p < level),
+        within [-1, 1]: a difference of two scores in [0, 1] can be no larger (clipping moves no end
+        across 0, so the interval still excludes 0 exactly when the test rejects)."""
         half = stats.t.ppf(1 - level / 2, self.df) * self.se
-        return self.diff - half, self.diff + half
+        return max(-1.0, self.diff - half), min(1.0, self.diff + half)
 
     def detectable(self, level: float = 1 - CONFIDENCE, power: float = POWER) -> float:
         """The smallest true difference this two-sided t-test finds with `power` at `level`, were
         its variance what it estimated (se, df): delta with P(|T| > t(1 - level/2)) = power for T
-        noncentral t with the test's df and noncentrality delta / se (Cohen 1988, ch. 2)."""
+        noncentral t with the test's df and noncentrality delta / se (Cohen 1988, ch. 2). NaN where
+        the comparison measured no variance at all (nothing to size a difference against); inf where
+        no difference a score can show (100 points) would be found with that power."""
         if not self.se > 0:
-            return 0.0
+            return math.nan
         crit = stats.t.ppf(1 - level / 2, self.df)
 
         def shortfall(delta: float) -> float:
@@ -321,10 +328,26 @@ class Comparison:
             wrong_side = np.nan_to_num(stats.nct.cdf(-crit, self.df, nc))  # scipy: NaN far in the tail, ~0
             return stats.nct.sf(crit, self.df, nc) + wrong_side - power
 
-        high = (crit + 6) * self.se
-        while shortfall(high) < 0:  # few degrees of freedom: heavy tails need a wider bracket
-            high *= 2
-        return float(optimize.brentq(shortfall, 0.0, high))
+        if shortfall(1.0) < 0:
+            return math.inf
+        return float(optimize.brentq(shortfall, 0.0, 1.0))
+
+    def detectable_text(self, level: float = 1 - CONFIDENCE) -> str:
+        """The detectable difference in points, or why there is none: a number that can exist."""
+        found = self.detectable(level)
+        if math.isnan(found):
+            return "none measurable (zero variance)"
+        return "over 100 (none a score can show)" if math.isinf(found) else f"{100 * found:.1f}"
+
+    @property
+    def no_variance(self) -> str:
+        """'' unless the comparison measured no variance: then what that means, for the report."""
+        if self.se > 0:
+            return ""
+        return (
+            "zero variance: every run of each side gave the same answer on every test image, so these images "
+            "measure no noise to test against; the difference is exact on them, not a claim about other images"
+        )
 
     @property
     def caveat(self) -> str:
@@ -344,11 +367,16 @@ class Comparison:
             f"{100 * (1 - level):.4g}% CI {lo * 100:+.1f} to {hi * 100:+.1f} (Holm's level), {format_p(self.p)}, "
             f"Holm-adjusted {format_p(p_adjusted)} over {comparisons} comparisons"
         )
+        if self.no_variance:
+            return f"{a} is {where} than {b} on these {n_images} test images ({self.no_variance})."
         if p_adjusted >= 0.05:
-            return (
-                f"{a} is {where} than {b} ({detail}): not distinguishable from noise; a true difference under "
-                f"{100 * self.detectable(level):.1f} points would be missed more than 1 time in 5 (80% power)."
+            found = self.detectable(level)
+            missed = (
+                f"a true difference under {100 * found:.1f} points would be missed more than 1 time in 5"
+                if math.isfinite(found)
+                else "no difference a score can show (100 points) would be found 4 times in 5"
             )
+            return f"{a} is {where} than {b} ({detail}): not distinguishable from noise; {missed} (80% power)."
         if self.caveat:
             return (
                 f"{a} is {where} than {b} ({detail}): beyond the noise of these {n_images} test images ({self.caveat})."
@@ -362,7 +390,7 @@ def compare(
     """A minus B (each averaged over its runs) on the same test images: the seed-and-image t-test
     (over groups of images when `groups` are given)."""
     e = metric_estimate(metric, labels, preds_a, preds_b, n_classes=n_classes, groups=groups)
-    lo, hi = e.interval(confidence)
+    lo, hi = np.clip(e.interval(confidence), -1.0, 1.0)
     return Comparison(
         metric, float(e.value), float(lo), float(hi), float(e.p_value()), float(e.df), e.runs, float(e.se)
     )

@@ -376,10 +376,12 @@ def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataF
                 "seeds A / B": f"{c.runs[0]} / {c.runs[1]}",
                 "A - B (points)": round(100 * c.diff, 1),
                 "CI at Holm's level": f"{100 * lo:+.1f} to {100 * hi:+.1f} ({100 * (1 - level):.4g}%)",
-                "detectable (80% power)": f"{100 * c.detectable(level):.1f}",
+                "detectable (80% power)": c.detectable_text(level),
                 "p": format_p(c.p),
                 f"p (Holm, {len(tests)})": format_p(p_holm).removeprefix("p = "),
-                "different? (Holm p < 0.05)": ("yes" if p_holm < 0.05 else "no")
+                "different? (Holm p < 0.05)": (
+                    "no test (zero variance)" if c.no_variance else "yes" if p_holm < 0.05 else "no"
+                )
                 + (f"; {c.caveat}" if c.caveat else ""),
             }
         )

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from analysis.stats import NO_FACE, accuracy_ci, accuracy_estimate, compare, full_interval, mean_ci, metric_estimate
 
@@ -50,7 +51,7 @@ def test_comparison_extremes_and_its_sentences():
     tie = compare("accuracy", same, same, labels, 3)
     assert (tie.diff, tie.p) == (0.0, 1.0)
     said = tie.sentence("A", "B", 12, p_adjusted=1.0, comparisons=3, level=0.05 / 3)
-    assert "not distinguishable from noise" in said and "would be missed more than 1 time in 5 (80% power)" in said
+    assert "zero variance" in said and "would be missed" not in said  # identical answers: no noise measured
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 120)
     good = np.where(rng.random((3, 120)) < 0.9, y, (y + 1) % 3)
@@ -203,3 +204,50 @@ def test_the_detectable_difference_is_found_80_percent_of_the_time():
         for k in (1, 1.5)
     ]
     assert 0.6 < found[0] < 0.8 + 0.02 and found[1] > 0.95, (planted, found)
+
+
+LABELS = np.array([0, 1, 2] * 10)  # 30 test images, 10 per class
+
+
+@pytest.mark.parametrize("right", [True, False])
+def test_every_run_alike_on_every_image_is_zero_variance_and_says_so(right):
+    """All right (or all wrong) on both sides: no noise measured, so no 'detectable 0.0', no
+    'CI +0.0 to +0.0' verdict; the sentence says what zero variance means."""
+    preds = np.tile(LABELS if right else (LABELS + 1) % 3, (3, 1))
+    c = compare("accuracy", preds, preds[:1], LABELS, 3)
+    assert c.se == 0 and math.isnan(c.detectable()) and c.detectable_text() == "none measurable (zero variance)"
+    sentence = c.sentence("A", "B", 30, p_adjusted=1.0, comparisons=1, level=0.05)
+    assert "zero variance" in sentence and "0.0 points would be missed" not in sentence and "CI" not in sentence
+
+
+def test_a_difference_with_its_interval_stays_within_100_points_and_detectable_within_what_can_exist():
+    """Two seeds a side on 6 images, at a Holm level of 0.05 / 20: t with few df stretches the
+    interval past -100 points and the detectable difference past 100; both are said as what can exist."""
+    a = np.array([[0, 1, 2, 0, 1, 2], [1, 2, 0, 1, 1, 2]])
+    b = np.array([[1, 2, 0, 0, 1, 2], [0, 1, 2, 1, 2, 0]])
+    c = compare("accuracy", a, b, LABELS[:6], 3)
+    half = c.se * stats.t.ppf(1 - 0.0025 / 2, c.df)
+    assert c.diff - half < -1.0 and c.diff + half > 1.0 and c.interval(0.0025) == (-1.0, 1.0)
+    assert -1.0 <= c.lo < c.hi <= 1.0  # the 95% one too
+    assert math.isinf(c.detectable(0.0025)) and c.detectable_text(0.0025) == "over 100 (none a score can show)"
+    assert "no difference a score can show" in c.sentence("A", "B", 6, p_adjusted=1.0, comparisons=20, level=0.0025)
+
+
+def test_one_number_gets_one_interval_whichever_score_it_is():
+    """Every run right on every image: accuracy and balanced accuracy are both 1.000, and both get
+    Wilson's interval on the test set's units (images, or people), never a point."""
+    preds = np.tile(LABELS, (3, 1))
+    acc, bacc = (full_interval(m, preds, LABELS, 3) for m in ("accuracy", "balanced accuracy"))
+    assert acc == pytest.approx(bacc) and acc[0] == 1.0 and acc[1] < 0.9
+    assert full_interval("accuracy", preds[:1], LABELS, 3) == pytest.approx(acc)
+    people = np.repeat(np.arange(10), 3)  # 10 people of 3 photos: Wilson on 10, wider than on 30
+    assert full_interval("balanced accuracy", preds, LABELS, 3, groups=people)[1] < acc[1]
+
+
+def test_one_image_per_group_is_the_same_as_no_groups():
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, 2, (3, 40)), rng.integers(0, 2, (3, 40))
+    grouped, plain = accuracy_estimate(a, b, groups=np.arange(40)), accuracy_estimate(a, b)
+    assert [float(x) for x in (grouped.value, grouped.se, grouped.df)] == pytest.approx(
+        [float(x) for x in (plain.value, plain.se, plain.df)]
+    )
