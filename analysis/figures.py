@@ -12,7 +12,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.tables import AXES, budget_curve  # noqa: E402
-from trainable.records import reported, split_key
+from trainable.records import reported, split_key  # noqa: E402
+from trainable.results_layout import SELECTIONS  # noqa: E402
 
 
 def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFrame) -> Figure:
@@ -105,31 +106,34 @@ def accuracy_bars(configs: pd.DataFrame, baselines: pd.DataFrame | None) -> Figu
     return fig
 
 
-def axis_effects(configs: pd.DataFrame) -> tuple[Figure, pd.DataFrame]:
-    """Per grid axis: every configuration's mean val acc by the axis's value, and the best per value."""
+def axis_effects(configs: pd.DataFrame, select: str = "val_acc") -> tuple[Figure, pd.DataFrame]:
+    """Per grid axis: every configuration's mean --select value by the axis's value (config_table's
+    `selected`), and the best per value by it: the study's own ranking, whatever --select says."""
+    lowest_first = SELECTIONS[select][1] == "min"
     axes_used = [k for k in AXES if configs[k].nunique() > 1]
     fig, axes = plt.subplots(1, len(axes_used), figsize=(3.2 * len(axes_used), 3.2), squeeze=False)
     best_rows = []
     for ax, key in zip(axes[0], axes_used, strict=False):
         values = sorted(configs[key].unique(), key=str)
-        data = [configs.loc[configs[key] == v, "val_acc"].dropna() for v in values]
+        data = [configs.loc[configs[key] == v, "selected"].dropna() for v in values]
         ax.boxplot(data, tick_labels=[str(v) for v in values])
         for i, d in enumerate(data, start=1):
             ax.scatter(np.full(len(d), i), d, s=6, alpha=0.5, color="tab:blue")
         ax.set_title(key, fontsize=9)
-        ax.set_ylabel("val acc (mean over seeds)", fontsize=8)
+        ax.set_ylabel(f"{select} (mean over seeds)", fontsize=8)
         ax.tick_params(labelsize=7)
         complete = configs[configs.complete & (configs.scored > 0)]
         for v in values:
             candidates = complete[complete[key] == v]
             if candidates.empty:
                 continue
-            best = candidates.sort_values("val_acc", ascending=False).iloc[0]
+            best = candidates.sort_values("selected", ascending=lowest_first).iloc[0]
             best_rows.append(
                 {
                     "axis": key,
                     "value": v,
                     "best configuration": f"#{best.experiment} {best['name']}",
+                    f"{select} (its ranking)": round(best.selected, 3),
                     "val acc": round(best.val_acc, 3),
                     "test acc": round(best.test_acc, 3),
                 }

@@ -437,10 +437,13 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
         )
     if len(s.configs) >= 12:
         doc.h("Effect of each axis")
-        fig, best_per_value = figures.axis_effects(s.configs)
-        caption = "Mean validation accuracy of every configuration (ASHA-stopped ones at their best epoch so far)"
+        fig, best_per_value = figures.axis_effects(s.configs, s.select)
+        caption = f"Mean {s.select} (--select) of every configuration (ASHA-stopped ones at their best epoch so far)"
         save(fig, "axes.png", caption + ", by axis value")
-        doc.p("Best configuration per axis value: only configurations whose seeds all finished.")
+        doc.p(
+            f"Best configuration per axis value by {s.select}, as the study ranks: only configurations whose "
+            "seeds all finished."
+        )
         doc.table(best_per_value)
     exploration_section(doc, s, save)
 

@@ -70,11 +70,19 @@ def selected(epochs: pd.DataFrame, select: str) -> pd.Series:
         return epochs.sort_values(reported.epoch).groupby("trial_id")[key].last().dropna()
     if select == "val_loss":
         return epochs[np.isfinite(epochs.val_loss)].groupby("trial_id").val_loss.min()
-    return val_acc_at_best(epochs) if select == "val_acc" else pd.Series(dtype=float)
+    return val_acc_at_lowest_loss(epochs) if select == "val_acc" else pd.Series(dtype=float)
 
 
 def val_acc_at_best(epochs: pd.DataFrame) -> pd.Series:
-    """Per trial, the val accuracy of its lowest-val-loss epoch so far (ASHA-stopped trials too)."""
+    """Per trial, the val accuracy of the epoch its stopper kept so far (ASHA-stopped trials too):
+    best_val_acc as the trial last reported it, which with --min-delta > 0 is not always the
+    lowest val loss's epoch (an epoch must improve by min_delta to be kept)."""
+    return selected(epochs, "val_acc")
+
+
+def val_acc_at_lowest_loss(epochs: pd.DataFrame) -> pd.Series:
+    """Per trial, the val accuracy of its lowest-val-loss epoch so far: for results that report no
+    best_val_acc."""
     finite = epochs[np.isfinite(epochs.val_loss)]
     if finite.empty:
         return pd.Series(dtype=float)

@@ -463,3 +463,48 @@ def test_parallel_coordinates_label_every_value_or_five_marks_not_only_the_ends(
     lr = pd.Series(10 ** np.linspace(-5, -2, 20))
     positions, labels = axis_marks(lr, -5, -2, True)  # a logged axis: marks evenly spaced in log10
     assert positions == [0.0, 0.25, 0.5, 0.75, 1.0] and labels == ["1e-05", "5.62e-05", "0.000316", "0.00178", "0.01"]
+
+
+def test_the_val_acc_column_is_the_stoppers_kept_epoch_when_min_delta_is_above_0():
+    """Val losses 1.0, 0.97, 0.96 with min_delta 0.05: the stopper keeps epoch 1 (val acc 0.60),
+    as the trial reports (best_val_acc); the lowest loss's epoch (3, val acc 0.72) is not the one kept."""
+    from analysis.tables import explored
+    from trainable.loop import EarlyStopping
+
+    stopper, rows = EarlyStopping(patience=10, min_delta=0.05), []
+    for epoch, (loss, acc) in enumerate(((1.0, 0.60), (0.97, 0.65), (0.96, 0.72)), start=1):
+        stopper.step(epoch, loss)
+        kept = rows[stopper.best_epoch - 1]["val_acc"] if stopper.best_epoch < epoch else acc
+        rows.append(epoch_row(epoch=epoch, val_loss=loss, val_acc=acc, best_val_acc=kept, best_val_loss=1.0))
+    assert stopper.best_epoch == 1
+    epochs = pd.DataFrame(
+        [{**r, "trial_id": "t1"} for r in rows]
+        + [{**r, "trial_id": "t2", "val_acc": 0.5, "best_val_acc": 0.5} for r in rows]
+    )
+    trials = pd.DataFrame({"trial_id": ["t1", "t2"], "lr": [0.1, 0.01]})
+    assert explored(trials, epochs)["val acc"].tolist() == [0.60, 0.5]
+
+
+@pytest.mark.parametrize("select, best", [("val_acc", "#1 a"), ("val_bacc", "#2 b"), ("val_loss", "#2 b")])
+def test_the_per_axis_table_ranks_on_select(select, best):
+    """Two configurations at lr 0.01: #1 is better on val acc, #2 on the --select value the study
+    ranked on (config_table's `selected`); the per-axis best is the study's own ranking's."""
+    from analysis.figures import axis_effects
+
+    selected = {"val_acc": [0.8, 0.7, 0.6], "val_bacc": [0.5, 0.7, 0.6], "val_loss": [0.9, 0.4, 0.6]}[select]
+    configs = pd.DataFrame(
+        {
+            **{k: ["x"] * 3 for k in ("optimizer", "momentum", "batch_size", "freeze", "augmentation")},
+            **{k: ["x"] * 3 for k in ("class_weights", "sampler")},
+            "lr": [0.01, 0.01, 0.1],
+            "experiment": [1, 2, 3],
+            "name": ["a", "b", "c"],
+            "complete": True,
+            "scored": 3,
+            "val_acc": [0.8, 0.7, 0.6],
+            "test_acc": [0.7, 0.7, 0.6],
+            "selected": selected,
+        }
+    )
+    _, table = axis_effects(configs, select)
+    assert table.set_index("value").loc[0.01, "best configuration"] == best
