@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
 from trainable.scoring import (  # noqa: F401 (the scores, re-exported beside the statistics on them)
     METRICS,
@@ -127,6 +127,67 @@ METHOD_NOTE = (
 )
 
 
+# -- One run as a side -----------------------------------------------------------------------
+#
+# Against one run (HOG+SVM: deterministic, no seeds), A - B has two variance components: A's
+# seeds, s^2/n with f = n - 1 degrees of freedom (2 for 3 seeds), and the test images', with
+# N - 1 (or G - 1 over people). This is Student's problem generalized by Welch (1947,
+# Biometrika 34:28-35): t = D / sqrt(V) has no distribution free of the unknown share of the seeds
+# in V, so the critical value is made a function of the estimated share c = (s^2/n) / V, as in
+# Welch's and Aspin's (1949, Biometrika 36:290-296) tabulated solutions. Here it moves from the
+# images' t (c = 0) to the seeds' t (c = 1) as c^k: h(c) = t_img + (t_seed - t_img) c^k, with k the
+# largest for which the size, integrated by normal theory over the seeds' and the images' chi-squares,
+# is at most the level for every true share and every images' df from 7 to infinity
+# (study.bench.calibration --rule computes ONE_RUN_EXPONENTS and checks them). Welch-Satterthwaite's
+# df (2 / c^2 at f = 2) let through up to 7.8% at a level of 5% and 6 to 9 times the level at
+# 0.0025 (a Holm level); the seeds' own n - 1 df whatever c held it but found a 10-point gap 3
+# times in 100 (3 seeds, 120 images). Simulated studies and the power: docs/statistics.md.
+
+ONE_RUN_LEVELS = (1e-6, 1e-5, 1e-4, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
+ONE_RUN_EXPONENTS = {  # seeds' df -> k at each of ONE_RUN_LEVELS (python -m study.bench.calibration --rule)
+    2: (0.582, 0.597, 0.622, 0.672, 0.7, 0.746, 0.794, 0.863, 1.009),
+    3: (0.615, 0.64, 0.684, 0.776, 0.82, 0.889, 0.957, 1.046, 1.211),
+    4: (0.652, 0.69, 0.758, 0.887, 0.94, 1.023, 1.099, 1.195, 1.359),
+    5: (0.693, 0.747, 0.838, 0.992, 1.05, 1.138, 1.218, 1.313, 1.47),
+    6: (0.74, 0.808, 0.92, 1.087, 1.147, 1.236, 1.314, 1.406, 1.556),
+    7: (0.789, 0.871, 0.998, 1.171, 1.23, 1.318, 1.394, 1.482, 1.625),
+    8: (0.84, 0.934, 1.072, 1.244, 1.302, 1.387, 1.461, 1.545, 1.673),
+    9: (0.891, 0.994, 1.139, 1.308, 1.364, 1.446, 1.517, 1.594, 1.712),
+    11: (0.99, 1.107, 1.254, 1.408, 1.459, 1.534, 1.597, 1.667, 1.775),
+    14: (1.125, 1.25, 1.376, 1.515, 1.561, 1.628, 1.683, 1.745, 1.837),
+    19: (1.304, 1.407, 1.516, 1.633, 1.673, 1.729, 1.775, 1.825, 1.9),
+}
+
+
+def one_run_exponent(level, seed_df: int):
+    """k of the one-run rule at `level` (arrays too), for `seed_df`: the table's row for the largest
+    tabulated df at most seed_df (k grows with df: a smaller df's k is the safe side), interpolated in
+    log level; at a level above 0.05 its k at 0.05 (the safe side again), below 1e-6 its k at 1e-6."""
+    row = ONE_RUN_EXPONENTS[max(f for f in ONE_RUN_EXPONENTS if f <= seed_df)]
+    return np.interp(np.log(level), np.log(ONE_RUN_LEVELS), row)
+
+
+def one_run_critical(level, seed_df, image_df, share, exponent=None):
+    """The critical value of |t| at two-sided `level` for A (seed_df = runs - 1 >= 2) against one
+    run, where `share` is the seeds' estimated share of the variance (arrays broadcast); `exponent`:
+    k, else the table's (one_run_exponent)."""
+    k = one_run_exponent(level, seed_df) if exponent is None else exponent
+    t_seed, t_image = stats.t.ppf(1 - level / 2, seed_df), stats.t.ppf(1 - level / 2, image_df)
+    return t_image + (t_seed - t_image) * np.clip(share, 0.0, 1.0) ** k
+
+
+def one_run_p_value(t, seed_df, image_df, share):
+    """The level at which |t| meets one_run_critical: its two-sided p-value (bisection on the log
+    of the level, arrays at once; the critical value falls as the level grows)."""
+    t = np.abs(np.asarray(t, float))
+    lo, hi = np.full(t.shape, math.log(1e-16)), np.zeros(t.shape)
+    for _ in range(56):  # 37 units of log-level halved to below 1e-15
+        mid = (lo + hi) / 2
+        rejects = t > one_run_critical(np.exp(mid), seed_df, image_df, share)
+        hi, lo = np.where(rejects, mid, hi), np.where(rejects, lo, mid)
+    return np.exp(hi)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A score (mean over runs), or a difference of two sides' scores, with its variance by
@@ -137,6 +198,7 @@ class Estimate:
     image_var: np.ndarray | float  # test-image component, interaction removed, >= 0
     df: np.ndarray | float  # Welch-Satterthwaite
     runs: tuple[int, ...]  # runs per side
+    image_df: int = 0  # the test images' (or people's) units - 1
 
     @property
     def se(self):
@@ -146,15 +208,37 @@ class Estimate:
     def training_noise_counted(self) -> bool:
         return min(self.runs) >= 2
 
+    @property
+    def one_run(self) -> bool:
+        """A difference against a side of one run: the one-run rule above, not Satterthwaite's t."""
+        return len(self.runs) == 2 and min(self.runs) == 1 and max(self.runs) >= 2
+
+    @property
+    def seed_share(self):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.se > 0, self.seed_var / self.se**2, 0.0)
+
+    def critical(self, level: float):
+        """The critical value of |t| at two-sided `level` (the interval's half-width over se)."""
+        if not self.one_run:
+            return stats.t.ppf(1 - level / 2, self.df)
+        if max(self.runs) == 2:  # one seed df: the rule's size is not held (see above); the seeds' t
+            return stats.t.ppf(1 - level / 2, 1)
+        return one_run_critical(level, max(self.runs) - 1, self.image_df, self.seed_share)
+
     def p_value(self):
         """Two-sided, for a true value of 0 (a difference)."""
         se = self.se
         with np.errstate(divide="ignore", invalid="ignore"):
-            p = 2 * stats.t.sf(np.abs(self.value) / se, self.df)
+            t = np.abs(self.value) / se
+            if self.one_run and max(self.runs) > 2:
+                p = one_run_p_value(np.where(se > 0, t, 0.0), max(self.runs) - 1, self.image_df, self.seed_share)
+            else:
+                p = 2 * stats.t.sf(t, 1 if self.one_run else self.df)
         return np.where(se > 0, p, np.where(self.value == 0, 1.0, 0.0))
 
     def interval(self, confidence: float = CONFIDENCE) -> tuple:
-        half = stats.t.ppf((1 + confidence) / 2, self.df) * self.se
+        half = self.critical(1 - confidence) * self.se
         return self.value - half, self.value + half
 
 
@@ -197,15 +281,8 @@ def _estimate(value, per_run, within, between, image_total, n_units: int) -> Est
     with np.errstate(divide="ignore", invalid="ignore"):
         df = total**2 / sum(v**2 / d for v, d in terms)
     df = np.where(total > 0, df, n_units - 1)
-    runs = [s.shape[-1] for s in per_run]
-    if len(runs) == 2 and min(runs) == 1 and max(runs) >= 2:
-        # One side a single (e.g. deterministic) run: the test rests on the other side's few seed
-        # scores, skewed near a ceiling, and Satterthwaite's df lets a run of good seeds through
-        # (false-positive rate 0.08-0.10 at 3 seeds, sigma 10 points); the seeds' own n - 1 df
-        # hold it (study.bench.calibration's one-run cells).
-        df = np.minimum(df, max(runs) - 1)
     seed_var = sum(v for v, _ in terms[:-1]) if len(terms) > 1 else np.zeros_like(image_var_)
-    return Estimate(value, seed_var, image_var_, df, tuple(s.shape[-1] for s in per_run))
+    return Estimate(value, seed_var, image_var_, df, tuple(s.shape[-1] for s in per_run), n_units - 1)
 
 
 def accuracy_estimate(*correct, groups=None) -> Estimate:
@@ -276,17 +353,24 @@ def full_interval(
 
 
 def widest(e: Estimate, confidence: float = CONFIDENCE, wilson_images: int | None = None) -> tuple:
-    """The seed-and-image interval of `e`, widened to the seeds-only t interval where that is
-    wider (fewer degrees of freedom), clipped to [0, 1]; arrays in, arrays out. For a score on
-    `wilson_images` independent units (images, or people) whose runs show no variation at all
-    (every run right, or wrong, on every image alike: a point interval), Wilson's interval on one
-    test set instead, whichever the score: accuracy and balanced accuracy are then one number,
-    and get one interval."""
-    lo, hi = e.interval(confidence)
+    """The seed-and-image interval of `e`, its half-widths widened to the seeds-only t interval's
+    where that is wider (fewer degrees of freedom), and each end moved out to where the same
+    half-widths laid on the logit scale put it (divided by p(1 - p), the delta method's slope, and
+    mapped back): a score near 1 has seeds that fall further below it than they rise above it, and an
+    interval that leans away from the bound covers its expected value (study.bench.calibration's
+    cells at accuracy 0.9); arrays in, arrays out. For a score on `wilson_images` independent units
+    (images, or people) whose runs show no variation at all (every run right, or wrong, on every
+    image alike: a point interval), Wilson's interval on one test set instead, whichever the score:
+    accuracy and balanced accuracy are then one number, and get one interval."""
+    half = e.critical(1 - confidence) * e.se
     if e.training_noise_counted:
         n = e.runs[0]
-        half = stats.t.ppf((1 + confidence) / 2, n - 1) * np.sqrt(e.seed_var)
-        lo, hi = np.minimum(lo, e.value - half), np.maximum(hi, e.value + half)
+        half = np.maximum(half, stats.t.ppf((1 + confidence) / 2, n - 1) * np.sqrt(e.seed_var))
+    units = e.image_df + 1
+    p = np.clip(e.value, 0.5 / units, 1 - 0.5 / units)
+    centre, slope = np.log(p / (1 - p)), p * (1 - p)
+    lo = np.minimum(e.value - half, special.expit(centre - half / slope))
+    hi = np.maximum(e.value + half, special.expit(centre + half / slope))
     if wilson_images:
         w_lo, w_hi = accuracy_ci(e.value * wilson_images, wilson_images, confidence)
         lo, hi = np.where(e.se > 0, lo, w_lo), np.where(e.se > 0, hi, w_hi)
@@ -305,12 +389,20 @@ class Comparison:
     df: float
     runs: tuple[int, int]
     se: float
+    seed_share: float = 0.0  # of the variance: the one-run rule's c
+    image_df: int = 0
+
+    def critical(self, level: float = 1 - CONFIDENCE) -> float:
+        """The test's critical value of |t| at two-sided `level` (Estimate.critical)."""
+        seed_var = self.seed_share * self.se**2
+        e = Estimate(self.diff, seed_var, self.se**2 - seed_var, self.df, self.runs, self.image_df)
+        return float(e.critical(level))
 
     def interval(self, level: float = 1 - CONFIDENCE) -> tuple[float, float]:
-        """The (1 - level) interval of the difference (the t of the test: it excludes 0 iff p < level),
-        within [-1, 1]: a difference of two scores in [0, 1] can be no larger (clipping moves no end
-        across 0, so the interval still excludes 0 exactly when the test rejects)."""
-        half = stats.t.ppf(1 - level / 2, self.df) * self.se
+        """The (1 - level) interval of the difference (the critical value of the test: it excludes 0
+        iff p < level), within [-1, 1]: a difference of two scores in [0, 1] can be no larger
+        (clipping moves no end across 0, so the interval still excludes 0 exactly when the test rejects)."""
+        half = self.critical(level) * self.se
         return max(-1.0, self.diff - half), min(1.0, self.diff + half)
 
     def detectable(self, level: float = 1 - CONFIDENCE, power: float = POWER) -> float:
@@ -321,7 +413,7 @@ class Comparison:
         no difference a score can show (100 points) would be found with that power."""
         if not self.se > 0:
             return math.nan
-        crit = stats.t.ppf(1 - level / 2, self.df)
+        crit = self.critical(level)
 
         def shortfall(delta: float) -> float:
             nc = delta / self.se
@@ -392,5 +484,14 @@ def compare(
     e = metric_estimate(metric, labels, preds_a, preds_b, n_classes=n_classes, groups=groups)
     lo, hi = np.clip(e.interval(confidence), -1.0, 1.0)
     return Comparison(
-        metric, float(e.value), float(lo), float(hi), float(e.p_value()), float(e.df), e.runs, float(e.se)
+        metric,
+        float(e.value),
+        float(lo),
+        float(hi),
+        float(e.p_value()),
+        float(e.df),
+        e.runs,
+        float(e.se),
+        float(e.seed_share),
+        e.image_df,
     )

@@ -12,10 +12,18 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import load_study
-from analysis.tables import config_table, fanova_importance
+from analysis.tables import config_table, fanova_importance, selected
 from trainable.config import is_pretrained
 from trainable.errors import UserError
-from trainable.results_layout import BASELINES_FILE, BEST_DIR, BEST_FILE, CONFIRM_DIR, OPTUNA_FILE, PEER_FILE
+from trainable.results_layout import (
+    BASELINES_FILE,
+    BEST_DIR,
+    BEST_FILE,
+    CONFIRM_DIR,
+    OPTUNA_FILE,
+    PEER_FILE,
+    SELECTIONS,
+)
 from trainable.study_record import StudyRecord, read_study_record
 
 
@@ -36,6 +44,7 @@ class Study:
     fanova: tuple[pd.DataFrame, int] | None = None  # an Optuna search's fANOVA importances (tables.fanova_importance)
     groups: np.ndarray | None = None  # each test image's person, when the split was grouped (--group-by)
     confirmed: pd.DataFrame | None = None  # a grid's confirmation runs (confirm/), as config_table rows
+    search_choice: int | None = None  # a confirmed search's chosen trial (search_choice), fixed before confirmation
 
     @property
     def classes(self) -> list[str]:
@@ -63,8 +72,9 @@ class Study:
         ranking (its confirmation runs), or a grid's confirmation of its best; else None."""
         if not len(self.ranked):
             return None
-        if self.searched is not None:
-            return self.ranked.iloc[0]
+        if self.searched is not None:  # the one chosen on the search runs, never re-picked on the runs that test it
+            chosen = self.ranked[self.ranked.experiment == self.search_choice]
+            return chosen.iloc[0] if len(chosen) else None
         if self.confirmed is None or not len(self.confirmed):
             return None
         again = self.confirmed[self.confirmed.complete & (self.confirmed.scored > 0)]
@@ -105,6 +115,15 @@ def load_baselines(directory: str | None, study_split: dict | None) -> tuple[lis
     return records, notes
 
 
+def search_choice(trials: pd.DataFrame, epochs: pd.DataFrame, select: str) -> int | None:
+    """The searched trial (its number) a search's confirmation stage put first: the best --select
+    value as Tune last saw it (study.run.confirm_source), chosen before any confirmation run."""
+    scores = pd.Series(trials.trial_id.map(selected(epochs, select)).to_numpy(), index=trials.experiment).dropna()
+    if scores.empty:
+        return None
+    return int(scores.idxmin() if SELECTIONS[select][1] == "min" else scores.idxmax())
+
+
 def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
     record = read_study_record(results_dir)
     if record is None:
@@ -137,6 +156,20 @@ def load_inputs(results_dir: str, baselines_dir: str | None) -> Study:
             best = json.load(f)
     journal = os.path.join(results_dir, OPTUNA_FILE)
     fanova = fanova_importance(journal) if os.path.exists(journal) else None
+    choice = search_choice(*searched, record.select) if searched is not None else None
     return Study(
-        name, record, trials, epochs, configs, labels, baselines, notes, best, searched, fanova, groups, confirmed
+        name,
+        record,
+        trials,
+        epochs,
+        configs,
+        labels,
+        baselines,
+        notes,
+        best,
+        searched,
+        fanova,
+        groups,
+        confirmed,
+        choice,
     )
