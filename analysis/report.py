@@ -49,6 +49,9 @@ def build_report(
         provenance_section,
         search_section,
         summary_section,
+        title,
+        verdict_section,
+        verdicts,
     )
     from analysis.study_inputs import load_inputs
     from analysis.tables import baseline_table
@@ -58,6 +61,10 @@ def build_report(
     btable = baseline_table(s.baselines, s.labels, len(s.classes), s.groups) if s.baselines else None
     os.makedirs(out_dir, exist_ok=True)
     doc = Document()
+    found = verdicts(s, btable) if len(s.configs) else None
+    title(doc, s)
+    if len(s.configs):
+        verdict_section(doc, s, found, btable)
     header(doc, s)
     for note in s.notes:
         doc.p(note)
@@ -69,7 +76,7 @@ def build_report(
         if s.baselines:
             baselines_section(doc, s)
         paper_section(doc, s, btable)
-        comparisons_section(doc, s, btable)
+        comparisons_section(doc, s, found)
         figures_section(doc, s, btable, out_dir)
     external = [*sorted(glob.glob(os.path.join(results_dir, EVALUATIONS_DIR, "*.json"))), *external]
     if external:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 
 from analysis import figures
 from analysis.document import Document
-from analysis.stats import METHOD_NOTE, accuracy_ci
+from analysis.stats import METHOD_NOTE, Comparison, accuracy_ci, format_p
 from analysis.study_inputs import Study
 from analysis.tables import (
     PRIMARY_METRIC,
@@ -67,10 +68,14 @@ def own_departures(s: Study) -> list[str]:
 MAX_SHOWN = 12  # configurations drawn in the per-configuration figures
 
 
-def header(doc: Document, s: Study) -> None:
+def title(doc: Document, s: Study) -> None:
     doc.h(f"Face-age study: {s.name}", 1)
     if len(s.trials) and not s.pretrained:
         doc.notice(RANDOM_INIT_NOTICE)
+
+
+def header(doc: Document, s: Study) -> None:
+    """What ran and how its numbers are read: after the answer, before the tables."""
     counts = s.trials.status.value_counts() if len(s.trials) else pd.Series(dtype=int)
     sizes = ", ".join(f"{k} {v}" for k, v in s.record.split_sizes.items())
     if s.groups is not None:
@@ -323,49 +328,186 @@ def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
     doc.p("And this study's own departures from the 2021 report: " + "; ".join(own_departures(s)) + ".")
 
 
-def comparisons_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
-    doc.h("Is the difference real?")
-    n_images = len(s.labels)
-    lo, hi = accuracy_ci(int(0.8 * n_images), n_images)
-    ranked = s.ranked
-    sides = []  # (name A, name B, row A, row B)
+@dataclass
+class Verdicts:
+    """Every comparison the report tests, one Holm family: the tests, their adjusted p-values and
+    the level Holm tested each at (tables.comparison_table), and which compare the best with a baseline."""
+
+    tests: list[tuple[str, str, Comparison]]
+    adjusted: list[float]
+    levels: list[float]
+    table: pd.DataFrame
+    against_baselines: list[int]
+
+
+def comparison_pairs(s: Study, btable: pd.DataFrame | None) -> tuple[list[tuple[str, str, Any, Any]], int]:
+    """(A name, B name, A row, B row) of every comparison, and how many of them (the last ones) set
+    the best against a baseline. The best is always on runs that did not choose it (s.claimed: its
+    confirmation runs) or not tested at all. Against experiment 1 (chosen in advance): every ranked
+    configuration when the ranking has at most MAX_SHOWN (a family fixed before any result); when it
+    has more, the ones shown were picked by the ranking itself, so only the best is tested."""
+    ranked, best = s.ranked, s.claimed
+    top = ranked.iloc[0].config_id if len(ranked) else None
+    again = "" if best is None or s.searched is not None else f" (fresh seeds {', '.join(map(str, best.seed_list))})"
+    pairs = []
     reference = ranked[ranked.experiment == 1] if len(ranked) else ranked
     if len(reference):
         ref = reference.iloc[0]
-        for c in ranked.head(MAX_SHOWN).itertuples():
-            if c.config_id != ref.config_id:
-                sides.append((f"#{c.experiment} {c.name}", f"#{ref.experiment} {ref['name']}", c, ref))
-    best = s.claimed
+        rows = list(ranked.itertuples()) if len(ranked) <= MAX_SHOWN else []
+        for c in rows:
+            if c.config_id not in (ref.config_id, top):
+                pairs.append((f"#{c.experiment} {c.name}", f"#{ref.experiment} {ref['name']}", c, ref))
+        if best is not None and top != ref.config_id:
+            pairs.append(
+                (f"best #{best.experiment} {best['name']}{again}", f"#{ref.experiment} {ref['name']}", best, ref)
+            )
+    against = 0
     if best is not None and btable is not None:
-        again = "" if s.searched is not None else f", fresh seeds {', '.join(map(str, best.seed_list))}"
         for _, group in btable.groupby("features", sort=False):
             b = group.loc[group.val_acc.str[0].idxmax()]
-            sides.append((f"best CNN #{best.experiment}{again}", b["name"], best, b))
-    if len(ranked) and best is None:
+            pairs.append((f"best CNN #{best.experiment}{again}", b["name"], best, b))
+            against += 1
+    return pairs, against
+
+
+def verdicts(s: Study, btable: pd.DataFrame | None) -> Verdicts | None:
+    pairs, against = comparison_pairs(s, btable)
+    if not pairs:
+        return None
+    tests = comparisons(pairs, s.labels, len(s.classes), PRIMARY_METRIC[s.select], s.groups)
+    table, adjusted, levels = comparison_table(tests)
+    return Verdicts(tests, adjusted, levels, table, list(range(len(tests) - against, len(tests))))
+
+
+def verdict_section(doc: Document, s: Study, found: Verdicts | None, btable: pd.DataFrame | None) -> None:
+    """The answer first: the chosen configuration, its confirmed score with the full interval, and
+    against each baseline and the 2021 figure the difference, its interval, the verdict and the
+    smallest difference this study could see; then the seeds (or test images) a question needs."""
+    doc.h("The answer")
+    best = s.claimed
+    if best is None:
+        doc.p(
+            "No configuration is claimed. "
+            + (unconfirmed_note(s) if len(s.ranked) else "No configuration has all its seeds finished and scored.")
+        )
+        return
+    metric = PRIMARY_METRIC[s.select]
+    runs = f"{len(best.seed_list)} run(s) it was not chosen on (seeds {', '.join(map(str, best.seed_list))})"
+    tested = "" if metric == "accuracy" else f"; {metric}, the tested metric, {with_range(*best[f'{metric} full'])}"
+    doc.p(
+        f"Chosen: #{best.experiment} {best['name']}, by its mean {s.select} over seeds (validation, never test). "
+        f"On {runs}: test accuracy {with_range(*best.test_full)} (95%, counting training seeds and test "
+        f"images){tested}."
+    )
+    rows = []
+    for i in found.against_baselines if found else []:
+        _, b, c = found.tests[i]
+        p_holm, level = found.adjusted[i], found.levels[i]
+        lo, hi = c.interval(level)
+        if c.no_variance:
+            verdict = "no test (zero variance)"
+        elif p_holm < 0.05:
+            verdict = f"{'better' if c.diff > 0 else 'worse'} (Holm {format_p(p_holm)})"
+        else:
+            verdict = f"not distinguishable from noise (Holm {format_p(p_holm)})"
+        rows.append(
+            {
+                "against": b + (" (one run, deterministic)" if c.deterministic[1] else f" ({c.runs[1]} run(s))"),
+                f"difference in {metric} (points)": f"{100 * c.diff:+.1f}",
+                "interval": f"{100 * lo:+.1f} to {100 * hi:+.1f} ({100 * (1 - level):.4g}%, Holm's level)",
+                "verdict": verdict,
+                "smallest difference it could see (80% power)": c.detectable_text(level),
+            }
+        )
+    rows.extend(reported_row(s, best))
+    if rows:
+        doc.table(pd.DataFrame(rows))
+    elif s.baselines is None:
+        doc.p(
+            "No baseline to compare with: compute them on the same split (python -m analysis.baselines) and "
+            "pass --baselines."
+        )
+    if found and found.against_baselines:
+        doc.p(seeds_needed(found.tests[found.against_baselines[0]], len(s.labels)))
+
+
+def reported_row(s: Study, best: pd.Series) -> list[dict]:
+    """The chosen configuration against the 2021 report's figure for its experiment: one number with
+    no noise of its own, so the difference's interval is ours moved by it (95%, outside the Holm family)."""
+    reported = REPORTED.get(int(best.experiment))
+    if s.record.grid != "paper" or not s.pretrained or reported is None:
+        return []
+    mean, lo, hi = best.test_full
+    half = (hi - lo) / 2
+    inside = lo <= reported[1] <= hi
+    return [
+        {
+            "against": f"the 2021 report's #{best.experiment} (test acc {reported[1]:.2f}, one run)",
+            "difference in accuracy (points)": f"{100 * (mean - reported[1]):+.1f}",
+            "interval": f"{100 * (lo - reported[1]):+.1f} to {100 * (hi - reported[1]):+.1f} (95%)",
+            "verdict": "consistent with it" if inside else ("higher" if lo > reported[1] else "lower") + " than it",
+            # a z-test's 80% power at 5%: (1.96 + 0.84) / 1.96 of the interval's half-width
+            "smallest difference it could see (80% power)": f"about {100 * half * (1.96 + 0.84) / 1.96:.1f}",
+        }
+    ]
+
+
+def seeds_needed(test: tuple[str, str, Comparison], n_images: int) -> str:
+    """What the study's own variances say a question needs: seeds for a 5- and a 10-point difference
+    (80% power at 5%, as one planned comparison), or where seeds cannot do it, test images."""
+    a, b, c = test
+    if not c.se > 0:
+        return f"Seeds needed: not estimable for {b}: the comparison measured no variance."
+    parts = []
+    for points in (5, 10):
+        seeds, images = c.plan(points / 100, n_images)
+        if seeds is not None:
+            parts.append(f"a {points}-point difference with {seeds} confirmation seeds")
+        elif images is not None:
+            parts.append(
+                f"a {points}-point difference with no number of seeds on these {n_images} test images (their own "
+                f"noise is the floor): it would take about {images} test images"
+            )
+    return (
+        f"Seeds needed, from this study's own variances (its seeds' spread, {c.runs[0]} of them, and the test "
+        f"images'): against {b}, a test at 5% (one planned comparison; the Holm family above needs more) would "
+        f"find {' and '.join(parts)}, 4 times in 5. Set them with --confirm-seeds N."
+    )
+
+
+def comparisons_section(doc: Document, s: Study, found: Verdicts | None) -> None:
+    doc.h("Is the difference real?")
+    n_images = len(s.labels)
+    lo, hi = accuracy_ci(int(0.8 * n_images), n_images)
+    if len(s.ranked) and s.claimed is None:
         doc.p(unconfirmed_note(s))
-    if not sides:
+    if len(s.ranked) > MAX_SHOWN:
+        doc.p(
+            f"The ranking's first {MAX_SHOWN} of {len(s.ranked)} configurations were picked by the ranking itself: "
+            "testing them against #1 on the runs that ranked them would favour them (the winner's curse), so "
+            "only the best is tested, on runs it was not chosen on; the others' numbers are descriptive."
+        )
+    if found is None:
         doc.p("No comparison: it needs finished configurations (and experiment 1, or baselines on the same split).")
         return
     metric = PRIMARY_METRIC[s.select]
-    tests = comparisons(sides, s.labels, len(s.classes), metric, s.groups)
-    table, adjusted, levels = comparison_table(tests)
     doc.p(
-        f"{len(tests)} comparison(s), one per pair, on {metric} (the metric --select {s.select} ranks on: one "
+        f"{len(found.tests)} comparison(s), one per pair, on {metric} (the metric --select {s.select} ranks on: one "
         f"question, one test) on the same {n_images} test images, by the seed-and-image t-test; their p-values "
-        f"are Holm-adjusted over all {len(tests)}, and 'different?' uses the adjusted p. Each interval is at the "
-        "level Holm's step-down tested its comparison, so it excludes 0 exactly when the verdict is 'yes'; "
+        f"are Holm-adjusted over all {len(found.tests)}, and 'different?' uses the adjusted p. Each interval is at "
+        "the level Holm's step-down tested its comparison, so it excludes 0 exactly when the verdict is 'yes'; "
         "'detectable' is the smallest true difference the comparison finds with 80% power at that level and "
-        "its own variance. A side with one run (a baseline, or a single seed) has no measured training noise: "
-        "its row says so, and its verdict is about the test images only. With this many images one run's "
+        "its own variance. A side with one run has no measured training noise unless it has none to measure "
+        "(a deterministic baseline, the same model on every run); its row says which. With this many images one run's "
         f"accuracy is uncertain by about ±{100 * (hi - lo) / 2:.0f} points."
     )
     doc.p(descriptive_note(metric, s.class_counts.get("test")))
     if s.groups is not None:
         doc.p(people_note(s.groups))
     doc.p("Method: " + METHOD_NOTE)
-    doc.table(table)
-    for (a, b, test), p_holm, level in zip(tests, adjusted, levels, strict=True):
-        doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(tests), level=level))
+    doc.table(found.table)
+    for (a, b, test), p_holm, level in zip(found.tests, found.adjusted, found.levels, strict=True):
+        doc.p(test.sentence(a, b, n_images, p_adjusted=p_holm, comparisons=len(found.tests), level=level))
 
 
 def unconfirmed_note(s: Study) -> str:

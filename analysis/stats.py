@@ -391,6 +391,7 @@ class Comparison:
     se: float
     seed_share: float = 0.0  # of the variance: the one-run rule's c
     image_df: int = 0
+    deterministic: tuple[bool, bool] = (False, False)  # a side of one run that has no training noise at all
 
     def critical(self, level: float = 1 - CONFIDENCE) -> float:
         """The test's critical value of |t| at two-sided `level` (Estimate.critical)."""
@@ -444,10 +445,29 @@ class Comparison:
     @property
     def caveat(self) -> str:
         """'' when both sides' training noise is counted; else what the p-value leaves out."""
-        if min(self.runs) >= 2:
+        unmeasured = [s for s, n, fixed in zip("AB", self.runs, self.deterministic, strict=True) if n < 2 and not fixed]
+        if not unmeasured:
             return ""
-        sides = " and ".join(s for s, n in zip(("A", "B"), self.runs, strict=True) if n < 2)
-        return f"test-set noise only: training noise of {sides} unmeasured (one run)"
+        return f"test-set noise only: training noise of {' and '.join(unmeasured)} unmeasured (one run)"
+
+    def plan(self, diff: float, n_images: int, level: float = 1 - CONFIDENCE, power: float = POWER):
+        """(seeds, test images) A would need for this comparison to find a true difference of `diff`
+        with `power` at `level`, from its own measured variances (A's per-seed variance, the images'):
+        the fewest seeds (up to 100) on these images, else None and the test images that would do with
+        as many seeds as one likes; the test's own critical value, the power by the normal
+        approximation. (None, None) where nothing was measured (zero variance)."""
+        if not self.se > 0 or self.runs[0] < 2:
+            return None, None
+        per_seed, images = self.seed_share * self.se**2 * self.runs[0], (1 - self.seed_share) * self.se**2
+        shortfall = stats.norm.ppf(power)
+        for n in range(2, 101):
+            se = math.sqrt(per_seed / n + images)
+            runs = (n, self.runs[1])
+            trial = Comparison(self.metric, diff, 0, 0, 1, self.df, runs, se, per_seed / n / se**2, self.image_df)
+            if diff / se >= trial.critical(level) + shortfall:
+                return n, None
+        floor = diff / (stats.t.ppf(1 - level / 2, self.image_df) + shortfall)  # the images' se that would do
+        return None, math.ceil(n_images * images / floor**2)
 
     def sentence(self, a: str, b: str, n_images: int, p_adjusted: float, comparisons: int, level: float) -> str:
         """One sentence for the report; the verdict uses the Holm-adjusted p, the interval and the
@@ -477,10 +497,18 @@ class Comparison:
 
 
 def compare(
-    metric: str, preds_a, preds_b, labels, n_classes: int, confidence: float = CONFIDENCE, groups=None
+    metric: str,
+    preds_a,
+    preds_b,
+    labels,
+    n_classes: int,
+    confidence: float = CONFIDENCE,
+    groups=None,
+    deterministic: tuple[bool, bool] = (False, False),
 ) -> Comparison:
     """A minus B (each averaged over its runs) on the same test images: the seed-and-image t-test
-    (over groups of images when `groups` are given)."""
+    (over groups of images when `groups` are given). `deterministic`: a side of one run that has no
+    training noise (HOG+SVM), said so instead of 'unmeasured'."""
     e = metric_estimate(metric, labels, preds_a, preds_b, n_classes=n_classes, groups=groups)
     lo, hi = np.clip(e.interval(confidence), -1.0, 1.0)
     return Comparison(
@@ -494,4 +522,5 @@ def compare(
         float(e.se),
         float(e.seed_share),
         e.image_df,
+        deterministic,
     )

@@ -240,6 +240,7 @@ def baseline_table(records: list[dict], labels: np.ndarray, n_classes: int = 3, 
                 "features": group.features.iloc[0],
                 "seeds": len(group),
                 "seed_list": group.seed.tolist(),
+                "deterministic": bool(group.seed.isna().all()),  # no seed: the same model every run (HOG + SVM)
                 "val_acc": mean_ci(group.val_acc),
                 "test_acc": mean_ci(group.test_acc),
                 "preds": preds,
@@ -363,7 +364,15 @@ def comparisons(
 ) -> list[tuple[str, str, Comparison]]:
     """Every pair of config_table / baseline_table rows on the one tested `metric` (one question,
     one test: the metric --select names, PRIMARY_METRIC)."""
-    return [(a, b, compare(metric, ra.preds, rb.preds, labels, n_classes, groups=groups)) for a, b, ra, rb in pairs]
+    fixed = lambda row: bool(getattr(row, "deterministic", False))  # noqa: E731 (a baseline without seeds)
+    return [
+        (
+            a,
+            b,
+            compare(metric, ra.preds, rb.preds, labels, n_classes, groups=groups, deterministic=(fixed(ra), fixed(rb))),
+        )
+        for a, b, ra, rb in pairs
+    ]
 
 
 def comparison_table(tests: list[tuple[str, str, Comparison]]) -> tuple[pd.DataFrame, list[float], list[float]]:

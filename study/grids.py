@@ -69,6 +69,7 @@ STUDY_KEYS = (
     "seeds",
     "first_seed",
     "confirm_top",
+    "confirm_seeds",
     "grace_period",
     "budget_epochs",
 )

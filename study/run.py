@@ -184,10 +184,12 @@ def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -
         value = (result.metrics or {}).get(key)
         if value is not None and value == value:
             scored.append((search_trial_number(result.path), result.config, -value if mode == "min" else value))
-    configs = search.confirm_configs(scored, spec.confirmations, spec.seeds, expansions, spec.first_seed)
+    configs = search.confirm_configs(scored, spec.confirmations, spec.confirm_seeds, expansions, spec.first_seed)
     if not configs:
         return None
-    label = f"the {len(configs) // spec.seeds} best searched configuration(s), {spec.seeds} fresh seed(s)"
+    label = (
+        f"the {len(configs) // spec.confirm_seeds} best searched configuration(s), {spec.confirm_seeds} fresh seed(s)"
+    )
     return GridSource(label, tuple(configs), "none")
 
 
@@ -216,8 +218,8 @@ def dry_run(spec: StudySpec, source: Source) -> int:
     if spec.confirmations:
         print(
             f"Then the {spec.confirmations} best by {spec.select} again, seeds {spec.first_seed + spec.seeds}.."
-            f"{spec.first_seed + 2 * spec.seeds - 1} (a confirmation: {spec.confirmations * spec.seeds} more "
-            "trials; --confirm-top 0 leaves it out)."
+            f"{spec.first_seed + spec.seeds + spec.confirm_seeds - 1} (a confirmation: "
+            f"{spec.confirmations * spec.confirm_seeds} more trials, --confirm-seeds; --confirm-top 0 leaves it out)."
         )
     return 0
 
@@ -297,18 +299,20 @@ def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) ->
 
 def grid_confirm_source(spec: StudySpec, source: GridSource, plan: Plan) -> GridSource | None:
     """The grid's --confirm-top best configurations (analysis.best's ranking: mean --select
-    over seeds, every seed finished) rerun with --seeds fresh seeds (F+S..F+2S-1); None when
-    no configuration is ranked."""
+    over seeds, every seed finished) rerun with --confirm-seeds C fresh seeds (F+S..F+S+C-1); None
+    when no configuration is ranked."""
     top = ranked_configurations(plan.directory, spec.confirmations)
+    first = {cid: next(c for c in source.configs if c.config_id == cid) for cid in top}
     configs = tuple(
-        dataclasses.replace(c, seed=c.seed + spec.seeds, config_id=f"confirm-{c.config_id}", name=f"confirm {c.name}")
-        for cid in top
-        for c in source.configs
-        if c.config_id == cid
+        dataclasses.replace(
+            c, seed=spec.first_seed + spec.seeds + k, config_id=f"confirm-{c.config_id}", name=f"confirm {c.name}"
+        )
+        for c in first.values()
+        for k in range(spec.confirm_seeds)
     )
     if not configs:
         return None
-    label = f"the {len(top)} best configuration(s) of the grid, {spec.seeds} fresh seed(s)"
+    label = f"the {len(top)} best configuration(s) of the grid, {spec.confirm_seeds} fresh seed(s)"
     return GridSource(label, configs, "none")
 
 

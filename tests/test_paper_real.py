@@ -67,7 +67,7 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
     assert progress["max_gap_s"] <= 5 + 10, table(progress)
     print(table(progress))
     confirmed, _ = load_study(str(tmp_path / "paper" / "confirm"), "confirm/")
-    assert sorted(confirmed.seed) == [3, 4, 5] and confirmed.config_id.nunique() == 1  # the best, fresh seeds
+    assert sorted(confirmed.seed) == [3, 4, 5, 6, 7] and confirmed.config_id.nunique() == 1  # the best, 5 fresh seeds
     for module, args in (
         ("analysis.baselines", ["--data", REAL_DATA, "--seeds", "1", "--out", str(tmp_path / "baselines")]),
         ("analysis.report", [str(tmp_path / "paper"), "--baselines", str(tmp_path / "baselines")]),
@@ -76,6 +76,15 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
     markdown = (tmp_path / "paper" / "report" / "report.md").read_text()
     assert RANDOM_INIT_NOTICE in markdown.split("\n\n")[1]  # first thing after the title
+    # then the answer: the chosen configuration on its confirmation runs, against each baseline, the seeds needed
+    answer = markdown.split("## The answer")[1].split("\n## ")[0]
+    assert markdown.index("## The answer") < markdown.index("## Summary") and "Chosen: #" in answer
+    assert "On 5 run(s) it was not chosen on (seeds 3, 4, 5, 6, 7): test accuracy" in answer
+    verdict_rows = [
+        line.split(" | ") for line in answer.splitlines() if line.startswith("| HOG") or line.startswith("| LBP")
+    ]
+    assert len(verdict_rows) == 2 and "(one run, deterministic)" in verdict_rows[0][0], answer
+    assert "Seeds needed, from this study's own variances" in answer and "--confirm-seeds N" in answer
     assert "| weights |" in markdown and "| none (random init) |" in markdown
     assert "reported val" not in markdown and "Left out: the 2021 figures come from VGGFace2" in markdown
 
@@ -88,6 +97,8 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
     for r in rows:
         lo, hi = (float(x) for x in r[5].split(" (")[0].split(" to "))
         assert (lo > 0 or hi < 0) == r[9].startswith("yes"), r  # interval and verdict agree
-        assert float(r[6]) > 0, r  # a detectable difference beside every comparison
+        assert -100 <= lo <= hi <= 100, r  # a difference of two accuracies, in points
+        detectable = r[6]  # beside every comparison, a number that can exist
+        assert detectable.startswith("over 100") or 0 < float(detectable) <= 100, r
     claims = [r for r in rows if "best CNN" in r[1]]
-    assert len(claims) == 2 and all("fresh seeds 3, 4, 5" in r[1] for r in claims), claims
+    assert len(claims) == 2 and all("fresh seeds 3, 4, 5, 6, 7" in r[1] for r in claims), claims

@@ -412,7 +412,7 @@ def test_the_best_is_claimed_against_baselines_on_its_confirmation_runs_only(tmp
     markdown, _ = report(study, str(base))
     section = markdown.split("## Is the difference real?")[1].split("\n## ")[0]
     assert "No test of the best configuration" not in section
-    assert f"best CNN #{ranked_first}, fresh seeds 2, 3" in section
+    assert f"best CNN #{ranked_first} (fresh seeds 2, 3)" in section
     assert "Confirmation: the best again, on fresh seeds" in markdown and "0.900" in markdown
 
 

@@ -112,10 +112,18 @@ class StudySpec:
     max_concurrent: int | None = option(None, "--search random/optuna: trials at a time (default: no cap)", type=int)
     confirm_top: int | None = option(
         None,
-        "then rerun the K best configurations (by --select) with --seeds fresh seeds: the report claims the best "
-        "against baselines and the 2021 numbers on those runs only (default: 1 for a grid, 0 for a search; 0: none)",
+        "then rerun the K best configurations (by --select) with --confirm-seeds fresh seeds: the report claims the "
+        "best against the baselines and the 2021 figures on those runs only (default: 1 for a grid, 0 for a "
+        "search; 0: none)",
         metavar="K",
         type=int,
+    )
+    confirm_seeds: int = option(
+        5,
+        "fresh seeds of each --confirm-top configuration; 5, what the report's test of the best against a "
+        "one-run baseline (HOG + SVM) needs to hold its level and find a 10-point gap 4 times in 10 (3 seeds: "
+        "a third of the time; docs/statistics.md)",
+        metavar="N",
     )
     select: str = option(
         DEFAULT_SELECT,
@@ -324,10 +332,15 @@ def check(spec: StudySpec) -> None:
         raise UserError(f"--num-samples must be at least 1, got {spec.num_samples}.")
     if spec.confirmations < 0 or (spec.max_concurrent is not None and spec.max_concurrent < 1):
         raise UserError("--confirm-top must be >= 0 and --max-concurrent >= 1.")
+    if spec.confirmations and spec.confirm_seeds < 2:
+        raise UserError(
+            f"--confirm-seeds {spec.confirm_seeds}: a confirmation needs at least 2 seeds to measure its training "
+            "noise (5 by default); --confirm-top 0 leaves the confirmation out."
+        )
     for option_name in ("first_seed", "max_failures", "max_trials"):
         if (value := getattr(spec, option_name)) < 0:
             raise UserError(f"--{option_name.replace('_', '-')} must be >= 0, got {value}.")
-    last = spec.first_seed + spec.seeds * (1 + spec.confirmations)  # the confirmation's fresh seeds follow
+    last = spec.first_seed + spec.seeds + (spec.confirm_seeds if spec.confirmations else 0)  # then fresh seeds
     if last > MAX_SEED:
         raise UserError(
             f"--first-seed {spec.first_seed} with --seeds {spec.seeds}: seeds run to {last - 1}; every seed must be "
