@@ -93,8 +93,8 @@ def header(doc: Document, s: Study) -> None:
         + f". Data: {s.record.data_root} ({sizes}). Accuracies are each trial's best epoch's (lowest "
         "validation loss). '±' is the half-width of a 95% Student-t interval across seeds (training noise "
         "only); the full interval counts the test images' noise too (seed-and-image variance with "
-        "Satterthwaite degrees of freedom, never narrower than the seeds-only one, clipped to [0, 1]; for "
-        "one run, test-image noise only: Wilson for accuracy)."
+        "Satterthwaite degrees of freedom, never narrower than the seeds-only one, leaning away from 0 and 1 "
+        "as on the logit scale, clipped to [0, 1]; for one run, test-image noise only: Wilson for accuracy)."
     )
     key, mode = SELECTIONS[s.select]
     doc.p(
@@ -324,6 +324,10 @@ def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
             }
         )
     doc.table(pd.DataFrame(rows))
+    doc.p(
+        "Ours: each configuration on the study's own runs, the seeds that ranked them (a description, not a "
+        "test); the chosen one is set against its 2021 figure on the runs it was not chosen on, in The answer."
+    )
     doc.p("Not like for like. What the 2021 code did: " + "; ".join(DIFFERENCES_FROM_2021) + ".")
     doc.p("And this study's own departures from the 2021 report: " + "; ".join(own_departures(s)) + ".")
 
@@ -457,21 +461,21 @@ def seeds_needed(test: tuple[str, str, Comparison], n_images: int) -> str:
     (80% power at 5%, as one planned comparison), or where seeds cannot do it, test images."""
     a, b, c = test
     if not c.se > 0:
-        return f"Seeds needed: not estimable for {b}: the comparison measured no variance."
+        return f"Seeds needed: not estimable against {b}: the comparison measured no variance."
     parts = []
     for points in (5, 10):
         seeds, images = c.plan(points / 100, n_images)
         if seeds is not None:
-            parts.append(f"a {points}-point difference with {seeds} confirmation seeds")
+            parts.append(f"a {points}-point difference: {seeds} confirmation seeds")
         elif images is not None:
             parts.append(
-                f"a {points}-point difference with no number of seeds on these {n_images} test images (their own "
-                f"noise is the floor): it would take about {images} test images"
+                f"a {points}-point difference: no number of seeds on these {n_images} test images, whose own noise "
+                f"is the floor; about {images:,} test images would do"
             )
     return (
-        f"Seeds needed, from this study's own variances (its seeds' spread, {c.runs[0]} of them, and the test "
-        f"images'): against {b}, a test at 5% (one planned comparison; the Holm family above needs more) would "
-        f"find {' and '.join(parts)}, 4 times in 5. Set them with --confirm-seeds N."
+        f"Seeds needed, from this study's own variances (its {c.runs[0]} seeds' spread and the {n_images} test "
+        f"images'), for one planned test at 5% to find it 4 times in 5 (the Holm family above needs more): "
+        f"against {b}, {'; '.join(parts)}. Set them with --confirm-seeds N."
     )
 
 

@@ -508,3 +508,56 @@ def test_the_per_axis_table_ranks_on_select(select, best):
     )
     _, table = axis_effects(configs, select)
     assert table.set_index("value").loc[0.01, "best configuration"] == best
+
+
+def confirmed_paper_study(tmp_path, weights="vggface2"):
+    """A paper study of experiments 1-3 (2 seeds each; equal val accuracy, so #1 ranks first), its best
+    confirmed on seeds 2-4, and HOG + SVM (deterministic) on the same split."""
+    study = make_study(
+        tmp_path, [(e, s, "max_epochs", 0.6 + e / 10) for e in (1, 2, 3) for s in (0, 1)], weights=weights
+    )
+    (study / "confirm").mkdir()
+    for i, seed in enumerate((2, 3, 4)):
+        again = config(1, seed, weights, config_id="confirm-c1", name="confirm exp1")
+        write_trial(study / "confirm", again, accuracy=0.85 + i / 100)
+    base = tmp_path / "baselines"
+    base.mkdir()
+    (base / "baselines.json").write_text(json.dumps({**split(), "baselines": [hog_baseline(0.6)]}))
+    return study, base
+
+
+def test_the_report_opens_with_the_answer_on_the_runs_that_did_not_choose_it(tmp_path):
+    study, base = confirmed_paper_study(tmp_path)
+    markdown, _ = report(study, str(base))
+    assert markdown.index("## The answer") < markdown.index("## Summary")
+    answer = markdown.split("## The answer")[1].split("\n## ")[0]
+    assert "Chosen: #1 confirm exp1" in answer and "On 3 run(s) it was not chosen on (seeds 2, 3, 4)" in answer
+    hog = next(line for line in answer.splitlines() if line.startswith("| HOG + SVM"))
+    assert "(one run, deterministic)" in hog and "better (Holm" in hog
+    assert "the 2021 report's #1 (test acc 0.82, one run)" in answer
+    needed = answer.split("Seeds needed, from this study's own variances")[1]
+    assert "a 5-point difference: " in needed and "a 10-point difference: " in needed
+    assert "about 1,211 test images would do" in needed  # 30 test images: their noise is the floor
+    section = markdown.split("## Is the difference real?")[1].split("\n## ")[0]
+    assert "training noise of B unmeasured" not in section  # HOG + SVM has none to measure
+    assert "on the study's own runs, the seeds that ranked them (a description, not a test)" in markdown
+
+
+def test_a_searchs_claimed_configuration_is_the_one_chosen_before_its_confirmation():
+    """--confirm-top 2 on a search: trial 9 led the search, trial 4 scored higher on the confirmation
+    runs; the claim stays with 9 (picking again on the runs that test it is the winner's curse)."""
+    from analysis.study_inputs import Study, search_choice
+
+    searched = pd.DataFrame({"trial_id": ["t004", "t009"], "experiment": [4, 9]})
+    epochs = pd.DataFrame(
+        [{**epoch_row(epoch=1, best_val_acc=v), "trial_id": t} for t, v in (("t004", 0.6), ("t009", 0.7))]
+    )
+    assert search_choice(searched, epochs, "val_acc") == 9
+    assert search_choice(searched, epochs.assign(best_val_loss=[0.3, 0.5]), "val_loss") == 4
+    configs = pd.DataFrame({"experiment": [4, 9], "complete": True, "scored": 3, "name": ["a", "b"]})  # 4 first
+    study = Study(
+        "s", None, pd.DataFrame(), pd.DataFrame(), configs, np.zeros(3), None, [], searched=(searched, epochs)
+    )
+    assert study.claimed is None  # no choice recorded: nothing claimed, never the confirmation's first
+    study.search_choice = 9
+    assert study.claimed.experiment == 9
