@@ -399,7 +399,8 @@ def verdict_section(doc: Document, s: Study, found: Verdicts | None, btable: pd.
     runs = f"{len(best.seed_list)} run(s) it was not chosen on (seeds {', '.join(map(str, best.seed_list))})"
     tested = "" if metric == "accuracy" else f"; {metric}, the tested metric, {with_range(*best[f'{metric} full'])}"
     doc.p(
-        f"Chosen: #{best.experiment} {best['name']}, by its mean {s.select} over seeds (validation, never test). "
+        f"Chosen: #{best.experiment} {best['name'].removeprefix('confirm ')}, by its mean {s.select} over seeds "
+        "(validation, never test). "
         f"On {runs}: test accuracy {with_range(*best.test_full)} (95%, counting training seeds and test "
         f"images){tested}."
     )
@@ -416,7 +417,14 @@ def verdict_section(doc: Document, s: Study, found: Verdicts | None, btable: pd.
             verdict = f"not distinguishable from noise (Holm {format_p(p_holm)})"
         rows.append(
             {
-                "against": b + (" (one run, deterministic)" if c.deterministic[1] else f" ({c.runs[1]} run(s))"),
+                "against": b
+                + (
+                    " (one run, deterministic)"
+                    if c.deterministic[1]
+                    else " (one run, its training noise unmeasured)"
+                    if c.runs[1] == 1
+                    else f" ({c.runs[1]} runs)"
+                ),
                 f"difference in {metric} (points)": f"{100 * c.diff:+.1f}",
                 "interval": f"{100 * lo:+.1f} to {100 * hi:+.1f} ({100 * (1 - level):.4g}%, Holm's level)",
                 "verdict": verdict,

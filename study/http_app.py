@@ -27,6 +27,9 @@ from trainable.serving.face_crops import Face, Faces
 from trainable.serving.inference import Predictor
 
 RAW_TYPES = ("image/", "application/octet-stream")  # a body that is the image itself
+# curl --data-binary's default type: a body sent as it is, taken when its bytes open as an image does.
+SNIFFED_TYPES = ("application/x-www-form-urlencoded",)
+IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 MAX_BYTES = image_limits().bytes  # the largest image a study reads (FACE_AGE_MAX_IMAGE_BYTES)
 JSON_BYTES = MAX_BYTES * 4 // 3 + 1024  # the largest image in base64, and its key
 
@@ -148,7 +151,8 @@ async def capped(stream: Any, limit: int) -> bytes:
 
 
 async def image_bytes(request: Request) -> bytes:
-    """The posted image: the body itself (image/*, application/octet-stream, or no type), the one
+    """The posted image: the body itself (image/*, application/octet-stream, no type, or curl
+    --data-binary's form type when the bytes are an image file's), the one
     file of a multipart form, or a JSON object's base64 `image_base64`; never more than
     MAX_BYTES read (a multipart form is parsed as its capped stream comes: its file part is spooled
     to a temporary file past 1 MiB, never held whole in memory before the cap is checked)."""
@@ -180,6 +184,14 @@ async def image_bytes(request: Request) -> bytes:
             raise HTTPException(400, f'a JSON body is {{"image_base64": "<the file in base64>"}} ({err})') from None
     elif kind == "" or kind.startswith(RAW_TYPES):
         data = await capped(request.stream(), MAX_BYTES)
+    elif kind in SNIFFED_TYPES:
+        data = await capped(request.stream(), MAX_BYTES)
+        if not data.startswith(IMAGE_SIGNATURES):
+            raise HTTPException(
+                415,
+                f"{kind} (curl --data-binary's default) and the body is no image file: post the image's bytes "
+                "with their type, e.g. curl -H 'Content-Type: image/jpeg' --data-binary @photo.jpg",
+            )
     else:
         raise HTTPException(
             415, f"{kind}: post the image's bytes (image/*), a multipart form with one file, or JSON with image_base64"

@@ -57,7 +57,13 @@ def application(
             "--gpus-per-replica and --batch-wait-ms >= 0."
         )
     path = os.path.abspath(model_file(model))
-    options = {"num_replicas": replicas, "ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus}}
+    # A replica holds one batch being classified and the next one filling: Ray Serve's own bound on the
+    # requests it lets in must leave room for both, or a batch never fills (and Serve warns so).
+    options = {
+        "num_replicas": replicas,
+        "ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus},
+        "max_ongoing_requests": 2 * max_batch_size,
+    }
     deployment = AgeGroups.options(**options)
     return deployment.bind(path, detect, all_faces, max_batch_size, batch_wait_ms / 1000)
 

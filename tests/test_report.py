@@ -531,7 +531,10 @@ def test_the_report_opens_with_the_answer_on_the_runs_that_did_not_choose_it(tmp
     markdown, _ = report(study, str(base))
     assert markdown.index("## The answer") < markdown.index("## Summary")
     answer = markdown.split("## The answer")[1].split("\n## ")[0]
-    assert "Chosen: #1 confirm exp1" in answer and "On 3 run(s) it was not chosen on (seeds 2, 3, 4)" in answer
+    assert (
+        "Chosen: #1 exp1, by its mean val_acc" in answer
+        and "On 3 run(s) it was not chosen on (seeds 2, 3, 4)" in answer
+    )
     hog = next(line for line in answer.splitlines() if line.startswith("| HOG + SVM"))
     assert "(one run, deterministic)" in hog and "better (Holm" in hog
     assert "the 2021 report's #1 (test acc 0.82, one run)" in answer

@@ -2,9 +2,12 @@
 posted over HTTP to a local deployment, the answers compared with study.predict's."""
 
 import base64
+import concurrent.futures
 import io
 import json
 import os
+import re
+import shlex
 import socket
 
 import numpy as np
@@ -254,9 +257,45 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(tmp_path):
         except requests.RequestException:  # not up yet: refused, or accepted and not answered yet
             return False
 
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (160, 160), (120, 90, 60)).save(photo)
     try:
         assert wait_for(healthy, 240), "the server never answered /healthz"
+        for documented in documented_curls():  # as the docs write them, on this server and photo
+            argv = shlex.split(
+                re.sub(r"@\S+\.jpg", f"@{photo}", documented.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))
+            )
+            reply = subprocess.run([*argv, "-s", "-w", "\n%{http_code}"], capture_output=True, text=True, timeout=60)
+            body, code = reply.stdout.rsplit("\n", 1)
+            assert code == "200" and "faces" in json.loads(body), (documented, code, body)
+        plain = ["curl", "-s", "-w", "\n%{http_code}", f"http://127.0.0.1:{port}/predict"]  # no Content-Type given
+        sniffed = subprocess.run([*plain, "--data-binary", f"@{photo}"], capture_output=True, text=True, timeout=60)
+        assert sniffed.stdout.endswith("\n200"), sniffed.stdout  # curl's form type, an image's bytes: taken
+        text = subprocess.run([*plain, "--data-binary", "not an image"], capture_output=True, text=True, timeout=60)
+        assert text.stdout.endswith("\n415") and "-H 'Content-Type: image/jpeg'" in text.stdout, text.stdout
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:  # a burst: batches fill, nothing is warned of
+            codes = list(
+                pool.map(lambda _: post(f"http://127.0.0.1:{port}", photo.read_bytes()).status_code, range(64))
+            )
+        assert codes == [200] * 64
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "Stopped." in out and "Traceback" not in out, out[-3000:]
+    warned = [line for line in out.splitlines() if "WARN" in line and ("serve" in line.lower() or "Replica" in line)]
+    assert not warned and "max_ongoing_requests" not in out, warned
+
+
+def documented_curls() -> list[str]:
+    """Every curl that posts to /predict in the README, the docs and the manifests, as written."""
+    import glob
+
+    from tests.conftest import ROOT
+
+    found = []
+    for path in [os.path.join(ROOT, "README.md"), *glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)]:
+        found += re.findall(r"^\s*(curl [^\n#]*?/predict)", open(path).read(), re.M)
+    for path in glob.glob(os.path.join(ROOT, "kubernetes", "*.yaml")):
+        found += re.findall(r"^#\s+(curl [^\n]*?/predict)", open(path).read(), re.M)
+    assert len(found) >= 3, found  # docs/model.md's two, the RayService's one
+    return found
