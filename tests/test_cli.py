@@ -465,6 +465,8 @@ def test_the_options_page_lists_every_option_the_parser_takes():
     assert len(rows) == len(parser()._actions) - 1
     assert all(any(f"`{flag}" in row or f", {flag}" in row for row in rows) for flag in flags)
     assert "| `--confirm-top K` | then rerun the K best configurations" in table
+    assert not [row for row in rows if row.rsplit("|", 2)[1].strip() == ""]  # every option has its default said
+    assert next(row for row in rows if row.startswith("| `--precision")).endswith("| auto |")  # from its help
     with open(os.path.join(ROOT, "docs", "options.md")) as f:
         assert "<!-- options -->" in f.read()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from typing import Any
 
 
@@ -59,6 +60,21 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, defaults: bool = 
         parser.add_argument(*(meta["flags"] or (flag(field),)), dest=field.name, **kwargs)
 
 
+def unset(default: Any, meaning: str) -> str:
+    """The default column of an option whose value is unset (None, off, none given): what that
+    means, as its help says it ("default: the grid file's"), else off or none."""
+    said = re.search(r"default:? ", meaning)
+    if not said:
+        return "off" if default is False else "none"
+    depth, text = 0, ""
+    for char in meaning[said.end() :]:  # to a ';' or the ')' that closes the phrase's own bracket
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char == ";" or depth < 0:
+            break
+        text += char
+    return text.strip()
+
+
 def markdown_table(*classes: type) -> str:
     """The options of `classes` as a Markdown table (option, meaning, default): the
     documentation's options page, generated so that it says what the parser does."""
@@ -71,8 +87,8 @@ def markdown_table(*classes: type) -> str:
                 name += " {" + ",".join(map(str, meta["choices"])) + "}"
             elif meta["metavar"] and not isinstance(default, bool):
                 name += f" {meta['metavar']}"
-            shown = "" if default is None or default is False or default == () else f"`{default}`"
             meaning = meta["help"].replace("|", "\\|")
+            shown = f"`{default}`" if default not in (None, False, ()) else unset(default, meaning)
             if isinstance(default, tuple) and "repeatable" not in meaning:
                 meaning += " (repeatable)"
             rows.append(f"| `{name}` | {meaning} | {shown} |")
