@@ -10,13 +10,14 @@ import argparse
 import os
 import sys
 
+from trainable.cli_options import prog
 from trainable.data.dataset_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError, parse_printable
 from trainable.results_layout import BASELINES_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.baselines", description="HOG and LBP baselines.")
+    p = argparse.ArgumentParser(prog=prog("analysis.baselines"), description="HOG and LBP baselines.")
     add_data_arguments(p)
     p.add_argument("--seeds", type=int, default=3, help="seeds of the random methods (RF, MLP)")
     p.add_argument("--out", required=True, help="directory for baselines.json")

@@ -20,6 +20,7 @@ from typing import Any
 from analysis.study_inputs import load_inputs
 from analysis.tables import selected
 from trainable.atomic_io import write_json, write_with
+from trainable.cli_options import prog
 from trainable.errors import parse_printable
 from trainable.results_layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
 
@@ -94,7 +95,7 @@ def write_best(results_dir: str) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.best", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("analysis.best"), description=__doc__.split("\n")[0])
     p.add_argument("results_dir")
     args = parse_printable(p, argv)
     if not os.path.isfile(os.path.join(args.results_dir, STUDY_FILE)):

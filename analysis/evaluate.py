@@ -23,6 +23,7 @@ import numpy as np
 
 from analysis.stats import full_interval
 from trainable.atomic_io import read_json, write_json
+from trainable.cli_options import prog
 from trainable.data.dataset_options import (
     DataOptions,
     add_data_arguments,
@@ -153,7 +154,7 @@ def summary_line(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("analysis.evaluate"), description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a study's results directory (its best model) or a model.pt")
     add_data_arguments(p)
     p.add_argument("--out", required=True, help="write the evaluation here as JSON")

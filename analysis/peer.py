@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from trainable.atomic_io import write_json
+from trainable.cli_options import prog
 from trainable.data.dataset_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError, parse_printable
 from trainable.records import SPLITS
@@ -80,7 +81,7 @@ def peer_record(data: FaceData, predictor: AgePredictor) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.peer", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("analysis.peer"), description=__doc__.split("\n")[0])
     add_data_arguments(p)
     p.add_argument("--out", required=True, help="directory for peer.json (use the baselines directory)")
     args = parse_printable(p, argv)

@@ -22,6 +22,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from analysis.report_mlflow import log_report
+from trainable.cli_options import prog
 from trainable.errors import UserError, parse_printable
 from trainable.results_layout import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
 from trainable.storage import download, is_uri
@@ -92,7 +93,7 @@ def build_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.report", description="Build a study's report.")
+    p = argparse.ArgumentParser(prog=prog("analysis.report"), description="Build a study's report.")
     p.add_argument("results_dir", help="a study's folder, or its URI (s3://..., gs://...: copied down first)")
     p.add_argument(
         "--download", metavar="DIR", help="a stored study: the local folder it is copied to (default ./NAME)"

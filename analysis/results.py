@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from trainable.atomic_io import write_csv
+from trainable.cli_options import prog
 from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.errors import parse_printable
 from trainable.records import is_final, reported
@@ -166,7 +167,7 @@ def settings_columns(trials: pd.DataFrame, weights_labels: dict[str, str]) -> pd
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.results", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("analysis.results"), description=__doc__.split("\n")[0])
     p.add_argument("results_dir")
     p.add_argument("--csv", help="write the tidy per-epoch table (with each trial's config) here")
     args = parse_printable(p, argv)

@@ -21,6 +21,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
+from trainable.cli_options import prog
 from trainable.data.layouts import IMAGE_EXTENSIONS
 from trainable.errors import UserError, parse_printable, printable
 
@@ -35,7 +36,7 @@ CHUNK = 256  # crops classified per batch of work
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m study.predict", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("study.predict"), description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="a study's results directory (its best model) or a model.pt")
     p.add_argument("paths", nargs="*", metavar="PATH", help="image files, folders or globs")
     p.add_argument("--out", help="also write the rows to this CSV file")

@@ -29,6 +29,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from trainable.cli_options import prog
 from trainable.data.limits import image_limits
 from trainable.errors import UserError, parse_printable
 
@@ -56,7 +57,7 @@ def application(
             "--replicas and --max-batch-size must be >= 1, --cpus-per-replica > 0, "
             "--gpus-per-replica and --batch-wait-ms >= 0."
         )
-    path = os.path.abspath(model_file(model))
+    path = os.path.abspath(model_file(model, "RESULTS_DIR|model.pt"))
     # A replica holds one batch being classified and the next one filling: Ray Serve's own bound on the
     # requests it lets in must leave room for both, or a batch never fills (and Serve warns so).
     options = {
@@ -88,7 +89,7 @@ def build(args: dict[str, str]) -> serve.Application:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m study.serve", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("study.serve"), description=__doc__.split("\n")[0])
     p.add_argument("model", metavar="RESULTS_DIR|model.pt", help="a study (its best/model.pt) or a model file")
     faces = p.add_mutually_exclusive_group()
     faces.add_argument("--no-detect", action="store_true", help="posted images are face crops already")
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         serve.start(http_options={"host": args.host, "port": args.port})
         serve.run(app, name="face-age", route_prefix="/")
         where = f"http://{args.host}:{args.port}: POST /predict, GET /healthz, GET /; API at /docs"
-        print(f"Serving {model_file(args.model)} at {where}", flush=True)
+        print(f"Serving {model_file(args.model, 'RESULTS_DIR|model.pt')} at {where}", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:

@@ -516,9 +516,25 @@ def test_every_console_script_names_a_main_and_the_study_command_is_installed():
         tree = ast.parse(open(source).read())
         mains = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function]
         assert mains and [a.arg for a in mains[0].args.args] == ["argv"], f"{name}: {target}"
-    command = os.path.join(os.path.dirname(sys.executable), "face-age-study")
-    proc = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "--grid" in proc.stdout, proc.stderr
+    for name in scripts:  # each introduces itself by the name it was started as
+        command = os.path.join(os.path.dirname(sys.executable), name)
+        proc = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"usage: {name} "), (
+            name,
+            proc.stdout[:200],
+            proc.stderr,
+        )
+    proc = subprocess.run([sys.executable, "-m", "study.run", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith("usage: python -m study.run ")  # and its module form by that
+
+
+def test_an_argument_is_named_as_the_user_gives_it():
+    """study.serve's model is a positional (no --model); study.predict's is --model."""
+    serve = subprocess.run(
+        [sys.executable, "-m", "study.serve", "/nonexistent"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert serve.returncode == 2 and "RESULTS_DIR|model.pt /nonexistent does not exist" in serve.stderr
+    assert "--model" not in serve.stderr, serve.stderr
 
 
 QUIET = """

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 from typing import Any
 
@@ -58,6 +59,15 @@ def add_options(parser: argparse.ArgumentParser, cls: type, *, defaults: bool = 
             (list(default) if isinstance(default, tuple) else default) if defaults else argparse.SUPPRESS
         )
         parser.add_argument(*(meta["flags"] or (flag(field),)), dest=field.name, **kwargs)
+
+
+def prog(module: str) -> str:
+    """A command's name in its usage and errors: the console script it was started as
+    (face-age-study, ...: pyproject.toml's [project.scripts]), else `python -m MODULE`."""
+    import sys
+
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name.startswith("face-age-") else f"python -m {module}"
 
 
 def unset(default: Any, meaning: str) -> str:

@@ -55,6 +55,7 @@ from analysis.stats import (
     one_run_exponent,
     widest,
 )
+from trainable.cli_options import prog
 
 ALPHA = 0.05
 ACCURACIES = (0.7, 0.9)  # mean accuracy of the grid's configurations
@@ -431,7 +432,7 @@ HEADS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.bench.calibration", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("study.bench.calibration"), description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=4000, help="simulated studies per cell (default 4000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rule", action="store_true", help="only the one-run rule's size by normal theory")

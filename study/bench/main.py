@@ -32,12 +32,13 @@ from study.bench.measure import ROOT
 from study.bench.paper import QUICK_RANGES, grid_table, grid_without_ray, paper_grid
 from study.bench.scale import scale, scale_table
 from trainable.atomic_io import write_json, write_text
+from trainable.cli_options import prog
 from trainable.data.dataset import DEFAULT_RANGES
 from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m study.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("study.bench"), description=__doc__.split("\n")[0])
     what = p.add_mutually_exclusive_group()
     what.add_argument("--quick", action="store_true", help="a third of the images, no paper grid (< 1 min)")
     what.add_argument("--grid-only", action="store_true", help="only the paper grid, no other measurements")

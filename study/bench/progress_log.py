@@ -14,6 +14,8 @@ import re
 import sys
 from typing import Any
 
+from trainable.cli_options import prog
+
 TRIAL_LINE = re.compile(r"^\[(\d+):(\d\d):(\d\d)\] (\S+)\s+(\S+)")
 SUMMARY = re.compile(
     r"^\s+(\d+)/(\d+) done, .*; (\d+):(\d\d):(\d\d) elapsed(?:, (?:about|up to) (\d+):(\d\d):(\d\d) left[^,]*)?"
@@ -88,7 +90,7 @@ def table(read: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.bench.progress_log", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog=prog("study.bench.progress_log"), description=__doc__.split("\n")[0])
     p.add_argument("log", help="a study's stdout, redirected to a file")
     args = p.parse_args(argv)
     try:

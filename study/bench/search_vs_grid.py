@@ -35,6 +35,7 @@ from analysis.tables import budget_curve
 from study.bench.measure import ROOT
 from study.grids import GRID_FILES
 from trainable.atomic_io import write_json, write_text
+from trainable.cli_options import prog
 from trainable.device import describe_cpu
 
 CHEAP = {"freeze": ["block8", "repeat_3"], "augmentation": ["none", "static"]}  # kept in both spaces
@@ -119,7 +120,7 @@ def table(rows: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.bench.search_vs_grid", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog=prog("study.bench.search_vs_grid"), description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="el7008 dataset root")
     p.add_argument("--out", required=True, help="folder for the studies and search_bench.json")
     p.add_argument("--budget", type=int, default=120, help="trial-epochs per study")

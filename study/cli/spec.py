@@ -15,7 +15,7 @@ from typing import Any
 
 from study.grids import GRIDS, MAX_TRIALS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
 from trainable import storage as store
-from trainable.cli_options import add_options, option, options
+from trainable.cli_options import add_options, option, options, prog
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
 from trainable.data.dataset_options import DataOptions, check_targets
 from trainable.errors import UserError, parse_printable
@@ -268,7 +268,7 @@ def grid_file_options(grid: str | None) -> dict[str, Any]:
 def parser() -> argparse.ArgumentParser:
     """study.run's command line. An option left out is absent from what it parses (no
     defaults): vars(parse_args(argv)) is what argv sets, the defaults live in StudySpec."""
-    p = argparse.ArgumentParser(prog="python -m study.run", description="Run a face-age fine-tuning study on Ray Tune.")
+    p = argparse.ArgumentParser(prog=prog("study.run"), description="Run a face-age fine-tuning study on Ray Tune.")
     add_options(p, DataOptions, defaults=False)
     add_options(p, StudySpec, defaults=False)
     return p
