@@ -94,6 +94,41 @@ def write_best(results_dir: str) -> str | None:
     )
 
 
+def answer(results_dir: str) -> str | None:
+    """The study's answer as its end prints it: the configuration chosen on validation, its test
+    accuracy with the full interval on the runs it was not chosen on, and the commands that set it
+    against the baselines on the same split (analysis.report opens with the same answer, and the
+    comparisons). None where no configuration was confirmed."""
+    import dataclasses
+
+    from trainable.data.dataset_options import DataOptions
+
+    s = load_inputs(results_dir, None)
+    best = s.claimed
+    if best is None:
+        return None
+    mean, lo, hi = best.test_full
+    said = (
+        f"The answer: #{best.experiment} {best['name'].removeprefix('confirm ')}, chosen by mean {s.select} over "
+        f"seeds, scores test accuracy {mean:.3f} [{lo:.3f}, {hi:.3f}] (95%: training seeds and test images) on "
+        f"{len(best.seed_list)} runs it was not chosen on (seeds {', '.join(map(str, best.seed_list))})."
+    )
+    given = s.record.args
+    if not given.get("data"):  # the smoke grid's generated images: no baselines to set it against
+        return said
+    data = [  # the data options the study was given, so the baselines see its split
+        f"--{f.name.replace('_', '-')} {given[f.name]}"
+        for f in dataclasses.fields(DataOptions)
+        if f.name in given and given[f.name] is not None and given[f.name] != f.default
+    ]
+    baselines = os.path.join(os.path.dirname(os.path.abspath(results_dir)), "baselines")
+    return (
+        f"{said} Against HOG+SVM and LBP+MLP on the same split, with the verdicts and the seeds a question needs:\n"
+        f"  python -m analysis.baselines {' '.join(data)} --out {baselines}\n"
+        f"  python -m analysis.report {results_dir} --baselines {baselines}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=prog("analysis.best"), description=__doc__.split("\n")[0])
     p.add_argument("results_dir")

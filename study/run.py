@@ -27,7 +27,14 @@ from study.bookkeeping.disk import disk_full_error
 from study.bookkeeping.ownership import release_all
 from study.bookkeeping.plan import Plan, fetch, load_data, plan_study, record_study
 from study.bookkeeping.resume import check_same_study, study_spec
-from study.bookkeeping.summary import class_count_lines, evaluate_elsewhere, finish, ranked_configurations, summarize
+from study.bookkeeping.summary import (
+    class_count_lines,
+    evaluate_elsewhere,
+    finish,
+    print_answer,
+    ranked_configurations,
+    summarize,
+)
 from study.cli.quiet import quiet_tools
 from study.cli.spec import StudySpec, given_options
 from study.grids import expand, get_grid, grid_label, parse_where
@@ -336,7 +343,9 @@ def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trai
     print(f"\nConfirming {confirm.label}")
     progress = [] if spec.verbose else [Progress(confirm.trials, spec.progress_every)]
     confirmed = fit(spec, confirm, trainable, plan, CONFIRM_DIR, callbacks=progress)
-    return max(code, finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR)))
+    code = max(code, finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR)))
+    print_answer(plan.directory)
+    return code
 
 
 def fit(

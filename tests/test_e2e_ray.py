@@ -47,6 +47,14 @@ def test_summary_is_printed(smoke_study):
     assert (summary["normalization"] == "facenet").all() and (summary["precision"] != "auto").all()
 
 
+def test_the_study_ends_with_its_answer_on_the_runs_that_did_not_choose_it(smoke_study):
+    storage, stdout = smoke_study
+    confirmed, _ = load_study(str(storage / "e2e" / "confirm"), "confirm/")
+    assert sorted(confirmed.seed) == [3, 4, 5, 6, 7]  # --confirm-seeds 5: the best again, fresh seeds
+    answer = next(line for line in stdout.splitlines() if line.startswith("The answer: #"))
+    assert "test accuracy" in answer and "on 5 runs it was not chosen on (seeds 3, 4, 5, 6, 7)" in answer
+
+
 def test_every_trial_has_per_epoch_metrics_and_a_checkpoint(smoke_study):
     storage, _ = smoke_study
     trials, epochs = load_study(str(storage / "e2e"))

@@ -193,6 +193,8 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
         "2",
         "--confirm-top",
         "2",
+        "--confirm-seeds",
+        "2",
         "--seeds",
         "2",
         "--storage",
@@ -230,6 +232,9 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     assert "Optuna's fANOVA importance over the Optuna study's 4 completed trials" in markdown
     summary = markdown.split("## Summary")[1].split("\n## ")[0]
     assert "confirm t" in summary and "search-" not in summary
+    # the one claimed is the search's first, chosen before the confirmation ran, whatever it scored there
+    first = max(searched.itertuples(), key=lambda t: t.val_acc_best).experiment
+    assert f"Chosen: #{first} " in markdown.split("## The answer")[1] and "The answer: #" in proc.stdout
 
 
 @pytest.mark.long

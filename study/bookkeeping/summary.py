@@ -134,6 +134,19 @@ def choose_best(directory: str) -> tuple[str, bool]:
         return f"Choosing the best model failed ({type(err).__name__}: {err}); `{where}` retries it.", True
 
 
+def print_answer(directory: str) -> None:
+    """The study's last word: the answer on its confirmation runs, and how to set it against the
+    baselines (analysis.best.answer); nothing where no configuration was confirmed."""
+    from analysis.best import answer
+
+    try:
+        said = answer(directory)
+    except Exception as err:  # the results are written; a failure here is one line
+        said = f"The answer could not be read back ({type(err).__name__}: {err}); python -m analysis.report says it."
+    if said:
+        print(f"\n{said}")
+
+
 def ranked_configurations(directory: str, top: int) -> list[str]:
     """The `top` best configurations' ids by the ranking best.json takes its first from
     (analysis.best, in this process like choose_best): what a grid's confirmation reruns."""
