@@ -122,8 +122,11 @@ METHOD_NOTE = (
     "image variance, averaged over seeds; B: the seed-averaged score's); t = (mean_A − mean_B)/√V "
     "with Welch–Satterthwaite degrees of freedom (Satterthwaite 1946; crossed random effects as in "
     "Searle, Casella & McCulloch 1992, and the two sources of benchmark variance of Bouthillier et "
-    "al. 2021). Its false-positive rate and its intervals' coverage are checked by simulation "
-    "(tests/test_calibration.py, python -m study.bench.calibration)."
+    "al. 2021). Against a side of one run (a baseline) the critical value moves from the test images' t "
+    "to the seeds' t as the seeds' estimated share c of V grows, t_img + (t_seeds − t_img)·c^k, with k "
+    "the largest that holds the level at every true share (Welch 1947; Aspin 1949). Its false-positive "
+    "rate, power and its intervals' coverage are checked by simulation (tests/test_calibration.py, "
+    "python -m study.bench.calibration)."
 )
 
 

@@ -23,6 +23,7 @@ waiting at most --batch-wait-ms for more); --max-batch-size 1 turns batching off
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     # Before Ray loads (it reads this once): SIGTERM stops the server cleanly, with no stack dump.
     os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
+        if any(importlib.util.find_spec(m) is None for m in ("fastapi", "multipart", "requests")):
+            raise UserError("study.serve needs the serve extra: pip install -e '.[serve]'.")
         image_limits()  # FACE_AGE_MAX_* checked here, not first in a replica
         app = application(
             args.model,

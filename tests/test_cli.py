@@ -528,6 +528,7 @@ def test_every_console_script_names_a_main_and_the_study_command_is_installed():
     assert proc.stdout.startswith("usage: python -m study.run ")  # and its module form by that
 
 
+@pytest.mark.extra("serve")
 def test_an_argument_is_named_as_the_user_gives_it():
     """study.serve's model is a positional (no --model); study.predict's is --model."""
     serve = subprocess.run(
