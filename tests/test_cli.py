@@ -640,3 +640,15 @@ def test_ray_tunes_error_lines_keep_their_exceptions_last_line_and_lose_the_trac
     assert logging.Formatter().format(record) == "Saving to /x failed: OSError: [Errno 28] Error writing bytes to file"
     other = logging.LogRecord("ray.serve", logging.ERROR, "f", 1, "kept whole", (), None)
     assert OneLine().filter(other) and other.getMessage() == "kept whole"
+
+
+def test_a_mistyped_option_is_one_line_naming_the_closest(capsys):
+    """Not argparse's whole usage: the option, the closest one known, where the rest are listed."""
+    with pytest.raises(SystemExit) as end:
+        main(["--sedes", "1"])
+    err = capsys.readouterr().err
+    assert end.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "unrecognized argument --sedes; did you mean --seeds?" in err and "--help lists them" in err
+    with pytest.raises(SystemExit):
+        main(["--grid", "smoke", "--zzzz-nothing-like-it"])
+    assert "did you mean" not in capsys.readouterr().err
