@@ -319,9 +319,8 @@ def parse_where(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         if not sep or key not in fields:
-            raise UserError(
-                f"--where {item!r}: expected KEY=VALUE with KEY one of {sorted(fields)}{did_you_mean(key, fields)}."
-            )
+            what = f"{key!r} is not a trial setting{did_you_mean(key, fields)}" if sep else "expected KEY=VALUE"
+            raise UserError(f"--where {item!r}: {what}; the settings are {', '.join(sorted(fields))}.")
         try:
             where[key] = type(fields[key])(text)
         except ValueError:
@@ -351,7 +350,7 @@ def expand(
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}.")
     where = where or {}
-    configs = []
+    configs, values = [], {key: set() for key in where}  # what the grid's trials hold, for a --where that matches none
     for number, name, changes in experiments:
         merged = {**BASELINE, **changes, **(settings or {}), **overrides}
         cid = f"{grid_label(grid)}-{number}-{config_id(merged)}"
@@ -359,6 +358,8 @@ def expand(
             # Validated before Ray starts (naming a bad key), and whole: every key, resolved.
             identity = {"experiment": number, "name": name, "config_id": cid, "seed": seed}
             config = TrialConfig.from_dict({**identity, **merged})
+            for key in where:
+                values[key].add(getattr(config, key))
             if all(getattr(config, k) == v for k, v in where.items()):  # any key: experiment, seed, lr, ...
                 configs.append(config)
             if len(configs) > max_trials:
@@ -367,5 +368,11 @@ def expand(
                     f"{len(experiments) * seeds:,}); --max-trials N runs more, --where runs fewer."
                 )
     if not configs:
-        raise UserError(f"No experiment of grid {grid!r} matches --where {where}.")
+        said = "; ".join(
+            f"{key} is {', '.join(map(str, sorted(values[key], key=str)))} in its trials"
+            + did_you_mean(str(value), values[key])
+            for key, value in where.items()
+        )
+        given = " ".join(f"--where {key}={value}" for key, value in where.items())
+        raise UserError(f"No trial of grid {grid!r} matches {given}: {said}.")
     return configs

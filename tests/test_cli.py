@@ -69,7 +69,11 @@ def test_unknown_grid_names_the_valid_ones(capsys):
     assert (
         "'droput' is not a setting a grid can change (did you mean 'dropout'?); the settings are augment_views," in said
     )
-    assert "(did you mean 'lr'?)" in fails(capsys, "--grid", "smoke", "--where", "lrr=1e-3")
+    said = " ".join(fails(capsys, "--grid", "smoke", "--where", "lrr=1e-3").split())
+    assert "--where 'lrr=1e-3': 'lrr' is not a trial setting (did you mean 'lr'?); the settings are" in said
+    said = " ".join(fails(capsys, "--grid", "paper", "--where", "freeze=blok8", "--dry-run").split())
+    assert "No trial of grid 'paper' matches --where freeze=blok8: freeze is block8, none in its trials" in said
+    assert "(did you mean 'block8'?)" in said and "{" not in said  # the values it could be, not a Python dict
 
 
 @pytest.mark.parametrize(
@@ -648,7 +652,7 @@ def test_a_mistyped_option_is_one_line_naming_the_closest(capsys):
         main(["--sedes", "1"])
     err = capsys.readouterr().err
     assert end.value.code == 2 and len(err.strip().splitlines()) == 1
-    assert "unrecognized argument --sedes; did you mean --seeds?" in err and "--help lists them" in err
+    assert "unrecognized argument --sedes (did you mean '--seeds'?)" in err and "--help lists them" in err
     with pytest.raises(SystemExit):
         main(["--grid", "smoke", "--zzzz-nothing-like-it"])
     assert "did you mean" not in capsys.readouterr().err

@@ -72,7 +72,7 @@ def test_where_filters_by_typed_settings():
     assert len(configs) == 3 * 3 * 2  # optimizers x augmentations x seeds
     with pytest.raises(UserError, match="KEY=VALUE"):
         parse_where(["freeze"])
-    with pytest.raises(UserError, match="No experiment"):
+    with pytest.raises(UserError, match="No trial of grid"):
         expand("paper", seeds=1, overrides={}, where={"lr": 0.5})
 
 

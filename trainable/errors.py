@@ -55,18 +55,16 @@ def refuse_unprintable(options: dict, skip: tuple[str, ...] = ()) -> None:
 def parse_printable(parser, argv: list[str] | None, skip: tuple[str, ...] = ()):
     """parser.parse_args(argv), with an unprintable option refused as argparse refuses any
     other (usage, the reason, exit 2): see refuse_unprintable. An option it does not know is one
-    line naming the closest it does ("did you mean --seeds?"), not the whole usage."""
+    line naming the closest it does ("did you mean '--seeds'?"), not the whole usage."""
     args, unknown = parser.parse_known_args(argv)
     if unknown:
-        import difflib
         import re
 
         known = sorted(set(re.findall(r"(?<![\w-])--[\w-]+", parser.format_help())))
         given = unknown[0].split("=")[0]
-        close = difflib.get_close_matches(given, known, n=1, cutoff=0.6) if given.startswith("--") else []
-        hint = f"; did you mean {close[0]}?" if close else ""
+        hint = did_you_mean(given, known) if given.startswith("--") else ""
         parser.exit(
-            2, f"{parser.prog}: error: unrecognized argument {unknown[0]}{hint} ({parser.prog} --help lists them)\n"
+            2, f"{parser.prog}: error: unrecognized argument {unknown[0]}{hint}; {parser.prog} --help lists them\n"
         )
     try:
         refuse_unprintable(vars(args), skip)
