@@ -33,7 +33,7 @@ from trainable.cli_options import prog
 from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.errors import parse_printable
 from trainable.records import is_final, reported
-from trainable.results_layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, searched_identity, trial_outcome
+from trainable.results_layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, searched_identity, trial_outcome
 from trainable.study_record import read_study_record
 
 EPOCH_COLUMNS = [reported.epoch, reported.train_loss, reported.val_loss, reported.val_acc, reported.epoch_seconds]
@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_printable(p, argv)
     if not os.path.isdir(args.results_dir):
         print(f"error: {args.results_dir} is not a directory", file=sys.stderr)
+        return 2
+    if not os.path.isfile(os.path.join(args.results_dir, STUDY_FILE)):  # written before any trial starts
+        print(f"error: {args.results_dir} holds no {STUDY_FILE}; is it a study's results directory?", file=sys.stderr)
         return 2
     trials, epochs = load_study(args.results_dir)
     if trials.empty:

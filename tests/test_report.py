@@ -227,6 +227,13 @@ def test_analysis_results_lists_a_study_in_progress(tmp_path, outcome):
     assert "patience 10" in proc.stdout and "facenet" in proc.stdout
 
 
+def test_analysis_results_on_a_folder_that_is_no_study_says_so(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "analysis.results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "holds no study.json; is it a study's results directory?" in proc.stderr
+
+
 def test_imbalanced_classes_get_counts_balanced_scores_and_recall_per_class(tmp_path):
     """A test set that is 2/3 one class and a model that always says that class: accuracy
     0.667 but balanced accuracy 1/3 and recall 1, 0, 0, in report.md as text."""
