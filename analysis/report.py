@@ -65,7 +65,7 @@ def build_report(
     found = verdicts(s, btable) if len(s.configs) else None
     title(doc, s)
     if len(s.configs):
-        verdict_section(doc, s, found, btable)
+        verdict_section(doc, s, found)
     header(doc, s)
     for note in s.notes:
         doc.p(note)

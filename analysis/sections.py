@@ -383,7 +383,7 @@ def verdicts(s: Study, btable: pd.DataFrame | None) -> Verdicts | None:
     return Verdicts(tests, adjusted, levels, table, list(range(len(tests) - against, len(tests))))
 
 
-def verdict_section(doc: Document, s: Study, found: Verdicts | None, btable: pd.DataFrame | None) -> None:
+def verdict_section(doc: Document, s: Study, found: Verdicts | None) -> None:
     """The answer first: the chosen configuration, its confirmed score with the full interval, and
     against each baseline and the 2021 figure the difference, its interval, the verdict and the
     smallest difference this study could see; then the seeds (or test images) a question needs."""

@@ -287,14 +287,14 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(tmp_path):
 
 
 def documented_curls() -> list[str]:
-    """Every curl that posts to /predict in the README, the docs and the manifests, as written."""
+    """Every curl that posts to /predict in the README, the docs (tests/test_readme.py's reading of
+    their shell blocks) and the manifests' comments, as written."""
     import glob
 
     from tests.conftest import ROOT
+    from tests.test_readme import documented_commands
 
-    found = []
-    for path in [os.path.join(ROOT, "README.md"), *glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)]:
-        found += re.findall(r"^\s*(curl [^\n#]*?/predict)", open(path).read(), re.M)
+    found = [line for _, line, _ in documented_commands() if line.startswith("curl ") and "/predict" in line]
     for path in glob.glob(os.path.join(ROOT, "kubernetes", "*.yaml")):
         found += re.findall(r"^#\s+(curl [^\n]*?/predict)", open(path).read(), re.M)
     assert len(found) >= 3, found  # docs/model.md's two, the RayService's one
