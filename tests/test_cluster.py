@@ -12,7 +12,9 @@ import signal
 import subprocess
 import sys
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from analysis.results import load_study
 from study.cli.spec import StudySpec
@@ -311,8 +313,10 @@ def test_mirrors_are_named_by_the_whole_uri_and_never_by_its_credentials():
         ("gs://lab/x?X-Goog-Signature=hunter2&b=1", "gs://lab/x?X-Goog-Signature=REDACTED&b=1"),
         ("s3://lab/x?region=eu", "s3://lab/x?region=eu"),
         ("sqlite:///mlflow.db", "sqlite:///mlflow.db"),
-        # userinfo holding what ends a URL's authority ('/', '#'), or percent-escaped
+        # userinfo holding what ends a URL's authority ('/', '#') unescaped (refused, hidden whole), or escaped
         ("s3://KEY:abc/def@bucket/x", "s3://REDACTED@bucket/x"),
+        ("s3://K:S@bucket/dir@2024/p", "s3://REDACTED@bucket/dir@2024/p"),  # the path's '@' is the path's
+        ("s3://K:a@b@bucket/p", "s3://REDACTED@bucket/p"),
         ("http://me:hun#ter2@mlflow", "http://REDACTED@mlflow"),
         ("s3://a:b%2Fc@bucket", "s3://REDACTED@bucket"),
         ("https://TOKEN@github.com/a", "https://REDACTED@github.com/a"),
@@ -339,10 +343,15 @@ def test_credentials_in_uris_are_redacted(uri, shown):
             "s3://lab/studies",
             {"AWS_ACCESS_KEY_ID": "AKIA:x", "AWS_SECRET_ACCESS_KEY": "hun/ter#2"},
         ),
-        ("storage", "s3://AKIA:hun/ter#2@lab/studies", "s3://lab/studies", {"AWS_SECRET_ACCESS_KEY": "hun/ter#2"}),
+        (
+            "storage",
+            "s3://AKIA:hun%2Fter%232@lab/dir@2024/p",
+            "s3://lab/dir@2024/p",
+            {"AWS_SECRET_ACCESS_KEY": "hun/ter#2"},
+        ),
         pytest.param(
             "mlflow",
-            "http://me:hun#ter2@mlflow:5000",
+            "http://me:hun%23ter2@mlflow:5000",
             "http://mlflow:5000",
             {"MLFLOW_TRACKING_USERNAME": "me", "MLFLOW_TRACKING_PASSWORD": "hun#ter2"},
             marks=pytest.mark.extra("mlflow"),
@@ -369,12 +378,55 @@ def test_credentials_in_a_uri_move_to_the_environment_before_anything_records_th
     assert not [s for s in ("hun/ter#2", "hun#ter2", "hun%2Fter") if s.encode() in pickled]
 
 
+PATH_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._-@:"
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    user=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=4, max_size=12),
+    secret=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=4, max_size=24),
+    bucket=st.text("abcdefghijklmnopqrstuvwxyz0123456789-", min_size=3, max_size=20),
+    path=st.lists(st.text(PATH_CHARS, min_size=1, max_size=10), max_size=4).map("/".join),
+)
+def test_any_secret_in_a_uri_moves_to_the_environment_and_is_never_printed(user, secret, bucket, path):
+    """Generated s3:// URIs whose (percent-encoded) credentials hold any character and whose path
+    may hold '@' and ':': the bucket and path come out unchanged, the environment holds the
+    decoded credentials, and no form of the secret is in any redacted text."""
+    from urllib.parse import quote
+
+    from trainable import storage
+
+    hypothesis.assume(any(c not in PATH_CHARS for c in secret) and any(c not in PATH_CHARS for c in user))
+    uri = f"s3://{quote(user, safe='')}:{quote(secret, safe='')}@{bucket}/{path}"
+    saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    try:
+        assert storage.credentials_to_environment(uri, "--storage") == f"s3://{bucket}/{path}"
+        assert (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]) == (user, secret)
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+    shown = [
+        storage.redact_argument(uri),
+        storage.redact_argument(f"--storage={uri}"),
+        storage.redact(f"error: --storage {uri} refused"),
+        storage.redact(f"error: {secret!r} in {user}:{secret}@{bucket}"),
+        storage.mirror(uri),
+    ]
+    assert shown[0] == f"s3://REDACTED@{bucket}/{path}"
+    for text in shown:
+        for form in (secret, quote(secret, safe=""), quote(secret)):
+            assert form not in text, (form, text)
+
+
 @pytest.mark.parametrize(
     "uri, expected",
     [
         ("http://mlflow:5000/?token=s3cr3t", "set MLFLOW_TRACKING_USERNAME or MLFLOW_TRACKING_PASSWORD"),
         ("s3://lab/x?Secret_Key=s3cr3t&region=eu", "a secret in the query (Secret_Key)"),
         ("gs://me:s3cr3t@lab/x", "credentials in a gs:// URI would be recorded by Ray"),
+        ("s3://AKIA:s3cr3t/x@lab/x", "the credentials hold an unescaped '/', '?', '#' or '@'"),
+        ("s3://AKIA:s3cr3t@x@lab/x", "percent-encode those characters in the secret (%2F, %3F, %23, %40)"),
+        ("http://me:s3cr3t#x@mlflow:5000", "or set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
     ],
 )
 def test_a_secret_that_cannot_move_to_the_environment_is_refused_unprinted(uri, expected, capsys):
@@ -392,7 +444,7 @@ def test_an_unreachable_endpoint_is_one_paragraph_and_no_secret_is_printed_or_wr
     answer: exit 2, one paragraph, and the secrets in no printed line and no file it wrote."""
     home = tmp_path / "home"
     env = {**os.environ, "HOME": str(home), "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_DEFAULT_REGION": "us-east-1"}
-    argv = ["--grid", "smoke", "--name", "y", "--storage", "s3://AKIA:hun/ter#2@bucket/x"]
+    argv = ["--grid", "smoke", "--name", "y", "--storage", "s3://AKIA:hun%2Fter%232@bucket/x"]
     argv += ["--mlflow", "http://me:pa%24%24word@127.0.0.1:9"]
     proc = subprocess.run(
         [sys.executable, "-m", "study.run", *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
@@ -400,7 +452,7 @@ def test_an_unreachable_endpoint_is_one_paragraph_and_no_secret_is_printed_or_wr
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "error: s3://bucket/x/y: cannot reach this storage location" in " ".join(proc.stderr.split())
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    for secret in ("hun/ter#2", "pa$$word", "pa%24%24word"):
+    for secret in ("hun/ter#2", "hun%2Fter%232", "pa$$word", "pa%24%24word"):
         assert secret not in proc.stdout + proc.stderr and secret.encode() not in written, secret
 
 

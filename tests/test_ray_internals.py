@@ -28,6 +28,27 @@ def test_the_authentication_logger_is_a_ray_module_and_its_token_warning_under_i
     )
 
 
+def test_the_drivers_command_line_reaches_rays_job_table_redacted(monkeypatch):
+    """ray.init (ray._private.worker.init) records ray._private.utils.get_entrypoint_name(), the
+    process's command line, as the job's entrypoint: patched, it holds no secret of a URI."""
+    import inspect
+
+    import psutil
+    from ray._private import utils, worker
+
+    assert "ray._private.utils.get_entrypoint_name()" in inspect.getsource(inspect.unwrap(worker.init)), (
+        "ray.init no longer records ray._private.utils.get_entrypoint_name(): find where Ray now takes the "
+        "driver's command line from (study.tuning.ray_internals.redact_driver_command)"
+    )
+    monkeypatch.setattr(utils, "get_entrypoint_name", utils.get_entrypoint_name)  # undone after the test
+    argv = ["python", "-m", "study.run", "--storage", "s3://AKIA:se cret@bucket/dir@2024/p"]
+    monkeypatch.setattr(psutil.Process, "cmdline", lambda self: argv)
+    ray_internals.redact_driver_command()
+    entrypoint = utils.get_entrypoint_name()
+    assert "cret" not in entrypoint and "AKIA" not in entrypoint, entrypoint
+    assert entrypoint.endswith(" --storage s3://REDACTED@bucket/dir@2024/p"), entrypoint
+
+
 def test_the_autoscaler_node_groups_are_read_from_rays_state(monkeypatch):
     from ray._private import state as ray_state
     from ray.core.generated.autoscaler_pb2 import ClusterConfig

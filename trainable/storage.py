@@ -45,33 +45,64 @@ def mirror(uri: str) -> str:
     """The local folder that mirrors the stored study at `uri`: named by a hash of the whole
     URI (scheme, bucket, path; credentials left out), after a readable part of it, so that
     s3://lab/x_y, gs://lab_x/y and file:///lab/x/y never share one."""
-    clean = redact(uri.rstrip("/")).replace(f"{SECRET}@", "")  # one mirror whoever's credentials
+    clean = redact_argument(uri.rstrip("/")).replace(f"{SECRET}@", "")  # one mirror whoever's credentials
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", clean.split("://", 1)[1].strip("/"))[-80:]
     return os.path.join(MIRRORS, "studies", f"{readable}-{hashlib.sha256(clean.encode()).hexdigest()[:16]}")
 
 
 SECRET = "REDACTED"
 SECRET_QUERY = re.compile(r"key|secret|token|pass|pwd|sig|credential|auth", re.IGNORECASE)
+AUTHORITY_END = re.compile(r"[/?#]")  # RFC 3986: the authority ends at the first of these
+URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+SHORTEST_KNOWN = 4  # a known secret shorter than this is too common a string to replace in free text
+_known: set[str] = set()  # secrets moved to the environment here: hidden wherever they appear
 
 
 def redact(text: str) -> str:
     """`text` with the credentials of any URI in it (user:password@, and query values
-    named like keys, secrets, tokens, passwords or signatures) replaced by REDACTED: what
-    records, names and printed lines may hold. Text without such a URI is returned as is."""
-    return re.sub(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]+", lambda m: _redact_uri(m.group(0)), text)
+    named like keys, secrets, tokens, passwords or signatures) replaced by REDACTED, and every
+    secret moved to the environment here (credentials_to_environment), in any form, wherever it
+    appears: what records, names and printed lines may hold. Other text is returned as is."""
+    text = re.sub(URI.pattern + r"[^\s'\"]+", lambda m: _redact_uri(m.group(0)), text)
+    for secret in sorted(_known, key=len, reverse=True):
+        text = text.replace(secret, SECRET)
+    return text
 
 
-def userinfo_end(rest: str) -> int:
-    """Where a URI's userinfo ends in `rest` (the URI after '://'): the host's '@', or -1 for
-    none. The userinfo may hold '/', '#' or '?' (which end the authority for a URL parser) as a
-    user:password pair; an '@' in a path without ':' before it is not one."""
-    at = rest.rfind("@")
-    return at if at > 0 and (":" in rest[:at] or not re.search(r"[/?#]", rest[:at])) else -1
+def redact_argument(arg: str) -> str:
+    """One command-line argument (or option value) redacted with the whole argument (after an
+    `--option=`) read as one URI: a secret holding a space or a quote is hidden whole."""
+    option, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+    if not eq:
+        option, value = "", arg
+    return redact(option + eq + (_redact_uri(value) if URI.match(value) else value))
+
+
+def _authority(rest: str) -> str:
+    return AUTHORITY_END.split(rest, 1)[0]
+
+
+def _unescaped_userinfo(rest: str) -> bool:
+    """`rest` (a URI after '://') reads as user:secret@host only if the secret's '/', '?' or '#'
+    were escaped: its authority is 'user:...' with no '@' and a port that is no number, and an '@'
+    comes later."""
+    authority = _authority(rest)
+    _, colon, port = authority.partition(":")
+    return "@" not in authority and bool(colon) and not port.isdigit() and "@" in rest[len(authority) :]
+
+
+def _hidden_end(rest: str) -> int:
+    """Where the part of `rest` to hide ends (the '@' after it), or -1: the authority's userinfo,
+    to its last '@'; for a userinfo with an unescaped '/', '?' or '#', to the URI's last '@'."""
+    authority = _authority(rest)
+    if "@" in authority:
+        return authority.rfind("@")
+    return rest.rfind("@") if _unescaped_userinfo(rest) else -1
 
 
 def _redact_uri(uri: str) -> str:
     scheme, rest = uri.split("://", 1)
-    at = userinfo_end(rest)
+    at = _hidden_end(rest)
     if at > 0:
         uri = f"{scheme}://{SECRET}@{rest[at + 1 :]}"
     parts = urllib.parse.urlsplit(uri)
@@ -98,35 +129,44 @@ def credentials_to_environment(uri: str | None, option: str) -> str | None:
     """`uri` without its credentials, which move into this process's environment, where
     pyarrow (s3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) and MLflow (http(s):
     MLFLOW_TRACKING_USERNAME, _PASSWORD) read them: nothing after this (Tune's tuner.pkl and
-    experiment state, Ray's files, MLflow's and pyarrow's error texts) can hold them. Ray
-    processes started here inherit the environment; the nodes of a cluster joined with
-    --address need their own. The userinfo may hold '/', '#', ':' and percent-escapes. A
-    secret in the query, or userinfo on another scheme, is refused, naming what to set."""
+    experiment state, Ray's files, MLflow's and pyarrow's error texts) can hold them, and redact
+    hides them wherever they appear. Ray processes started here inherit the environment; the
+    nodes of a cluster joined with --address need their own. The userinfo is RFC 3986's: the
+    authority's, before its '@' (an '@' in the path is the path's); percent-escapes are decoded.
+    A userinfo whose '/', '?', '#' or '@' are not escaped, a secret in the query, or userinfo on
+    another scheme is refused, naming what to set."""
     if not is_uri(uri):
         return uri
     scheme, rest = uri.split("://", 1)
-    parts = urllib.parse.urlsplit(redact(uri))
+    parts = urllib.parse.urlsplit(redact_argument(uri))
     secret_keys = [k for k, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if SECRET_QUERY.search(k)]
     variables = credentials_for(uri) or None
     if secret_keys:
         where = " or ".join(variables) if variables else "the environment variables its library reads"
         raise UserError(
-            f"{option} {redact(uri)}: a secret in the query ({', '.join(secret_keys)}) would be recorded by Ray and "
-            f"printed in errors; set {where} (or MLFLOW_TRACKING_TOKEN for a token) instead."
+            f"{option} {redact_argument(uri)}: a secret in the query ({', '.join(secret_keys)}) would be recorded "
+            f"by Ray and printed in errors; set {where} (or MLFLOW_TRACKING_TOKEN for a token) instead."
         )
-    at = userinfo_end(rest)
-    if at <= 0:
+    authority = _authority(rest)
+    if _unescaped_userinfo(rest) or authority.count("@") > 1:
+        raise UserError(
+            f"{option} {redact_argument(uri)}: the credentials hold an unescaped '/', '?', '#' or '@', so the "
+            "bucket and path cannot be told from them; percent-encode those characters in the secret (%2F, "
+            f"%3F, %23, %40) or set {' and '.join(variables or ('the variables its library reads',))} instead."
+        )
+    if "@" not in authority:
         return uri
     if variables is None:
         raise UserError(
-            f"{option} {redact(uri)}: credentials in a {scheme}:// URI would be recorded by Ray; give them "
+            f"{option} {redact_argument(uri)}: credentials in a {scheme}:// URI would be recorded by Ray; give them "
             "through the environment variables its library reads instead."
         )
-    user, _, password = rest[:at].partition(":")
-    for name, value in zip(variables, (user, password), strict=True):
+    userinfo, _, host = authority.partition("@")
+    for name, value in zip(variables, userinfo.partition(":")[::2], strict=True):
         if value:
             os.environ[name] = urllib.parse.unquote(value)
-    return f"{scheme}://{rest[at + 1 :]}"
+            _known.update(v for v in (value, os.environ[name]) if len(v) >= SHORTEST_KNOWN)
+    return f"{scheme}://{rest[len(userinfo) + 1 :]}"
 
 
 def _filesystem(location: str):

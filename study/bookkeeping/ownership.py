@@ -23,7 +23,7 @@ import time
 from trainable.atomic_io import alive, host, remove_stale_temps, temp_path, write_json
 from trainable.errors import UserError
 from trainable.results_layout import STUDY_FILE
-from trainable.storage import redact
+from trainable.storage import redact_argument
 
 LOCK_FILE = "study.lock"
 HEARTBEAT_S = 20  # a held lock's time is refreshed this often
@@ -63,7 +63,7 @@ class StudyLock:
             "host": host(),
             "pid": os.getpid(),
             "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "argv": [redact(a) for a in sys.argv],
+            "argv": [redact_argument(a) for a in sys.argv],
         }
         for _ in range(3):  # a stale lock moved away by another taker meanwhile: try again
             written = temp_path(self.path)

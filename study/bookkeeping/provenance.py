@@ -10,7 +10,7 @@ import subprocess
 import sys
 from typing import Any
 
-from trainable.storage import redact
+from trainable.storage import redact_argument
 from trainable.study_record import VERSION, study_record, write_study_record
 
 PACKAGES = (
@@ -58,7 +58,7 @@ def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
     os.makedirs(directory, exist_ok=True)
     record = {
         "version": VERSION,
-        "command": [sys.executable, "-m", "study.run", *map(redact, argv)],
+        "command": [sys.executable, "-m", "study.run", *map(redact_argument, argv)],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),

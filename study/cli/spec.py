@@ -225,7 +225,7 @@ class StudySpec:
             scheme, rest = flat[key].split("://", 1)
             flat[key] = f"{scheme}://{store.SECRET}@{rest}"
         return {
-            k: store.redact(v) if isinstance(v, str) else list(v) if isinstance(v, tuple) else v
+            k: store.redact_argument(v) if isinstance(v, str) else list(v) if isinstance(v, tuple) else v
             for k, v in flat.items()
         }
 

@@ -30,6 +30,7 @@ def start_ray(spec: StudySpec) -> Any:
     if ray.is_initialized():
         return ray
     ray_internals.quiet_authentication_log(spec.verbose)
+    ray_internals.redact_driver_command()
     if not spec.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     context = ray.init(

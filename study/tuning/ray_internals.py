@@ -26,6 +26,23 @@ def quiet_authentication_log(verbose: bool) -> None:
     logging.getLogger(AUTH_LOGGER).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+def redact_driver_command() -> None:
+    """Ray records the driver's command line (its process's, read by psutil) as the job's entrypoint
+    (the dashboard's Jobs page, `ray list jobs`): recorded with each argument redacted
+    (trainable.storage.redact_argument), so a secret given in a URI does not reach Ray's state."""
+    import subprocess
+
+    import psutil
+    from ray._private import utils
+
+    from trainable.storage import redact_argument
+
+    def entrypoint() -> str:
+        return subprocess.list2cmdline([redact_argument(a) for a in psutil.Process().cmdline()])
+
+    utils.get_entrypoint_name = entrypoint
+
+
 def staged_experiment_state(experiment: str, file_name: str) -> bytes | None:
     """Ray's local copy of a study's experiment state: the driver writes it in its session's
     folder (Ray's temporary folder, RAY_TMPDIR or /tmp/ray, session_*/artifacts/STAMP/NAME/
