@@ -109,6 +109,49 @@ def test_a_live_lock_is_refused_a_dead_ones_taken_over_and_another_hosts_refused
     release_all()
 
 
+@pytest.mark.parametrize(
+    "content, said",
+    [
+        ("not json{", "not a lock's JSON: b'not json{'"),
+        ("", "(empty)"),
+        ('{"pid": "abc"}', "no host in"),
+        ("[1, 2]", "no host in '[1, 2]'"),
+        ('{"host": "h", "pid": 1000000000000000000000000000000}', "is no process id (1 to 4194304)"),
+        ('{"host": "h", "pid": 0}', "pid 0 is no process id"),
+        ('{"host": "h", "pid": -1}', "pid -1 is no process id"),
+        ('{"host": "h", "pid": 1.5}', "pid 1.5 is no process id"),
+        ('{"host": "h", "pid": true}', "pid True is no process id"),
+        ("FOLDER", "a folder, not a file): no run of this tool wrote it. If no run is using"),
+        ("FUTURE", "s from now: a clock or a hand moved it"),
+    ],
+)
+def test_a_damaged_lock_is_one_paragraph_saying_how_to_clear_it(tmp_path, content, said):
+    directory = tmp_path / "study"
+    directory.mkdir()
+    lock = directory / LOCK_FILE
+    if content == "FOLDER":
+        lock.mkdir()
+    else:
+        lock.write_text('{"host": "elsewhere", "pid": 12, "since": "then"}' if content == "FUTURE" else content)
+    if content == "FUTURE":
+        future = time.time() + 10 * STALE_AFTER_S  # another host's lock, time-stamped in 2100 say
+        os.utime(lock, (future, future))
+    with pytest.raises(UserError) as refused:
+        StudyLock(str(directory)).take()
+    text = " ".join(str(refused.value).split())
+    assert said in text and "is damaged" in text and ("rm -r " if content == "FOLDER" else "rm ") + str(lock) in text
+    assert (lock.is_dir() if content == "FOLDER" else lock.exists())  # nothing removed on the user's behalf
+
+
+def test_a_damaged_lock_stops_a_run_before_any_work(tmp_path, tiny_root, capsys):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / LOCK_FILE).write_text('{"host": "h", "pid": -1}')
+    argv = ["--grid", "smoke", "--data", tiny_root, "--storage", str(tmp_path), "--name", "x"]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and "study.lock is damaged (pid -1 is no process id" in err
+
+
 def test_a_study_that_records_nothing_leaves_no_folder(tmp_path):
     StudyLock(str(tmp_path / "results" / "new")).create("--resume it")
     assert (tmp_path / "results" / "new" / LOCK_FILE).exists()

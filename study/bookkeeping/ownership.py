@@ -28,6 +28,7 @@ from trainable.storage import redact_argument
 LOCK_FILE = "study.lock"
 HEARTBEAT_S = 20  # a held lock's time is refreshed this often
 STALE_AFTER_S = 120  # a lock of another host not refreshed for this long is a dead run's
+PID_MAX = 2**22  # Linux's largest pid_max (kernel.pid_max); a lock's pid above it is no process's
 HELD: list[StudyLock] = []  # this process's locks, released by release_all when the run ends
 
 
@@ -85,34 +86,56 @@ class StudyLock:
         raise UserError(f"{self.path}: could not take the study's lock (other runs keep taking it over).")
 
     def holder(self) -> dict | None:
-        """The lock's record, or None when there is no lock."""
+        """The lock's record, or None when there is no lock; a lock no run of this tool could have
+        written (not JSON, no host or pid, an impossible pid, a folder) is refused as damaged."""
         try:
-            with open(self.path) as f:
-                return json.load(f)
+            with open(self.path, "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             return None
+        except IsADirectoryError:
+            self.damaged("a folder, not a file", f"rm -r {self.path}")
+        try:
+            record = json.loads(data)
+        except ValueError:
+            self.damaged(f"not a lock's JSON: {data[:40]!r}" if data.strip() else "empty")
+        if not isinstance(record, dict) or not isinstance(record.get("host"), str):
+            self.damaged(f"no host in {str(record)[:60]!r}")
+        pid = record.get("pid")
+        if type(pid) is not int or not 0 < pid <= PID_MAX:
+            self.damaged(f"pid {pid!r} is no process id (1 to {PID_MAX})")
+        return record
+
+    def damaged(self, why: str, clear: str | None = None) -> None:
+        raise UserError(
+            f"{self.path} is damaged ({why}): no run of this tool wrote it. If no run is using "
+            f"{self.directory}, remove it ({clear or f'rm {self.path}'}) and run the command again."
+        )
 
     def refuse_if_held(self) -> dict | None:
         """Refuse while a live run holds the lock; else return the stale lock's record (None: no lock)."""
         holder = self.holder()
         if holder is None:
             return None
-        if holder.get("host") != host():
+        if holder["host"] != host():
             try:
                 silent = time.time() - os.stat(self.path).st_mtime
             except FileNotFoundError:
                 return None
+            if silent < -STALE_AFTER_S:  # hosts' clocks differ by seconds, not minutes
+                when = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.stat(self.path).st_mtime))
+                self.damaged(f"refreshed at {when}, {-silent:.0f} s from now: a clock or a hand moved it")
             if silent < STALE_AFTER_S:
                 raise UserError(
-                    f"{self.directory} is in use by process {holder.get('pid')} on host {holder.get('host')} (since "
-                    f"{holder.get('since')}; its lock was refreshed {silent:.0f} s ago). Wait for it to end; a lock "
-                    f"not refreshed for {STALE_AFTER_S} s is taken over."
+                    f"{self.directory} is in use by process {holder['pid']} on host {holder['host']} (since "
+                    f"{holder.get('since')}; its lock was refreshed {max(silent, 0):.0f} s ago). Wait for it to end; a "
+                    f"lock not refreshed for {STALE_AFTER_S} s is taken over."
                 )
             return holder
-        if alive(int(holder.get("pid", 0))):
+        if alive(holder["pid"]):
             raise UserError(
                 f"{self.directory} is in use by process {holder['pid']} on this host (since {holder.get('since')}: "
-                f"{' '.join(holder.get('argv', []))}); wait for it to end, or stop it."
+                f"{' '.join(map(str, holder.get('argv', [])))}); wait for it to end, or stop it."
             )
         return holder
 
