@@ -152,6 +152,32 @@ def test_a_damaged_lock_stops_a_run_before_any_work(tmp_path, tiny_root, capsys)
     assert "Traceback" not in err and "study.lock is damaged (pid -1 is no process id" in err
 
 
+@pytest.mark.parametrize("where", ["a file", "below a file", "read-only", "the study's name a file"])
+def test_storage_that_cannot_hold_a_study_is_one_paragraph(tmp_path, tiny_root, capsys, monkeypatch, where):
+    (tmp_path / "file").write_text("x")
+    storage = {"a file": tmp_path / "file", "below a file": tmp_path / "file" / "results"}.get(where, tmp_path)
+    if where == "read-only":
+        real_mkdir = os.mkdir
+
+        def read_only(path, *args, **kwargs):
+            if str(path).startswith(str(tmp_path)):
+                raise OSError(30, "Read-only file system", str(path))
+            return real_mkdir(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "mkdir", read_only)
+    name = "file" if where == "the study's name a file" else "x"
+    argv = ["--grid", "smoke", "--data", tiny_root, "--storage", str(storage), "--name", name]
+    assert main(argv) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    said = {
+        "a file": f"{storage}: cannot hold studies ({storage} is a file, not a folder)",
+        "below a file": "cannot hold studies (a file is in its path where a folder should be)",
+        "read-only": "(Read-only file system:",
+        "the study's name a file": f"{tmp_path / 'file'} is a file, not a study; pick another --name.",
+    }[where]
+    assert "Traceback" not in err and said in err, err
+
+
 def test_a_study_that_records_nothing_leaves_no_folder(tmp_path):
     StudyLock(str(tmp_path / "results" / "new")).create("--resume it")
     assert (tmp_path / "results" / "new" / LOCK_FILE).exists()

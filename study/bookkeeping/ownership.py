@@ -47,14 +47,24 @@ class StudyLock:
         while not os.path.exists(folder):
             missing.append(folder)
             folder = os.path.dirname(folder)
-        os.makedirs(os.path.dirname(os.path.abspath(self.directory)), exist_ok=True)
+        parent = os.path.dirname(os.path.abspath(self.directory))
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"{parent}: cannot hold studies ({not_made(err)}); give --storage a folder to write in."
+            ) from None
         try:
             os.mkdir(self.directory)
         except FileExistsError:
+            if not os.path.isdir(self.directory):
+                raise UserError(f"{self.directory} is a file, not a study; pick another --name.") from None
             self.refuse_if_held()
             raise UserError(
                 f"{self.directory} exists; pick another --name, or continue it with {resume_hint}."
             ) from None
+        except OSError as err:
+            raise UserError(f"{self.directory}: cannot make the study's folder ({not_made(err)}).") from None
         self.created = missing  # deepest first
         return self.take()
 
@@ -68,7 +78,10 @@ class StudyLock:
         }
         for _ in range(3):  # a stale lock moved away by another taker meanwhile: try again
             written = temp_path(self.path)
-            write_json(written, record)
+            try:
+                write_json(written, record)
+            except OSError as err:
+                raise UserError(f"{self.path}: cannot write the study's lock ({not_made(err)}).") from None
             try:
                 os.link(written, self.path)  # atomic, and refused where the lock exists: never seen half-written
             except FileExistsError:
@@ -186,6 +199,15 @@ class StudyLock:
                     os.rmdir(folder)
                 except OSError:  # not empty: something else is there
                     break
+
+
+def not_made(err: OSError) -> str:
+    """Why a folder or file could not be made, in words: a file in the way, a read-only or full disk."""
+    if isinstance(err, FileExistsError):
+        return f"{err.filename} is a file, not a folder"
+    if isinstance(err, NotADirectoryError):
+        return "a file is in its path where a folder should be"
+    return f"{err.strerror or err}{': ' + str(err.filename) if err.filename else ''}"
 
 
 def release_all() -> None:
