@@ -185,6 +185,31 @@ def test_a_study_that_records_nothing_leaves_no_folder(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        ({"seeds": "abc"}, "args holds seeds 'abc' (expected int)"),
+        ({"seeds": True}, "args holds seeds True (expected int)"),
+        ({"colour": "red"}, "args holds colour (no such option)"),
+        ({"select": "val_f1"}, "args holds select 'val_f1' (expected one of val_loss, val_acc, val_bacc)"),
+        ({"settings": "lr=1"}, "args holds settings 'lr=1' (expected a list of str)"),
+        ({"dry_run": 1}, "args holds dry_run 1 (expected bool)"),
+        ({"gpus_per_trial": "0.5"}, "args holds gpus_per_trial '0.5' (expected float)"),
+    ],
+)
+def test_resume_of_a_study_json_with_wrong_args_names_each_key(tmp_path, capsys, args, said):
+    from tests import study_json
+
+    study = tmp_path / "study"
+    study.mkdir()
+    value = study_json.record()
+    value["args"].update(args)
+    (study / "study.json").write_text(json.dumps(value))
+    assert main(["--resume", str(study), "--dry-run"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and f"study.json: {said}" in err.replace(f"{study}/", ""), err
+
+
 def test_resume_of_a_torn_study_json_is_one_clear_error(tmp_path, capsys):
     study = tmp_path / "torn"
     study.mkdir()

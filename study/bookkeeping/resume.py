@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from study.cli.spec import StudySpec, absolute, is_runtime
+from study.cli.spec import StudySpec, absolute, check_recorded, is_runtime
 from study.grids import get_grid
 from trainable import storage as store
 from trainable.atomic_io import read_json
@@ -52,7 +52,7 @@ def recorded_options(resume: str) -> tuple[str, dict[str, Any]]:
         path = os.path.join(directory, STUDY_FILE)
     if not os.path.isfile(path):
         raise UserError(f"--resume {resume}: no {STUDY_FILE} there; is it a study's results directory?")
-    recorded = dict(study_record(read_json(path), path).args)
+    recorded = dict(check_recorded(study_record(read_json(path), path).args, path))
     parent, name = store.split(directory)  # a URI's parent (with its query), or the path's
     recorded.update(storage=parent if store.is_uri(directory) else os.path.dirname(directory), name=name)
     return directory, recorded

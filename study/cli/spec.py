@@ -365,3 +365,37 @@ def check_extras(spec: StudySpec) -> None:
 
 # Every option of a study, by name: the data options and the study's own.
 FIELDS = {f.name: f for f in [*options(DataOptions), *options(StudySpec)]}
+
+
+def kind_of(field: dataclasses.Field) -> type:
+    """The type an option's value has once parsed (what study.json records): bool for a switch, a
+    list for a repeatable option, else its type, its default's, or str."""
+    default = field.default
+    if isinstance(default, bool | tuple):
+        return list if isinstance(default, tuple) else bool
+    return field.metadata["type"] or (type(default) if default is not None else str)
+
+
+def check_recorded(args: Any, source: str) -> dict[str, Any]:
+    """A study.json's `args`, refused (naming `source` and each key) unless every key is an option
+    and every value one the option's parser could have produced: its type (or unset), its choices."""
+    if not isinstance(args, dict):
+        raise UserError(f"{source}: args is {type(args).__name__}, not the options (a JSON object).")
+    wrong = [f"{k} (no such option)" for k in args if k not in FIELDS]
+    for key, value in args.items():
+        if key not in FIELDS or value is None and not isinstance(FIELDS[key].default, bool | tuple):
+            continue
+        kind, choices = kind_of(FIELDS[key]), FIELDS[key].metadata["choices"]
+        fits = (
+            isinstance(value, int | float) and not isinstance(value, bool) if kind is float else isinstance(value, kind)
+        )
+        fits = fits and (kind is bool or not isinstance(value, bool))
+        if kind is list:
+            fits = fits and all(isinstance(v, str) for v in value)
+        if not fits:
+            wrong.append(f"{key} {value!r} (expected {'a list of str' if kind is list else kind.__name__})")
+        elif choices and value not in choices:
+            wrong.append(f"{key} {value!r} (expected one of {', '.join(choices)})")
+    if wrong:
+        raise UserError(f"{source}: args holds {'; '.join(wrong)}. Restore it from a copy.")
+    return args
