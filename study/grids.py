@@ -8,6 +8,8 @@ import itertools
 import json
 import math
 import os
+import re
+import typing
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +98,37 @@ class GridLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a grid file", mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+        """A mapping whose keys are each set once: a key set twice is refused with both lines."""
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in lines:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"{key!r} is set twice, on line {lines[key]} and line {key_node.start_mark.line + 1}; keep one",
+                    key_node.start_mark,
+                )
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def json_object(path: str, text: str):
+    """json.loads' object_pairs_hook: an object whose keys are each set once."""
+
+    def pairs_to_dict(pairs: list[tuple[str, Any]]) -> dict:
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            lines = [
+                text.count("\n", 0, m.start()) + 1 for m in re.finditer(re.escape(json.dumps(twice)) + r"\s*:", text)
+            ]
+            raise UserError(f"--grid {path}: {twice!r} is set twice (lines {', '.join(map(str, lines))}); keep one.")
+        return dict(pairs)
+
+    return pairs_to_dict
+
 
 def grid_text(path: str) -> str:
     """A grid file's text: UTF-8 and at most MAX_GRID_BYTES characters, read no further."""
@@ -120,7 +153,10 @@ def read_grid(path: str) -> Grid:
     experiment 1 of the 2021 report (BASELINE)."""
     text = grid_text(path)
     try:
-        spec = json.loads(text) if path.endswith(".json") else yaml.load(text, Loader=GridLoader)
+        if path.endswith(".json"):
+            spec = json.loads(text, object_pairs_hook=json_object(path, text))
+        else:
+            spec = yaml.load(text, Loader=GridLoader)
     except json.JSONDecodeError as err:
         raise UserError(f"--grid {path} is not valid JSON: line {err.lineno}, column {err.colno}: {err.msg}.") from None
     except yaml.YAMLError as err:

@@ -194,6 +194,21 @@ def test_provenance_records_the_arguments_main_received(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "option, value, said",
+    [
+        (
+            "--gpus-per-trial",
+            "1e308",
+            "--gpus-per-trial 1e+308: a trial runs on one node, and no node has more than 16 GPUs",
+        ),
+        ("--cpus-per-trial", "5000", "--cpus-per-trial 5000: a trial runs on one node, and no node has more than 1024"),
+    ],
+)
+def test_a_trial_larger_than_any_node_is_refused_before_ray(capsys, option, value, said):
+    assert said in " ".join(fails(capsys, "--grid", "smoke", option, value, "--dry-run").split())
+
+
+@pytest.mark.parametrize(
     "text, expected",
     [
         ("lr: .nan\n", "'lr' must be a finite number"),
@@ -201,10 +216,14 @@ def test_provenance_records_the_arguments_main_received(tmp_path):
         ("lr: [1.0e-4, -.inf]\n", "'lr' must be a finite number"),
         ("lr: {uniform: [0.0001, .nan]}\n", "'lr' must be a finite number"),
         ("a: &a [1, 1]\nb: &b [*a, *a]\nlr: *b\n", "aliases (*name) are not allowed"),
+        ("lr: 0.1\ndropout: 0.2\nlr: 0.2\n", "line 3, column 1: 'lr' is set twice, on line 1 and line 3; keep one"),
+        ("experiments:\n  - {name: a, lr: 0.1, lr: 0.2}\n", "'lr' is set twice, on line 2 and line 2"),
+        ('{"lr": 0.1,\n "lr": 0.2}', "'lr' is set twice (lines 1, 2); keep one."),
+        ('{"experiments": [{"name": "a", "name": "b"}]}', "'name' is set twice (lines 1, 1)"),
     ],
 )
 def test_nonsense_settings_in_a_grid_file_are_refused_naming_the_key(capsys, tmp_path, text, expected):
-    grid = tmp_path / "g.yaml"
+    grid = tmp_path / ("g.json" if text.startswith("{") else "g.yaml")
     grid.write_text(text)
     assert expected in " ".join(fails(capsys, "--grid", str(grid), "--dry-run").split())
 

@@ -140,7 +140,7 @@ def test_a_damaged_lock_is_one_paragraph_saying_how_to_clear_it(tmp_path, conten
         StudyLock(str(directory)).take()
     text = " ".join(str(refused.value).split())
     assert said in text and "is damaged" in text and ("rm -r " if content == "FOLDER" else "rm ") + str(lock) in text
-    assert (lock.is_dir() if content == "FOLDER" else lock.exists())  # nothing removed on the user's behalf
+    assert lock.is_dir() if content == "FOLDER" else lock.exists()  # nothing removed on the user's behalf
 
 
 def test_a_damaged_lock_stops_a_run_before_any_work(tmp_path, tiny_root, capsys):

@@ -315,6 +315,13 @@ def check(spec: StudySpec) -> None:
         raise UserError(f"--gpus-per-trial must be a finite number, got {spec.gpus_per_trial}.")
     if spec.gpus_per_trial < 0 or (spec.gpus_per_trial > 1 and spec.gpus_per_trial % 1):
         raise UserError(f"--gpus-per-trial must be a fraction in [0, 1] or a whole number, got {spec.gpus_per_trial}.")
+    for option_name, value in (("cpus_per_trial", spec.cpus_per_trial), ("gpus_per_trial", spec.gpus_per_trial)):
+        kind = option_name[:3].upper()
+        if value is not None and value > LARGEST_NODE[kind]:
+            raise UserError(
+                f"--{option_name.replace('_', '-')} {value:g}: a trial runs on one node, and no node has more than "
+                f"{LARGEST_NODE[kind]} {kind}s (the study checks the cluster's own nodes when Ray starts)."
+            )
     for option_name in ("max_epochs", "grace_period", "es_rounds", "budget_epochs"):
         value = getattr(spec, option_name)
         if value is not None and value < 1:
@@ -362,6 +369,8 @@ def check_extras(spec: StudySpec) -> None:
             "Tune's CSV, JSON and TensorBoard logs are always written)."
         )
 
+
+LARGEST_NODE = {"CPU": 1024, "GPU": 16}  # more than any one machine has (a trial's resources are one node's)
 
 # Every option of a study, by name: the data options and the study's own.
 FIELDS = {f.name: f for f in [*options(DataOptions), *options(StudySpec)]}
