@@ -58,6 +58,11 @@ def input_files(paths: list[str]) -> list[str]:
     for spec in paths:
         if os.path.isdir(spec):
             names = sorted(n for n in os.listdir(spec) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+            if not names:
+                raise UserError(
+                    f"{spec}: a folder with no image file ({', '.join(sorted(IMAGE_EXTENSIONS))}) in it; a folder's "
+                    "images are read, not its subfolders' (give those, or a glob such as 'DIR/*/*.jpg')."
+                )
             files += [os.path.join(spec, n) for n in names]
         elif os.path.exists(spec):
             files.append(spec)
@@ -112,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         image_limits()  # FACE_AGE_MAX_* checked before any file is read
         path = model_file(args.model)
         files = input_files(args.paths)
+        predictor = Predictor(path)
         if args.export:
             from trainable.serving.export import export
 
@@ -121,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not files:
         return 0
-    table = predict_files(files, Faces(not args.no_detect, args.all_faces), Predictor(path))
+    table = predict_files(files, Faces(not args.no_detect, args.all_faces), predictor)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""))
     if args.out:
         write_csv(args.out, table)

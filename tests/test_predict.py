@@ -171,3 +171,51 @@ def test_an_image_too_small_or_too_thin_to_search_gets_its_reason_not_a_crash(si
     assert Detector()(image) == []
     crops, problem = Faces(detect=True, all_faces=False).crops(image)
     assert crops == [] and (f"{size[1]}x{size[0]} px is" in problem) and ("smaller" in problem or "thin" in problem)
+
+
+def damaged_model(kind: str, good: str, path) -> None:
+    """Plant a model file that is not one: text, a truncated file, other records."""
+    if kind == "text":
+        path.write_text("this is not a model\n")
+    elif kind == "truncated":
+        data = open(good, "rb").read()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "a dict without a model record":
+        torch.save({"epoch": 3, "state": {}}, path)
+    elif kind == "a list":
+        torch.save([1, 2, 3], path)
+    else:  # weights of another shape: a record claiming 5 classes around a 3-class head
+        record = torch.load(good, weights_only=True)
+        torch.save({**record, "num_classes": 5}, path)
+
+
+@pytest.mark.parametrize(
+    "kind, said",
+    [
+        ("text", "not a model file this tool can read (not a PyTorch file)"),
+        ("truncated", "(a damaged or truncated PyTorch file: PytorchStreamReader failed"),
+        ("empty", "not a model file this tool can read (an empty file)"),
+        ("a dict without a model record", "is not a model record: it lacks weights, num_classes, freeze, trained"),
+        ("a list", "holds a list, not a model record; a study's best/model.pt (python -m analysis.best"),
+        ("weights of another shape", "its trained weights do not fit the model it records (Error(s) in loading"),
+    ],
+)
+def test_a_damaged_model_file_is_one_line_exit_2(model_file, tmp_path, kind, said):
+    bad = tmp_path / "model.pt"
+    damaged_model(kind, model_file, bad)
+    image = tmp_path / "face.png"
+    Image.fromarray(generated(1)[0]).save(image)
+    result = cli("study.predict", "--model", str(bad), "--no-detect", str(image))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"error: {bad}" in result.stderr and said in result.stderr, result.stderr
+
+
+def test_predict_on_a_folder_without_images_says_so(model_file, tmp_path):
+    deep = tmp_path / "top"
+    (deep / "a" / "b").mkdir(parents=True)
+    (deep / "a" / "b" / "face.jpg").write_bytes(b"")
+    result = cli("study.predict", "--model", model_file, str(deep))
+    assert result.returncode == 2 and result.stdout == "", result
+    assert f"{deep}: a folder with no image file (" in result.stderr and "not its subfolders'" in result.stderr

@@ -129,16 +129,40 @@ def load_trained(path: str) -> tuple[FaceAgeNet, v2.Compose]:
     return model, transform
 
 
+MODEL_RECORD = ("weights", "num_classes", "freeze", "trained", "classes", "preprocessing")  # what a model.pt holds
+
+
 def read_trained(path: str) -> tuple[FaceAgeNet, v2.Compose, dict]:
-    """load_trained, and the file's record (classes, precision, config, ...), from one read."""
-    record = torch.load(path, map_location="cpu", weights_only=True)
-    if "preprocessing" not in record:
+    """load_trained, and the file's record (classes, precision, config, ...), from one read. A file
+    that is not such a record (text, a truncated file, another program's checkpoint) is one UserError."""
+    whose = "a study's best/model.pt (python -m analysis.best RESULTS_DIR) is one"
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises what its unpickler or zip reader met: any is a bad file
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":  # torch.save's zip format
+            why = "an empty file" if not head else "not a PyTorch file"
+        else:
+            why = (
+                f"a damaged or truncated PyTorch file: {(str(err).strip() or type(err).__name__).splitlines()[0][:120]}"
+            )
+        raise UserError(f"{path}: not a model file this tool can read ({why}); {whose}.") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} holds a {type(record).__name__}, not a model record; {whose}.")
+    if "preprocessing" not in record and all(k in record for k in MODEL_RECORD[:-1]):
         raise UserError(
             f"{path} was written before model files described their preprocessing; retrain it "
             "(python -m study.run --resume only rescores), or rebuild it with FaceAgeNet by hand."
         )
-    model = FaceAgeNet(load_backbone(record["weights"], record["num_classes"]), record["freeze"])
-    load_trainable_state(model, record["trained"])
+    if missing := [k for k in MODEL_RECORD if k not in record]:
+        raise UserError(f"{path} is not a model record: it lacks {', '.join(missing)}; {whose}.")
+    try:
+        model = FaceAgeNet(load_backbone(record["weights"], record["num_classes"]), record["freeze"])
+        load_trainable_state(model, record["trained"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as err:
+        said = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: its trained weights do not fit the model it records ({said}).") from None
     pre = record["preprocessing"]
     return model.eval(), eval_transform(mean=pre["mean"], std=pre["std"]), record
 
