@@ -16,6 +16,7 @@ interrupted, and says so. Imports neither torch, OpenCV, scikit-image nor Ray.
 from __future__ import annotations
 
 import argparse
+import errno
 import glob
 import os
 import sys
@@ -92,6 +93,9 @@ def build_report(
     return doc, s.notes
 
 
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog=prog("analysis.report"), description="Build a study's report.")
     p.add_argument("results_dir", help="a study's folder, or its URI (s3://..., gs://...: copied down first)")
@@ -130,6 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         _, notes = build_report(args.results_dir, out, args.baselines, args.external)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the output's disk: full, read-only, not ours
+        if err.errno not in UNWRITABLE:
+            raise
+        where = f": {err.filename}" if err.filename else ""
+        print(
+            f"error: cannot write the report in {out} ({err.strerror}{where}); "
+            "free space, or give --out a folder you can write, and run the command again. What was written is "
+            "whole: every file is written under a temporary name and renamed.",
+            file=sys.stderr,
+        )
         return 2
     for note in notes:
         print(f"note: {note}")

@@ -571,3 +571,27 @@ def test_a_searchs_claimed_configuration_is_the_one_chosen_before_its_confirmati
     assert study.claimed is None  # no choice recorded: nothing claimed, never the confirmation's first
     study.search_choice = 9
     assert study.claimed.experiment == 9
+
+
+def test_a_report_on_a_full_disk_is_one_paragraph_and_leaves_nothing_partial(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from analysis.report import main
+    from trainable import atomic_io
+
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8)])
+    real_replace, written = os.replace, []
+
+    def fills_up(src, dst, *args, **kwargs):  # the disk fills after the first two files
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        written.append(dst)
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(atomic_io.os, "replace", fills_up)
+    assert main([str(study)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "Traceback" not in err and f"error: cannot write the report in {study / 'report'} (No space left" in err
+    assert "free space, or give --out a folder you can write" in err
+    left = [p for p in (study / "report").rglob("*") if p.is_file()]
+    assert sorted(map(str, left)) == sorted(map(str, written)), left  # no temporary or half-written file
