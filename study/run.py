@@ -37,13 +37,14 @@ from study.bookkeeping.summary import (
 )
 from study.cli.quiet import quiet_tools
 from study.cli.spec import StudySpec, given_options
+from study.cli.stopping import Stopped, catch_stops, deferred, received, stopped
 from study.grids import expand, get_grid, grid_label, parse_where
 from study.tuning.cluster import largest_node_cpus, start_ray
 from study.tuning.space import TrialNames
 from trainable import storage as store
 from trainable.config import TrialConfig
 from trainable.errors import UserError
-from trainable.results_layout import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, search_trial_number
+from trainable.results_layout import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, STUDY_FILE, search_trial_number
 
 # --dry-run shows the paper's axes, then every other setting that varies and every --set one.
 DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
@@ -247,6 +248,8 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
     plan = plan_study(spec, source.weights)
     try:
         return run_planned(spec, source, argv, plan)
+    except KeyboardInterrupt:  # a stop signal outside Tune's trials (loading, encoding, summing up)
+        raise stop_paragraph(plan) from None
     except Exception as err:
         if (stopped := disk_full_error(err, plan, spec.cache_dir)) is None:
             raise
@@ -269,7 +272,8 @@ def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) ->
         f"scheduler {source.scheduler}"
     )
     print(class_count_lines(data.class_counts()))
-    ray = start_ray(spec)
+    with deferred():  # a signal while Ray starts stops the study once Ray is up
+        ray = start_ray(spec)
     if not spec.resume:
         record_study(plan, spec, argv, data, **source.recorded(plan))
     if isinstance(source, GridSource):  # a grid's trunk outputs, encoded once for all its trials
@@ -293,6 +297,7 @@ def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) ->
     progress = [] if spec.verbose else [Progress(source.trials, spec.progress_every)]  # Tune's own with -v
     watchers = progress + tune_setup.tracking_callbacks(spec.mlflow, spec.wandb, plan.name, plan.directory)
     results = fit(spec, source, trainable, plan, budget=budget, callbacks=watchers)
+    check_finished(results, plan, budget=budget)
     code = finish_study(spec, source, plan, results, trainable)
     if spec.evaluate_on:
         images = os.path.join(spec.cache_dir, "images")
@@ -343,9 +348,25 @@ def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trai
     print(f"\nConfirming {confirm.label}")
     progress = [] if spec.verbose else [Progress(confirm.trials, spec.progress_every)]
     confirmed = fit(spec, confirm, trainable, plan, CONFIRM_DIR, callbacks=progress)
+    check_finished(confirmed, plan, "the confirmation's ")
     code = max(code, finish(plan, confirmed, os.path.join(plan.directory, CONFIRM_DIR)))
     print_answer(plan.directory)
     return code
+
+
+def stop_paragraph(plan: Plan, finished: str = "") -> Stopped:
+    """A study stopped by a signal: continued with --resume once its study.json is written."""
+    recorded = os.path.exists(os.path.join(plan.directory, STUDY_FILE))
+    return stopped(store.redact(plan.location) if recorded else None, finished)
+
+
+def check_finished(results: Any, plan: Plan, which: str = "", budget: Any = None) -> None:
+    """Stopped (a signal reached Tune, which ended the trials keeping their state) when a stop
+    signal came or a trial did not end, unless --budget-epochs ended them: the summary waits for --resume."""
+    ended = results.num_terminated + results.num_errors
+    spent = budget is not None and budget.spent >= budget.epochs
+    if received or (ended < len(results) and not spent):
+        raise stop_paragraph(plan, f"{ended} of {which}{len(results)} trials ended")
 
 
 def fit(
@@ -393,12 +414,17 @@ def run(spec: StudySpec, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    catch_stops()
     given = given_options(argv)
     try:
         return run(study_spec(given), argv)
     except UserError as err:
         print(error_paragraph(err), file=sys.stderr)
         return 2
+    except (Stopped, KeyboardInterrupt) as err:
+        said = err if isinstance(err, Stopped) else stopped(None)
+        print(textwrap.fill(str(said), width=100, break_long_words=False, break_on_hyphens=False), file=sys.stderr)
+        return said.code
     finally:
         release_all()
 

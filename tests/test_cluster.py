@@ -4,6 +4,7 @@ when it starts; a token-protected two-node cluster; a study in S3 (a local S3 se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -468,3 +469,41 @@ def test_a_study_name_joins_a_uris_path_before_its_query():
     assert storage.split(location) == ("s3://bucket/x?region=eu-west-1&endpoint_override=h:9000", "paper")
     assert storage.split("s3://bucket/x/paper/") == ("s3://bucket/x", "paper")
     assert storage.join("/r", "paper") == "/r/paper" and storage.split("/r/paper") == ("/r", "paper")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["while trials run", "before anything is recorded"])
+def test_sigterm_stops_a_study_as_ctrl_c_does_and_says_how_to_continue(tmp_path, when):
+    """`kill PID` (Kubernetes, a batch system) on the driver: Tune ends the trials keeping their
+    state, one paragraph says how far it got and the resume command, exit 143, no stack dump of
+    Ray's; resumed, the study finishes."""
+    log = tmp_path / "driver.log"
+    argv = ["--grid", "smoke", "--confirm-top", "0", "--seeds", "2", "--storage", str(tmp_path), "--name", "t"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", *argv],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        mark = "1/4 done" if when == "while trials run" else "Images per class"
+        assert wait_for(lambda: mark in log.read_text(), 300), log.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever Ray left
+    said = " ".join(log.read_text().split())
+    assert code == 143, said[-3000:]
+    assert "*** SIGTERM received" not in said and "Traceback" not in said, said[-3000:]
+    if when == "before anything is recorded":
+        assert "Stopped by SIGTERM; nothing was recorded yet: run the command again." in said, said[-2000:]
+        assert not (tmp_path / "t").exists()
+        return
+    assert "Stopped by SIGTERM with " in said and " of 4 trials ended; nothing finished is lost." in said
+    assert f"Continue it with: python -m study.run --resume {tmp_path / 't'}" in said, said[-2000:]
+    resumed = cli("--resume", str(tmp_path / "t"))
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    trials, _ = load_study(str(tmp_path / "t"))
+    assert len(trials) == 4 and (trials.status == "finished").all()

@@ -197,7 +197,10 @@ def damaged_model(kind: str, good: str, path) -> None:
         ("text", "not a model file this tool can read (not a PyTorch file)"),
         ("truncated", "(a damaged or truncated PyTorch file: PytorchStreamReader failed"),
         ("empty", "not a model file this tool can read (an empty file)"),
-        ("a dict without a model record", "is not a model record: it lacks weights, num_classes, freeze, trained"),
+        (
+            "a dict without a model record",
+            "is not a model record: it lacks weights, num_classes, freeze, trained, preprocessing",
+        ),
         ("a list", "holds a list, not a model record; a study's best/model.pt (python -m analysis.best"),
         ("weights of another shape", "its trained weights do not fit the model it records (Error(s) in loading"),
     ],

@@ -49,6 +49,24 @@ def test_the_drivers_command_line_reaches_rays_job_table_redacted(monkeypatch):
     assert entrypoint.endswith(" --storage s3://REDACTED@bucket/dir@2024/p"), entrypoint
 
 
+def test_ray_init_sets_its_sigterm_handler_through_the_function_the_study_stills_inside_its_start():
+    """ray.init calls ray._private.utils.set_sigterm_handler (a sys.exit on SIGTERM); inside
+    keep_sigterm_handler it sets nothing, and the driver's own handler stays."""
+    import inspect
+    import signal
+
+    from ray._private import utils, worker
+
+    assert "ray._private.utils.set_sigterm_handler(" in inspect.getsource(inspect.unwrap(worker.init)), (
+        "ray.init no longer sets SIGTERM through ray._private.utils.set_sigterm_handler: find how it does now "
+        "(study.tuning.ray_internals.keep_sigterm_handler, study.cli.stopping)"
+    )
+    before = signal.getsignal(signal.SIGTERM)
+    with ray_internals.keep_sigterm_handler():
+        utils.set_sigterm_handler(lambda *_: None)
+    assert signal.getsignal(signal.SIGTERM) is before and utils.set_sigterm_handler.__module__ == utils.__name__
+
+
 def test_the_autoscaler_node_groups_are_read_from_rays_state(monkeypatch):
     from ray._private import state as ray_state
     from ray.core.generated.autoscaler_pb2 import ClusterConfig

@@ -129,7 +129,7 @@ def load_trained(path: str) -> tuple[FaceAgeNet, v2.Compose]:
     return model, transform
 
 
-MODEL_RECORD = ("weights", "num_classes", "freeze", "trained", "classes", "preprocessing")  # what a model.pt holds
+MODEL_RECORD = ("weights", "num_classes", "freeze", "trained", "preprocessing")  # what a model.pt holds
 
 
 def read_trained(path: str) -> tuple[FaceAgeNet, v2.Compose, dict]:

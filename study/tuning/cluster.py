@@ -33,14 +33,15 @@ def start_ray(spec: StudySpec) -> Any:
     ray_internals.redact_driver_command()
     if not spec.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    context = ray.init(
-        address=spec.address,
-        log_to_driver=spec.verbose,  # the trials' own log lines (checkpoints saved, ...) only with -v
-        include_dashboard=True,
-        dashboard_host=spec.dashboard_host,
-        logging_level="INFO" if spec.verbose else "ERROR",  # Ray's chatter only with -v
-        runtime_env={"env_vars": WORKER_ENV},
-    )
+    with ray_internals.keep_sigterm_handler():  # the study's (study.cli.stopping)
+        context = ray.init(
+            address=spec.address,
+            log_to_driver=spec.verbose,  # the trials' own log lines (checkpoints saved, ...) only with -v
+            include_dashboard=True,
+            dashboard_host=spec.dashboard_host,
+            logging_level="INFO" if spec.verbose else "ERROR",  # Ray's chatter only with -v
+            runtime_env={"env_vars": WORKER_ENV},
+        )
     filter_stderr(spec.verbose)  # after Ray's local processes started: none of them inherits the filter
     short_tracebacks(spec.verbose)
     if context.dashboard_url:

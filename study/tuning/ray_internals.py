@@ -6,7 +6,9 @@ The Ray versions these were checked against are pyproject.toml's range for `ray`
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from ray.tune.logger import TBXLoggerCallback
@@ -41,6 +43,21 @@ def redact_driver_command() -> None:
         return subprocess.list2cmdline([redact_argument(a) for a in psutil.Process().cmdline()])
 
     utils.get_entrypoint_name = entrypoint
+
+
+@contextlib.contextmanager
+def keep_sigterm_handler() -> Iterator[None]:
+    """ray.init puts its own Python handler on SIGTERM (ray._private.utils.set_sigterm_handler: a
+    sys.exit that, raised inside a fork callback, is lost and the study runs on): inside, it keeps
+    the driver's own."""
+    from ray._private import utils
+
+    original = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
 
 
 def staged_experiment_state(experiment: str, file_name: str) -> bytes | None:

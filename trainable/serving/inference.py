@@ -36,6 +36,10 @@ class Predictor:
 
     def __init__(self, model_file: str, device: torch.device = CPU) -> None:
         model, self.transform, self.record = read_trained(model_file)
+        if not isinstance(self.record.get("classes"), list | tuple):
+            raise UserError(
+                f"{model_file} names no classes: it is no study's model (python -m analysis.best writes one)."
+            )
         self.device = device
         self.model = model.to(device, memory_format=torch.channels_last)
         self.classes: list[str] = list(self.record["classes"])
