@@ -10,10 +10,13 @@ import base64
 import binascii
 import json
 import os
+import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
 from starlette.formparsers import MultiPartParser
@@ -25,6 +28,7 @@ from trainable.data.scan import Unusable, decode_image
 from trainable.results_layout import BEST_DIR, BEST_FILE
 from trainable.serving.face_crops import Face, Faces
 from trainable.serving.inference import Predictor
+from trainable.serving.limits import serving_limits
 
 RAW_TYPES = ("image/", "application/octet-stream")  # a body that is the image itself
 # curl --data-binary's default type: a body sent as it is, taken when its bytes open as an image does.
@@ -32,6 +36,10 @@ SNIFFED_TYPES = ("application/x-www-form-urlencoded",)
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 MAX_BYTES = image_limits().bytes  # the largest image a study reads (FACE_AGE_MAX_IMAGE_BYTES)
 JSON_BYTES = MAX_BYTES * 4 // 3 + 1024  # the largest image in base64, and its key
+SLOW_AFTER_S = 1.0  # an upload still arriving after this long counts against its client's slow uploads
+JSON_DEPTH = 8  # {"image_base64": "..."} nests one level; deeper bodies are refused before parsing
+STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+OPEN, CLOSE = np.frombuffer(b"[{", np.uint8), np.frombuffer(b"]}", np.uint8)
 
 
 class FaceAnswer(BaseModel):
@@ -135,19 +143,38 @@ def metadata(path: str, record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def capped_stream(stream: Any, limit: int) -> Any:
-    """The body's chunks as they come; 413 as soon as they pass `limit` bytes."""
-    seen = 0
-    async for chunk in stream:
+async def capped_stream(stream: Any, limit: int, seconds: float) -> Any:
+    """The body's chunks as they come; 413 as soon as they pass `limit` bytes, 408 when the
+    whole body has not come in `seconds` (ServingLimits.body_deadline of its Content-Length)."""
+    seen, chunks = 0, stream.__aiter__()
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        try:
+            left = deadline - asyncio.get_running_loop().time()
+            chunk = await asyncio.wait_for(chunks.__anext__(), max(left, 0.0))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise HTTPException(
+                408, f"the body did not arrive in {seconds:.0f} s (FACE_AGE_BODY_SECONDS, FACE_AGE_MIN_BODY_RATE)"
+            ) from None
         seen += len(chunk)
         if seen > limit:
             raise HTTPException(413, f"over {MAX_BYTES:,} bytes")
         yield chunk
 
 
-async def capped(stream: Any, limit: int) -> bytes:
-    """A body read whole, but never past `limit` bytes (413)."""
-    return b"".join([chunk async for chunk in capped_stream(stream, limit)])
+async def capped(stream: Any, limit: int, seconds: float) -> bytes:
+    """A body read whole, but never past `limit` bytes (413) nor `seconds` (408)."""
+    return b"".join([chunk async for chunk in capped_stream(stream, limit, seconds)])
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply a JSON text nests its arrays and objects (strings left out), counted before it is
+    parsed: json.loads recurses once per level and a 100,000-deep body would exhaust the stack."""
+    bare = np.frombuffer(STRINGS.sub(b'""', data), dtype=np.uint8)
+    steps = np.isin(bare, OPEN).astype(np.int64) - np.isin(bare, CLOSE)
+    return int(np.cumsum(steps).max(initial=0))
 
 
 async def image_bytes(request: Request) -> bytes:
@@ -164,8 +191,9 @@ async def image_bytes(request: Request) -> bytes:
         raise HTTPException(400, f"Content-Length {declared!r} is not a number of bytes")
     if int(declared) > (JSON_BYTES if kind == "application/json" else MAX_BYTES + 64 * 1024):
         raise HTTPException(413, f"over {MAX_BYTES:,} bytes")
+    seconds = serving_limits().body_deadline(int(declared))
     if kind == "multipart/form-data":
-        body = capped_stream(request.stream(), MAX_BYTES + 64 * 1024)  # the file, and the form's framing
+        body = capped_stream(request.stream(), MAX_BYTES + 64 * 1024, seconds)  # the file, and the form's framing
         try:
             form = await MultiPartParser(request.headers, body, max_files=1, max_fields=4).parse()
         except HTTPException:
@@ -177,15 +205,18 @@ async def image_bytes(request: Request) -> bytes:
             raise HTTPException(400, "a multipart body needs exactly one file")
         data = await files[0].read(MAX_BYTES + 1)
     elif kind == "application/json":
+        text = await capped(request.stream(), JSON_BYTES, seconds)
+        if json_depth(text) > JSON_DEPTH:
+            raise HTTPException(400, f'a JSON body is {{"image_base64": "..."}}, not nested {JSON_DEPTH} levels deep')
         try:
-            posted = Base64Image.model_validate(json.loads(await capped(request.stream(), JSON_BYTES)))
+            posted = Base64Image.model_validate(json.loads(text))
             data = base64.b64decode(posted.image_base64, validate=True)
         except (ValueError, binascii.Error) as err:
             raise HTTPException(400, f'a JSON body is {{"image_base64": "<the file in base64>"}} ({err})') from None
     elif kind == "" or kind.startswith(RAW_TYPES):
-        data = await capped(request.stream(), MAX_BYTES)
+        data = await capped(request.stream(), MAX_BYTES, seconds)
     elif kind in SNIFFED_TYPES:
-        data = await capped(request.stream(), MAX_BYTES)
+        data = await capped(request.stream(), MAX_BYTES, seconds)
         if not data.startswith(IMAGE_SIGNATURES):
             raise HTTPException(
                 415,
@@ -203,6 +234,32 @@ async def image_bytes(request: Request) -> bytes:
     return data
 
 
+@serve.deployment(num_replicas=1, ray_actor_options={"num_cpus": 0})
+class Health:
+    """GET /healthz as its own application (route prefix /healthz, study.serve): it answers from
+    Serve's own state while every model replica is busy with uploads, 503 when they are not running."""
+
+    def __init__(self, app: str) -> None:
+        self.app, self.status, self.watching = app, None, None
+
+    async def watch(self) -> None:
+        """The model application's status from Serve's controller, refreshed every second: a health
+        check answers from it and never waits on the controller."""
+        while True:
+            app = (await asyncio.to_thread(serve.status)).applications.get(self.app)
+            self.status = app.status if app else "not deployed"
+            await asyncio.sleep(1)
+
+    async def __call__(self, request: Request) -> JSONResponse:
+        if self.watching is None:
+            self.watching = asyncio.create_task(self.watch())
+        while self.status is None:
+            await asyncio.sleep(0.05)
+        if self.status != "RUNNING":
+            return JSONResponse({"detail": f"the model's application is {self.status}"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+
 @serve.deployment
 @serve.ingress(api)
 class AgeGroups:
@@ -211,6 +268,7 @@ class AgeGroups:
     def __init__(self, path: str, detect: bool, all_faces: bool, max_batch_size: int, batch_wait_s: float) -> None:
         from trainable.device import pick_device
 
+        self.slow = Counter()  # client address -> its uploads still arriving after SLOW_AFTER_S
         self.predictor = Predictor(path, pick_device())  # the replica's GPU where Ray gave it one
         self.faces = Faces(detect, all_faces)
         self.meta = metadata(path, self.predictor.record)
@@ -242,7 +300,33 @@ class AgeGroups:
         description="Faces are found and framed as study.predict frames them (trainable.serving.face_crops).",
     )
     async def predict(self, request: Request) -> Prediction:
-        data = await image_bytes(request)
+        return await self.answer(await self.body(request))
+
+    async def body(self, request: Request) -> bytes:
+        """The posted image; a body still arriving after SLOW_AFTER_S counts as one of its client's
+        slow uploads, past FACE_AGE_UPLOADS_PER_CLIENT of which it is cut with 503 (fast ones never count)."""
+        reading = asyncio.ensure_future(image_bytes(request))
+        done, _ = await asyncio.wait({reading}, timeout=SLOW_AFTER_S)
+        if done:
+            return reading.result()
+        client = request.client.host if request.client else ""
+        if self.slow[client] >= serving_limits().uploads_per_client:
+            reading.cancel()
+            raise HTTPException(
+                503,
+                "this client has as many slow uploads arriving at once as a replica takes from one "
+                "(FACE_AGE_UPLOADS_PER_CLIENT); try again when they have arrived",
+                headers={"Retry-After": "1"},
+            )
+        self.slow[client] += 1
+        try:
+            return await reading
+        finally:
+            self.slow[client] -= 1
+            if not self.slow[client]:
+                del self.slow[client]
+
+    async def answer(self, data: bytes) -> Prediction:
         image = await asyncio.to_thread(decode, data)  # off the event loop: /healthz stays fast
         faces, problem = await asyncio.to_thread(self.faces.crops, image)
         if problem:

@@ -33,9 +33,14 @@ from typing import TYPE_CHECKING
 from trainable.cli_options import prog
 from trainable.data.limits import image_limits
 from trainable.errors import UserError, parse_printable
+from trainable.serving.limits import serving_limits
 
 if TYPE_CHECKING:  # Ray Serve, torch and OpenCV load after the arguments are parsed
     from ray import serve
+
+
+APP = "face-age"  # the model's Serve application
+QUEUED_BATCHES = 8  # requests waiting for a replica, in batches per replica, before Serve answers 503
 
 
 def application(
@@ -60,14 +65,24 @@ def application(
         )
     path = os.path.abspath(model_file(model, "RESULTS_DIR|model.pt"))
     # A replica holds one batch being classified and the next one filling: Ray Serve's own bound on the
-    # requests it lets in must leave room for both, or a batch never fills (and Serve warns so).
+    # requests it lets in must leave room for both, or a batch never fills (and Serve warns so). Past a
+    # queue of QUEUED_BATCHES batches per replica, Serve answers 503 at once.
     options = {
         "num_replicas": replicas,
         "ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus},
         "max_ongoing_requests": 2 * max_batch_size,
+        "max_queued_requests": QUEUED_BATCHES * replicas * max_batch_size,
     }
     deployment = AgeGroups.options(**options)
     return deployment.bind(path, detect, all_faces, max_batch_size, batch_wait_ms / 1000)
+
+
+def health_application() -> serve.Application:
+    """GET /healthz as an application of its own (study.http_app.Health): it answers from Serve's
+    state while the model's replicas are busy. `serve run study.serve:build` has the model's own."""
+    from study.http_app import Health
+
+    return Health.bind(APP)
 
 
 def build(args: dict[str, str]) -> serve.Application:
@@ -113,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if any(importlib.util.find_spec(m) is None for m in ("fastapi", "multipart", "requests")):
             raise UserError("study.serve needs the serve extra: pip install -e '.[serve]'.")
-        image_limits()  # FACE_AGE_MAX_* checked here, not first in a replica
+        image_limits(), serving_limits()  # FACE_AGE_* checked here, not first in a replica
         app = application(
             args.model,
             detect=not args.no_detect,
@@ -139,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(app, name="face-age", route_prefix="/")
+        serve.run(app, name=APP, route_prefix="/")
+        serve.run(health_application(), name=f"{APP}-health", route_prefix="/healthz")  # answers beside uploads
         where = f"http://{args.host}:{args.port}: POST /predict, GET /healthz, GET /; API at /docs"
         print(f"Serving {model_file(args.model, 'RESULTS_DIR|model.pt')} at {where}", flush=True)
         while True:

@@ -299,3 +299,63 @@ def documented_curls() -> list[str]:
         found += re.findall(r"^#\s+(curl [^\n]*?/predict)", open(path).read(), re.M)
     assert len(found) >= 3, found  # docs/model.md's two, the RayService's one
     return found
+
+
+def test_slow_bodies_are_cut_and_healthz_answers_throughout(tmp_path):
+    """20 uploads that declare 100,000 bytes, send 2 and hold on: each is answered 408 (its body
+    past FACE_AGE_BODY_SECONDS) or 503 (past FACE_AGE_UPLOADS_PER_CLIENT arriving at once), and
+    /healthz answers in under 1 s throughout; a JSON body nested 100,000 deep is a 400."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import requests
+
+    from tests.conftest import ROOT, wait_for
+    from trainable.model import random_model_file
+
+    path, port = random_model_file(tmp_path / "model.pt"), free_port()
+    env = {**os.environ, "FACE_AGE_BODY_SECONDS": "4"}
+    command = [sys.executable, "-m", "study.serve", str(path), "--no-detect", "--port", str(port)]
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:  # the health application routed (Serve's /-/routes), and answering
+        try:
+            routed = "/healthz" in requests.get(url + "/-/routes", timeout=5).json()
+            return routed and requests.get(url + "/healthz", timeout=5).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        assert wait_for(healthy, 240), "the server never answered /healthz"
+        time.sleep(2)  # the proxy's routes settle
+        slow = []
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", port), timeout=30)
+            s.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\nab"
+            )
+            slow.append(s)
+        began, latencies = time.monotonic(), []
+        while time.monotonic() - began < 8:
+            start = time.monotonic()
+            assert requests.get(url + "/healthz", timeout=5).json() == {"status": "ok"}
+            latencies.append(time.monotonic() - start)
+            time.sleep(0.2)
+        statuses = [s.recv(200).split(b" ", 2)[1].decode() for s in slow]  # answered by now (4 s deadline)
+        for s in slow:
+            s.close()
+        deep = requests.post(url + "/predict", data=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    latencies.sort()
+    median, worst = latencies[len(latencies) // 2] * 1000, latencies[-1] * 1000
+    print(f"/healthz under 20 slow bodies: {len(latencies)} checks, median {median:.0f} ms, max {worst:.0f} ms")
+    print(f"the slow bodies' answers: {sorted(statuses)}")
+    assert latencies[-1] < 1.0 and set(statuses) <= {"408", "503"} and "408" in statuses, (latencies, statuses)
+    assert deep.status_code == 400 and "not nested 8 levels deep" in deep.json()["detail"], deep.text
+    assert "Traceback" not in out, out[-3000:]

@@ -30,8 +30,14 @@ class ImageLimits:
 def image_limits() -> ImageLimits:
     """The limits, from the environment where set; a value that is not a positive whole number
     is refused naming the variable (commands call this before any work)."""
+    return ImageLimits(*positive_ints(DEFAULTS))
+
+
+def positive_ints(defaults: dict[str, int]) -> list[int]:
+    """Each variable's value from the environment where set, else its default; a value that is
+    not a positive whole number is refused naming the variable."""
     values = []
-    for name, default in DEFAULTS.items():
+    for name, default in defaults.items():
         text = os.environ.get(name, "").strip()
         if not text:
             values.append(default)
@@ -43,4 +49,4 @@ def image_limits() -> ImageLimits:
         if value <= 0:
             raise UserError(f"{name}={text!r}: expected a positive whole number (the default is {default:,})")
         values.append(value)
-    return ImageLimits(*values)
+    return values
