@@ -28,7 +28,7 @@ from trainable.data.scan import Unusable, decode_image
 from trainable.results_layout import BEST_DIR, BEST_FILE
 from trainable.serving.face_crops import Face, Faces
 from trainable.serving.inference import Predictor
-from trainable.serving.limits import serving_limits
+from trainable.serving.request_limits import serving_limits
 
 RAW_TYPES = ("image/", "application/octet-stream")  # a body that is the image itself
 # curl --data-binary's default type: a body sent as it is, taken when its bytes open as an image does.

@@ -14,8 +14,11 @@ from trainable.errors import UserError
 
 DEFAULTS = {
     "FACE_AGE_MAX_IMAGE_BYTES": 64 * 2**20,  # a face photo is far smaller; also the serving upload cap
-    "FACE_AGE_MAX_PIXELS": 40_000_000,  # 120 MB decoded (Pillow's own guard is 89 M)
+    "FACE_AGE_MAX_PIXELS": 40_000_000,  # 160 MB as RGB, which PIL keeps in 4 bytes a pixel (Pillow's guard: 89 M)
     "FACE_AGE_MAX_ASPECT": 20,  # the longer side over the shorter (MTCNN would scan a strip of windows)
+    # the memory one decode takes at once, counted from the header (trainable.data.scan.decoded_bytes):
+    # 40 M pixels of RGB turned upright by EXIF (320 MB) or of a palette with transparency (360 MB) fit
+    "FACE_AGE_MAX_DECODED_BYTES": 400 * 2**20,
 }
 
 
@@ -24,6 +27,7 @@ class ImageLimits:
     bytes: int
     pixels: int
     aspect: int
+    decoded_bytes: int
 
 
 @functools.cache

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import stat
 import warnings
@@ -26,6 +27,9 @@ from trainable.transforms import CROP
 MAX_SIDE = 1024  # px: larger images are downscaled once on load (faces here are ~200 px)
 ORIENTATION = 0x0112  # the EXIF tag
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # more than 8 bits per pixel, one channel
+RESIZED_AS_IS = ("RGB", "RGBA", "L")  # modes downscaled before they become RGB (WIDE_MODES become L first)
+PIXEL_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}  # PIL's storage; else 4
+TILE_ROWS = 256  # rows of a wide image scaled to 8 bits at once (to_eight_bits)
 
 
 class Unusable(Exception):
@@ -141,8 +145,8 @@ def file_kind(mode: int) -> str | None:
     return next((what for test, what in kinds if test(mode)), "not a file")
 
 
-def too_large(size: str, cap: str) -> str:
-    return f"too large ({size}; at most {cap} are read: FACE_AGE_MAX_IMAGE_BYTES, FACE_AGE_MAX_PIXELS)"
+def too_large(size: str, cap: str, variables: str = "FACE_AGE_MAX_IMAGE_BYTES, FACE_AGE_MAX_PIXELS") -> str:
+    return f"too large ({size}; at most {cap} are read: {variables})"
 
 
 def leaks(path: str, entry: Entry, file_hash: str, scan: Scan) -> bool:
@@ -208,6 +212,17 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
                 Kind.TOO_SMALL, f"{width}x{height} px is smaller than the {min_side}-px crop the transforms take"
             )
         frames = getattr(img, "n_frames", 1)
+        turned = img.getexif().get(ORIENTATION, 1) in range(2, 9)  # from the header (a PNG's may come later)
+        cost = decoded_bytes(img.mode, width * height, turned, "transparency" in img.info)
+        if cost > limits.decoded_bytes:
+            raise Unusable(
+                Kind.TOO_LARGE,
+                too_large(
+                    f"{width}x{height} px of {img.mode}: {cost:,} bytes to decode",
+                    f"{limits.decoded_bytes:,} bytes",
+                    "FACE_AGE_MAX_DECODED_BYTES",
+                ),
+            )
         img.load()  # decodes fully: a truncated file fails here, not later in a trial
         if img.format in ("JPEG", "MPO") and (said := corrupt_data(data)):
             raise Unusable(Kind.UNDECODABLE, f"corrupt JPEG data (libjpeg: {printable(said)})")
@@ -223,32 +238,60 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
             notes.append(note)
         if img.mode != "RGB":
             notes.append(f"{img.mode} -> RGB")
+        if img.mode not in RESIZED_AS_IS:  # palette, CMYK, ...: converted at full size
             if img.mode == "P" and "transparency" in img.info:  # PIL converts those through RGBA
                 img = img.convert("RGBA")
             img = img.convert("RGB")
         scale = max(MAX_SIDE / max(img.size), min_side / min(img.size))  # never below min_side
-        if scale < 1:
+        if scale < 1:  # before L or RGBA becomes RGB: the full-size copy is the smaller one
             notes.append(f"downscaled from {img.size[0]}x{img.size[1]}")
             size = (max(min_side, round(img.size[0] * scale)), max(min_side, round(img.size[1] * scale)))
             img = img.resize(size, Image.Resampling.LANCZOS)
-        return np.asarray(img), ", ".join(notes) or None
+        return np.asarray(img.convert("RGB") if img.mode != "RGB" else img), ", ".join(notes) or None
+
+
+def decoded_bytes(mode: str, pixels: int, turned: bool, transparency: bool) -> int:
+    """The memory decode_image needs at once for an image of `mode` and `pixels` (from its header),
+    by the path it takes: PIL's decoded copy (PIXEL_BYTES, else 4 bytes a pixel), an upright copy
+    where EXIF turns it, the 8-bit copy of a wide mode, and full-size conversions of the modes that
+    are not resized as they are (a palette with transparency goes through RGBA)."""
+    native = PIXEL_BYTES.get(mode, 4) * pixels
+    work = native if turned else 0
+    if mode in WIDE_MODES:
+        work += pixels
+    elif mode not in RESIZED_AS_IS:
+        work += (8 if mode == "P" and transparency else 4) * pixels
+    return native + work
 
 
 def to_eight_bits(img: Image.Image) -> tuple[Image.Image, str]:
     """A 16-bit, 32-bit integer or float grayscale image as 8 bits, scaled from its
     nominal range (0-1 float, 0-255, 0-65535) when its values lie in one, else from its
-    own minimum-maximum (a signed or unusual range), never clipped; what was done."""
-    wide = np.asarray(img, dtype=np.float64)
-    if not np.isfinite(wide).all():
-        raise Unusable(
-            Kind.UNDECODABLE, f"cannot be decoded as an image (a {img.mode} image with non-finite pixel values)"
-        )
-    lo, hi = (float(wide.min()), float(wide.max())) if wide.size else (0.0, 0.0)
+    own minimum-maximum (a signed or unusual range), never clipped; what was done. Done in
+    bands of TILE_ROWS rows (one pass for the range, one to scale), in float32: the working
+    memory is the 8-bit result and one band, never a float64 copy of the whole image."""
+    width, height = img.size
+    bands = [(0, top, width, min(top + TILE_ROWS, height)) for top in range(0, height, TILE_ROWS)]
+    lo, hi = math.inf, -math.inf
+    for box in bands:
+        band = np.asarray(img.crop(box), dtype=np.float32)
+        if not np.isfinite(band).all():
+            raise Unusable(
+                Kind.UNDECODABLE, f"cannot be decoded as an image (a {img.mode} image with non-finite pixel values)"
+            )
+        lo, hi = min(lo, float(band.min(initial=math.inf))), max(hi, float(band.max(initial=-math.inf)))
+    lo, hi = (lo, hi) if bands and width else (0.0, 0.0)
     nominal = (1.0,) if img.mode == "F" and hi <= 1 else ()
     top = next((t for t in (*nominal, 255.0, 65535.0) if lo >= 0 and hi <= t), None)
     if top is None:
-        span = (hi - lo) or 1.0
-        scaled, note = (wide - lo) / span, f"{img.mode} scaled from its range {lo:g} to {hi:g}"
+        offset, span, note = lo, (hi - lo) or 1.0, f"{img.mode} scaled from its range {lo:g} to {hi:g}"
     else:
-        scaled, note = wide / top, ("16-bit" if top == 65535 else f"{img.mode} scaled from 0-{top:g}")
-    return Image.fromarray((scaled * 255).round().clip(0, 255).astype(np.uint8)), note
+        offset, span, note = 0.0, top, ("16-bit" if top == 65535 else f"{img.mode} scaled from 0-{top:g}")
+    out = np.empty((height, width), dtype=np.uint8)
+    for box in bands:
+        band = np.array(img.crop(box), dtype=np.float32)  # a copy to scale in place
+        band -= offset
+        band *= 255 / span
+        np.clip(np.rint(band, out=band), 0, 255, out=band)
+        out[box[1] : box[3]] = band
+    return Image.fromarray(out), note
