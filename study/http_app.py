@@ -36,6 +36,7 @@ SNIFFED_TYPES = ("application/x-www-form-urlencoded",)
 IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
 MAX_BYTES = image_limits().bytes  # the largest image a study reads (FACE_AGE_MAX_IMAGE_BYTES)
 JSON_BYTES = MAX_BYTES * 4 // 3 + 1024  # the largest image in base64, and its key
+DECODES_AT_ONCE = 1  # images a replica decodes at once (a photo takes milliseconds; the largest, 400 MiB)
 SLOW_AFTER_S = 1.0  # an upload still arriving after this long counts against its client's slow uploads
 JSON_DEPTH = 8  # {"image_base64": "..."} nests one level; deeper bodies are refused before parsing
 STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
@@ -269,6 +270,7 @@ class AgeGroups:
         from trainable.device import pick_device
 
         self.slow = Counter()  # client address -> its uploads still arriving after SLOW_AFTER_S
+        self.decoding = asyncio.Semaphore(DECODES_AT_ONCE)
         self.predictor = Predictor(path, pick_device())  # the replica's GPU where Ray gave it one
         self.faces = Faces(detect, all_faces)
         self.meta = metadata(path, self.predictor.record)
@@ -327,7 +329,8 @@ class AgeGroups:
                 del self.slow[client]
 
     async def answer(self, data: bytes) -> Prediction:
-        image = await asyncio.to_thread(decode, data)  # off the event loop: /healthz stays fast
+        async with self.decoding:  # a replica's memory: DECODES_AT_ONCE x FACE_AGE_MAX_DECODED_BYTES at most
+            image = await asyncio.to_thread(decode, data)  # off the event loop
         faces, problem = await asyncio.to_thread(self.faces.crops, image)
         if problem:
             raise HTTPException(422, problem)

@@ -217,6 +217,44 @@ def test_a_2_gib_multipart_upload_is_refused_with_the_replicas_memory_bounded(se
     assert status == (413 if declared else 411) and grew < 100 * 2**20
 
 
+def test_three_wide_images_at_once_keep_the_replica_within_one_decodes_bytes(served):
+    """Three 6,300 x 6,300 16-bit PNGs (375 KB each, 119 MB of 16-bit pixels) posted at once: the
+    replica decodes one at a time, so its peak resident memory (sampled every 20 ms) grows by less
+    than FACE_AGE_MAX_DECODED_BYTES, one decode's budget."""
+    import concurrent.futures
+    import threading
+    import time
+
+    from trainable.data.limits import image_limits
+
+    url, _, images = served
+    with open(images[0], "rb") as f:
+        assert post(url, f.read()).status_code in (200, 422)  # warm
+    ramp = np.add.outer(np.arange(6300, dtype=np.uint32), np.arange(6300, dtype=np.uint32))
+    buffer = io.BytesIO()
+    Image.fromarray((ramp % 65536).astype(np.uint16)).save(buffer, format="PNG")
+    before = replica_rss()
+    peak, done = dict(before), threading.Event()
+
+    def sample():
+        while not done.is_set():
+            for pid, rss in replica_rss().items():
+                peak[pid] = max(peak.get(pid, 0), rss)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            codes = list(pool.map(lambda _: post(url, buffer.getvalue()).status_code, range(3)))
+    finally:
+        done.set()
+        sampler.join()
+    grew = max(peak[pid] - rss for pid, rss in before.items())
+    print(f"three 16-bit 6300x6300 PNGs at once: {codes}; replica RSS grew {grew / 2**20:.0f} MiB")
+    assert set(codes) <= {200, 422} and grew < image_limits().decoded_bytes, (codes, grew)
+
+
 def test_health_and_metadata(served):
     import requests
 
