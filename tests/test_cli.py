@@ -626,7 +626,7 @@ def test_a_full_disk_is_found_in_the_errors_chain_or_by_the_space_left(tmp_path,
     plan = type("Plan", (), {"directory": str(tmp_path), "location": str(tmp_path)})()
     try:
         try:
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.json"))
         except OSError:
             raise EOFError("Ran out of input")  # noqa: B904 (implicitly chained, as in Ray)
     except EOFError as err:
@@ -634,6 +634,8 @@ def test_a_full_disk_is_found_in_the_errors_chain_or_by_the_space_left(tmp_path,
     assert disk.no_space(chained) and not disk.no_space(EOFError("Ran out of input"))
     paragraph = str(disk.disk_full_error(chained, plan, str(tmp_path)))
     assert paragraph.endswith(f"Free some space, then run: python -m study.run --resume {tmp_path}")
+    assert f"(writing {tmp_path / 'x.json'}). What finished is kept." in paragraph  # the cause, not what it broke
+    assert "EOFError" not in paragraph and "Ran out of input" not in paragraph
     assert disk.disk_full_error(ValueError("x"), plan, str(tmp_path)) is None  # space left: not ours
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100, 100, 4096))

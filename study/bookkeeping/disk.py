@@ -15,15 +15,15 @@ from trainable.errors import UserError
 LOW = 16 * 2**20  # bytes free under which a disk counts as full
 
 
-def no_space(err: BaseException) -> bool:
-    """Whether ENOSPC is in the exception's chain (its causes and the exceptions it interrupted)."""
+def no_space(err: BaseException) -> BaseException | None:
+    """The ENOSPC error in the exception's chain (its causes and the exceptions it interrupted), or None."""
     seen: set[int] = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, OSError) and (err.errno == errno.ENOSPC or "No space left on device" in str(err)):
-            return True
+            return err
         err = err.__cause__ or err.__context__
-    return False
+    return None
 
 
 def full_disks(folders: list[str]) -> list[tuple[str, int]]:
@@ -38,12 +38,12 @@ def full_disks(folders: list[str]) -> list[tuple[str, int]]:
 def disk_full_error(err: BaseException, plan: Plan, cache_dir: str) -> UserError | None:
     """The paragraph for a study stopped by a full disk (ENOSPC in the error's chain, or a
     disk of the study's under LOW free when it stopped), or None for any other error."""
-    full = full_disks([plan.directory, cache_dir, tempfile.gettempdir()])
-    if not (no_space(err) or full):
+    full, cause = full_disks([plan.directory, cache_dir, tempfile.gettempdir()]), no_space(err)
+    if not (cause or full):
         return None
     where = "; ".join(f"{folder} ({free:,} bytes free)" for folder, free in full) or "a disk the study writes to"
-    last = str(err).strip().splitlines()[-1:] or [""]
+    writing = getattr(cause, "filename", None)
     return UserError(
-        f"the study stopped: no space left on the disk holding {where} ({type(err).__name__}: {last[0]}). "
+        f"the study stopped: no space left on the disk holding {where}{f' (writing {writing})' if writing else ''}. "
         f"What finished is kept. Free some space, then run: python -m study.run --resume {plan.location}"
     )
