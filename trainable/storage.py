@@ -54,7 +54,7 @@ SECRET = "REDACTED"
 SECRET_QUERY = re.compile(r"key|secret|token|pass|pwd|sig|credential|auth", re.IGNORECASE)
 AUTHORITY_END = re.compile(r"[/?#]")  # RFC 3986: the authority ends at the first of these
 URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-SHORTEST_KNOWN = 4  # a known secret shorter than this is too common a string to replace in free text
+SHORTEST_KNOWN = 8  # a known secret shorter than this is too common a string to replace in free text
 _known: set[str] = set()  # secrets moved to the environment here: hidden wherever they appear
 
 
