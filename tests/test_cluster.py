@@ -430,6 +430,7 @@ def test_any_secret_in_a_uri_moves_to_the_environment_and_is_never_printed(user,
         ("gs://me:s3cr3t@lab/x", "credentials in a gs:// URI would be recorded by Ray"),
         ("s3://AKIA:s3cr3t/x@lab/x", "the credentials hold an unescaped '/', '?', '#' or '@'"),
         ("s3://AKIA:s3cr3t@x@lab/x", "percent-encode those characters in the secret (%2F, %3F, %23, %40)"),
+        ("s3://AKIA:s3@cr3t/x y@lab/x", "the credentials hold an unescaped '/', '?', '#' or '@'"),
         ("http://me:s3cr3t#x@mlflow:5000", "or set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"),
     ],
 )
@@ -510,3 +511,31 @@ def test_sigterm_stops_a_study_as_ctrl_c_does_and_says_how_to_continue(tmp_path,
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     trials, _ = load_study(str(tmp_path / "t"))
     assert len(trials) == 4 and (trials.status == "finished").all()
+
+
+@pytest.mark.parametrize("secret", ['se cret"12', "pa@ss/w#rd 9"])
+def test_a_secret_with_a_space_quote_or_at_reaches_neither_the_lock_nor_study_json(tmp_path, monkeypatch, secret):
+    """The argv a study records (study.lock's, study.json's command) holds each argument redacted
+    whole, a secret with a space or a quote (written percent-encoded or not) included."""
+    from urllib.parse import quote
+
+    from study.bookkeeping.ownership import StudyLock, release_all
+    from study.bookkeeping.provenance import write_provenance
+    from tests import study_json
+
+    for uri in (f"s3://AKIAEXAMPLE:{secret}@bucket/dir@2024/p", f"s3://AKIAEXAMPLE:{quote(secret, safe='')}@bucket/p"):
+        argv = ["--grid", "smoke", "--storage", uri]
+        monkeypatch.setattr(sys, "argv", ["study.run", *argv])
+        (tmp_path / "s").mkdir(exist_ok=True)
+        StudyLock(str(tmp_path / "s")).take()
+        lock = (tmp_path / "s" / "study.lock").read_text()
+        release_all()
+        made = ("version", "command", "python", "platform", "packages", "git_revision")
+        facts = {k: v for k, v in study_json.record().items() if k not in made}
+        written = (
+            (tmp_path / "s" / "study.json").read_text() if write_provenance(str(tmp_path / "s"), argv, **facts) else ""
+        )
+        for text in (lock, written):
+            assert "s3://REDACTED@" in text  # to the bucket, or further where the secret's '@' is not escaped
+            for form in (secret, quote(secret, safe=""), json.dumps(secret)[1:-1], "AKIAEXAMPLE"):
+                assert form not in text, (form, text)

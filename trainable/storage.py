@@ -53,6 +53,7 @@ def mirror(uri: str) -> str:
 SECRET = "REDACTED"
 SECRET_QUERY = re.compile(r"key|secret|token|pass|pwd|sig|credential|auth", re.IGNORECASE)
 AUTHORITY_END = re.compile(r"[/?#]")  # RFC 3986: the authority ends at the first of these
+NOT_IN_A_PATH = re.compile(r'[\s"<>\\^`{|}#]')  # no URI holds these raw after its authority ('#': a fragment)
 URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 SHORTEST_KNOWN = 8  # a known secret shorter than this is too common a string to replace in free text
 _known: set[str] = set()  # secrets moved to the environment here: hidden wherever they appear
@@ -83,21 +84,26 @@ def _authority(rest: str) -> str:
 
 
 def _unescaped_userinfo(rest: str) -> bool:
-    """`rest` (a URI after '://') reads as user:secret@host only if the secret's '/', '?' or '#'
-    were escaped: its authority is 'user:...' with no '@' and a port that is no number, and an '@'
-    comes later."""
+    """`rest` (a URI after '://') reads as user:secret@host only if the secret's '/', '?', '#' or
+    '@' were escaped: its authority is 'user:...' with no '@' and a port that is no number, and an
+    '@' comes later; or what follows the authority holds a character no URI holds raw (a space, a
+    quote, '#'...) before an '@' (a secret's tail)."""
     authority = _authority(rest)
     _, colon, port = authority.partition(":")
-    return "@" not in authority and bool(colon) and not port.isdigit() and "@" in rest[len(authority) :]
+    after = rest[len(authority) :]
+    if "@" not in authority:
+        return bool(colon) and not port.isdigit() and "@" in after
+    odd = NOT_IN_A_PATH.search(after)
+    return odd is not None and "@" in after[odd.start() :]
 
 
 def _hidden_end(rest: str) -> int:
     """Where the part of `rest` to hide ends (the '@' after it), or -1: the authority's userinfo,
-    to its last '@'; for a userinfo with an unescaped '/', '?' or '#', to the URI's last '@'."""
+    to its last '@'; for a userinfo with an unescaped '/', '?', '#' or '@', to the URI's last '@'."""
+    if _unescaped_userinfo(rest):
+        return rest.rfind("@")
     authority = _authority(rest)
-    if "@" in authority:
-        return authority.rfind("@")
-    return rest.rfind("@") if _unescaped_userinfo(rest) else -1
+    return authority.rfind("@") if "@" in authority else -1
 
 
 def _redact_uri(uri: str) -> str:
