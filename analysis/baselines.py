@@ -11,7 +11,7 @@ import os
 import sys
 
 from trainable.cli_options import prog
-from trainable.data.dataset_options import add_data_arguments, dataset_from_args
+from trainable.data.dataset_options import add_data_arguments, check_data_args, dataset_from_args
 from trainable.errors import UserError, parse_printable
 from trainable.results_layout import BASELINES_FILE
 
@@ -22,14 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3, help="seeds of the random methods (RF, MLP)")
     p.add_argument("--out", required=True, help="directory for baselines.json")
     args = parse_printable(p, argv)
-    import torch  # with OpenCV, scikit-image and scikit-learn: after the arguments are parsed
+    if args.data is None:
+        p.error("--data is required")
+    try:
+        check_data_args(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    import torch  # with OpenCV, scikit-image and scikit-learn: after the arguments are checked
 
     from analysis.baseline_models import run_baselines
     from trainable.atomic_io import write_json
 
     torch.set_num_threads(os.cpu_count() or 1)
-    if args.data is None:
-        p.error("--data is required")
     try:
         data = dataset_from_args(args)
     except UserError as err:

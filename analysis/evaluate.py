@@ -27,12 +27,13 @@ from trainable.cli_options import prog
 from trainable.data.dataset_options import (
     DataOptions,
     add_data_arguments,
+    check_data_args,
     data_target,
     dataset_from_args,
     evaluation_name,
 )
 from trainable.errors import UserError, parse_printable
-from trainable.results_layout import BEST_DIR, BEST_FILE, EVALUATIONS_DIR
+from trainable.results_layout import BEST_DIR, BEST_FILE, EVALUATIONS_DIR, model_file
 from trainable.scoring import NO_FACE, confusion_counts, macro_f1
 
 if TYPE_CHECKING:  # torch loads with a model, after the arguments are parsed
@@ -161,10 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_printable(p, argv)
     if args.data is None:
         p.error("--data is required")
-    from trainable.serving.inference import Predictor, model_file
+    try:  # before torch loads
+        path = model_file(args.model)
+        check_data_args(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from trainable.serving.inference import Predictor
 
     try:
-        path = model_file(args.model)
         data = dataset_from_args(args)
         result = evaluate(data, [Predictor(path)])
     except UserError as err:

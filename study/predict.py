@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # torch, OpenCV, MTCNN and pandas load after the arguments ar
 
     from trainable.serving.face_crops import Faces
 
+EXPORTS = (".onnx", ".pt2")  # what --export writes (trainable.serving.export)
 PROGRESS_FROM = 100  # images; a progress line on stderr past this many
 CHUNK = 256  # crops classified per batch of work
 
@@ -108,15 +109,23 @@ def predict_files(files: list[str], faces: Faces, predictor: Any) -> pd.DataFram
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from trainable.atomic_io import write_csv
     from trainable.data.limits import image_limits
-    from trainable.serving.face_crops import Faces
-    from trainable.serving.inference import Predictor, model_file
+    from trainable.results_layout import model_file
 
-    try:
+    try:  # what can be checked before torch loads (seconds)
         image_limits()  # FACE_AGE_MAX_* checked before any file is read
         path = model_file(args.model)
         files = input_files(args.paths)
+        if args.export and not args.export.endswith(EXPORTS):
+            raise UserError(f"--export {args.export}: the file's name ends in one of {', '.join(EXPORTS)}.")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from trainable.atomic_io import write_csv
+    from trainable.serving.face_crops import Faces
+    from trainable.serving.inference import Predictor
+
+    try:
         predictor = Predictor(path)
         if args.export:
             from trainable.serving.export import export

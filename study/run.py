@@ -43,6 +43,7 @@ from study.tuning.cluster import largest_node_cpus, start_ray
 from study.tuning.space import TrialNames
 from trainable import storage as store
 from trainable.config import TrialConfig
+from trainable.data.dataset_options import check_data_args
 from trainable.errors import UserError
 from trainable.results_layout import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, STUDY_FILE, search_trial_number
 
@@ -408,6 +409,7 @@ def fit(
 
 def run(spec: StudySpec, argv: list[str]) -> int:
     quiet_tools(spec.verbose)
+    check_data_args(spec.dataset)  # the folder, the age bins, the ranges, --dry-run or not
     source = grid_source(spec) if spec.search == "grid" else search_source(spec)
     return dry_run(spec, source) if spec.dry_run else run_study(spec, source, argv)
 

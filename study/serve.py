@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from trainable.cli_options import prog
 from trainable.data.limits import image_limits
 from trainable.errors import UserError, parse_printable
+from trainable.results_layout import model_file
 from trainable.serving.request_limits import serving_limits
 
 if TYPE_CHECKING:  # Ray Serve, torch and OpenCV load after the arguments are parsed
@@ -55,15 +56,9 @@ def application(
     batch_wait_ms: float = 5.0,
 ) -> serve.Application:
     """The Serve application of a results directory's best model (or a model.pt)."""
+    path = checked_model(model, replicas, cpus, gpus, max_batch_size, batch_wait_ms)
     from study.http_app import AgeGroups
-    from trainable.serving.inference import model_file
 
-    if replicas < 1 or cpus <= 0 or gpus < 0 or max_batch_size < 1 or batch_wait_ms < 0:
-        raise UserError(
-            "--replicas and --max-batch-size must be >= 1, --cpus-per-replica > 0, "
-            "--gpus-per-replica and --batch-wait-ms >= 0."
-        )
-    path = os.path.abspath(model_file(model, "RESULTS_DIR|model.pt"))
     # A replica holds one batch being classified and the next one filling: Ray Serve's own bound on the
     # requests it lets in must leave room for both, or a batch never fills (and Serve warns so). Past a
     # queue of QUEUED_BATCHES batches per replica, Serve answers 503 at once.
@@ -75,6 +70,18 @@ def application(
     }
     deployment = AgeGroups.options(**options)
     return deployment.bind(path, detect, all_faces, max_batch_size, batch_wait_ms / 1000)
+
+
+def checked_model(
+    model: str, replicas: int, cpus: float, gpus: float, max_batch_size: int, batch_wait_ms: float
+) -> str:
+    """The model file's absolute path, once the sizes are checked: before Ray, torch and OpenCV load."""
+    if replicas < 1 or cpus <= 0 or gpus < 0 or max_batch_size < 1 or batch_wait_ms < 0:
+        raise UserError(
+            "--replicas and --max-batch-size must be >= 1, --cpus-per-replica > 0, "
+            "--gpus-per-replica and --batch-wait-ms >= 0."
+        )
+    return os.path.abspath(model_file(model, "RESULTS_DIR|model.pt"))
 
 
 def health_application() -> serve.Application:
@@ -129,6 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         if any(importlib.util.find_spec(m) is None for m in ("fastapi", "multipart", "requests")):
             raise UserError("study.serve needs the serve extra: pip install -e '.[serve]'.")
         image_limits(), serving_limits()  # FACE_AGE_* checked here, not first in a replica
+        checked_model(  # before Ray, torch and OpenCV load
+            args.model,
+            args.replicas,
+            args.cpus_per_replica,
+            args.gpus_per_replica,
+            args.max_batch_size,
+            args.batch_wait_ms,
+        )
         app = application(
             args.model,
             detect=not args.no_detect,
@@ -144,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import ray
     from ray import serve
-
-    from trainable.serving.inference import model_file
 
     # default: a Ray of its own here (as --help says), not a stale one a crashed run left recorded
     address = args.address or os.environ.get("RAY_ADDRESS") or "local"

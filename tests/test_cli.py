@@ -677,3 +677,36 @@ def test_a_mistyped_option_is_one_line_naming_the_closest(capsys):
     with pytest.raises(SystemExit):
         main(["--grid", "smoke", "--zzzz-nothing-like-it"])
     assert "did you mean" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "module, argv, said",
+    [
+        ("study.serve", ["/nonexistent"], "RESULTS_DIR|model.pt /nonexistent does not exist"),
+        ("study.serve", ["/nonexistent", "--replicas", "0"], "--replicas and --max-batch-size must be >= 1"),
+        ("analysis.baselines", ["--data", "/nonexistent", "--out", "x"], "Data directory /nonexistent does not exist"),
+        (
+            "analysis.evaluate",
+            ["--model", "/nonexistent", "--data", ".", "--out", "x"],
+            "--model /nonexistent does not",
+        ),
+        ("analysis.evaluate", ["--model", ".", "--data", ".", "--out", "x"], "python -m analysis.best ."),
+        ("study.predict", ["--model", "/nonexistent", "x.jpg"], "--model /nonexistent does not exist"),
+        ("study.bench", ["--quik"], "unrecognized argument --quik (did you mean '--quick'?)"),
+        ("study.run", ["--grid", "smoke", "--data", "/nonexistent", "--dry-run"], "Data directory /nonexistent"),
+        ("study.run", ["--grid", "smoke", "--age-bins", "5,abc", "--dry-run"], "--age-bins '5,abc': expected"),
+    ],
+)
+def test_a_mistake_is_answered_before_torch_loads(module, argv, said):
+    """Each command checks what it was given before it imports torch (seconds of CPU): exit 2, the
+    reason, and torch absent from the process's modules when it answered."""
+    entry = "study.bench.main" if module == "study.bench" else module  # study.bench's main is in its main.py
+    code = (
+        "import importlib, sys\n"
+        f"try:\n    rc = importlib.import_module({entry!r}).main({argv!r})\n"
+        "except SystemExit as exit:\n    rc = exit.code\n"
+        "print('torch loaded' if 'torch' in sys.modules else 'torch not loaded', rc, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    err = " ".join(proc.stderr.split())
+    assert said in err and err.endswith("torch not loaded 2"), err[-2000:]

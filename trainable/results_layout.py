@@ -26,6 +26,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
+from trainable.errors import UserError
 from trainable.records import reported
 
 STUDY_FILE = "study.json"
@@ -94,3 +95,14 @@ def trial_outcome(trial_dir: str, final: Mapping | None) -> tuple[str, str]:
     if os.path.exists(os.path.join(trial_dir, ERROR_FILE)):
         return "error", "error"
     return "unfinished", "unfinished"
+
+
+def model_file(spec: str, given_as: str = "--model") -> str:
+    """A results directory's best model, or a model file; `given_as`: the argument as the user wrote
+    it (an option, or a positional's name) for the error."""
+    path = os.path.join(spec, BEST_DIR, MODEL_FILE) if os.path.isdir(spec) else spec
+    if not os.path.isfile(path):
+        hint = f"; write it with: python -m analysis.best {spec}" if os.path.isdir(spec) else ""
+        said = f"{given_as} {spec}: {path}" if path != spec else f"{given_as} {spec}"
+        raise UserError(f"{said} does not exist{hint}.")
+    return path

@@ -23,18 +23,17 @@ import argparse
 import os
 import platform
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from study.bench.kernels import kernel_figures, ray_overhead
-from study.bench.measure import ROOT
-from study.bench.paper import QUICK_RANGES, grid_table, grid_without_ray, paper_grid
-from study.bench.scale import scale, scale_table
 from trainable.atomic_io import write_json, write_text
 from trainable.cli_options import prog
-from trainable.data.dataset import DEFAULT_RANGES
-from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
+from trainable.data.layouts import DEFAULT_RANGES
+from trainable.errors import parse_printable
+
+if TYPE_CHECKING:  # torch and the benchmarks load after the arguments are parsed (seconds)
+    import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,16 +53,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help=cuda_help)
     p.add_argument("--no-ray", action="store_true", help="kernel figures, then the paper grid in-process (no Ray)")
     p.add_argument("--concurrent", type=int, help="--no-ray: trials at a time (default 4 on cuda, 1 on cpu)")
-    args = p.parse_args(argv)
+    args = parse_printable(p, argv)
     if args.no_ray and (args.scale or args.grid_only or not args.out):
         p.error("--no-ray takes --quick, --seeds, --concurrent, --data, --device and --out DIR (required)")
     args.seeds = args.seeds or (5 if args.no_ray else 1)
+    import torch
+
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: torch sees no CUDA GPU")
     return args
 
 
 def machine(device: torch.device) -> dict[str, Any]:
+    import torch
+
+    from trainable.device import cpu_has_bf16, cpu_info, describe_cpu
+
     """What every figure ran on, printed first."""
     threads = torch.get_num_threads()
     print(f"CPU: {describe_cpu()}; {os.cpu_count()} cores, {threads} torch threads", flush=True)
@@ -80,6 +85,12 @@ def machine(device: torch.device) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    import torch
+
+    from study.bench.kernels import kernel_figures, ray_overhead
+    from study.bench.paper import paper_grid
+    from study.bench.scale import scale, scale_table
+
     device = torch.device(args.device)
     trial_gpus = 0.25 if device.type == "cuda" else 0  # four paper trials per GPU
     results: dict[str, Any] = {"machine": machine(device)}
@@ -106,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def without_ray(args: argparse.Namespace, device: torch.device, results: dict[str, Any]) -> int:
+    from study.bench.kernels import kernel_figures
+    from study.bench.paper import QUICK_RANGES, grid_table, grid_without_ray
+
     """The GPU check: kernel figures, then the paper grid in-process; DIR/bench.json, DIR/table.md."""
     ranges = QUICK_RANGES if args.quick else DEFAULT_RANGES
     results.update(kernel_figures(args.data, 1, device, results["machine"]["bf16_autocast"], ranges))

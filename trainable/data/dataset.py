@@ -18,21 +18,10 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
+from trainable.data.dataset_options import check_dataset_options
 from trainable.data.face_detection import Runner, crop_faces
 from trainable.data.image_store import ImageWriter, StoredImages, default_store
-from trainable.data.layouts import (
-    BAD_IMAGE_POLICIES,
-    CLASS_NAMES,
-    DEFAULT_RANGES,
-    DETECT,
-    GROUP_BY,
-    LAYOUTS,
-    SEVERAL_FACES,
-    SPLITS,
-    detect_layout,
-    layout_entries,
-    uncropped,
-)
+from trainable.data.layouts import CLASS_NAMES, DEFAULT_RANGES, GROUP_BY, SPLITS, layout_entries, uncropped
 from trainable.data.limits import image_limits
 from trainable.data.problems import Kind, Problem, grouped, save_full_list
 from trainable.data.scan import Scan, scan_entries
@@ -307,28 +296,6 @@ def split_of(
             "least 2 (BatchNorm normalises over the images of a batch). Widen --train-range or fix the files listed."
         )
     return split
-
-
-def check_dataset_options(root: str, layout: str, on_bad_image: str, detect_faces: str, several_faces: str) -> str:
-    """Refuse a missing root or unknown option; return the layout ('auto' resolved)."""
-    if not os.path.isdir(root):
-        raise UserError(
-            f"Data directory {root} does not exist or is not a directory. Expected the "
-            f"original layout ({root}/1/, {root}/5/, {root}/28/ holding 0.jpg, 1.jpg, ...), "
-            "one folder per class, or UTKFace file names."
-        )
-    if layout not in LAYOUTS:
-        raise UserError(f"--layout {layout!r}; expected one of {list(LAYOUTS)}.")
-    if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise UserError(f"--on-bad-image {on_bad_image!r}; expected one of {list(BAD_IMAGE_POLICIES)}.")
-    if detect_faces not in DETECT:
-        raise UserError(f"--detect-faces {detect_faces!r}; expected one of {list(DETECT)}.")
-    if several_faces not in SEVERAL_FACES:
-        raise UserError(f"--several-faces {several_faces!r}; expected one of {list(SEVERAL_FACES)}.")
-    if layout == "auto":
-        layout, why = detect_layout(root)
-        print(f"Data layout: {layout} (detected under {root}: {why}; --layout sets it)")
-    return layout
 
 
 def problem_list(root: str, problems: list[Problem]) -> str:

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from trainable.cli_options import add_options, option
-from trainable.data.layouts import BAD_IMAGE_POLICIES, DEFAULT_RANGES, DETECT, GROUP_BY, LAYOUTS, SEVERAL_FACES, SPLITS
+from trainable.data.layouts import (
+    BAD_IMAGE_POLICIES,
+    DEFAULT_RANGES,
+    DETECT,
+    GROUP_BY,
+    LAYOUTS,
+    SEVERAL_FACES,
+    SPLITS,
+    detect_layout,
+)
 from trainable.data.problems import grouped, save_full_list
 from trainable.errors import UserError
 
@@ -110,6 +119,48 @@ def check_targets(targets: tuple[str, ...] | list[str]) -> None:
         named[name] = target
 
 
+def check_root(root: str) -> None:
+    if not os.path.isdir(root):
+        raise UserError(
+            f"Data directory {root} does not exist or is not a directory. Expected the "
+            f"original layout ({root}/1/, {root}/5/, {root}/28/ holding 0.jpg, 1.jpg, ...), "
+            "one folder per class, or UTKFace file names."
+        )
+
+
+def age_bins(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(b) for b in text.split(","))
+    except ValueError:
+        raise UserError(f"--age-bins {text!r}: expected comma-separated ages, e.g. 5,28.") from None
+
+
+def check_data_args(args: DataOptions | argparse.Namespace) -> None:
+    """The data options checked before any heavy import or file is read (--dry-run, the commands'
+    first step): the folder exists, the age bins and the ranges parse."""
+    if args.data is not None:
+        check_root(args.data)
+    age_bins(args.age_bins)
+    parse_ranges(args.train_range, args.val_range, args.test_range)
+
+
+def check_dataset_options(root: str, layout: str, on_bad_image: str, detect_faces: str, several_faces: str) -> str:
+    """Refuse a missing root or unknown option; return the layout ('auto' resolved)."""
+    check_root(root)
+    if layout not in LAYOUTS:
+        raise UserError(f"--layout {layout!r}; expected one of {list(LAYOUTS)}.")
+    if on_bad_image not in BAD_IMAGE_POLICIES:
+        raise UserError(f"--on-bad-image {on_bad_image!r}; expected one of {list(BAD_IMAGE_POLICIES)}.")
+    if detect_faces not in DETECT:
+        raise UserError(f"--detect-faces {detect_faces!r}; expected one of {list(DETECT)}.")
+    if several_faces not in SEVERAL_FACES:
+        raise UserError(f"--several-faces {several_faces!r}; expected one of {list(SEVERAL_FACES)}.")
+    if layout == "auto":
+        layout, why = detect_layout(root)
+        print(f"Data layout: {layout} (detected under {root}: {why}; --layout sets it)")
+    return layout
+
+
 def dataset_from_args(
     args: DataOptions | argparse.Namespace, store: str | None = None, detect_runner: Runner | None = None
 ) -> FaceData:
@@ -119,10 +170,7 @@ def dataset_from_args(
     from trainable.data.dataset import load_dataset
     from trainable.data.face_detection import Detection
 
-    try:
-        bins = tuple(int(b) for b in args.age_bins.split(","))
-    except ValueError:
-        raise UserError(f"--age-bins {args.age_bins!r}: expected comma-separated ages, e.g. 5,28.") from None
+    bins = age_bins(args.age_bins)
     data = load_dataset(
         args.data,
         layout=args.layout,

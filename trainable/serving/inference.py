@@ -5,8 +5,6 @@ trial trained and scored by."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 
@@ -14,21 +12,9 @@ from trainable.device import resolve_precision
 from trainable.errors import UserError
 from trainable.loop import predict
 from trainable.model import read_trained
-from trainable.results_layout import BEST_DIR, MODEL_FILE
 from trainable.transforms import apply_transform
 
 CPU = torch.device("cpu")
-
-
-def model_file(spec: str, given_as: str = "--model") -> str:
-    """A results directory's best model, or a model file; `given_as`: the argument as the user wrote
-    it (an option, or a positional's name) for the error."""
-    path = os.path.join(spec, BEST_DIR, MODEL_FILE) if os.path.isdir(spec) else spec
-    if not os.path.isfile(path):
-        hint = f"; write it with: python -m analysis.best {spec}" if os.path.isdir(spec) else ""
-        said = f"{given_as} {spec}: {path}" if path != spec else f"{given_as} {spec}"
-        raise UserError(f"{said} does not exist{hint}.")
-    return path
 
 
 class Predictor:
