@@ -32,6 +32,7 @@ from study.bookkeeping.summary import (
     evaluate_elsewhere,
     finish,
     print_answer,
+    print_next,
     ranked_configurations,
     summarize,
 )
@@ -307,6 +308,7 @@ def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) ->
         from study.tuning.tracking import log_outcome
 
         code = max(code, log_outcome(spec.mlflow, plan, data, register=spec.mlflow_register))
+    print_next(plan.location)
     return code
 
 

@@ -33,6 +33,8 @@ def test_summary_is_printed(smoke_study):
     assert "Ray dashboard: http://127.0.0.1:" in stdout
     assert "Settings per configuration" in stdout and "none (random init)" in stdout
     assert RANDOM_INIT_NOTICE in stdout.split("Results:")[1]  # after the summary (then --evaluate-on's lines)
+    assert stdout.count(RANDOM_INIT_NOTICE) == 1 and stdout.count("Best configuration (by") == 1  # not again
+    assert "python -m analysis.report" in stdout.split(RANDOM_INIT_NOTICE)[1]  # the next step, after it
     summary = pd.read_csv(storage / "e2e" / "summary.csv")
     assert {
         "status",

@@ -59,7 +59,8 @@ def test_paper_grid_three_seeds_reported_with_baselines(tmp_path):
     for trial in trials.trial_id:
         assert any(d.startswith("checkpoint_") for d in os.listdir(tmp_path / "paper" / trial))
     assert "Settings per configuration" in proc.stdout and "none (random init)" in proc.stdout
-    assert proc.stdout.rstrip().endswith(RANDOM_INIT_NOTICE)
+    assert proc.stdout.count(RANDOM_INIT_NOTICE) == 1 and proc.stdout.count("Best configuration (by") == 1
+    assert proc.stdout.rstrip().endswith(f"python -m analysis.report {tmp_path / 'paper'}")  # the next step last
     # Its log, read back as study.bench.progress_log reads one: no running trial went more than
     # --progress-every (plus Tune's step and a checkpoint's write) without a line; encoding said how far it was.
     assert "shards encoded" in proc.stdout

@@ -113,12 +113,21 @@ def finish(plan: Plan, results: Any, summary_dir: str | None = None) -> int:
         store.upload(plan.directory, plan.location)
     where = f"{store.redact(plan.location)} (local copy: {plan.directory})" if plan.stored else plan.location
     print(f"\n{table}\n\nResults: {where}")
-    print(best_line)
+    once(best_line)  # a confirmation's summary does not repeat what the study's said
     if not all(is_pretrained(w) for w in plan.weights_labels):
-        print(f"\nNote: {RANDOM_INIT_NOTICE}")
+        once(f"\nNote: {RANDOM_INIT_NOTICE}")
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the trial directories.", file=sys.stderr)
     return 1 if failed or best_failed else 0
+
+
+SAID: set[str] = set()  # the lines once() printed in this process
+
+
+def once(line: str) -> None:
+    if line not in SAID:
+        SAID.add(line)
+        print(line)
 
 
 def choose_best(directory: str) -> tuple[str, bool]:
@@ -144,7 +153,13 @@ def print_answer(directory: str) -> None:
     except Exception as err:  # the results are written; a failure here is one line
         said = f"The answer could not be read back ({type(err).__name__}: {err}); python -m analysis.report says it."
     if said:
-        print(f"\n{said}")
+        once(f"\n{said}")
+
+
+def print_next(location: str) -> None:
+    """The study's last line: the command for its report, unless its answer named it already."""
+    if not any("python -m analysis.report" in line for line in SAID):
+        once(f"\nNext, the report: python -m analysis.report {store.redact(location)}")
 
 
 def ranked_configurations(directory: str, top: int) -> list[str]:
