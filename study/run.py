@@ -219,12 +219,20 @@ def dry_run(spec: StudySpec, source: Source) -> int:
     varying = [k for k in table.columns if k not in SAME_IN_NAME and table[k].astype(str).nunique() > 1]
     table = table.reindex(columns=list(dict.fromkeys([*DRY_RUN_COLUMNS, *varying, *spec.trial_settings()])))
     table.insert(0, "trial", [trial_name(c, width) for c in trials])
+    if spec.resume:  # where each trial stands, from the study's own files
+        now = recorded_outcomes(spec.resume)
+        table.insert(1, "now", [now.get((c["config_id"], c["seed"]), "pending") for c in trials])
     print(table.to_string(index=False))
     n_configs = len({c["config_id"] for c in trials})
     print(
         f"\nGrid {grid_label(spec.grid)!r}: {n_configs} configurations x "
         f"{len(trials) // n_configs} seed(s) = {len(trials)} trials; scheduler {source.scheduler}."
     )
+    if spec.resume:
+        counts = table["now"].str.split(" ").str[0].value_counts()
+        print(
+            "Now: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + "; --resume runs what has not ended."
+        )
     if spec.confirmations:
         print(
             f"Then the {spec.confirmations} best by {spec.select} again, seeds {spec.first_seed + spec.seeds}.."
@@ -232,6 +240,21 @@ def dry_run(spec: StudySpec, source: Source) -> int:
             f"{spec.confirmations * spec.confirm_seeds} more trials, --confirm-seeds; --confirm-top 0 leaves it out)."
         )
     return 0
+
+
+def recorded_outcomes(location: str) -> dict[tuple[str, int], str]:
+    """(config id, seed) -> how the study's trial of it stands ("finished (12 epochs)", "unfinished
+    (3 epochs)", "error ..."), from its results folder (a stored study's local copy); {} if none."""
+    from analysis.results import load_study
+
+    directory = store.mirror(location) if store.is_uri(location) else location
+    if not os.path.isdir(directory):
+        return {}
+    trials, _ = load_study(directory)
+    return {
+        (t.config_id, int(t.seed)): f"{t.status} ({int(t.epochs) if t.epochs == t.epochs else 0} epochs)"
+        for t in trials.itertuples()
+    }
 
 
 def domain_text(domain: Any) -> str:

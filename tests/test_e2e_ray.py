@@ -381,3 +381,26 @@ def test_the_documented_results_tree_is_what_a_study_writes(smoke_study):
     patterns = [n.rstrip("/").replace("NNNNNN", "*").replace("e01-baseline-s0", "e*-*-s*") for n in listed]
     present = [p.name for p in [*study.iterdir(), *trial.iterdir()] if not p.name.startswith(".")]
     assert [p for p in present if not any(fnmatch.fnmatch(p, pat) for pat in patterns)] == []
+
+
+def test_resume_dry_run_says_where_each_trial_stands(smoke_study, tmp_path):
+    """--resume --dry-run lists each trial with how it stands (finished, with its epochs) and counts;
+    a trial whose folder is gone reads pending. On a copy: the session's study stays whole."""
+    import shutil
+
+    storage, _ = smoke_study
+    study = tmp_path / "e2e"
+    shutil.copytree(storage / "e2e", study, ignore=shutil.ignore_patterns("study.lock"))
+    trials, _ = load_study(str(study))
+    gone = trials[trials.seed == 2].trial_id.iloc[0]
+    shutil.rmtree(study / gone)
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.run", "--resume", str(study), "--dry-run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("e0")]
+    assert len(rows) == 6 and sum(r[1] == "finished" for r in rows) == 5 and sum(r[1] == "pending" for r in rows) == 1
+    assert "Now: 5 finished, 1 pending; --resume runs what has not ended." in proc.stdout
