@@ -34,6 +34,7 @@ from study.bookkeeping.summary import (
     print_answer,
     print_next,
     ranked_configurations,
+    recorded_outcomes,
     summarize,
 )
 from study.cli.quiet import quiet_tools
@@ -240,21 +241,6 @@ def dry_run(spec: StudySpec, source: Source) -> int:
             f"{spec.confirmations * spec.confirm_seeds} more trials, --confirm-seeds; --confirm-top 0 leaves it out)."
         )
     return 0
-
-
-def recorded_outcomes(location: str) -> dict[tuple[str, int], str]:
-    """(config id, seed) -> how the study's trial of it stands ("finished (12 epochs)", "unfinished
-    (3 epochs)", "error ..."), from its results folder (a stored study's local copy); {} if none."""
-    from analysis.results import load_study
-
-    directory = store.mirror(location) if store.is_uri(location) else location
-    if not os.path.isdir(directory):
-        return {}
-    trials, _ = load_study(directory)
-    return {
-        (t.config_id, int(t.seed)): f"{t.status} ({int(t.epochs) if t.epochs == t.epochs else 0} epochs)"
-        for t in trials.itertuples()
-    }
 
 
 def domain_text(domain: Any) -> str:

@@ -162,6 +162,21 @@ def print_next(location: str) -> None:
         once(f"\nNext, the report: python -m analysis.report {store.redact(location)}")
 
 
+def recorded_outcomes(location: str) -> dict[tuple[str, int], str]:
+    """(config id, seed) -> how the study's trial of it stands ("finished (12 epochs)", "unfinished
+    (3 epochs)", "error ..."), from its results folder (a stored study's local copy); {} if none."""
+    from analysis.results import load_study
+
+    directory = store.mirror(location) if store.is_uri(location) else location
+    if not os.path.isdir(directory):
+        return {}
+    trials, _ = load_study(directory)
+    return {
+        (t.config_id, int(t.seed)): f"{t.status} ({int(t.epochs) if t.epochs == t.epochs else 0} epochs)"
+        for t in trials.itertuples()
+    }
+
+
 def ranked_configurations(directory: str, top: int) -> list[str]:
     """The `top` best configurations' ids by the ranking best.json takes its first from
     (analysis.best, in this process like choose_best): what a grid's confirmation reruns."""
