@@ -93,9 +93,12 @@ def test_every_documented_command_is_run_or_says_why_not():
 def test_every_documented_study_command_runs(path, line, yaml, tmp_path):
     module, args = STUDY_COMMAND.search(line).groups()
     argv = shlex.split(args.replace("[--out DIR]", ""))
-    for arg in argv:  # the folders it names, as empty stand-ins (a dry run reads none of them)
+    for i, arg in enumerate(argv):  # the folders it names, as empty stand-ins (a dry run reads none of them)
         if arg.endswith("/") or ":" in arg and arg.split(":")[0].endswith("/"):
             (tmp_path / arg.split(":")[0]).mkdir(parents=True, exist_ok=True)
+        if i and argv[i - 1] == "--data":  # a dry run checks the folder is there: a node's /data here
+            argv[i] = str(tmp_path / arg.lstrip("/")) if os.path.isabs(arg) else arg
+            (tmp_path / argv[i]).mkdir(parents=True, exist_ok=True)
         if arg.endswith((".yaml", ".yml")) and not os.path.exists(os.path.join(ROOT, "study", "grid_files", arg)):
             (tmp_path / arg).write_text(yaml)  # the file the doc shows above the command
     if module == "study.run" and "--resume" in argv:
