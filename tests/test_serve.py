@@ -3,6 +3,7 @@ posted over HTTP to a local deployment, the answers compared with study.predict'
 
 import base64
 import concurrent.futures
+import contextlib
 import io
 import json
 import os
@@ -158,21 +159,16 @@ def replica_rss() -> dict[int, int]:
     return found
 
 
-@pytest.mark.parametrize("declared", [True, False])
-def test_a_2_gib_multipart_upload_is_refused_with_the_replicas_memory_bounded(served, declared):
-    """A 2 GiB multipart form, streamed with its Content-Length (413 before a byte is read) or
-    chunked (411: a chunked upload is not read); the replica's resident memory at most 100 MB
-    above its level before, at its peak (sampled every 20 ms)."""
-    import http.client
+@contextlib.contextmanager
+def replica_growth():
+    """The largest growth of any Serve replica's resident memory over its level on entry, sampled every
+    20 ms while inside: a one-item list, filled on exit."""
     import threading
     import time
 
-    url, _, images = served
-    with open(images[0], "rb") as f:
-        assert post(url, f.read()).status_code in (200, 422)  # warm: a first request's one-time costs
     before = replica_rss()
     assert before, "no replica process found"
-    peak, done = dict(before), threading.Event()
+    peak, done, grew = dict(before), threading.Event(), []
 
     def sample():
         while not done.is_set():
@@ -180,6 +176,27 @@ def test_a_2_gib_multipart_upload_is_refused_with_the_replicas_memory_bounded(se
                 peak[pid] = max(peak.get(pid, 0), rss)
             time.sleep(0.02)
 
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        yield grew
+    finally:
+        done.set()
+        sampler.join()
+        grew.append(max(peak[pid] - rss for pid, rss in before.items()))
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_2_gib_multipart_upload_is_refused_with_the_replicas_memory_bounded(served, declared):
+    """A 2 GiB multipart form, streamed with its Content-Length (413 before a byte is read) or
+    chunked (411: a chunked upload is not read); the replica's resident memory at most 100 MB
+    above its level before, at its peak (sampled every 20 ms)."""
+    import http.client
+    import time
+
+    url, _, images = served
+    with open(images[0], "rb") as f:
+        assert post(url, f.read()).status_code in (200, 422)  # warm: a first request's one-time costs
     head, tail = b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n', b"\r\n--b--\r\n"
 
     def form():
@@ -189,12 +206,11 @@ def test_a_2_gib_multipart_upload_is_refused_with_the_replicas_memory_bounded(se
             yield chunk
         yield tail
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
     began = time.monotonic()
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=120)
-    try:  # http.client: a streamed body with its Content-Length, or chunked (requests sends a generator chunked)
+    # http.client: a streamed body with its Content-Length, or chunked (requests sends a generator chunked)
+    with replica_growth() as grew, contextlib.closing(connection):
         connection.putrequest("POST", "/predict")
         connection.putheader("Content-Type", "multipart/form-data; boundary=b")
         if declared:
@@ -208,23 +224,16 @@ def test_a_2_gib_multipart_upload_is_refused_with_the_replicas_memory_bounded(se
         except OSError:  # the server answered and closed while the client still sent
             pass
         status = connection.getresponse().status
-    finally:
-        connection.close()
-        done.set()
-        sampler.join()
-    grew = max(peak[pid] - rss for pid, rss in before.items())
-    print(f"2 GiB multipart: {status} after {time.monotonic() - began:.1f} s; replica RSS grew {grew / 2**20:.0f} MiB")
-    assert status == (413 if declared else 411) and grew < 100 * 2**20
+    print(
+        f"2 GiB multipart: {status} after {time.monotonic() - began:.1f} s; replica RSS grew {grew[0] / 2**20:.0f} MiB"
+    )
+    assert status == (413 if declared else 411) and grew[0] < 100 * 2**20
 
 
 def test_three_wide_images_at_once_keep_the_replica_within_one_decodes_bytes(served):
     """Three 6,300 x 6,300 16-bit PNGs (375 KB each, 119 MB of 16-bit pixels) posted at once: the
     replica decodes one at a time, so its peak resident memory (sampled every 20 ms) grows by less
     than FACE_AGE_MAX_DECODED_BYTES, one decode's budget."""
-    import concurrent.futures
-    import threading
-    import time
-
     from trainable.data.limits import image_limits
 
     url, _, images = served
@@ -233,26 +242,10 @@ def test_three_wide_images_at_once_keep_the_replica_within_one_decodes_bytes(ser
     ramp = np.add.outer(np.arange(6300, dtype=np.uint32), np.arange(6300, dtype=np.uint32))
     buffer = io.BytesIO()
     Image.fromarray((ramp % 65536).astype(np.uint16)).save(buffer, format="PNG")
-    before = replica_rss()
-    peak, done = dict(before), threading.Event()
-
-    def sample():
-        while not done.is_set():
-            for pid, rss in replica_rss().items():
-                peak[pid] = max(peak.get(pid, 0), rss)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            codes = list(pool.map(lambda _: post(url, buffer.getvalue()).status_code, range(3)))
-    finally:
-        done.set()
-        sampler.join()
-    grew = max(peak[pid] - rss for pid, rss in before.items())
-    print(f"three 16-bit 6300x6300 PNGs at once: {codes}; replica RSS grew {grew / 2**20:.0f} MiB")
-    assert set(codes) <= {200, 422} and grew < image_limits().decoded_bytes, (codes, grew)
+    with replica_growth() as grew, concurrent.futures.ThreadPoolExecutor(3) as pool:
+        codes = list(pool.map(lambda _: post(url, buffer.getvalue()).status_code, range(3)))
+    print(f"three 16-bit 6300x6300 PNGs at once: {codes}; replica RSS grew {grew[0] / 2**20:.0f} MiB")
+    assert set(codes) <= {200, 422} and grew[0] < image_limits().decoded_bytes, (codes, grew)
 
 
 def test_health_and_metadata(served):
