@@ -30,7 +30,8 @@ Then the claims a user quotes from a study, each beside the method the report us
   at 10 points beside the reference's;
 - one run as B (a deterministic baseline such as HOG+SVM) at mean accuracy 0.7 and 0.9, on
   photos and on people: the one-run rule (analysis.stats.one_run_critical), Satterthwaite's df,
-  and the seeds' own n - 1; then its power at a 10-point gap (A at 0.75) beside the reference's.
+  and the seeds' own n - 1; then its power at a 10-point gap (A at 0.75) beside the reference's
+  and the bound: the most any test holding its level at every seed variance could find there.
 
 --rule prints the one-run rule's size by normal theory instead: the largest false-positive rate
 over every true share of the seeds in the variance, integrating over the seeds' and the images'
@@ -44,13 +45,14 @@ import math
 import sys
 
 import numpy as np
-from scipy import special, stats
+from scipy import optimize, special, stats
 
 from analysis.stats import (
     ONE_RUN_EXPONENTS,
     ONE_RUN_LEVELS,
     Estimate,
     accuracy_estimate,
+    image_var,
     one_run_critical,
     one_run_exponent,
     widest,
@@ -246,11 +248,12 @@ def one_run_cell(
 ) -> dict:
     """A (`seeds` runs) against one run B whose chance on each image is A's averaged over seeds,
     less `diff` points: the share called different by the one-run rule (the report's), by
-    Satterthwaite's df and by the seeds' own n - 1, and by the reference. `people`: (subjects,
-    photos) of a grouped test set (grouped_difficulty, 30% shared), people as the unit."""
+    Satterthwaite's df and by the seeds' own n - 1, and by the reference; at a `diff`, the most any
+    test that holds its level could find (power_bound, from the cell's mean variances). `people`:
+    (subjects, photos) of a grouped test set (grouped_difficulty, 30% shared), people as the unit."""
     out = dict.fromkeys(("one-run rule", "satterthwaite", "seeds df"), 0.0)
     groups = None if people is None else np.repeat(np.arange(people[0]), people[1])
-    values = []
+    values, pieces = [], np.zeros(3)  # sums of s^2/n, the interaction inside it, the images' term
     for start in range(0, reps, CHUNK):
         r = min(CHUNK, reps - start)
         if people is None:
@@ -258,13 +261,54 @@ def one_run_cell(
         else:
             q = grouped_difficulty(rng, r, *people, 0.3, accuracy)[0]
         b = runs(rng, np.clip(clipped_mean(q, sigma / 100) - diff / 100, 0, 1), 1, 0)
-        e = accuracy_estimate(runs(rng, q, seeds, sigma / 100), b, groups=groups)
+        a = runs(rng, q, seeds, sigma / 100)
+        e = accuracy_estimate(a, b, groups=groups)
         out["one-run rule"] += rejects(e).sum() / reps
         out["satterthwaite"] += satterthwaite_rejects(e).sum() / reps
         out["seeds df"] += seeds_df_rejects(e).sum() / reps
         values.append(e.value)
+        units = np.arange(n_images) if groups is None else groups
+        interaction = (image_var(a, units).mean(-1) - image_var(a.mean(-2), units)) / (seeds - 1)
+        pieces += [e.seed_var.sum(), interaction.sum(), e.image_var.sum()]
     out["reference"] = reference_rejects(np.concatenate(values))
+    if diff:
+        seed_and_interaction, interaction, images = pieces / reps
+        out["bound"] = power_bound(seeds, max(seed_and_interaction - interaction, 0.0), interaction, images, diff / 100)
     return {k: float(v) for k, v in out.items()}
+
+
+def power_bound(seeds: int, seed_var: float, interaction: float, images: float, diff: float, level=ALPHA) -> float:
+    """The most power any test of A (`seeds` runs) against one run can have at a true difference
+    `diff`, if its false-positive rate is at most `level` whatever the seeds' variance: by normal
+    theory, D ~ N(diff, m + interaction + images) and s^2/n ~ (m + interaction) chi2_f / f
+    independent of D (f = seeds - 1), m = `seed_var` (sigma^2 / n) at the alternative and any m >= 0
+    under the null, with the interaction and the images' variance known exactly (which no real test
+    knows: the bound is above what one can reach). The most powerful test against that one
+    alternative, over the null's least favourable mixture of seed variances (Lehmann & Romano 2005,
+    Testing Statistical Hypotheses, 3.8; computed numerically as Elliott, Mueller & Watson 2015,
+    Econometrica 83:771-811 do): a linear programme over a grid of (|D|, s^2/n) cells, its size
+    held at 0 and 60 seed variances from 1e-3 to 1e3 times interaction + images."""
+    f, scale = seeds - 1, interaction + images
+    sd_alt = math.sqrt(seed_var + scale)
+    d_edges = np.append(np.linspace(0, abs(diff) + 8 * sd_alt, 241), np.inf)
+    s_edges = np.concatenate([[0.0], np.logspace(-4, 4, 200) * scale, [np.inf]])
+
+    def cells(m: float, delta: float) -> np.ndarray:
+        sd = math.sqrt(m + scale)
+        upper, lower = stats.norm.cdf((d_edges - delta) / sd), stats.norm.cdf((-d_edges - delta) / sd)
+        p_d = np.diff(upper) - np.diff(lower)  # P(|D| in each cell)
+        p_s = np.diff(stats.chi2.cdf(s_edges * f / (m + interaction), f)) if m + interaction > 0 else None
+        if p_s is None:
+            p_s = np.r_[1.0, np.zeros(len(s_edges) - 2)]
+        return np.outer(p_d, p_s).ravel()
+
+    nulls = np.array([cells(m, 0.0) for m in np.r_[0.0, np.logspace(-3, 3, 60) * scale]])
+    found = optimize.linprog(
+        -cells(seed_var, diff), A_ub=nulls, b_ub=np.full(len(nulls), level), bounds=(0, 1), method="highs"
+    )
+    if not found.success:
+        raise RuntimeError(f"power_bound: the linear programme failed: {found.message}")
+    return -found.fun
 
 
 def _chi2_points(df: float) -> tuple[np.ndarray, np.ndarray]:
@@ -425,7 +469,8 @@ HEADS = {
     ),
     "one run power": (
         f"One run as B, {ONE_RUN_POWER['diff']} points worse than A (accuracy {ONE_RUN_POWER['accuracy']}), "
-        f"{ONE_RUN['images']} test images: power, beside the reference's.",
+        f"{ONE_RUN['images']} test images: power, beside the reference's and the bound (power_bound: the most "
+        "any test that holds its level whatever the seeds' variance could find).",
         ["seeds", "sigma"],
     ),
 }
