@@ -6,7 +6,7 @@ MARKER = "<!-- options -->"
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER not in markdown:
         return markdown
-    from study.cli.spec import StudySpec
+    from study.spec import StudySpec
     from trainable.cli_options import markdown_table
     from trainable.data.dataset_options import DataOptions
 

@@ -5,7 +5,7 @@ python -m study.run --grid extended --data ../shared/data/el7008 --dry-run
 python -m study.run --grid smoke                 # offline, generated images
 python -m study.run --resume results/NAME        # continue an interrupted study
 
-The command line becomes a StudySpec (study.cli.spec, study.bookkeeping.resume); the spec a
+The command line becomes a StudySpec (study.spec, study.cli.options); the spec a
 source of trials, a GridSource (a grid's TrialConfigs, expanded once) or a SearchSource (a space
 of ranges and a searcher); `run_study` plans, records, runs and summarizes either the same way.
 """
@@ -26,7 +26,7 @@ import pandas as pd
 from study.bookkeeping.disk import disk_full_error
 from study.bookkeeping.ownership import release_all
 from study.bookkeeping.plan import Plan, fetch, load_data, plan_study, record_study
-from study.bookkeeping.resume import check_same_study, study_spec
+from study.bookkeeping.resume import check_same_study
 from study.bookkeeping.summary import (
     class_count_lines,
     evaluate_elsewhere,
@@ -37,10 +37,11 @@ from study.bookkeeping.summary import (
     recorded_outcomes,
     summarize,
 )
-from study.cli.quiet import quiet_tools
-from study.cli.spec import StudySpec, given_options
-from study.cli.stopping import Stopped, catch_stops, deferred, received, stopped
+from study.cli.options import given_options, study_spec
 from study.grids import expand, get_grid, grid_label, parse_where
+from study.spec import StudySpec
+from study.terminal.quiet import quiet_tools
+from study.terminal.stopping import Stopped, catch_stops, deferred, received, stopped
 from study.tuning.cluster import largest_node_cpus, start_ray
 from study.tuning.space import TrialNames
 from trainable import storage as store
@@ -269,7 +270,7 @@ def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
 
 def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) -> int:
     """Load the data, check or record the study, start Ray, encode, run and summarize."""
-    from study.cli.console import Progress
+    from study.terminal.console import Progress
     from study.tuning import tune_setup
     from study.tuning.detection import ray_runner
     from study.tuning.encoding import encode_for_trials
@@ -343,7 +344,7 @@ def grid_confirm_source(spec: StudySpec, source: GridSource, plan: Plan) -> Grid
 def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trainable: Any) -> int:
     """The summary and best/; then the confirmation (--confirm-top) and its summary. A grid's
     is summarized first (its best is chosen there), a search's only as the search's own runs."""
-    from study.cli.console import Progress
+    from study.terminal.console import Progress
 
     if not spec.confirmations:
         return finish(plan, results)

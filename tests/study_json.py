@@ -12,8 +12,8 @@ CLASSES = ["1-4", "5-27", "28+"]
 
 
 def record(args: dict | None = None, **fields) -> dict:
-    from study.cli.spec import StudySpec
     from study.grids import get_grid
+    from study.spec import StudySpec
 
     paths = {"train": ["a.jpg"], "val": ["b.jpg"], "test": ["c.jpg"]}
     labels = {"train": [0], "val": [1], "test": [2]}

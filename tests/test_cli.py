@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from study.bookkeeping.resume import study_spec
-from study.cli.spec import StudySpec, given_options
+from study.cli.options import given_options, study_spec
 from study.run import main
+from study.spec import StudySpec
 from tests import study_json
 from tests.conftest import ROOT, SMOKE_SPLIT
 from trainable.config import TrialConfig
@@ -478,7 +478,7 @@ def test_a_grid_file_holds_the_study_options_and_the_command_line_overrides_them
 def test_the_options_page_lists_every_option_the_parser_takes():
     """docs/options.md's table is generated (docs/hooks.py) from the dataclasses the parser is
     built from: every flag of study.run's parser has its row, with its help."""
-    from study.cli.spec import parser
+    from study.cli.options import parser
     from trainable.cli_options import markdown_table
     from trainable.data.dataset_options import DataOptions
 
@@ -563,7 +563,7 @@ def test_an_argument_is_named_as_the_user_gives_it():
 
 QUIET = """
 import os, sys, logging
-from study.cli.quiet import filter_stderr, quiet_tools
+from study.terminal.quiet import filter_stderr, quiet_tools
 quiet_tools(verbose=VERBOSE)
 filter_stderr(verbose=VERBOSE)
 os.write(2, b"[2026-12-07 03:43:17,039 E 16226 16226] core_worker.cc:2465: Actor with class name: "
@@ -645,7 +645,7 @@ def test_a_full_disk_is_found_in_the_errors_chain_or_by_the_space_left(tmp_path,
 def test_ray_tunes_error_lines_keep_their_exceptions_last_line_and_lose_the_traceback():
     import logging
 
-    from study.cli.quiet import OneLine
+    from study.terminal.quiet import OneLine
 
     try:
         raise OSError(28, "Error writing bytes to file")

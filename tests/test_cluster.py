@@ -18,7 +18,7 @@ import pytest
 from hypothesis import strategies as st
 
 from analysis.results import load_study
-from study.cli.spec import StudySpec
+from study.spec import StudySpec
 from study.tuning.cluster import check_resources
 from tests.conftest import ROOT, SMOKE_SPLIT, wait_for
 from trainable.errors import UserError
@@ -366,7 +366,7 @@ def test_credentials_in_a_uri_move_to_the_environment_before_anything_records_th
     callbacks, study.json and every line printed); the libraries read them from the environment."""
     import pickle
 
-    from study.cli.spec import StudySpec
+    from study.spec import StudySpec
     from study.tuning.tracking import MLflowStudyLogger
 
     for name in (*env, "AWS_ACCESS_KEY_ID", "MLFLOW_TRACKING_USERNAME"):

@@ -62,8 +62,8 @@ def test_a_retried_job_resumes_the_study_its_failed_attempt_started(tmp_path, ca
     with the job's own options (any that differ from the recorded ones are refused)."""
     import shlex
 
-    from study.bookkeeping.resume import existing_study, study_spec
-    from study.cli.spec import StudySpec, given_options
+    from study.cli.options import existing_study, given_options, study_spec
+    from study.spec import StudySpec
 
     (job,) = manifest("rayjob.yaml")
     assert job["spec"]["backoffLimit"] >= 1

@@ -2,10 +2,10 @@
 analysis do not import each other (they share trainable.results_layout and .storage), except that
 study.bookkeeping.summary chooses the best model (and the configurations a grid confirms) with
 analysis.best, and the benchmarks (study.bench) sit above every layer. Ray is imported by study and
-the trainable's Ray entry point alone. Inside study, the rooms point one way too: cli -> tuning ->
-bookkeeping -> the entry points (run, predict, serve). Inside trainable, data flows
-data -> transforms -> model/cache -> loop -> trial -> tune_trial, and serving is used
-from outside only. Every module of every sub-package is walked."""
+the trainable's Ray entry point alone. Inside study, the rooms stand on floors (STUDY_ROOMS): what a
+study is (grids, spec), the terminal, tuning, bookkeeping, the command line, the entry points.
+Inside trainable, data flows data -> transforms -> model/cache -> loop -> trial -> tune_trial, and
+serving is used from outside only. Every module of every sub-package is walked."""
 
 import ast
 import pathlib
@@ -55,6 +55,46 @@ ALLOWED = {  # the study's end runs these in its process, and --resume --dry-run
     ("study/bookkeeping/summary.py", "analysis.evaluate"),
     ("study/bookkeeping/summary.py", "analysis.results"),
 }
+
+
+# The study's rooms, lowest first: a module imports from its own room and the rooms below it.
+STUDY_ROOMS = (
+    ("study.grids", "study.smoke_data", "study.spec"),  # what a study is: its grids, its options as one record
+    ("study.terminal",),  # what it shows (progress, quieted tools) and hears (stop signals)
+    ("study.tuning",),  # Ray and Tune
+    ("study.bookkeeping",),  # its files: plan, record, locks, summary
+    ("study.cli",),  # the command line, parsed into a StudySpec
+    ("study.run", "study.predict", "study.serve", "study.http_app"),  # the entry points
+)
+
+
+def floor(name: str) -> int | None:
+    """The floor of a dotted module name in STUDY_ROOMS, None outside every room."""
+    return next((i for i, room in enumerate(STUDY_ROOMS) for r in room if name == r or name.startswith(r + ".")), None)
+
+
+def upward_imports(found: dict[str, set[str]]) -> dict[str, list[str]]:
+    """module -> the study modules it imports from a higher floor (or itself in no room)."""
+    wrong = {}
+    for path, names in found.items():
+        module = path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+        if module == "study" or module.startswith("study.bench"):
+            continue
+        here = floor(module)
+        above = [n for n in names if n.startswith("study.") and (here is None or (floor(n) or 0) > here)]
+        if here is None or above:
+            wrong[module] = above or ["(in no room of STUDY_ROOMS)"]
+    return wrong
+
+
+def test_the_study_rooms_import_only_downward():
+    assert upward_imports(imports("study")) == {}
+
+
+def test_the_rooms_guard_finds_a_planted_import_of_the_command_line():
+    planted = {**imports("study"), "study/tuning/cluster.py": {"study.cli.options", "study.spec"}}
+    assert upward_imports(planted) == {"study.tuning.cluster": ["study.cli.options"]}
+    assert upward_imports({"study/newroom/x.py": set()}) == {"study.newroom.x": ["(in no room of STUDY_ROOMS)"]}
 
 
 def test_only_study_and_the_tune_entry_point_import_ray():
@@ -249,23 +289,3 @@ def test_study_json_is_read_through_its_schema():
         if direct.search(path.read_text())
     }
     assert users == set(), users
-
-
-# Inside study, a room imports only from its own or earlier ones; the grids (grids.py, the smoke
-# images) are shared by all, and the entry points and benchmarks come last.
-ROOMS = ["grids", "smoke_data", "cli", "tuning", "bookkeeping", "run", "predict", "http_app", "serve", "bench"]
-
-
-def test_inside_study_the_rooms_point_one_way():
-    def room(name: str) -> int:
-        return ROOMS.index(pathlib.PurePath(name.replace(".", "/")).parts[1].removesuffix(".py"))
-
-    wrong = {
-        (module, name)
-        for module, names in imports("study").items()
-        if module != "study/__init__.py"
-        for name in names
-        if name.startswith("study.") and room(name) > room(module)
-    }
-    assert wrong == set()
-    assert {pathlib.PurePath(m).parts[1].removesuffix(".py") for m in imports("study")} == {*ROOMS, "__init__"}

@@ -59,7 +59,7 @@ def test_ray_init_sets_its_sigterm_handler_through_the_function_the_study_stills
 
     assert "ray._private.utils.set_sigterm_handler(" in inspect.getsource(inspect.unwrap(worker.init)), (
         "ray.init no longer sets SIGTERM through ray._private.utils.set_sigterm_handler: find how it does now "
-        "(study.tuning.ray_internals.keep_sigterm_handler, study.cli.stopping)"
+        "(study.tuning.ray_internals.keep_sigterm_handler, study.terminal.stopping)"
     )
     before = signal.getsignal(signal.SIGTERM)
     with ray_internals.keep_sigterm_handler():

@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from study.cli.console import Progress, clock
 from study.grids import expand
+from study.terminal.console import Progress, clock
 from study.tuning.space import param_space, trial_name, trials_of
 from tests.conftest import epoch_row, final_row
 
@@ -82,7 +82,7 @@ def made(name, max_epochs, kind, status="PENDING"):
 def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_every_seconds(monkeypatch):
     out, clock_ = io.StringIO(), Clock()
     monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("study.cli.console.now", clock_)
+    monkeypatch.setattr("study.terminal.console.now", clock_)
     progress = Progress(total=2, every=30)
     a, b = made("e01-a-s0", 40, "none"), made("e02-b-s0", 40, "online")
     progress.on_step_begin(0, [a, b])
@@ -121,7 +121,7 @@ def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
     exactly: (5 + 5x3 + 10 + 10x3) / 2."""
     out, clock_ = io.StringIO(), Clock()
     monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("study.cli.console.now", clock_)
+    monkeypatch.setattr("study.terminal.console.now", clock_)
     progress = Progress(total=4)
     kinds = ("none", "online", "none", "online")
     trials = [made(f"e0{i % 2 + 1}-s{i // 2}", 10, kind) for i, kind in enumerate(kinds)]
@@ -208,7 +208,7 @@ def test_on_a_terminal_rich_draws_the_study_and_each_running_trials_epoch_k_of_m
 
     out, clock_ = Terminal(), Clock()
     monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("study.cli.console.now", clock_)
+    monkeypatch.setattr("study.terminal.console.now", clock_)
     monkeypatch.setenv("COLUMNS", "120")
     progress = Progress(total=2)
     a, b = made("e01-a-s0", 40, "none"), made("e02-b-s0", 10, "online")
@@ -256,7 +256,7 @@ def test_a_failed_trials_line_says_why_in_one_line_redacted(monkeypatch, tmp_pat
 def test_with_only_untimed_kinds_left_the_time_left_is_not_known_yet(monkeypatch):
     out, clock_ = io.StringIO(), Clock()
     monkeypatch.setattr("sys.stdout", out)
-    monkeypatch.setattr("study.cli.console.now", clock_)
+    monkeypatch.setattr("study.terminal.console.now", clock_)
     progress = Progress(total=2)
     a, b = made("e04-a-s0", 2, "online"), made("e01-b-s0", 2, "none")
     progress.on_step_begin(0, [a, b])

@@ -103,7 +103,7 @@ def said(study, *words):
 
 KILL_POINTS = {  # name -> (when to kill, extra environment)
     # Ray copies trial files to the storage only from time to time: the driver's own
-    # output (study.cli.console's progress lines) is the first sign that a trial runs.
+    # output (study.terminal.console's progress lines) is the first sign that a trial runs.
     "before the first trial finishes": (
         lambda study, marks: said(study, "0/4 done, 1 running") and not said(study, "1/4 done"),
         {},

@@ -30,7 +30,7 @@ class StudyRecord:
     platform: str
     packages: dict[str, str | None]  # name -> version installed (None: not installed)
     git_revision: str | None  # the project's commit, '+dirty' with local changes
-    args: dict[str, Any]  # the options, flat, credentials redacted (study.cli.spec.StudySpec.record)
+    args: dict[str, Any]  # the options, flat, credentials redacted (study.spec.StudySpec.record)
     grid: str  # the grid's label: a built-in name or the grid file's path
     grid_file: dict[str, str]  # {"path", "text"}: the grid file as it was (--resume refuses a changed one)
     trials: list[dict[str, Any]]  # a grid's planned trial configs; a search's fixed settings

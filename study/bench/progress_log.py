@@ -1,5 +1,5 @@
 """A study's log read back (its stdout redirected to a file): the longest a running trial
-went without a line, and how far the time-left estimate (study.cli.console) was from the
+went without a line, and how far the time-left estimate (study.terminal.console) was from the
 truth at 25, 50 and 75% of the study's wall time.
 
     python -m study.run --grid paper ... > study.log; python -m study.bench.progress_log study.log

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from study.bookkeeping.ownership import StudyLock
 from study.bookkeeping.provenance import write_provenance
-from study.cli.spec import StudySpec, local_root
 from study.grids import get_grid, grid_label, reference_config
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
+from study.spec import StudySpec, local_root
 from trainable import storage as store
 from trainable.atomic_io import write_text
 from trainable.config import TrialConfig

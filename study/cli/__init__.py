@@ -1,1 +1,2 @@
-"""The command line: options checked into a StudySpec, and the progress it prints while a study runs."""
+"""The command line: study.run's options, parsed, and the StudySpec they give (a resumed study's
+from its study.json)."""

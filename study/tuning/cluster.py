@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from study.cli.quiet import filter_stderr, short_tracebacks
-from study.cli.spec import StudySpec
+from study.spec import StudySpec
+from study.terminal.quiet import filter_stderr, short_tracebacks
 from trainable.errors import UserError
 
 # Tune reuses a trial's worker for the next trial (study.tuning.tune_setup, reuse_actors) once the last
@@ -33,7 +33,7 @@ def start_ray(spec: StudySpec) -> Any:
     ray_internals.redact_driver_command()
     if not spec.verbose:  # Tune's classic reporter prints nothing at verbose 0; the new one still does
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    with ray_internals.keep_sigterm_handler():  # the study's (study.cli.stopping)
+    with ray_internals.keep_sigterm_handler():  # the study's (study.terminal.stopping)
         context = ray.init(
             address=spec.address,
             log_to_driver=spec.verbose,  # the trials' own log lines (checkpoints saved, ...) only with -v

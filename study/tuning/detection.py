@@ -12,8 +12,8 @@ import time
 import ray
 import torch
 
-from study.cli.console import wait_for
-from study.cli.spec import StudySpec
+from study.spec import StudySpec
+from study.terminal.console import wait_for
 from study.tuning.cluster import start_ray
 from study.tuning.encoding import shards
 from trainable.atomic_io import host

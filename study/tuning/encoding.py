@@ -16,7 +16,7 @@ from typing import Any
 import ray
 import torch
 
-from study.cli.console import wait_for
+from study.terminal.console import wait_for
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.data.dataset import FaceData

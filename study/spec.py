@@ -1,10 +1,9 @@
 """A study's settings: `StudySpec`, the study-level twin of `TrialConfig`, frozen and
 validated once. Its fields are the command-line options (trainable.cli_options), study.json
-records it (`record`) and a resumed study is rebuilt from that record (study.bookkeeping.resume)."""
+records it (`record`) and a resumed study is rebuilt from that record (study.cli.options)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib.util
 import math
@@ -15,10 +14,10 @@ from typing import Any
 
 from study.grids import GRIDS, MAX_TRIALS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
 from trainable import storage as store
-from trainable.cli_options import add_options, option, options, prog
+from trainable.cli_options import option, options
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
 from trainable.data.dataset_options import DataOptions, check_targets
-from trainable.errors import UserError, parse_printable
+from trainable.errors import UserError
 from trainable.results_layout import DEFAULT_SELECT, SELECTIONS
 from trainable.seeds import MAX_SEED
 
@@ -263,20 +262,6 @@ def grid_file_options(grid: str | None) -> dict[str, Any]:
             expected = f"one of {list(meta['choices'])}" if meta["choices"] else KIND_NAMES.get(kind, kind.__name__)
             raise UserError(f"--grid {grid}: {key} is {value!r}; expected {expected} (as --{key.replace('_', '-')}).")
     return found
-
-
-def parser() -> argparse.ArgumentParser:
-    """study.run's command line. An option left out is absent from what it parses (no
-    defaults): vars(parse_args(argv)) is what argv sets, the defaults live in StudySpec."""
-    p = argparse.ArgumentParser(prog=prog("study.run"), description="Run a face-age fine-tuning study on Ray Tune.")
-    add_options(p, DataOptions, defaults=False)
-    add_options(p, StudySpec, defaults=False)
-    return p
-
-
-def given_options(argv: list[str]) -> dict[str, Any]:
-    """The options `argv` sets (argparse exits 2 with its usage on a malformed command line)."""
-    return vars(parse_printable(parser(), argv))
 
 
 def is_runtime(key: str) -> bool:
