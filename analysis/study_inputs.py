@@ -117,7 +117,7 @@ def load_baselines(directory: str | None, study_split: dict | None) -> tuple[lis
 
 def search_choice(trials: pd.DataFrame, epochs: pd.DataFrame, select: str) -> int | None:
     """The searched trial (its number) a search's confirmation stage put first: the best --select
-    value as Tune last saw it (study.run.confirm_source), chosen before any confirmation run."""
+    value as Tune last saw it (study.sources.SearchSource.chosen), chosen before any confirmation run."""
     scores = pd.Series(trials.trial_id.map(selected(epochs, select)).to_numpy(), index=trials.experiment).dropna()
     if scores.empty:
         return None

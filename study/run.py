@@ -5,253 +5,33 @@ python -m study.run --grid extended --data ../shared/data/el7008 --dry-run
 python -m study.run --grid smoke                 # offline, generated images
 python -m study.run --resume results/NAME        # continue an interrupted study
 
-The command line becomes a StudySpec (study.spec, study.cli.options); the spec a
-source of trials, a GridSource (a grid's TrialConfigs, expanded once) or a SearchSource (a space
-of ranges and a searcher); `run_study` plans, records, runs and summarizes either the same way.
+The command line becomes a StudySpec (study.cli.options); the spec a source of trials
+(study.sources: a grid's TrialConfigs, or a search's space and searcher) that knows its own
+steps; `run_study` plans, records, encodes, runs, summarizes and confirms either the same way.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import textwrap
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any
-
-import pandas as pd
 
 from study.bookkeeping.disk import disk_full_error
 from study.bookkeeping.ownership import release_all
-from study.bookkeeping.plan import Plan, fetch, load_data, plan_study, record_study
+from study.bookkeeping.plan import Plan, load_data, plan_study, record_study
 from study.bookkeeping.resume import check_same_study
-from study.bookkeeping.summary import (
-    class_count_lines,
-    evaluate_elsewhere,
-    finish,
-    print_answer,
-    print_next,
-    ranked_configurations,
-    recorded_outcomes,
-    summarize,
-)
+from study.bookkeeping.summary import class_count_lines, evaluate_elsewhere, finish, print_answer, print_next
 from study.cli.options import given_options, study_spec
-from study.grids import expand, get_grid, grid_label, parse_where
+from study.sources import Source, confirmation, source_of
 from study.spec import StudySpec
 from study.terminal.quiet import quiet_tools
 from study.terminal.stopping import Stopped, catch_stops, deferred, received, stopped
 from study.tuning.cluster import largest_node_cpus, start_ray
-from study.tuning.space import TrialNames
 from trainable import storage as store
-from trainable.config import TrialConfig
 from trainable.data.dataset_options import check_data_args
 from trainable.errors import UserError
-from trainable.results_layout import CONFIRM_DIR, OPTUNA_FILE, SELECTIONS, STUDY_FILE, search_trial_number
-
-# --dry-run shows the paper's axes, then every other setting that varies and every --set one.
-DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
-SAME_IN_NAME = ("experiment", "name", "config_id")  # said by the trial column
-
-
-@dataclass(frozen=True)
-class GridSource:
-    """A grid's trials (or a confirmation's), each a TrialConfig, expanded once (study.grids.expand)."""
-
-    label: str  # what it is, said before it runs
-    configs: tuple[TrialConfig, ...]
-    scheduler: str  # asha | none
-    samples = 1  # Tune's num_samples: a grid is one sample of its grid_search
-    searcher = None
-    expansions = MappingProxyType({})  # its configs are whole: no named values to expand
-
-    @property
-    def trials(self) -> int:
-        return len(self.configs)
-
-    @property
-    def names(self) -> TrialNames:
-        return TrialNames.of(list(self.configs))
-
-    @property
-    def weights(self) -> set[str]:
-        return {c.weights for c in self.configs}
-
-    @property
-    def max_epochs(self) -> int:
-        return max(c.max_epochs for c in self.configs)
-
-    def recorded(self, plan: Plan) -> dict[str, Any]:
-        """What study.json says of it: each trial's config, its weights resolved."""
-        return {"trials": [c.to_dict() for c in plan.resolved(list(self.configs))]}
-
-    def param_space(self, plan: Plan | None) -> dict[str, Any]:
-        """A grid over experiments x seeds (weights resolved by `plan`; as given for a dry run)."""
-        from study.tuning.space import param_space
-
-        return param_space(plan.resolved(list(self.configs)) if plan else list(self.configs))
-
-
-@dataclass(frozen=True)
-class SearchSource:
-    """A search: its space (Tune domains and fixed values), `samples` trials, its searcher."""
-
-    label: str
-    space: dict[str, Any]
-    names: TrialNames
-    scheduler: str
-    samples: int
-    searcher: Callable[[str, str], Any]  # (study folder, name) -> the search algorithm, new Tuners only
-    expansions: dict[str, Any]  # the named values its choices stand for (study.grids.Grid)
-    search: dict[str, Any]  # what it is, as study.json records it
-
-    @property
-    def trials(self) -> int:
-        return self.samples
-
-    @property
-    def weights(self) -> set[str]:
-        return {self.space["weights"]}
-
-    @property
-    def max_epochs(self) -> int:
-        return self.space["max_epochs"]
-
-    @property
-    def fixed(self) -> dict[str, Any]:
-        from ray.tune.search.sample import Domain
-
-        return {k: v for k, v in self.space.items() if not isinstance(v, Domain)}
-
-    def recorded(self, plan: Plan) -> dict[str, Any]:
-        """What study.json says of it: its fixed settings (weights resolved), the search, its named values."""
-        trials = [{**self.fixed, "weights": plan.weights[self.space["weights"]]}]
-        return {"trials": trials, "search": self.search, "expansions": self.expansions}
-
-    def param_space(self, plan: Plan | None) -> dict[str, Any]:
-        return {**self.space, "weights": plan.weights[self.space["weights"]]} if plan else self.space
-
-
-Source = GridSource | SearchSource
-
-
-def grid_source(spec: StudySpec) -> Source:
-    where = parse_where(list(spec.where))
-    configs = expand(
-        spec.grid,
-        seeds=spec.seeds,
-        first_seed=spec.first_seed,
-        overrides=spec.overrides(),
-        where=where,
-        settings=spec.trial_settings(),
-        max_trials=spec.max_trials,
-    )
-    label = f"{len(configs)} trial(s) of grid {grid_label(spec.grid)!r}"
-    return GridSource(label, tuple(configs), spec.scheduler or get_grid(spec.grid).scheduler)
-
-
-def search_source(spec: StudySpec) -> SearchSource:
-    """--search random | optuna: --num-samples trials of a space of ranges (study.tuning.search)."""
-    from study.tuning import search
-
-    grid = get_grid(spec.grid)
-    if not grid.ranges:
-        raise UserError(
-            f"--search {spec.search} needs a space of ranges: --grid search, or a grid file with "
-            f"{{loguniform|uniform|choice: ...}} values; grid {grid_label(spec.grid)!r} has none."
-        )
-    fixed = {**spec.trial_settings(), **spec.overrides()}  # a --set key is fixed, not searched
-    space = search.search_space(grid, fixed, seed=spec.first_seed)
-    searched = search.searched_keys(space)
-    points = search.paper_points(grid, space, fixed, spec.num_samples)
-    return SearchSource(
-        f"{spec.search} search: {spec.num_samples} trial(s) over {', '.join(searched)}, the first "
-        f"{len(points)} at distinct paper configurations",
-        space,
-        TrialNames(searched=tuple(searched)),
-        spec.scheduler or grid.scheduler,
-        samples=spec.num_samples,
-        searcher=lambda folder, name: search.make_searcher(
-            spec.search,
-            points,
-            spec.max_concurrent or 0,
-            seed=spec.first_seed,
-            journal=(os.path.join(folder, OPTUNA_FILE), name),
-        ),
-        expansions=grid.expansions,
-        search={"kind": spec.search, "num_samples": spec.num_samples, "searched": searched, "warm_starts": len(points)},
-    )
-
-
-def confirm_source(spec: StudySpec, searched: Any, expansions: dict[str, Any]) -> GridSource | None:
-    """The --confirm-top best searched configurations (by the best epoch's --select value so
-    far: what Tune and the searcher saw) with --seeds fresh seeds, as a grid; None when no
-    searched trial has a score."""
-    from study.tuning import search
-
-    key, mode = SELECTIONS[spec.select]
-    scored = []
-    for result in searched:
-        value = (result.metrics or {}).get(key)
-        if value is not None and value == value:
-            scored.append((search_trial_number(result.path), result.config, -value if mode == "min" else value))
-    configs = search.confirm_configs(scored, spec.confirmations, spec.confirm_seeds, expansions, spec.first_seed)
-    if not configs:
-        return None
-    label = (
-        f"the {len(configs) // spec.confirm_seeds} best searched configuration(s), {spec.confirm_seeds} fresh seed(s)"
-    )
-    return GridSource(label, tuple(configs), "none")
-
-
-def dry_run(spec: StudySpec, source: Source) -> int:
-    """Every trial Tune would run, in its order, from the same search space; or a search's space."""
-    from study.tuning.space import name_width, trial_name, trials_of
-
-    if isinstance(source, SearchSource):
-        searched = {k: v for k, v in source.space.items() if k not in source.fixed}
-        print("searched:\n" + "\n".join(f"  {key}: {domain_text(value)}" for key, value in searched.items()))
-        print("fixed:\n" + "\n".join(f"  {key}: {value}" for key, value in source.fixed.items()))
-        print(f"\n{source.label}.")
-        return 0
-    trials = trials_of(source.param_space(None))
-    width = name_width(c["experiment"] for c in trials)
-    table = pd.DataFrame(trials)
-    varying = [k for k in table.columns if k not in SAME_IN_NAME and table[k].astype(str).nunique() > 1]
-    table = table.reindex(columns=list(dict.fromkeys([*DRY_RUN_COLUMNS, *varying, *spec.trial_settings()])))
-    table.insert(0, "trial", [trial_name(c, width) for c in trials])
-    if spec.resume:  # where each trial stands, from the study's own files
-        now = recorded_outcomes(spec.resume)
-        table.insert(1, "now", [now.get((c["config_id"], c["seed"]), "pending") for c in trials])
-    print(table.to_string(index=False))
-    n_configs = len({c["config_id"] for c in trials})
-    print(
-        f"\nGrid {grid_label(spec.grid)!r}: {n_configs} configurations x "
-        f"{len(trials) // n_configs} seed(s) = {len(trials)} trials; scheduler {source.scheduler}."
-    )
-    if spec.resume:
-        counts = table["now"].str.split(" ").str[0].value_counts()
-        print(
-            "Now: " + ", ".join(f"{n} {state}" for state, n in counts.items()) + "; --resume runs what has not ended."
-        )
-    if spec.confirmations:
-        print(
-            f"Then the {spec.confirmations} best by {spec.select} again, seeds {spec.first_seed + spec.seeds}.."
-            f"{spec.first_seed + spec.seeds + spec.confirm_seeds - 1} (a confirmation: "
-            f"{spec.confirmations * spec.confirm_seeds} more trials, --confirm-seeds; --confirm-top 0 leaves it out)."
-        )
-    return 0
-
-
-def domain_text(domain: Any) -> str:
-    """A Tune domain as a grid file writes it: 'loguniform (0.0001, 0.01)', 'choice [...]'."""
-    if hasattr(domain, "categories"):
-        return f"choice {domain.categories}"
-    from ray.tune.search.sample import LogUniform
-
-    kind = "loguniform" if isinstance(domain.sampler, LogUniform) else "uniform"
-    return f"{kind} {domain.domain_str}"
+from trainable.results_layout import CONFIRM_DIR, STUDY_FILE
 
 
 def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:
@@ -273,7 +53,6 @@ def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) ->
     from study.terminal.console import Progress
     from study.tuning import tune_setup
     from study.tuning.detection import ray_runner
-    from study.tuning.encoding import encode_for_trials
 
     data = load_data(spec)
     if spec.resume:
@@ -288,15 +67,7 @@ def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) ->
         ray = start_ray(spec)
     if not spec.resume:
         record_study(plan, spec, argv, data, **source.recorded(plan))
-    if isinstance(source, GridSource):  # a grid's trunk outputs, encoded once for all its trials
-        encode_for_trials(
-            plan.resolved(list(source.configs)),
-            data,
-            spec.cache_dir,
-            cpus=spec.cpus_per_trial or 1,
-            gpus=spec.gpus_per_trial,
-            every=spec.progress_every,
-        )
+    source.encode(spec, plan, data)
     trainable = tune_setup.make_trainable(
         data,
         cache_dir=spec.cache_dir,
@@ -322,42 +93,18 @@ def run_planned(spec: StudySpec, source: Source, argv: list[str], plan: Plan) ->
     return code
 
 
-def grid_confirm_source(spec: StudySpec, source: GridSource, plan: Plan) -> GridSource | None:
-    """The grid's --confirm-top best configurations (analysis.best's ranking: mean --select
-    over seeds, every seed finished) rerun with --confirm-seeds C fresh seeds (F+S..F+S+C-1); None
-    when no configuration is ranked."""
-    top = ranked_configurations(plan.directory, spec.confirmations)
-    first = {cid: next(c for c in source.configs if c.config_id == cid) for cid in top}
-    configs = tuple(
-        dataclasses.replace(
-            c, seed=spec.first_seed + spec.seeds + k, config_id=f"confirm-{c.config_id}", name=f"confirm {c.name}"
-        )
-        for c in first.values()
-        for k in range(spec.confirm_seeds)
-    )
-    if not configs:
-        return None
-    label = f"the {len(top)} best configuration(s) of the grid, {spec.confirm_seeds} fresh seed(s)"
-    return GridSource(label, configs, "none")
-
-
 def finish_study(spec: StudySpec, source: Source, plan: Plan, results: Any, trainable: Any) -> int:
-    """The summary and best/; then the confirmation (--confirm-top) and its summary. A grid's
-    is summarized first (its best is chosen there), a search's only as the search's own runs."""
+    """The summary and best/; then (--confirm-top) the confirmation of the configurations the
+    source chose, fixed before it runs, and its summary and answer."""
     from study.terminal.console import Progress
 
+    code = finish(plan, results)
     if not spec.confirmations:
-        return finish(plan, results)
-    if isinstance(source, GridSource):
-        code = finish(plan, results)
-        confirm = grid_confirm_source(spec, source, plan)
-    else:
-        fetch(plan)
-        summarize(results, plan.directory, plan.weights_labels, plan.reference)  # the search's own summary.csv
-        code, confirm = 0, confirm_source(spec, results, source.expansions)
+        return code
+    confirm = confirmation(source, source.chosen(spec, plan, results), spec.confirm_seeds)
     if confirm is None:
         print("\nNothing to confirm: no configuration has a score on every seed.")
-        return code if isinstance(source, GridSource) else finish(plan, results)
+        return code
     print(f"\nConfirming {confirm.label}")
     progress = [] if spec.verbose else [Progress(confirm.trials, spec.progress_every)]
     confirmed = fit(spec, confirm, trainable, plan, CONFIRM_DIR, callbacks=progress)
@@ -392,12 +139,11 @@ def fit(
 
     storage, name = (plan.location, part) if part else (spec.storage, plan.name)
     location = store.join(storage, name)
-    grid_trials = source.trials if isinstance(source, GridSource) else None
     if spec.resume:
         for line in tune_setup.repair_torn_state(location):
             print(line)
     if spec.resume and tune_setup.can_restore(location):
-        return tune_setup.restore_tuner(location, trainable, grid_trials=grid_trials).fit()
+        return tune_setup.restore_tuner(location, trainable, grid_trials=source.restore_trials).fit()
     if spec.resume:
         print("Ray recorded no trial of this study before it stopped; starting its trials afresh.")
     return tune_setup.make_tuner(
@@ -422,8 +168,11 @@ def fit(
 def run(spec: StudySpec, argv: list[str]) -> int:
     quiet_tools(spec.verbose)
     check_data_args(spec.dataset)  # the folder, the age bins, the ranges, --dry-run or not
-    source = grid_source(spec) if spec.search == "grid" else search_source(spec)
-    return dry_run(spec, source) if spec.dry_run else run_study(spec, source, argv)
+    source = source_of(spec)
+    if spec.dry_run:
+        source.show(spec)
+        return 0
+    return run_study(spec, source, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,12 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(error_paragraph(err), file=sys.stderr)
         return 2
-    except (Stopped, KeyboardInterrupt) as err:
-        said = err if isinstance(err, Stopped) else stopped(None)
-        print(textwrap.fill(str(said), width=100, break_long_words=False, break_on_hyphens=False), file=sys.stderr)
-        return said.code
+    except Stopped as err:
+        return say_stopped(err)
+    except KeyboardInterrupt:
+        return say_stopped(stopped(None))
     finally:
         release_all()
+
+
+def say_stopped(said: Stopped) -> int:
+    print(textwrap.fill(str(said), width=100, break_long_words=False, break_on_hyphens=False), file=sys.stderr)
+    return said.code
 
 
 def error_paragraph(err: UserError) -> str:

@@ -64,7 +64,7 @@ STUDY_ROOMS = (
     ("study.tuning",),  # Ray and Tune
     ("study.bookkeeping",),  # its files: plan, record, locks, summary
     ("study.cli",),  # the command line, parsed into a StudySpec
-    ("study.run", "study.predict", "study.serve", "study.http_app"),  # the entry points
+    ("study.sources", "study.run", "study.predict", "study.serve", "study.http_app"),  # the entry points
 )
 
 

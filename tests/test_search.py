@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from study.grids import GRIDS, read_grid
-from study.tuning.search import confirm_configs, paper_points, search_space, searched_keys
+from study.tuning.search import best_searched, paper_points, search_space, searched_keys
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
@@ -69,8 +69,31 @@ def test_confirmation_takes_the_best_by_val_acc_with_fresh_seeds():
     configs = confirm_configs(scored, top=2, seeds=2, expansions=expansions)
     assert [(c.experiment, c.seed) for c in configs] == [(2, 1), (2, 2), (4, 1), (4, 2)]
     assert configs[0].config_id == "confirm-2" and configs[0].momentum == 0.9 and configs[0].lr == 1e-3
+    assert configs[0].name == "confirm t002"
     later = confirm_configs(scored, top=1, seeds=2, expansions=expansions, search_seed=5)  # --first-seed 5
     assert [c.seed for c in later] == [6, 7]
+
+
+def confirm_configs(scored, top: int, seeds: int, expansions: dict, search_seed: int = 0):
+    """A search's confirmation trials (study.sources): the best searched, with fresh seeds after the search's."""
+    from study.sources import SearchSource, confirmation
+
+    search = SearchSource("", {}, None, "none", 1, None, expansions, {}, next_seed=search_seed + 1)
+    return list(confirmation(search, best_searched(scored, top, expansions), seeds).configs)
+
+
+def test_a_grid_and_a_search_are_confirmed_by_one_builder():
+    """A grid's chosen configuration gets the seeds after the grid's, its id and name marked."""
+    from study.sources import GridSource, confirmation
+
+    first = TrialConfig.from_dict({**TrialConfig().to_dict(), "config_id": "exp3", "name": "exp 3", "seed": 0})
+    grid = GridSource("", (first,), "asha", next_seed=3)
+    confirm = confirmation(grid, [first], 2)
+    assert [(c.config_id, c.name, c.seed) for c in confirm.configs] == [("confirm-exp3", "confirm exp 3", 3)] + [
+        ("confirm-exp3", "confirm exp 3", 4)
+    ]
+    assert confirm.label == "the 1 best configuration(s) of the grid, 2 fresh seed(s)" and confirm.scheduler == "none"
+    assert confirmation(grid, [], 2) is None
 
 
 # the documentation's one-file search (Grids in files)

@@ -98,7 +98,7 @@ def load_data(spec: StudySpec) -> FaceData:
 
 def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, **source: Any) -> None:
     """study.json (and the list of skipped files) before the first trial starts; `source`:
-    what the study's source records of itself (study.run's GridSource or SearchSource.recorded)."""
+    what the study's source records of itself (study.sources: GridSource or SearchSource.recorded)."""
     from trainable.model import weights_id
 
     write_provenance(

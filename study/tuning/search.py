@@ -5,9 +5,9 @@ with `{loguniform|uniform|choice: ...}` values), then confirmation of the best.
 (TPE), warm-started with the seven `paper` configurations where the space holds them.
 Every searched trial is its own configuration, run with seed F (--first-seed, default 0;
 also the sampler's seed; config_id SEARCH_ID).
-A searched score is optimistic, chosen because it was high; `--confirm-top K --seeds S`
-reruns the K best by validation accuracy with S fresh seeds (F+1..F+S) as a grid in
-STUDY/confirm, and the report ranks on those runs alone.
+A searched score is optimistic, chosen because it was high; `--confirm-top K --confirm-seeds C`
+reruns the K best by --select with C fresh seeds (F+1..F+C) as a grid in STUDY/confirm
+(study.sources.confirmation), and the report claims the search's first on those runs alone.
 """
 
 from __future__ import annotations
@@ -95,23 +95,17 @@ def make_searcher(
     return ConcurrencyLimiter(searcher, max_concurrent=max_concurrent) if max_concurrent else searcher
 
 
-def confirm_configs(
-    results: list[tuple[int, dict[str, Any], float]], top: int, seeds: int, expansions: dict, search_seed: int = 0
-) -> list[TrialConfig]:
-    """Grid trials for the `top` best distinct searched configurations, `seeds` fresh seeds each
-    (search_seed+1..: the search ran `search_seed`). `results`: (trial number, config, score),
-    higher is better (the --select metric, negated for val_loss). A configuration the search ran
-    twice (a searcher may propose a point again) is confirmed once, as its best-scoring trial."""
+def best_searched(results: list[tuple[int, dict[str, Any], float]], top: int, expansions: dict) -> list[TrialConfig]:
+    """The `top` best distinct searched configurations, each as the trial that ran it (experiment:
+    its trial number). `results`: (trial number, config, score), higher is better (the --select
+    metric, negated for val_loss). A configuration the search ran twice (a searcher may propose a
+    point again) is one, as its best-scoring trial."""
     ranked = sorted((r for r in results if r[2] == r[2]), key=lambda r: -r[2])
     best, seen = [], []
     for number, config, _ in ranked:
         settings = expand_choices(config, expansions)
         if (same := {k: v for k, v in settings.items() if k not in IDENTITY}) not in seen and len(best) < top:
             seen.append(same)
-            best.append((number, settings))
-    configs = []
-    for number, settings in best:
-        for seed in range(search_seed + 1, search_seed + seeds + 1):
-            identity = {"experiment": number, "name": f"confirm t{number:03d}", "config_id": f"confirm-{number}"}
-            configs.append(TrialConfig.from_dict({**settings, **identity, "seed": seed}))
-    return configs
+            identity = {"experiment": number, "name": f"t{number:03d}", "config_id": str(number)}
+            best.append(TrialConfig.from_dict({**settings, **identity}))
+    return best
