@@ -13,7 +13,7 @@ import sys
 from trainable.cli_options import prog
 from trainable.data.dataset_options import add_data_arguments, check_data_args, dataset_from_args
 from trainable.errors import UserError, parse_printable
-from trainable.results_layout import BASELINES_FILE
+from trainable.results.layout import BASELINES_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # with OpenCV, scikit-image and scikit-learn: after the arguments are checked
 
     from analysis.baseline_models import run_baselines
-    from trainable.atomic_io import write_json
+    from trainable.results.atomic_io import write_json
 
     torch.set_num_threads(os.cpu_count() or 1)
     try:

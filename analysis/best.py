@@ -19,10 +19,10 @@ from typing import Any
 
 from analysis.study_inputs import load_inputs
 from analysis.tables import selected
-from trainable.atomic_io import write_json, write_with
 from trainable.cli_options import prog
 from trainable.errors import parse_printable
-from trainable.results_layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
+from trainable.results.atomic_io import write_json, write_with
+from trainable.results.layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS, STUDY_FILE
 
 
 def choose(results_dir: str) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from analysis.stats import full_interval
-from trainable.atomic_io import read_json, write_json
 from trainable.cli_options import prog
 from trainable.data.dataset_options import (
     DataOptions,
@@ -33,7 +32,8 @@ from trainable.data.dataset_options import (
     evaluation_name,
 )
 from trainable.errors import UserError, parse_printable
-from trainable.results_layout import BEST_DIR, BEST_FILE, EVALUATIONS_DIR, model_file
+from trainable.results.atomic_io import read_json, write_json
+from trainable.results.layout import BEST_DIR, BEST_FILE, EVALUATIONS_DIR, model_file
 from trainable.scoring import NO_FACE, confusion_counts, macro_f1
 
 if TYPE_CHECKING:  # torch loads with a model, after the arguments are parsed

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from analysis.tables import AXES, budget_curve  # noqa: E402
-from trainable.records import reported, split_key  # noqa: E402
-from trainable.results_layout import SELECTIONS  # noqa: E402
+from trainable.results.layout import SELECTIONS  # noqa: E402
+from trainable.results.records import reported, split_key  # noqa: E402
 
 
 def loss_curves(epochs: pd.DataFrame, trials: pd.DataFrame, configs: pd.DataFrame) -> Figure:

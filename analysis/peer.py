@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from PIL import Image
 
-from trainable.atomic_io import write_json
 from trainable.cli_options import prog
 from trainable.data.dataset_options import add_data_arguments, dataset_from_args
 from trainable.errors import UserError, parse_printable
-from trainable.records import SPLITS
-from trainable.results_layout import PEER_FILE
+from trainable.results.atomic_io import write_json
+from trainable.results.layout import PEER_FILE
+from trainable.results.records import SPLITS
 from trainable.scoring import NO_FACE, split_scores
 
 if TYPE_CHECKING:  # torch loads with the data, after the arguments are parsed

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 from analysis.report_mlflow import log_report
 from trainable.cli_options import prog
 from trainable.errors import UserError, parse_printable
-from trainable.results_layout import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
-from trainable.storage import download, is_uri
-from trainable.study_record import read_study_record
+from trainable.results.layout import BASELINES_FILE, EVALUATIONS_DIR, STUDY_FILE
+from trainable.results.storage import download, is_uri
+from trainable.results.study_record import read_study_record
 
 if TYPE_CHECKING:  # matplotlib, pandas and scipy load after the arguments are parsed (build_report)
     from analysis.document import Document
@@ -57,7 +57,7 @@ def build_report(
     )
     from analysis.study_inputs import load_inputs
     from analysis.tables import baseline_table
-    from trainable.atomic_io import write_csv, write_text
+    from trainable.results.atomic_io import write_csv, write_text
 
     s = load_inputs(results_dir, baselines_dir)
     btable = baseline_table(s.baselines, s.labels, len(s.classes), s.groups) if s.baselines else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from trainable.storage import SECRET
+from trainable.results.storage import SECRET
 
 
 def log_report(uri: str, name: str, out: str) -> int:

@@ -28,13 +28,13 @@ from typing import Any
 
 import pandas as pd
 
-from trainable.atomic_io import write_csv
 from trainable.cli_options import prog
 from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.errors import parse_printable
-from trainable.records import is_final, reported
-from trainable.results_layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, searched_identity, trial_outcome
-from trainable.study_record import read_study_record
+from trainable.results.atomic_io import write_csv
+from trainable.results.layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, searched_identity, trial_outcome
+from trainable.results.records import is_final, reported
+from trainable.results.study_record import read_study_record
 
 EPOCH_COLUMNS = [reported.epoch, reported.train_loss, reported.val_loss, reported.val_acc, reported.epoch_seconds]
 # What Tune and --select rank on (the best epoch's so far), and the epoch's balanced accuracy.

@@ -27,9 +27,9 @@ from analysis.tables import (
     with_ci,
     with_range,
 )
-from trainable.atomic_io import write_with
 from trainable.config import RANDOM_INIT_NOTICE
-from trainable.results_layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS
+from trainable.results.atomic_io import write_with
+from trainable.results.layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS
 
 # The 2021 report's figures (shared/DESIGN.md): experiment -> (val acc, test acc).
 REPORTED = {1: (0.73, 0.82), 2: (0.80, 0.84), 3: (0.82, 0.85)}

@@ -15,7 +15,7 @@ from analysis.results import load_study
 from analysis.tables import config_table, fanova_importance, selected
 from trainable.config import is_pretrained
 from trainable.errors import UserError
-from trainable.results_layout import (
+from trainable.results.layout import (
     BASELINES_FILE,
     BEST_DIR,
     BEST_FILE,
@@ -24,7 +24,7 @@ from trainable.results_layout import (
     PEER_FILE,
     SELECTIONS,
 )
-from trainable.study_record import StudyRecord, read_study_record
+from trainable.results.study_record import StudyRecord, read_study_record
 
 
 @dataclass

@@ -23,8 +23,8 @@ from analysis.stats import (
     recall_per_class,
 )
 from trainable.config import comparable_settings, differs_from
-from trainable.records import reported
-from trainable.results_layout import DEFAULT_SELECT, SELECTIONS
+from trainable.results.layout import DEFAULT_SELECT, SELECTIONS
+from trainable.results.records import reported
 
 # what grids vary
 AXES = ("optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation", "class_weights", "sampler")
@@ -63,7 +63,7 @@ def scores(preds: np.ndarray | None, labels: np.ndarray, n_classes: int, groups=
 
 def selected(epochs: pd.DataFrame, select: str) -> pd.Series:
     """Per trial, its --select value as Tune last saw it: the best epoch's so far (lowest val
-    loss; trainable.results_layout.SELECTIONS), from its last reported epoch. Studies from before those
+    loss; trainable.results.layout.SELECTIONS), from its last reported epoch. Studies from before those
     values were reported: derived from the epochs (val_bacc then unknown)."""
     key, _ = SELECTIONS[select]
     if epochs[key].notna().any():

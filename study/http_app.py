@@ -21,11 +21,11 @@ from pydantic import BaseModel, Field
 from ray import serve
 from starlette.formparsers import MultiPartParser
 
-from trainable.atomic_io import read_json
 from trainable.data.limits import image_limits
 from trainable.data.problems import Kind
 from trainable.data.scan import Unusable, decode_image
-from trainable.results_layout import BEST_DIR, BEST_FILE
+from trainable.results.atomic_io import read_json
+from trainable.results.layout import BEST_DIR, BEST_FILE
 from trainable.serving.face_crops import Face, Faces
 from trainable.serving.inference import Predictor
 from trainable.serving.request_limits import serving_limits

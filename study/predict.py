@@ -110,7 +110,7 @@ def predict_files(files: list[str], faces: Faces, predictor: Any) -> pd.DataFram
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from trainable.data.limits import image_limits
-    from trainable.results_layout import model_file
+    from trainable.results.layout import model_file
 
     try:  # what can be checked before torch loads (seconds)
         image_limits()  # FACE_AGE_MAX_* checked before any file is read
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from trainable.atomic_io import write_csv
+    from trainable.results.atomic_io import write_csv
     from trainable.serving.face_crops import Faces
     from trainable.serving.inference import Predictor
 

@@ -28,10 +28,10 @@ from study.spec import StudySpec
 from study.terminal.quiet import quiet_tools
 from study.terminal.stopping import Stopped, catch_stops, deferred, received, stopped
 from study.tuning.cluster import largest_node_cpus, start_ray
-from trainable import storage as store
 from trainable.data.dataset_options import check_data_args
 from trainable.errors import UserError
-from trainable.results_layout import CONFIRM_DIR, STUDY_FILE
+from trainable.results import storage as store
+from trainable.results.layout import CONFIRM_DIR, STUDY_FILE
 
 
 def run_study(spec: StudySpec, source: Source, argv: list[str]) -> int:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from trainable.cli_options import prog
 from trainable.data.limits import image_limits
 from trainable.errors import UserError, parse_printable
-from trainable.results_layout import model_file
+from trainable.results.layout import model_file
 from trainable.serving.request_limits import serving_limits
 
 if TYPE_CHECKING:  # Ray Serve, torch and OpenCV load after the arguments are parsed

@@ -19,7 +19,7 @@ from study.spec import StudySpec
 from study.tuning.space import TrialNames
 from trainable.config import TrialConfig
 from trainable.errors import UserError
-from trainable.results_layout import OPTUNA_FILE, SELECTIONS, search_trial_number
+from trainable.results.layout import OPTUNA_FILE, SELECTIONS, search_trial_number
 
 # --dry-run shows the paper's axes, then every other setting that varies and every --set one.
 DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from study.grids import GRIDS, MAX_TRIALS, SEARCHES, STUDY_KEYS, get_grid, is_grid_file, parse_settings
-from trainable import storage as store
 from trainable.cli_options import option, options
 from trainable.config import CLASS_WEIGHTS, NAMED_WEIGHTS, NORMALIZATIONS, PRECISIONS, SAMPLERS, STOP_RULES
 from trainable.data.dataset_options import DataOptions, check_targets
 from trainable.errors import UserError
-from trainable.results_layout import DEFAULT_SELECT, SELECTIONS
+from trainable.results import storage as store
+from trainable.results.layout import DEFAULT_SELECT, SELECTIONS
 from trainable.seeds import MAX_SEED
 
 STUDY_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9_+=,-][A-Za-z0-9._+=,-]*")

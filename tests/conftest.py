@@ -225,11 +225,11 @@ def smoke_report(smoke_study, tmp_path_factory):
 
 
 def epoch_row(**values) -> dict:
-    """A result row of one epoch, built through the schema (trainable.records): a key renamed
+    """A result row of one epoch, built through the schema (trainable.results.records): a key renamed
     there fails here. Selection values NaN (as before any finite loss) unless given."""
     from dataclasses import asdict
 
-    from trainable.records import EpochRecord
+    from trainable.results.records import EpochRecord
 
     nan = float("nan")
     defaults = dict(train_loss=1.0, val_loss=1.0, val_acc=0.5, val_bacc=nan, epoch_seconds=1.0)
@@ -241,7 +241,7 @@ def final_row(**values) -> dict:
     """A trial's final result row, built through the schema; scores None unless given."""
     from dataclasses import asdict, fields
 
-    from trainable.records import EpochRecord, FinalRecord
+    from trainable.results.records import EpochRecord, FinalRecord
 
     epoch = {f.name for f in fields(EpochRecord)}
     row = epoch_row(**{k: v for k, v in values.items() if k in epoch})

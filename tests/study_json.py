@@ -1,12 +1,12 @@
-"""A complete study.json (trainable.study_record) for tests that make a results directory by
+"""A complete study.json (trainable.results.study_record) for tests that make a results directory by
 hand: every field a plausible value, `fields` over them."""
 
 from __future__ import annotations
 
 import json
 
-from trainable.results_layout import split_identity
-from trainable.study_record import VERSION, StudyRecord, study_record
+from trainable.results.layout import split_identity
+from trainable.results.study_record import VERSION, StudyRecord, study_record
 
 CLASSES = ["1-4", "5-27", "28+"]
 

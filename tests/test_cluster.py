@@ -22,7 +22,7 @@ from study.spec import StudySpec
 from study.tuning.cluster import check_resources
 from tests.conftest import ROOT, SMOKE_SPLIT, wait_for
 from trainable.errors import UserError
-from trainable.study_record import read_study_record
+from trainable.results.study_record import read_study_record
 
 HEAD = {"CPU": 2.0, "memory": 1e9}
 GPU_TYPE = {"CPU": 2.0, "GPU": 1.0}
@@ -274,8 +274,8 @@ def test_a_study_in_s3_is_killed_resumed_and_reported(tmp_path, monkeypatch):
 
 
 def test_storage_copies_a_study_up_and_down_through_a_uri(tmp_path):
-    """trainable.storage on a file:// URI (the same pyarrow calls as s3:// and gs://)."""
-    from trainable import storage
+    """trainable.results.storage on a file:// URI (the same pyarrow calls as s3:// and gs://)."""
+    from trainable.results import storage
 
     study = tmp_path / "study"
     (study / "e01-x-s0").mkdir(parents=True)
@@ -297,7 +297,7 @@ def test_storage_copies_a_study_up_and_down_through_a_uri(tmp_path):
 
 
 def test_mirrors_are_named_by_the_whole_uri_and_never_by_its_credentials():
-    from trainable import storage
+    from trainable.results import storage
 
     mirrors = {storage.mirror(u) for u in ("s3://lab/x_y", "gs://lab_x/y", "file:///lab/x/y", "s3://lab/x/y")}
     assert len(mirrors) == 4  # their readable parts are all lab_x_y
@@ -330,7 +330,7 @@ def test_mirrors_are_named_by_the_whole_uri_and_never_by_its_credentials():
     ],
 )
 def test_credentials_in_uris_are_redacted(uri, shown):
-    from trainable.storage import redact
+    from trainable.results.storage import redact
 
     assert redact(uri) == shown and redact(f"error: --storage {uri} refused") == f"error: --storage {shown} refused"
 
@@ -395,7 +395,7 @@ def test_any_secret_in_a_uri_moves_to_the_environment_and_is_never_printed(user,
     decoded credentials, and no form of the secret is in any redacted text."""
     from urllib.parse import quote
 
-    from trainable import storage
+    from trainable.results import storage
 
     hypothesis.assume(any(c not in PATH_CHARS for c in secret) and any(c not in PATH_CHARS for c in user))
     uri = f"s3://{quote(user, safe='')}:{quote(secret, safe='')}@{bucket}/{path}"
@@ -462,7 +462,7 @@ def test_an_unreachable_endpoint_is_one_paragraph_and_no_secret_is_printed_or_wr
 
 
 def test_a_study_name_joins_a_uris_path_before_its_query():
-    from trainable import storage
+    from trainable.results import storage
 
     location = storage.join("s3://bucket/x?region=eu-west-1&endpoint_override=h:9000", "paper")
     assert location == "s3://bucket/x/paper?region=eu-west-1&endpoint_override=h:9000"

@@ -19,7 +19,7 @@ from PIL import Image
 from analysis.results import load_study
 from tests.conftest import ROOT
 from trainable.config import RANDOM_INIT_NOTICE
-from trainable.study_record import read_study_record
+from trainable.results.study_record import read_study_record
 
 # Ray end to end: about two minutes for the study, its baselines and report (once a session,
 # however many pytest-xdist workers run these tests: conftest.once_per_session).

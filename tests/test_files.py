@@ -19,9 +19,9 @@ from study.bookkeeping.ownership import LOCK_FILE, STALE_AFTER_S, StudyLock, rel
 from study.run import main
 from tests.conftest import ROOT, wait_for
 from tests.lock_race import take_and_hold
-from trainable.atomic_io import atomic, dumps, host, remove_stale_temps, temp_path, write_json
 from trainable.cache import MANIFEST, TrunkCache
 from trainable.errors import UserError
+from trainable.results.atomic_io import atomic, dumps, host, remove_stale_temps, temp_path, write_json
 
 
 def reject_constant(name):
@@ -251,7 +251,7 @@ def test_a_damaged_cache_entry_is_recomputed(tmp_path, capsys, damage):
 
 
 def test_every_json_the_project_writes_is_strict():
-    """No writer of the project's own files calls json.dump directly (trainable.atomic_io does)."""
+    """No writer of the project's own files calls json.dump directly (trainable.results.atomic_io does)."""
     offenders = []
     for package in ("study", "trainable", "analysis"):
         for path in pathlib.Path(ROOT, package).rglob("*.py"):
@@ -303,7 +303,7 @@ def test_a_held_lock_is_refreshed(tmp_path, monkeypatch):
 def test_a_csv_cell_a_spreadsheet_would_run_is_written_as_text(tmp_path):
     import pandas as pd
 
-    from trainable.atomic_io import write_csv
+    from trainable.results.atomic_io import write_csv
 
     names = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "plain", "-0.5"]
     write_csv(str(tmp_path / "t.csv"), pd.DataFrame({"path": names, "p": [0.1] * 6}))
@@ -316,7 +316,7 @@ def test_every_writer_fsyncs_the_file_and_then_its_folder(tmp_path, monkeypatch)
     """A rename survives a power cut only once the folder holding it is on disk too."""
     import pandas as pd
 
-    from trainable.atomic_io import write_csv, write_json, write_text, write_with
+    from trainable.results.atomic_io import write_csv, write_json, write_text, write_with
 
     synced = []
     real = os.fsync

@@ -1,5 +1,5 @@
 """The layers point one way: trainable imports neither study nor analysis; study and
-analysis do not import each other (they share trainable.results_layout and .storage), except that
+analysis do not import each other (they share trainable.results.layout and .storage), except that
 study.bookkeeping.summary chooses the best model (and the configurations a grid confirms) with
 analysis.best, and the benchmarks (study.bench) sit above every layer. Ray is imported by study and
 the trainable's Ray entry point alone. Inside study, the rooms stand on floors (STUDY_ROOMS): what a
@@ -230,7 +230,7 @@ def test_the_ray_internals_guard_parses_the_code_and_finds_what_is_planted():
 
 def test_study_and_analysis_share_the_results_layout():
     for package in ("study", "analysis"):
-        assert any("trainable.results_layout" in names for names in imports(package).values()), package
+        assert any("trainable.results.layout" in names for names in imports(package).values()), package
 
 
 def test_the_walk_sees_the_sub_packages():
@@ -243,8 +243,7 @@ def test_the_walk_sees_the_sub_packages():
 # Inside trainable, a module imports only from its own stage or earlier ones. Stage 0 is
 # what every stage shares (errors, files, settings, the results' names and records).
 STAGES = [
-    {"errors", "atomic_io", "seeds", "cli_options", "config", "device", "scoring", "records", "results_layout"}
-    | {"storage", "study_record"},
+    {"errors", "seeds", "cli_options", "config", "device", "scoring", "results"},
     {"data"},
     {"transforms"},
     {"model", "cache"},
@@ -280,7 +279,7 @@ def test_no_two_modules_share_a_name():
 
 
 def test_study_json_is_read_through_its_schema():
-    """Only trainable.study_record opens study.json; everything else reads a StudyRecord."""
+    """Only trainable.results.study_record opens study.json; everything else reads a StudyRecord."""
     direct = re.compile(r"(read_json|json\.load|open)\([^)]*(STUDY_FILE|study\.json)")
     users = {
         path.relative_to(ROOT).as_posix()

@@ -147,8 +147,8 @@ def test_evaluate_a_folders_dataset_and_report_it(model_file, tmp_path):
 @pytest.mark.extra("serve")
 def test_the_served_metadata_names_the_study_and_why_its_model(tmp_path):
     from study.http_app import metadata
-    from trainable.atomic_io import write_json
     from trainable.model import random_model_file
+    from trainable.results.atomic_io import write_json
 
     best = tmp_path / "my-study" / "best"
     best.mkdir(parents=True)

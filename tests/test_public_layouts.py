@@ -19,8 +19,8 @@ from trainable.data.dataset import load_dataset
 from trainable.data.layouts import detect_layout
 from trainable.data.problems import Kind
 from trainable.errors import UserError
+from trainable.results.study_record import read_study_record
 from trainable.serving import face_crops
-from trainable.study_record import read_study_record
 
 
 def face(path, group: int, seed: int, faces: int = 1) -> None:

@@ -1,4 +1,4 @@
-"""The reported records are defined once (trainable.records) and read through `reported`:
+"""The reported records are defined once (trainable.results.records) and read through `reported`:
 a key the schema lacks fails where it is read."""
 
 import ast
@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from trainable.records import FinalRecord, reported
+from trainable.results.records import FinalRecord, reported
 
 PACKAGES = ("trainable", "study", "analysis", "tests")
 

@@ -15,7 +15,7 @@ from analysis.report import build_report
 from tests import study_json
 from tests.conftest import ROOT, epoch_row, final_row
 from trainable.config import RANDOM_INIT_NOTICE, TrialConfig
-from trainable.results_layout import ERROR_FILE, STOPPED_FILE, split_identity
+from trainable.results.layout import ERROR_FILE, STOPPED_FILE, split_identity
 
 N_TEST = 30
 LABELS = [i % 3 for i in range(N_TEST)]
@@ -577,7 +577,7 @@ def test_a_report_on_a_full_disk_is_one_paragraph_and_leaves_nothing_partial(tmp
     import errno
 
     from analysis.report import main
-    from trainable import atomic_io
+    from trainable.results import atomic_io
 
     study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8)])
     real_replace, written = os.replace, []

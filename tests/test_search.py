@@ -13,8 +13,8 @@ from study.tuning.search import best_searched, paper_points, search_space, searc
 from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
-from trainable.results_layout import BUDGET_FILE, OPTUNA_FILE
-from trainable.study_record import read_study_record
+from trainable.results.layout import BUDGET_FILE, OPTUNA_FILE
+from trainable.results.study_record import read_study_record
 
 
 def test_the_shipped_search_space_is_the_issues():

@@ -4,7 +4,7 @@ import json
 
 from study.tuning.tune_setup import EpochBudget, make_scheduler, trial_cpus
 from tests.conftest import epoch_row, final_row
-from trainable.results_layout import BUDGET_FILE
+from trainable.results.layout import BUDGET_FILE
 
 
 def test_cached_trials_take_one_core_full_network_trials_up_to_four():

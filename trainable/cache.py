@@ -23,8 +23,8 @@ import torch
 from torch import nn
 from torchvision.transforms import v2
 
-from trainable.atomic_io import atomic, remove_stale_temps, sha256, write_json
 from trainable.device import autocast
+from trainable.results.atomic_io import atomic, remove_stale_temps, sha256, write_json
 from trainable.transforms import apply_transform
 
 MANIFEST = "manifest.json"  # written last: an entry without it is incomplete

@@ -32,7 +32,7 @@ from trainable.model import (
     weights_id,
     weights_label,
 )
-from trainable.records import EpochRecord, FinalRecord, reported, split_key
+from trainable.results.records import EpochRecord, FinalRecord, reported, split_key
 from trainable.scoring import split_scores
 from trainable.transforms import CROP, SIZE
 

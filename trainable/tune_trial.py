@@ -11,13 +11,13 @@ import ray
 import torch
 from ray import tune
 
-from trainable.atomic_io import write_json
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig, expand_choices
 from trainable.data.dataset import FaceData
 from trainable.device import release_memory
-from trainable.records import reported
-from trainable.results_layout import METRICS_FILE, MODEL_FILE, STATE_FILE
+from trainable.results.atomic_io import write_json
+from trainable.results.layout import METRICS_FILE, MODEL_FILE, STATE_FILE
+from trainable.results.records import reported
 from trainable.trial import run_trial
 
 

@@ -25,10 +25,10 @@ import platform
 import tempfile
 from typing import TYPE_CHECKING, Any
 
-from trainable.atomic_io import write_json, write_text
 from trainable.cli_options import prog
 from trainable.data.layouts import DEFAULT_RANGES
 from trainable.errors import parse_printable
+from trainable.results.atomic_io import write_json, write_text
 
 if TYPE_CHECKING:  # torch and the benchmarks load after the arguments are parsed (seconds)
     import torch

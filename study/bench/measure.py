@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import torch
 
-from trainable.results_layout import PARAMS_FILE, RESULT_FILE
+from trainable.results.layout import PARAMS_FILE, RESULT_FILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the checkout
 

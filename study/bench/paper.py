@@ -16,7 +16,7 @@ from study.bench.measure import final_rows, run_study_cli
 from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.data.dataset import load_el7008
-from trainable.records import reported
+from trainable.results.records import reported
 
 
 def paper_grid(data_root: str, seeds: int, keep: str | None, gpus: float) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from study.bench.measure import final_rows, run_study_cli
-from trainable.atomic_io import write_text
+from trainable.results.atomic_io import write_text
 
 SCALE_SHARES = (0.22, 0.33, 0.45)  # UTKFace's classes: 1-4, 5-27, 28+
 

@@ -34,9 +34,9 @@ from analysis.results import load_study
 from analysis.tables import budget_curve
 from study.bench.measure import ROOT
 from study.grids import GRID_FILES
-from trainable.atomic_io import write_json, write_text
 from trainable.cli_options import prog
 from trainable.device import describe_cpu
+from trainable.results.atomic_io import write_json, write_text
 
 CHEAP = {"freeze": ["block8", "repeat_3"], "augmentation": ["none", "static"]}  # kept in both spaces
 WITHIN = 0.01  # "within 1 point" of the best validation accuracy

@@ -20,10 +20,10 @@ import sys
 import threading
 import time
 
-from trainable.atomic_io import alive, host, remove_stale_temps, temp_path, write_json
 from trainable.errors import UserError
-from trainable.results_layout import STUDY_FILE
-from trainable.storage import redact_argument
+from trainable.results.atomic_io import alive, host, remove_stale_temps, temp_path, write_json
+from trainable.results.layout import STUDY_FILE
+from trainable.results.storage import redact_argument
 
 LOCK_FILE = "study.lock"
 HEARTBEAT_S = 20  # a held lock's time is refreshed this often

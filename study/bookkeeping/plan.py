@@ -16,12 +16,12 @@ from study.grids import get_grid, grid_label, reference_config
 from study.smoke_data import RANGES as SMOKE_RANGES
 from study.smoke_data import make_smoke_data
 from study.spec import StudySpec, local_root
-from trainable import storage as store
-from trainable.atomic_io import write_text
 from trainable.config import TrialConfig
 from trainable.data.dataset_options import dataset_from_args
 from trainable.errors import UserError
-from trainable.results_layout import SKIPPED_FILE
+from trainable.results import storage as store
+from trainable.results.atomic_io import write_text
+from trainable.results.layout import SKIPPED_FILE
 
 if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
     from trainable.data.dataset import FaceData
@@ -36,7 +36,7 @@ class Plan:
     weights: dict[str, str]  # --weights (or a grid's) as given -> resolved (trainable.model.resolve_weights)
     reference: TrialConfig  # experiment 1, its weights resolved, for "differs from #1"
     weights_labels: dict[str, str]  # resolved weights -> what the summary and report call them
-    location: str  # where Ray writes the trials: `directory`, or a URI (trainable.storage)
+    location: str  # where Ray writes the trials: `directory`, or a URI (trainable.results.storage)
 
     def resolved(self, trials: list[TrialConfig]) -> list[TrialConfig]:
         """`trials` with their weights resolved (new values: the source's own are left as given)."""

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from typing import Any
 
-from trainable.storage import redact_argument
-from trainable.study_record import VERSION, study_record, write_study_record
+from trainable.results.storage import redact_argument
+from trainable.results.study_record import VERSION, study_record, write_study_record
 
 PACKAGES = (
     "torch",
@@ -53,7 +53,7 @@ def git_revision() -> str | None:
 
 
 def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
-    """Write study.json (trainable.study_record): the command with the arguments `study.run.main`
+    """Write study.json (trainable.results.study_record): the command with the arguments `study.run.main`
     received, versions, git revision and `facts`, checked against its schema; return its path."""
     os.makedirs(directory, exist_ok=True)
     record = {

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 from study.grids import get_grid
 from trainable.errors import UserError
-from trainable.results_layout import STUDY_FILE
-from trainable.study_record import read_study_record
+from trainable.results.layout import STUDY_FILE
+from trainable.results.study_record import read_study_record
 
 if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
     from trainable.data.dataset import FaceData

@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from study.bookkeeping.plan import Plan, fetch
-from trainable import storage as store
-from trainable.atomic_io import read_json, write_csv, write_json
 from trainable.config import RANDOM_INIT_NOTICE, TrialConfig, comparable_settings, differs_from, is_pretrained
 from trainable.errors import UserError
-from trainable.records import is_final, reported
-from trainable.results_layout import (
+from trainable.results import storage as store
+from trainable.results.atomic_io import read_json, write_csv, write_json
+from trainable.results.layout import (
     BEST_DIR,
     BEST_FILE,
     BUDGET_FILE,
@@ -24,6 +23,7 @@ from trainable.results_layout import (
     searched_identity,
     trial_outcome,
 )
+from trainable.results.records import is_final, reported
 
 if TYPE_CHECKING:
     from trainable.data.face_detection import Runner

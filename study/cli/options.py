@@ -9,13 +9,13 @@ import os
 from typing import Any
 
 from study.spec import StudySpec, absolute, check_recorded, is_runtime
-from trainable import storage as store
-from trainable.atomic_io import read_json
 from trainable.cli_options import add_options, prog
 from trainable.data.dataset_options import DataOptions
 from trainable.errors import UserError, parse_printable
-from trainable.results_layout import STUDY_FILE
-from trainable.study_record import study_record
+from trainable.results import storage as store
+from trainable.results.atomic_io import read_json
+from trainable.results.layout import STUDY_FILE
+from trainable.results.study_record import study_record
 
 
 def parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from ray import tune
 
-from trainable.records import is_final, reported
+from trainable.results.records import is_final, reported
 
 now = time.monotonic  # the clock, one name for tests to set
 PACE_KEYS = ("freeze", "augmentation", "augment_views", "batch_size", "precision", "train_precision")  # a kind
@@ -287,7 +287,7 @@ def bars(stream: TextIO) -> Any:
 def error_reason(trial: Any) -> str:
     """The last line of a failed trial's error (its exception), credentials redacted and escaped, or ''."""
     from trainable.errors import printable
-    from trainable.storage import redact
+    from trainable.results.storage import redact
 
     try:  # Tune's error file for the trial, on the driver's side
         with open(trial.error_file) as f:

@@ -25,7 +25,7 @@ import re
 import sys
 import threading
 
-from trainable.storage import redact
+from trainable.results.storage import redact
 
 NOISE = (
     re.compile(r"'_WandbLoggingActor' .* has constructor arguments in the object store"),

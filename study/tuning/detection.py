@@ -16,9 +16,9 @@ from study.spec import StudySpec
 from study.terminal.console import wait_for
 from study.tuning.cluster import start_ray
 from study.tuning.encoding import shards
-from trainable.atomic_io import host
 from trainable.data.face_detection import Runner, detect_shard
 from trainable.data.image_store import StoredImages
+from trainable.results.atomic_io import host
 
 
 @ray.remote

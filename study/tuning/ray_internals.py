@@ -31,13 +31,13 @@ def quiet_authentication_log(verbose: bool) -> None:
 def redact_driver_command() -> None:
     """Ray records the driver's command line (its process's, read by psutil) as the job's entrypoint
     (the dashboard's Jobs page, `ray list jobs`): recorded with each argument redacted
-    (trainable.storage.redact_argument), so a secret given in a URI does not reach Ray's state."""
+    (trainable.results.storage.redact_argument), so a secret given in a URI does not reach Ray's state."""
     import subprocess
 
     import psutil
     from ray._private import utils
 
-    from trainable.storage import redact_argument
+    from trainable.results.storage import redact_argument
 
     def entrypoint() -> str:
         return subprocess.list2cmdline([redact_argument(a) for a in psutil.Process().cmdline()])

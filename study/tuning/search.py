@@ -19,7 +19,7 @@ from ray import tune
 from study.grids import BASELINE, Grid, expand
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
-from trainable.results_layout import SEARCH_ID
+from trainable.results.layout import SEARCH_ID
 
 IDENTITY = ("experiment", "name", "config_id", "seed")  # what is not a setting of a configuration
 

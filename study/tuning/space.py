@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainable.config import TrialConfig
-from trainable.results_layout import SEARCH_ID
+from trainable.results.layout import SEARCH_ID
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from trainable.errors import UserError
-from trainable.records import reported
-from trainable.results_layout import STUDY_FILE
+from trainable.results.layout import STUDY_FILE
+from trainable.results.records import reported
 
 # Metrics are the numbers a trial reports, minus Ray's bookkeeping and the config it echoes.
 RAY_KEYS = {
@@ -159,8 +159,8 @@ def log_outcome(uri: str, plan: Any, data: Any, register: str | None = None) -> 
     from mlflow.tracking import MlflowClient
     from PIL import Image
 
-    from trainable.atomic_io import read_json
-    from trainable.results_layout import BEST_DIR, BEST_FILE, CONFIRM_DIR, MODEL_FILE, SUMMARY_FILE
+    from trainable.results.atomic_io import read_json
+    from trainable.results.layout import BEST_DIR, BEST_FILE, CONFIRM_DIR, MODEL_FILE, SUMMARY_FILE
     from trainable.serving.mlflow_model import log_model, study_run
 
     try:

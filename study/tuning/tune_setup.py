@@ -16,13 +16,13 @@ from ray.tune.search.sample import Domain
 
 from study.tuning import ray_internals
 from study.tuning.space import TrialNames
-from trainable import storage as store
-from trainable.atomic_io import dumps, strict, write_json
 from trainable.config import TrialConfig, expand_choices
 from trainable.data.dataset import FaceData
 from trainable.errors import UserError
-from trainable.records import reported
-from trainable.results_layout import BUDGET_FILE, SELECTIONS, STOPPED_FILE
+from trainable.results import storage as store
+from trainable.results.atomic_io import dumps, strict, write_json
+from trainable.results.layout import BUDGET_FILE, SELECTIONS, STOPPED_FILE
+from trainable.results.records import reported
 from trainable.tune_trial import train_face_age
 
 
@@ -130,7 +130,7 @@ def make_tuner(
 ) -> tune.Tuner:
     """A Tuner over `space`: a grid (study.tuning.space.param_space, one trial per point) or, with
     `search_alg`, `num_samples` trials of a search (study.tuning.search). Tune, the scheduler and the
-    searcher rank on `select` (trainable.results_layout.SELECTIONS), the metric the report ranks on."""
+    searcher rank on `select` (trainable.results.layout.SELECTIONS), the metric the report ranks on."""
     metric, mode = SELECTIONS[select]
     searched = [k for k, v in space.items() if isinstance(v, Domain)]
     return tune.Tuner(

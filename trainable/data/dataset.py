@@ -26,7 +26,7 @@ from trainable.data.limits import image_limits
 from trainable.data.problems import Kind, Problem, grouped, save_full_list
 from trainable.data.scan import Scan, scan_entries
 from trainable.errors import UserError, printable
-from trainable.results_layout import split_identity
+from trainable.results.layout import split_identity
 
 TRAIN_FRACTION = 0.6  # of the seeded stratified split; validation and test take half the rest each
 
@@ -86,7 +86,7 @@ class FaceData:
 
     def split_record(self) -> dict[str, dict]:
         """The split as every results file records it: paths and labels per split, and
-        their identity (trainable.results_layout.split_identity) to tell splits apart; with
+        their identity (trainable.results.layout.split_identity) to tell splits apart; with
         groups, who each image shows (the analysis counts people, not photos)."""
         paths = {s: [self.paths[i] for i in idx] for s, idx in self.split.items()}
         labels = {s: self.labels[idx].tolist() for s, idx in self.split.items()}

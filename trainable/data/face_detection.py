@@ -28,11 +28,11 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from trainable.atomic_io import host, read_json, write_json
 from trainable.data.image_store import ImageWriter, StoredImages
 from trainable.data.limits import image_limits
 from trainable.data.problems import Kind, Problem
 from trainable.data.scan import MAX_SIDE, Scan
+from trainable.results.atomic_io import host, read_json, write_json
 
 # How the el7008 training crops frame an MTCNN face box (median over 60 of its images):
 # the crop is 1.085 box heights tall, 4:5 (160 x 200 px), the box centre 44% down from its top.

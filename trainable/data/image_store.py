@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from trainable.atomic_io import remove_stale_temps, sha256, temp_path
+from trainable.results.atomic_io import remove_stale_temps, sha256, temp_path
 
 STORE_ENV = "FACE_AGE_IMAGE_STORE"  # where datasets' decoded images go when no directory is given
 

@@ -13,9 +13,9 @@ import importlib.util
 import torch
 from torch import nn
 
-from trainable.atomic_io import write_with
 from trainable.errors import UserError
 from trainable.model import FaceAgeNet, read_trained
+from trainable.results.atomic_io import write_with
 from trainable.transforms import SIZE
 
 FORMATS = (".onnx", ".pt2")

@@ -27,7 +27,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from trainable.errors import UserError
-from trainable.records import reported
+from trainable.results.records import reported
 
 STUDY_FILE = "study.json"
 SUMMARY_FILE = "summary.csv"

@@ -15,9 +15,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainable.atomic_io import read_json, write_json
 from trainable.errors import UserError
-from trainable.results_layout import STUDY_FILE
+from trainable.results.atomic_io import read_json, write_json
+from trainable.results.layout import STUDY_FILE
 
 VERSION = 1  # raised when a field changes meaning or type; a reader refuses any other
 
@@ -51,7 +51,7 @@ class StudyRecord:
     face_detection: dict[str, Any] | None  # trainable.data.face_detection's record; None without detection
     split_paths: dict[str, list[str]]
     split_labels: dict[str, list[int]]
-    split_id: dict[str, str]  # trainable.results_layout.split_identity
+    split_id: dict[str, str]  # trainable.results.layout.split_identity
     split_groups: dict[str, list[str]] | None = None  # who each image shows, with --group-by
     # a search (study.run.search_source); None for a grid
     search: dict[str, Any] | None = None
