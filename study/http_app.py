@@ -19,7 +19,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from trainable.data.limits import image_limits
 from trainable.data.problems import Kind
@@ -100,8 +100,6 @@ def decode(data: bytes) -> np.ndarray:
         return decode_image(data)[0]
     except Unusable as err:
         raise HTTPException(400 if err.kind is Kind.UNDECODABLE else 422, str(err)) from None
-    except Exception:  # PIL raises many types for broken files
-        raise HTTPException(400, "not an image") from None
 
 
 def answer(faces: list[Face], probs: np.ndarray, classes: list[str], size: tuple[int, int]) -> Prediction:
@@ -197,9 +195,7 @@ async def image_bytes(request: Request) -> bytes:
         body = capped_stream(request.stream(), MAX_BYTES + 64 * 1024, seconds)  # the file, and the form's framing
         try:
             form = await MultiPartParser(request.headers, body, max_files=1, max_fields=4).parse()
-        except HTTPException:
-            raise
-        except Exception as err:  # starlette's and python-multipart's parse errors
+        except (MultiPartException, ValueError) as err:  # starlette's; python-multipart's FormParserError
             raise HTTPException(400, f"not a readable multipart form ({err})") from None
         files = [v for v in form.values() if hasattr(v, "read")]
         if len(files) != 1:

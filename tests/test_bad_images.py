@@ -1,6 +1,10 @@
 """Every kind of bad input is found in one scan, before any training."""
 
+import io
+
+import numpy as np
 import pytest
+from PIL import Image
 
 from study.run import main
 from study.smoke_data import RANGES
@@ -226,3 +230,31 @@ def test_a_limit_that_is_not_a_positive_whole_number_is_refused_naming_it(limits
     assert predict(["--model", str(tmp_path), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"FACE_AGE_MAX_PIXELS='{value}': expected a positive whole number (the default is 40,000,000)" in err
+
+
+def broken_tiff() -> bytes:
+    """An 8x8 TIFF with three bytes changed, on which PIL's TIFF plugin raises a TypeError
+    (found by mutating bytes at random)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    for offset, value in ((72, 2), (199, 21), (287, 106)):
+        data[offset] = value
+    return bytes(data)
+
+
+def test_what_pil_raises_on_a_broken_file_is_the_files_fault_and_a_bug_of_ours_is_not(monkeypatch):
+    """Any exception raised inside PIL while it reads the bytes (a TypeError from its TIFF plugin,
+    a truncated PPM's OSError) is 'cannot be decoded'; one raised by our own code propagates."""
+    from trainable.data import scan
+    from trainable.data.problems import Kind
+
+    for data in (broken_tiff(), b"P6 40 40 255\n" + bytes(10)):
+        with pytest.raises(scan.Unusable, match="cannot be decoded as an image") as raised:
+            scan.decode_image(data)
+        assert raised.value.kind is Kind.UNDECODABLE
+    monkeypatch.setattr(scan, "as_rgb", lambda *_: {}["a bug of ours"])
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    with pytest.raises(KeyError):
+        scan.decode_image(buffer.getvalue())

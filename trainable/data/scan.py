@@ -4,13 +4,15 @@ link, unreadable, the same bytes in two splits) collected instead of raised."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import os
 import stat
+import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,11 +78,6 @@ def scan_entries(
             image, note = decode_image(data, min_side=CROP)
         except Unusable as err:
             scan.problems.append(Problem(err.kind, path, str(err)))
-            continue
-        except Exception as err:  # PIL raises many types for broken files
-            scan.problems.append(
-                Problem(Kind.UNDECODABLE, path, f"cannot be decoded as an image ({printable(str(err))})")
-            )
             continue
         scan.first_with_hash.setdefault(file_hash, (path, entry.split))
         if note:
@@ -181,48 +178,13 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
     orientation, and say what was converted (rotated, grayscale, alpha, CMYK, 16-bit, float,
     frames, very large), or None. The header is checked before decoding: more pixels or a
     larger ratio of the sides than image_limits() allows, or a side under `min_side`, raises
-    Unusable; a broken file raises, and so does a JPEG libjpeg finds corrupt data in."""
-    limits = image_limits()
+    Unusable; so does a broken file (what PIL raises reading it: file_faults) and a JPEG libjpeg
+    finds corrupt data in."""
     if not data:
         raise Unusable(Kind.EMPTY, "empty file (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the cap below is lower
-        try:
-            img = Image.open(io.BytesIO(data), formats=readable_formats())  # reads the header only
-        except UnidentifiedImageError:
-            raise Unusable(
-                Kind.UNDECODABLE,
-                "cannot be decoded as an image (not one of the formats read: " + ", ".join(LISTED_FORMATS) + ")",
-            ) from None
-        except Image.DecompressionBombError:
-            size = f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header"
-            raise Unusable(Kind.TOO_LARGE, too_large(size, f"{limits.pixels:,} pixels")) from None
-    with img:
-        width, height = img.size
-        if width * height > limits.pixels:
-            raise Unusable(Kind.TOO_LARGE, too_large(f"{width}x{height} px in its header", f"{limits.pixels:,} pixels"))
-        if max(width, height) > limits.aspect * max(1, min(width, height)):
-            raise Unusable(
-                Kind.TOO_THIN,
-                f"{width}x{height} px in its header: sides over {limits.aspect}:1 (FACE_AGE_MAX_ASPECT), "
-                "not a photo of a face",
-            )
-        if min(width, height) < min_side:
-            raise Unusable(
-                Kind.TOO_SMALL, f"{width}x{height} px is smaller than the {min_side}-px crop the transforms take"
-            )
+    with file_faults(), opened(data) as img:
+        check_header(img, min_side)
         frames = getattr(img, "n_frames", 1)
-        turned = img.getexif().get(ORIENTATION, 1) in range(2, 9)  # from the header (a PNG's may come later)
-        cost = decoded_bytes(img.mode, width * height, turned, "transparency" in img.info)
-        if cost > limits.decoded_bytes:
-            raise Unusable(
-                Kind.TOO_LARGE,
-                too_large(
-                    f"{width}x{height} px of {img.mode}: {cost:,} bytes to decode",
-                    f"{limits.decoded_bytes:,} bytes",
-                    "FACE_AGE_MAX_DECODED_BYTES",
-                ),
-            )
         img.load()  # decodes fully: a truncated file fails here, not later in a trial
         if img.format in ("JPEG", "MPO") and (said := corrupt_data(data)):
             raise Unusable(Kind.UNDECODABLE, f"corrupt JPEG data (libjpeg: {printable(said)})")
@@ -233,21 +195,90 @@ def decode_image(data: bytes, min_side: int = 0) -> tuple[np.ndarray, str | None
             notes.append(f"turned upright by its EXIF orientation ({orientation})")
         elif orientation != 1:
             notes.append(f"left as stored: an invalid EXIF orientation ({orientation})")
-        if img.mode in WIDE_MODES:
-            img, note = to_eight_bits(img)
-            notes.append(note)
-        if img.mode != "RGB":
-            notes.append(f"{img.mode} -> RGB")
-        if img.mode not in RESIZED_AS_IS:  # palette, CMYK, ...: converted at full size
-            if img.mode == "P" and "transparency" in img.info:  # PIL converts those through RGBA
-                img = img.convert("RGBA")
-            img = img.convert("RGB")
-        scale = max(MAX_SIDE / max(img.size), min_side / min(img.size))  # never below min_side
-        if scale < 1:  # before L or RGBA becomes RGB: the full-size copy is the smaller one
-            notes.append(f"downscaled from {img.size[0]}x{img.size[1]}")
-            size = (max(min_side, round(img.size[0] * scale)), max(min_side, round(img.size[1] * scale)))
-            img = img.resize(size, Image.Resampling.LANCZOS)
-        return np.asarray(img.convert("RGB") if img.mode != "RGB" else img), ", ".join(notes) or None
+        return as_rgb(img, min_side, notes), ", ".join(notes) or None
+
+
+PIL_FILES = os.path.dirname(Image.__file__) + os.sep
+
+
+@contextlib.contextmanager
+def file_faults() -> Iterator[None]:
+    """What PIL raises while it reads a file's bytes (OSError, SyntaxError, ValueError, TypeError,
+    struct.error, ... from its plugins) is the file's fault: Unusable. An exception raised
+    outside PIL (this module's own bug) and MemoryError propagate as they are."""
+    try:
+        yield
+    except (Unusable, MemoryError):
+        raise
+    except Exception as err:
+        frames = traceback.extract_tb(err.__traceback__)
+        if not frames or not frames[-1].filename.startswith(PIL_FILES):
+            raise
+        why = printable(str(err)) or type(err).__name__
+        raise Unusable(Kind.UNDECODABLE, f"cannot be decoded as an image ({why})") from None
+
+
+@contextlib.contextmanager
+def opened(data: bytes) -> Iterator[Image.Image]:
+    """The image, its header read (not its pixels), one of readable_formats()."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # image_limits' cap is lower
+        try:
+            img = Image.open(io.BytesIO(data), formats=readable_formats())
+        except UnidentifiedImageError:
+            raise Unusable(
+                Kind.UNDECODABLE,
+                "cannot be decoded as an image (not one of the formats read: " + ", ".join(LISTED_FORMATS) + ")",
+            ) from None
+        except Image.DecompressionBombError:
+            size = f"over {2 * Image.MAX_IMAGE_PIXELS:,} pixels in its header"
+            raise Unusable(Kind.TOO_LARGE, too_large(size, f"{image_limits().pixels:,} pixels")) from None
+    with img:
+        yield img
+
+
+def check_header(img: Image.Image, min_side: int) -> None:
+    """Unusable when the header says the image is past image_limits() (pixels, ratio of the
+    sides, bytes to decode) or has a side under `min_side`."""
+    limits = image_limits()
+    width, height = img.size
+    if width * height > limits.pixels:
+        raise Unusable(Kind.TOO_LARGE, too_large(f"{width}x{height} px in its header", f"{limits.pixels:,} pixels"))
+    if max(width, height) > limits.aspect * max(1, min(width, height)):
+        raise Unusable(
+            Kind.TOO_THIN,
+            f"{width}x{height} px in its header: sides over {limits.aspect}:1 (FACE_AGE_MAX_ASPECT), "
+            "not a photo of a face",
+        )
+    if min(width, height) < min_side:
+        raise Unusable(
+            Kind.TOO_SMALL, f"{width}x{height} px is smaller than the {min_side}-px crop the transforms take"
+        )
+    turned = img.getexif().get(ORIENTATION, 1) in range(2, 9)  # from the header (a PNG's may come later)
+    cost = decoded_bytes(img.mode, width * height, turned, "transparency" in img.info)
+    if cost > limits.decoded_bytes:
+        seen = f"{width}x{height} px of {img.mode}: {cost:,} bytes to decode"
+        raise Unusable(Kind.TOO_LARGE, too_large(seen, f"{limits.decoded_bytes:,} bytes", "FACE_AGE_MAX_DECODED_BYTES"))
+
+
+def as_rgb(img: Image.Image, min_side: int, notes: list[str]) -> np.ndarray:
+    """The decoded image as HxWx3 uint8 RGB, at most MAX_SIDE px (never under `min_side`);
+    what was converted added to `notes`."""
+    if img.mode in WIDE_MODES:
+        img, note = to_eight_bits(img)
+        notes.append(note)
+    if img.mode != "RGB":
+        notes.append(f"{img.mode} -> RGB")
+    if img.mode not in RESIZED_AS_IS:  # palette, CMYK, ...: converted at full size
+        if img.mode == "P" and "transparency" in img.info:  # PIL converts those through RGBA
+            img = img.convert("RGBA")
+        img = img.convert("RGB")
+    scale = max(MAX_SIDE / max(img.size), min_side / min(img.size))  # never below min_side
+    if scale < 1:  # before L or RGBA becomes RGB: the full-size copy is the smaller one
+        notes.append(f"downscaled from {img.size[0]}x{img.size[1]}")
+        size = (max(min_side, round(img.size[0] * scale)), max(min_side, round(img.size[1] * scale)))
+        img = img.resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(img.convert("RGB") if img.mode != "RGB" else img)
 
 
 def decoded_bytes(mode: str, pixels: int, turned: bool, transparency: bool) -> int:

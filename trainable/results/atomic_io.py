@@ -35,20 +35,26 @@ def host() -> str:
 
 
 @contextlib.contextmanager
-def atomic(path: str, mode: str = "w") -> Iterator[IO]:
-    """Open a temporary file beside `path`; on leaving the block without an error it
-    replaces `path`, else it is removed."""
+def replacing(path: str) -> Iterator[str]:
+    """A temporary path beside `path`; what the block writes there is fsynced and replaces `path`
+    when the block ends without an error, and is removed when it does not."""
     tmp = temp_path(path)
     try:
-        with open(tmp, mode) as f:
-            yield f
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         sync_folder(path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic(path: str, mode: str = "w") -> Iterator[IO]:
+    """A file open for writing in place of `path` (replacing)."""
+    with replacing(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 def sha256(path: str) -> str:
@@ -70,17 +76,9 @@ def sync_folder(path: str) -> None:
 
 
 def write_with(path: str, save: Callable[[str], Any]) -> None:
-    """`save(temporary path)` (torch.save, savefig, to_csv, ...), fsynced, then the rename."""
-    tmp = temp_path(path)
-    try:
+    """`save(temporary path)` (torch.save, savefig, to_csv, ...), then the replacing."""
+    with replacing(path) as tmp:
         save(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        sync_folder(path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet runs a cell starting so as a formula

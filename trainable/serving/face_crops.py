@@ -33,8 +33,6 @@ def decoded(data: bytes) -> tuple[np.ndarray | None, str | None]:
         image, _ = decode_image(data)
     except Unusable as err:
         return None, str(err)
-    except Exception:  # PIL raises many types for broken files
-        return None, "not an image"
     return image, None
 
 
