@@ -215,6 +215,44 @@ def printed(line: str, done: int, steps: int) -> None:
     print(line, flush=True)
 
 
+def searched_grids(window: tuple[int, int]) -> dict[str, dict]:
+    """What each baseline's search tries, by method, as its record says (HOG's cell sizes and window)."""
+    cells = {"HOG cell": list(HOG_CELLS), "HOG window": f"{window[0]}x{window[1]}"}
+    return {
+        "SVM": {
+            **cells,
+            "kernel": ["linear", "rbf"],
+            "C (linear)": list(SVM_C_LINEAR),
+            "C (rbf)": list(SVM_C_RBF),
+            "gamma (x 1/features)": list(SVM_GAMMA),
+        },
+        "Random Forest": {**cells, **{k.split("__", 1)[1]: v for k, v in FOREST_GRID.items()}},
+        "MLP": {"LBP": list(LBP_CHOICES), "hidden": list(MLP_SIZES), "lr": list(MLP_RATES)},
+    }
+
+
+def fitted(
+    method: str, feats: str, seed: int | None, sets: dict[str, Features], fit, labels: dict, n_classes: int, searched
+) -> dict:
+    """One baseline's record: `fit()` (its search) run and timed, what it chose, its scores on each
+    split's own images (the training split's without the mirrors)."""
+    start = time.perf_counter()
+    model, params, key = fit()
+    params = {("HOG" if feats == "HOG" else "LBP"): key, **params}
+    if feats == "HOG":
+        params["HOG window"] = searched["HOG window"]
+    return {
+        "method": method,
+        "features": feats,
+        "name": f"{feats} + {method}",
+        "seed": seed,
+        "searched": searched,
+        "params": params,
+        "seconds": time.perf_counter() - start,
+        **scores(model, {s: sets[key][s][: len(labels[s])] for s in SPLITS}, labels, n_classes),
+    }
+
+
 def run_baselines(data: FaceData, *, seeds: int = 3, step: Callable[[str, int, int], None] = printed) -> list[dict]:
     """Every baseline (x seeds where it is random) -> one record each, with what was searched
     and what was chosen. `step(line, steps done, steps)` is told of each feature set and search
@@ -243,42 +281,12 @@ def run_baselines(data: FaceData, *, seeds: int = 3, step: Callable[[str, int, i
     lbp_sets = {
         label: features("LBP", label, lambda ims, s=s: lbp_features(ims, s)) for label, s in LBP_CHOICES.items()
     }
-    n_classes = len(data.classes)
-    cells = {"HOG cell": list(HOG_CELLS), "HOG window": f"{window[0]}x{window[1]}"}
-    searched = {
-        "SVM": {
-            **cells,
-            "kernel": ["linear", "rbf"],
-            "C (linear)": list(SVM_C_LINEAR),
-            "C (rbf)": list(SVM_C_RBF),
-            "gamma (x 1/features)": list(SVM_GAMMA),
-        },
-        "Random Forest": {**cells, **{k.split("__", 1)[1]: v for k, v in FOREST_GRID.items()}},
-        "MLP": {"LBP": list(LBP_CHOICES), "hidden": list(MLP_SIZES), "lr": list(MLP_RATES)},
-    }
-    records = []
+    searched, records = searched_grids(window), []
 
     def record(method: str, feats: str, seed: int | None, sets: dict[str, Features], fit) -> None:
-        start = time.perf_counter()
-        model, params, key = fit()
-        params = {("HOG" if feats == "HOG" else "LBP"): key, **params}
-        if feats == "HOG":
-            params["HOG window"] = cells["HOG window"]
-        records.append(
-            {
-                "method": method,
-                "features": feats,
-                "name": f"{feats} + {method}",
-                "seed": seed,
-                "searched": searched[method],
-                "params": params,
-                "seconds": time.perf_counter() - start,
-                # scored on each split's own images (the training split's without the mirrors)
-                **scores(model, {s: sets[key][s][: len(labels[s])] for s in SPLITS}, labels, n_classes),
-            }
-        )
+        records.append(fitted(method, feats, seed, sets, fit, labels, len(data.classes), searched[method]))
         step(
-            f"{feats} + {method} (seed {seed}): test acc {records[-1]['test_acc']:.3f} {params} "
+            f"{feats} + {method} (seed {seed}): test acc {records[-1]['test_acc']:.3f} {records[-1]['params']} "
             f"[{len(records)}/{fits} searches, {time.perf_counter() - began:.0f} s]",
             next(done),
             steps,

@@ -31,6 +31,7 @@ from trainable.results.study_record import read_study_record
 
 if TYPE_CHECKING:  # matplotlib, pandas and scipy load after the arguments are parsed (build_report)
     from analysis.document import Document
+    from analysis.study_inputs import Study
 
 
 def build_report(
@@ -38,8 +39,26 @@ def build_report(
 ) -> tuple[Document, list[str]]:
     """Write report.md, report.html, figures/, tables/ and epochs.csv to `out_dir`; return the
     document and the notes on what was left out."""
-    from analysis.document import Document
     from analysis.results import epochs_with_settings
+    from analysis.study_inputs import load_inputs
+    from trainable.results.atomic_io import write_csv, write_text
+
+    s = load_inputs(results_dir, baselines_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    external = [*sorted(glob.glob(os.path.join(results_dir, EVALUATIONS_DIR, "*.json"))), *external]
+    doc = compose(s, out_dir, external)
+    if len(s.trials):
+        write_csv(os.path.join(out_dir, "epochs.csv"), epochs_with_settings(s.trials, s.epochs))
+    write_text(os.path.join(out_dir, "report.md"), doc.markdown())
+    doc.write_tables(out_dir)
+    write_text(os.path.join(out_dir, "report.html"), doc.html(out_dir))
+    return doc, s.notes
+
+
+def compose(s: Study, out_dir: str, external: list[str]) -> Document:
+    """The report's sections in their order: the answer first, then what ran, the tables and
+    figures (drawn into `out_dir`), other datasets' evaluations (`external`), and provenance."""
+    from analysis.document import Document
     from analysis.sections import (
         balance_section,
         baselines_section,
@@ -55,15 +74,10 @@ def build_report(
         verdict_section,
         verdicts,
     )
-    from analysis.study_inputs import load_inputs
     from analysis.tables import baseline_table
-    from trainable.results.atomic_io import write_csv, write_text
 
-    s = load_inputs(results_dir, baselines_dir)
     btable = baseline_table(s.baselines, s.labels, len(s.classes), s.groups) if s.baselines else None
-    os.makedirs(out_dir, exist_ok=True)
-    doc = Document()
-    found = verdicts(s, btable) if len(s.configs) else None
+    doc, found = Document(), verdicts(s, btable) if len(s.configs) else None
     title(doc, s)
     if len(s.configs):
         verdict_section(doc, s, found)
@@ -80,23 +94,16 @@ def build_report(
         paper_section(doc, s, btable)
         comparisons_section(doc, s, found)
         figures_section(doc, s, btable, out_dir)
-    external = [*sorted(glob.glob(os.path.join(results_dir, EVALUATIONS_DIR, "*.json"))), *external]
     if external:
         external_section(doc, external)
     provenance_section(doc, s)
-    if len(s.trials):
-        epochs = epochs_with_settings(s.trials, s.epochs)
-        write_csv(os.path.join(out_dir, "epochs.csv"), epochs)
-    write_text(os.path.join(out_dir, "report.md"), doc.markdown())
-    doc.write_tables(out_dir)
-    write_text(os.path.join(out_dir, "report.html"), doc.html(out_dir))
-    return doc, s.notes
+    return doc
 
 
 UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog("analysis.report"), description="Build a study's report.")
     p.add_argument("results_dir", help="a study's folder, or its URI (s3://..., gs://...: copied down first)")
     p.add_argument(
@@ -108,28 +115,40 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--mlflow", metavar="URI", help="also log the report to the study's MLflow run (default: the URI it recorded)"
     )
-    args = parse_printable(p, argv)
-    missing = [path for path in args.external if not os.path.isfile(path)]
-    if missing:
-        print(f"error: --external {missing[0]} not found (write it with python -m analysis.evaluate)", file=sys.stderr)
-        return 2
-    if is_uri(args.results_dir):  # read it here: the report, its figures and epochs.csv stay local
-        uri, local = args.results_dir, args.download or os.path.basename(args.results_dir.rstrip("/"))
-        try:
-            args.results_dir = download(uri, local)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"copied {uri} to {os.path.abspath(local)}")
-    out = args.out or os.path.join(args.results_dir, "report")
+    return p
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """study.json and baselines.json are where the arguments say (UserError naming the one that is not)."""
     for path, what in (
         (os.path.join(args.results_dir, STUDY_FILE), "a study results directory"),
         (args.baselines and os.path.join(args.baselines, BASELINES_FILE), "a baselines directory"),
     ):
         if path and not os.path.isfile(path):
-            print(f"error: {path} not found; is {os.path.dirname(path)} {what}?", file=sys.stderr)
-            return 2
+            raise UserError(f"{path} not found; is {os.path.dirname(path)} {what}?")
+
+
+def unwritable(err: OSError, out: str) -> str:
+    where = f": {err.filename}" if err.filename else ""
+    return (
+        f"cannot write the report in {out} ({err.strerror}{where}); free space, or give --out a folder you can "
+        "write, and run the command again. What was written is whole: every file is written under a temporary "
+        "name and renamed."
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_printable(parser(), argv)
+    out = args.out
     try:
+        if missing := [path for path in args.external if not os.path.isfile(path)]:
+            raise UserError(f"--external {missing[0]} not found (write it with python -m analysis.evaluate)")
+        if is_uri(args.results_dir):  # read it here: the report, its figures and epochs.csv stay local
+            uri, local = args.results_dir, args.download or os.path.basename(args.results_dir.rstrip("/"))
+            args.results_dir = download(uri, local)
+            print(f"copied {uri} to {os.path.abspath(local)}")
+        check_inputs(args)
+        out = args.out or os.path.join(args.results_dir, "report")
         record = read_study_record(args.results_dir)  # checked against its schema before any work
         _, notes = build_report(args.results_dir, out, args.baselines, args.external)
     except UserError as err:
@@ -138,13 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the output's disk: full, read-only, not ours
         if err.errno not in UNWRITABLE:
             raise
-        where = f": {err.filename}" if err.filename else ""
-        print(
-            f"error: cannot write the report in {out} ({err.strerror}{where}); "
-            "free space, or give --out a folder you can write, and run the command again. What was written is "
-            "whole: every file is written under a temporary name and renamed.",
-            file=sys.stderr,
-        )
+        print(f"error: {unwritable(err, out or args.results_dir)}", file=sys.stderr)
         return 2
     for note in notes:
         print(f"note: {note}")

@@ -74,6 +74,22 @@ def title(doc: Document, s: Study) -> None:
         doc.notice(RANDOM_INIT_NOTICE)
 
 
+def search_notice(search: dict, confirmed: bool) -> str:
+    """What a search's report stands on: one run per searched configuration, its best optimistic,
+    and where the ranking comes from (its confirmation runs, or nothing confirmed)."""
+    return (
+        f"This study is a search ({search['kind']}, {search['num_samples']} trials over "
+        f"{', '.join(search['searched'])}): each searched trial is one configuration run once (one seed), "
+        "and the best of them was kept because it scored high, so its validation score is optimistic. "
+        + (
+            "The ranking below uses only the confirmation runs (the best searched configurations again, with "
+            "fresh seeds); the search runs are listed apart."
+            if confirmed
+            else "Nothing here is confirmed: rerun the best with --confirm-top K --confirm-seeds C."
+        )
+    )
+
+
 def header(doc: Document, s: Study) -> None:
     """What ran and how its numbers are read: after the answer, before the tables."""
     counts = s.trials.status.value_counts() if len(s.trials) else pd.Series(dtype=int)
@@ -103,18 +119,7 @@ def header(doc: Document, s: Study) -> None:
         "--confirm-top, best.json and this report's ranking all use it."
     )
     if search:
-        doc.notice(
-            f"This study is a search ({search['kind']}, {search['num_samples']} trials over "
-            f"{', '.join(search['searched'])}): "
-            "each searched trial is one configuration run once (seed 0), and the best of them was kept because "
-            "it scored high, so its validation score is optimistic. "
-            + (
-                "The ranking below uses only the confirmation runs (the best searched configurations again, with "
-                "fresh seeds); the search runs are listed apart."
-                if s.searched is not None
-                else "Nothing here is confirmed: rerun the best with --confirm-top K --seeds S."
-            )
-        )
+        doc.notice(search_notice(search, confirmed=s.searched is not None))
     if (counts.get("finished", 0)) == 0:
         doc.p(
             "Nothing has finished yet: no trial has final scores. The study is still running or was "
@@ -383,6 +388,31 @@ def verdicts(s: Study, btable: pd.DataFrame | None) -> Verdicts | None:
     return Verdicts(tests, adjusted, levels, table, list(range(len(tests) - against, len(tests))))
 
 
+def baseline_row(found: Verdicts, i: int, metric: str) -> dict[str, str]:
+    """The answer's row for test `i` of `found`, the chosen configuration against a baseline: the
+    difference, its interval at Holm's level, the verdict and what it could have seen."""
+    _, b, c = found.tests[i]
+    p_holm, level = found.adjusted[i], found.levels[i]
+    lo, hi = c.interval(level)
+    if c.no_variance:
+        verdict = "no test (zero variance)"
+    elif p_holm < 0.05:
+        verdict = f"{'better' if c.diff > 0 else 'worse'} (Holm {format_p(p_holm)})"
+    else:
+        verdict = f"not distinguishable from noise (Holm {format_p(p_holm)})"
+    if c.deterministic[1]:
+        runs = " (one run, deterministic)"
+    else:
+        runs = " (one run, its training noise unmeasured)" if c.runs[1] == 1 else f" ({c.runs[1]} runs)"
+    return {
+        "against": b + runs,
+        f"difference in {metric} (points)": f"{100 * c.diff:+.1f}",
+        "interval": f"{100 * lo:+.1f} to {100 * hi:+.1f} ({100 * (1 - level):.4g}%, Holm's level)",
+        "verdict": verdict,
+        "smallest difference it could see (80% power)": c.detectable_text(level),
+    }
+
+
 def verdict_section(doc: Document, s: Study, found: Verdicts | None) -> None:
     """The answer first: the chosen configuration, its confirmed score with the full interval, and
     against each baseline and the 2021 figure the difference, its interval, the verdict and the
@@ -404,33 +434,7 @@ def verdict_section(doc: Document, s: Study, found: Verdicts | None) -> None:
         f"On {runs}: test accuracy {with_range(*best.test_full)} (95%, counting training seeds and test "
         f"images){tested}."
     )
-    rows = []
-    for i in found.against_baselines if found else []:
-        _, b, c = found.tests[i]
-        p_holm, level = found.adjusted[i], found.levels[i]
-        lo, hi = c.interval(level)
-        if c.no_variance:
-            verdict = "no test (zero variance)"
-        elif p_holm < 0.05:
-            verdict = f"{'better' if c.diff > 0 else 'worse'} (Holm {format_p(p_holm)})"
-        else:
-            verdict = f"not distinguishable from noise (Holm {format_p(p_holm)})"
-        rows.append(
-            {
-                "against": b
-                + (
-                    " (one run, deterministic)"
-                    if c.deterministic[1]
-                    else " (one run, its training noise unmeasured)"
-                    if c.runs[1] == 1
-                    else f" ({c.runs[1]} runs)"
-                ),
-                f"difference in {metric} (points)": f"{100 * c.diff:+.1f}",
-                "interval": f"{100 * lo:+.1f} to {100 * hi:+.1f} ({100 * (1 - level):.4g}%, Holm's level)",
-                "verdict": verdict,
-                "smallest difference it could see (80% power)": c.detectable_text(level),
-            }
-        )
+    rows = [baseline_row(found, i, metric) for i in (found.against_baselines if found else [])]
     rows.extend(reported_row(s, best))
     if rows:
         doc.table(pd.DataFrame(rows))
@@ -524,7 +528,7 @@ def comparisons_section(doc: Document, s: Study, found: Verdicts | None) -> None
 
 def unconfirmed_note(s: Study) -> str:
     """Why the best configuration is not tested against the baselines."""
-    rerun = "--confirm-top K --seeds S" if s.record.search else "--confirm-top 1 (the default for a grid)"
+    rerun = "--confirm-top K --confirm-seeds C" if s.record.search else "--confirm-top 1 (the default for a grid)"
     return (
         "No test of the best configuration against the baselines: it was chosen on validation with the same "
         "seeds that would test it, which favours it (the winner's curse: among 7 identical configurations "

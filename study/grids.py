@@ -152,21 +152,7 @@ def read_grid(path: str) -> Grid:
     Lists are crossed with each other and with the experiments. Settings start from
     experiment 1 of the 2021 report (BASELINE)."""
     text = grid_text(path)
-    try:
-        if path.endswith(".json"):
-            spec = json.loads(text, object_pairs_hook=json_object(path, text))
-        else:
-            spec = yaml.load(text, Loader=GridLoader)
-    except json.JSONDecodeError as err:
-        raise UserError(f"--grid {path} is not valid JSON: line {err.lineno}, column {err.colno}: {err.msg}.") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise UserError(f"--grid {path} is not valid YAML: {where}{getattr(err, 'problem', err)}.") from None
-    except RecursionError:
-        raise UserError(f"--grid {path}: nested too deeply to read (a grid file is a few levels deep).") from None
-    if not isinstance(spec, dict):
-        raise UserError(f"--grid {path}: expected a mapping of settings at the top, got {type(spec).__name__}.")
+    spec = parsed(path, text)
     fields = TrialConfig().to_dict()
     unknown = sorted(k for k in spec if k not in fields and k not in RESERVED)
     if unknown:
@@ -190,7 +176,33 @@ def read_grid(path: str) -> Grid:
                 "experiments; write a list as {choice: [...]}."
             )
         return Grid([], scheduler, str(spec.get("description", "")), text, fixed, ranges, study)
-    named = spec.get("experiments", [{"name": ""}])
+    experiments = crossed(path, spec.get("experiments", [{"name": ""}]), fixed, axes)
+    return Grid(experiments, scheduler, str(spec.get("description", "")), text, study=study)
+
+
+def parsed(path: str, text: str) -> dict:
+    """A grid file's text as a mapping (JSON or YAML, duplicate keys refused), each error naming the file."""
+    try:
+        if path.endswith(".json"):
+            spec = json.loads(text, object_pairs_hook=json_object(path, text))
+        else:
+            spec = yaml.load(text, Loader=GridLoader)
+    except json.JSONDecodeError as err:
+        raise UserError(f"--grid {path} is not valid JSON: line {err.lineno}, column {err.colno}: {err.msg}.") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise UserError(f"--grid {path} is not valid YAML: {where}{getattr(err, 'problem', err)}.") from None
+    except RecursionError:
+        raise UserError(f"--grid {path}: nested too deeply to read (a grid file is a few levels deep).") from None
+    if not isinstance(spec, dict):
+        raise UserError(f"--grid {path}: expected a mapping of settings at the top, got {type(spec).__name__}.")
+    return spec
+
+
+def crossed(path: str, named: Any, fixed: dict[str, Any], axes: list) -> list[tuple[int, str, dict[str, Any]]]:
+    """The `experiments` crossed with the lists (`axes`), each (number, name, settings) and its
+    settings checked as a TrialConfig now, naming the file; refused past MAX_EXPERIMENTS."""
     if not isinstance(named, list) or not named or not all(isinstance(e, dict) for e in named):
         raise UserError(f"--grid {path}: 'experiments' must be a non-empty list of mappings (name: and settings).")
     count = len(named) * math.prod(len(a) for a in axes)  # counted, not expanded
@@ -203,13 +215,12 @@ def read_grid(path: str) -> Grid:
     for number, choice in enumerate(itertools.product([experiment(path, e) for e in named], *axes), start=1):
         name = " ".join(label for label, _ in choice if label) or f"experiment {number}"
         settings = {**fixed, **{k: v for _, part in choice for k, v in part.items()}}
-        experiments.append((number, name, settings))
-    for number, name, settings in experiments:  # every value checked now, naming the file
         try:
             TrialConfig.from_dict({**BASELINE, **settings})
         except UserError as err:
             raise UserError(f"--grid {path}, experiment {number} ({name}): {err}") from None
-    return Grid(experiments, scheduler, str(spec.get("description", "")), text, study=study)
+        experiments.append((number, name, settings))
+    return experiments
 
 
 def typed(path: str, key: str, value: Any, source: str | None = None) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from ray import serve
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -176,6 +176,37 @@ def json_depth(data: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
+async def form_file(request: Request, seconds: float) -> bytes:
+    """The one file of a multipart form, parsed as its capped stream comes (the file part spooled to a
+    temporary file past 1 MiB), at most MAX_BYTES + 1 of it read."""
+    body = capped_stream(request.stream(), MAX_BYTES + 64 * 1024, seconds)  # the file, and the form's framing
+    try:
+        form = await MultiPartParser(request.headers, body, max_files=1, max_fields=4).parse()
+    except (MultiPartException, ValueError) as err:  # starlette's; python-multipart's FormParserError
+        raise HTTPException(400, f"not a readable multipart form ({err})") from None
+    files = [v for v in form.values() if hasattr(v, "read")]
+    if len(files) != 1:
+        raise HTTPException(400, "a multipart body needs exactly one file")
+    return await files[0].read(MAX_BYTES + 1)
+
+
+async def json_image(request: Request, seconds: float) -> bytes:
+    """A JSON object's base64 `image_base64`, decoded; any other body a one-line 400 saying the shape."""
+    text = await capped(request.stream(), JSON_BYTES, seconds)
+    shape = 'a JSON body is {"image_base64": "<the file in base64>"}'
+    if json_depth(text) > JSON_DEPTH:
+        raise HTTPException(400, f"{shape}, not nested {JSON_DEPTH} levels deep")
+    try:
+        posted = Base64Image.model_validate(json.loads(text))
+        return base64.b64decode(posted.image_base64, validate=True)
+    except ValidationError as err:  # pydantic's text runs to several lines and a URL: its first error, briefly
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "the body"
+        raise HTTPException(400, f"{shape} ({where}: {first['msg'].lower()})") from None
+    except (ValueError, binascii.Error) as err:
+        raise HTTPException(400, f"{shape} ({err})") from None
+
+
 async def image_bytes(request: Request) -> bytes:
     """The posted image: the body itself (image/*, application/octet-stream, no type, or curl
     --data-binary's form type when the bytes are an image file's), the one
@@ -192,24 +223,9 @@ async def image_bytes(request: Request) -> bytes:
         raise HTTPException(413, f"over {MAX_BYTES:,} bytes")
     seconds = serving_limits().body_deadline(int(declared))
     if kind == "multipart/form-data":
-        body = capped_stream(request.stream(), MAX_BYTES + 64 * 1024, seconds)  # the file, and the form's framing
-        try:
-            form = await MultiPartParser(request.headers, body, max_files=1, max_fields=4).parse()
-        except (MultiPartException, ValueError) as err:  # starlette's; python-multipart's FormParserError
-            raise HTTPException(400, f"not a readable multipart form ({err})") from None
-        files = [v for v in form.values() if hasattr(v, "read")]
-        if len(files) != 1:
-            raise HTTPException(400, "a multipart body needs exactly one file")
-        data = await files[0].read(MAX_BYTES + 1)
+        data = await form_file(request, seconds)
     elif kind == "application/json":
-        text = await capped(request.stream(), JSON_BYTES, seconds)
-        if json_depth(text) > JSON_DEPTH:
-            raise HTTPException(400, f'a JSON body is {{"image_base64": "..."}}, not nested {JSON_DEPTH} levels deep')
-        try:
-            posted = Base64Image.model_validate(json.loads(text))
-            data = base64.b64decode(posted.image_base64, validate=True)
-        except (ValueError, binascii.Error) as err:
-            raise HTTPException(400, f'a JSON body is {{"image_base64": "<the file in base64>"}} ({err})') from None
+        data = await json_image(request, seconds)
     elif kind == "" or kind.startswith(RAW_TYPES):
         data = await capped(request.stream(), MAX_BYTES, seconds)
     elif kind in SNIFFED_TYPES:

@@ -28,7 +28,7 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainable.cli_options import prog
 from trainable.data.limits import image_limits
@@ -128,6 +128,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parse_printable(p, argv)
 
 
+def serve_until_stopped(app: Any, args: argparse.Namespace) -> None:
+    """Ray started (its own, unless --address or RAY_ADDRESS), the model's application at / and the
+    health one at /healthz, served until Ctrl-C or SIGTERM stops them cleanly."""
+    import ray
+    from ray import serve
+
+    # default: a Ray of its own here (as --help says), not a stale one a crashed run left recorded
+    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR")
+    # A clean stop on SIGTERM (Kubernetes, systemd), as on Ctrl-C, from here on: ray.init set its own.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(app, name=APP, route_prefix="/")
+        serve.run(health_application(), name=f"{APP}-health", route_prefix="/healthz")  # answers beside uploads
+        where = f"http://{args.host}:{args.port}: POST /predict, GET /healthz, GET /; API at /docs"
+        print(f"Serving {model_file(args.model, 'RESULTS_DIR|model.pt')} at {where}", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        print("Stopped.", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Before Ray loads (it reads this once): SIGTERM stops the server cleanly, with no stack dump.
@@ -157,27 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    import ray
-    from ray import serve
-
-    # default: a Ray of its own here (as --help says), not a stale one a crashed run left recorded
-    address = args.address or os.environ.get("RAY_ADDRESS") or "local"
-    ray.init(address=address, include_dashboard=False, logging_level="ERROR")
-    # A clean stop on SIGTERM (Kubernetes, systemd), as on Ctrl-C, from here on: ray.init set its own.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(app, name=APP, route_prefix="/")
-        serve.run(health_application(), name=f"{APP}-health", route_prefix="/healthz")  # answers beside uploads
-        where = f"http://{args.host}:{args.port}: POST /predict, GET /healthz, GET /; API at /docs"
-        print(f"Serving {model_file(args.model, 'RESULTS_DIR|model.pt')} at {where}", flush=True)
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        serve.shutdown()
-        print("Stopped.", flush=True)
+    serve_until_stopped(app, args)
     return 0
 
 

@@ -292,6 +292,21 @@ def check(spec: StudySpec) -> None:
             f"--name {spec.name!r}: a study's name is one folder name: letters, digits, '.', '_', '-', '+', "
             "'=' or ',', not starting with '.' (no '/', no '..')."
         )
+    check_trial_resources(spec)
+    check_counts(spec)
+    given = spec.trial_settings()  # each --set typed and checked, naming it
+    both = sorted(k for k in given if k in OVERRIDES and getattr(spec, k) is not None)
+    if both:
+        raise UserError(f"--set {both[0]} and --{both[0].replace('_', '-')} are both given; keep one.")
+    if spec.mlflow_register and not spec.mlflow:
+        raise UserError("--mlflow-register NAME registers the best model in MLflow: give --mlflow URI too.")
+    check_targets(spec.evaluate_on)
+    check_extras(spec)
+
+
+def check_trial_resources(spec: StudySpec) -> None:
+    """--cpus-per-trial, --gpus-per-trial (a fraction or whole GPUs, at most one node's), fp16 on GPUs
+    only, and --progress-every."""
     if not 0 < spec.progress_every < math.inf:  # NaN fails too
         raise UserError(f"--progress-every must be a finite number of seconds > 0, got {spec.progress_every}.")
     if spec.cpus_per_trial is not None and not 0 < spec.cpus_per_trial < math.inf:  # NaN fails too
@@ -307,19 +322,17 @@ def check(spec: StudySpec) -> None:
                 f"--{option_name.replace('_', '-')} {value:g}: a trial runs on one node, and no node has more than "
                 f"{LARGEST_NODE[kind]} {kind}s (the study checks the cluster's own nodes when Ray starts)."
             )
+    for option_name, value in (("--precision", spec.precision), ("--train-precision", spec.train_precision)):
+        if value == "fp16" and not spec.gpus_per_trial:
+            raise UserError(f"{option_name} fp16 needs GPUs (--gpus-per-trial); CPUs run bf16 or fp32.")
+
+
+def check_counts(spec: StudySpec) -> None:
+    """Epochs, samples, confirmations, failures and seeds: whole numbers in their ranges."""
     for option_name in ("max_epochs", "grace_period", "es_rounds", "budget_epochs"):
         value = getattr(spec, option_name)
         if value is not None and value < 1:
             raise UserError(f"--{option_name.replace('_', '-')} must be at least 1, got {value}.")
-    for option_name, value in (("--precision", spec.precision), ("--train-precision", spec.train_precision)):
-        if value == "fp16" and not spec.gpus_per_trial:
-            raise UserError(f"{option_name} fp16 needs GPUs (--gpus-per-trial); CPUs run bf16 or fp32.")
-    given = spec.trial_settings()  # each --set typed and checked, naming it
-    both = sorted(k for k in given if k in OVERRIDES and getattr(spec, k) is not None)
-    if both:
-        raise UserError(f"--set {both[0]} and --{both[0].replace('_', '-')} are both given; keep one.")
-    if spec.mlflow_register and not spec.mlflow:
-        raise UserError("--mlflow-register NAME registers the best model in MLflow: give --mlflow URI too.")
     if spec.search != "grid" and spec.num_samples < 1:
         raise UserError(f"--num-samples must be at least 1, got {spec.num_samples}.")
     if spec.confirmations < 0 or (spec.max_concurrent is not None and spec.max_concurrent < 1):
@@ -338,8 +351,6 @@ def check(spec: StudySpec) -> None:
             f"--first-seed {spec.first_seed} with --seeds {spec.seeds}: seeds run to {last - 1}; every seed must be "
             f"below {MAX_SEED:,} (Optuna's samplers take 32 bits)."
         )
-    check_targets(spec.evaluate_on)
-    check_extras(spec)
 
 
 def check_extras(spec: StudySpec) -> None:

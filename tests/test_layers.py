@@ -288,3 +288,17 @@ def test_study_json_is_read_through_its_schema():
         if direct.search(path.read_text())
     }
     assert users == set(), users
+
+
+LONGEST = 50  # lines, signature and docstring included: past it a function does several jobs
+
+
+def test_no_function_is_longer_than_fifty_lines():
+    long = {}
+    for package in PACKAGES:
+        for path in pathlib.Path(ROOT, package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    if (lines := node.end_lineno - node.lineno + 1) > LONGEST:
+                        long[f"{path.relative_to(ROOT).as_posix()}:{node.name}"] = lines
+    assert long == {}

@@ -139,6 +139,8 @@ def test_bad_input_gets_a_status_and_a_json_reason(served):
     assert form.status_code == 400 and "detail" in form.json()
     bad_json = requests.post(url + "/predict", json={"image_base64": "not base64!"}, timeout=60)
     assert bad_json.status_code == 400 and "image_base64" in bad_json.json()["detail"]
+    wrong_key = requests.post(url + "/predict", json={"image": "aGk="}, timeout=60).json()["detail"]
+    assert wrong_key == 'a JSON body is {"image_base64": "<the file in base64>"} (image_base64: field required)'
     text = post(url, b"hello", headers={"Content-Type": "text/plain"})
     assert text.status_code == 415 and "text/plain" in text.json()["detail"]
     assert requests.get(url + "/predict", timeout=30).status_code == 405

@@ -9,9 +9,11 @@ problem with the data is reported together, before training.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -126,54 +128,22 @@ def load_dataset(
     several_faces: str = "largest",
     detect_runner: Runner | None = None,
 ) -> FaceData:
-    """Read a dataset in any of LAYOUTS, scanning every file once before any training.
-
-    Every problem (missing, empty, truncated, not an image, too small, broken
-    link, unreadable, stray folder, the same bytes twice) is reported together:
-    `on_bad_image='error'` raises UserError listing them all, 'skip' leaves those
-    files out and lists them in `FaceData.skipped`. The decoded images go to a file named
-    by the dataset's fingerprint under `store` (default: image_store.default_store()).
-    With `detect_faces` ('auto': for uncropped layouts) the images are the photos' face
-    crops (trainable.data.face_detection), found by `detect_runner` where the store lacks them.
-    """
+    """Read a dataset in any of LAYOUTS, every file once before any training, every problem reported
+    together (`scanned`). The decoded images go to a file named by the dataset's fingerprint under
+    `store` (default: image_store.default_store()); with `detect_faces` ('auto': for uncropped
+    layouts) they are the photos' face crops (as_face_crops)."""
     root = os.path.abspath(root)
     image_limits()  # FACE_AGE_MAX_* checked before any file is read
     layout = check_dataset_options(root, layout, on_bad_image, detect_faces, several_faces)
     entries, classes, skipped, problems = layout_entries(root, layout, ranges, age_bins)
     store = store or default_store()
-    writer = ImageWriter(store)
-    try:
-        scan = scan_entries(root, entries, writer, pixel_sums)
-    except BaseException:
-        writer.abort()
-        raise
-    problems += scan.problems + drop_conflicts(root, scan)  # a conflict is bad input too: which label is right?
-    if problems and on_bad_image == "error":
-        refusal = problem_list(root, problems)
-    else:
-        refusal = unfilled_classes(root, scan.labels, classes, skipped + problems)
-    if refusal:
-        writer.abort()
-        raise UserError(refusal)
-    fingerprint = scan.digest.hexdigest()
-    images = writer.finish(fingerprint, scan.rows)
-    detection, faceless = None, []
+    scan, images, problems = scanned(root, entries, store, classes, skipped, problems, on_bad_image)
+    fingerprint, detection, faceless = scan.digest.hexdigest(), None, []
     if detect_faces == "on" or (detect_faces == "auto" and uncropped(root, layout)):
-        writer = ImageWriter(store)
-        try:
-            found, left_out, notes, faceless = crop_faces(
-                root, scan, images, store, writer, pixel_sums, several_faces, detect_runner
-            )
-        except BaseException:
-            writer.abort()
-            raise
+        crops = as_face_crops(root, scan, images, store, fingerprint, several_faces, detect_runner)
+        images, fingerprint, detection, left_out, faceless = crops
         skipped += left_out
-        scan.converted += notes
-        fingerprint = hashlib.sha256(f"{fingerprint} faces {found.key} {several_faces}".encode()).hexdigest()
-        images, detection = writer.finish(fingerprint, scan.rows), asdict(found)
-    labels = np.asarray(scan.labels, dtype=np.int64)
-    groups = identities(scan, layout, group_by, group_regex)
-    split = split_of(scan, labels, classes, split_seed, root, groups)
+    labels, groups = np.asarray(scan.labels, dtype=np.int64), identities(scan, layout, group_by, group_regex)
     return FaceData(
         root=root,
         paths=scan.paths,
@@ -181,7 +151,7 @@ def load_dataset(
         images=images,
         sums=np.asarray(scan.sums, dtype=np.float64).reshape(-1, 7),
         labels=labels,
-        split=split,
+        split=split_of(scan, labels, classes, split_seed, root, groups),
         fingerprint=fingerprint,
         classes=classes,
         layout=layout,
@@ -193,6 +163,50 @@ def load_dataset(
         faceless_labels=np.asarray([label for label, _ in faceless], dtype=np.int64),
         subjects=None if None in (who := [*scan.groups, *(w for _, w in faceless)]) else who,
     )
+
+
+def scanned(
+    root: str, entries: list, store: str, classes: list[str], skipped: list, problems: list, on_bad_image: str
+) -> tuple[Scan, StoredImages, list[Problem]]:
+    """Every entry read and decoded once into the image store: (the scan, its images, the layout's
+    `problems` and the scan's). Refused (UserError, nothing left in the store) when there is a
+    problem and `on_bad_image` is 'error', or when a class has no usable image."""
+    with writing(store) as writer:
+        scan = scan_entries(root, entries, writer, pixel_sums)
+        problems = problems + scan.problems + drop_conflicts(root, scan)  # a conflict: which label is right?
+        if problems and on_bad_image == "error":
+            refusal = problem_list(root, problems)
+        else:
+            refusal = unfilled_classes(root, scan.labels, classes, skipped + problems)
+        if refusal:
+            raise UserError(refusal)
+        return scan, writer.finish(scan.digest.hexdigest(), scan.rows), problems
+
+
+def as_face_crops(
+    root: str, scan: Scan, images: StoredImages, store: str, fingerprint: str, several: str, runner: Runner | None
+) -> tuple[StoredImages, str, dict, list[Problem], list]:
+    """The photos' face crops (trainable.data.face_detection) in place of the photos, found by
+    `runner` where the store lacks them: (the crops, their fingerprint, the detection's record, the
+    photos left out, the faceless photos' (label, who)); what was done to each noted in the scan."""
+    with writing(store) as writer:
+        found, left_out, notes, faceless = crop_faces(root, scan, images, store, writer, pixel_sums, several, runner)
+        fingerprint = hashlib.sha256(f"{fingerprint} faces {found.key} {several}".encode()).hexdigest()
+        crops = writer.finish(fingerprint, scan.rows)
+    scan.converted += notes
+    return crops, fingerprint, asdict(found), left_out, faceless
+
+
+@contextlib.contextmanager
+def writing(store: str) -> Iterator[ImageWriter]:
+    """An ImageWriter under `store`, aborted (its partial file and new folders removed) when the
+    block fails, a refusal included: a refused load leaves nothing."""
+    writer = ImageWriter(store)
+    try:
+        yield writer
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def identities(scan: Scan, layout: str, group_by: str, regex: str | None) -> list[str] | None:
