@@ -26,6 +26,41 @@ STYLE = (
 )
 
 
+SLUG = 48  # characters of a heading in a table's file name, whole words
+NUMBER = r"([+\-−]?(?:\d+\.?\d*|\.\d+)(?:e[+\-]?\d+)?)"
+# A cell as the report prints it, and the numbers a CSV holds instead: a value and its interval
+# ("0.525 [0.436, 0.612]"), a mean and its half-width ("0.61 ± 0.04"), an interval ("-5.0 to +3.0 (95%...)").
+CELLS = (
+    (re.compile(rf"^{NUMBER} \[{NUMBER}, {NUMBER}\]$"), ("", " lo", " hi")),
+    (re.compile(rf"^{NUMBER} ± {NUMBER}$"), ("", " ±")),
+    (re.compile(rf"^{NUMBER} to {NUMBER}(?: \(.*\))?$"), (" lo", " hi")),
+)
+MISSING = ("", "—", "-", "n/a", "nan")
+
+
+def as_data(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as a CSV holds it, so that it loads as numbers: a column whose every cell is a value
+    with its interval (or a mean ± its half-width, or an interval) becomes one column per number
+    (NAME, NAME lo, NAME hi; NAME, NAME ±); an unnamed column is named `row`."""
+    out = {}
+    for column in frame.columns:
+        cells = frame[column]
+        texts = cells.astype(str).str.strip()
+        present = ~texts.isin(MISSING) & cells.notna()
+        split = None
+        for pattern, suffixes in CELLS:
+            found = texts[present].str.extract(pattern)
+            if present.any() and cells.map(type).eq(str)[present].all() and found.notna().all().all():
+                split = {f"{column}{suffix}": found[i] for i, suffix in enumerate(suffixes)}
+                break
+        if split is None:
+            out[str(column) or "row"] = cells
+            continue
+        for name, numbers in split.items():
+            out[name] = pd.to_numeric(numbers.str.replace("−", "-"), errors="coerce").reindex(frame.index)
+    return pd.DataFrame(out, index=frame.index)
+
+
 @dataclass
 class Document:
     blocks: list[tuple] = field(default_factory=list)
@@ -40,12 +75,13 @@ class Document:
         """A paragraph no reader can miss (boxed in HTML, bold in Markdown)."""
         self.blocks.append(("notice", text))
 
-    def table(self, frame: pd.DataFrame) -> None:
-        """A table, named after its section and its number: tables/03-summary.csv and .tex."""
-        heading = next((block[2] for block in reversed(self.blocks) if block[0] == "h"), "table")
+    def table(self, frame: pd.DataFrame, name: str | None = None) -> None:
+        """A table, named by its number and `name` (else its section's heading): tables/03-summary.csv
+        and .tex. Two tables of one section are told apart by their names."""
+        heading = name or next((block[2] for block in reversed(self.blocks) if block[0] == "h"), "table")
         number = 1 + sum(block[0] == "table" for block in self.blocks)
         words = re.sub(r"[^a-z0-9]+", " ", heading.lower()).split()
-        slug = "-".join(w for i, w in enumerate(words) if len("-".join(words[: i + 1])) <= 32) or "table"
+        slug = "-".join(w for i, w in enumerate(words) if len("-".join(words[: i + 1])) <= SLUG) or "table"
         self.blocks.append(("table", frame, f"tables/{number:02d}-{slug}"))
 
     def write_tables(self, out_dir: str) -> None:
@@ -56,7 +92,7 @@ class Document:
             os.remove(os.path.join(folder, name))
         for block in self.blocks:
             if block[0] == "table":
-                write_csv(os.path.join(out_dir, block[2] + ".csv"), block[1])
+                write_csv(os.path.join(out_dir, block[2] + ".csv"), as_data(block[1]))
                 write_text(os.path.join(out_dir, block[2] + ".tex"), latex_table(block[1]))
 
     def figure(self, name: str, caption: str) -> None:

@@ -39,7 +39,7 @@ def build_report(
 ) -> tuple[Document, list[str]]:
     """Write report.md, report.html, figures/, tables/ and epochs.csv to `out_dir`; return the
     document and the notes on what was left out."""
-    from analysis.results import epochs_with_settings
+    from analysis.results import epochs_table
     from analysis.study_inputs import load_inputs
     from trainable.results.atomic_io import write_csv, write_text
 
@@ -48,7 +48,7 @@ def build_report(
     external = [*sorted(glob.glob(os.path.join(results_dir, EVALUATIONS_DIR, "*.json"))), *external]
     doc = compose(s, out_dir, external)
     if len(s.trials):
-        write_csv(os.path.join(out_dir, "epochs.csv"), epochs_with_settings(s.trials, s.epochs))
+        write_csv(os.path.join(out_dir, "epochs.csv"), epochs_table(results_dir))
     write_text(os.path.join(out_dir, "report.md"), doc.markdown())
     doc.write_tables(out_dir)
     write_text(os.path.join(out_dir, "report.html"), doc.html(out_dir))

@@ -32,7 +32,15 @@ from trainable.cli_options import prog
 from trainable.config import TrialConfig, comparable_settings, expand_choices
 from trainable.errors import parse_printable
 from trainable.results.atomic_io import write_csv
-from trainable.results.layout import PARAMS_FILE, RESULT_FILE, SEARCH_ID, STUDY_FILE, searched_identity, trial_outcome
+from trainable.results.layout import (
+    CONFIRM_DIR,
+    PARAMS_FILE,
+    RESULT_FILE,
+    SEARCH_ID,
+    STUDY_FILE,
+    searched_identity,
+    trial_outcome,
+)
 from trainable.results.records import is_final, reported
 from trainable.results.study_record import read_study_record
 
@@ -200,8 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = pd.concat([trials.reindex(columns=columns), settings_columns(trials, labels)], axis=1)
     print(shown.sort_values(["experiment", "seed"]).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.csv:
-        table = epochs_with_settings(trials, epochs)
-        write_csv(args.csv, table)
+        write_csv(args.csv, epochs_table(args.results_dir))
         print(f"wrote {args.csv}")
     return 0
 
@@ -212,6 +219,25 @@ def epochs_with_settings(trials: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataF
     would), no per-image predictions or confusion matrices."""
     columns = [c for c in trials.columns if c not in epochs.columns and not c.endswith(("_confusion", "_pred"))]
     return epochs.merge(trials[["trial_id", *columns]], on="trial_id")
+
+
+def epochs_table(directory: str) -> pd.DataFrame:
+    """Every trial-epoch of a study as data (epochs.csv, analysis.results --csv): its own trials and
+    its confirmation's (`stage` study or confirm), each with its settings and final scores;
+    `precision` and `train_precision` what the trunk and the trained part ran in (auto resolved),
+    `reported_at` when the epoch was reported (Unix seconds)."""
+    parts = [(directory, "", "study"), (os.path.join(directory, CONFIRM_DIR), CONFIRM_DIR + "/", "confirm")]
+    tables = []
+    for folder, prefix, stage in parts:
+        if os.path.isdir(folder):
+            trials, epochs = load_study(folder, prefix)
+            tables.append(epochs_with_settings(trials, epochs).assign(stage=stage))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    for ran, asked in (("precision_used", "precision"), (reported.precision_trained, "train_precision")):
+        if ran in table:
+            table[asked] = table[ran].fillna(table[asked]) if asked in table else table[ran]
+    table = table.drop(columns=["precision_used", reported.precision_trained, "time_total_s"], errors="ignore")
+    return table.rename(columns={"time": "reported_at"})
 
 
 if __name__ == "__main__":

@@ -134,9 +134,9 @@ def header(doc: Document, s: Study) -> None:
 
 def summary_section(doc: Document, s: Study) -> None:
     doc.h("Summary")
-    doc.table(summary_table(s.configs, s.select))
+    doc.table(summary_table(s.configs, s.select), "summary ranking")
     doc.p("Each configuration's other settings, which its numbers depend on, and how its trials ran:")
-    doc.table(settings_table(s.configs))
+    doc.table(settings_table(s.configs), "summary settings")
     ranked = s.ranked
     if len(ranked):
         best = ranked.iloc[0]
@@ -148,7 +148,7 @@ def summary_section(doc: Document, s: Study) -> None:
         )
     if s.confirmed is not None:
         doc.h("Confirmation: the best again, on fresh seeds", 3)
-        doc.table(summary_table(s.confirmed, s.select))
+        doc.table(summary_table(s.confirmed, s.select), "confirmation")
         again = s.claimed
         doc.p(
             f"The best configuration rerun with seeds it was not chosen on (--confirm-top): #{again.experiment} "
@@ -246,7 +246,8 @@ def balance_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> Non
                 **{c: [f"{n} ({100 * f:.0f}%)" for n, f in zip(counts[c], shares[c], strict=True)] for c in s.classes},
                 "images": counts.sum(axis=1),
             }
-        )
+        ),
+        "class counts",
     )
     largest = shares.loc["test"].max()
     has_peer = btable is not None and (btable.features == "pretrained").any()  # analysis.peer's record
@@ -260,7 +261,7 @@ def balance_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> Non
     )
     table = balance_table(s.configs.head(MAX_SHOWN), btable, s.classes)
     if len(table):
-        doc.table(table)
+        doc.table(table, "balanced scores and recall per class")
 
 
 def baselines_section(doc: Document, s: Study) -> None:

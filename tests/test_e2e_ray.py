@@ -216,9 +216,14 @@ def test_report_holds_every_configuration_and_figure(smoke_study, smoke_report):
     assert any(f"HOG cell {c};" in searched for c in (8, 10, 16))  # what was chosen
     assert "not distinguishable from noise" in markdown or "beyond the noise of" in markdown
     assert "Method: The seed-and-image t-test" in markdown
-    exported = pd.read_csv(smoke_report / "epochs.csv")
-    assert len(exported) == len(epochs) and not [c for c in exported.columns if c.endswith(("_x", "_y"))]
-    assert {"val_bacc", "best_val_loss", "experiment", "seed", "test_acc_best"} <= set(exported.columns)
+    exported = pd.read_csv(smoke_report / "epochs.csv")  # the study's epochs and its confirmation's, as data
+    _, confirmed = load_study(str(storage / "e2e" / "confirm"), "confirm/")
+    assert len(exported) == len(epochs) + len(confirmed) and len(confirmed) > 0
+    assert exported.stage.value_counts().to_dict() == {"study": len(epochs), "confirm": len(confirmed)}
+    assert not [c for c in exported.columns if c.endswith(("_x", "_y"))]
+    assert {"val_bacc", "best_val_loss", "experiment", "seed", "test_acc_best", "reported_at"} <= set(exported.columns)
+    assert not {"precision_used", "precision_trained", "time", "time_total_s"} & set(exported.columns)
+    assert set(exported.precision) <= {"fp32", "bf16", "fp16"}  # what the trunk ran in, auto resolved
     html_text = (smoke_report / "report.html").read_text()
     assert html_text.count("data:image/png;base64,") == 3 and 'src="figures/' not in html_text  # inlined
 

@@ -445,6 +445,23 @@ def test_epochs_csv_has_one_column_per_quantity(tmp_path):
     assert len(exported) == 10  # 5 epochs x 2 trials
 
 
+def test_report_tables_load_as_numbers_with_names_of_their_own(tmp_path):
+    """The CSV beside each table holds numbers: a value with its interval is three columns, a mean
+    ± its half-width two; no column without a name; two tables of one section named apart."""
+    study = make_study(tmp_path, [(1, 0, "max_epochs", 0.8), (1, 1, "max_epochs", 0.7), (2, 0, "max_epochs", 0.6)])
+    report(study)
+    names = sorted(p.name for p in (study / "report" / "tables").glob("*.csv"))
+    assert len({n.split("-", 1)[1] for n in names}) == len(names), names
+    for path in (study / "report" / "tables").glob("*.csv"):
+        table = pd.read_csv(path)
+        assert not [c for c in table.columns if c.startswith("Unnamed")], (path.name, list(table.columns))
+        assert not table.astype(str).apply(lambda c: c.str.fullmatch(r"[-+]?[\d.]+ \[[-+\d.]+, [-+\d.]+\]")).any().any()
+    ranking = pd.read_csv(next((study / "report" / "tables").glob("*-summary-ranking.csv")))
+    full = [c for c in ranking.columns if c.startswith("test acc [full")]
+    assert len(full) == 3 and all(pd.api.types.is_float_dtype(ranking[c]) for c in full), list(ranking.columns)
+    assert (ranking[full[1]] <= ranking[full[0]]).all() and (ranking[full[0]] <= ranking[full[2]]).all()
+
+
 def test_confusion_matrices_count_every_seed_not_the_best_one():
     """Two seeds of one configuration on 10 test images per class: the figure's cell is the
     seeds' mean share and the images summed over both, whichever seed scored higher."""
