@@ -301,7 +301,7 @@ def paper_section(doc: Document, s: Study, btable: pd.DataFrame | None) -> None:
     if weights != {"vggface2"}:
         doc.p(
             "Left out: the 2021 figures come from VGGFace2-pretrained weights; "
-            f"this study's trials used {sorted(weights)}."
+            f"this study's trials used {' and '.join(sorted(weights)) or 'no weights recorded'}."
         )
         return
     rows = []
@@ -579,6 +579,7 @@ def figures_section(doc: Document, s: Study, btable: pd.DataFrame | None, out_di
         doc.figure(f"figures/{name}", f"{caption} (also figures/{stem}.svg)")
 
     shown = s.configs.head(MAX_SHOWN)
+    doc.h("Figures")
     if (shown.scored > 0).any() or btable is not None:
         save(
             figures.accuracy_bars(shown[shown.scored > 0], btable),

@@ -23,7 +23,10 @@ waiting at most --batch-wait-ms for more); --max-batch-size 1 turns batching off
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
+import logging
 import os
 import signal
 import sys
@@ -112,19 +115,26 @@ def build(args: dict[str, str]) -> serve.Application:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog=prog("study.serve"), description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog=prog("study.serve"),
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     p.add_argument("model", metavar="RESULTS_DIR|model.pt", help="a study (its best/model.pt) or a model file")
     faces = p.add_mutually_exclusive_group()
     faces.add_argument("--no-detect", action="store_true", help="posted images are face crops already")
     faces.add_argument("--all-faces", action="store_true", help="every detected face, not only the largest")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every one)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--replicas", type=int, default=1)
-    p.add_argument("--cpus-per-replica", type=float, default=1.0)
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--replicas", type=int, default=1, help="copies of the model, each its own process")
+    p.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs Ray reserves for each replica")
     p.add_argument("--gpus-per-replica", type=float, default=0.0, help="fractions share a GPU")
     p.add_argument("--max-batch-size", type=int, default=8, help="requests batched together (1: no batching)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0, help="longest wait for a batch to fill")
     p.add_argument("--address", help="a running Ray cluster (auto or HOST:PORT); default: start one here")
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="Ray Serve's own log: its INFO lines, an access line per request"
+    )
     return parse_printable(p, argv)
 
 
@@ -136,13 +146,18 @@ def serve_until_stopped(app: Any, args: argparse.Namespace) -> None:
 
     # default: a Ray of its own here (as --help says), not a stale one a crashed run left recorded
     address = args.address or os.environ.get("RAY_ADDRESS") or "local"
-    ray.init(address=address, include_dashboard=False, logging_level="ERROR")
+    # Without -v the log is this command's lines alone: no replica's or proxy's output (their lines
+    # carry colour codes), no INFO line or access line of Serve's, no warning of its shutdown.
+    ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=args.verbose)
+    logging.getLogger("ray.serve").setLevel(logging.INFO if args.verbose else logging.ERROR)
+    logs = {"log_level": "INFO" if args.verbose else "WARNING", "enable_access_log": args.verbose}
     # A clean stop on SIGTERM (Kubernetes, systemd), as on Ctrl-C, from here on: ray.init set its own.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        serve.start(http_options={"host": args.host, "port": args.port})
-        serve.run(app, name=APP, route_prefix="/")
-        serve.run(health_application(), name=f"{APP}-health", route_prefix="/healthz")  # answers beside uploads
+        serve.start(http_options={"host": args.host, "port": args.port}, logging_config=logs)
+        serve.run(app, name=APP, route_prefix="/", logging_config=logs)
+        health = health_application()  # answers beside uploads
+        serve.run(health, name=f"{APP}-health", route_prefix="/healthz", logging_config=logs)
         where = f"http://{args.host}:{args.port}: POST /predict, GET /healthz, GET /; API at /docs"
         print(f"Serving {model_file(args.model, 'RESULTS_DIR|model.pt')} at {where}", flush=True)
         while True:
@@ -150,7 +165,11 @@ def serve_until_stopped(app: Any, args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
+        # Ray prints to stdout, from a thread, that the controller serve.shutdown() kills on purpose
+        # "failed": left out unless -v, with Ray itself stopped before its listener prints again.
+        with contextlib.nullcontext() if args.verbose else contextlib.redirect_stdout(io.StringIO()):
+            serve.shutdown()
+            ray.shutdown()
         print("Stopped.", flush=True)
 
 

@@ -317,6 +317,10 @@ def test_the_command_serves_and_stops_cleanly_on_sigterm(tmp_path):
     assert proc.returncode == 0 and "Stopped." in out and "Traceback" not in out, out[-3000:]
     warned = [line for line in out.splitlines() if "WARN" in line and ("serve" in line.lower() or "Replica" in line)]
     assert not warned and "max_ongoing_requests" not in out, warned
+    # without -v the log is the command's own lines: no colour codes, no INFO or access line of Serve's
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert "\x1b" not in out and not [line for line in lines if " INFO " in line or "/predict" in line.split()[:3]]
+    assert lines[0].startswith("Serving ") and lines[-1] == "Stopped." and len(lines) <= 4, lines
 
 
 def documented_curls() -> list[str]:
