@@ -172,6 +172,8 @@ def test_a_faulted_trial_retries_from_its_checkpoint_to_the_same_metrics(smoke_s
         env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the e2e study encoded the trunk outputs into the shared cache: no task starts for them again
+    assert "set(s) the cached trials read are in the cache already" in proc.stdout and "shard task" not in proc.stdout
     assert len(os.listdir(tmp_path)) == 1  # only the 12-epoch trial reached epoch 11
     faulted, epochs = load_study(str(storage / "faulted"))
     clean, _ = load_study(str(storage / "e2e"))

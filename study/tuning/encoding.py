@@ -10,6 +10,7 @@ not share --cache-dir) still encodes it itself, so this step only ever saves tim
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -17,10 +18,11 @@ import ray
 import torch
 
 from study.terminal.console import wait_for
-from trainable.cache import TrunkCache
+from trainable.cache import MANIFEST, TrunkCache
 from trainable.config import TrialConfig
 from trainable.data.dataset import FaceData
-from trainable.inputs import Encoding, encode_shard, encodings
+from trainable.device import resolve_precision
+from trainable.inputs import Encoding, cache_key, encode_shard, encodings
 
 MAX_SHARD = 1024  # images per task at most: ~10-20 s of one CPU core, long next to a model load
 MIN_SHARD = 64  # one encoding batch
@@ -33,6 +35,15 @@ def wanted(configs: list[TrialConfig]) -> list[tuple[TrialConfig, Encoding]]:
         for encoding in encodings(cfg) if cfg.uses_cache else []:
             seen.setdefault((encoding, cfg.weights, cfg.freeze, cfg.normalization, cfg.precision), (cfg, encoding))
     return list(seen.values())
+
+
+def complete_here(cfg: TrialConfig, data: FaceData, encoding: Encoding, cache: TrunkCache) -> bool:
+    """The encoding's cache entry is complete for a CPU task as this machine's CPU resolves the
+    precision: then no task is started for it (a node that resolves it otherwise, or a GPU, has its
+    trials encode what they miss themselves)."""
+    device = torch.device("cpu")
+    key = cache_key(cfg, data, encoding, resolve_precision(cfg.precision, device), device)
+    return os.path.exists(os.path.join(cache.folder(key), MANIFEST))
 
 
 def shards(n: int, slots: int) -> list[tuple[int, int]]:
@@ -53,7 +64,11 @@ def encode_for_trials(
 ) -> None:
     """Encode, seal and report what the trials of `configs` will read from the cache: a
     line when a shard is done, or after `every` seconds without one (--progress-every)."""
-    todo = wanted(configs)
+    every_set = wanted(configs)
+    cache = TrunkCache(cache_dir)
+    todo = [(cfg, encoding) for cfg, encoding in every_set if gpus or not complete_here(cfg, data, encoding, cache)]
+    if every_set and not todo:
+        print(f"Trunk outputs: all {len(every_set)} set(s) the cached trials read are in the cache already")
     if not todo:
         return
     data_ref = ray.put(data)  # paths, labels and the image file's name: a few bytes per image
@@ -68,12 +83,12 @@ def encode_for_trials(
             )
             tasks[ref] = n
     started = time.perf_counter()
-    print(f"Encoding {len(todo)} trunk output set(s) for the cached trials: {len(tasks)} shard task(s)")
+    cached = f", {len(every_set) - len(todo)} cached already" if len(todo) < len(every_set) else ""
+    print(f"Encoding {len(todo)} trunk output set(s) for the cached trials{cached}: {len(tasks)} shard task(s)")
     keys: dict[str, tuple[dict, int]] = {}
     for ref, key in wait_for(list(tasks), every, "shards encoded"):
         if key is not None:
             keys[repr(sorted(key.items()))] = (key, tasks[ref])
-    cache = TrunkCache(cache_dir)
     for key, rows in keys.values():
         try:
             cache.seal(key, rows)
