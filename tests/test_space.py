@@ -105,7 +105,8 @@ def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_ever
     assert lines[2].endswith(
         "left (each trial at its max_epochs until one ends), and 1 trial(s) of a kind not yet timed"
     )
-    assert progress.seconds_left() == (40 - 6) * 2.0 / 2  # a's epochs left at its pace, over two slots
+    # a's epochs left at its pace, less the 19 s its seventh epoch has run since its report, over two slots
+    assert progress.seconds_left() == ((40 - 6) * 2.0 - (31 - 12)) / 2
     assert "\x1b" not in out.getvalue()
     clock_.t = 50
     progress.on_step_begin(0, [a, b])
@@ -137,8 +138,9 @@ def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
     clock_.t = 8
     progress.on_trial_result(0, trials, trials[0], final_row(epoch=5, stopped_by="early_stopping"))
     progress.on_trial_complete(0, trials, trials[0])
-    assert progress.seconds_left() == (1 * 3 + (5 * 1 + 3) + (5 * 3 + 3)) / 2  # the running one: one more epoch
-    assert "about 0:00:14 left" in out.getvalue().splitlines()[-1]
+    # the running one has one more epoch, which has run 8 s since its last report (its 3 s are spent)
+    assert progress.seconds_left() == (0 + (5 * 1 + 3) + (5 * 3 + 3)) / 2
+    assert "about 0:00:13 left" in out.getvalue().splitlines()[-1]
 
 
 def test_trial_directories_are_named_before_tune_resolves_sample_from():
@@ -266,3 +268,28 @@ def test_with_only_untimed_kinds_left_the_time_left_is_not_known_yet(monkeypatch
     progress.on_trial_result(0, [], a, final_row(epoch=2, stopped_by="max_epochs"))
     progress.on_trial_complete(0, [], a)
     assert out.getvalue().splitlines()[-1].endswith("1 trial(s) of a kind not yet timed: time left not known yet")
+
+
+def test_before_a_trial_ends_the_time_left_is_a_range_from_patience_and_counts_down(monkeypatch):
+    """Two 400-epoch trials with patience 10, one at a time, 2 s an epoch. After five epochs of the
+    first (its best the third), the soonest it can stop is epoch 13 (8 epochs more), the second's
+    epoch 11; the latest, each at its max_epochs. Between reports the estimate counts down."""
+    out, clock_ = io.StringIO(), Clock()
+    monkeypatch.setattr("sys.stdout", out)
+    monkeypatch.setattr("study.terminal.console.now", clock_)
+    progress = Progress(total=2, every=30)
+    a, b = made("e01-a-s0", 400, "none"), made("e01-a-s1", 400, "none")
+    for trial in (a, b):
+        trial.config.update(stop_rule="patience", patience=10)
+    progress.on_step_begin(0, [a, b])
+    progress.on_trial_start(0, [], a)
+    for epoch, loss in enumerate((1.0, 0.9, 0.8, 0.85, 0.82), start=1):
+        clock_.t = 2.0 * epoch
+        best = min((1.0, 0.9, 0.8, 0.85, 0.82)[:epoch])
+        progress.on_trial_result(0, [], a, epoch_row(epoch=epoch, val_loss=loss, best_val_loss=best, epoch_seconds=2))
+    assert progress.seconds_left(soonest=True) == 8 * 2 + 11 * 2
+    assert progress.seconds_left() == 395 * 2 + 400 * 2
+    said = "0:00:38 to 0:26:30 left (from each trial stopping its patience after its best epoch so far, to each at "
+    assert progress.summary().endswith(said + "its max_epochs, until a trial ends)")
+    clock_.t = 13.0  # three seconds into its sixth epoch, no report since
+    assert progress.seconds_left(soonest=True) == 8 * 2 - 3 + 11 * 2 and progress.seconds_left() == 1590 - 3

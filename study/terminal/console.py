@@ -9,8 +9,10 @@ least every `every` seconds (--progress-every), never an escape code. Tune's own
 
 The time left is counted in epochs: each trial not ended has its max_epochs left, times
 the share of max_epochs the ended trials ran (early stopping and ASHA end most trials
-early; until a trial ends, all of them, and the line says "up to"), minus the epochs it
-has run; each epoch takes what the epochs of its kind took so far (the same freezing,
+early), minus the epochs it has run. Until a trial ends nothing says how early they stop, and
+the line gives a range: from each trial stopping its patience after its best epoch so far (a
+trial not started after its first patience + 1) to each at its max_epochs. A running trial's
+epoch counts down from its last report; each epoch takes what the epochs of its kind took so far (the same freezing,
 augmentation, batch size and precisions); each trial not started adds the ended trials' mean
 time outside epochs (start-up, loading its inputs, scoring); and the trials share the most
 slots seen running at once. A trial of a kind no epoch has timed yet is not counted, and the
@@ -51,6 +53,9 @@ class Progress(tune.Callback):
         self.running: set[str] = set()
         self.max_epochs: dict[str, int] = {}  # trial name -> its max_epochs, for every trial Tune has made
         self.kind: dict[str, str] = {}  # trial name -> its kind (PACE_KEYS)
+        self.patience: dict[str, int] = {}  # trial name -> its patience (the patience stop rule), else 0
+        self.best_epoch: dict[str, int] = {}  # running trial -> its best epoch so far (lowest val loss)
+        self.heard: dict[str, float] = {}  # running trial -> when its last epoch ended (or it started)
         self.paces: dict[str, list[float]] = {}  # kind -> its epochs' seconds
         self.shares: list[float] = []  # ended trials: epochs run / max_epochs
         self.began: dict[str, float] = {}  # running trial -> when it started
@@ -92,11 +97,13 @@ class Progress(tune.Callback):
         most = config.get("max_epochs")  # an int once Tune has resolved the trial's config
         self.max_epochs[str(trial)] = most if isinstance(most, int) else 0
         self.kind[str(trial)] = "/".join(str(config.get(k)) for k in PACE_KEYS)
+        patience = config.get("patience") if config.get("stop_rule", "patience") == "patience" else 0
+        self.patience[str(trial)] = patience if isinstance(patience, int) else 0
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.learn(trial)  # resolved by now
         self.running.add(str(trial))
-        self.began[str(trial)] = now()
+        self.began[str(trial)] = self.heard[str(trial)] = now()
         self.slots = max(self.slots, len(self.running))
         self.event(trial, "started")
 
@@ -107,6 +114,9 @@ class Progress(tune.Callback):
         ):  # a trial's final report repeats its last epoch
             self.paces.setdefault(self.kind.get(name, ""), []).append(float(result[reported.epoch_seconds]))
             self.trained[name] = self.trained.get(name, 0.0) + float(result[reported.epoch_seconds])
+            self.heard[name] = now()
+            if result.get(reported.val_loss) == result.get(reported.best_val_loss):  # this epoch is the best
+                self.best_epoch[name] = int(result[reported.epoch])
         self.last[name] = result
         self.heartbeat()
 
@@ -184,25 +194,37 @@ class Progress(tune.Callback):
     def line(self, name: str, what: str) -> str:
         return f"{name:<44} {what:<14} {epoch_line(self.last.get(name, {}), self.max_epochs.get(name))}".rstrip()
 
-    def seconds_left(self) -> float | None:
-        """The estimate of the module docstring; None before any epoch was timed."""
+    def seconds_left(self, soonest: bool = False) -> float | None:
+        """The estimate of the module docstring, counting down within an epoch; None before any
+        epoch was timed. `soonest`: each trial with the patience rule stopping `patience` epochs
+        after its best so far (a trial not started, after its first `patience` + 1)."""
         timed = [s for paces in self.paces.values() for s in paces]
         if not timed:
             return None
         overall, share = fmean(timed), fmean(self.shares) if self.shares else 1.0
-        typical = self.typical_max()
         overhead = fmean(self.overheads) if self.overheads else 0.0
         seconds = 0.0
         for name, most in self.max_epochs.items():
             if name in self.ended or self.kind.get(name, "") not in self.paces:
                 continue
-            left = most * share - self.epochs_of(name)
-            left = max(left, 1.0 if name in self.running else 0.0)
-            seconds += left * fmean(self.paces[self.kind.get(name, "")])
-            seconds += 0.0 if name in self.running else overhead
+            pace = fmean(self.paces[self.kind.get(name, "")])
+            if name in self.running:  # its epoch under way counts down from its last report
+                epochs = max(self.epochs_left(name, most * share, soonest), 1.0)
+                seconds += max(0.0, epochs * pace - (now() - self.heard.get(name, now())))
+            else:
+                seconds += self.epochs_left(name, most * share, soonest) * pace + overhead
         unmade = max(0, self.total - len(self.max_epochs))  # trials Tune has not made yet
-        seconds += unmade * (typical * share * overall + overhead)
+        fresh = [self.epochs_left(n, m, soonest=True) for n, m in self.max_epochs.items() if n not in self.running]
+        typical = min(self.typical_max(), fmean(fresh)) if soonest and fresh else self.typical_max()
+        seconds += unmade * (typical * (1.0 if soonest else share) * overall + overhead)
         return seconds / self.slots
+
+    def epochs_left(self, name: str, expected: float, soonest: bool) -> float:
+        """Epochs a trial not ended has left: `expected` of them in all, less those it ran; `soonest`,
+        no more than its patience after its best epoch so far allows (patience rule only)."""
+        if soonest and self.patience.get(name):
+            expected = min(expected, self.best_epoch.get(name, 0) + self.patience[name] + (name not in self.best_epoch))
+        return max(0.0, expected - self.epochs_of(name))
 
     def untimed(self) -> int:
         """Trials not ended whose kind no epoch has timed yet (not counted in seconds_left)."""
@@ -221,6 +243,11 @@ class Progress(tune.Callback):
             estimate = ""
         elif self.shares or done == self.total:
             estimate = f", about {clock(left)} left"
+        elif (soonest := self.seconds_left(soonest=True)) is not None and soonest < left:  # nothing ended yet
+            estimate = (
+                f", {clock(soonest)} to {clock(left)} left (from each trial stopping its patience after its best "
+                "epoch so far, to each at its max_epochs, until a trial ends)"
+            )
         else:  # nothing yet says how early trials stop
             estimate = f", up to {clock(left)} left (each trial at its max_epochs until one ends)"
         if estimate and (untimed := self.untimed()):
