@@ -18,7 +18,8 @@ from trainable.cli_options import prog
 
 TRIAL_LINE = re.compile(r"^\[(\d+):(\d\d):(\d\d)\] (\S+)\s+(\S+)")
 SUMMARY = re.compile(
-    r"^\s+(\d+)/(\d+) done, .*; (\d+):(\d\d):(\d\d) elapsed(?:, (?:about|up to|\d+:\d\d:\d\d to) (\d+):(\d\d):(\d\d) left[^,]*)?"
+    r"^\s+(\d+)/(\d+) done, .*; (\d+):(\d\d):(\d\d) elapsed"
+    r"(?:, (?:about|up to|\d+:\d\d:\d\d to) (\d+):(\d\d):(\d\d) left[^,]*)?"
     r"(?:,? (?:and )?(\d+) trial\(s\) of a kind not yet timed)?"
 )
 AT = (0.25, 0.5, 0.75)
