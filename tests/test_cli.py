@@ -702,6 +702,8 @@ def test_a_mistyped_option_is_one_line_naming_the_closest(capsys):
         ),
         ("analysis.evaluate", ["--model", ".", "--data", ".", "--out", "x"], "python -m analysis.best ."),
         ("study.predict", ["--model", "/nonexistent", "x.jpg"], "--model /nonexistent does not exist"),
+        ("analysis.studies", ["/nonexistent"], "/nonexistent is not a folder of studies"),
+        ("analysis.studies", [".", "/nonexistent"], "holds no study.json"),
         ("study.bench", ["--quik"], "unrecognized argument --quik (did you mean '--quick'?)"),
         ("study.run", ["--grid", "smoke", "--data", "/nonexistent", "--dry-run"], "Data directory /nonexistent"),
         ("study.run", ["--grid", "smoke", "--age-bins", "5,abc", "--dry-run"], "--age-bins '5,abc': expected"),
