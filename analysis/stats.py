@@ -307,6 +307,19 @@ def accuracy_estimate(*correct, groups=None) -> Estimate:
     )
 
 
+def unpaired(a: Estimate, b: Estimate) -> tuple:
+    """A minus B scored on different test images (two studies on two datasets): (the difference,
+    its standard error, degrees of freedom), each side's seed and image variances added, as no image
+    is shared; Satterthwaite's df over the four components (each side's seeds, n - 1; its images,
+    units - 1). Arrays broadcast."""
+    parts = [(e.seed_var, max(e.runs) - 1) for e in (a, b) if max(e.runs) >= 2]
+    parts += [(e.image_var, e.image_df) for e in (a, b)]
+    total = sum(v for v, _ in parts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = total**2 / sum(v**2 / max(f, 1) for v, f in parts)
+    return a.value - b.value, np.sqrt(total), np.where(total > 0, df, 1.0)
+
+
 def metric_estimate(
     metric: str, labels, *preds, n_classes: int, groups=None, n_boot: int = 2000, seed: int = 0
 ) -> Estimate:

@@ -121,19 +121,13 @@ def difference(ra: Any, rb: Any, a: Study, b: Study, paired: bool) -> dict[str, 
     import numpy as np
     from scipy import stats as st
 
-    from analysis.stats import accuracy_estimate, compare
+    from analysis.stats import accuracy_estimate, compare, unpaired
 
     if paired:
         c = compare("accuracy", ra.preds, rb.preds, a.labels, len(a.classes), groups=a.groups)
         return {"diff": c.diff, "p": c.p, "interval": c.interval, "no_variance": not c.se > 0}
-    sides = [
-        accuracy_estimate(np.asarray(r.preds) == s.labels, groups=s.groups) for r, s in ((ra, a), (rb, b))
-    ]  # each side's seeds x images correctness, its own variance
-    diff = float(sides[0].value - sides[1].value)
-    variances = [float(e.seed_var + e.image_var) for e in sides]
-    total = sum(variances)
-    df = total**2 / sum(v**2 / max(float(e.df), 1.0) for v, e in zip(variances, sides, strict=True)) if total else 1.0
-    se = np.sqrt(total)
+    sides = [accuracy_estimate(np.asarray(r.preds) == s.labels, groups=s.groups) for r, s in ((ra, a), (rb, b))]
+    diff, se, df = (float(v) for v in unpaired(*sides))  # each side's seeds x images correctness, its own variance
     p = float(2 * st.t.sf(abs(diff) / se, df)) if se > 0 else (1.0 if diff == 0 else 0.0)
 
     def interval(level: float) -> tuple[float, float]:
@@ -155,11 +149,10 @@ def differences(a: Study, b: Study) -> list[str]:
             f"grid: {a.record.grid} vs {b.record.grid}"
             + (" (its file changed)" if a.record.grid == b.record.grid else "")
         )
-    for key in sorted(set(a.record.args) | set(b.record.args)):
-        if key not in ("name", "storage", "resume", "data", "cache_dir") and a.record.args.get(
-            key
-        ) != b.record.args.get(key):
-            said.append(f"--{key.replace('_', '-')}: {a.record.args.get(key)!r} vs {b.record.args.get(key)!r}")
+    where = {"name", "storage", "resume", "data", "cache_dir"}  # where each ran, not what
+    for key in sorted((set(a.record.args) | set(b.record.args)) - where):
+        if (was := a.record.args.get(key)) != (now := b.record.args.get(key)):
+            said.append(f"--{key.replace('_', '-')}: {was!r} vs {now!r}")
     return said
 
 
