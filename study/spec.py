@@ -198,13 +198,13 @@ class StudySpec:
 
     @classmethod
     def from_options(cls, values: dict[str, Any]) -> StudySpec:
-        """From option values (the parsed command line, or a study.json record), with paths
-        made absolute so the record means the same from any directory. Keys that are no
-        option (an older version's) are ignored; missing ones take their defaults."""
+        """From option values (the parsed command line, or a study.json record: check_recorded
+        refuses a key that is no option), with paths made absolute so the record means the same
+        from any directory; a key not given takes its default."""
         defaults = {name: f.default for name, f in FIELDS.items()}
         from_file = grid_file_options(values.get("grid")) if set(STUDY_KEYS) - set(values) else {}
         values = {**defaults, **from_file, **values}
-        values = {k: absolute(k, v) for k, v in values.items() if k in defaults}
+        values = {k: absolute(k, v) for k, v in values.items()}
         # Credentials in a URI move to the environment here, before anything records or prints it.
         moved = {
             key: store.credentials_to_environment(values[key], f"--{key}") for key in ("storage", "mlflow", "resume")

@@ -133,7 +133,7 @@ def expand_choices(config: dict[str, Any], expansions: dict[str, dict[str, dict[
 
 def stop_rule_label(config: dict[str, Any]) -> str:
     """'patience 10' or 'paper, es_rounds 10': the stop rule with its one number."""
-    cfg = {**TrialConfig().to_dict(), **config}
+    cfg = config
     if cfg["stop_rule"] == "paper":
         return f"paper, es_rounds {cfg['es_rounds']}"
     return f"patience {cfg['patience']}" + (f", min_delta {cfg['min_delta']:g}" if cfg["min_delta"] else "")
@@ -141,12 +141,8 @@ def stop_rule_label(config: dict[str, Any]) -> str:
 
 def precision_label(config: dict[str, Any], trunk: str | None = None, trained: str | None = None) -> str:
     """What ran at which precision: 'trunk bf16, trained fp32', or 'fp32 (whole network)' when
-    nothing is frozen; the resolved precisions where given (a finished trial's). A config from
-    before train_precision existed: its trunk precision alone, as it was recorded."""
-    trunk = trunk or config.get("precision", TrialConfig.precision)
-    if "train_precision" not in config:
-        return trunk
-    trained = trained or config["train_precision"]
+    nothing is frozen; the resolved precisions where given (a finished trial's)."""
+    trunk, trained = trunk or config["precision"], trained or config["train_precision"]
     return f"{trained} (whole network)" if config.get("freeze") == "none" else f"trunk {trunk}, trained {trained}"
 
 
@@ -156,15 +152,14 @@ def comparable_settings(
     """The settings without which two numbers cannot be compared, as table columns:
     weights (name, or file + short sha256 from `weights_labels`), max epochs, stop rule,
     precision (precision_label: trunk and trained part, the resolved ones when given) and
-    normalization. A config recorded before `normalization` existed ran with the training
-    images' statistics: 'dataset'."""
-    weights = config.get("weights", TrialConfig.weights)
+    normalization."""
+    weights = config["weights"]
     return {
         "weights": weights_labels.get(weights, weights if weights in NAMED_WEIGHTS else os.path.basename(weights)),
-        "max epochs": config.get("max_epochs", TrialConfig.max_epochs),
+        "max epochs": config["max_epochs"],
         "stop rule": stop_rule_label(config),
         "precision": precision_label(config, precision, trained),
-        "normalization": config.get("normalization", "dataset"),
+        "normalization": config["normalization"],
     }
 
 
