@@ -382,7 +382,7 @@ def test_credentials_in_a_uri_move_to_the_environment_before_anything_records_th
 PATH_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._-@:"
 
 
-@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.settings(max_examples=300, deadline=None, derandomize=True)  # the same 300 URIs each run: no flake
 @hypothesis.given(
     user=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=8, max_size=20),
     secret=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=8, max_size=40),
@@ -398,6 +398,8 @@ def test_any_secret_in_a_uri_moves_to_the_environment_and_is_never_printed(user,
     from trainable.results import storage
 
     hypothesis.assume(any(c not in PATH_CHARS for c in secret) and any(c not in PATH_CHARS for c in user))
+    # a secret spelled like the text around it (say 'REDACTED' itself) would be "found" in what is printed
+    hypothesis.assume(secret not in f"error: --storage s3://{storage.SECRET}@{bucket}/{path} refused in")
     uri = f"s3://{quote(user, safe='')}:{quote(secret, safe='')}@{bucket}/{path}"
     saved = {name: os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     known = set(storage._known)  # what this process hides: restored below, as a new process would start
