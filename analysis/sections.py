@@ -30,6 +30,7 @@ from analysis.tables import (
 from trainable.config import RANDOM_INIT_NOTICE
 from trainable.results.atomic_io import write_with
 from trainable.results.layout import BEST_DIR, BEST_FILE, MODEL_FILE, SELECTIONS
+from trainable.results.study_record import SearchRecord
 
 # The 2021 report's figures (shared/DESIGN.md): experiment -> (val acc, test acc).
 REPORTED = {1: (0.73, 0.82), 2: (0.80, 0.84), 3: (0.82, 0.85)}
@@ -74,12 +75,12 @@ def title(doc: Document, s: Study) -> None:
         doc.notice(RANDOM_INIT_NOTICE)
 
 
-def search_notice(search: dict, confirmed: bool) -> str:
+def search_notice(search: SearchRecord, confirmed: bool) -> str:
     """What a search's report stands on: one run per searched configuration, its best optimistic,
     and where the ranking comes from (its confirmation runs, or nothing confirmed)."""
     return (
-        f"This study is a search ({search['kind']}, {search['num_samples']} trials over "
-        f"{', '.join(search['searched'])}): each searched trial is one configuration run once (one seed), "
+        f"This study is a search ({search.kind}, {search.num_samples} trials over "
+        f"{', '.join(search.searched)}): each searched trial is one configuration run once (one seed), "
         "and the best of them was kept because it scored high, so its validation score is optimistic. "
         + (
             "The ranking below uses only the confirmation runs (the best searched configurations again, with "
@@ -98,7 +99,7 @@ def header(doc: Document, s: Study) -> None:
         sizes += f"; the test images show {len(np.unique(s.groups))} people, the unit of every interval"
     search = s.record.search
     if search:  # the number of trials is the search's, or the confirmation's
-        planned = "" if s.searched is not None else f" of {search['num_samples']} planned"
+        planned = "" if s.searched is not None else f" of {search.num_samples} planned"
         kind = "confirmation " if s.searched is not None else "searched "
     else:
         planned, kind = f" of {len(s.record.trials) or len(s.trials)} planned", ""

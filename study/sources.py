@@ -20,6 +20,7 @@ from study.tuning.space import TrialNames
 from trainable.config import TrialConfig
 from trainable.errors import UserError
 from trainable.results.layout import OPTUNA_FILE, SELECTIONS, search_trial_number
+from trainable.results.study_record import SearchRecord
 
 # --dry-run shows the paper's axes, then every other setting that varies and every --set one.
 DRY_RUN_COLUMNS = ["seed", "optimizer", "lr", "momentum", "batch_size", "freeze", "augmentation"]
@@ -133,7 +134,7 @@ class SearchSource:
     samples: int
     searcher: Callable[[str, str], Any]  # (study folder, name) -> the search algorithm, new Tuners only
     expansions: dict[str, Any]  # the named values its choices stand for (study.grids.Grid)
-    search: dict[str, Any]  # what it is, as study.json records it
+    search: SearchRecord  # what it is, as study.json records it
     next_seed: int  # every searched trial runs the search's seed; a confirmation's start after it
     restore_trials = None  # a restored search finds as many trials as it had sampled
     what = "searched configuration(s)"
@@ -240,7 +241,7 @@ def search_source(spec: StudySpec) -> SearchSource:
             journal=(os.path.join(folder, OPTUNA_FILE), name),
         ),
         expansions=grid.expansions,
-        search={"kind": spec.search, "num_samples": spec.num_samples, "searched": searched, "warm_starts": len(points)},
+        search=SearchRecord(spec.search, spec.num_samples, searched, len(points)),
         next_seed=spec.first_seed + 1,
     )
 

@@ -336,3 +336,42 @@ def test_every_writer_fsyncs_the_file_and_then_its_folder(tmp_path, monkeypatch)
         synced.clear()
         write(str(tmp_path / name))
         assert len(synced) == 2 and f".{name}." in synced[0] and synced[1] == str(tmp_path), (name, synced)
+
+
+def test_a_whole_study_json_round_trips_through_its_typed_record(tmp_path):
+    """Every field of study.json, nested records included (grid_file, search), written and read back
+    equal, typed to the leaves; a nested key missing or of the wrong type is refused by name."""
+    import dataclasses
+    import json
+
+    import pytest
+
+    from tests import study_json
+    from trainable.results.study_record import (
+        GridFile,
+        SearchRecord,
+        StudyRecord,
+        read_study_record,
+        write_study_record,
+    )
+
+    search = {"kind": "optuna", "num_samples": 4, "searched": ["lr", "dropout"], "warm_starts": 2}
+    groups = {"train": ["p1"], "val": ["p2"], "test": ["p3"]}
+    value = study_json.record(
+        search=search, expansions={"optimizer": {"sgd-m0.9": {"optimizer": "sgd"}}}, split_groups=groups
+    )
+    written = study_json.study_record(value)
+    assert isinstance(written.grid_file, GridFile) and isinstance(written.search, SearchRecord)
+    assert set(value) == {f.name for f in dataclasses.fields(StudyRecord)}  # the test writes every field
+    write_study_record(str(tmp_path), written)
+    read = read_study_record(str(tmp_path))
+    assert read == written and dataclasses.asdict(read) == value
+    assert read.search.searched == ["lr", "dropout"] and read.grid_file.path == "smoke"
+    for broken, said in (
+        ({**value, "search": {**search, "kind": 3}}, "search.kind (int"),
+        ({**value, "grid_file": {"path": "smoke"}}, "missing grid_file.text"),
+        ({**value, "search": {**search, "extra": 1}}, "unknown search.extra"),
+    ):
+        (tmp_path / "study.json").write_text(json.dumps(broken))
+        with pytest.raises(UserError, match=said.replace("(", r"\(")):
+            read_study_record(str(tmp_path))

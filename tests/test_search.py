@@ -14,7 +14,7 @@ from tests.conftest import REAL_DATA, ROOT
 from trainable.config import TrialConfig, expand_choices
 from trainable.errors import UserError
 from trainable.results.layout import BUDGET_FILE, OPTUNA_FILE
-from trainable.results.study_record import read_study_record
+from trainable.results.study_record import SearchRecord, read_study_record
 
 
 def test_the_shipped_search_space_is_the_issues():
@@ -239,7 +239,7 @@ def test_a_search_confirmed_then_reported(tiny_root, tmp_path, kind):
     confirmed, _ = load_study(str(study / "confirm"), "confirm/")
     assert len(confirmed) == 4 and sorted(confirmed.seed) == [1, 1, 2, 2] and confirmed.config_id.nunique() == 2
     record = read_study_record(str(study))
-    assert record.search["kind"] == kind and "sgd-m0.9" in record.expansions["optimizer"]
+    assert record.search.kind == kind and "sgd-m0.9" in record.expansions["optimizer"]
     kept = optuna_trials(study)  # the Optuna study is kept, named as the study, for optuna-dashboard
     assert [t.number for t in kept] == [0, 1, 2, 3] and {t.state.name for t in kept} == {"COMPLETE"}
     assert {"lr", "batch_size", "optimizer", "dropout"} <= set(kept[0].params)
@@ -372,7 +372,7 @@ def test_a_one_file_study_runs_with_only_its_file_and_the_data(tmp_path):
     (study,) = (tmp_path / "results").glob("tiny-search-*")
     record = read_study_record(str(study))
     # lr 1e-4 and 1e-3 are the paper's points in the space; half of 2 samples: the first alone
-    assert record.search == {"kind": "optuna", "num_samples": 2, "searched": ["lr"], "warm_starts": 1}
+    assert record.search == SearchRecord("optuna", num_samples=2, searched=["lr"], warm_starts=1)
     assert record.args["seeds"] == 1 and record.args["num_samples"] == 2
     kept = optuna_trials(study)  # the paper's warm starts are enqueued up front; those not reached wait
     assert [t.number for t in kept if t.state.name == "COMPLETE"] == [0, 1]

@@ -22,6 +22,7 @@ from trainable.errors import UserError
 from trainable.results import storage as store
 from trainable.results.atomic_io import write_text
 from trainable.results.layout import SKIPPED_FILE
+from trainable.results.study_record import GridFile
 
 if TYPE_CHECKING:  # torch: loaded where a study runs, after its arguments are parsed
     from trainable.data.dataset import FaceData
@@ -106,7 +107,7 @@ def record_study(plan: Plan, spec: StudySpec, argv: list[str], data: FaceData, *
         argv,
         args=spec.record(),
         grid=grid_label(spec.grid),
-        grid_file={"path": spec.grid, "text": get_grid(spec.grid).text},
+        grid_file=GridFile(spec.grid, get_grid(spec.grid).text),
         reference_config=plan.reference.to_dict(),
         weights_labels=plan.weights_labels,
         weights_ids={spec: weights_id(spec) for spec in plan.weights_labels},

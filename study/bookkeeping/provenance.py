@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -65,4 +66,5 @@ def write_provenance(directory: str, argv: list[str], **facts: Any) -> str:
         "git_revision": git_revision(),
         **facts,
     }
-    return write_study_record(directory, study_record(json.loads(json.dumps(record, default=str))))
+    plain = lambda value: dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)  # noqa: E731
+    return write_study_record(directory, study_record(json.loads(json.dumps(record, default=plain))))

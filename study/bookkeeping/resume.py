@@ -31,7 +31,7 @@ def check_same_study(directory: str, data: FaceData, grid: str, weights: list[st
             f"The images under {data.root} changed since the study in {directory} started "
             f"(fingerprint {data.fingerprint[:12]} vs {recorded.data_fingerprint[:12]}); resuming would mix results."
         )
-    if recorded.grid_file["text"] != get_grid(grid).text:
+    if recorded.grid_file.text != get_grid(grid).text:
         raise UserError(
             f"The grid file {grid} changed since the study in {directory} started (its text is recorded in "
             f"{STUDY_FILE}); resuming would mix grids. Restore the file, or start a new study with --name."

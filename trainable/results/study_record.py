@@ -22,6 +22,24 @@ from trainable.results.layout import STUDY_FILE
 VERSION = 1  # raised when a field changes meaning or type; a reader refuses any other
 
 
+@dataclass(frozen=True)
+class GridFile:
+    """The grid file as it was when the study started (--resume refuses a changed one)."""
+
+    path: str  # a named grid's name, or the file's path
+    text: str
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """A search (study.sources.SearchSource): what searched it, how many trials, over which keys."""
+
+    kind: str  # random | optuna
+    num_samples: int
+    searched: list[str]  # the keys searched (the rest fixed)
+    warm_starts: int  # the paper's configurations tried first
+
+
 @dataclass(frozen=True, kw_only=True)
 class StudyRecord:
     # how it was made
@@ -32,7 +50,7 @@ class StudyRecord:
     git_revision: str | None  # the project's commit, '+dirty' with local changes
     args: dict[str, Any]  # the options, flat, credentials redacted (study.spec.StudySpec.record)
     grid: str  # the grid's label: a built-in name or the grid file's path
-    grid_file: dict[str, str]  # {"path", "text"}: the grid file as it was (--resume refuses a changed one)
+    grid_file: GridFile
     trials: list[dict[str, Any]]  # a grid's planned trial configs; a search's fixed settings
     reference_config: dict[str, Any]  # the paper's experiment 1 at this study's settings
     weights_labels: dict[str, str]  # --weights value -> what the report calls it
@@ -53,8 +71,7 @@ class StudyRecord:
     split_labels: dict[str, list[int]]
     split_id: dict[str, str]  # trainable.results.layout.split_identity
     split_groups: dict[str, list[str]] | None = None  # who each image shows, with --group-by
-    # a search (study.run.search_source); None for a grid
-    search: dict[str, Any] | None = None
+    search: SearchRecord | None = None  # None for a grid
     expansions: dict[str, Any] = field(default_factory=dict)  # a search's named values (study.grids.Grid)
     version: int = VERSION
 
@@ -66,44 +83,64 @@ class StudyRecord:
         return dataclasses.asdict(self)
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(StudyRecord)}
-TYPES = typing.get_type_hints(StudyRecord)
-
-
 def kinds(hint: Any) -> tuple[type, ...]:
-    """The JSON kinds a field's type allows: `dict[str, int] | None` -> (dict, NoneType)."""
+    """The JSON kinds a field's type allows: `dict[str, int] | None` -> (dict, NoneType); a record
+    (GridFile, SearchRecord) is a JSON object."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return tuple(k for arm in typing.get_args(hint) for k in kinds(arm))
     if hint is Any:
         return (object,)
     if hint is float:
         return (int, float)
+    if dataclasses.is_dataclass(hint):
+        return (dict,)
     return (typing.get_origin(hint) or hint,)
 
 
-def study_record(value: Any, source: str = STUDY_FILE) -> StudyRecord:
-    """A parsed study.json as a StudyRecord; a UserError naming `source` and the key when it
-    is not one of this version."""
+def record_of(hint: Any) -> type | None:
+    """The record class a field holds (GridFile for `GridFile | None`), None for plain JSON."""
+    arms = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return next((arm for arm in arms if dataclasses.is_dataclass(arm)), None)
+
+
+def typed(cls: type, value: Any, source: str, where: str = "") -> Any:
+    """`value` (parsed JSON) as a `cls`, its nested records too; a UserError naming `source` and every
+    key missing, unknown or of the wrong type (at `where`, for a nested record)."""
     if not isinstance(value, dict):
         raise UserError(f"{source} holds {type(value).__name__}, not a study record (a JSON object).")
-    if value.get("version") != VERSION:
+    fields, hints = {f.name: f for f in dataclasses.fields(cls)}, typing.get_type_hints(cls)
+    missing = [k for k, f in fields.items() if k not in value and f.default is f.default_factory is dataclasses.MISSING]
+    unknown = sorted(set(value) - set(fields))
+    wrong = [
+        f"{where}{k} ({type(v).__name__}, expected {hints[k]})"
+        for k, v in value.items()
+        if k in fields
+        and not (isinstance(v, kinds(hints[k])) and not (isinstance(v, bool) and bool not in kinds(hints[k])))
+    ]
+    if missing or unknown or wrong:
+        said = [f"missing {', '.join(where + k for k in missing)}" if missing else ""]
+        said += [
+            f"unknown {', '.join(where + k for k in unknown)}" if unknown else "",
+            f"wrong type: {'; '.join(wrong)}" if wrong else "",
+        ]
+        raise UserError(f"{source} is not a study record: {'; '.join(s for s in said if s)}. Restore it from a copy.")
+    nested = {
+        k: typed(inner, v, source, f"{where}{k}.")
+        for k, v in value.items()
+        if (inner := record_of(hints[k])) is not None and v is not None
+    }
+    return cls(**{**value, **nested})
+
+
+def study_record(value: Any, source: str = STUDY_FILE) -> StudyRecord:
+    """A parsed study.json as a StudyRecord, typed to its leaves; a UserError naming `source` and the
+    key when it is not one of this version."""
+    if isinstance(value, dict) and value.get("version") != VERSION:
         raise UserError(
             f"{source} is a study record of version {value.get('version')!r}; this version of the project reads "
             f"version {VERSION}. Run the study again with this version, or read it with the one that wrote it."
         )
-    missing = [k for k, f in FIELDS.items() if k not in value and f.default is f.default_factory is dataclasses.MISSING]
-    unknown = sorted(set(value) - set(FIELDS))
-    wrong = [
-        f"{k} ({type(v).__name__}, expected {TYPES[k]})"
-        for k, v in value.items()
-        if k in FIELDS
-        and not (isinstance(v, kinds(TYPES[k])) and not (isinstance(v, bool) and bool not in kinds(TYPES[k])))
-    ]
-    if missing or unknown or wrong:
-        said = [f"missing {', '.join(missing)}" if missing else "", f"unknown {', '.join(unknown)}" if unknown else ""]
-        said.append(f"wrong type: {'; '.join(wrong)}" if wrong else "")
-        raise UserError(f"{source} is not a study record: {'; '.join(s for s in said if s)}. Restore it from a copy.")
-    return StudyRecord(**value)
+    return typed(StudyRecord, value, source)
 
 
 def read_study_record(directory: str) -> StudyRecord | None:
