@@ -98,8 +98,8 @@ def test_off_a_terminal_each_running_trial_gets_a_plain_line_every_progress_ever
     progress.on_step_begin(0, [a, b])
     lines = out.getvalue().splitlines()[before:]
     assert lines[0].startswith("[0:00:31] e01-a-s0") and "running" in lines[0]
-    assert "epoch   6/40  val loss 0.812  val acc 0.700" in lines[0]
-    assert lines[1].startswith("[0:00:31] e02-b-s0") and "epoch" not in lines[1]  # its first epoch under way
+    assert lines[0].endswith("epoch   6/40  val loss 0.812  val acc 0.700; epoch 7 under way for 0:00:19")
+    assert lines[1].startswith("[0:00:31] e02-b-s0") and lines[1].endswith("epoch 1 under way for 0:00:31")
     assert lines[2].strip().startswith("0/2 done, 2 running, 0 pending; 0:00:31 elapsed, up to")
     # no trial ended yet; b's kind has no timed epoch: not counted, and said so
     assert lines[2].endswith(

@@ -4,7 +4,8 @@ running / pending, elapsed, an estimate of what is left), and why a trial failed
 terminal, rich draws below those lines the study's trials and epochs done of the known
 maximum with the time left, and a bar per running trial (epoch k/max, its last validation
 scores); anywhere else (a log file, a batch job) each running trial gets a plain line at
-least every `every` seconds (--progress-every), never an escape code. Tune's own output
+least every `every` seconds (--progress-every), saying how long its epoch has been under way
+(the first too), never an escape code. Tune's own output
 (status tables, per-trial result boxes) is off unless `-v`.
 
 The time left is counted in epochs: each trial not ended has its max_epochs left, times
@@ -192,7 +193,13 @@ class Progress(tune.Callback):
         self.display.update(lines, (len(self.ended), self.total), (epochs, known), self.summary(), running)
 
     def line(self, name: str, what: str) -> str:
-        return f"{name:<44} {what:<14} {epoch_line(self.last.get(name, {}), self.max_epochs.get(name))}".rstrip()
+        """A trial's line; a running one's says how long its epoch has been under way (its first
+        included: a whole-network epoch on a CPU takes minutes)."""
+        said = epoch_line(self.last.get(name, {}), self.max_epochs.get(name))
+        if what == "running" and name in self.heard:
+            under_way = f"epoch {self.epochs_of(name) + 1} under way for {clock(now() - self.heard[name])}"
+            said = f"{said}; {under_way}" if said else under_way
+        return f"{name:<44} {what:<14} {said}".rstrip()
 
     def seconds_left(self, soonest: bool = False) -> float | None:
         """The estimate of the module docstring, counting down within an epoch; None before any
