@@ -35,7 +35,7 @@ def test_a_metric_renamed_in_the_schema_fails_in_its_consumers_tests(tmp_path):
     for part in ("trainable", "study", "analysis", "tests"):
         shutil.copytree(pathlib.Path(ROOT) / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(pathlib.Path(ROOT) / "pyproject.toml", tmp_path)
-    schema = tmp_path / "trainable" / "records.py"
+    schema = tmp_path / "trainable" / "results" / "records.py"
     text = schema.read_text()
     assert text.count("    val_acc: float\n") == 1
     schema.write_text(text.replace("    val_acc: float\n", "    val_accuracy: float\n"))
