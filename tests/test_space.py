@@ -143,6 +143,27 @@ def test_the_time_left_counts_epochs_at_each_configurations_pace(monkeypatch):
     assert "about 0:00:13 left" in out.getvalue().splitlines()[-1]
 
 
+def test_a_running_trial_past_the_pace_so_far_reads_not_known_not_zero(monkeypatch):
+    """Two 10-epoch trials at 4 s an epoch, two at a time; the first stopped at its fifth: the second,
+    at its fifth too, is expected to run one more epoch (2 s over two slots). A minute later it still
+    runs: the time left is not known, not zero."""
+    clock_ = Clock()
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    monkeypatch.setattr("study.terminal.console.now", clock_)
+    progress = Progress(total=2)
+    trials = [made(f"e01-a-s{i}", 10, "none") for i in range(2)]
+    progress.on_step_begin(0, trials)
+    for trial in trials:
+        progress.on_trial_start(0, trials, trial)
+        for epoch in range(1, 6):
+            progress.on_trial_result(0, trials, trial, epoch_row(epoch=epoch, epoch_seconds=4.0))
+    progress.on_trial_result(0, trials, trials[0], final_row(epoch=5, stopped_by="early_stopping"))
+    progress.on_trial_complete(0, trials, trials[0])
+    assert progress.summary().endswith("about 0:00:02 left")
+    clock_.t = 60
+    assert progress.summary().endswith("the running trial(s) past the pace so far: time left not known")
+
+
 def test_trial_directories_are_named_before_tune_resolves_sample_from():
     """Tune names a trial while its sample_from values are still placeholders: the name
     comes from the experiment number, which a grid_search resolves first."""

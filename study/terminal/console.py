@@ -248,6 +248,8 @@ class Progress(tune.Callback):
         left = self.seconds_left() if done < self.total else 0.0
         if left is None:
             estimate = ""
+        elif (self.shares or done == self.total) and left < 1 and running:  # the pace so far says it is done
+            estimate = ", the running trial(s) past the pace so far: time left not known"
         elif self.shares or done == self.total:
             estimate = f", about {clock(left)} left"
         elif (soonest := self.seconds_left(soonest=True)) is not None and soonest < left:  # nothing ended yet
