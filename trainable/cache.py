@@ -118,6 +118,10 @@ class TrunkCache:
             self.seal(key, len(features))
             return features if rows is None else features[rows]
 
+    def complete(self, key: dict[str, Any]) -> bool:
+        """The entry is sealed: its manifest, written last, is there."""
+        return os.path.exists(os.path.join(self.folder(key), MANIFEST))
+
     def load(self, key: dict[str, Any], rows: np.ndarray | None = None) -> torch.Tensor | None:
         """The entry's rows (all by default) gathered from its memory-mapped parts, or None
         while it is incomplete. Only the rows asked for are copied into memory. Each part's
@@ -125,7 +129,7 @@ class TrunkCache:
         file); a part that fails, or a torn manifest, raises Damaged."""
         folder = self.folder(key)
         manifest = os.path.join(folder, MANIFEST)
-        if not os.path.exists(manifest):
+        if not self.complete(key):
             return None
         try:
             with open(manifest) as f:

@@ -133,10 +133,9 @@ def expand_choices(config: dict[str, Any], expansions: dict[str, dict[str, dict[
 
 def stop_rule_label(config: dict[str, Any]) -> str:
     """'patience 10' or 'paper, es_rounds 10': the stop rule with its one number."""
-    cfg = config
-    if cfg["stop_rule"] == "paper":
-        return f"paper, es_rounds {cfg['es_rounds']}"
-    return f"patience {cfg['patience']}" + (f", min_delta {cfg['min_delta']:g}" if cfg["min_delta"] else "")
+    if config["stop_rule"] == "paper":
+        return f"paper, es_rounds {config['es_rounds']}"
+    return f"patience {config['patience']}" + (f", min_delta {config['min_delta']:g}" if config["min_delta"] else "")
 
 
 def precision_label(config: dict[str, Any], trunk: str | None = None, trained: str | None = None) -> str:

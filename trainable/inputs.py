@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainable.cache import MANIFEST, TrunkCache, encode_images
+from trainable.cache import TrunkCache, encode_images
 from trainable.config import TrialConfig
 from trainable.data.dataset import SPLITS, FaceData
 from trainable.data.image_store import StoredImages
@@ -147,7 +147,7 @@ def encode_shard(
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
     key = cache_key(cfg, data, encoding, precision, device)
-    if os.path.exists(os.path.join(cache.folder(key), MANIFEST)):
+    if cache.complete(key):
         return None
     part = os.path.join(cache.folder(key), f"part-{start:09d}-{stop:09d}.npy")
     if not os.path.exists(part):  # a shard an interrupted encoding finished is kept

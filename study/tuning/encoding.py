@@ -10,7 +10,6 @@ not share --cache-dir) still encodes it itself, so this step only ever saves tim
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -18,7 +17,7 @@ import ray
 import torch
 
 from study.terminal.console import wait_for
-from trainable.cache import MANIFEST, TrunkCache
+from trainable.cache import TrunkCache
 from trainable.config import TrialConfig
 from trainable.data.dataset import FaceData
 from trainable.device import resolve_precision
@@ -43,7 +42,7 @@ def complete_here(cfg: TrialConfig, data: FaceData, encoding: Encoding, cache: T
     trials encode what they miss themselves)."""
     device = torch.device("cpu")
     key = cache_key(cfg, data, encoding, resolve_precision(cfg.precision, device), device)
-    return os.path.exists(os.path.join(cache.folder(key), MANIFEST))
+    return cache.complete(key)
 
 
 def shards(n: int, slots: int) -> list[tuple[int, int]]:
